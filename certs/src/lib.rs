@@ -1,0 +1,65 @@
+//! The federation PKI for tatmx: who a team is, and the certificates that prove it.
+//!
+//! A tatmx federation has one certificate authority, kept offline by the federation admin. It
+//! signs node certificates from certificate signing requests, so a node's private key never
+//! leaves the host that made it. Every node certificate carries exactly one identity, the
+//! SPIFFE-form URI `spiffe://<federation>/team/<team-id>`, and that identity is the only thing a
+//! peer may believe about who is calling.
+//!
+//! # Layout
+//! - [`identity`]: the federation id, team id and team identity URI, validated on construction.
+//! - [`authority`]: the federation CA: create, load, and issue a node certificate from a CSR.
+//! - [`enrolment`]: a node's key and CSR, made on the node's own host.
+//! - [`inspect`]: reading a certificate back: identity, serial, validity and fingerprint.
+//! - [`files`]: writing secrets with owner-only permissions.
+#![forbid(unsafe_code)]
+
+pub mod authority;
+pub mod enrolment;
+pub mod files;
+pub mod identity;
+pub mod inspect;
+
+pub use authority::{CertificateAuthority, IssuedCertificate};
+pub use enrolment::NodeKey;
+pub use identity::{FederationId, IdentityError, TeamId, TeamIdentity};
+pub use inspect::CertificateSummary;
+
+/// Everything that can go wrong while making, signing or reading certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// rcgen refused to build or sign a certificate, key or request.
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// The input was not a readable PEM or DER certificate.
+    #[error("not a valid certificate: {0}")]
+    Parse(String),
+    /// A certificate did not carry a usable tatmx team identity.
+    #[error("certificate has no valid team identity: {0}")]
+    Identity(String),
+    /// A requested validity period is not usable.
+    #[error("invalid validity: {0}")]
+    Validity(String),
+    /// Reading or writing a key or certificate file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+}
+
+/// How far back a new certificate's `not_before` is set, so that a peer whose clock runs a few
+/// minutes behind still accepts it.
+pub(crate) const CLOCK_SKEW_ALLOWANCE: time::Duration = time::Duration::minutes(5);
+
+/// A fresh random serial number: positive, 16 bytes, as RFC 5280 asks (at most 20 octets).
+pub(crate) fn random_serial() -> rcgen::SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    // Clear the top bit so the DER integer is positive without a padding byte.
+    bytes[0] &= 0x7f;
+    // A leading zero byte would be stripped by DER; keep the serial a stable 16 bytes.
+    bytes[0] |= 0x01;
+    rcgen::SerialNumber::from_slice(&bytes)
+}

@@ -1,0 +1,18 @@
+//! The tatmx wire protocol, version 1: generated gRPC services and messages.
+//!
+//! These types are the wire format only. The node converts them to its own domain types in one
+//! place (`tatmx_node::convert`) and never lets them reach its store or policy directly.
+#![forbid(unsafe_code)]
+
+/// Package `tatmx.v1`.
+pub mod v1 {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("tatmx.v1");
+
+    /// The encoded `FileDescriptorSet` of the protocol, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/tatmx_descriptor.bin"));
+}
+
+/// The protocol version this build speaks, exchanged in `Federation.Hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
