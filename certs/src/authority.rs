@@ -46,7 +46,9 @@ impl CertificateAuthority {
     /// Creates a new CA for `federation`, valid for `days` days from now.
     pub fn create(federation: FederationId, days: u32) -> Result<Self, CertError> {
         if days == 0 {
-            return Err(CertError::Validity("a CA must be valid for at least one day".into()));
+            return Err(CertError::Validity(
+                "a CA must be valid for at least one day".into(),
+            ));
         }
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let params = ca_params(&federation, days)?;
@@ -179,7 +181,8 @@ mod tests {
     fn signs_a_csr_with_the_admin_chosen_identity() {
         let fed = FederationId::new("county-mdt.example").unwrap();
         let ca = CertificateAuthority::create(fed.clone(), 30).unwrap();
-        let node = NodeKey::generate(&TeamIdentity::new(fed, TeamId::new("core").unwrap())).unwrap();
+        let node =
+            NodeKey::generate(&TeamIdentity::new(fed, TeamId::new("core").unwrap())).unwrap();
         let issued = ca
             .sign_csr(&node.csr_pem, TeamId::new("lincoln-high").unwrap(), 10)
             .unwrap();
@@ -207,7 +210,13 @@ mod tests {
         let fed = FederationId::new("a.example").unwrap();
         let ca = CertificateAuthority::create(fed.clone(), 30).unwrap();
         let node = NodeKey::generate(&TeamIdentity::new(fed, TeamId::new("x").unwrap())).unwrap();
-        assert!(ca.sign_csr(&node.csr_pem, TeamId::new("x").unwrap(), 0).is_err());
-        assert!(ca.sign_csr(&node.csr_pem, TeamId::new("x").unwrap(), 5000).is_err());
+        assert!(
+            ca.sign_csr(&node.csr_pem, TeamId::new("x").unwrap(), 0)
+                .is_err()
+        );
+        assert!(
+            ca.sign_csr(&node.csr_pem, TeamId::new("x").unwrap(), 5000)
+                .is_err()
+        );
     }
 }

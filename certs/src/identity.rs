@@ -13,10 +13,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
     /// A team id must be 1 to 63 characters of `a-z`, `0-9` and `-`, not starting or ending in `-`.
-    #[error("invalid team id {0:?}: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'")]
+    #[error(
+        "invalid team id {0:?}: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'"
+    )]
     TeamId(String),
     /// A federation id must be a lowercase DNS-style name.
-    #[error("invalid federation id {0:?}: use a lowercase DNS-style name such as county-mdt.example")]
+    #[error(
+        "invalid federation id {0:?}: use a lowercase DNS-style name such as county-mdt.example"
+    )]
     FederationId(String),
     /// The URI is not of the form `spiffe://<federation>/team/<team-id>`.
     #[error("invalid team identity {0:?}: expected spiffe://<federation>/team/<team-id>")]
@@ -113,7 +117,8 @@ impl TeamIdentity {
 
 fn is_label(s: &str) -> bool {
     (1..=63).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -208,7 +213,10 @@ mod tests {
             "spiffe:///team/a",
             "spiffe://a..b/team/a",
         ] {
-            assert!(TeamIdentity::parse_uri(bad).is_err(), "{bad:?} was accepted");
+            assert!(
+                TeamIdentity::parse_uri(bad).is_err(),
+                "{bad:?} was accepted"
+            );
         }
     }
 

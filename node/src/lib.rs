@@ -1,1 +1,46 @@
+//! A tatmx node: one agency's end of a federated threat-assessment exchange.
+//!
+//! Each agency runs its own node. The node keeps the agency's case data in its own store and
+//! sends other teams only what a referral carries, over gRPC with mutual TLS 1.3. Data flows one
+//! way through these layers:
+//!
+//! ```text
+//! staff --Agency API (Unix socket)--> agency --> store (referral + outbox, one transaction)
+//!                                                  |
+//!                                      outbox worker --Federation API (mTLS)--> peer's federation
+//!                                                                                  --> peer's store
+//! ```
+//!
+//! # Layout
+//! - [`config`]: the TOML file, parsed into types once.
+//! - [`category`]: the data categories every field carries.
+//! - [`referral`]: the referral and status update as domain types, with their rules.
+//! - [`convert`]: the only place wire types become domain types and back.
+//! - [`tls`]: mutual TLS 1.3: certificates in, a [`tls::PeerCertificate`] out.
+//! - [`trust`]: which teams this node deals with; makes the [`trust::VerifiedPeer`].
+//! - [`store`]: SQLite, and the only module with SQL.
+//! - [`outbox`]: durable, ordered, retried delivery to each peer.
+//! - [`federation`]: the peer-facing gRPC service.
+//! - [`agency`]: the staff-facing gRPC service.
+//! - [`node`]: wiring everything together, and shutting it down.
+//! - [`client`]: connecting to a node's own APIs.
+#![forbid(unsafe_code)]
 
+pub mod agency;
+pub mod category;
+pub mod client;
+pub mod config;
+pub mod convert;
+pub mod federation;
+pub mod node;
+pub mod outbox;
+pub mod referral;
+pub mod store;
+pub mod tls;
+pub mod trust;
+
+pub use category::DataCategory;
+pub use config::Config;
+pub use node::{RunningNode, StartError, start, start_with_listener};
+pub use referral::{NewReferral, Referral, ReferralContent, ReferralStatus};
+pub use trust::{Discipline, Role};

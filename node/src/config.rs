@@ -1,0 +1,534 @@
+//! The node's configuration: a TOML file parsed into types once, at start-up.
+//!
+//! Nothing past this module sees raw strings from the file. Parsing happens in two passes: serde
+//! reads the shape (and names an unknown or mistyped key), then [`Config::from_toml`] checks
+//! every value and reports all invalid keys together, so an admin fixes the file in one go.
+//! Relative paths are taken from the config file's directory (TLS files) or the data directory
+//! (the Agency socket).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tatmx_certs::{FederationId, TeamId, TeamIdentity};
+
+use crate::trust::{Discipline, LocalTeam, Peer, Role};
+
+/// The default limit on one decoded gRPC message.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// A config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The TOML was malformed, had an unknown key, or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// toml's message, which names the key and line.
+        message: String,
+    },
+    /// One or more values were invalid; each entry names its key.
+    #[error("{path}: invalid configuration:\n  {}", .problems.join("\n  "))]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// `key: problem`, one per invalid key.
+        problems: Vec<String>,
+    },
+}
+
+/// A validated node configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's team.
+    pub local: LocalTeam,
+    /// Where the node keeps its database and sockets.
+    pub data_dir: PathBuf,
+    /// TLS files.
+    pub tls: TlsFiles,
+    /// The Federation API listener.
+    pub federation: FederationListener,
+    /// The Agency API listener.
+    pub agency: AgencyListener,
+    /// How the outbox delivers.
+    pub delivery: DeliverySettings,
+    /// The teams this node exchanges messages with.
+    pub peers: Vec<Peer>,
+}
+
+/// Paths to the federation CA, this node's certificate, and its key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Federation CA certificate(s), PEM.
+    pub ca: PathBuf,
+    /// This node's certificate chain, PEM.
+    pub cert: PathBuf,
+    /// This node's private key, PEM.
+    pub key: PathBuf,
+}
+
+/// The Federation API listener.
+#[derive(Debug, Clone)]
+pub struct FederationListener {
+    /// Address to bind, such as `0.0.0.0:7443`.
+    pub listen: SocketAddr,
+    /// The largest message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// How long a TLS handshake may take before the connection is dropped.
+    pub handshake_timeout: Duration,
+}
+
+/// The Agency API listener.
+#[derive(Debug, Clone)]
+pub struct AgencyListener {
+    /// The Unix socket path; created with mode 0600.
+    pub socket: PathBuf,
+    /// The largest message accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+/// Outbox delivery tuning.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// First retry delay after a failed attempt.
+    pub initial_backoff: Duration,
+    /// The longest retry delay.
+    pub max_backoff: Duration,
+    /// How long one delivery attempt may take.
+    pub request_timeout: Duration,
+    /// How long connecting to a peer may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base).map_err(|e| match e {
+            ParseFailure::Syntax(message) => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            ParseFailure::Invalid(problems) => ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            },
+        })
+    }
+
+    /// Parses config text; relative TLS paths are taken from `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Self, ParseFailure> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ParseFailure::Syntax(e.to_string()))?;
+        let mut p = Problems::default();
+
+        let federation = p.parse("node.federation", &raw.node.federation, |s| {
+            FederationId::new(s)
+        });
+        let team = p.parse("node.team", &raw.node.team, |s| TeamId::new(s));
+        let role = p.parse("node.role", &raw.node.role, parse_role);
+        let discipline = p.parse("node.discipline", &raw.node.discipline, parse_discipline);
+        let listen = p.parse("federation_api.listen", &raw.federation_api.listen, |s| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| "expected host:port, such as 0.0.0.0:7443")
+        });
+        let handshake_timeout = p.parse(
+            "federation_api.handshake_timeout",
+            raw.federation_api
+                .handshake_timeout
+                .as_deref()
+                .unwrap_or("10s"),
+            parse_duration,
+        );
+        let fed_max = p.size(
+            "federation_api.max_message_bytes",
+            raw.federation_api.max_message_bytes,
+        );
+        let agency_max = p.size(
+            "agency_api.max_message_bytes",
+            raw.agency_api.max_message_bytes,
+        );
+        let delivery = p.delivery(&raw.delivery);
+        if raw.node.data_dir.as_os_str().is_empty() {
+            p.push("node.data_dir", "is required");
+        }
+
+        let mut peers = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, raw_peer) in raw.peers.iter().enumerate() {
+            let key = |k: &str| format!("peers[{i}].{k}");
+            let team = p.parse(&key("team"), &raw_peer.team, |s| TeamId::new(s));
+            let peer_federation = match &raw_peer.federation {
+                Some(f) => p.parse(&key("federation"), f, |s| FederationId::new(s)),
+                None => federation.clone(),
+            };
+            let endpoint = p.parse(&key("endpoint"), &raw_peer.endpoint, parse_endpoint);
+            let role = p.parse(&key("role"), &raw_peer.role, parse_role);
+            let discipline = p.parse(&key("discipline"), &raw_peer.discipline, parse_discipline);
+            if let (Some(f), Some(t), Some(endpoint), Some(role), Some(discipline)) =
+                (peer_federation, team, endpoint, role, discipline)
+            {
+                let identity = TeamIdentity::new(f, t);
+                if !seen.insert(identity.clone()) {
+                    p.push(&key("team"), format!("{identity} is listed twice"));
+                }
+                peers.push(Peer {
+                    identity,
+                    endpoint,
+                    role,
+                    discipline,
+                    jurisdiction: raw_peer.jurisdiction.clone().unwrap_or_default(),
+                    cjis_authorized: raw_peer.cjis_authorized.unwrap_or(false),
+                });
+            }
+        }
+
+        let (
+            Some(federation),
+            Some(team),
+            Some(role),
+            Some(discipline),
+            Some(listen),
+            Some(handshake_timeout),
+            Some(delivery),
+        ) = (
+            federation,
+            team,
+            role,
+            discipline,
+            listen,
+            handshake_timeout,
+            delivery,
+        )
+        else {
+            return Err(ParseFailure::Invalid(p.0));
+        };
+        if !p.0.is_empty() {
+            return Err(ParseFailure::Invalid(p.0));
+        }
+        let identity = TeamIdentity::new(federation, team);
+        if peers.iter().any(|peer| peer.identity == identity) {
+            return Err(ParseFailure::Invalid(vec![format!(
+                "peers: this node's own team {identity} cannot be its own peer"
+            )]));
+        }
+        let data_dir = base.join(&raw.node.data_dir);
+        let socket = data_dir.join(
+            raw.agency_api
+                .socket
+                .unwrap_or_else(|| PathBuf::from("agency.sock")),
+        );
+        Ok(Self {
+            local: LocalTeam {
+                identity,
+                role,
+                discipline,
+                jurisdiction: raw.node.jurisdiction.unwrap_or_default(),
+            },
+            data_dir,
+            tls: TlsFiles {
+                ca: base.join(raw.tls.ca),
+                cert: base.join(raw.tls.cert),
+                key: base.join(raw.tls.key),
+            },
+            federation: FederationListener {
+                listen,
+                max_message_bytes: fed_max.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+                handshake_timeout,
+            },
+            agency: AgencyListener {
+                socket,
+                max_message_bytes: agency_max.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+            },
+            delivery,
+            peers,
+        })
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("tatmx.db")
+    }
+}
+
+/// Why config text was refused, before the file name is attached.
+#[derive(Debug)]
+pub enum ParseFailure {
+    /// Malformed TOML, an unknown key or a mistyped value.
+    Syntax(String),
+    /// Invalid values, one entry per key.
+    Invalid(Vec<String>),
+}
+
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, key: &str, problem: impl std::fmt::Display) {
+        self.0.push(format!("{key}: {problem}"));
+    }
+
+    fn parse<T, E: std::fmt::Display>(
+        &mut self,
+        key: &str,
+        value: &str,
+        f: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        f(value).map_err(|e| self.push(key, e)).ok()
+    }
+
+    fn size(&mut self, key: &str, value: Option<u64>) -> Option<usize> {
+        let value = value?;
+        // 64 MiB is far past any referral; beyond it a typo is more likely than intent.
+        if (1024..=64 * 1024 * 1024).contains(&value) {
+            usize::try_from(value).ok()
+        } else {
+            self.push(key, "must be between 1024 and 67108864 bytes");
+            None
+        }
+    }
+
+    fn delivery(&mut self, raw: &RawDelivery) -> Option<DeliverySettings> {
+        let defaults = DeliverySettings::default();
+        let mut pick = |key: &str, value: &Option<String>, default: Duration| match value {
+            Some(v) => self.parse(&format!("delivery.{key}"), v, parse_duration),
+            None => Some(default),
+        };
+        let settings = DeliverySettings {
+            initial_backoff: pick(
+                "initial_backoff",
+                &raw.initial_backoff,
+                defaults.initial_backoff,
+            )?,
+            max_backoff: pick("max_backoff", &raw.max_backoff, defaults.max_backoff)?,
+            request_timeout: pick(
+                "request_timeout",
+                &raw.request_timeout,
+                defaults.request_timeout,
+            )?,
+            connect_timeout: pick(
+                "connect_timeout",
+                &raw.connect_timeout,
+                defaults.connect_timeout,
+            )?,
+        };
+        if settings.max_backoff < settings.initial_backoff {
+            self.push(
+                "delivery.max_backoff",
+                "must not be shorter than initial_backoff",
+            );
+        }
+        Some(settings)
+    }
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    match s {
+        "core" => Ok(Role::Core),
+        "affiliate" => Ok(Role::Affiliate),
+        "partner" => Ok(Role::Partner),
+        _ => Err("expected one of core, affiliate, partner".into()),
+    }
+}
+
+fn parse_discipline(s: &str) -> Result<Discipline, String> {
+    Discipline::ALL
+        .into_iter()
+        .find(|d| d.as_str() == s)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Discipline::ALL.iter().map(|d| d.as_str()).collect();
+            format!("expected one of {}", names.join(", "))
+        })
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; write a duration such as 500ms, 10s or 5m"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_endpoint(s: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|_| "expected a URL such as https://core.example:7443".to_string())?;
+    if uri.scheme_str() != Some("https") {
+        return Err("must use https://; federation traffic is always mutual TLS".into());
+    }
+    if uri.host().is_none() || uri.port_u16().is_none() {
+        return Err("must name a host and a port, such as https://core.example:7443".into());
+    }
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err("must not have a path".into());
+    }
+    Ok(uri)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: RawNode,
+    tls: RawTls,
+    federation_api: RawFederationApi,
+    #[serde(default)]
+    agency_api: RawAgencyApi,
+    #[serde(default)]
+    delivery: RawDelivery,
+    #[serde(default)]
+    peers: Vec<RawPeer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    federation: String,
+    team: String,
+    role: String,
+    discipline: String,
+    jurisdiction: Option<String>,
+    data_dir: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederationApi {
+    listen: String,
+    max_message_bytes: Option<u64>,
+    handshake_timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAgencyApi {
+    socket: Option<PathBuf>,
+    max_message_bytes: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    initial_backoff: Option<String>,
+    max_backoff: Option<String>,
+    request_timeout: Option<String>,
+    connect_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    team: String,
+    federation: Option<String>,
+    endpoint: String,
+    role: String,
+    discipline: String,
+    jurisdiction: Option<String>,
+    cjis_authorized: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+        [node]
+        federation = "county-mdt.example"
+        team = "county-core"
+        role = "core"
+        discipline = "law-enforcement"
+        data_dir = "data"
+
+        [tls]
+        ca = "ca.pem"
+        cert = "node.pem"
+        key = "node.key"
+
+        [federation_api]
+        listen = "127.0.0.1:7443"
+
+        [[peers]]
+        team = "lincoln-high"
+        endpoint = "https://127.0.0.1:7444"
+        role = "affiliate"
+        discipline = "education"
+    "#;
+
+    #[test]
+    fn parses_a_valid_config_with_defaults() {
+        let config = Config::from_toml(VALID, Path::new("/etc/tatmx")).unwrap();
+        assert_eq!(
+            config.local.identity.uri(),
+            "spiffe://county-mdt.example/team/county-core"
+        );
+        assert_eq!(config.tls.ca, Path::new("/etc/tatmx/ca.pem"));
+        assert_eq!(
+            config.agency.socket,
+            Path::new("/etc/tatmx/data/agency.sock")
+        );
+        assert_eq!(
+            config.federation.max_message_bytes,
+            DEFAULT_MAX_MESSAGE_BYTES
+        );
+        assert_eq!(config.peers.len(), 1);
+        assert_eq!(config.peers[0].role, Role::Affiliate);
+    }
+
+    #[test]
+    fn reports_every_invalid_key_at_once() {
+        let text = VALID
+            .replace("\"core\"", "\"boss\"")
+            .replace("https://127.0.0.1:7444", "http://127.0.0.1:7444")
+            .replace("\"127.0.0.1:7443\"", "\"nowhere\"");
+        let Err(ParseFailure::Invalid(problems)) = Config::from_toml(&text, Path::new(".")) else {
+            panic!("expected invalid values");
+        };
+        let joined = problems.join("\n");
+        assert!(joined.contains("node.role"), "{joined}");
+        assert!(joined.contains("peers[0].endpoint"), "{joined}");
+        assert!(joined.contains("federation_api.listen"), "{joined}");
+        assert_eq!(problems.len(), 3, "{joined}");
+    }
+
+    #[test]
+    fn names_an_unknown_key() {
+        let text = VALID.replace("[tls]", "[tls]\nsecret = 1");
+        let Err(ParseFailure::Syntax(message)) = Config::from_toml(&text, Path::new(".")) else {
+            panic!("expected a syntax error");
+        };
+        assert!(message.contains("secret"), "{message}");
+    }
+}

@@ -1,0 +1,214 @@
+//! The Federation API: what other nodes may ask of this one.
+//!
+//! Every handler starts by turning the connection's verified certificate into a
+//! [`VerifiedPeer`] through [`Trust::authorize`]; there is no other way to learn who is calling,
+//! and a message body's claim about its sender is only compared against it, never believed.
+//! A message is acknowledged only after it is committed to disk.
+
+use std::sync::Arc;
+
+use tatmx_proto::v1 as pb;
+use tatmx_proto::v1::federation_server::Federation;
+use time::OffsetDateTime;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::convert;
+use crate::outbox::Outbox;
+use crate::referral::{ReferralStatus, StatusUpdate};
+use crate::store::{Inbound, Store, StoreError};
+use crate::tls::PeerCertificate;
+use crate::trust::{Trust, TrustError, VerifiedPeer};
+
+/// The peer-facing gRPC service.
+#[derive(Debug, Clone)]
+pub struct FederationService {
+    /// Decides who may call.
+    trust: Arc<Trust>,
+    /// Where received messages go.
+    store: Store,
+    /// Wakes delivery of acknowledgements back to senders.
+    outbox: Outbox,
+}
+
+impl FederationService {
+    /// Builds the service over the node's shared state.
+    pub fn new(trust: Arc<Trust>, store: Store, outbox: Outbox) -> Self {
+        Self {
+            trust,
+            store,
+            outbox,
+        }
+    }
+
+    /// Who is calling, as proven by the connection's certificate and recognised as a peer.
+    fn caller<T>(
+        &self,
+        request: &Request<T>,
+        method: &'static str,
+    ) -> Result<VerifiedPeer, Status> {
+        let certificate = request.extensions().get::<Arc<PeerCertificate>>();
+        self.trust
+            .authorize(certificate.map(Arc::as_ref))
+            .map_err(|e| {
+                tracing::warn!(method, serial = certificate.map(|c| c.serial_hex()), error = %e, "federation call refused");
+                match e {
+                    TrustError::NoCertificate | TrustError::NoIdentity => {
+                        Status::unauthenticated(e.to_string())
+                    }
+                    _ => Status::permission_denied(e.to_string()),
+                }
+            })
+    }
+
+    fn receipt(message_id: Uuid, duplicate: bool) -> Response<pb::DeliveryReceipt> {
+        Response::new(pb::DeliveryReceipt {
+            message_id: message_id.to_string(),
+            received_at: Some(convert::timestamp_to_proto(OffsetDateTime::now_utc())),
+            duplicate,
+        })
+    }
+}
+
+/// Maps a store failure to a status that tells the caller whether to retry, without detail.
+pub(crate) fn store_status(error: &StoreError) -> Status {
+    if error.is_busy() {
+        Status::unavailable("the node's store is busy; retry later")
+    } else {
+        tracing::error!(error = %error, "store operation failed");
+        Status::internal("the node could not store the message; nothing was saved")
+    }
+}
+
+#[tonic::async_trait]
+impl Federation for FederationService {
+    async fn hello(
+        &self,
+        request: Request<pb::HelloRequest>,
+    ) -> Result<Response<pb::HelloResponse>, Status> {
+        let peer = self.caller(&request, "Hello")?;
+        tracing::info!(peer = %peer.identity(), "hello");
+        let local = self.trust.local();
+        Ok(Response::new(pb::HelloResponse {
+            identity: local.identity.uri(),
+            role: convert::role_to_proto(local.role).into(),
+            protocol_version: tatmx_proto::PROTOCOL_VERSION,
+            software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
+    }
+
+    async fn deliver_referral(
+        &self,
+        request: Request<pb::DeliverReferralRequest>,
+    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
+        let peer = self.caller(&request, "DeliverReferral")?;
+        let wire = request
+            .into_inner()
+            .referral
+            .ok_or_else(|| Status::invalid_argument("referral: is required"))?;
+        let referral = convert::referral_from_proto(wire).map_err(|e| {
+            tracing::warn!(peer = %peer.identity(), field = %e.field, "inbound referral invalid");
+            Status::invalid_argument(e.to_string())
+        })?;
+        if &referral.sender != peer.identity() {
+            tracing::warn!(peer = %peer.identity(), referral_id = %referral.id, "envelope sender differs from certificate");
+            return Err(Status::permission_denied(format!(
+                "referral.sender {} is not the identity of your certificate, {}",
+                referral.sender,
+                peer.identity()
+            )));
+        }
+        let local = &self.trust.local().identity;
+        if &referral.recipient != local {
+            return Err(Status::invalid_argument(format!(
+                "referral.recipient {} is not this node's team, {local}",
+                referral.recipient
+            )));
+        }
+        let ack = StatusUpdate {
+            id: Uuid::now_v7(),
+            referral_id: referral.id,
+            author: local.clone(),
+            status: ReferralStatus::Received,
+            at: OffsetDateTime::now_utc(),
+        };
+        match self.store.receive_referral(&referral, &ack).await {
+            Ok(Inbound::Stored) => {
+                let categories: Vec<&str> =
+                    referral.categories().iter().map(|c| c.as_str()).collect();
+                tracing::info!(
+                    referral_id = %referral.id,
+                    from = %peer.identity(),
+                    categories = ?categories,
+                    "referral received"
+                );
+                self.outbox.notify(&referral.sender);
+                Ok(Self::receipt(referral.id, false))
+            }
+            Ok(Inbound::Duplicate) => {
+                tracing::info!(referral_id = %referral.id, from = %peer.identity(), "duplicate referral acknowledged again");
+                Ok(Self::receipt(referral.id, true))
+            }
+            Ok(Inbound::Conflict) => {
+                tracing::warn!(referral_id = %referral.id, from = %peer.identity(), "message id reused with different content");
+                Err(Status::already_exists(format!(
+                    "message id {} was already received with different content",
+                    referral.id
+                )))
+            }
+            Ok(Inbound::UnknownReferral) => Err(Status::internal("unexpected store outcome")),
+            Err(e) => Err(store_status(&e)),
+        }
+    }
+
+    async fn update_status(
+        &self,
+        request: Request<pb::UpdateStatusRequest>,
+    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
+        let peer = self.caller(&request, "UpdateStatus")?;
+        let wire = request
+            .into_inner()
+            .update
+            .ok_or_else(|| Status::invalid_argument("update: is required"))?;
+        let update = convert::status_update_from_proto(wire)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if &update.author != peer.identity() {
+            return Err(Status::permission_denied(format!(
+                "update.author {} is not the identity of your certificate, {}",
+                update.author,
+                peer.identity()
+            )));
+        }
+        if update.status != ReferralStatus::Received {
+            return Err(Status::unimplemented(format!(
+                "status {} is not supported by this node version; only received is",
+                update.status
+            )));
+        }
+        match self
+            .store
+            .receive_status_update(&update, peer.identity())
+            .await
+        {
+            Ok(Inbound::Stored) => {
+                tracing::info!(
+                    referral_id = %update.referral_id,
+                    from = %peer.identity(),
+                    status = %update.status,
+                    "status update received"
+                );
+                Ok(Self::receipt(update.id, false))
+            }
+            Ok(Inbound::Duplicate) => Ok(Self::receipt(update.id, true)),
+            Ok(Inbound::Conflict) => Err(Status::already_exists(format!(
+                "message id {} was already received with different content",
+                update.id
+            ))),
+            Ok(Inbound::UnknownReferral) => Err(Status::not_found(format!(
+                "no referral {} was sent to your team",
+                update.referral_id
+            ))),
+            Err(e) => Err(store_status(&e)),
+        }
+    }
+}

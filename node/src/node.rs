@@ -1,0 +1,280 @@
+//! Wiring: from a validated [`Config`] to a running node, and back down again.
+//!
+//! Start-up loads the TLS material and opens the store before anything listens, so a node that
+//! cannot serve correctly does not serve at all. Then the delivery workers, the Federation
+//! listener (TCP, mutual TLS) and the Agency listener (Unix socket, 0600) start, all sharing one
+//! shutdown signal.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tatmx_proto::v1::agency_server::AgencyServer;
+use tatmx_proto::v1::federation_server::FederationServer;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+
+use crate::agency::AgencyService;
+use crate::config::Config;
+use crate::federation::FederationService;
+use crate::outbox::Outbox;
+use crate::store::Store;
+use crate::tls::{TlsError, TlsMaterial};
+use crate::trust::Trust;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// TLS material was missing or unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The store could not be opened.
+    #[error("{path}: {source}")]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// What went wrong.
+        source: crate::store::StoreError,
+    },
+    /// A directory or socket could not be prepared.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The Federation listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Another node already serves the Agency socket.
+    #[error("{0}: another tatmx node is already serving this socket")]
+    SocketInUse(PathBuf),
+    /// gRPC reflection could not be set up.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A node that is serving. Dropping it does not stop it; call [`RunningNode::shutdown`].
+pub struct RunningNode {
+    /// Where the Federation API listens.
+    federation_addr: SocketAddr,
+    /// The Agency API socket.
+    agency_socket: PathBuf,
+    /// Stops every task.
+    shutdown: CancellationToken,
+    /// Servers and workers, awaited on shutdown.
+    tasks: Vec<JoinHandle<()>>,
+    /// Closed last, after every task has stopped.
+    store: Store,
+}
+
+impl RunningNode {
+    /// The bound Federation address (useful when the config asked for port 0).
+    pub fn federation_addr(&self) -> SocketAddr {
+        self.federation_addr
+    }
+
+    /// The Agency API socket path.
+    pub fn agency_socket(&self) -> &Path {
+        &self.agency_socket
+    }
+
+    /// A token that stops the node when cancelled, for signal handlers.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops listening, lets in-flight calls finish, stops the workers and closes the store.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until the node stops (after its shutdown token is cancelled).
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a node task ended abnormally");
+            }
+        }
+        self.store.close().await;
+        let _ = std::fs::remove_file(&self.agency_socket);
+        tracing::info!("node stopped");
+    }
+}
+
+/// Starts a node, binding the Federation address from the config.
+pub async fn start(config: Config) -> Result<RunningNode, StartError> {
+    start_with_listener(config, None).await
+}
+
+/// Starts a node on an already-bound Federation listener, so a caller can learn the port
+/// before the node exists (tests and the demo use this to wire peers to each other).
+pub async fn start_with_listener(
+    config: Config,
+    listener: Option<std::net::TcpListener>,
+) -> Result<RunningNode, StartError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StartError::Io { path, source }
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .map_err(io(&config.data_dir))?;
+
+    let tls = TlsMaterial::load(
+        &config.tls.ca,
+        &config.tls.cert,
+        &config.tls.key,
+        &config.local.identity,
+    )?;
+    let days_left = (tls.not_after() - time::OffsetDateTime::now_utc()).whole_days();
+    if days_left < 30 {
+        tracing::warn!(days_left, "this node's certificate expires soon; renew it");
+    }
+    let db = config.database_path();
+    let store = Store::open(&db)
+        .await
+        .map_err(|source| StartError::Store { path: db, source })?;
+    let trust = Arc::new(Trust::new(config.local.clone(), config.peers.clone()));
+    let shutdown = CancellationToken::new();
+
+    let (outbox, mut tasks) = Outbox::start(
+        store.clone(),
+        &tls,
+        &config.peers,
+        &config.delivery,
+        shutdown.clone(),
+    )?;
+
+    let tcp = match listener {
+        Some(listener) => listener
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(listener)),
+        None => TcpListener::bind(config.federation.listen).await,
+    }
+    .map_err(|source| StartError::Bind {
+        addr: config.federation.listen,
+        source,
+    })?;
+    let federation_addr = tcp.local_addr().map_err(|source| StartError::Bind {
+        addr: config.federation.listen,
+        source,
+    })?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<FederationServer<FederationService>>()
+        .await;
+    health.set_serving::<AgencyServer<AgencyService>>().await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tatmx_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+    };
+
+    let federation = FederationServer::new(FederationService::new(
+        trust.clone(),
+        store.clone(),
+        outbox.clone(),
+    ))
+    .max_decoding_message_size(config.federation.max_message_bytes);
+    let incoming = crate::tls::accept(
+        tcp,
+        tls.server_config()?,
+        config.federation.handshake_timeout,
+        shutdown.clone(),
+    );
+    let federation_server = Server::builder()
+        .max_concurrent_streams(Some(128))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service.clone())
+        .add_service(reflection()?)
+        .add_service(federation)
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = federation_server.await {
+            tracing::error!(error = %e, "federation server failed");
+        }
+    }));
+
+    let socket = config.agency.socket.clone();
+    let uds = bind_agency_socket(&socket).await?;
+    let agency = AgencyServer::new(AgencyService::new(trust.clone(), store.clone(), outbox))
+        .max_decoding_message_size(config.agency.max_message_bytes);
+    let agency_server = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection()?)
+        .add_service(agency)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(uds),
+            shutdown.clone().cancelled_owned(),
+        );
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = agency_server.await {
+            tracing::error!(error = %e, "agency server failed");
+        }
+    }));
+
+    tracing::info!(
+        team = %config.local.identity,
+        federation_addr = %federation_addr,
+        agency_socket = %socket.display(),
+        peers = config.peers.len(),
+        "node serving"
+    );
+    Ok(RunningNode {
+        federation_addr,
+        agency_socket: socket,
+        shutdown,
+        tasks,
+        store,
+    })
+}
+
+/// Binds the Agency socket with mode 0600. A stale socket left by a crash is replaced; a live
+/// one means another node is running, which is refused rather than hijacked.
+async fn bind_agency_socket(path: &Path) -> Result<UnixListener, StartError> {
+    let io = |source| StartError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a socket",
+            )));
+        }
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(StartError::SocketInUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io)?;
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    // The parent directory is 0700 as well, which closes the window before this chmod.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(listener)
+}

@@ -1,0 +1,313 @@
+//! Delivery: the durable outbox drained to each peer over one long-lived mTLS channel.
+//!
+//! Every outbound message is first committed to the outbox in the same transaction as the
+//! record it belongs to, so a crash can delay a message but never lose it. One worker per peer
+//! sends the head of that peer's queue, strictly in order (a status update never overtakes its
+//! referral), and marks it delivered only on the peer's acknowledgement, which the peer gives
+//! only once the message is on its disk. Delivery is therefore at least once; receivers are
+//! idempotent, so each message takes effect exactly once.
+//!
+//! A failed attempt is retried with exponential backoff and jitter. A refusal that retrying
+//! cannot fix (the peer says the message itself is invalid) is marked rejected and the queue
+//! moves on, so one bad message cannot block a peer forever.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use tatmx_certs::TeamIdentity;
+use tatmx_proto::v1 as pb;
+use tatmx_proto::v1::federation_client::FederationClient;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::DeliverySettings;
+use crate::store::{DueMessage, MessageKind, Store};
+use crate::tls::{TlsError, TlsMaterial};
+use crate::trust::Peer;
+
+/// Handle to the running delivery workers: wakes a peer's worker when it has new work.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox {
+    /// One wake-up signal per peer. `Notify` keeps a permit when nobody waits, so a message
+    /// queued while its worker is busy is never missed.
+    wake: Arc<HashMap<TeamIdentity, Arc<Notify>>>,
+}
+
+impl Outbox {
+    /// Starts one delivery worker per peer. They stop when `shutdown` is cancelled.
+    pub fn start(
+        store: Store,
+        tls: &TlsMaterial,
+        peers: &[Peer],
+        settings: &DeliverySettings,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, Vec<JoinHandle<()>>), TlsError> {
+        let mut wake = HashMap::new();
+        let mut workers = Vec::new();
+        for peer in peers {
+            let notify = Arc::new(Notify::new());
+            wake.insert(peer.identity.clone(), notify.clone());
+            let worker = PeerWorker {
+                peer: peer.identity.clone(),
+                client: FederationClient::new(peer_channel(tls, peer, settings)?),
+                store: store.clone(),
+                settings: settings.clone(),
+                wake: notify,
+                shutdown: shutdown.clone(),
+            };
+            workers.push(tokio::spawn(worker.run()));
+        }
+        Ok((
+            Self {
+                wake: Arc::new(wake),
+            },
+            workers,
+        ))
+    }
+
+    /// Tells `peer`'s worker that its queue has a new message.
+    pub fn notify(&self, peer: &TeamIdentity) {
+        if let Some(notify) = self.wake.get(peer) {
+            notify.notify_one();
+        }
+    }
+}
+
+/// One long-lived HTTP/2 channel to a peer. It connects lazily and reconnects by itself, so a
+/// peer that is down at start-up costs nothing until it comes back.
+pub fn peer_channel(
+    tls: &TlsMaterial,
+    peer: &Peer,
+    settings: &DeliverySettings,
+) -> Result<Channel, TlsError> {
+    let config = tls.client_config(peer.identity.clone())?;
+    Ok(Endpoint::from(peer.endpoint.clone())
+        .connect_timeout(settings.connect_timeout)
+        .timeout(settings.request_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .connect_with_connector_lazy(crate::tls::connector(config)))
+}
+
+/// Drains one peer's queue.
+struct PeerWorker {
+    /// The peer this worker delivers to.
+    peer: TeamIdentity,
+    /// Its Federation API, over the pooled channel.
+    client: FederationClient<Channel>,
+    /// Where the queue lives.
+    store: Store,
+    /// Backoff and timeouts.
+    settings: DeliverySettings,
+    /// Signalled when a message is queued for this peer.
+    wake: Arc<Notify>,
+    /// Signalled when the node stops.
+    shutdown: CancellationToken,
+}
+
+/// How an attempt failed.
+enum Failure {
+    /// Worth retrying: the peer was unreachable, slow, or busy.
+    Transient(String),
+    /// The peer refused the message itself; retrying cannot help.
+    Permanent(String),
+}
+
+impl PeerWorker {
+    async fn run(mut self) {
+        tracing::debug!(peer = %self.peer, "delivery worker started");
+        while !self.shutdown.is_cancelled() {
+            let head = match self.store.next_for_peer(&self.peer).await {
+                Ok(head) => head,
+                Err(e) => {
+                    tracing::error!(peer = %self.peer, error = %e, "reading the outbox failed");
+                    self.pause(self.settings.initial_backoff).await;
+                    continue;
+                }
+            };
+            let Some(message) = head else {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+                continue;
+            };
+            let now = OffsetDateTime::now_utc();
+            if message.next_attempt_at > now {
+                let wait = Duration::try_from(message.next_attempt_at - now).unwrap_or_default();
+                self.pause(wait).await;
+                continue;
+            }
+            self.attempt(message).await;
+        }
+        tracing::debug!(peer = %self.peer, "delivery worker stopped");
+    }
+
+    /// Sleeps for `wait`, or less if the node stops.
+    async fn pause(&self, wait: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.shutdown.cancelled() => {}
+        }
+    }
+
+    async fn attempt(&mut self, message: DueMessage) {
+        let shutdown = self.shutdown.clone();
+        let result = tokio::select! {
+            result = self.send(&message) => result,
+            // Stopping mid-attempt is safe: the message stays pending and goes out again.
+            _ = shutdown.cancelled() => return,
+        };
+        let recorded = match result {
+            Ok(duplicate) => {
+                tracing::info!(
+                    peer = %self.peer,
+                    message_id = %message.message_id,
+                    kind = ?message.kind,
+                    duplicate,
+                    "delivered"
+                );
+                self.store.mark_delivered(message.seq).await
+            }
+            Err(Failure::Transient(reason)) => {
+                let delay = backoff(
+                    message.attempts.saturating_add(1),
+                    self.settings.initial_backoff,
+                    self.settings.max_backoff,
+                );
+                tracing::warn!(
+                    peer = %self.peer,
+                    message_id = %message.message_id,
+                    attempts = message.attempts + 1,
+                    retry_in_ms = delay.as_millis() as u64,
+                    reason = %reason,
+                    "delivery failed; will retry"
+                );
+                let next = OffsetDateTime::now_utc() + delay;
+                self.store.mark_retry(message.seq, &reason, next).await
+            }
+            Err(Failure::Permanent(reason)) => {
+                tracing::error!(
+                    peer = %self.peer,
+                    message_id = %message.message_id,
+                    reason = %reason,
+                    "peer refused the message; it will not be retried"
+                );
+                self.store.mark_rejected(message.seq, &reason).await
+            }
+        };
+        if let Err(e) = recorded {
+            // The message stays pending, so it is sent again and the receiver deduplicates.
+            tracing::error!(peer = %self.peer, error = %e, "recording a delivery result failed");
+            self.pause(self.settings.initial_backoff).await;
+        }
+    }
+
+    /// Sends one message; `Ok(duplicate)` once the peer has acknowledged it.
+    async fn send(&mut self, message: &DueMessage) -> Result<bool, Failure> {
+        let corrupt =
+            |e: prost::DecodeError| Failure::Permanent(format!("stored body unreadable: {e}"));
+        let receipt = match message.kind {
+            MessageKind::Referral => {
+                let referral = pb::Referral::decode(message.body.as_slice()).map_err(corrupt)?;
+                self.client
+                    .deliver_referral(pb::DeliverReferralRequest {
+                        referral: Some(referral),
+                    })
+                    .await
+            }
+            MessageKind::StatusUpdate => {
+                let update = pb::StatusUpdate::decode(message.body.as_slice()).map_err(corrupt)?;
+                self.client
+                    .update_status(pb::UpdateStatusRequest {
+                        update: Some(update),
+                    })
+                    .await
+            }
+        }
+        .map_err(classify)?
+        .into_inner();
+        if receipt.message_id != message.message_id.to_string() {
+            return Err(Failure::Transient(
+                "the peer acknowledged a different message id".into(),
+            ));
+        }
+        Ok(receipt.duplicate)
+    }
+}
+
+/// Sorts a peer's refusal into retry-later or give-up.
+fn classify(status: tonic::Status) -> Failure {
+    use tonic::Code;
+    let reason = format!("{:?}: {}", status.code(), truncate(status.message(), 300));
+    match status.code() {
+        // The message itself is wrong; sending it again gets the same answer.
+        Code::InvalidArgument
+        | Code::AlreadyExists
+        | Code::OutOfRange
+        | Code::Unimplemented
+        | Code::NotFound
+        | Code::FailedPrecondition => Failure::Permanent(reason),
+        // Unreachable, slow, overloaded, or not (yet) trusted by the peer: all can heal.
+        _ => Failure::Transient(reason),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+/// The wait before attempt `attempt + 1`: exponential from `initial`, capped at `max`, with
+/// "equal jitter" (a random point in the upper half), so peers recovering together do not retry
+/// in lockstep while the wait still grows with every failure.
+pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(30);
+    let ceiling = initial.saturating_mul(1u32 << exponent).min(max);
+    let half = ceiling / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_then_caps_within_jitter_bounds() {
+        let initial = Duration::from_millis(100);
+        let max = Duration::from_secs(10);
+        for attempt in 1..40 {
+            let ceiling = (initial * 2u32.saturating_pow((attempt - 1).min(30))).min(max);
+            for _ in 0..50 {
+                let d = backoff(attempt, initial, max);
+                assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
+            }
+        }
+        assert!(backoff(1, initial, max) <= initial);
+        assert!(backoff(30, initial, max) >= max / 2);
+    }
+
+    #[test]
+    fn refusals_are_sorted_by_whether_retrying_can_help() {
+        assert!(matches!(
+            classify(tonic::Status::unavailable("down")),
+            Failure::Transient(_)
+        ));
+        assert!(matches!(
+            classify(tonic::Status::permission_denied("not yet a peer")),
+            Failure::Transient(_)
+        ));
+        assert!(matches!(
+            classify(tonic::Status::invalid_argument("bad")),
+            Failure::Permanent(_)
+        ));
+    }
+}

@@ -1,0 +1,571 @@
+//! The referral, as the node's own code sees it: validated domain types, apart from the wire.
+//!
+//! An affiliate team forwards a concern about a person to a core team as a referral. Staff write
+//! a [`NewReferral`]; the node turns it into a [`Referral`] by adding an id, the sender's
+//! identity and a time, and from then on the referral is immutable. Its content is split into
+//! one section per [`DataCategory`], so the category of every field is known by construction.
+//!
+//! The same serde shape is the input file of `tatmx referral send`, so field names here are the
+//! names staff write.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use tatmx_certs::TeamIdentity;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::category::DataCategory;
+
+/// Why a referral is being shared; the policy decides per purpose what may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// An affiliate asks a core team to assess a person of concern.
+    ThreatAssessment,
+    /// Teams coordinate an existing management plan.
+    ThreatManagement,
+    /// A core team asks a partner for advice.
+    Consultation,
+}
+
+/// The legal basis on which a disclosure is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LegalBasis {
+    /// The subject or a guardian consented; the consent record is named.
+    Consent,
+    /// HIPAA 45 CFR 164.512(j); requires a written justification.
+    SeriousImminentThreat,
+    /// FERPA 34 CFR 99.36; requires a written justification.
+    HealthSafetyEmergency,
+    /// Between criminal-justice agencies.
+    LawEnforcement,
+    /// No direct identifiers are disclosed.
+    DeIdentified,
+}
+
+impl LegalBasis {
+    /// The exceptions to consent, which the law only allows with a written justification.
+    pub fn needs_justification(self) -> bool {
+        matches!(
+            self,
+            Self::SeriousImminentThreat | Self::HealthSafetyEmergency
+        )
+    }
+}
+
+/// The shortest justification accepted for an exception basis: about a sentence.
+pub const MIN_JUSTIFICATION_CHARS: usize = 20;
+
+/// Where a referral is in its closed loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferralStatus {
+    /// Submitted by the sender and queued for delivery.
+    Sent,
+    /// Durable at the recipient, which said so.
+    Received,
+    /// The recipient took the case.
+    Accepted,
+    /// The recipient declined, with a reason.
+    Declined,
+    /// The recipient asked for more information.
+    InfoRequested,
+    /// The recipient is assessing.
+    InAssessment,
+    /// The assessment ended, with a minimal outcome.
+    Completed,
+    /// Nothing more will happen.
+    Closed,
+    /// The sender withdrew the referral.
+    Cancelled,
+}
+
+impl ReferralStatus {
+    /// Every status, in protocol order.
+    pub const ALL: [ReferralStatus; 9] = [
+        Self::Sent,
+        Self::Received,
+        Self::Accepted,
+        Self::Declined,
+        Self::InfoRequested,
+        Self::InAssessment,
+        Self::Completed,
+        Self::Closed,
+        Self::Cancelled,
+    ];
+
+    /// The stable name used in the store and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Received => "received",
+            Self::Accepted => "accepted",
+            Self::Declined => "declined",
+            Self::InfoRequested => "info-requested",
+            Self::InAssessment => "in-assessment",
+            Self::Completed => "completed",
+            Self::Closed => "closed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The inverse of [`Self::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for ReferralStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Category ASSESSMENT: a level of concern in a named scheme.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelOfConcern {
+    /// The scheme the value belongs to, such as "NTAC".
+    pub scheme: String,
+    /// The level in that scheme, such as "moderate".
+    pub value: String,
+}
+
+/// Category IDENTITY.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubjectIdentity {
+    /// The subject's full name.
+    pub full_name: String,
+    /// ISO 8601 date (YYYY-MM-DD), or empty.
+    pub date_of_birth: String,
+    /// Identifiers in other systems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<ExternalId>,
+}
+
+/// An identifier of the subject in another system.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalId {
+    /// The issuing system, such as "student-id".
+    pub system: String,
+    /// The identifier.
+    pub value: String,
+}
+
+/// Category CONTACT.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubjectContact {
+    /// Postal address.
+    pub address: String,
+    /// Phone number.
+    pub phone: String,
+    /// Email address.
+    pub email: String,
+}
+
+/// Category BEHAVIOR.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Behavior {
+    /// Coded observations.
+    pub observations: Vec<ObservedBehavior>,
+}
+
+/// One coded concerning behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservedBehavior {
+    /// A code from the team's behaviour scheme.
+    pub code: String,
+    /// ISO 8601 date (YYYY-MM-DD), or empty.
+    pub observed_on: String,
+}
+
+/// Category THREAT.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThreatDetails {
+    /// Such as "targeted-violence".
+    pub threat_type: String,
+    /// Such as "school".
+    pub target_type: String,
+    /// Whether the subject has access to weapons.
+    pub weapons_access: bool,
+    /// A coded grievance.
+    pub grievance_code: String,
+}
+
+/// Category NARRATIVE.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Narrative {
+    /// Free text.
+    pub text: String,
+}
+
+/// Category MENTAL_HEALTH.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MentalHealth {
+    /// Diagnoses.
+    pub diagnoses: Vec<String>,
+    /// Treatment summary.
+    pub treatment: String,
+}
+
+/// Category SUBSTANCE_USE.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubstanceUse {
+    /// Treatment record summary.
+    pub treatment_record: String,
+}
+
+/// Category EDUCATION_RECORD.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EducationRecord {
+    /// School name.
+    pub school: String,
+    /// Grade.
+    pub grade: String,
+    /// Whether an IEP or 504 plan is in place.
+    pub iep_or_504: bool,
+    /// Disciplinary entries.
+    pub discipline: Vec<String>,
+}
+
+/// Category CRIMINAL_HISTORY.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CriminalHistory {
+    /// Arrests.
+    pub arrests: Vec<String>,
+    /// Protective orders.
+    pub protective_orders: Vec<String>,
+    /// Firearm records.
+    pub firearm_records: Vec<String>,
+}
+
+/// Category REPORTER_IDENTITY.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReporterIdentity {
+    /// The reporter's name.
+    pub name: String,
+    /// Relationship to the subject.
+    pub relationship: String,
+    /// How to reach the reporter.
+    pub contact: String,
+}
+
+/// Category THIRD_PARTY.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThirdParty {
+    /// The person's name.
+    pub name: String,
+    /// Such as "target" or "witness".
+    pub role: String,
+}
+
+/// The content of a referral: one optional section per data category.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReferralContent {
+    /// IDENTITY.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<SubjectIdentity>,
+    /// CONTACT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<SubjectContact>,
+    /// BEHAVIOR.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behavior: Option<Behavior>,
+    /// THREAT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threat: Option<ThreatDetails>,
+    /// NARRATIVE.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub narrative: Option<Narrative>,
+    /// MENTAL_HEALTH.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mental_health: Option<MentalHealth>,
+    /// SUBSTANCE_USE.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub substance_use: Option<SubstanceUse>,
+    /// EDUCATION_RECORD.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub education_record: Option<EducationRecord>,
+    /// CRIMINAL_HISTORY.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub criminal_history: Option<CriminalHistory>,
+    /// REPORTER_IDENTITY.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reporter: Option<ReporterIdentity>,
+    /// THIRD_PARTY.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub third_parties: Vec<ThirdParty>,
+}
+
+impl ReferralContent {
+    /// The categories of the sections present.
+    pub fn categories(&self) -> BTreeSet<DataCategory> {
+        use DataCategory as C;
+        [
+            (self.identity.is_some(), C::Identity),
+            (self.contact.is_some(), C::Contact),
+            (self.behavior.is_some(), C::Behavior),
+            (self.threat.is_some(), C::Threat),
+            (self.narrative.is_some(), C::Narrative),
+            (self.mental_health.is_some(), C::MentalHealth),
+            (self.substance_use.is_some(), C::SubstanceUse),
+            (self.education_record.is_some(), C::EducationRecord),
+            (self.criminal_history.is_some(), C::CriminalHistory),
+            (self.reporter.is_some(), C::ReporterIdentity),
+            (!self.third_parties.is_empty(), C::ThirdParty),
+        ]
+        .into_iter()
+        .filter_map(|(present, category)| present.then_some(category))
+        .collect()
+    }
+
+    fn check(&self, problems: &mut Problems) {
+        if let Some(identity) = &self.identity {
+            problems.date("content.identity.date_of_birth", &identity.date_of_birth);
+        }
+        if let Some(behavior) = &self.behavior {
+            for (i, observation) in behavior.observations.iter().enumerate() {
+                if observation.code.trim().is_empty() {
+                    problems.push(format!("content.behavior.observations[{i}].code: is empty"));
+                }
+                problems.date(
+                    &format!("content.behavior.observations[{i}].observed_on"),
+                    &observation.observed_on,
+                );
+            }
+        }
+    }
+}
+
+/// A referral as staff write it: the node adds id, sender and time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewReferral {
+    /// The recipient: a team id in this node's federation, or a full team identity URI.
+    pub recipient: String,
+    /// Why it is shared.
+    pub purpose: Purpose,
+    /// Category ASSESSMENT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level_of_concern: Option<LevelOfConcern>,
+    /// The legal basis of the disclosure.
+    pub legal_basis: LegalBasis,
+    /// Written justification, required for the exception bases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    /// The consent record, required for [`LegalBasis::Consent`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_ref: Option<String>,
+    /// The case data.
+    #[serde(default)]
+    pub content: ReferralContent,
+}
+
+/// A referral with its identity fixed: what is stored and what travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referral {
+    /// UUIDv7, chosen by the sender's node; also the message id of its delivery.
+    pub id: Uuid,
+    /// The sending team, as proven by its certificate.
+    pub sender: TeamIdentity,
+    /// The receiving team.
+    pub recipient: TeamIdentity,
+    /// When the sender's node accepted it.
+    pub created_at: OffsetDateTime,
+    /// Why it is shared.
+    pub purpose: Purpose,
+    /// Category ASSESSMENT.
+    pub level_of_concern: Option<LevelOfConcern>,
+    /// The legal basis of the disclosure.
+    pub legal_basis: LegalBasis,
+    /// Written justification for an exception basis.
+    pub justification: Option<String>,
+    /// The sender's consent record id.
+    pub consent_ref: Option<String>,
+    /// The case data.
+    pub content: ReferralContent,
+}
+
+impl Referral {
+    /// Every category this referral carries, ASSESSMENT included.
+    pub fn categories(&self) -> BTreeSet<DataCategory> {
+        let mut categories = self.content.categories();
+        if self.level_of_concern.is_some() {
+            categories.insert(DataCategory::Assessment);
+        }
+        categories
+    }
+
+    /// Checks the rules every referral must meet, whoever built it, and names every field that
+    /// breaks one. Messages name fields, never their values.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut problems = Problems::default();
+        check_basis(
+            self.legal_basis,
+            self.justification.as_deref(),
+            self.consent_ref.as_deref(),
+            &mut problems,
+        );
+        if let Some(level) = &self.level_of_concern
+            && (level.scheme.trim().is_empty() || level.value.trim().is_empty())
+        {
+            problems.push("level_of_concern: needs both scheme and value".into());
+        }
+        if self.categories().is_empty() {
+            problems.push("content: a referral must carry at least one section".into());
+        }
+        self.content.check(&mut problems);
+        problems.into_result()
+    }
+}
+
+fn check_basis(
+    basis: LegalBasis,
+    justification: Option<&str>,
+    consent_ref: Option<&str>,
+    problems: &mut Problems,
+) {
+    let justification_len = justification.map_or(0, |j| j.trim().chars().count());
+    if basis.needs_justification() && justification_len < MIN_JUSTIFICATION_CHARS {
+        problems.push(format!(
+            "justification: the {basis:?} basis needs a written justification of at least \
+             {MIN_JUSTIFICATION_CHARS} characters"
+        ));
+    }
+    if basis == LegalBasis::Consent && consent_ref.is_none_or(|c| c.trim().is_empty()) {
+        problems.push("consent_ref: the consent basis must name the consent record".into());
+    }
+}
+
+/// A referral broke one or more rules; each entry names a field and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.join("; "))]
+pub struct ValidationError {
+    /// One line per problem, `field: what is wrong`.
+    pub problems: Vec<String>,
+}
+
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, problem: String) {
+        self.0.push(problem);
+    }
+
+    fn date(&mut self, field: &str, value: &str) {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        if !value.is_empty() && time::Date::parse(value, format).is_err() {
+            self.push(format!("{field}: not a date in the form YYYY-MM-DD"));
+        }
+    }
+
+    fn into_result(self) -> Result<(), ValidationError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError { problems: self.0 })
+        }
+    }
+}
+
+/// A change of a referral's status, made by the party allowed to make it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    /// UUIDv7 of this update; also its message id.
+    pub id: Uuid,
+    /// The referral it is about.
+    pub referral_id: Uuid,
+    /// The team that made the change.
+    pub author: TeamIdentity,
+    /// The new status.
+    pub status: ReferralStatus,
+    /// When the change was made.
+    pub at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn referral() -> Referral {
+        let id =
+            |t: &str| TeamIdentity::parse_uri(&format!("spiffe://f.example/team/{t}")).unwrap();
+        Referral {
+            id: Uuid::now_v7(),
+            sender: id("school"),
+            recipient: id("core"),
+            created_at: OffsetDateTime::now_utc(),
+            purpose: Purpose::ThreatAssessment,
+            level_of_concern: None,
+            legal_basis: LegalBasis::Consent,
+            justification: None,
+            consent_ref: Some("C-1".into()),
+            content: ReferralContent {
+                threat: Some(ThreatDetails::default()),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_complete_referral_is_valid() {
+        referral().validate().unwrap();
+        assert_eq!(
+            referral().categories().into_iter().collect::<Vec<_>>(),
+            vec![DataCategory::Threat]
+        );
+    }
+
+    #[test]
+    fn exception_bases_need_a_justification() {
+        let mut r = referral();
+        r.legal_basis = LegalBasis::SeriousImminentThreat;
+        let err = r.validate().unwrap_err();
+        assert!(err.to_string().contains("justification"), "{err}");
+        r.justification = Some("Stated a plan and a date to a counsellor today.".into());
+        r.validate().unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_named_and_no_value_is_echoed() {
+        let mut r = referral();
+        r.consent_ref = None;
+        r.content = ReferralContent {
+            identity: Some(SubjectIdentity {
+                full_name: "Canary Person".into(),
+                date_of_birth: "31/12/2010".into(),
+                identifiers: vec![],
+            }),
+            ..Default::default()
+        };
+        let err = r.validate().unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert!(!err.to_string().contains("31/12/2010"));
+        assert!(!err.to_string().contains("Canary"));
+    }
+
+    #[test]
+    fn an_empty_referral_is_refused() {
+        let mut r = referral();
+        r.content = ReferralContent::default();
+        assert!(r.validate().is_err());
+    }
+}

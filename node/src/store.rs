@@ -1,0 +1,709 @@
+//! The node's durable state, and the only module that speaks SQL.
+//!
+//! Every operation that changes more than one row runs in one `BEGIN IMMEDIATE` transaction, so
+//! a crash leaves either all of it or none of it. SQLite runs in WAL mode with
+//! `synchronous=FULL`: an acknowledgement to a peer promises the message is on disk, so every
+//! commit is fsynced before the call returns. Case data is stored as the canonical protobuf
+//! encoding of the referral, with a few plain columns beside it for listing.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use tatmx_certs::TeamIdentity;
+use tatmx_proto::v1 as pb;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::convert;
+use crate::referral::{Referral, ReferralStatus, StatusUpdate};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened, migrated or queried.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row could not be read back; the database was changed outside tatmx.
+    #[error("stored row {table}/{id} is unreadable: {problem}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The row's key.
+        id: String,
+        /// What could not be read.
+        problem: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the database was busy or locked, which a caller may retry.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(e))
+            if e.message().contains("locked") || e.message().contains("busy"))
+    }
+}
+
+/// Which way a referral went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// This node sent it.
+    Outbound,
+    /// This node received it.
+    Inbound,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Outbound => "outbound",
+            Self::Inbound => "inbound",
+        }
+    }
+}
+
+/// What an outbox entry carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A referral, for `Federation.DeliverReferral`.
+    Referral,
+    /// A status update, for `Federation.UpdateStatus`.
+    StatusUpdate,
+}
+
+impl MessageKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Referral => "referral",
+            Self::StatusUpdate => "status-update",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "referral" => Some(Self::Referral),
+            "status-update" => Some(Self::StatusUpdate),
+            _ => None,
+        }
+    }
+}
+
+/// Where an outbox entry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for (another) attempt.
+    Pending,
+    /// The peer acknowledged it.
+    Delivered,
+    /// The peer refused it for a reason retrying cannot fix.
+    Rejected,
+}
+
+impl DeliveryState {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "rejected" => Some(Self::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// One outbox row, as listed to staff.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    /// Position in the outbox; delivery per peer follows it.
+    pub seq: i64,
+    /// The message id (the referral id for a referral).
+    pub message_id: Uuid,
+    /// What the message is.
+    pub kind: MessageKind,
+    /// The referral it belongs to.
+    pub referral_id: Uuid,
+    /// The peer it goes to, as an identity URI.
+    pub peer: String,
+    /// Delivery state.
+    pub state: DeliveryState,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When it was queued.
+    pub created_at: OffsetDateTime,
+    /// When the next attempt is due.
+    pub next_attempt_at: OffsetDateTime,
+    /// When the peer acknowledged it.
+    pub delivered_at: Option<OffsetDateTime>,
+    /// Why the last attempt failed; never message content.
+    pub last_error: Option<String>,
+}
+
+/// A message the delivery worker is about to send.
+#[derive(Debug, Clone)]
+pub struct DueMessage {
+    /// Its outbox row.
+    pub seq: i64,
+    /// Its message id.
+    pub message_id: Uuid,
+    /// What it is.
+    pub kind: MessageKind,
+    /// The encoded wire message (`pb::Referral` or `pb::StatusUpdate`).
+    pub body: Vec<u8>,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When it is due.
+    pub next_attempt_at: OffsetDateTime,
+}
+
+/// A referral as stored here, decoded.
+#[derive(Debug, Clone)]
+pub struct StoredReferral {
+    /// The referral.
+    pub referral: Referral,
+    /// Sent or received.
+    pub direction: Direction,
+    /// Its current status as this node knows it.
+    pub status: ReferralStatus,
+    /// When this node stored it.
+    pub recorded_at: OffsetDateTime,
+}
+
+/// One step of a referral's timeline.
+#[derive(Debug, Clone)]
+pub struct StatusEvent {
+    /// The status reached.
+    pub status: ReferralStatus,
+    /// When.
+    pub at: OffsetDateTime,
+    /// Who caused it, as an identity URI.
+    pub actor: String,
+}
+
+/// What happened to an inbound message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// Stored now.
+    Stored,
+    /// Already stored with identical content; nothing changed.
+    Duplicate,
+    /// The id was already used for different content; nothing changed.
+    Conflict,
+    /// A status update for a referral this node never sent to that peer; nothing changed.
+    UnknownReferral,
+}
+
+/// The node's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Connections to the SQLite file.
+    pool: SqlitePool,
+}
+
+fn ms(at: OffsetDateTime) -> i64 {
+    // Milliseconds since 1970 fit an i64 for the next 290 million years.
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn from_ms(value: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(value) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn digest(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+fn categories_text(referral: &Referral) -> String {
+    referral
+        .categories()
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The canonical bytes of a referral: what is stored, digested, and sent.
+pub fn encode_referral(referral: &Referral) -> Vec<u8> {
+    convert::referral_to_proto(referral).encode_to_vec()
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Closes every connection, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Stores a referral this node is sending and queues it for delivery, atomically.
+    pub async fn submit_referral(&self, referral: &Referral) -> Result<(), StoreError> {
+        let body = encode_referral(referral);
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        insert_referral(
+            &mut tx,
+            referral,
+            Direction::Outbound,
+            ReferralStatus::Sent,
+            &body,
+            now,
+        )
+        .await?;
+        insert_event(
+            &mut tx,
+            referral.id,
+            ReferralStatus::Sent,
+            &referral.sender,
+            now,
+        )
+        .await?;
+        enqueue(
+            &mut tx,
+            referral.id,
+            MessageKind::Referral,
+            referral.id,
+            &referral.recipient,
+            &body,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a referral delivered by its sender and queues the `received` acknowledgement
+    /// back to the sender, atomically. A redelivery changes nothing.
+    pub async fn receive_referral(
+        &self,
+        referral: &Referral,
+        ack: &StatusUpdate,
+    ) -> Result<Inbound, StoreError> {
+        let body = encode_referral(referral);
+        let digest = digest(&body);
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(outcome) = check_replay(&mut tx, referral.id, &digest).await? {
+            return Ok(outcome);
+        }
+        record_received(
+            &mut tx,
+            referral.id,
+            MessageKind::Referral,
+            &referral.sender,
+            &digest,
+            now,
+        )
+        .await?;
+        insert_referral(
+            &mut tx,
+            referral,
+            Direction::Inbound,
+            ReferralStatus::Received,
+            &body,
+            now,
+        )
+        .await?;
+        insert_event(
+            &mut tx,
+            referral.id,
+            ReferralStatus::Received,
+            &referral.recipient,
+            now,
+        )
+        .await?;
+        let ack_body = convert::status_update_to_proto(ack).encode_to_vec();
+        enqueue(
+            &mut tx,
+            ack.id,
+            MessageKind::StatusUpdate,
+            referral.id,
+            &referral.sender,
+            &ack_body,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Inbound::Stored)
+    }
+
+    /// Applies a status update from the other party of a referral this node sent to it.
+    pub async fn receive_status_update(
+        &self,
+        update: &StatusUpdate,
+        from: &TeamIdentity,
+    ) -> Result<Inbound, StoreError> {
+        let body = convert::status_update_to_proto(update).encode_to_vec();
+        let digest = digest(&body);
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(outcome) = check_replay(&mut tx, update.id, &digest).await? {
+            return Ok(outcome);
+        }
+        let sent_to_caller: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM referrals WHERE id = ? AND direction = 'outbound' AND recipient = ?",
+        )
+        .bind(update.referral_id.to_string())
+        .bind(from.uri())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if sent_to_caller.is_none() {
+            return Ok(Inbound::UnknownReferral);
+        }
+        record_received(
+            &mut tx,
+            update.id,
+            MessageKind::StatusUpdate,
+            from,
+            &digest,
+            now,
+        )
+        .await?;
+        insert_event(&mut tx, update.referral_id, update.status, from, update.at).await?;
+        sqlx::query("UPDATE referrals SET status = ? WHERE id = ?")
+            .bind(update.status.as_str())
+            .bind(update.referral_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Inbound::Stored)
+    }
+
+    /// Received referrals, newest first.
+    pub async fn inbox(&self, limit: u32) -> Result<Vec<StoredReferral>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, direction, status, recorded_at, body FROM referrals
+             WHERE direction = 'inbound' ORDER BY recorded_at DESC, id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_referral).collect()
+    }
+
+    /// One referral, sent or received, with its timeline.
+    pub async fn referral(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(StoredReferral, Vec<StatusEvent>)>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT id, direction, status, recorded_at, body FROM referrals WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let stored = stored_referral(&row)?;
+        let events = sqlx::query(
+            "SELECT status, at, actor FROM status_events WHERE referral_id = ? ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            let status: String = row.try_get("status")?;
+            Ok(StatusEvent {
+                status: ReferralStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
+                    table: "status_events",
+                    id: id.to_string(),
+                    problem: "unknown status".into(),
+                })?,
+                at: from_ms(row.try_get("at")?),
+                actor: row.try_get("actor")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((stored, events)))
+    }
+
+    /// The outbox, newest first.
+    pub async fn outbox(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, message_id, kind, referral_id, peer, state, attempts, created_at,
+                    next_attempt_at, delivered_at, last_error
+             FROM outbox ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_entry).collect()
+    }
+
+    /// The oldest undelivered message for `peer`, due or not. Delivery is strictly in order per
+    /// peer, so only the head of the queue is ever attempted.
+    pub async fn next_for_peer(
+        &self,
+        peer: &TeamIdentity,
+    ) -> Result<Option<DueMessage>, StoreError> {
+        let row = sqlx::query(
+            "SELECT seq, message_id, kind, body, attempts, next_attempt_at FROM outbox
+             WHERE peer = ? AND state = 'pending' ORDER BY seq LIMIT 1",
+        )
+        .bind(peer.uri())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let seq: i64 = row.try_get("seq")?;
+        let corrupt = |problem: &str| StoreError::Corrupt {
+            table: "outbox",
+            id: seq.to_string(),
+            problem: problem.to_owned(),
+        };
+        let message_id: String = row.try_get("message_id")?;
+        let kind: String = row.try_get("kind")?;
+        Ok(Some(DueMessage {
+            seq,
+            message_id: Uuid::parse_str(&message_id).map_err(|_| corrupt("message id"))?,
+            kind: MessageKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
+            body: row.try_get("body")?,
+            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+            next_attempt_at: from_ms(row.try_get("next_attempt_at")?),
+        }))
+    }
+
+    /// Records the peer's acknowledgement.
+    pub async fn mark_delivered(&self, seq: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?,
+                    last_error = NULL
+             WHERE seq = ? AND state = 'pending'",
+        )
+        .bind(ms(OffsetDateTime::now_utc()))
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub async fn mark_retry(
+        &self,
+        seq: i64,
+        error: &str,
+        next_attempt_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?
+             WHERE seq = ? AND state = 'pending'",
+        )
+        .bind(error)
+        .bind(ms(next_attempt_at))
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that the peer refused the message for good.
+    pub async fn mark_rejected(&self, seq: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'rejected', attempts = attempts + 1, last_error = ?
+             WHERE seq = ? AND state = 'pending'",
+        )
+        .bind(error)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How many referrals are stored, by direction; for tests and status.
+    pub async fn count_referrals(&self, direction: Direction) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM referrals WHERE direction = ?")
+                .bind(direction.as_str())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+async fn check_replay(
+    tx: &mut Tx<'_>,
+    message_id: Uuid,
+    digest: &str,
+) -> Result<Option<Inbound>, StoreError> {
+    let previous: Option<String> =
+        sqlx::query_scalar("SELECT digest FROM received_messages WHERE message_id = ?")
+            .bind(message_id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(previous.map(|previous| {
+        if previous == digest {
+            Inbound::Duplicate
+        } else {
+            Inbound::Conflict
+        }
+    }))
+}
+
+async fn record_received(
+    tx: &mut Tx<'_>,
+    message_id: Uuid,
+    kind: MessageKind,
+    sender: &TeamIdentity,
+    digest: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO received_messages (message_id, kind, sender, digest, received_at)
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(message_id.to_string())
+    .bind(kind.as_str())
+    .bind(sender.uri())
+    .bind(digest)
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_referral(
+    tx: &mut Tx<'_>,
+    referral: &Referral,
+    direction: Direction,
+    status: ReferralStatus,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO referrals (id, direction, sender, recipient, created_at, recorded_at,
+                                purpose, status, categories, digest, body)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(referral.id.to_string())
+    .bind(direction.as_str())
+    .bind(referral.sender.uri())
+    .bind(referral.recipient.uri())
+    .bind(ms(referral.created_at))
+    .bind(ms(now))
+    .bind(format!("{:?}", referral.purpose))
+    .bind(status.as_str())
+    .bind(categories_text(referral))
+    .bind(digest(body))
+    .bind(body)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_event(
+    tx: &mut Tx<'_>,
+    referral_id: Uuid,
+    status: ReferralStatus,
+    actor: &TeamIdentity,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO status_events (referral_id, status, actor, at) VALUES (?, ?, ?, ?)")
+        .bind(referral_id.to_string())
+        .bind(status.as_str())
+        .bind(actor.uri())
+        .bind(ms(at))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn enqueue(
+    tx: &mut Tx<'_>,
+    message_id: Uuid,
+    kind: MessageKind,
+    referral_id: Uuid,
+    peer: &TeamIdentity,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (message_id, kind, referral_id, peer, body, state, created_at,
+                             next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+    )
+    .bind(message_id.to_string())
+    .bind(kind.as_str())
+    .bind(referral_id.to_string())
+    .bind(peer.uri())
+    .bind(body)
+    .bind(ms(now))
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn stored_referral(row: &sqlx::sqlite::SqliteRow) -> Result<StoredReferral, StoreError> {
+    let id: String = row.try_get("id")?;
+    let corrupt = |problem: String| StoreError::Corrupt {
+        table: "referrals",
+        id: id.clone(),
+        problem,
+    };
+    let body: Vec<u8> = row.try_get("body")?;
+    let wire = pb::Referral::decode(body.as_slice()).map_err(|e| corrupt(e.to_string()))?;
+    let referral = convert::referral_from_proto(wire).map_err(|e| corrupt(e.to_string()))?;
+    let direction = match row.try_get::<String, _>("direction")?.as_str() {
+        "outbound" => Direction::Outbound,
+        "inbound" => Direction::Inbound,
+        _ => return Err(corrupt("unknown direction".into())),
+    };
+    let status: String = row.try_get("status")?;
+    Ok(StoredReferral {
+        referral,
+        direction,
+        status: ReferralStatus::parse(&status).ok_or_else(|| corrupt("unknown status".into()))?,
+        recorded_at: from_ms(row.try_get("recorded_at")?),
+    })
+}
+
+fn outbox_entry(row: &sqlx::sqlite::SqliteRow) -> Result<OutboxEntry, StoreError> {
+    let seq: i64 = row.try_get("seq")?;
+    let corrupt = |problem: &str| StoreError::Corrupt {
+        table: "outbox",
+        id: seq.to_string(),
+        problem: problem.to_owned(),
+    };
+    let uuid = |column: &str| -> Result<Uuid, StoreError> {
+        let text: String = row.try_get(column)?;
+        Uuid::from_str(&text).map_err(|_| corrupt(column))
+    };
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
+    Ok(OutboxEntry {
+        seq,
+        message_id: uuid("message_id")?,
+        kind: MessageKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
+        referral_id: uuid("referral_id")?,
+        peer: row.try_get("peer")?,
+        state: DeliveryState::parse(&state).ok_or_else(|| corrupt("state"))?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        created_at: from_ms(row.try_get("created_at")?),
+        next_attempt_at: from_ms(row.try_get("next_attempt_at")?),
+        delivered_at: row.try_get::<Option<i64>, _>("delivered_at")?.map(from_ms),
+        last_error: row.try_get("last_error")?,
+    })
+}
