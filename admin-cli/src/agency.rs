@@ -1,0 +1,390 @@
+//! `tatmx referral ...`, `tatmx inbox` and `tatmx outbox`: staff commands over the Agency socket.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use tatmx_node::NewReferral;
+use tatmx_proto::v1 as pb;
+
+use crate::output;
+
+/// `tatmx referral ...`
+#[derive(Subcommand)]
+pub enum ReferralCommand {
+    /// Send a referral described in a TOML or JSON file.
+    Send(SendArgs),
+    /// Show one referral, sent or received, with its timeline.
+    Show(ShowArgs),
+}
+
+/// Arguments of `tatmx referral send`.
+#[derive(Args)]
+pub struct SendArgs {
+    /// The referral file (.toml or .json).
+    pub file: PathBuf,
+    /// Show what would be sent, and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `tatmx referral show`.
+#[derive(Args)]
+pub struct ShowArgs {
+    /// The referral id.
+    pub id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of the list commands.
+#[derive(Args)]
+pub struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// At most this many rows, newest first.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+/// Runs a `tatmx referral` command.
+pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result<()> {
+    match cmd {
+        ReferralCommand::Send(args) => {
+            let draft = read_referral_file(&args.file)?;
+            let response = submit(socket, &draft, args.dry_run).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&submit_json(&response))?);
+            } else {
+                print!("{}", describe_submission(&response));
+            }
+            Ok(())
+        }
+        ReferralCommand::Show(args) => {
+            let record = show(socket, &args.id).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&record_json(&record))?);
+            } else {
+                print!("{}", describe_record(&record));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads a referral file; the format follows the extension (`.json`, else TOML).
+pub fn read_referral_file(path: &Path) -> anyhow::Result<NewReferral> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid referral", path.display()))
+    } else {
+        toml::from_str(&text).with_context(|| format!("{} is not a valid referral", path.display()))
+    }
+}
+
+fn refused(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the node refused: {} ({:?})",
+        status.message(),
+        status.code()
+    )
+}
+
+/// Submits a referral through the Agency API.
+pub async fn submit(
+    socket: &Path,
+    draft: &NewReferral,
+    dry_run: bool,
+) -> anyhow::Result<pb::SubmitReferralResponse> {
+    let mut client = tatmx_node::client::agency(socket).await?;
+    let response = client
+        .submit_referral(pb::SubmitReferralRequest {
+            referral: Some(tatmx_node::convert::new_referral_to_proto(draft)),
+            dry_run,
+        })
+        .await
+        .map_err(refused)?;
+    Ok(response.into_inner())
+}
+
+/// Fetches one referral with its timeline.
+pub async fn show(socket: &Path, id: &str) -> anyhow::Result<pb::ReferralRecord> {
+    let mut client = tatmx_node::client::agency(socket).await?;
+    let record = client
+        .get_referral(pb::GetReferralRequest {
+            referral_id: id.to_owned(),
+        })
+        .await
+        .map_err(refused)?;
+    Ok(record.into_inner())
+}
+
+/// Lists the inbox.
+pub async fn list_inbox(socket: &Path, limit: u32) -> anyhow::Result<Vec<pb::InboxItem>> {
+    let mut client = tatmx_node::client::agency(socket).await?;
+    let inbox = client
+        .list_inbox(pb::ListInboxRequest { limit })
+        .await
+        .map_err(refused)?;
+    Ok(inbox.into_inner().items)
+}
+
+/// Lists the outbox.
+pub async fn list_outbox(socket: &Path, limit: u32) -> anyhow::Result<Vec<pb::OutboxEntry>> {
+    let mut client = tatmx_node::client::agency(socket).await?;
+    let outbox = client
+        .list_outbox(pb::ListOutboxRequest { limit })
+        .await
+        .map_err(refused)?;
+    Ok(outbox.into_inner().entries)
+}
+
+/// `tatmx inbox`
+pub async fn inbox(socket: &Path, args: &ListArgs) -> anyhow::Result<()> {
+    let items = list_inbox(socket, args.limit).await?;
+    if args.json {
+        let rows: Vec<_> = items.iter().map(inbox_json).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if items.is_empty() {
+        println!("The inbox is empty.");
+    } else {
+        print!("{}", inbox_table(&items));
+    }
+    Ok(())
+}
+
+/// `tatmx outbox`
+pub async fn outbox(socket: &Path, args: &ListArgs) -> anyhow::Result<()> {
+    let entries = list_outbox(socket, args.limit).await?;
+    if args.json {
+        let rows: Vec<_> = entries.iter().map(outbox_json).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if entries.is_empty() {
+        println!("The outbox is empty.");
+    } else {
+        print!("{}", outbox_table(&entries));
+    }
+    Ok(())
+}
+
+fn level(level: Option<&pb::LevelOfConcern>) -> String {
+    level.map_or_else(|| "-".into(), |l| format!("{} ({})", l.value, l.scheme))
+}
+
+/// The inbox as a table.
+pub fn inbox_table(items: &[pb::InboxItem]) -> String {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|i| {
+            vec![
+                output::time(i.received_at.as_ref()),
+                output::team(&i.sender).to_owned(),
+                output::status(i.status),
+                level(i.level_of_concern.as_ref()),
+                output::categories(&i.categories).join(", "),
+                i.referral_id.clone(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "RECEIVED",
+            "FROM",
+            "STATUS",
+            "CONCERN",
+            "CATEGORIES",
+            "REFERRAL",
+        ],
+        &rows,
+    )
+}
+
+/// The outbox as a table.
+pub fn outbox_table(entries: &[pb::OutboxEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let detail = if e.state == pb::DeliveryState::Delivered as i32 {
+                format!("acknowledged {}", output::time(e.delivered_at.as_ref()))
+            } else if e.last_error.is_empty() {
+                "waiting".to_owned()
+            } else {
+                format!(
+                    "retry at {}: {}",
+                    output::time(e.next_attempt_at.as_ref()),
+                    e.last_error
+                )
+            };
+            vec![
+                output::message_kind(e.kind),
+                output::team(&e.peer).to_owned(),
+                output::delivery_state(e.state),
+                e.attempts.to_string(),
+                detail,
+                e.referral_id.clone(),
+            ]
+        })
+        .collect();
+    output::table(
+        &["MESSAGE", "TO", "STATE", "ATTEMPTS", "DETAIL", "REFERRAL"],
+        &rows,
+    )
+}
+
+fn inbox_json(i: &pb::InboxItem) -> serde_json::Value {
+    json!({
+        "referral_id": i.referral_id,
+        "sender": i.sender,
+        "received_at": output::time_json(i.received_at.as_ref()),
+        "purpose": output::purpose(i.purpose),
+        "level_of_concern": i.level_of_concern.as_ref().map(|l| json!({"scheme": l.scheme, "value": l.value})),
+        "status": output::status(i.status),
+        "categories": output::categories(&i.categories),
+    })
+}
+
+fn outbox_json(e: &pb::OutboxEntry) -> serde_json::Value {
+    json!({
+        "message_id": e.message_id,
+        "kind": output::message_kind(e.kind),
+        "referral_id": e.referral_id,
+        "peer": e.peer,
+        "state": output::delivery_state(e.state),
+        "attempts": e.attempts,
+        "created_at": output::time_json(e.created_at.as_ref()),
+        "next_attempt_at": output::time_json(e.next_attempt_at.as_ref()),
+        "delivered_at": output::time_json(e.delivered_at.as_ref()),
+        "last_error": (!e.last_error.is_empty()).then_some(&e.last_error),
+    })
+}
+
+fn submit_json(r: &pb::SubmitReferralResponse) -> serde_json::Value {
+    json!({
+        "referral_id": r.referral_id,
+        "dry_run": r.dry_run,
+        "recipient": r.outgoing.as_ref().map(|o| o.recipient.clone()),
+        "categories_disclosed": output::categories(&r.categories_disclosed),
+        "outgoing": r.outgoing.as_ref().map(referral_json),
+    })
+}
+
+fn record_json(r: &pb::ReferralRecord) -> serde_json::Value {
+    json!({
+        "referral": r.referral.as_ref().map(referral_json),
+        "direction": pb::Direction::try_from(r.direction).map(|d| d.as_str_name().trim_start_matches("DIRECTION_").to_ascii_lowercase()).unwrap_or_default(),
+        "status": output::status(r.status),
+        "categories": output::categories(&r.categories),
+        "timeline": r.timeline.iter().map(|e| json!({
+            "status": output::status(e.status),
+            "at": output::time_json(e.at.as_ref()),
+            "actor": e.actor,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A referral as JSON in the same shape as the input file, plus its envelope.
+fn referral_json(r: &pb::Referral) -> serde_json::Value {
+    let content = tatmx_node::convert::content_from_proto(r.content.clone());
+    json!({
+        "id": r.id,
+        "sender": r.sender,
+        "recipient": r.recipient,
+        "created_at": output::time_json(r.created_at.as_ref()),
+        "purpose": output::purpose(r.purpose),
+        "level_of_concern": r.level_of_concern.as_ref().map(|l| json!({"scheme": l.scheme, "value": l.value})),
+        "legal_basis": output::basis(r.legal_basis),
+        "justification": (!r.justification.is_empty()).then_some(&r.justification),
+        "consent_ref": (!r.consent_ref.is_empty()).then_some(&r.consent_ref),
+        "content": content,
+    })
+}
+
+/// What `referral send` prints.
+pub fn describe_submission(r: &pb::SubmitReferralResponse) -> String {
+    let recipient = r.outgoing.as_ref().map_or("?", |o| o.recipient.as_str());
+    let categories = output::categories(&r.categories_disclosed).join(", ");
+    if r.dry_run {
+        let mut out = format!(
+            "Preview only; nothing was sent.\nWould send referral to {recipient}.\nCategories that would leave this node: {categories}\n\n"
+        );
+        if let Some(outgoing) = &r.outgoing
+            && let Ok(text) = serde_json::to_string_pretty(&referral_json(outgoing))
+        {
+            out.push_str(&text);
+            out.push('\n');
+        }
+        out
+    } else {
+        format!(
+            "Referral {} stored and queued for delivery to {recipient}.\nCategories disclosed: {categories}\nFollow it with: tatmx outbox, or tatmx referral show {}\n",
+            r.referral_id, r.referral_id
+        )
+    }
+}
+
+/// What `referral show` prints.
+pub fn describe_record(r: &pb::ReferralRecord) -> String {
+    let Some(referral) = &r.referral else {
+        return "The node returned no referral.\n".into();
+    };
+    let direction = if r.direction == pb::Direction::Inbound as i32 {
+        format!("received from {}", referral.sender)
+    } else {
+        format!("sent to {}", referral.recipient)
+    };
+    let mut out = format!(
+        "Referral {}\n  {direction}\n  status:      {}\n  purpose:     {}\n  concern:     {}\n  legal basis: {}\n",
+        referral.id,
+        output::status(r.status),
+        output::purpose(referral.purpose),
+        level(referral.level_of_concern.as_ref()),
+        output::basis(referral.legal_basis),
+    );
+    if !referral.justification.is_empty() {
+        out.push_str(&format!("  justification: {}\n", referral.justification));
+    }
+    if !referral.consent_ref.is_empty() {
+        out.push_str(&format!("  consent:     {}\n", referral.consent_ref));
+    }
+    out.push_str(&format!(
+        "  categories:  {}\n",
+        output::categories(&r.categories).join(", ")
+    ));
+    let content = tatmx_node::convert::content_from_proto(referral.content.clone());
+    if let Ok(text) = toml::to_string_pretty(&content)
+        && !text.trim().is_empty()
+    {
+        out.push_str("\nContent\n");
+        for line in text.lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out.push('\n');
+    out.push_str(&describe_timeline(r));
+    out
+}
+
+/// A referral's timeline, one status per line.
+pub fn describe_timeline(r: &pb::ReferralRecord) -> String {
+    let mut out = String::from("Timeline\n");
+    for event in &r.timeline {
+        out.push_str(&format!(
+            "  {}  {:<14} by {}\n",
+            output::time(event.at.as_ref()),
+            output::status(event.status),
+            output::team(&event.actor)
+        ));
+    }
+    out
+}

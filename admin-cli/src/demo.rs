@@ -1,0 +1,332 @@
+//! `tatmx demo`: a throwaway three-team federation on loopback, and one referral through it.
+//!
+//! It does what admins and staff would do, with the same code paths as the commands: the
+//! federation CA is created, each team makes its own key and CSR and gets a certificate, each
+//! node starts from a TOML config with real mutual TLS and its own SQLite file, and the school
+//! sends a referral through its own Agency socket. Everything lives in a temporary directory
+//! that is removed at the end unless `--keep` is given.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use tatmx_proto::v1 as pb;
+
+use crate::agency;
+use crate::pki;
+
+const FEDERATION: &str = "lincoln-county-mdt.example";
+
+/// Arguments of `tatmx demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Keep the temporary federation directory instead of deleting it.
+    #[arg(long)]
+    pub keep: bool,
+    /// Show the nodes' logs (ids and categories only, never case data).
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// One team in the demo federation.
+struct Team {
+    id: &'static str,
+    name: &'static str,
+    role: &'static str,
+    discipline: &'static str,
+}
+
+const TEAMS: [Team; 3] = [
+    Team {
+        id: "county-core",
+        name: "Lincoln County Threat Assessment Team",
+        role: "core",
+        discipline: "law-enforcement",
+    },
+    Team {
+        id: "lincoln-high",
+        name: "Lincoln High School",
+        role: "affiliate",
+        discipline: "education",
+    },
+    Team {
+        id: "riverside-mh",
+        name: "Riverside Behavioral Health",
+        role: "affiliate",
+        discipline: "mental-health",
+    },
+];
+
+const REFERRAL: &str = r#"# A fictional referral from Lincoln High School to the county core team.
+recipient = "county-core"
+purpose = "threat-assessment"
+legal_basis = "health-safety-emergency"
+justification = "A student described a specific plan to harm classmates this week; the school team judged the situation an emergency under FERPA 99.36."
+
+[level_of_concern]
+scheme = "CSTAG"
+value = "very serious substantive"
+
+[content.identity]
+full_name = "Jordan Example (fictional)"
+date_of_birth = "2010-03-14"
+
+[content.behavior]
+observations = [
+  { code = "LEAKAGE", observed_on = "2026-11-20" },
+  { code = "FIXATION", observed_on = "2026-11-18" },
+]
+
+[content.threat]
+threat_type = "targeted-violence"
+target_type = "school"
+weapons_access = true
+grievance_code = "PEER-CONFLICT"
+
+[content.education_record]
+school = "Lincoln High School"
+grade = "10"
+discipline = ["one-day suspension, October"]
+"#;
+
+/// Runs the demo.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if args.verbose {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("tatmx-demo-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let result = run_in(dir.path()).await;
+    if args.keep {
+        let kept = dir.keep();
+        println!("\nThe demo federation was kept in {}", kept.display());
+    } else {
+        println!("\nThe temporary federation has been deleted; nothing was left behind.");
+    }
+    result
+}
+
+async fn run_in(root: &Path) -> anyhow::Result<()> {
+    println!("tatmx demo: a threat-assessment federation of three teams, on this computer");
+    println!("Each agency runs its own node and keeps its own records. Nodes talk only to");
+    println!("each other, over mutual TLS 1.3; there is no central server.\n");
+
+    println!("1. Setting up trust");
+    let ca_dir = root.join("federation-ca");
+    pki::ca_init(&pki::CaInitArgs {
+        federation: FEDERATION.into(),
+        dir: ca_dir.clone(),
+        days: 30,
+    })?;
+    println!("   - The federation admin created the certificate authority for {FEDERATION}.");
+    for team in &TEAMS {
+        let dir = root.join(team.id);
+        let files = pki::node_init(&pki::NodeInitArgs {
+            federation: FEDERATION.into(),
+            team: team.id.into(),
+            dir: dir.clone(),
+        })?;
+        let (_, issued) = pki::ca_sign(&pki::CaSignArgs {
+            csr: files.csr,
+            team: team.id.into(),
+            ca_dir: ca_dir.clone(),
+            days: 7,
+            out: Some(dir.join("node.pem")),
+        })?;
+        println!(
+            "   - {} ({}, {}) made its own key and was enrolled as {}",
+            team.name, team.role, team.discipline, issued.identity
+        );
+    }
+
+    println!("\n2. Starting the three nodes");
+    let listeners = TEAMS
+        .iter()
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot reserve loopback ports")?;
+    let ports = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut nodes = Vec::new();
+    for ((i, team), listener) in TEAMS.iter().enumerate().zip(listeners) {
+        let config_path = root.join(team.id).join("node.toml");
+        std::fs::write(&config_path, node_config(i, &ports, &ca_dir))?;
+        let config = tatmx_node::Config::load(&config_path)?;
+        let node = tatmx_node::start_with_listener(config, Some(listener))
+            .await
+            .with_context(|| format!("the {} node could not start", team.id))?;
+        println!(
+            "   - {:<13} listening on {} (mutual TLS), staff socket {}",
+            team.id,
+            node.federation_addr(),
+            node.agency_socket().display()
+        );
+        nodes.push(node);
+    }
+
+    let outcome = exchange(root).await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    outcome
+}
+
+async fn exchange(root: &Path) -> anyhow::Result<()> {
+    let school_socket = root.join("lincoln-high").join("data").join("agency.sock");
+    let core_socket = root.join("county-core").join("data").join("agency.sock");
+    let referral_file = root.join("lincoln-high").join("referral.toml");
+    std::fs::write(&referral_file, REFERRAL)?;
+    let draft = agency::read_referral_file(&referral_file)?;
+
+    println!("\n3. Lincoln High School refers a student of concern to the county team");
+    println!(
+        "   Legal basis: health or safety emergency (FERPA 34 CFR 99.36), with a written justification."
+    );
+    let preview = agency::submit(&school_socket, &draft, true).await?;
+    println!(
+        "   Preview (nothing sent yet): these categories would leave the school: {}",
+        crate::output::categories(&preview.categories_disclosed).join(", ")
+    );
+    let started = Instant::now();
+    let submitted = agency::submit(&school_socket, &draft, false).await?;
+    let id = submitted.referral_id.clone();
+    println!("   - Stored at the school and queued for delivery as referral {id}");
+
+    let delivered = wait_for(Duration::from_secs(20), || async {
+        let outbox = agency::list_outbox(&school_socket, 100).await?;
+        Ok(outbox
+            .into_iter()
+            .find(|e| e.referral_id == id && e.state == pb::DeliveryState::Delivered as i32))
+    })
+    .await?
+    .context("the referral was not delivered within 20 seconds")?;
+    println!(
+        "   - Delivered to county-core over mutual TLS and acknowledged once it was on the county's disk ({} attempt, {} ms)",
+        delivered.attempts,
+        started.elapsed().as_millis()
+    );
+    let record = wait_for(Duration::from_secs(20), || async {
+        let record = agency::show(&school_socket, &id).await?;
+        Ok((record.status == pb::ReferralStatus::Received as i32).then_some(record))
+    })
+    .await?
+    .context("the county team's receipt did not come back within 20 seconds")?;
+    println!(
+        "   - The county team's node confirmed receipt; the school now sees status \"received\" ({} ms)",
+        started.elapsed().as_millis()
+    );
+
+    println!("\n4. The county team's inbox (tatmx inbox)");
+    let inbox = agency::list_inbox(&core_socket, 100).await?;
+    if !inbox.iter().any(|i| i.referral_id == id) {
+        bail!("the referral is missing from the county team's inbox");
+    }
+    indent(&agency::inbox_table(&inbox));
+
+    println!("\n5. What the county team received (tatmx referral show)");
+    let received = agency::show(&core_socket, &id).await?;
+    indent(&agency::describe_record(&received));
+
+    println!("\n6. The school's view: outbox and timeline");
+    let outbox = agency::list_outbox(&school_socket, 100).await?;
+    indent(&agency::outbox_table(&outbox));
+    println!();
+    indent(&agency::describe_timeline(&record));
+
+    println!("\nThe referral left the school once, over an authenticated and encrypted channel,");
+    println!("and now exists only at the school (as sent) and at the county team (as received).");
+    println!("Riverside Behavioral Health received nothing: it was not a recipient.");
+    let riverside = root.join("riverside-mh").join("data").join("agency.sock");
+    if !agency::list_inbox(&riverside, 100).await?.is_empty() {
+        bail!("a team that was not a recipient received data");
+    }
+    Ok(())
+}
+
+fn indent(text: &str) {
+    for line in text.lines() {
+        println!("   {line}");
+    }
+}
+
+async fn wait_for<T, F, Fut>(limit: Duration, mut check: F) -> anyhow::Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(Some(value));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The config file of team `index`, listing the other two as peers.
+fn node_config(index: usize, ports: &[u16], ca_dir: &Path) -> String {
+    let team = &TEAMS[index];
+    let ca: PathBuf = ca_dir.join("ca.pem");
+    let mut text = format!(
+        r#"# {name}
+[node]
+federation = "{FEDERATION}"
+team = "{id}"
+role = "{role}"
+discipline = "{discipline}"
+jurisdiction = "Lincoln County"
+data_dir = "data"
+
+[tls]
+ca = "{ca}"
+cert = "node.pem"
+key = "node.key"
+
+[federation_api]
+listen = "127.0.0.1:{port}"
+
+[delivery]
+initial_backoff = "100ms"
+max_backoff = "2s"
+"#,
+        name = team.name,
+        id = team.id,
+        role = team.role,
+        discipline = team.discipline,
+        ca = ca.display(),
+        port = ports[index],
+    );
+    for (i, peer) in TEAMS.iter().enumerate() {
+        if i == index {
+            continue;
+        }
+        text.push_str(&format!(
+            r#"
+[[peers]]
+team = "{id}"
+endpoint = "https://127.0.0.1:{port}"
+role = "{role}"
+discipline = "{discipline}"
+jurisdiction = "Lincoln County"
+cjis_authorized = {cjis}
+"#,
+            id = peer.id,
+            port = ports[i],
+            role = peer.role,
+            discipline = peer.discipline,
+            cjis = peer.discipline == "law-enforcement",
+        ));
+    }
+    text
+}
