@@ -388,3 +388,29 @@ pub fn describe_timeline(r: &pb::ReferralRecord) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_referral_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/referral.toml");
+        let draft = read_referral_file(&path).unwrap();
+        assert_eq!(draft.recipient, "county-core");
+        assert!(draft.content.narrative.is_some());
+    }
+
+    #[test]
+    fn a_misspelt_key_in_a_referral_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(
+            &path,
+            "recipient = \"x\"\npurpose = \"threat-assessment\"\nlegal_basis = \"consent\"\n[content.narative]\ntext = \"t\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", read_referral_file(&path).unwrap_err());
+        assert!(err.contains("narative"), "{err}");
+    }
+}

@@ -524,6 +524,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_examples_are_valid() {
+        for text in [
+            include_str!("../../deploy/examples/county-core.toml"),
+            include_str!("../../deploy/examples/lincoln-high.toml"),
+        ] {
+            Config::from_toml(text, Path::new("/etc/tatmx")).unwrap();
+        }
+    }
+
+    #[test]
     fn names_an_unknown_key() {
         let text = VALID.replace("[tls]", "[tls]\nsecret = 1");
         let Err(ParseFailure::Syntax(message)) = Config::from_toml(&text, Path::new(".")) else {

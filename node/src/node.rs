@@ -64,6 +64,9 @@ pub enum StartError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
+/// How long shutdown waits for in-flight calls and open connections.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// A node that is serving. Dropping it does not stop it; call [`RunningNode::shutdown`].
 pub struct RunningNode {
     /// Where the Federation API listens.
@@ -100,12 +103,20 @@ impl RunningNode {
         self.wait().await;
     }
 
-    /// Waits until the node stops (after its shutdown token is cancelled).
+    /// Waits until the node stops (after its shutdown token is cancelled). Servers get
+    /// [`SHUTDOWN_GRACE`] to finish in-flight calls; a client that keeps its connection open
+    /// longer is cut off rather than allowed to hold the node up.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
-        for task in self.tasks {
-            if let Err(e) = task.await {
-                tracing::error!(error = %e, "a node task ended abnormally");
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for mut task in self.tasks {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "a node task ended abnormally"),
+                Err(_) => {
+                    tracing::warn!("a node task did not stop within the grace period; aborting it");
+                    task.abort();
+                }
             }
         }
         self.store.close().await;

@@ -432,21 +432,17 @@ fn peer_certificate(
     }
 }
 
+/// The stream a peer connection runs over, as tonic's client wants it.
+pub type PeerIo = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// The future of one connection attempt.
+pub type Connecting = Pin<Box<dyn std::future::Future<Output = io::Result<PeerIo>> + Send>>;
+
 /// A tonic connector that dials a peer over TCP and runs the client handshake with `config`.
 pub fn connector(
     config: Arc<ClientConfig>,
-) -> impl tower::Service<
-    http::Uri,
-    Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
-    Error = io::Error,
-    Future = Pin<
-        Box<
-            dyn std::future::Future<
-                    Output = io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>,
-                > + Send,
-        >,
-    >,
-> + Clone
+) -> impl tower::Service<http::Uri, Response = PeerIo, Error = io::Error, Future = Connecting>
++ Clone
 + Send
 + 'static {
     let connector = TlsConnector::from(config);
@@ -467,6 +463,6 @@ pub fn connector(
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let tls = connector.connect(name, tcp).await?;
             Ok(TokioIo::new(tls))
-        }) as Pin<Box<dyn std::future::Future<Output = io::Result<_>> + Send>>
+        }) as Connecting
     })
 }

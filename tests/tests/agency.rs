@@ -1,0 +1,165 @@
+//! The Agency API: staff input is validated before anything is stored, and the socket is
+//! private to the node's user.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
+
+use std::os::unix::fs::PermissionsExt;
+
+use tatmx_proto::v1 as pb;
+use tatmx_tests::*;
+
+fn single() -> (TestFederation, TeamSpec, TeamSpec) {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    fed.write_config(&school, &[&core], "");
+    (fed, core, school)
+}
+
+async fn outbox_len(team: &TeamSpec) -> usize {
+    agency(team)
+        .await
+        .list_outbox(pb::ListOutboxRequest { limit: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .len()
+}
+
+#[tokio::test]
+async fn the_agency_socket_is_owner_only_and_serves_health() {
+    let (_fed, _core, school) = single();
+    let node = start(&school).await;
+    let mode = std::fs::metadata(school.socket())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+    let data_mode = std::fs::metadata(school.dir.join("data"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(data_mode & 0o777, 0o700, "data dir mode {data_mode:o}");
+
+    let channel = tonic::transport::Endpoint::from_static("http://agency.local")
+        .connect_with_connector(tower::service_fn({
+            let path = school.socket();
+            move |_| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }
+        }))
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let reply = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "tatmx.v1.Agency".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        reply.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_shows_what_would_go_and_stores_nothing() {
+    let (_fed, core, school) = single();
+    let node = start(&school).await;
+    let preview = agency(&school)
+        .await
+        .submit_referral(pb::SubmitReferralRequest {
+            referral: Some(draft("county-core")),
+            dry_run: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(preview.dry_run);
+    let outgoing = preview.outgoing.unwrap();
+    assert_eq!(outgoing.recipient, core.identity.uri());
+    assert_eq!(outgoing.sender, school.identity.uri());
+    let categories: Vec<i32> = [
+        pb::DataCategory::Identity,
+        pb::DataCategory::Threat,
+        pb::DataCategory::Narrative,
+        pb::DataCategory::Assessment,
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    assert_eq!(preview.categories_disclosed, categories);
+    assert_eq!(outbox_len(&school).await, 0);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_submissions_are_refused_precisely_and_leave_no_rows() {
+    let (_fed, _core, school) = single();
+    let node = start(&school).await;
+    let mut client = agency(&school).await;
+
+    let mut no_justification = draft("county-core");
+    no_justification.legal_basis = pb::LegalBasis::SeriousImminentThreat.into();
+    let mut no_consent = draft("county-core");
+    no_consent.consent_ref.clear();
+    let mut empty = draft("county-core");
+    empty.content = None;
+    empty.level_of_concern = None;
+    let mut bad_date = draft("county-core");
+    if let Some(identity) = bad_date.content.as_mut().and_then(|c| c.identity.as_mut()) {
+        identity.date_of_birth = "CANARY-14/03/2010".into();
+    }
+
+    let cases = [
+        (
+            no_justification,
+            tonic::Code::InvalidArgument,
+            "justification",
+        ),
+        (no_consent, tonic::Code::InvalidArgument, "consent_ref"),
+        (empty, tonic::Code::InvalidArgument, "at least one section"),
+        (bad_date, tonic::Code::InvalidArgument, "date_of_birth"),
+        (
+            draft("nobody-we-know"),
+            tonic::Code::FailedPrecondition,
+            "not a known peer",
+        ),
+        (
+            draft("Not A Team"),
+            tonic::Code::InvalidArgument,
+            "recipient",
+        ),
+    ];
+    for (draft, code, needle) in cases {
+        let status = client
+            .submit_referral(pb::SubmitReferralRequest {
+                referral: Some(draft),
+                dry_run: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "{needle}: {status:?}");
+        assert!(status.message().contains(needle), "{needle}: {status:?}");
+        assert!(!status.message().contains("CANARY"), "{status:?}");
+    }
+    assert_eq!(outbox_len(&school).await, 0);
+
+    let status = client
+        .get_referral(pb::GetReferralRequest {
+            referral_id: uuid::Uuid::now_v7().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    node.shutdown().await;
+}

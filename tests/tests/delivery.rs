@@ -1,0 +1,190 @@
+//! A referral travels from one real node to another and survives what real deployments do to
+//! it: restarts, a peer that is down, and redelivery.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
+
+use std::time::Duration;
+
+use tatmx_proto::v1 as pb;
+use tatmx_tests::*;
+
+/// A sender (school affiliate) and a receiver (county core team) that know each other.
+fn pair() -> (TestFederation, TeamSpec, TeamSpec) {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    fed.write_config(&core, &[&school], "");
+    fed.write_config(&school, &[&core], "");
+    (fed, core, school)
+}
+
+#[tokio::test]
+async fn a_referral_is_delivered_persisted_and_acknowledged() {
+    let (_fed, core, school) = pair();
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    let entry = delivered(&school, &id).await;
+    assert_eq!(entry.peer, core.identity.uri());
+    assert!(entry.delivered_at.is_some());
+
+    // The receiver holds it, with the sender's identity taken from the certificate.
+    let inbox = agency(&core)
+        .await
+        .list_inbox(pb::ListInboxRequest { limit: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].referral_id, id);
+    assert_eq!(inbox[0].sender, school.identity.uri());
+    let record = agency(&core)
+        .await
+        .get_referral(pb::GetReferralRequest {
+            referral_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let referral = record.referral.unwrap();
+    assert_eq!(
+        referral.content.unwrap().narrative.unwrap().text,
+        "CANARY-NARRATIVE-91bc"
+    );
+    assert_eq!(record.direction, pb::Direction::Inbound as i32);
+
+    // The receiver's `received` status update flows back to the sender.
+    let school_socket = school.socket();
+    eventually(Duration::from_secs(10), "received status at sender", || {
+        let id = id.clone();
+        let socket = school_socket.clone();
+        async move {
+            let record = tatmx_node::client::agency(&socket)
+                .await
+                .ok()?
+                .get_referral(pb::GetReferralRequest { referral_id: id })
+                .await
+                .ok()?
+                .into_inner();
+            let statuses: Vec<i32> = record.timeline.iter().map(|e| e.status).collect();
+            (record.status == pb::ReferralStatus::Received as i32
+                && statuses
+                    == [
+                        pb::ReferralStatus::Sent as i32,
+                        pb::ReferralStatus::Received as i32,
+                    ])
+            .then_some(())
+        }
+    })
+    .await;
+
+    school_node.shutdown().await;
+    core_node.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_referral_survives_a_receiver_restart() {
+    let (_fed, core, school) = pair();
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    delivered(&school, &id).await;
+
+    core_node.shutdown().await;
+    let core_node = start(&core).await;
+    let record = agency(&core)
+        .await
+        .get_referral(pb::GetReferralRequest {
+            referral_id: id.clone(),
+        })
+        .await
+        .expect("still there after restart")
+        .into_inner();
+    assert_eq!(record.referral.unwrap().id, id);
+    assert_eq!(inbox_len(&core).await, 1);
+
+    school_node.shutdown().await;
+    core_node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_referral_to_a_peer_that_is_down_is_delivered_when_it_returns() {
+    let (_fed, core, school) = pair();
+    let school_node = start(&school).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+
+    // The peer is unreachable: the outbox keeps the message and records failed attempts.
+    let socket = school.socket();
+    let pending = eventually(Duration::from_secs(10), "a failed attempt", || {
+        let socket = socket.clone();
+        async move {
+            let entries = tatmx_node::client::agency(&socket)
+                .await
+                .ok()?
+                .list_outbox(pb::ListOutboxRequest { limit: 0 })
+                .await
+                .ok()?
+                .into_inner()
+                .entries;
+            entries
+                .into_iter()
+                .find(|e| e.attempts >= 2 && e.state == pb::DeliveryState::Pending as i32)
+        }
+    })
+    .await;
+    assert!(!pending.last_error.is_empty());
+
+    let core_node = start(&core).await;
+    let entry = delivered(&school, &id).await;
+    assert!(entry.attempts >= 3, "attempts: {}", entry.attempts);
+    assert_eq!(inbox_len(&core).await, 1);
+
+    school_node.shutdown().await;
+    core_node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_delivered_twice_is_stored_once() {
+    let (fed, core, school) = pair();
+    let core_node = start(&core).await;
+
+    // Play the school's node by hand, with the school's real certificate.
+    let mut client = federation_client(&school.dir, &fed.ca_path, &school.identity, &core);
+    let referral = outgoing(&school, &core);
+    let request = || pb::DeliverReferralRequest {
+        referral: Some(referral.clone()),
+    };
+    let first = client
+        .deliver_referral(request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.duplicate);
+    let second = client
+        .deliver_referral(request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(second.duplicate);
+    assert_eq!(second.message_id, referral.id);
+    assert_eq!(inbox_len(&core).await, 1);
+
+    // The same id with different content is a replay, not a redelivery.
+    let mut altered = referral.clone();
+    altered.level_of_concern = Some(pb::LevelOfConcern {
+        scheme: "CSTAG".into(),
+        value: "transient".into(),
+    });
+    let status = client
+        .deliver_referral(pb::DeliverReferralRequest {
+            referral: Some(altered),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+    assert_eq!(inbox_len(&core).await, 1);
+
+    core_node.shutdown().await;
+}

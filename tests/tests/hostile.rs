@@ -1,0 +1,311 @@
+//! Callers the Federation API must refuse, each with a precise status, nothing stored, and the
+//! node still serving afterwards.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
+
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use tatmx_certs::{CertificateAuthority, FederationId, TeamId, TeamIdentity};
+use tatmx_proto::v1 as pb;
+use tatmx_tests::*;
+
+struct Setup {
+    fed: TestFederation,
+    core: TeamSpec,
+    school: TeamSpec,
+    riverside: TeamSpec,
+}
+
+fn setup(extra_core_config: &str) -> Setup {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    let riverside = fed.team("riverside-mh", "affiliate", "mental-health");
+    fed.write_config(&core, &[&school, &riverside], extra_core_config);
+    Setup {
+        fed,
+        core,
+        school,
+        riverside,
+    }
+}
+
+/// The call failed in the TLS layer: the server's fatal alert, not a gRPC status from a handler.
+/// Under TLS 1.3 the client learns of a rejected client certificate only when it first reads,
+/// so the alert arrives as the call's transport error.
+fn assert_refused_by_tls(status: &tonic::Status) {
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown
+        ),
+        "{status:?}"
+    );
+    assert!(format!("{status:?}").contains("alert"), "{status:?}");
+}
+
+/// The node still answers a legitimate caller.
+async fn still_serving(s: &Setup) {
+    let mut client = federation_client(&s.school.dir, &s.fed.ca_path, &s.school.identity, &s.core);
+    let hello = client
+        .hello(pb::HelloRequest {
+            protocol_version: 1,
+        })
+        .await
+        .expect("a legitimate peer is still served")
+        .into_inner();
+    assert_eq!(hello.identity, s.core.identity.uri());
+    assert_eq!(hello.role, pb::Role::Core as i32);
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_refused_at_the_handshake() {
+    let s = setup("");
+    let node = start(&s.core).await;
+
+    // Same team name, but certified by a CA the node has never heard of.
+    let rogue_ca = CertificateAuthority::create(s.fed.id.clone(), 2).unwrap();
+    let rogue_dir = s.fed.dir.path().join("rogue");
+    std::fs::create_dir_all(&rogue_dir).unwrap();
+    issue_into(&rogue_ca, &s.school.identity, &rogue_dir);
+    let mut client = federation_client(&rogue_dir, &s.fed.ca_path, &s.school.identity, &s.core);
+    let status = client
+        .deliver_referral(pb::DeliverReferralRequest {
+            referral: Some(outgoing(&s.school, &s.core)),
+        })
+        .await
+        .unwrap_err();
+    assert_refused_by_tls(&status);
+    assert_eq!(inbox_len(&s.core).await, 0);
+    still_serving(&s).await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_envelope_sender_that_is_not_the_certificate_identity_is_refused() {
+    let s = setup("");
+    let node = start(&s.core).await;
+    // The school, a known peer with a valid certificate, claims to be Riverside.
+    let mut client = federation_client(&s.school.dir, &s.fed.ca_path, &s.school.identity, &s.core);
+    let status = client
+        .deliver_referral(pb::DeliverReferralRequest {
+            referral: Some(outgoing(&s.riverside, &s.core)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("referral.sender"), "{status:?}");
+    assert!(!status.message().contains("CANARY"), "{status:?}");
+    assert_eq!(inbox_len(&s.core).await, 0);
+    still_serving(&s).await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_certified_team_that_is_not_a_peer_is_refused() {
+    let mut s = setup("");
+    let stranger = s.fed.team("stranger", "affiliate", "social-services");
+    let node = start(&s.core).await;
+    let mut client = federation_client(&stranger.dir, &s.fed.ca_path, &stranger.identity, &s.core);
+    let status = client
+        .hello(pb::HelloRequest {
+            protocol_version: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("not a known peer"), "{status:?}");
+    let status = client
+        .deliver_referral(pb::DeliverReferralRequest {
+            referral: Some(outgoing(&stranger, &s.core)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert_eq!(inbox_len(&s.core).await, 0);
+    still_serving(&s).await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_is_refused_and_others_still_get_through() {
+    let s = setup("");
+    let node = start(&s.core).await;
+    let mut client = federation_client(&s.school.dir, &s.fed.ca_path, &s.school.identity, &s.core);
+    let mut big = outgoing(&s.school, &s.core);
+    if let Some(content) = big.content.as_mut() {
+        content.narrative = Some(pb::Narrative {
+            text: "x".repeat(2 * 1024 * 1024),
+        });
+    }
+    let status = client
+        .deliver_referral(pb::DeliverReferralRequest {
+            referral: Some(big),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("too large"), "{status:?}");
+    assert_eq!(inbox_len(&s.core).await, 0);
+
+    let receipt = client
+        .deliver_referral(pb::DeliverReferralRequest {
+            referral: Some(outgoing(&s.school, &s.core)),
+        })
+        .await
+        .expect("a normal message after the oversized one")
+        .into_inner();
+    assert!(!receipt.duplicate);
+    assert_eq!(inbox_len(&s.core).await, 1);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_1_2_is_refused() {
+    let s = setup("");
+    let node = start(&s.core).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&s.fed.ca_path).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain: Vec<_> =
+        rustls_pki_types::CertificateDer::pem_file_iter(s.school.dir.join("node.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key =
+        rustls_pki_types::PrivateKeyDer::from_pem_file(s.school.dir.join("node.key")).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(tatmx_node::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr(&s.core)).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let err = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect_err("a TLS 1.2 handshake must fail");
+    assert!(
+        err.to_string().contains("ProtocolVersion"),
+        "expected a protocol version alert, got {err}"
+    );
+    still_serving(&s).await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_status_update_for_a_referral_never_sent_to_the_caller_is_refused() {
+    let s = setup("");
+    let node = start(&s.core).await;
+    let mut client = federation_client(&s.school.dir, &s.fed.ca_path, &s.school.identity, &s.core);
+    let status = client
+        .update_status(pb::UpdateStatusRequest {
+            update: Some(pb::StatusUpdate {
+                id: uuid::Uuid::now_v7().to_string(),
+                referral_id: uuid::Uuid::now_v7().to_string(),
+                author: s.school.identity.uri(),
+                status: pb::ReferralStatus::Received.into(),
+                at: Some(prost_types::Timestamp {
+                    seconds: 1_790_000_000,
+                    nanos: 0,
+                }),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    still_serving(&s).await;
+    node.shutdown().await;
+}
+
+/// A way to spoil a valid referral.
+type Breakage = Box<dyn Fn(&mut pb::Referral)>;
+
+#[tokio::test]
+async fn malformed_referrals_are_refused_by_field_without_echoing_content() {
+    let s = setup("");
+    let node = start(&s.core).await;
+    let mut client = federation_client(&s.school.dir, &s.fed.ca_path, &s.school.identity, &s.core);
+    let cases: Vec<(&str, Breakage)> = vec![
+        ("referral.id", Box::new(|r| r.id = "not-a-uuid".into())),
+        ("referral.purpose", Box::new(|r| r.purpose = 77)),
+        ("referral.legal_basis", Box::new(|r| r.legal_basis = 0)),
+        ("referral.created_at", Box::new(|r| r.created_at = None)),
+        (
+            "date_of_birth",
+            Box::new(|r| {
+                if let Some(identity) = r.content.as_mut().and_then(|c| c.identity.as_mut()) {
+                    identity.date_of_birth = "CANARY-DOB".into();
+                }
+            }),
+        ),
+        (
+            "referral.recipient",
+            Box::new(|r| r.recipient = "spiffe://county-mdt.example/team/someone-else".into()),
+        ),
+    ];
+    for (field, break_it) in cases {
+        let mut referral = outgoing(&s.school, &s.core);
+        break_it(&mut referral);
+        let status = client
+            .deliver_referral(pb::DeliverReferralRequest {
+                referral: Some(referral),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{field}: {status:?}"
+        );
+        assert!(status.message().contains(field), "{field}: {status:?}");
+        assert!(!status.message().contains("CANARY"), "{field}: {status:?}");
+    }
+    assert_eq!(inbox_len(&s.core).await, 0);
+    still_serving(&s).await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_certificate_from_our_ca_claiming_another_federation_is_refused() {
+    let s = setup("");
+    let node = start(&s.core).await;
+    // Our own CA signs (by mistake or compromise) a certificate for an identity in another
+    // federation. It chains to our anchor, but it proves nothing about our federation's teams.
+    let other = TeamIdentity::new(
+        FederationId::new("state-fusion.example").unwrap(),
+        TeamId::new("lincoln-high").unwrap(),
+    );
+    let dir = s.fed.dir.path().join("other-fed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = rcgen::KeyPair::from_pem(&s.fed.ca.key_pem()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(s.fed.ca.cert_pem(), ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(other.uri().try_into().unwrap())];
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("node.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("node.key"), key.serialize_pem()).unwrap();
+
+    let mut client = federation_client(&dir, &s.fed.ca_path, &other, &s.core);
+    let status = client
+        .hello(pb::HelloRequest {
+            protocol_version: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("federation"), "{status:?}");
+    still_serving(&s).await;
+    node.shutdown().await;
+}
