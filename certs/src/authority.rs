@@ -25,7 +25,8 @@ pub struct CertificateAuthority {
     federation: FederationId,
     /// The CA certificate, PEM, as distributed to every node as its trust anchor.
     cert_pem: String,
-    /// Signs node certificates (and, later, CRLs and the directory).
+    /// Signs node certificates, CRLs ([`crate::revocation`]) and the directory
+    /// ([`crate::directory`]).
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -89,6 +90,11 @@ impl CertificateAuthority {
     /// The CA certificate, PEM: the trust anchor every member installs.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// The signing key with the CA's name, for the CRL and directory signers in this crate.
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
     }
 
     /// The CA's private key, PEM. Keep it offline.
