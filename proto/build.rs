@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tatmx/v1/referral.proto",
         "tatmx/v1/federation.proto",
         "tatmx/v1/agency.proto",
+        "tatmx/v1/admin.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -5,8 +5,6 @@
 //! transaction, then returns; delivery happens in the background, and its progress is visible
 //! in the outbox.
 
-use std::sync::Arc;
-
 use tatmx_proto::v1 as pb;
 use tatmx_proto::v1::agency_server::Agency;
 use time::OffsetDateTime;
@@ -29,7 +27,7 @@ const MAX_LIMIT: u32 = 1000;
 #[derive(Debug, Clone)]
 pub struct AgencyService {
     /// Resolves recipients to known peers.
-    trust: Arc<Trust>,
+    trust: Trust,
     /// Referrals and the outbox.
     store: Store,
     /// Wakes delivery once a referral is queued.
@@ -38,7 +36,7 @@ pub struct AgencyService {
 
 impl AgencyService {
     /// Builds the service over the node's shared state.
-    pub fn new(trust: Arc<Trust>, store: Store, outbox: Outbox) -> Self {
+    pub fn new(trust: Trust, store: Store, outbox: Outbox) -> Self {
         Self {
             trust,
             store,
@@ -115,16 +113,18 @@ impl Agency for AgencyService {
             .ok_or_else(|| Status::invalid_argument("referral: is required"))?;
         let draft = convert::new_referral_from_proto(draft)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let recipient = self
-            .trust
+        let state = self.trust.state();
+        let recipient = state
             .resolve_recipient(&draft.recipient)
             .map_err(|e| match e {
-                TrustError::UnknownPeer(_) => Status::failed_precondition(e.to_string()),
+                TrustError::UnknownPeer(_) | TrustError::Blocked(_) => {
+                    Status::failed_precondition(e.to_string())
+                }
                 _ => Status::invalid_argument(e.to_string()),
             })?;
         let referral = Referral {
             id: Uuid::now_v7(),
-            sender: self.trust.local().identity.clone(),
+            sender: state.local.identity.clone(),
             recipient: recipient.identity.clone(),
             created_at: OffsetDateTime::now_utc(),
             purpose: draft.purpose,

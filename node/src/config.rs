@@ -60,6 +60,10 @@ pub struct Config {
     pub federation: FederationListener,
     /// The Agency API listener.
     pub agency: AgencyListener,
+    /// The Admin API socket.
+    pub admin_socket: PathBuf,
+    /// Directory freshness and refresh.
+    pub directory: DirectorySettings,
     /// How the outbox delivers.
     pub delivery: DeliverySettings,
     /// The teams this node exchanges messages with.
@@ -95,6 +99,17 @@ pub struct AgencyListener {
     pub socket: PathBuf,
     /// The largest message accepted, in bytes.
     pub max_message_bytes: usize,
+}
+
+/// How the node keeps its federation directory fresh.
+#[derive(Debug, Clone)]
+pub struct DirectorySettings {
+    /// A directory older than this is reported as stale (logs and `tatmx trust status`).
+    pub max_age: Duration,
+    /// How often to ask the `refresh_from` peers for a newer directory.
+    pub refresh_interval: Duration,
+    /// Peers (team ids in this federation) to fetch newer directories from, in order.
+    pub refresh_from: Vec<TeamId>,
 }
 
 /// Outbox delivery tuning.
@@ -174,6 +189,27 @@ impl Config {
             raw.agency_api.max_message_bytes,
         );
         let delivery = p.delivery(&raw.delivery);
+        let max_age = p.parse(
+            "directory.max_age",
+            raw.directory.max_age.as_deref().unwrap_or("7d"),
+            parse_duration,
+        );
+        let refresh_interval = p.parse(
+            "directory.refresh_interval",
+            raw.directory.refresh_interval.as_deref().unwrap_or("1h"),
+            parse_duration,
+        );
+        let refresh_from: Vec<TeamId> = raw
+            .directory
+            .refresh_from
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                p.parse(&format!("directory.refresh_from[{i}]"), t, |s| {
+                    TeamId::new(s)
+                })
+            })
+            .collect();
         if raw.node.data_dir.as_os_str().is_empty() {
             p.push("node.data_dir", "is required");
         }
@@ -216,6 +252,8 @@ impl Config {
             Some(listen),
             Some(handshake_timeout),
             Some(delivery),
+            Some(max_age),
+            Some(refresh_interval),
         ) = (
             federation,
             team,
@@ -224,6 +262,8 @@ impl Config {
             listen,
             handshake_timeout,
             delivery,
+            max_age,
+            refresh_interval,
         )
         else {
             return Err(ParseFailure::Invalid(p.0));
@@ -243,7 +283,18 @@ impl Config {
                 .socket
                 .unwrap_or_else(|| PathBuf::from("agency.sock")),
         );
+        let admin_socket = data_dir.join(
+            raw.admin_api
+                .socket
+                .unwrap_or_else(|| PathBuf::from("admin.sock")),
+        );
         Ok(Self {
+            admin_socket,
+            directory: DirectorySettings {
+                max_age,
+                refresh_interval,
+                refresh_from,
+            },
             local: LocalTeam {
                 identity,
                 role,
@@ -375,7 +426,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_endpoint(s: &str) -> Result<http::Uri, String> {
+pub(crate) fn parse_endpoint(s: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = s
         .parse()
         .map_err(|_| "expected a URL such as https://core.example:7443".to_string())?;
@@ -399,6 +450,10 @@ struct RawConfig {
     federation_api: RawFederationApi,
     #[serde(default)]
     agency_api: RawAgencyApi,
+    #[serde(default)]
+    admin_api: RawAdminApi,
+    #[serde(default)]
+    directory: RawDirectory,
     #[serde(default)]
     delivery: RawDelivery,
     #[serde(default)]
@@ -437,6 +492,21 @@ struct RawFederationApi {
 struct RawAgencyApi {
     socket: Option<PathBuf>,
     max_message_bytes: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdminApi {
+    socket: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    max_age: Option<String>,
+    refresh_interval: Option<String>,
+    #[serde(default)]
+    refresh_from: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]

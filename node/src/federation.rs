@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use tatmx_certs::FederationId;
 use tatmx_proto::v1 as pb;
 use tatmx_proto::v1::federation_server::Federation;
 use time::OffsetDateTime;
@@ -24,7 +25,7 @@ use crate::trust::{Trust, TrustError, VerifiedPeer};
 #[derive(Debug, Clone)]
 pub struct FederationService {
     /// Decides who may call.
-    trust: Arc<Trust>,
+    trust: Trust,
     /// Where received messages go.
     store: Store,
     /// Wakes delivery of acknowledgements back to senders.
@@ -33,7 +34,7 @@ pub struct FederationService {
 
 impl FederationService {
     /// Builds the service over the node's shared state.
-    pub fn new(trust: Arc<Trust>, store: Store, outbox: Outbox) -> Self {
+    pub fn new(trust: Trust, store: Store, outbox: Outbox) -> Self {
         Self {
             trust,
             store,
@@ -88,7 +89,8 @@ impl Federation for FederationService {
     ) -> Result<Response<pb::HelloResponse>, Status> {
         let peer = self.caller(&request, "Hello")?;
         tracing::info!(peer = %peer.identity(), "hello");
-        let local = self.trust.local();
+        let state = self.trust.state();
+        let local = &state.local;
         Ok(Response::new(pb::HelloResponse {
             identity: local.identity.uri(),
             role: convert::role_to_proto(local.role).into(),
@@ -118,7 +120,8 @@ impl Federation for FederationService {
                 peer.identity()
             )));
         }
-        let local = &self.trust.local().identity;
+        let state = self.trust.state();
+        let local = &state.local.identity;
         if &referral.recipient != local {
             return Err(Status::invalid_argument(format!(
                 "referral.recipient {} is not this node's team, {local}",
@@ -210,5 +213,22 @@ impl Federation for FederationService {
             ))),
             Err(e) => Err(store_status(&e)),
         }
+    }
+
+    async fn get_directory(
+        &self,
+        request: Request<pb::GetDirectoryRequest>,
+    ) -> Result<Response<pb::GetDirectoryResponse>, Status> {
+        let peer = self.caller(&request, "GetDirectory")?;
+        let federation = FederationId::new(request.into_inner().federation)
+            .map_err(|e| Status::invalid_argument(format!("federation: {e}")))?;
+        let document = self
+            .trust
+            .state()
+            .directory(&federation)
+            .map(|d| d.document.clone())
+            .unwrap_or_default();
+        tracing::debug!(peer = %peer.identity(), %federation, "directory requested");
+        Ok(Response::new(pb::GetDirectoryResponse { document }))
     }
 }

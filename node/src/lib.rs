@@ -17,15 +17,18 @@
 //! - [`referral`]: the referral and status update as domain types, with their rules.
 //! - [`convert`]: the only place wire types become domain types and back.
 //! - [`tls`]: mutual TLS 1.3: certificates in, a [`tls::PeerCertificate`] out.
-//! - [`trust`]: which teams this node deals with; makes the [`trust::VerifiedPeer`].
+//! - [`trust`]: anchors, revocation and peers, swapped live; makes the [`trust::VerifiedPeer`].
 //! - [`store`]: SQLite, and the only module with SQL.
 //! - [`outbox`]: durable, ordered, retried delivery to each peer.
 //! - [`federation`]: the peer-facing gRPC service.
 //! - [`agency`]: the staff-facing gRPC service.
+//! - [`admin`]: the admin-facing gRPC service (trust management).
+//! - [`refresh`]: fetching newer federation directories from peers.
 //! - [`node`]: wiring everything together, and shutting it down.
 //! - [`client`]: connecting to a node's own APIs.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod agency;
 pub mod category;
 pub mod client;
@@ -35,6 +38,7 @@ pub mod federation;
 pub mod node;
 pub mod outbox;
 pub mod referral;
+pub mod refresh;
 pub mod store;
 pub mod tls;
 pub mod trust;

@@ -1,16 +1,16 @@
 //! Wiring: from a validated [`Config`] to a running node, and back down again.
 //!
-//! Start-up loads the TLS material and opens the store before anything listens, so a node that
-//! cannot serve correctly does not serve at all. Then the delivery workers, the Federation
-//! listener (TCP, mutual TLS) and the Agency listener (Unix socket, 0600) start, all sharing one
-//! shutdown signal.
+//! Start-up loads the certificates, opens the store and builds the trust state before anything
+//! listens, so a node that cannot serve correctly does not serve at all. Then the delivery
+//! workers, the directory refresher, the Federation listener (TCP, mutual TLS), and the Agency
+//! and Admin listeners (Unix sockets, 0600) start, all sharing one shutdown signal.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
+use tatmx_proto::v1::admin_server::AdminServer;
 use tatmx_proto::v1::agency_server::AgencyServer;
 use tatmx_proto::v1::federation_server::FederationServer;
 use tokio::net::{TcpListener, UnixListener};
@@ -18,13 +18,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
+use crate::admin::AdminService;
 use crate::agency::AgencyService;
 use crate::config::Config;
 use crate::federation::FederationService;
 use crate::outbox::Outbox;
 use crate::store::Store;
-use crate::tls::{TlsError, TlsMaterial};
-use crate::trust::Trust;
+use crate::tls::{Credentials, TlsError};
+use crate::trust::{Trust, TrustChangeError, TrustConfig};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,9 @@ pub enum StartError {
     /// Another node already serves the Agency socket.
     #[error("{0}: another tatmx node is already serving this socket")]
     SocketInUse(PathBuf),
+    /// The trust state could not be built.
+    #[error(transparent)]
+    Trust(#[from] TrustChangeError),
     /// gRPC reflection could not be set up.
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -73,6 +77,8 @@ pub struct RunningNode {
     federation_addr: SocketAddr,
     /// The Agency API socket.
     agency_socket: PathBuf,
+    /// The Admin API socket.
+    admin_socket: PathBuf,
     /// Stops every task.
     shutdown: CancellationToken,
     /// Servers and workers, awaited on shutdown.
@@ -90,6 +96,11 @@ impl RunningNode {
     /// The Agency API socket path.
     pub fn agency_socket(&self) -> &Path {
         &self.agency_socket
+    }
+
+    /// The Admin API socket path.
+    pub fn admin_socket(&self) -> &Path {
+        &self.admin_socket
     }
 
     /// A token that stops the node when cancelled, for signal handlers.
@@ -121,6 +132,7 @@ impl RunningNode {
         }
         self.store.close().await;
         let _ = std::fs::remove_file(&self.agency_socket);
+        let _ = std::fs::remove_file(&self.admin_socket);
         tracing::info!("node stopped");
     }
 }
@@ -146,30 +158,43 @@ pub async fn start_with_listener(
         .create(&config.data_dir)
         .map_err(io(&config.data_dir))?;
 
-    let tls = TlsMaterial::load(
-        &config.tls.ca,
-        &config.tls.cert,
-        &config.tls.key,
-        &config.local.identity,
-    )?;
-    let days_left = (tls.not_after() - time::OffsetDateTime::now_utc()).whole_days();
-    if days_left < 30 {
-        tracing::warn!(days_left, "this node's certificate expires soon; renew it");
-    }
+    let credentials = Credentials::load(&config.tls.cert, &config.tls.key, &config.local.identity)?;
+    let anchors = crate::tls::read_pem_file(&config.tls.ca)?;
     let db = config.database_path();
     let store = Store::open(&db)
         .await
         .map_err(|source| StartError::Store { path: db, source })?;
-    let trust = Arc::new(Trust::new(config.local.clone(), config.peers.clone()));
+    let trust = Trust::load(
+        TrustConfig {
+            local: config.local.clone(),
+            anchors: vec![(config.tls.ca.display().to_string(), anchors)],
+            peers: config.peers.clone(),
+            cert_path: config.tls.cert.clone(),
+            key_path: config.tls.key.clone(),
+            max_directory_age: config.directory.max_age,
+        },
+        credentials,
+        store.clone(),
+    )
+    .await?;
+    for warning in crate::admin::warnings(&trust.state()) {
+        tracing::warn!("{warning}");
+    }
     let shutdown = CancellationToken::new();
 
-    let (outbox, mut tasks) = Outbox::start(
+    let (outbox, supervisor) = Outbox::start(
         store.clone(),
-        &tls,
-        &config.peers,
-        &config.delivery,
+        trust.clone(),
+        config.delivery.clone(),
         shutdown.clone(),
-    )?;
+    );
+    let mut tasks = vec![supervisor];
+    tasks.push(tokio::spawn(crate::refresh::run(
+        trust.clone(),
+        config.directory.clone(),
+        config.delivery.clone(),
+        shutdown.clone(),
+    )));
 
     let tcp = match listener {
         Some(listener) => listener
@@ -191,6 +216,7 @@ pub async fn start_with_listener(
         .set_serving::<FederationServer<FederationService>>()
         .await;
     health.set_serving::<AgencyServer<AgencyService>>().await;
+    health.set_serving::<AdminServer<AdminService>>().await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tatmx_proto::v1::FILE_DESCRIPTOR_SET)
@@ -206,7 +232,8 @@ pub async fn start_with_listener(
     .max_decoding_message_size(config.federation.max_message_bytes);
     let incoming = crate::tls::accept(
         tcp,
-        tls.server_config()?,
+        trust.server_configs(),
+        trust.states(),
         config.federation.handshake_timeout,
         shutdown.clone(),
     );
@@ -225,11 +252,11 @@ pub async fn start_with_listener(
     }));
 
     let socket = config.agency.socket.clone();
-    let uds = bind_agency_socket(&socket).await?;
+    let uds = bind_private_socket(&socket).await?;
     let agency = AgencyServer::new(AgencyService::new(trust.clone(), store.clone(), outbox))
         .max_decoding_message_size(config.agency.max_message_bytes);
     let agency_server = Server::builder()
-        .add_service(health_service)
+        .add_service(health_service.clone())
         .add_service(reflection()?)
         .add_service(agency)
         .serve_with_incoming_shutdown(
@@ -239,6 +266,22 @@ pub async fn start_with_listener(
     tasks.push(tokio::spawn(async move {
         if let Err(e) = agency_server.await {
             tracing::error!(error = %e, "agency server failed");
+        }
+    }));
+
+    let admin_socket = config.admin_socket.clone();
+    let admin_uds = bind_private_socket(&admin_socket).await?;
+    let admin_server = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection()?)
+        .add_service(AdminServer::new(AdminService::new(trust.clone())))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(admin_uds),
+            shutdown.clone().cancelled_owned(),
+        );
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = admin_server.await {
+            tracing::error!(error = %e, "admin server failed");
         }
     }));
 
@@ -252,15 +295,16 @@ pub async fn start_with_listener(
     Ok(RunningNode {
         federation_addr,
         agency_socket: socket,
+        admin_socket,
         shutdown,
         tasks,
         store,
     })
 }
 
-/// Binds the Agency socket with mode 0600. A stale socket left by a crash is replaced; a live
+/// Binds a local API socket with mode 0600. A stale socket left by a crash is replaced; a live
 /// one means another node is running, which is refused rather than hijacked.
-async fn bind_agency_socket(path: &Path) -> Result<UnixListener, StartError> {
+async fn bind_private_socket(path: &Path) -> Result<UnixListener, StartError> {
     let io = |source| StartError::Io {
         path: path.to_owned(),
         source,

@@ -12,7 +12,7 @@
 //! moves on, so one bad message cannot block a peer forever.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message;
@@ -27,80 +27,110 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::config::DeliverySettings;
 use crate::store::{DueMessage, MessageKind, Store};
-use crate::tls::{TlsError, TlsMaterial};
-use crate::trust::Peer;
+use crate::trust::Trust;
 
 /// Handle to the running delivery workers: wakes a peer's worker when it has new work.
 #[derive(Debug, Clone, Default)]
 pub struct Outbox {
     /// One wake-up signal per peer. `Notify` keeps a permit when nobody waits, so a message
     /// queued while its worker is busy is never missed.
-    wake: Arc<HashMap<TeamIdentity, Arc<Notify>>>,
+    wake: Arc<Mutex<HashMap<TeamIdentity, Arc<Notify>>>>,
 }
 
 impl Outbox {
-    /// Starts one delivery worker per peer. They stop when `shutdown` is cancelled.
+    /// Starts the supervisor, which keeps one delivery worker per peer as peers come and go.
+    /// Everything stops when `shutdown` is cancelled; the returned task ends after the workers.
     pub fn start(
         store: Store,
-        tls: &TlsMaterial,
-        peers: &[Peer],
-        settings: &DeliverySettings,
+        trust: Trust,
+        settings: DeliverySettings,
         shutdown: CancellationToken,
-    ) -> Result<(Self, Vec<JoinHandle<()>>), TlsError> {
-        let mut wake = HashMap::new();
-        let mut workers = Vec::new();
-        for peer in peers {
-            let notify = Arc::new(Notify::new());
-            wake.insert(peer.identity.clone(), notify.clone());
-            let worker = PeerWorker {
-                peer: peer.identity.clone(),
-                client: FederationClient::new(peer_channel(tls, peer, settings)?),
-                store: store.clone(),
-                settings: settings.clone(),
-                wake: notify,
-                shutdown: shutdown.clone(),
-            };
-            workers.push(tokio::spawn(worker.run()));
-        }
-        Ok((
-            Self {
-                wake: Arc::new(wake),
-            },
-            workers,
-        ))
+    ) -> (Self, JoinHandle<()>) {
+        let outbox = Self::default();
+        let supervisor = tokio::spawn(outbox.clone().supervise(store, trust, settings, shutdown));
+        (outbox, supervisor)
     }
 
     /// Tells `peer`'s worker that its queue has a new message.
     pub fn notify(&self, peer: &TeamIdentity) {
-        if let Some(notify) = self.wake.get(peer) {
+        if let Some(notify) = self.wake.lock().ok().and_then(|w| w.get(peer).cloned()) {
             notify.notify_one();
+        }
+    }
+
+    async fn supervise(
+        self,
+        store: Store,
+        trust: Trust,
+        settings: DeliverySettings,
+        shutdown: CancellationToken,
+    ) {
+        let mut changes = trust.subscribe();
+        let mut workers = Vec::new();
+        loop {
+            // Workers are never stopped when a peer goes: they idle until it comes back, and
+            // its undelivered messages stay visible in the outbox meanwhile.
+            for entry in trust.state().peers() {
+                let identity = entry.peer.identity.clone();
+                let notify = {
+                    let Ok(mut wake) = self.wake.lock() else {
+                        break;
+                    };
+                    if wake.contains_key(&identity) {
+                        continue;
+                    }
+                    let notify = Arc::new(Notify::new());
+                    wake.insert(identity.clone(), notify.clone());
+                    notify
+                };
+                let worker = PeerWorker {
+                    peer: identity,
+                    trust: trust.clone(),
+                    client: None,
+                    store: store.clone(),
+                    settings: settings.clone(),
+                    wake: notify,
+                    shutdown: shutdown.clone(),
+                };
+                workers.push(tokio::spawn(worker.run()));
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        for worker in workers {
+            let _ = worker.await;
         }
     }
 }
 
 /// One long-lived HTTP/2 channel to a peer. It connects lazily and reconnects by itself, so a
-/// peer that is down at start-up costs nothing until it comes back.
+/// peer that is down at start-up costs nothing until it comes back; each connection uses the
+/// trust current when it is made.
 pub fn peer_channel(
-    tls: &TlsMaterial,
-    peer: &Peer,
+    trust: &Trust,
+    peer: &TeamIdentity,
+    endpoint: &http::Uri,
     settings: &DeliverySettings,
-) -> Result<Channel, TlsError> {
-    let config = tls.client_config(peer.identity.clone())?;
-    Ok(Endpoint::from(peer.endpoint.clone())
+) -> Channel {
+    Endpoint::from(endpoint.clone())
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.request_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
-        .connect_with_connector_lazy(crate::tls::connector(config)))
+        .connect_with_connector_lazy(crate::tls::connector(trust.states(), peer.clone()))
 }
 
 /// Drains one peer's queue.
 struct PeerWorker {
     /// The peer this worker delivers to.
     peer: TeamIdentity,
-    /// Its Federation API, over the pooled channel.
-    client: FederationClient<Channel>,
+    /// Whether, and where, the peer may be reached now.
+    trust: Trust,
+    /// Its Federation API over the pooled channel, and the endpoint that channel dials.
+    client: Option<(http::Uri, FederationClient<Channel>)>,
     /// Where the queue lives.
     store: Store,
     /// Backoff and timeouts.
@@ -122,7 +152,23 @@ enum Failure {
 impl PeerWorker {
     async fn run(mut self) {
         tracing::debug!(peer = %self.peer, "delivery worker started");
+        let mut changes = self.trust.subscribe();
         while !self.shutdown.is_cancelled() {
+            let endpoint = match self.trust.state().admit(&self.peer) {
+                Ok(entry) => entry.peer.endpoint.clone(),
+                Err(_) => {
+                    // Removed or blocked: hold its messages until trust changes.
+                    tokio::select! {
+                        _ = changes.changed() => {}
+                        _ = self.shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            if self.client.as_ref().is_none_or(|(uri, _)| uri != &endpoint) {
+                let channel = peer_channel(&self.trust, &self.peer, &endpoint, &self.settings);
+                self.client = Some((endpoint, FederationClient::new(channel)));
+            }
             let head = match self.store.next_for_peer(&self.peer).await {
                 Ok(head) => head,
                 Err(e) => {
@@ -134,6 +180,7 @@ impl PeerWorker {
             let Some(message) = head else {
                 tokio::select! {
                     _ = self.wake.notified() => {}
+                    _ = changes.changed() => {}
                     _ = self.shutdown.cancelled() => {}
                 }
                 continue;
@@ -166,6 +213,7 @@ impl PeerWorker {
         };
         let recorded = match result {
             Ok(duplicate) => {
+                self.trust.record_contact(&self.peer, Ok(()));
                 tracing::info!(
                     peer = %self.peer,
                     message_id = %message.message_id,
@@ -176,6 +224,7 @@ impl PeerWorker {
                 self.store.mark_delivered(message.seq).await
             }
             Err(Failure::Transient(reason)) => {
+                self.trust.record_contact(&self.peer, Err(&reason));
                 let delay = backoff(
                     message.attempts.saturating_add(1),
                     self.settings.initial_backoff,
@@ -193,6 +242,7 @@ impl PeerWorker {
                 self.store.mark_retry(message.seq, &reason, next).await
             }
             Err(Failure::Permanent(reason)) => {
+                self.trust.record_contact(&self.peer, Err(&reason));
                 tracing::error!(
                     peer = %self.peer,
                     message_id = %message.message_id,
@@ -211,12 +261,15 @@ impl PeerWorker {
 
     /// Sends one message; `Ok(duplicate)` once the peer has acknowledged it.
     async fn send(&mut self, message: &DueMessage) -> Result<bool, Failure> {
+        let Some((_, client)) = self.client.as_mut() else {
+            return Err(Failure::Transient("no channel to the peer".into()));
+        };
         let corrupt =
             |e: prost::DecodeError| Failure::Permanent(format!("stored body unreadable: {e}"));
         let receipt = match message.kind {
             MessageKind::Referral => {
                 let referral = pb::Referral::decode(message.body.as_slice()).map_err(corrupt)?;
-                self.client
+                client
                     .deliver_referral(pb::DeliverReferralRequest {
                         referral: Some(referral),
                     })
@@ -224,7 +277,7 @@ impl PeerWorker {
             }
             MessageKind::StatusUpdate => {
                 let update = pb::StatusUpdate::decode(message.body.as_slice()).map_err(corrupt)?;
-                self.client
+                client
                     .update_status(pb::UpdateStatusRequest {
                         update: Some(update),
                     })

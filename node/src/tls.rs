@@ -1,8 +1,10 @@
 //! Mutual TLS 1.3 for the Federation API, in both directions.
 //!
-//! This layer proves one thing: the other end holds a key certified by this federation's CA. It
-//! turns the verified certificate into a [`PeerCertificate`] and hands it upward; whether that
-//! team may call, and what it may do, is decided by [`crate::trust`].
+//! This layer runs the handshakes; [`crate::trust`] decides which certificates are good. The
+//! server's verifier refuses, during the handshake, any certificate that does not chain to an
+//! anchor of its own federation, is revoked, or belongs to a team that is not an unblocked
+//! peer. The verified certificate then rides on the connection as a [`PeerCertificate`], and
+//! every request is checked again against the newest trust.
 //!
 //! tonic's own TLS config offers no custom verifier and no reload, so the server accepts TCP
 //! itself, runs the rustls handshake with a timeout in a task per connection, and feeds finished
@@ -17,13 +19,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::NoServerSessionStorage;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 use tatmx_certs::{CertificateSummary, TeamIdentity};
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -32,6 +36,8 @@ use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
+
+use crate::trust::{CheckedCertificate, TrustError, TrustState};
 
 /// Failure to load or use TLS material.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +61,6 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
-    /// The client certificate verifier could not be built.
-    #[error("TLS client verifier: {0}")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
 /// The crypto provider every tatmx TLS config uses. Built explicitly rather than installed as a
@@ -66,55 +69,82 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// The node's certificates and key, loaded once at start-up.
-#[derive(Clone)]
-pub struct TlsMaterial {
-    /// The federation CA certificates this node trusts as anchors.
-    anchors: Arc<RootCertStore>,
-    /// This node's certificate chain, leaf first.
-    chain: Vec<CertificateDer<'static>>,
-    /// This node's private key.
-    key: Arc<PrivateKeyDer<'static>>,
-    /// The identity in this node's certificate.
+/// This node's own certificate chain and key. Replaced whole when a new certificate is
+/// installed; connections already open keep the one they started with.
+pub struct Credentials {
+    /// The identity the certificate proves.
     identity: TeamIdentity,
-    /// When this node's certificate expires.
+    /// The certificate chain, leaf first.
+    chain: Vec<CertificateDer<'static>>,
+    /// The private key.
+    key: PrivateKeyDer<'static>,
+    /// The leaf's serial, hex.
+    serial_hex: String,
+    /// Start of validity.
+    not_before: OffsetDateTime,
+    /// End of validity.
     not_after: OffsetDateTime,
 }
 
-impl TlsMaterial {
-    /// Loads the CA, certificate and key files and checks that the certificate is current and
-    /// proves `expected`.
-    pub fn load(
-        ca: &Path,
-        cert: &Path,
-        key: &Path,
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("identity", &self.identity)
+            .field("serial_hex", &self.serial_hex)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// Loads the certificate and key files named in the config, and checks that they belong
+    /// together, prove `expected`, and are valid now. Errors name the file and the date.
+    pub fn load(cert: &Path, key: &Path, expected: &TeamIdentity) -> Result<Self, TlsError> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|e| TlsError::File {
+                path: path.to_owned(),
+                problem: format!("cannot read: {e}"),
+            })
+        };
+        let cert_pem = read(cert)?;
+        let key_pem = read(key)?;
+        Self::from_pem(&cert_pem, &key_pem, expected, &cert.display().to_string())
+    }
+
+    /// Builds credentials from PEM text; `origin` names the certificate in errors.
+    pub fn from_pem(
+        cert_pem: &str,
+        key_pem: &str,
         expected: &TeamIdentity,
+        origin: &str,
     ) -> Result<Self, TlsError> {
-        let anchors = read_certs(ca)?;
-        let chain = read_certs(cert)?;
-        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
-            path: key.to_owned(),
-            problem: format!("no usable private key: {e}"),
-        })?;
-        let mut roots = RootCertStore::empty();
-        for anchor in anchors {
-            roots.add(anchor).map_err(|e| TlsError::File {
-                path: ca.to_owned(),
-                problem: format!("not a usable CA certificate: {e}"),
-            })?;
-        }
         let own = |problem: String| TlsError::OwnCertificate {
-            path: cert.to_owned(),
+            path: PathBuf::from(origin),
             problem,
         };
-        let summary = CertificateSummary::from_der(&chain[0]).map_err(|e| own(e.to_string()))?;
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| own(format!("not a PEM certificate: {e}")))?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| own("holds no certificate".into()))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| own(format!("no usable private key: {e}")))?;
+        let signing_key = provider()
+            .key_provider
+            .load_private_key(key.clone_key())
+            .map_err(|e| own(format!("unusable private key: {e}")))?;
+        rustls::sign::CertifiedKey::new(chain.clone(), signing_key)
+            .keys_match()
+            .map_err(|_| own("the private key does not belong to the certificate".into()))?;
+        let summary = CertificateSummary::from_der(leaf).map_err(|e| own(e.to_string()))?;
         let identity = summary
             .require_identity()
             .map_err(|e| own(e.to_string()))?
             .clone();
         if &identity != expected {
             return Err(own(format!(
-                "the certificate is for {identity}, but the config says this node is {expected}"
+                "the certificate is for {identity}, but this node is {expected}"
             )));
         }
         let now = OffsetDateTime::now_utc();
@@ -131,10 +161,11 @@ impl TlsMaterial {
             )));
         }
         Ok(Self {
-            anchors: Arc::new(roots),
-            chain,
-            key: Arc::new(key_der),
             identity,
+            chain,
+            key,
+            serial_hex: summary.serial_hex,
+            not_before: summary.not_before,
             not_after: summary.not_after,
         })
     }
@@ -144,104 +175,160 @@ impl TlsMaterial {
         &self.identity
     }
 
+    /// The certificate chain, leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    /// The leaf's serial, hex.
+    pub fn serial_hex(&self) -> &str {
+        &self.serial_hex
+    }
+
+    /// Start of validity.
+    pub fn not_before(&self) -> OffsetDateTime {
+        self.not_before
+    }
+
     /// When this node's certificate expires.
     pub fn not_after(&self) -> OffsetDateTime {
         self.not_after
     }
-
-    /// The server side: TLS 1.3 only, a client certificate from a federation anchor required,
-    /// HTTP/2 only, no session resumption.
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let provider = provider();
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(self.anchors.clone(), provider.clone())
-                .build()?;
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        config.session_storage = Arc::new(NoServerSessionStorage {});
-        config.send_tls13_tickets = 0;
-        Ok(Arc::new(config))
-    }
-
-    /// The client side towards one peer: TLS 1.3 only, this node's certificate offered, and the
-    /// server accepted only if it chains to a federation anchor and proves `peer`.
-    pub fn client_config(&self, peer: TeamIdentity) -> Result<Arc<ClientConfig>, TlsError> {
-        let provider = provider();
-        let verifier = Arc::new(PeerServerVerifier {
-            anchors: self.anchors.clone(),
-            expected: peer,
-            provider: provider.clone(),
-        });
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        config.resumption = rustls::client::Resumption::disabled();
-        Ok(Arc::new(config))
-    }
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// Reads a PEM file of CA certificates (the config's `tls.ca`), checking it holds at least one.
+pub fn read_pem_file(path: &Path) -> Result<String, TlsError> {
     let problem = |problem: String| TlsError::File {
         path: path.to_owned(),
         problem,
     };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| problem(format!("cannot read: {e}")))?
+    let text = std::fs::read_to_string(path).map_err(|e| problem(format!("cannot read: {e}")))?;
+    let count = CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| problem(format!("not a PEM certificate file: {e}")))?;
-    if certs.is_empty() {
+        .map_err(|e| problem(format!("not a PEM certificate file: {e}")))?
+        .len();
+    if count == 0 {
         return Err(problem("holds no certificate".into()));
     }
-    Ok(certs)
+    Ok(text)
 }
 
-/// Checks a peer's server certificate the SPIFFE way: it must chain to a federation anchor and
-/// carry exactly the identity we dialled. The DNS name is irrelevant, because teams are named by
-/// their URI SAN, not by where they happen to be hosted.
+/// Replaces a file atomically (write beside it, fsync, rename), owner-only.
+pub fn replace_file(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: io::Error| TlsError::File {
+        path: path.to_owned(),
+        problem: format!("cannot write: {e}"),
+    };
+    let tmp = path.with_extension("tmp-install");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(fail)?;
+    file.write_all(contents).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// The server side for one trust view: TLS 1.3 only, a client certificate required and checked
+/// by [`PeerClientVerifier`], HTTP/2 only, no session resumption.
+pub fn server_config(state: Arc<TrustState>) -> Result<Arc<ServerConfig>, TlsError> {
+    let credentials = state.credentials.clone();
+    let verifier = Arc::new(PeerClientVerifier {
+        provider: provider(),
+        state,
+    });
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(credentials.chain.clone(), credentials.key.clone_key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
+}
+
+/// The client side towards one peer: TLS 1.3 only, this node's certificate offered, and the
+/// server accepted only if it chains to an anchor of its own federation and proves `peer`.
+pub fn client_config(
+    state: &Arc<TrustState>,
+    peer: TeamIdentity,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let credentials = state.credentials.clone();
+    let verifier = Arc::new(PeerServerVerifier {
+        state: state.clone(),
+        expected: peer,
+        provider: provider(),
+    });
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(credentials.chain.clone(), credentials.key.clone_key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// Maps a trust refusal to the TLS error that makes rustls send the matching alert, so the
+/// other side learns why (expired, revoked, unknown CA) without a gRPC call.
+fn refusal(error: &TrustError) -> rustls::Error {
+    use rustls::CertificateError as C;
+    let certificate_error = match error {
+        TrustError::Certificate { reason, .. } if reason.contains("expired") => C::Expired,
+        TrustError::Certificate { reason, .. } if reason.contains("not valid yet") => {
+            C::NotValidYet
+        }
+        TrustError::Certificate { reason, .. } if reason.contains("revoked") => C::Revoked,
+        TrustError::Revoked { .. } => C::Revoked,
+        TrustError::ForeignFederation(_) => C::UnknownIssuer,
+        TrustError::Certificate { .. } => C::BadSignature,
+        _ => C::ApplicationVerificationFailure,
+    };
+    rustls::Error::InvalidCertificate(certificate_error)
+}
+
+/// Checks a caller's client certificate during the handshake against the trust view this
+/// server config was built from: a chain to its own federation's anchor, not revoked, and a
+/// known, unblocked peer. Requests are checked again against the newest view.
 #[derive(Debug)]
-struct PeerServerVerifier {
-    /// The federation CA certificates.
-    anchors: Arc<RootCertStore>,
-    /// The team this connection is meant to reach.
-    expected: TeamIdentity,
-    /// Signature algorithms for chain and handshake checks.
+struct PeerClientVerifier {
+    /// Signature algorithms.
     provider: Arc<CryptoProvider>,
+    /// The trust view this verifier enforces.
+    state: Arc<TrustState>,
 }
 
-impl ServerCertVerifier for PeerServerVerifier {
-    fn verify_server_cert(
+impl ClientCertVerifier for PeerClientVerifier {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
         now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.anchors,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        let summary = CertificateSummary::from_der(end_entity)
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
-        match summary.identity {
-            Some(identity) if identity == self.expected => Ok(ServerCertVerified::assertion()),
-            Some(identity) => Err(rustls::Error::General(format!(
-                "peer presented {identity}, expected {}",
-                self.expected
-            ))),
-            None => Err(rustls::Error::General(
-                "peer certificate carries no team identity".into(),
-            )),
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let checked = self
+            .state
+            .check_certificate(
+                end_entity,
+                intermediates,
+                now,
+                webpki::KeyUsage::client_auth(),
+            )
+            .and_then(|checked| self.state.admit(checked.identity()).map(|_| checked));
+        match checked {
+            Ok(_) => Ok(ClientCertVerified::assertion()),
+            Err(e) => {
+                tracing::info!(error = %e, "client certificate refused at handshake");
+                Err(refusal(&e))
+            }
         }
     }
 
@@ -280,27 +367,104 @@ impl ServerCertVerifier for PeerServerVerifier {
     }
 }
 
+/// Checks a peer's server certificate the SPIFFE way: it must chain to an anchor of its own
+/// federation, not be revoked, and carry exactly the identity we dialled. The DNS name is
+/// irrelevant, because teams are named by their URI SAN, not by where they are hosted.
+#[derive(Debug)]
+struct PeerServerVerifier {
+    /// The trust view at connection time.
+    state: Arc<TrustState>,
+    /// The team this connection is meant to reach.
+    expected: TeamIdentity,
+    /// Signature algorithms for handshake checks.
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PeerServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let checked = self
+            .state
+            .check_certificate(end_entity, intermediates, now, webpki::KeyUsage::server_auth())
+            .map_err(|e| {
+                tracing::info!(peer = %self.expected, error = %e, "peer server certificate refused");
+                refusal(&e)
+            })?;
+        if checked.identity() != &self.expected {
+            return Err(rustls::Error::General(format!(
+                "peer presented {}, expected {}",
+                checked.identity(),
+                self.expected
+            )));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// What the handshake proved about the caller. Only this module constructs it, and only from a
-/// certificate rustls has verified against a federation anchor.
+/// certificate that passed [`TrustState::check_certificate`].
 #[derive(Debug, Clone)]
 pub struct PeerCertificate {
-    /// The URI SAN identity, if the certificate carries exactly one valid one.
-    identity: Option<TeamIdentity>,
-    /// Serial number, lowercase hex.
-    serial_hex: String,
+    /// The checked certificate.
+    checked: CheckedCertificate,
     /// Where the connection came from, for logs.
     remote_addr: SocketAddr,
 }
 
 impl PeerCertificate {
-    /// The identity the certificate proves, if any.
-    pub fn identity(&self) -> Option<&TeamIdentity> {
-        self.identity.as_ref()
+    /// The checked certificate.
+    pub fn checked(&self) -> &CheckedCertificate {
+        &self.checked
+    }
+
+    /// The identity the certificate proves.
+    pub fn identity(&self) -> &TeamIdentity {
+        self.checked.identity()
     }
 
     /// The certificate's serial number, lowercase hex.
     pub fn serial_hex(&self) -> &str {
-        &self.serial_hex
+        self.checked.serial_hex()
     }
 
     /// The caller's address.
@@ -366,15 +530,17 @@ impl AsyncWrite for PeerStream {
 }
 
 /// Accepts TCP connections, runs each handshake in its own task with a deadline, and yields the
-/// streams that completed it. A slow or failed handshake never holds up the accept loop.
+/// streams that completed it. Each handshake uses the server config current at that moment, so
+/// a trust change applies to the very next connection. A slow or failed handshake never holds
+/// up the accept loop.
 pub fn accept(
     listener: TcpListener,
-    config: Arc<ServerConfig>,
+    configs: Arc<ArcSwap<ServerConfig>>,
+    states: Arc<ArcSwap<TrustState>>,
     handshake_timeout: Duration,
     shutdown: CancellationToken,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<PeerStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
     tokio::spawn(async move {
         loop {
             let (tcp, remote_addr) = tokio::select! {
@@ -389,16 +555,22 @@ pub fn accept(
                     }
                 },
             };
-            let acceptor = acceptor.clone();
+            let acceptor = TlsAcceptor::from(configs.load_full());
+            let states = states.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let certificate = Arc::new(peer_certificate(&tls, remote_addr));
+                        let Some(checked) = recheck(&tls, &states.load()) else {
+                            return;
+                        };
                         let stream = PeerStream {
                             inner: tls,
-                            certificate,
+                            certificate: Arc::new(PeerCertificate {
+                                checked,
+                                remote_addr,
+                            }),
                         };
                         // The receiver is gone only when the server is shutting down.
                         let _ = tx.send(Ok(stream)).await;
@@ -416,20 +588,24 @@ pub fn accept(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-fn peer_certificate(
+/// Re-derives what the verifier established, to carry it with the connection. It fails for a
+/// certificate the verifier just accepted only if trust changed in between, and then dropping
+/// the connection is right.
+fn recheck(
     tls: &tokio_rustls::server::TlsStream<TcpStream>,
-    remote_addr: SocketAddr,
-) -> PeerCertificate {
+    state: &TrustState,
+) -> Option<CheckedCertificate> {
     let (_, connection) = tls.get_ref();
-    let summary = connection
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|leaf| CertificateSummary::from_der(leaf).ok());
-    PeerCertificate {
-        identity: summary.as_ref().and_then(|s| s.identity.clone()),
-        serial_hex: summary.map(|s| s.serial_hex).unwrap_or_default(),
-        remote_addr,
-    }
+    let chain = connection.peer_certificates()?;
+    let (leaf, intermediates) = chain.split_first()?;
+    state
+        .check_certificate(
+            leaf,
+            intermediates,
+            UnixTime::now(),
+            webpki::KeyUsage::client_auth(),
+        )
+        .ok()
 }
 
 /// The stream a peer connection runs over, as tonic's client wants it.
@@ -438,17 +614,20 @@ pub type PeerIo = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
 /// The future of one connection attempt.
 pub type Connecting = Pin<Box<dyn std::future::Future<Output = io::Result<PeerIo>> + Send>>;
 
-/// A tonic connector that dials a peer over TCP and runs the client handshake with `config`.
+/// A tonic connector that dials `peer` over TCP and runs the client handshake with a config
+/// built from the trust view current at that moment, so a renewed certificate or a new anchor
+/// applies to the next connection.
 pub fn connector(
-    config: Arc<ClientConfig>,
+    states: Arc<ArcSwap<TrustState>>,
+    peer: TeamIdentity,
 ) -> impl tower::Service<http::Uri, Response = PeerIo, Error = io::Error, Future = Connecting>
 + Clone
 + Send
 + 'static {
-    let connector = TlsConnector::from(config);
     tower::service_fn(move |uri: http::Uri| {
-        let connector = connector.clone();
+        let config = client_config(&states.load_full(), peer.clone());
         Box::pin(async move {
+            let config = config.map_err(io::Error::other)?;
             let host = uri
                 .host()
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "endpoint has no host"))?
@@ -461,7 +640,7 @@ pub fn connector(
             // The verifier ignores the name; rustls still needs one for SNI.
             let name = ServerName::try_from(host)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let tls = connector.connect(name, tcp).await?;
+            let tls = TlsConnector::from(config).connect(name, tcp).await?;
             Ok(TokioIo::new(tls))
         }) as Connecting
     })

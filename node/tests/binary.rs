@@ -70,7 +70,8 @@ fn a_missing_certificate_stops_start_up_and_names_the_file() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("ca.pem"), "{stderr}");
+    assert!(stderr.contains("node.pem"), "{stderr}");
+    assert!(stderr.contains("No such file"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,11 +10,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
 use tatmx_certs::files::{write_public, write_secret};
 use tatmx_certs::{CertificateAuthority, FederationId, NodeKey, TeamId, TeamIdentity};
-use tatmx_node::config::DeliverySettings;
-use tatmx_node::tls::TlsMaterial;
-use tatmx_node::trust::Peer;
+
+use arc_swap::ArcSwap;
+use tatmx_node::store::StoredTrust;
+use tatmx_node::tls::Credentials;
+use tatmx_node::trust::{LocalTeam, TrustInputs, TrustState};
 use tatmx_node::{Config, RunningNode};
 use tatmx_proto::v1 as pb;
 use tatmx_proto::v1::agency_client::AgencyClient;
@@ -193,37 +196,46 @@ pub async fn agency(team: &TeamSpec) -> AgencyClient<Channel> {
 }
 
 /// A Federation client that presents the certificate in `dir` (node.pem, node.key) claiming
-/// `as_identity`, towards `target`, trusting the anchors in `ca`.
+/// `as_identity`, towards `target`, trusting the CA certificates in `anchors`. It plays another
+/// node by hand, honest or not.
 pub fn federation_client(
     dir: &Path,
-    ca: &Path,
+    anchors: &[&Path],
     as_identity: &TeamIdentity,
     target: &TeamSpec,
 ) -> FederationClient<Channel> {
-    let tls = TlsMaterial::load(
-        ca,
-        &dir.join("node.pem"),
-        &dir.join("node.key"),
-        as_identity,
-    )
-    .expect("client TLS material");
-    let peer = Peer {
-        identity: target.identity.clone(),
-        endpoint: target.endpoint().parse().expect("endpoint"),
-        role: tatmx_node::Role::Core,
-        discipline: tatmx_node::Discipline::LawEnforcement,
-        jurisdiction: String::new(),
-        cjis_authorized: false,
-    };
-    let settings = DeliverySettings {
-        request_timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-        ..DeliverySettings::default()
-    };
-    FederationClient::new(
-        tatmx_node::outbox::peer_channel(&tls, &peer, &settings).expect("channel"),
-    )
-    .max_encoding_message_size(64 * 1024 * 1024)
+    let credentials = Credentials::load(&dir.join("node.pem"), &dir.join("node.key"), as_identity)
+        .expect("client credentials");
+    let anchors: Vec<(String, String)> = anchors
+        .iter()
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(p).expect("anchor file"),
+            )
+        })
+        .collect();
+    let state = TrustState::build(TrustInputs {
+        local: LocalTeam {
+            identity: as_identity.clone(),
+            role: tatmx_node::Role::Affiliate,
+            discipline: tatmx_node::Discipline::Education,
+            jurisdiction: String::new(),
+        },
+        credentials: Arc::new(credentials),
+        config_anchors: &anchors,
+        config_peers: &[],
+        stored: &StoredTrust::default(),
+        max_directory_age: Duration::from_secs(3600),
+    })
+    .expect("client trust");
+    let states = Arc::new(ArcSwap::from_pointee(state));
+    let channel = tonic::transport::Endpoint::from_shared(target.endpoint())
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .connect_with_connector_lazy(tatmx_node::tls::connector(states, target.identity.clone()));
+    FederationClient::new(channel).max_encoding_message_size(64 * 1024 * 1024)
 }
 
 /// A small valid referral draft for `recipient`, with a canary in every free-text field.

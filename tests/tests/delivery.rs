@@ -151,7 +151,7 @@ async fn a_message_delivered_twice_is_stored_once() {
     let core_node = start(&core).await;
 
     // Play the school's node by hand, with the school's real certificate.
-    let mut client = federation_client(&school.dir, &fed.ca_path, &school.identity, &core);
+    let mut client = federation_client(&school.dir, &[&fed.ca_path], &school.identity, &core);
     let referral = outgoing(&school, &core);
     let request = || pb::DeliverReferralRequest {
         referral: Some(referral.clone()),

@@ -1,17 +1,32 @@
 //! Who this node trusts, and the check every federation call passes through.
 //!
-//! The TLS layer proves that a caller holds a certificate from the federation CA. This module
-//! decides whether that certificate's team is one this node deals with, and if so produces a
-//! [`VerifiedPeer`], the only form of caller identity the federation handlers accept. Peers come
-//! from the node's configuration; an unknown team gets nothing.
+//! Trust has three parts: the **anchors** (federation CA certificates, never merged across
+//! federations), the **revocation lists** those CAs sign, and the **peers** (teams this node
+//! deals with). They come from the config file, from admins through the Admin API, and from
+//! signed federation directories. [`TrustState`] is one immutable, consistent view of all of it;
+//! [`Trust`] swaps in a new view on every change, so new handshakes and the next request on an
+//! open connection both see a change at once.
+//!
+//! The only caller identity the federation handlers accept is a [`VerifiedPeer`], and only
+//! [`TrustState::authorize`] makes one.
+//!
+//! # Layout
+//! - [`state`]: the immutable view, certificate checks and authorization.
+//! - [`live`]: the shared handle that persists changes and swaps views.
 
-use std::collections::HashMap;
+mod live;
+mod state;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use tatmx_certs::{FederationId, TeamId, TeamIdentity};
+use tatmx_certs::TeamIdentity;
 
-use crate::tls::PeerCertificate;
+pub use live::{PeerHealth, Trust, TrustChangeError, TrustConfig};
+pub use state::{
+    Anchor, CheckedCertificate, DirectoryRecord, PeerEntry, RevocationList, TrustBuildError,
+    TrustInputs, TrustState,
+};
 
 /// A team's part in threat assessment and management.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,6 +41,14 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role.
+    pub const ALL: [Role; 3] = [Self::Core, Self::Affiliate, Self::Partner];
+
+    /// Parses the stable name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     /// The stable name used in config files and output.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -70,6 +93,11 @@ impl Discipline {
         Self::SocialServices,
         Self::FederalPartner,
     ];
+
+    /// Parses the stable name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == name)
+    }
 
     /// The stable name used in config files and output.
     pub fn as_str(self) -> &'static str {
@@ -120,8 +148,40 @@ pub struct LocalTeam {
     pub jurisdiction: String,
 }
 
-/// A caller the node has authenticated and recognised. Only [`Trust::authorize`] makes one, so a
-/// handler that holds one knows both checks passed.
+/// Where a peer or anchor came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The node's config file; re-read at every start.
+    Config,
+    /// An admin, through the Admin API.
+    Admin,
+    /// A signed federation directory.
+    Directory,
+}
+
+impl Source {
+    /// The stable name used in the store and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Admin => "admin",
+            Self::Directory => "directory",
+        }
+    }
+
+    /// Parses the stable name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "config" => Some(Self::Config),
+            "admin" => Some(Self::Admin),
+            "directory" => Some(Self::Directory),
+            _ => None,
+        }
+    }
+}
+
+/// A caller the node has authenticated and recognised. Only [`TrustState::authorize`] makes
+/// one, so a handler that holds one knows every check passed against current trust.
 #[derive(Debug, Clone)]
 pub struct VerifiedPeer {
     /// The caller's identity, from its verified certificate.
@@ -156,97 +216,47 @@ impl VerifiedPeer {
     }
 }
 
-/// Why a caller or recipient was refused.
+/// Why a caller, certificate or recipient was refused. Messages carry identities and serials,
+/// which are membership data, never case data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrustError {
     /// The connection did not carry a verified client certificate at all.
     #[error("no verified client certificate on this connection")]
     NoCertificate,
     /// The certificate is valid but names no team.
-    #[error("the client certificate carries no team identity")]
+    #[error("the certificate carries no team identity")]
     NoIdentity,
-    /// The certificate proves an identity in a federation this node is not part of.
-    #[error("team {0} belongs to a federation this node does not trust")]
+    /// No anchor of the certificate's own federation vouches for it.
+    #[error(
+        "team {0} belongs to a federation this node does not trust, or its CA is not that federation's"
+    )]
     ForeignFederation(TeamIdentity),
+    /// The certificate failed validation (expired, not yet valid, revoked, bad chain).
+    #[error("certificate of {identity} refused: {reason}")]
+    Certificate {
+        /// Who it claimed to be.
+        identity: TeamIdentity,
+        /// What was wrong, such as "expired".
+        reason: String,
+    },
+    /// The certificate's serial is on its federation's CRL.
+    #[error("certificate {serial} of {identity} has been revoked")]
+    Revoked {
+        /// Who it claimed to be.
+        identity: TeamIdentity,
+        /// The serial, hex.
+        serial: String,
+    },
     /// The team is not one of this node's peers.
     #[error("team {0} is not a known peer of this node")]
     UnknownPeer(TeamIdentity),
+    /// The team is a peer, but an admin blocked it.
+    #[error("team {0} is blocked by this node's admin")]
+    Blocked(TeamIdentity),
+    /// The certificate is not the one the federation directory pins for this team.
+    #[error("the certificate of {0} is not the one its federation directory lists")]
+    NotPinned(TeamIdentity),
     /// A recipient named by staff could not be understood.
     #[error("recipient {0:?} is neither a team id nor a team identity URI")]
     InvalidRecipient(String),
-}
-
-/// The peers this node deals with, and its own identity.
-#[derive(Debug, Clone)]
-pub struct Trust {
-    /// This node.
-    local: LocalTeam,
-    /// Known peers by identity.
-    peers: HashMap<TeamIdentity, Peer>,
-}
-
-impl Trust {
-    /// Builds the trust state from the parsed configuration.
-    pub fn new(local: LocalTeam, peers: impl IntoIterator<Item = Peer>) -> Self {
-        Self {
-            local,
-            peers: peers.into_iter().map(|p| (p.identity.clone(), p)).collect(),
-        }
-    }
-
-    /// This node's own team.
-    pub fn local(&self) -> &LocalTeam {
-        &self.local
-    }
-
-    /// The federation this node belongs to.
-    pub fn federation(&self) -> &FederationId {
-        &self.local.identity.federation
-    }
-
-    /// Every known peer.
-    pub fn peers(&self) -> impl Iterator<Item = &Peer> {
-        self.peers.values()
-    }
-
-    /// A peer by identity.
-    pub fn peer(&self, identity: &TeamIdentity) -> Option<&Peer> {
-        self.peers.get(identity)
-    }
-
-    /// Decides whether the holder of a verified certificate may call this node at all.
-    pub fn authorize(
-        &self,
-        certificate: Option<&PeerCertificate>,
-    ) -> Result<VerifiedPeer, TrustError> {
-        let certificate = certificate.ok_or(TrustError::NoCertificate)?;
-        let identity = certificate.identity().ok_or(TrustError::NoIdentity)?;
-        if &identity.federation != self.federation() {
-            return Err(TrustError::ForeignFederation(identity.clone()));
-        }
-        let peer = self
-            .peers
-            .get(identity)
-            .ok_or_else(|| TrustError::UnknownPeer(identity.clone()))?;
-        Ok(VerifiedPeer {
-            identity: identity.clone(),
-            role: peer.role,
-            discipline: peer.discipline,
-            serial_hex: certificate.serial_hex().to_owned(),
-        })
-    }
-
-    /// Resolves a recipient as staff name it, a bare team id in this federation or a full
-    /// identity URI, to a known peer.
-    pub fn resolve_recipient(&self, recipient: &str) -> Result<&Peer, TrustError> {
-        let identity = if recipient.starts_with("spiffe://") {
-            TeamIdentity::parse_uri(recipient)
-        } else {
-            TeamId::new(recipient).map(|team| TeamIdentity::new(self.federation().clone(), team))
-        }
-        .map_err(|_| TrustError::InvalidRecipient(recipient.to_owned()))?;
-        self.peers
-            .get(&identity)
-            .ok_or(TrustError::UnknownPeer(identity))
-    }
 }
