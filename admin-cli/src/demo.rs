@@ -14,7 +14,9 @@ use clap::Args;
 use tatmx_proto::v1 as pb;
 
 use crate::agency;
+use crate::directory;
 use crate::pki;
+use crate::trust;
 
 const FEDERATION: &str = "lincoln-county-mdt.example";
 
@@ -145,7 +147,6 @@ async fn run_in(root: &Path) -> anyhow::Result<()> {
         );
     }
 
-    println!("\n2. Starting the three nodes");
     let listeners = TEAMS
         .iter()
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
@@ -155,6 +156,33 @@ async fn run_in(root: &Path) -> anyhow::Result<()> {
         .iter()
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect::<Result<Vec<_>, _>>()?;
+    let location = directory::Location {
+        ca_dir: ca_dir.clone(),
+        draft: None,
+    };
+    for (team, port) in TEAMS.iter().zip(&ports) {
+        directory::add(&directory::AddArgs {
+            location: location.clone(),
+            team: team.id.into(),
+            endpoint: format!("https://127.0.0.1:{port}"),
+            role: team.role.into(),
+            discipline: team.discipline.into(),
+            jurisdiction: "Lincoln County".into(),
+            cjis_authorized: team.discipline == "law-enforcement",
+            fingerprint: None,
+        })?;
+    }
+    let (directory_file, signed) = directory::sign(&directory::SignArgs {
+        location,
+        also_anchor: vec![],
+        out: None,
+    })?;
+    println!(
+        "   - The federation admin listed the three teams in the federation directory and signed it (sequence {}).",
+        signed.sequence
+    );
+
+    println!("\n2. Starting the three nodes");
     let mut nodes = Vec::new();
     for ((i, team), listener) in TEAMS.iter().enumerate().zip(listeners) {
         let config_path = root.join(team.id).join("node.toml");
@@ -163,11 +191,12 @@ async fn run_in(root: &Path) -> anyhow::Result<()> {
         let node = tatmx_node::start_with_listener(config, Some(listener))
             .await
             .with_context(|| format!("the {} node could not start", team.id))?;
+        let mut admin = trust::client(node.admin_socket()).await?;
+        trust::import(&mut admin, &directory_file).await?;
         println!(
-            "   - {:<13} listening on {} (mutual TLS), staff socket {}",
+            "   - {:<13} listening on {} (mutual TLS); its admin imported the signed directory",
             team.id,
             node.federation_addr(),
-            node.agency_socket().display()
         );
         nodes.push(node);
     }
@@ -274,11 +303,11 @@ where
     }
 }
 
-/// The config file of team `index`, listing the other two as peers.
+/// The config file of team `index`. It lists no peers: they come from the signed directory.
 fn node_config(index: usize, ports: &[u16], ca_dir: &Path) -> String {
     let team = &TEAMS[index];
     let ca: PathBuf = ca_dir.join("ca.pem");
-    let mut text = format!(
+    format!(
         r#"# {name}
 [node]
 federation = "{FEDERATION}"
@@ -306,27 +335,5 @@ max_backoff = "2s"
         discipline = team.discipline,
         ca = ca.display(),
         port = ports[index],
-    );
-    for (i, peer) in TEAMS.iter().enumerate() {
-        if i == index {
-            continue;
-        }
-        text.push_str(&format!(
-            r#"
-[[peers]]
-team = "{id}"
-endpoint = "https://127.0.0.1:{port}"
-role = "{role}"
-discipline = "{discipline}"
-jurisdiction = "Lincoln County"
-cjis_authorized = {cjis}
-"#,
-            id = peer.id,
-            port = ports[i],
-            role = peer.role,
-            discipline = peer.discipline,
-            cjis = peer.discipline == "law-enforcement",
-        ));
-    }
-    text
+    )
 }

@@ -6,8 +6,10 @@
 
 mod agency;
 mod demo;
+mod directory;
 mod output;
 mod pki;
+mod trust;
 
 use std::path::PathBuf;
 
@@ -25,6 +27,14 @@ struct Cli {
         default_value = "/var/lib/tatmx/agency.sock"
     )]
     socket: PathBuf,
+    /// The node's Admin API socket.
+    #[arg(
+        long,
+        global = true,
+        env = "TATMX_ADMIN_SOCKET",
+        default_value = "/var/lib/tatmx/admin.sock"
+    )]
+    admin_socket: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +47,18 @@ enum Command {
     /// Enrol this host as a node: make its key and certificate signing request.
     #[command(subcommand)]
     Node(pki::NodeCommand),
+    /// The signed federation directory (federation admin).
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
+    /// This node's trust: status, directory and CRL import, anchors (agency admin).
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
+    /// The teams this node exchanges with (agency admin).
+    #[command(subcommand)]
+    Peer(trust::PeerCommand),
+    /// This node's certificate: renew and install (agency admin).
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Send and read referrals.
     #[command(subcommand)]
     Referral(agency::ReferralCommand),
@@ -48,12 +70,26 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// `tatmx cert ...`
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Make a new key and CSR on this host to renew the node's certificate.
+    Renew(pki::CertRenewArgs),
+    /// Install a new certificate and key into the running node, without a restart.
+    Install(trust::InstallArgs),
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ca(cmd) => pki::run_ca(cmd),
         Command::Node(cmd) => pki::run_node(cmd),
+        Command::Directory(cmd) => directory::run(cmd),
+        Command::Trust(cmd) => trust::run_trust(&cli.admin_socket, cmd).await,
+        Command::Peer(cmd) => trust::run_peer(&cli.admin_socket, cmd).await,
+        Command::Cert(CertCommand::Renew(args)) => pki::run_cert(pki::CertCommand::Renew(args)),
+        Command::Cert(CertCommand::Install(args)) => trust::install(&cli.admin_socket, args).await,
         Command::Referral(cmd) => agency::run_referral(&cli.socket, cmd).await,
         Command::Inbox(args) => agency::inbox(&cli.socket, &args).await,
         Command::Outbox(args) => agency::outbox(&cli.socket, &args).await,

@@ -1,14 +1,17 @@
-//! `tatmx ca ...` and `tatmx node init`: setting up a federation's certificates.
+//! `tatmx ca ...`, `tatmx node init` and `tatmx cert renew`: a federation's certificates.
 //!
 //! The CA key and each node key are written with mode 0600 and never overwritten. A node's key
 //! is made on the node's host; only its CSR goes to the federation admin.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
 use tatmx_certs::files::{write_public, write_secret};
 use tatmx_certs::{CertificateAuthority, FederationId, NodeKey, TeamId, TeamIdentity};
+use tatmx_certs::{RevocationReason, RevokedCertificate};
+use time::OffsetDateTime;
 
 /// `tatmx ca ...`
 #[derive(Subcommand)]
@@ -17,6 +20,12 @@ pub enum CaCommand {
     Init(CaInitArgs),
     /// Issue a node certificate from the node's CSR.
     Sign(CaSignArgs),
+    /// Revoke a certificate by serial, or every current certificate of a team, and write a new CRL.
+    Revoke(CaRevokeArgs),
+    /// Write a fresh CRL (do this before the last one's next update).
+    Crl(CaCrlArgs),
+    /// List the certificates this CA has issued and revoked.
+    List(CaListArgs),
 }
 
 /// `tatmx node ...`
@@ -24,6 +33,67 @@ pub enum CaCommand {
 pub enum NodeCommand {
     /// Make this node's private key and a CSR to send to the federation admin.
     Init(NodeInitArgs),
+}
+
+/// `tatmx cert ...` (on the node's host)
+#[derive(Subcommand)]
+pub enum CertCommand {
+    /// Make a new key and CSR for this node, to renew its certificate. The current key stays in
+    /// use until the new certificate is installed.
+    Renew(CertRenewArgs),
+}
+
+/// Arguments of `tatmx ca revoke`.
+#[derive(Args)]
+pub struct CaRevokeArgs {
+    /// The serial number (hex) of the certificate to revoke.
+    #[arg(required_unless_present = "team", conflicts_with = "team")]
+    pub serial: Option<String>,
+    /// Revoke every unexpired certificate of this team instead.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Why: key-compromise, affiliation-changed, superseded, cessation-of-operation or unspecified.
+    #[arg(long)]
+    pub reason: String,
+    /// The directory holding the CA.
+    #[arg(long, default_value = ".")]
+    pub ca_dir: PathBuf,
+    /// How long the new CRL is valid, in days.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+}
+
+/// Arguments of `tatmx ca crl`.
+#[derive(Args)]
+pub struct CaCrlArgs {
+    /// The directory holding the CA.
+    #[arg(long, default_value = ".")]
+    pub ca_dir: PathBuf,
+    /// How long the CRL is valid, in days.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+}
+
+/// Arguments of `tatmx ca list`.
+#[derive(Args)]
+pub struct CaListArgs {
+    /// The directory holding the CA.
+    #[arg(long, default_value = ".")]
+    pub ca_dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `tatmx cert renew`.
+#[derive(Args)]
+pub struct CertRenewArgs {
+    /// The node's current certificate, to take its identity from.
+    #[arg(long, default_value = "node.pem")]
+    pub cert: PathBuf,
+    /// Where to write node.next.key and node.next.csr.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
 }
 
 /// Arguments of `tatmx ca init`.
@@ -57,6 +127,68 @@ pub struct CaSignArgs {
     /// Where to write the certificate; defaults to <team>.pem beside the CSR.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// The CA's record of what it issued and revoked, kept beside its key (`register.json`). It is
+/// what `tatmx ca revoke --team` and the CRL are made from.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Register {
+    /// Every certificate issued, oldest first.
+    pub issued: Vec<IssuedEntry>,
+    /// Every revocation, oldest first.
+    pub revoked: Vec<RevokedEntry>,
+    /// The number of the last CRL written.
+    pub crl_number: u64,
+}
+
+/// One issued certificate.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuedEntry {
+    /// Serial, hex.
+    pub serial: String,
+    /// The team it proves.
+    pub team: String,
+    /// When it expires.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+}
+
+/// One revocation.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokedEntry {
+    /// Serial, hex.
+    pub serial: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub revoked_at: OffsetDateTime,
+}
+
+impl Register {
+    fn path(ca_dir: &Path) -> PathBuf {
+        ca_dir.join("register.json")
+    }
+
+    /// Reads the register; a CA without one has issued nothing yet.
+    pub fn load(ca_dir: &Path) -> anyhow::Result<Self> {
+        let path = Self::path(ca_dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid CA register", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Writes the register.
+    pub fn save(&self, ca_dir: &Path) -> anyhow::Result<()> {
+        write_public(&Self::path(ca_dir), &serde_json::to_string_pretty(self)?)?;
+        Ok(())
+    }
 }
 
 /// Arguments of `tatmx node init`.
@@ -100,7 +232,148 @@ pub fn run_ca(cmd: CaCommand) -> anyhow::Result<()> {
             println!("  file:    {}", path.display());
             Ok(())
         }
+        CaCommand::Revoke(args) => {
+            let (serials, crl) = ca_revoke(&args)?;
+            for serial in &serials {
+                println!("Revoked {serial} ({}).", args.reason);
+            }
+            println!("New CRL: {}", crl.display());
+            println!(
+                "Distribute it with `tatmx trust import {}` on every node,",
+                crl.display()
+            );
+            println!("or sign a new directory (`tatmx directory sign`), which carries it.");
+            Ok(())
+        }
+        CaCommand::Crl(args) => {
+            let path = ca_crl(&args.ca_dir, args.days)?;
+            println!("CRL written: {}", path.display());
+            Ok(())
+        }
+        CaCommand::List(args) => {
+            let register = Register::load(&args.ca_dir)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&register)?);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = register
+                .issued
+                .iter()
+                .map(|i| {
+                    let revoked = register.revoked.iter().find(|r| r.serial == i.serial);
+                    vec![
+                        i.team.clone(),
+                        i.serial.clone(),
+                        i.not_after.date().to_string(),
+                        revoked
+                            .map_or_else(|| "valid".into(), |r| format!("revoked ({})", r.reason)),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                crate::output::table(&["TEAM", "SERIAL", "EXPIRES", "STATE"], &rows)
+            );
+            Ok(())
+        }
     }
+}
+
+/// Runs a `tatmx cert` command.
+pub fn run_cert(cmd: CertCommand) -> anyhow::Result<()> {
+    match cmd {
+        CertCommand::Renew(args) => {
+            let written = cert_renew(&args)?;
+            println!("New key and CSR made for {}.", written.identity);
+            println!("  new private key (mode 0600): {}", written.key.display());
+            println!(
+                "  CSR (send to the federation admin): {}",
+                written.csr.display()
+            );
+            println!("Once signed, install it without a restart:");
+            println!(
+                "  tatmx cert install NEW.pem --key {}",
+                written.key.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Makes node.next.key and node.next.csr for the identity in the current certificate.
+pub fn cert_renew(args: &CertRenewArgs) -> anyhow::Result<NodeFiles> {
+    let pem = std::fs::read_to_string(&args.cert)
+        .with_context(|| format!("cannot read {}", args.cert.display()))?;
+    let summary = tatmx_certs::CertificateSummary::from_pem(&pem)?;
+    let identity = summary.require_identity()?.clone();
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let node = NodeKey::generate(&identity)?;
+    let files = NodeFiles {
+        identity,
+        key: args.dir.join("node.next.key"),
+        csr: args.dir.join("node.next.csr"),
+    };
+    write_secret(&files.key, &node.key_pem)?;
+    write_public(&files.csr, &node.csr_pem)?;
+    Ok(files)
+}
+
+/// Revokes and writes a new CRL; returns the serials revoked and the CRL's path.
+pub fn ca_revoke(args: &CaRevokeArgs) -> anyhow::Result<(Vec<String>, PathBuf)> {
+    let reason: RevocationReason = args.reason.parse()?;
+    let mut register = Register::load(&args.ca_dir)?;
+    let now = OffsetDateTime::now_utc();
+    let serials: Vec<String> = match (&args.serial, &args.team) {
+        (Some(serial), _) => vec![serial.to_ascii_lowercase()],
+        (None, Some(team)) => register
+            .issued
+            .iter()
+            .filter(|i| &i.team == team && i.not_after > now)
+            .map(|i| i.serial.clone())
+            .collect(),
+        (None, None) => bail!("name a serial or --team"),
+    };
+    let serials: Vec<String> = serials
+        .into_iter()
+        .filter(|s| !register.revoked.iter().any(|r| &r.serial == s))
+        .collect();
+    if serials.is_empty() {
+        bail!("nothing to revoke: no current, unrevoked certificate matches");
+    }
+    for serial in &serials {
+        register.revoked.push(RevokedEntry {
+            serial: serial.clone(),
+            reason: reason.as_str().into(),
+            revoked_at: now,
+        });
+    }
+    register.save(&args.ca_dir)?;
+    let crl = ca_crl(&args.ca_dir, args.days)?;
+    Ok((serials, crl))
+}
+
+/// Signs a new CRL of every revocation in the register, as `crl.pem`.
+pub fn ca_crl(ca_dir: &Path, days: u32) -> anyhow::Result<PathBuf> {
+    let ca = load_ca(ca_dir)?;
+    let mut register = Register::load(ca_dir)?;
+    let revoked = register
+        .revoked
+        .iter()
+        .map(|r| {
+            Ok(RevokedCertificate {
+                serial_hex: r.serial.clone(),
+                revoked_at: r.revoked_at,
+                reason: r.reason.parse()?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    register.crl_number += 1;
+    let pem = ca.sign_crl(&revoked, register.crl_number, days)?;
+    let path = ca_dir.join("crl.pem");
+    write_public(&path, &pem)?;
+    register.save(ca_dir)?;
+    Ok(path)
 }
 
 /// Runs a `tatmx node` command.
@@ -159,10 +432,18 @@ pub fn ca_sign(args: &CaSignArgs) -> anyhow::Result<(PathBuf, tatmx_certs::Issue
             .with_file_name(format!("{}.pem", issued.identity.team))
     });
     write_public(&out, &issued.cert_pem)?;
+    let mut register = Register::load(&args.ca_dir)?;
+    register.issued.push(IssuedEntry {
+        serial: issued.serial_hex.clone(),
+        team: issued.identity.team.to_string(),
+        not_after: issued.not_after,
+    });
+    register.save(&args.ca_dir)?;
     Ok((out, issued))
 }
 
-fn load_ca(dir: &Path) -> anyhow::Result<CertificateAuthority> {
+/// Loads the CA kept in `dir` (ca.pem and ca.key).
+pub fn load_ca(dir: &Path) -> anyhow::Result<CertificateAuthority> {
     let read = |name: &str| {
         let path = dir.join(name);
         std::fs::read_to_string(&path).with_context(|| {

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
+use tatmx_proto::v1::admin_client::AdminClient;
 use tatmx_proto::v1::agency_client::AgencyClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -26,6 +27,16 @@ pub enum ClientError {
 
 /// Connects to a node's Agency API over its Unix socket.
 pub async fn agency(socket: &Path) -> Result<AgencyClient<Channel>, ClientError> {
+    Ok(AgencyClient::new(local_channel(socket).await?))
+}
+
+/// Connects to a node's Admin API over its Unix socket.
+pub async fn admin(socket: &Path) -> Result<AdminClient<Channel>, ClientError> {
+    Ok(AdminClient::new(local_channel(socket).await?))
+}
+
+/// A channel over one of the node's Unix sockets, failing plainly when no node is there.
+pub async fn local_channel(socket: &Path) -> Result<Channel, ClientError> {
     if !socket.exists() {
         return Err(ClientError::NodeNotRunning(socket.to_owned()));
     }
@@ -50,7 +61,7 @@ pub async fn agency(socket: &Path) -> Result<AgencyClient<Channel>, ClientError>
                 }
             }
         })?;
-    Ok(AgencyClient::new(channel))
+    Ok(channel)
 }
 
 fn is_refused(error: &tonic::transport::Error) -> bool {

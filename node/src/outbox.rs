@@ -225,6 +225,9 @@ impl PeerWorker {
             }
             Err(Failure::Transient(reason)) => {
                 self.trust.record_contact(&self.peer, Err(&reason));
+                // The next attempt dials afresh: a connection made before a certificate or CA
+                // rotation may be refused for good, while a new handshake would succeed.
+                self.client = None;
                 let delay = backoff(
                     message.attempts.saturating_add(1),
                     self.settings.initial_backoff,

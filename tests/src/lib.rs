@@ -359,3 +359,163 @@ pub fn outgoing(from: &TeamSpec, to: &TeamSpec) -> pb::Referral {
         content: draft.content,
     }
 }
+
+/// The Admin API of a running node.
+pub async fn admin(team: &TeamSpec) -> tatmx_proto::v1::admin_client::AdminClient<Channel> {
+    tatmx_node::client::admin(&team.dir.join("data").join("admin.sock"))
+        .await
+        .expect("admin socket")
+}
+
+/// The serial (hex) of the certificate in `dir/node.pem`.
+pub fn serial_of(dir: &Path) -> String {
+    let pem = std::fs::read_to_string(dir.join("node.pem")).expect("node.pem");
+    tatmx_certs::CertificateSummary::from_pem(&pem)
+        .expect("certificate")
+        .serial_hex
+}
+
+/// The wire form of a peer for `Admin.AddPeer`.
+pub fn add_peer_request(team: &TeamSpec) -> pb::AddPeerRequest {
+    pb::AddPeerRequest {
+        team: team.identity.uri(),
+        endpoint: team.endpoint(),
+        role: match team.role {
+            "core" => pb::Role::Core,
+            "partner" => pb::Role::Partner,
+            _ => pb::Role::Affiliate,
+        }
+        .into(),
+        discipline: team.discipline.into(),
+        jurisdiction: "Lincoln County".into(),
+        cjis_authorized: false,
+    }
+}
+
+/// A directory member entry for a team.
+pub fn member(team: &TeamSpec) -> tatmx_certs::directory::Member {
+    tatmx_certs::directory::Member {
+        team: team.identity.team.clone(),
+        endpoint: team.endpoint(),
+        role: team.role.into(),
+        discipline: team.discipline.into(),
+        jurisdiction: "Lincoln County".into(),
+        cjis_authorized: team.discipline == "law-enforcement",
+        cert_fingerprint_sha256: None,
+    }
+}
+
+/// A directory of `members` with `anchors`, signed by `ca`, as the document nodes import.
+pub fn signed_directory(
+    ca: &CertificateAuthority,
+    sequence: u64,
+    members: &[&TeamSpec],
+    anchors: &[&CertificateAuthority],
+) -> String {
+    let directory = tatmx_certs::directory::Directory {
+        federation: ca.federation().clone(),
+        sequence,
+        issued_at: time::OffsetDateTime::now_utc(),
+        members: members.iter().map(|t| member(t)).collect(),
+        anchors: anchors.iter().map(|a| a.cert_pem().to_owned()).collect(),
+        crl: None,
+    };
+    ca.sign_directory(&directory)
+        .expect("sign directory")
+        .to_json()
+}
+
+/// Connects with a raw TLS 1.3 client presenting `cert_pem`/`key_pem`, skipping every check of
+/// the server, and returns the error of the first read: the server's verdict on the client
+/// certificate arrives as an alert there under TLS 1.3. Used for certificates the node's own
+/// client code would refuse to present (expired ones).
+pub async fn raw_handshake_verdict(cert_pem: &str, key_pem: &str, target: &TeamSpec) -> String {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("chain");
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
+    let mut config = rustls::ClientConfig::builder_with_provider(tatmx_node::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer))
+        .with_client_auth_cert(chain, key)
+        .expect("client auth");
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr(target))
+        .await
+        .expect("tcp");
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let mut tls = match tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+    {
+        Ok(tls) => tls,
+        Err(e) => return e.to_string(),
+    };
+    let _ = tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    match tls.read(&mut buf).await {
+        Ok(n) => format!("read {n} bytes"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[derive(Debug)]
+struct AcceptAnyServer;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        tatmx_node::tls::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A certificate for `identity` signed by `ca`, valid only in the past (already expired).
+pub fn expired_certificate(ca: &CertificateAuthority, identity: &TeamIdentity) -> (String, String) {
+    let ca_key = rcgen::KeyPair::from_pem(&ca.key_pem()).expect("ca key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(ca.cert_pem(), ca_key).expect("issuer");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(identity.uri().try_into().expect("uri"))];
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(10);
+    params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let cert = params.signed_by(&key, &issuer).expect("sign");
+    (cert.pem(), key.serialize_pem())
+}

@@ -177,6 +177,15 @@ impl TrustState {
                     .push(anchor);
             }
         };
+        // The config file's anchors bootstrap a federation, as X-Road's configuration anchor
+        // does: once a signed directory of that federation is imported, its anchors rule, so a
+        // CA rotation announced by directory needs no edit of the file on every node.
+        let governed: HashSet<&str> = inputs
+            .stored
+            .directories
+            .iter()
+            .map(|d| d.federation.as_str())
+            .collect();
         for (origin, pem) in inputs.config_anchors {
             for anchor in
                 parse_anchors(pem, Source::Config).map_err(|problem| TrustBuildError::Anchor {
@@ -184,7 +193,9 @@ impl TrustState {
                     problem,
                 })?
             {
-                add(anchor);
+                if !governed.contains(anchor.federation.as_str()) {
+                    add(anchor);
+                }
             }
         }
         for stored in &inputs.stored.anchors {
