@@ -148,6 +148,17 @@ pub fn warnings(state: &TrustState) -> Vec<String> {
         }
     }
     for directory in state.directories() {
+        let age = now - directory.issued_at;
+        let max_age =
+            time::Duration::try_from(state.max_directory_age).unwrap_or(time::Duration::MAX);
+        if !state.is_stale(directory) && age > max_age * 3 / 4 {
+            warnings.push(format!(
+                "the directory of {} (sequence {}) becomes stale in {} hours; import a newer one",
+                directory.federation,
+                directory.sequence,
+                (max_age - age).whole_hours()
+            ));
+        }
         if state.is_stale(directory) {
             warnings.push(format!(
                 "the directory of {} (sequence {}) was issued {} days ago and is stale; import a newer one",

@@ -228,6 +228,9 @@ impl PeerWorker {
                 // The next attempt dials afresh: a connection made before a certificate or CA
                 // rotation may be refused for good, while a new handshake would succeed.
                 self.client = None;
+                if reason.contains("certificate") {
+                    self.trust.request_refresh();
+                }
                 let delay = backoff(
                     message.attempts.saturating_add(1),
                     self.settings.initial_backoff,
@@ -301,7 +304,15 @@ impl PeerWorker {
 /// Sorts a peer's refusal into retry-later or give-up.
 fn classify(status: tonic::Status) -> Failure {
     use tonic::Code;
-    let reason = format!("{:?}: {}", status.code(), truncate(status.message(), 300));
+    let mut reason = format!("{:?}: {}", status.code(), status.message());
+    // The transport's own error (a refused TLS handshake, say) says more than "transport error".
+    let mut source = std::error::Error::source(&status);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    let reason = truncate(&reason, 300).to_owned();
     match status.code() {
         // The message itself is wrong; sending it again gets the same answer.
         Code::InvalidArgument

@@ -2,8 +2,9 @@
 //!
 //! Every `refresh_interval`, the node asks the peers named in `directory.refresh_from` for
 //! their copy of its federation's directory (`Federation.GetDirectory`) and imports it if it is
-//! newer. Each copy is verified against the CA's signature, so it does not matter which peer it
-//! came from. If none answers, the node keeps working from its last good directory, and warns
+//! newer, and at once when a peer's certificate fails to verify (the federation may have rotated
+//! its CA or enrolled the peer since). Each copy is verified against the CA's signature, so it
+//! does not matter which peer it came from. If none answers, the node keeps working from its last good directory, and warns
 //! once it is older than `directory.max_age`.
 
 use tatmx_certs::TeamIdentity;
@@ -26,6 +27,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            _ = trust.refresh_requested() => {}
             _ = shutdown.cancelled() => return,
         }
         refresh_once(&trust, &settings, &delivery).await;

@@ -525,3 +525,60 @@ async fn trust_status_reports_certificate_anchors_directory_and_peers() {
     );
     core_node.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_node_fetches_a_newer_directory_from_a_peer() {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    let riverside = fed.team("riverside-mh", "affiliate", "mental-health");
+    fed.write_config(
+        &core,
+        &[&school],
+        "[directory]\nrefresh_from = [\"lincoln-high\"]\nrefresh_interval = \"200ms\"\n",
+    );
+    fed.write_config(&school, &[&core], "");
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+    let v1 = signed_directory(&fed.ca, 1, &[&core, &school], &[&fed.ca]);
+    for team in [&core, &school] {
+        admin(team)
+            .await
+            .import_directory(pb::ImportDirectoryRequest {
+                document: v1.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    // Only the school gets the next directory, which enrols Riverside.
+    let v2 = signed_directory(&fed.ca, 2, &[&core, &school, &riverside], &[&fed.ca]);
+    admin(&school)
+        .await
+        .import_directory(pb::ImportDirectoryRequest { document: v2 })
+        .await
+        .unwrap();
+    let core_spec = core.clone();
+    eventually(
+        Duration::from_secs(10),
+        "the core to fetch sequence 2",
+        || {
+            let core = core_spec.clone();
+            async move {
+                let status = admin(&core)
+                    .await
+                    .trust_status(pb::TrustStatusRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                (status.directories.first()?.sequence == 2).then_some(())
+            }
+        },
+    )
+    .await;
+    let mut client = federation_client(&riverside.dir, &[&fed.ca_path], &riverside.identity, &core);
+    hello(&mut client)
+        .await
+        .expect("the member enrolled in the fetched directory connects");
+    school_node.shutdown().await;
+    core_node.shutdown().await;
+}

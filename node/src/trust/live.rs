@@ -91,6 +91,9 @@ struct Inner {
     changed: watch::Sender<u64>,
     /// Last contact per peer.
     health: Mutex<HashMap<TeamIdentity, PeerHealth>>,
+    /// Asks the directory refresher to run now, after a peer's certificate failed to verify:
+    /// the federation may have moved on (a new CA, a new member) since our last directory.
+    refresh: tokio::sync::Notify,
 }
 
 /// The node's live trust. Cheap to clone.
@@ -135,6 +138,7 @@ impl Trust {
                 lock: tokio::sync::Mutex::new(()),
                 changed,
                 health: Mutex::new(HashMap::new()),
+                refresh: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -169,6 +173,16 @@ impl Trust {
             self.record_contact(peer.identity(), Ok(()));
         }
         verdict
+    }
+
+    /// Asks for a directory refresh now.
+    pub fn request_refresh(&self) {
+        self.inner.refresh.notify_one();
+    }
+
+    /// Waits until a refresh is requested.
+    pub async fn refresh_requested(&self) {
+        self.inner.refresh.notified().await;
     }
 
     /// Records the outcome of a call to or from a peer.
