@@ -130,12 +130,15 @@ fn certificate_info(credentials: &Credentials) -> pb::CertificateInfo {
 pub fn warnings(state: &TrustState) -> Vec<String> {
     let now = OffsetDateTime::now_utc();
     let mut warnings = Vec::new();
-    let days = (state.credentials.not_after() - now).whole_days();
-    if days < EXPIRY_WARNING_DAYS {
-        warnings.push(format!(
-            "this node's certificate expires in {days} days ({}); run `tatmx cert renew`",
-            state.credentials.not_after().date()
-        ));
+    for credentials in state.identities.all() {
+        let days = (credentials.not_after() - now).whole_days();
+        if days < EXPIRY_WARNING_DAYS {
+            warnings.push(format!(
+                "this node's certificate for {} expires in {days} days ({}); run `tatmx cert renew`",
+                credentials.identity().federation,
+                credentials.not_after().date()
+            ));
+        }
     }
     for anchor in state.anchors() {
         let days = (anchor.not_after - now).whole_days();
@@ -187,7 +190,13 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::TrustStatusResponse>, Status> {
         let state = self.trust.state();
         Ok(Response::new(pb::TrustStatusResponse {
-            certificate: Some(certificate_info(&state.credentials)),
+            certificate: Some(certificate_info(state.identities.primary())),
+            memberships: state
+                .identities
+                .all()
+                .into_iter()
+                .map(|c| certificate_info(c))
+                .collect(),
             anchors: state.anchors().into_iter().map(anchor_info).collect(),
             crls: state.crls().map(crl_info).collect(),
             directories: state

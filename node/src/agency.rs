@@ -122,9 +122,20 @@ impl Agency for AgencyService {
                 }
                 _ => Status::invalid_argument(e.to_string()),
             })?;
+        // The sender is this node's identity in the recipient's federation: anchors are never
+        // merged, so that is the only identity the recipient can verify.
+        let sender = state
+            .own_identity_in(&recipient.identity.federation)
+            .cloned()
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "this node is not a member of {}",
+                    recipient.identity.federation
+                ))
+            })?;
         let referral = Referral {
             id: Uuid::now_v7(),
-            sender: state.local.identity.clone(),
+            sender,
             recipient: recipient.identity.clone(),
             created_at: OffsetDateTime::now_utc(),
             purpose: draft.purpose,

@@ -56,6 +56,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// TLS files.
     pub tls: TlsFiles,
+    /// This node's identities in other federations, each with its own CA and certificate.
+    pub memberships: Vec<Membership>,
     /// The Federation API listener.
     pub federation: FederationListener,
     /// The Agency API listener.
@@ -68,6 +70,15 @@ pub struct Config {
     pub delivery: DeliverySettings,
     /// The teams this node exchanges messages with.
     pub peers: Vec<Peer>,
+}
+
+/// This node's membership of another federation.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    /// This node's identity there.
+    pub identity: TeamIdentity,
+    /// That federation's CA, and this node's certificate and key there.
+    pub tls: TlsFiles,
 }
 
 /// Paths to the federation CA, this node's certificate, and its key.
@@ -214,6 +225,32 @@ impl Config {
             p.push("node.data_dir", "is required");
         }
 
+        let mut memberships = Vec::new();
+        for (i, raw_membership) in raw.memberships.iter().enumerate() {
+            let key = |k: &str| format!("memberships[{i}].{k}");
+            let f = p.parse(&key("federation"), &raw_membership.federation, |s| {
+                FederationId::new(s)
+            });
+            let t = p.parse(&key("team"), &raw_membership.team, |s| TeamId::new(s));
+            if let (Some(f), Some(t)) = (f, t) {
+                if Some(&f) == federation.as_ref()
+                    || memberships
+                        .iter()
+                        .any(|m: &Membership| m.identity.federation == f)
+                {
+                    p.push(&key("federation"), format!("{f} is listed twice"));
+                }
+                memberships.push(Membership {
+                    identity: TeamIdentity::new(f, t),
+                    tls: TlsFiles {
+                        ca: base.join(&raw_membership.ca),
+                        cert: base.join(&raw_membership.cert),
+                        key: base.join(&raw_membership.key),
+                    },
+                });
+            }
+        }
+
         let mut peers = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (i, raw_peer) in raw.peers.iter().enumerate() {
@@ -272,7 +309,9 @@ impl Config {
             return Err(ParseFailure::Invalid(p.0));
         }
         let identity = TeamIdentity::new(federation, team);
-        if peers.iter().any(|peer| peer.identity == identity) {
+        if peers.iter().any(|peer| {
+            peer.identity == identity || memberships.iter().any(|m| m.identity == peer.identity)
+        }) {
             return Err(ParseFailure::Invalid(vec![format!(
                 "peers: this node's own team {identity} cannot be its own peer"
             )]));
@@ -302,6 +341,7 @@ impl Config {
                 jurisdiction: raw.node.jurisdiction.unwrap_or_default(),
             },
             data_dir,
+            memberships,
             tls: TlsFiles {
                 ca: base.join(raw.tls.ca),
                 cert: base.join(raw.tls.cert),
@@ -451,6 +491,8 @@ struct RawConfig {
     #[serde(default)]
     agency_api: RawAgencyApi,
     #[serde(default)]
+    memberships: Vec<RawMembership>,
+    #[serde(default)]
     admin_api: RawAdminApi,
     #[serde(default)]
     directory: RawDirectory,
@@ -492,6 +534,16 @@ struct RawFederationApi {
 struct RawAgencyApi {
     socket: Option<PathBuf>,
     max_message_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMembership {
+    federation: String,
+    team: String,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 #[derive(Deserialize, Default)]

@@ -91,8 +91,12 @@ impl Federation for FederationService {
         tracing::info!(peer = %peer.identity(), "hello");
         let state = self.trust.state();
         let local = &state.local;
+        // Answer with the identity of the caller's federation, which is the one it verified.
+        let identity = state
+            .own_identity_in(&peer.identity().federation)
+            .unwrap_or(&local.identity);
         Ok(Response::new(pb::HelloResponse {
-            identity: local.identity.uri(),
+            identity: identity.uri(),
             role: convert::role_to_proto(local.role).into(),
             protocol_version: tatmx_proto::PROTOCOL_VERSION,
             software_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -121,7 +125,12 @@ impl Federation for FederationService {
             )));
         }
         let state = self.trust.state();
-        let local = &state.local.identity;
+        let Some(local) = state.own_identity_in(&referral.sender.federation) else {
+            return Err(Status::invalid_argument(format!(
+                "this node is not a member of {}",
+                referral.sender.federation
+            )));
+        };
         if &referral.recipient != local {
             return Err(Status::invalid_argument(format!(
                 "referral.recipient {} is not this node's team, {local}",

@@ -5,6 +5,7 @@
 //! workers, the directory refresher, the Federation listener (TCP, mutual TLS), and the Agency
 //! and Admin listeners (Unix sockets, 0600) start, all sharing one shutdown signal.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use crate::config::Config;
 use crate::federation::FederationService;
 use crate::outbox::Outbox;
 use crate::store::Store;
-use crate::tls::{Credentials, TlsError};
+use crate::tls::{Credentials, Identities, TlsError};
 use crate::trust::{Trust, TrustChangeError, TrustConfig};
 
 /// Why a node could not start.
@@ -158,8 +159,34 @@ pub async fn start_with_listener(
         .create(&config.data_dir)
         .map_err(io(&config.data_dir))?;
 
-    let credentials = Credentials::load(&config.tls.cert, &config.tls.key, &config.local.identity)?;
-    let anchors = crate::tls::read_pem_file(&config.tls.ca)?;
+    let mut identities = Identities::new(Credentials::load(
+        &config.tls.cert,
+        &config.tls.key,
+        &config.local.identity,
+    )?);
+    let mut anchors = vec![(
+        config.tls.ca.display().to_string(),
+        crate::tls::read_pem_file(&config.tls.ca)?,
+    )];
+    let mut cert_files = BTreeMap::from([(
+        config.local.identity.federation.clone(),
+        (config.tls.cert.clone(), config.tls.key.clone()),
+    )]);
+    for membership in &config.memberships {
+        identities = identities.with(Credentials::load(
+            &membership.tls.cert,
+            &membership.tls.key,
+            &membership.identity,
+        )?);
+        anchors.push((
+            membership.tls.ca.display().to_string(),
+            crate::tls::read_pem_file(&membership.tls.ca)?,
+        ));
+        cert_files.insert(
+            membership.identity.federation.clone(),
+            (membership.tls.cert.clone(), membership.tls.key.clone()),
+        );
+    }
     let db = config.database_path();
     let store = Store::open(&db)
         .await
@@ -167,13 +194,12 @@ pub async fn start_with_listener(
     let trust = Trust::load(
         TrustConfig {
             local: config.local.clone(),
-            anchors: vec![(config.tls.ca.display().to_string(), anchors)],
+            anchors,
             peers: config.peers.clone(),
-            cert_path: config.tls.cert.clone(),
-            key_path: config.tls.key.clone(),
+            cert_files,
             max_directory_age: config.directory.max_age,
         },
-        credentials,
+        identities,
         store.clone(),
     )
     .await?;

@@ -11,6 +11,7 @@
 //! streams to tonic. Session resumption is off on both sides: a resumed session would skip the
 //! verifier, and trust changes must be seen by every new connection.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::NoServerSessionStorage;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
-use tatmx_certs::{CertificateSummary, TeamIdentity};
+use tatmx_certs::{CertificateSummary, FederationId, TeamIdentity};
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -61,6 +62,9 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    /// This node holds no certificate for the federation of the peer it was asked to reach.
+    #[error("this node is not a member of federation {0}")]
+    NotMember(FederationId),
 }
 
 /// The crypto provider every tatmx TLS config uses. Built explicitly rather than installed as a
@@ -196,6 +200,97 @@ impl Credentials {
     }
 }
 
+/// This node's certificates, one per federation it belongs to. Anchors are never merged, so a
+/// node in two federations holds two certificates, each proving its identity in one of them.
+#[derive(Debug, Clone)]
+pub struct Identities {
+    /// The federation of the config's `[node]` section.
+    primary: FederationId,
+    /// Credentials by federation; always holds the primary.
+    by_federation: BTreeMap<FederationId, Arc<Credentials>>,
+}
+
+impl Identities {
+    /// Starts with the primary membership.
+    pub fn new(primary: Credentials) -> Self {
+        let federation = primary.identity.federation.clone();
+        Self {
+            primary: federation.clone(),
+            by_federation: BTreeMap::from([(federation, Arc::new(primary))]),
+        }
+    }
+
+    /// Adds or replaces the membership of the credentials' federation.
+    pub fn with(mut self, credentials: Credentials) -> Self {
+        self.by_federation.insert(
+            credentials.identity.federation.clone(),
+            Arc::new(credentials),
+        );
+        self
+    }
+
+    /// The primary credentials.
+    pub fn primary(&self) -> &Arc<Credentials> {
+        // The constructor inserts the primary and nothing removes it.
+        &self.by_federation[&self.primary]
+    }
+
+    /// The credentials for one federation, if this node belongs to it.
+    pub fn get(&self, federation: &FederationId) -> Option<&Arc<Credentials>> {
+        self.by_federation.get(federation)
+    }
+
+    /// This node's identity in one federation.
+    pub fn identity_in(&self, federation: &FederationId) -> Option<&TeamIdentity> {
+        self.get(federation).map(|c| c.identity())
+    }
+
+    /// Every membership, primary first.
+    pub fn all(&self) -> Vec<&Arc<Credentials>> {
+        let mut all: Vec<&Arc<Credentials>> = vec![self.primary()];
+        all.extend(
+            self.by_federation
+                .iter()
+                .filter(|(f, _)| **f != self.primary)
+                .map(|(_, c)| c),
+        );
+        all
+    }
+}
+
+/// Picks the server certificate for the federation the client names in SNI (tatmx clients send
+/// the federation id), or the primary one.
+#[derive(Debug)]
+struct FederationCertResolver {
+    /// Certified keys by federation id.
+    by_federation: BTreeMap<String, Arc<rustls::sign::CertifiedKey>>,
+    /// The fallback.
+    primary: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl rustls::server::ResolvesServerCert for FederationCertResolver {
+    fn resolve(
+        &self,
+        client_hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let chosen = client_hello
+            .server_name()
+            .and_then(|name| self.by_federation.get(name))
+            .unwrap_or(&self.primary);
+        Some(chosen.clone())
+    }
+}
+
+fn certified_key(credentials: &Credentials) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+    let key = provider()
+        .key_provider
+        .load_private_key(credentials.key.clone_key())?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(
+        credentials.chain.clone(),
+        key,
+    )))
+}
+
 /// Reads a PEM file of CA certificates (the config's `tls.ca`), checking it holds at least one.
 pub fn read_pem_file(path: &Path) -> Result<String, TlsError> {
     let problem = |problem: String| TlsError::File {
@@ -237,7 +332,17 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
 /// The server side for one trust view: TLS 1.3 only, a client certificate required and checked
 /// by [`PeerClientVerifier`], HTTP/2 only, no session resumption.
 pub fn server_config(state: Arc<TrustState>) -> Result<Arc<ServerConfig>, TlsError> {
-    let credentials = state.credentials.clone();
+    let mut by_federation = BTreeMap::new();
+    for credentials in state.identities.all() {
+        by_federation.insert(
+            credentials.identity.federation.to_string(),
+            certified_key(credentials)?,
+        );
+    }
+    let resolver = Arc::new(FederationCertResolver {
+        primary: certified_key(state.identities.primary())?,
+        by_federation,
+    });
     let verifier = Arc::new(PeerClientVerifier {
         provider: provider(),
         state,
@@ -245,20 +350,25 @@ pub fn server_config(state: Arc<TrustState>) -> Result<Arc<ServerConfig>, TlsErr
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(credentials.chain.clone(), credentials.key.clone_key())?;
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec()];
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
-/// The client side towards one peer: TLS 1.3 only, this node's certificate offered, and the
-/// server accepted only if it chains to an anchor of its own federation and proves `peer`.
+/// The client side towards one peer: TLS 1.3 only, this node's certificate for the peer's
+/// federation offered, and the server accepted only if it chains to an anchor of its own
+/// federation and proves `peer`.
 pub fn client_config(
     state: &Arc<TrustState>,
     peer: TeamIdentity,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let credentials = state.credentials.clone();
+    let credentials = state
+        .identities
+        .get(&peer.federation)
+        .cloned()
+        .ok_or_else(|| TlsError::NotMember(peer.federation.clone()))?;
     let verifier = Arc::new(PeerServerVerifier {
         state: state.clone(),
         expected: peer,
@@ -626,6 +736,9 @@ pub fn connector(
 + 'static {
     tower::service_fn(move |uri: http::Uri| {
         let config = client_config(&states.load_full(), peer.clone());
+        // The federation id, a DNS-style name, tells the server which of its certificates to
+        // present; where the peer is hosted plays no part in who it is.
+        let federation = peer.federation.to_string();
         Box::pin(async move {
             let config = config.map_err(io::Error::other)?;
             let host = uri
@@ -637,8 +750,7 @@ pub fn connector(
             let port = uri.port_u16().unwrap_or(443);
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
-            // The verifier ignores the name; rustls still needs one for SNI.
-            let name = ServerName::try_from(host)
+            let name = ServerName::try_from(federation)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let tls = TlsConnector::from(config).connect(name, tcp).await?;
             Ok(TokioIo::new(tls))

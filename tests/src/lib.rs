@@ -16,7 +16,7 @@ use tatmx_certs::{CertificateAuthority, FederationId, NodeKey, TeamId, TeamIdent
 
 use arc_swap::ArcSwap;
 use tatmx_node::store::StoredTrust;
-use tatmx_node::tls::Credentials;
+use tatmx_node::tls::{Credentials, Identities};
 use tatmx_node::trust::{LocalTeam, TrustInputs, TrustState};
 use tatmx_node::{Config, RunningNode};
 use tatmx_proto::v1 as pb;
@@ -167,13 +167,31 @@ discipline = "{discipline}"
 
 /// Makes `node.key`, `node.csr` and `node.pem` for `identity` in `dir`, signed by `ca`.
 pub fn issue_into(ca: &CertificateAuthority, identity: &TeamIdentity, dir: &Path) {
+    issue_named(ca, identity, dir, "node");
+}
+
+/// Makes `<stem>.key`, `<stem>.csr` and `<stem>.pem` for `identity` in `dir`, signed by `ca`.
+pub fn issue_named(ca: &CertificateAuthority, identity: &TeamIdentity, dir: &Path, stem: &str) {
     let key = NodeKey::generate(identity).expect("node key");
-    write_secret(&dir.join("node.key"), &key.key_pem).expect("write key");
-    write_public(&dir.join("node.csr"), &key.csr_pem).expect("write csr");
+    write_secret(&dir.join(format!("{stem}.key")), &key.key_pem).expect("write key");
+    write_public(&dir.join(format!("{stem}.csr")), &key.csr_pem).expect("write csr");
     let issued = ca
         .sign_csr(&key.csr_pem, identity.team.clone(), 2)
         .expect("sign");
-    write_public(&dir.join("node.pem"), &issued.cert_pem).expect("write cert");
+    write_public(&dir.join(format!("{stem}.pem")), &issued.cert_pem).expect("write cert");
+}
+
+impl TestFederation {
+    /// Enrols an existing node (its directory and port) into this federation as `team`, with
+    /// its certificate in `<stem>.pem`; returns how this federation's members see it.
+    pub fn enrol_existing(&self, node: &TeamSpec, team: &str, stem: &str) -> TeamSpec {
+        let identity = TeamIdentity::new(self.id.clone(), TeamId::new(team).expect("team id"));
+        issue_named(&self.ca, &identity, &node.dir, stem);
+        TeamSpec {
+            identity,
+            ..node.clone()
+        }
+    }
 }
 
 /// A port nobody is listening on right now.
@@ -222,7 +240,7 @@ pub fn federation_client(
             discipline: tatmx_node::Discipline::Education,
             jurisdiction: String::new(),
         },
-        credentials: Arc::new(credentials),
+        identities: Identities::new(credentials),
         config_anchors: &anchors,
         config_peers: &[],
         stored: &StoredTrust::default(),

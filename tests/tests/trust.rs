@@ -519,7 +519,7 @@ async fn trust_status_reports_certificate_anchors_directory_and_peers() {
         status
             .warnings
             .iter()
-            .any(|w| w.contains("this node's certificate expires")),
+            .any(|w| w.contains("this node's certificate for county-mdt.example expires")),
         "{:?}",
         status.warnings
     );

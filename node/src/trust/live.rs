@@ -4,15 +4,15 @@
 //! so a crash never leaves the node trusting something it has not recorded. Readers never
 //! wait: each handshake and request loads the current view with one atomic read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
-use tatmx_certs::TeamIdentity;
 use tatmx_certs::directory::{DirectoryError, SignedDirectory};
+use tatmx_certs::{FederationId, TeamIdentity};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -22,7 +22,7 @@ use super::{
     TrustError, TrustState, VerifiedPeer,
 };
 use crate::store::{Store, StoreError, StoredAnchor, StoredCrl, StoredDirectory, StoredPeer};
-use crate::tls::{Credentials, PeerCertificate, TlsError};
+use crate::tls::{Credentials, Identities, PeerCertificate, TlsError};
 
 /// A trust change was refused; nothing changed.
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +68,9 @@ pub struct TrustConfig {
     pub anchors: Vec<(String, String)>,
     /// Peers from the config.
     pub peers: Vec<Peer>,
-    /// Where this node's certificate lives, so an installed one survives a restart.
-    pub cert_path: PathBuf,
-    /// Where this node's key lives.
-    pub key_path: PathBuf,
+    /// Where each membership's certificate and key live, so an installed one survives a
+    /// restart.
+    pub cert_files: BTreeMap<FederationId, (PathBuf, PathBuf)>,
     /// Directory staleness limit.
     pub max_directory_age: Duration,
 }
@@ -115,13 +114,13 @@ impl Trust {
     /// Builds the starting trust from the config and the store.
     pub async fn load(
         config: TrustConfig,
-        credentials: Credentials,
+        identities: Identities,
         store: Store,
     ) -> Result<Self, TrustChangeError> {
         let stored = store.load_trust().await?;
         let state = Arc::new(TrustState::build(TrustInputs {
             local: config.local.clone(),
-            credentials: Arc::new(credentials),
+            identities,
             config_anchors: &config.anchors,
             config_peers: &config.peers,
             stored: &stored,
@@ -210,7 +209,7 @@ impl Trust {
     /// Adds (or replaces) a peer; it can connect at once.
     pub async fn add_peer(&self, peer: Peer) -> Result<PeerEntry, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
-        if peer.identity == self.inner.config.local.identity {
+        if self.state().own_identity_in(&peer.identity.federation) == Some(&peer.identity) {
             return Err(TrustChangeError::Conflict(
                 "a node cannot be its own peer".into(),
             ));
@@ -373,7 +372,10 @@ impl Trust {
             Err(e) => return Err(e.into()),
         }
         let federation = directory.federation.to_string();
-        let local = &state.local.identity;
+        let local = state
+            .own_identity_in(&directory.federation)
+            .cloned()
+            .unwrap_or_else(|| state.local.identity.clone());
         let peers: Vec<StoredPeer> = directory
             .members
             .iter()
@@ -455,12 +457,33 @@ impl Trust {
         key_path: &std::path::Path,
     ) -> Result<Arc<Credentials>, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
-        let local = &self.inner.config.local.identity;
+        let state = self.state();
+        let claimed = tatmx_certs::CertificateSummary::from_pem(cert_pem)
+            .ok()
+            .and_then(|s| s.identity)
+            .ok_or_else(|| {
+                TrustChangeError::Invalid("the new certificate carries no team identity".into())
+            })?;
+        let own = state
+            .own_identity_in(&claimed.federation)
+            .filter(|own| **own == claimed)
+            .cloned()
+            .ok_or_else(|| {
+                TrustChangeError::Invalid(format!(
+                    "the new certificate is for {claimed}, which is not this node"
+                ))
+            })?;
+        let (cert_file, key_file) = self
+            .inner
+            .config
+            .cert_files
+            .get(&own.federation)
+            .cloned()
+            .ok_or_else(|| TrustChangeError::Invalid(format!("no certificate files for {own}")))?;
         let key_pem = std::fs::read_to_string(key_path).map_err(|e| {
             TrustChangeError::Invalid(format!("cannot read {}: {e}", key_path.display()))
         })?;
-        let credentials = Credentials::from_pem(cert_pem, &key_pem, local, "the new certificate")?;
-        let state = self.state();
+        let credentials = Credentials::from_pem(cert_pem, &key_pem, &own, "the new certificate")?;
         let checked = state.check_certificate(
             &credentials.chain()[0],
             &credentials.chain()[1..],
@@ -470,15 +493,20 @@ impl Trust {
         if let Err(e) = checked {
             return Err(TrustChangeError::Invalid(format!(
                 "the new certificate does not chain to a trusted anchor of {}: {e}",
-                local.federation
+                own.federation
             )));
         }
-        crate::tls::replace_file(&self.inner.config.cert_path, cert_pem.as_bytes())?;
-        crate::tls::replace_file(&self.inner.config.key_path, key_pem.as_bytes())?;
-        let credentials = Arc::new(credentials);
-        self.rebuild_with(credentials.clone()).await?;
-        tracing::info!(serial = %credentials.serial_hex(), "node certificate installed");
-        Ok(credentials)
+        crate::tls::replace_file(&cert_file, cert_pem.as_bytes())?;
+        crate::tls::replace_file(&key_file, key_pem.as_bytes())?;
+        let serial = credentials.serial_hex().to_owned();
+        let identities = state.identities.clone().with(credentials);
+        self.rebuild_with(identities).await?;
+        tracing::info!(identity = %own, %serial, "node certificate installed");
+        self.state()
+            .identities
+            .get(&own.federation)
+            .cloned()
+            .ok_or_else(|| TrustChangeError::Conflict("the certificate did not apply".into()))
     }
 
     fn peer_entry(&self, identity: &TeamIdentity) -> Result<PeerEntry, TrustChangeError> {
@@ -487,18 +515,18 @@ impl Trust {
         })
     }
 
-    /// Rebuilds the view from the store with the current credentials.
+    /// Rebuilds the view from the store with the current certificates.
     async fn reload(&self) -> Result<(), TrustChangeError> {
-        let credentials = self.state().credentials.clone();
-        self.rebuild_with(credentials).await
+        let identities = self.state().identities.clone();
+        self.rebuild_with(identities).await
     }
 
-    async fn rebuild_with(&self, credentials: Arc<Credentials>) -> Result<(), TrustChangeError> {
+    async fn rebuild_with(&self, identities: Identities) -> Result<(), TrustChangeError> {
         let stored = self.inner.store.load_trust().await?;
         let config = &self.inner.config;
         let state = Arc::new(TrustState::build(TrustInputs {
             local: config.local.clone(),
-            credentials,
+            identities,
             config_anchors: &config.anchors,
             config_peers: &config.peers,
             stored: &stored,

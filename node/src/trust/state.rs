@@ -6,7 +6,6 @@
 //! federation's teams even when the node trusts both.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -16,7 +15,7 @@ use webpki::KeyUsage;
 
 use super::{Discipline, LocalTeam, Peer, Role, Source, TrustError, VerifiedPeer};
 use crate::store::StoredTrust;
-use crate::tls::{Credentials, PeerCertificate};
+use crate::tls::{Identities, PeerCertificate};
 
 /// A trust state could not be built from its inputs.
 #[derive(Debug, thiserror::Error)]
@@ -133,8 +132,8 @@ impl CheckedCertificate {
 pub struct TrustState {
     /// This node.
     pub local: LocalTeam,
-    /// This node's certificate and key.
-    pub credentials: Arc<Credentials>,
+    /// This node's certificates, one per federation it belongs to.
+    pub identities: Identities,
     /// Anchors by federation; never merged across federations.
     anchors: HashMap<FederationId, Vec<Anchor>>,
     /// The latest CRL by federation.
@@ -151,8 +150,8 @@ pub struct TrustState {
 pub struct TrustInputs<'a> {
     /// This node.
     pub local: LocalTeam,
-    /// This node's certificate and key.
-    pub credentials: Arc<Credentials>,
+    /// This node's certificates, one per federation.
+    pub identities: Identities,
     /// Anchors from the config file: (file name, PEM document).
     pub config_anchors: &'a [(String, String)],
     /// Peers from the config file.
@@ -207,9 +206,11 @@ impl TrustState {
                 }
             }
         }
-        let own = &inputs.local.identity.federation;
-        if !anchors.contains_key(own) {
-            return Err(TrustBuildError::NoOwnAnchor(own.clone()));
+        for credentials in inputs.identities.all() {
+            let own = &credentials.identity().federation;
+            if !anchors.contains_key(own) {
+                return Err(TrustBuildError::NoOwnAnchor(own.clone()));
+            }
         }
 
         let mut crls = HashMap::new();
@@ -241,7 +242,12 @@ impl TrustState {
         }
         for stored in &inputs.stored.peers {
             match stored_peer(stored) {
-                Some(entry) if entry.peer.identity != inputs.local.identity => {
+                Some(entry)
+                    if inputs
+                        .identities
+                        .identity_in(&entry.peer.identity.federation)
+                        != Some(&entry.peer.identity) =>
+                {
                     peers.insert(entry.peer.identity.clone(), entry);
                 }
                 Some(_) => {}
@@ -283,7 +289,7 @@ impl TrustState {
 
         Ok(Self {
             local: inputs.local,
-            credentials: inputs.credentials,
+            identities: inputs.identities,
             anchors,
             crls,
             peers,
@@ -479,6 +485,11 @@ impl TrustState {
         }
         .map_err(|_| TrustError::InvalidRecipient(recipient.to_owned()))?;
         self.admit(&identity).map(|entry| &entry.peer)
+    }
+
+    /// This node's own identity in `federation`, if it is a member.
+    pub fn own_identity_in(&self, federation: &FederationId) -> Option<&TeamIdentity> {
+        self.identities.identity_in(federation)
     }
 
     /// Resolves a team named by an admin (team id in this federation, or URI).
