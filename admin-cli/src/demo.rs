@@ -139,6 +139,8 @@ async fn run_in(root: &Path) -> anyhow::Result<()> {
             team: team.id.into(),
             ca_dir: ca_dir.clone(),
             days: 7,
+            role: Some(team.role.into()),
+            discipline: Some(team.discipline.into()),
             out: Some(dir.join("node.pem")),
         })?;
         println!(

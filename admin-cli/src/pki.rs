@@ -124,6 +124,12 @@ pub struct CaSignArgs {
     /// How long the certificate is valid, in days.
     #[arg(long, default_value_t = 365)]
     pub days: u32,
+    /// The team's role (core, affiliate, partner), recorded in the CA's register.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// The team's discipline, recorded in the CA's register.
+    #[arg(long)]
+    pub discipline: Option<String>,
     /// Where to write the certificate; defaults to <team>.pem beside the CSR.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -153,6 +159,12 @@ pub struct IssuedEntry {
     /// When it expires.
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
+    /// The team's role, as the admin stated it at signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The team's discipline, as the admin stated it at signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discipline: Option<String>,
 }
 
 /// One revocation.
@@ -420,6 +432,22 @@ pub fn ca_init(args: &CaInitArgs) -> anyhow::Result<CaFiles> {
 
 /// Signs a CSR and writes the certificate.
 pub fn ca_sign(args: &CaSignArgs) -> anyhow::Result<(PathBuf, tatmx_certs::IssuedCertificate)> {
+    if let Some(role) = &args.role
+        && !tatmx_certs::directory::ROLES.contains(&role.as_str())
+    {
+        bail!(
+            "--role must be one of {}",
+            tatmx_certs::directory::ROLES.join(", ")
+        );
+    }
+    if let Some(discipline) = &args.discipline
+        && !tatmx_certs::directory::DISCIPLINES.contains(&discipline.as_str())
+    {
+        bail!(
+            "--discipline must be one of {}",
+            tatmx_certs::directory::DISCIPLINES.join(", ")
+        );
+    }
     let ca = load_ca(&args.ca_dir)?;
     let team = TeamId::new(args.team.clone())?;
     let csr = std::fs::read_to_string(&args.csr)
@@ -437,6 +465,8 @@ pub fn ca_sign(args: &CaSignArgs) -> anyhow::Result<(PathBuf, tatmx_certs::Issue
         serial: issued.serial_hex.clone(),
         team: issued.identity.team.to_string(),
         not_after: issued.not_after,
+        role: args.role.clone(),
+        discipline: args.discipline.clone(),
     });
     register.save(&args.ca_dir)?;
     Ok((out, issued))

@@ -100,6 +100,10 @@ async fn an_admin_runs_a_federation_with_tatmx_alone() {
             &ca,
             "--days",
             "30",
+            "--role",
+            role,
+            "--discipline",
+            discipline,
             "--out",
             &format!("{dir}/node.pem"),
         ]);
@@ -148,7 +152,25 @@ async fn an_admin_runs_a_federation_with_tatmx_alone() {
         }
         tatmx(&args);
     }
+    tatmx(&[
+        "directory",
+        "add",
+        "--ca-dir",
+        &ca,
+        "--team",
+        "leaving",
+        "--endpoint",
+        "https://127.0.0.1:9",
+        "--role",
+        "partner",
+        "--discipline",
+        "federal-partner",
+        "--jurisdiction",
+        "State",
+    ]);
+    tatmx(&["directory", "remove", "--ca-dir", &ca, "--team", "leaving"]);
     let draft = tatmx(&["directory", "show", "--ca-dir", &ca]);
+    assert!(!draft.contains("leaving"), "{draft}");
     assert!(
         draft.contains("lincoln-high") && draft.contains("next sequence 1"),
         "{draft}"
