@@ -246,7 +246,7 @@ async fn an_admin_runs_a_federation_with_tatmx_alone() {
     let referral = root.join("referral.toml");
     std::fs::write(
         &referral,
-        "recipient = \"county-core\"\npurpose = \"threat-assessment\"\nlegal_basis = \"consent\"\nconsent_ref = \"C-1\"\n[content.threat]\nthreat_type = \"targeted-violence\"\n",
+        "recipient = \"county-core\"\npurpose = \"threat-assessment\"\nlegal_basis = \"serious-imminent-threat\"\njustification = \"A specific plan and date were stated to a teacher today.\"\n[content.threat]\nthreat_type = \"targeted-violence\"\n",
     )
     .unwrap();
     let school_socket = p("lincoln-high/data/agency.sock");

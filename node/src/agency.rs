@@ -5,15 +5,20 @@
 //! transaction, then returns; delivery happens in the background, and its progress is visible
 //! in the outbox.
 
+use std::sync::Arc;
+
 use tatmx_proto::v1 as pb;
 use tatmx_proto::v1::agency_server::Agency;
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::consent::Consent;
 use crate::convert;
 use crate::federation::store_status;
+use crate::filter::{self, CaseKey, Disclosure, FieldDecision, Outcome};
 use crate::outbox::Outbox;
+use crate::policy::{Exchange, Policy};
 use crate::referral::Referral;
 use crate::store::{DeliveryState, Direction, MessageKind, OutboxEntry, Store, StoredReferral};
 use crate::trust::{Trust, TrustError};
@@ -32,16 +37,66 @@ pub struct AgencyService {
     store: Store,
     /// Wakes delivery once a referral is queued.
     outbox: Outbox,
+    /// The law as code.
+    policy: Arc<Policy>,
+    /// Keys case handles.
+    case_key: Arc<CaseKey>,
 }
 
 impl AgencyService {
     /// Builds the service over the node's shared state.
-    pub fn new(trust: Trust, store: Store, outbox: Outbox) -> Self {
+    pub fn new(
+        trust: Trust,
+        store: Store,
+        outbox: Outbox,
+        policy: Arc<Policy>,
+        case_key: Arc<CaseKey>,
+    ) -> Self {
         Self {
             trust,
             store,
             outbox,
+            policy,
+            case_key,
         }
+    }
+
+    /// The consent a draft names, which must be on file here.
+    async fn named_consent(&self, consent_ref: Option<&str>) -> Result<Option<Consent>, Status> {
+        let Some(text) = consent_ref else {
+            return Ok(None);
+        };
+        let id = Uuid::parse_str(text).map_err(|_| {
+            Status::invalid_argument("consent_ref: is not a consent id recorded on this node")
+        })?;
+        let federation = self.trust.state().local.identity.federation.clone();
+        let consent = self
+            .store
+            .consent(id, &federation)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "consent_ref: no consent {id} is recorded on this node"
+                ))
+            })?;
+        Ok(Some(consent))
+    }
+}
+
+/// A filter decision on the wire.
+pub fn decision_to_proto(d: &FieldDecision) -> pb::FieldDecision {
+    pb::FieldDecision {
+        category: convert::category_to_proto(d.category).into(),
+        outcome: match d.outcome {
+            Outcome::Disclose => pb::DisclosureOutcome::Disclose,
+            Outcome::Withhold => pb::DisclosureOutcome::Withhold,
+            Outcome::Pseudonymize => pb::DisclosureOutcome::Pseudonymize,
+        }
+        .into(),
+        rules: d.rules.clone(),
+        reasons: d.reasons.clone(),
+        labels: d.labels.clone(),
     }
 }
 
@@ -133,9 +188,9 @@ impl Agency for AgencyService {
                     recipient.identity.federation
                 ))
             })?;
-        let referral = Referral {
+        let draft_referral = Referral {
             id: Uuid::now_v7(),
-            sender,
+            sender: sender.clone(),
             recipient: recipient.identity.clone(),
             created_at: OffsetDateTime::now_utc(),
             purpose: draft.purpose,
@@ -144,30 +199,69 @@ impl Agency for AgencyService {
             justification: draft.justification,
             consent_ref: draft.consent_ref,
             content: draft.content,
+            labels: Default::default(),
+            withheld: Vec::new(),
+            case_handle: None,
         };
-        referral
+        draft_referral
             .validate()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let categories_disclosed = categories(&referral);
+        let consent = self
+            .named_consent(draft_referral.consent_ref.as_deref())
+            .await?;
+        let exchange = Exchange {
+            sender: filter::local_party(&state.local, &sender),
+            recipient: filter::party_of_peer(recipient),
+            purpose: draft_referral.purpose,
+            basis: draft_referral.legal_basis,
+            justified: filter::justified(draft_referral.justification.as_deref()),
+            reidentify: draft.reidentify,
+        };
+        let Disclosure {
+            outgoing,
+            decisions,
+        } = filter::filter_outbound(
+            &self.policy,
+            &exchange,
+            recipient,
+            consent.as_ref(),
+            &self.case_key,
+            draft.case_ref.as_deref(),
+            draft_referral,
+        );
+        let nothing_left = outgoing.categories().is_empty() && outgoing.case_handle.is_none();
         if !request.dry_run {
+            if nothing_left {
+                return Err(Status::failed_precondition(
+                    "the policy withholds every category for this recipient, so nothing would be sent; preview it with dry_run to see why",
+                ));
+            }
             self.store
-                .submit_referral(&referral)
+                .submit_referral(&outgoing, &decisions)
                 .await
                 .map_err(|e| store_status(&e))?;
-            let names: Vec<&str> = referral.categories().iter().map(|c| c.as_str()).collect();
+            let sent: Vec<&str> = outgoing.categories().iter().map(|c| c.as_str()).collect();
+            let withheld: Vec<&str> = outgoing
+                .withheld
+                .iter()
+                .map(|w| w.category.as_str())
+                .collect();
             tracing::info!(
-                referral_id = %referral.id,
-                recipient = %referral.recipient,
-                categories = ?names,
-                "referral queued for delivery"
+                referral_id = %outgoing.id,
+                recipient = %outgoing.recipient,
+                categories = ?sent,
+                withheld = ?withheld,
+                basis = ?outgoing.legal_basis,
+                "referral filtered and queued for delivery"
             );
-            self.outbox.notify(&referral.recipient);
+            self.outbox.notify(&outgoing.recipient);
         }
         Ok(Response::new(pb::SubmitReferralResponse {
-            referral_id: referral.id.to_string(),
+            referral_id: outgoing.id.to_string(),
             dry_run: request.dry_run,
-            outgoing: Some(convert::referral_to_proto(&referral)),
-            categories_disclosed,
+            categories_disclosed: categories(&outgoing),
+            outgoing: Some(convert::referral_to_proto(&outgoing)),
+            decisions: decisions.iter().map(decision_to_proto).collect(),
         }))
     }
 
@@ -216,6 +310,7 @@ impl Agency for AgencyService {
                 })
                 .collect(),
             categories: categories(&stored.referral),
+            decisions: stored.decisions.iter().map(decision_to_proto).collect(),
         }))
     }
 
@@ -231,5 +326,79 @@ impl Agency for AgencyService {
         Ok(Response::new(pb::ListOutboxResponse {
             entries: entries.iter().map(outbox_entry).collect(),
         }))
+    }
+
+    async fn record_consent(
+        &self,
+        request: Request<pb::RecordConsentRequest>,
+    ) -> Result<Response<pb::Consent>, Status> {
+        let wire = request
+            .into_inner()
+            .consent
+            .ok_or_else(|| Status::invalid_argument("consent: is required"))?;
+        let federation = self.trust.state().local.identity.federation.clone();
+        let mut consent = convert::consent_from_proto(wire, &federation)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // The node assigns identity and time; a client cannot backdate a record.
+        consent.id = Uuid::now_v7();
+        consent.recorded_at = OffsetDateTime::now_utc();
+        consent.revoked_at = None;
+        consent
+            .validate()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.store
+            .put_consent(&consent)
+            .await
+            .map_err(|e| store_status(&e))?;
+        tracing::info!(consent_id = %consent.id, "consent recorded");
+        Ok(Response::new(convert::consent_to_proto(&consent)))
+    }
+
+    async fn list_consents(
+        &self,
+        request: Request<pb::ListConsentsRequest>,
+    ) -> Result<Response<pb::ListConsentsResponse>, Status> {
+        let federation = self.trust.state().local.identity.federation.clone();
+        let consents = self
+            .store
+            .consents(limit(request.into_inner().limit), &federation)
+            .await
+            .map_err(|e| store_status(&e))?;
+        Ok(Response::new(pb::ListConsentsResponse {
+            consents: consents.iter().map(convert::consent_to_proto).collect(),
+        }))
+    }
+
+    async fn get_consent(
+        &self,
+        request: Request<pb::GetConsentRequest>,
+    ) -> Result<Response<pb::Consent>, Status> {
+        let id = Uuid::parse_str(&request.into_inner().consent_id)
+            .map_err(|_| Status::invalid_argument("consent_id: is not a UUID"))?;
+        let federation = self.trust.state().local.identity.federation.clone();
+        let consent = self
+            .store
+            .consent(id, &federation)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| Status::not_found(format!("no consent {id} on this node")))?;
+        Ok(Response::new(convert::consent_to_proto(&consent)))
+    }
+
+    async fn revoke_consent(
+        &self,
+        request: Request<pb::RevokeConsentRequest>,
+    ) -> Result<Response<pb::Consent>, Status> {
+        let id = Uuid::parse_str(&request.into_inner().consent_id)
+            .map_err(|_| Status::invalid_argument("consent_id: is not a UUID"))?;
+        let federation = self.trust.state().local.identity.federation.clone();
+        let consent = self
+            .store
+            .revoke_consent(id, OffsetDateTime::now_utc(), &federation)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| Status::not_found(format!("no consent {id} on this node")))?;
+        tracing::info!(consent_id = %id, "consent revoked");
+        Ok(Response::new(convert::consent_to_proto(&consent)))
     }
 }

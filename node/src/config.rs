@@ -68,6 +68,8 @@ pub struct Config {
     pub directory: DirectorySettings,
     /// How the outbox delivers.
     pub delivery: DeliverySettings,
+    /// The agency's policy files, added to the default pack.
+    pub policy_files: Vec<PathBuf>,
     /// The teams this node exchanges messages with.
     pub peers: Vec<Peer>,
 }
@@ -339,7 +341,9 @@ impl Config {
                 role,
                 discipline,
                 jurisdiction: raw.node.jurisdiction.unwrap_or_default(),
+                cjis_authorized: raw.node.cjis_authorized.unwrap_or(false),
             },
+            policy_files: raw.policy.files.iter().map(|f| base.join(f)).collect(),
             data_dir,
             memberships,
             tls: TlsFiles {
@@ -493,6 +497,8 @@ struct RawConfig {
     #[serde(default)]
     memberships: Vec<RawMembership>,
     #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
     admin_api: RawAdminApi,
     #[serde(default)]
     directory: RawDirectory,
@@ -510,7 +516,15 @@ struct RawNode {
     role: String,
     discipline: String,
     jurisdiction: Option<String>,
+    cjis_authorized: Option<bool>,
     data_dir: PathBuf,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]

@@ -10,13 +10,14 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::category::DataCategory;
+use crate::consent::{Consent, Grantor, Provision, ProvisionKind, Recipient};
 use crate::referral::{
     Behavior, CriminalHistory, EducationRecord, ExternalId, LegalBasis, LevelOfConcern,
     MentalHealth, Narrative, NewReferral, ObservedBehavior, Purpose, Referral, ReferralContent,
     ReferralStatus, ReporterIdentity, StatusUpdate, SubjectContact, SubjectIdentity, SubstanceUse,
-    ThirdParty, ThreatDetails,
+    ThirdParty, ThreatDetails, Withheld,
 };
-use crate::trust::Role;
+use crate::trust::{Discipline, Role};
 
 /// A wire message could not become a domain value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -411,7 +412,67 @@ pub fn referral_to_proto(referral: &Referral) -> pb::Referral {
         justification: referral.justification.clone().unwrap_or_default(),
         consent_ref: referral.consent_ref.clone().unwrap_or_default(),
         content: Some(content_to_proto(&referral.content)),
+        labels: referral
+            .labels
+            .iter()
+            .map(|(category, labels)| pb::CategoryLabels {
+                category: category_to_proto(*category).into(),
+                labels: labels.clone(),
+            })
+            .collect(),
+        withheld: referral.withheld.iter().map(withheld_to_proto).collect(),
+        case_handle: referral.case_handle.clone().unwrap_or_default(),
     }
+}
+
+/// Domain manifest entry to wire.
+pub fn withheld_to_proto(w: &Withheld) -> pb::WithheldCategory {
+    pb::WithheldCategory {
+        category: category_to_proto(w.category).into(),
+        reasons: w.reasons.clone(),
+        rules: w.rules.clone(),
+        pseudonymized: w.pseudonymized,
+    }
+}
+
+fn labels_from_proto(
+    labels: Vec<pb::CategoryLabels>,
+) -> Result<std::collections::BTreeMap<DataCategory, Vec<String>>, ConversionError> {
+    labels
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let category = category_from_proto(l.category).ok_or_else(|| {
+                invalid(
+                    &format!("referral.labels[{i}].category"),
+                    "unknown category",
+                )
+            })?;
+            Ok((category, l.labels))
+        })
+        .collect()
+}
+
+fn withheld_from_proto(
+    withheld: Vec<pb::WithheldCategory>,
+) -> Result<Vec<Withheld>, ConversionError> {
+    withheld
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| {
+            Ok(Withheld {
+                category: category_from_proto(w.category).ok_or_else(|| {
+                    invalid(
+                        &format!("referral.withheld[{i}].category"),
+                        "unknown category",
+                    )
+                })?,
+                reasons: w.reasons,
+                rules: w.rules,
+                pseudonymized: w.pseudonymized,
+            })
+        })
+        .collect()
 }
 
 /// Wire referral to domain: every field parsed, then the referral rules checked.
@@ -427,6 +488,9 @@ pub fn referral_from_proto(r: pb::Referral) -> Result<Referral, ConversionError>
         justification: non_empty(r.justification),
         consent_ref: non_empty(r.consent_ref),
         content: content_from_proto(r.content),
+        labels: labels_from_proto(r.labels)?,
+        withheld: withheld_from_proto(r.withheld)?,
+        case_handle: non_empty(r.case_handle),
     };
     referral
         .validate()
@@ -444,6 +508,8 @@ pub fn new_referral_to_proto(r: &NewReferral) -> pb::NewReferral {
         justification: r.justification.clone().unwrap_or_default(),
         consent_ref: r.consent_ref.clone().unwrap_or_default(),
         content: Some(content_to_proto(&r.content)),
+        case_ref: r.case_ref.clone().unwrap_or_default(),
+        reidentify: r.reidentify,
     }
 }
 
@@ -461,6 +527,8 @@ pub fn new_referral_from_proto(r: pb::NewReferral) -> Result<NewReferral, Conver
         justification: non_empty(r.justification),
         consent_ref: non_empty(r.consent_ref),
         content: content_from_proto(r.content),
+        case_ref: non_empty(r.case_ref),
+        reidentify: r.reidentify,
     })
 }
 
@@ -483,6 +551,188 @@ pub fn status_update_from_proto(u: pb::StatusUpdate) -> Result<StatusUpdate, Con
         author: identity_from_proto(&u.author, "update.author")?,
         status: status_from_proto(u.status, "update.status")?,
         at: timestamp_from_proto(u.at, "update.at")?,
+    })
+}
+
+// ---- consent ----
+
+/// Domain consent to wire.
+pub fn consent_to_proto(c: &Consent) -> pb::Consent {
+    let (grantor, grantor_name) = match &c.grantor {
+        Grantor::Subject => (pb::Grantor::Self_, String::new()),
+        Grantor::Guardian { name } => (pb::Grantor::Guardian, name.clone()),
+    };
+    pb::Consent {
+        id: c.id.to_string(),
+        subject: c.subject.clone(),
+        grantor: grantor.into(),
+        grantor_name,
+        provision: Some(provision_to_proto(&c.provision)),
+        valid_from: Some(timestamp_to_proto(c.valid_from)),
+        valid_until: c.valid_until.map(timestamp_to_proto),
+        revoked_at: c.revoked_at.map(timestamp_to_proto),
+        recorded_at: Some(timestamp_to_proto(c.recorded_at)),
+    }
+}
+
+fn provision_to_proto(p: &Provision) -> pb::Provision {
+    pb::Provision {
+        r#type: match p.kind {
+            ProvisionKind::Permit => pb::ProvisionType::Permit,
+            ProvisionKind::Deny => pb::ProvisionType::Deny,
+        }
+        .into(),
+        categories: p
+            .categories
+            .iter()
+            .map(|c| category_to_proto(*c).into())
+            .collect(),
+        recipient_teams: p
+            .recipients
+            .iter()
+            .filter_map(|r| match r {
+                Recipient::Team(team) => Some(team.uri()),
+                Recipient::Discipline(_) => None,
+            })
+            .collect(),
+        recipient_disciplines: p
+            .recipients
+            .iter()
+            .filter_map(|r| match r {
+                Recipient::Discipline(d) => Some(d.as_str().to_owned()),
+                Recipient::Team(_) => None,
+            })
+            .collect(),
+        purposes: p
+            .purposes
+            .iter()
+            .map(|purpose| purpose_to_proto(*purpose).into())
+            .collect(),
+        provisions: p.provisions.iter().map(provision_to_proto).collect(),
+    }
+}
+
+/// Wire provision to domain; bare team ids are taken in `federation`. Nesting is bounded so a
+/// hostile record cannot exhaust the stack.
+fn provision_from_proto(
+    p: pb::Provision,
+    field: &str,
+    federation: &tatmx_certs::FederationId,
+    depth: usize,
+) -> Result<Provision, ConversionError> {
+    if depth > 8 {
+        return Err(invalid(field, "provisions are nested more than 8 deep"));
+    }
+    let kind = match pb::ProvisionType::try_from(p.r#type) {
+        Ok(pb::ProvisionType::Permit) => ProvisionKind::Permit,
+        Ok(pb::ProvisionType::Deny) => ProvisionKind::Deny,
+        _ => return Err(invalid(&format!("{field}.type"), "must be permit or deny")),
+    };
+    let categories = p
+        .categories
+        .iter()
+        .map(|c| {
+            category_from_proto(*c)
+                .ok_or_else(|| invalid(&format!("{field}.categories"), "unknown category"))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut recipients = Vec::new();
+    for team in &p.recipient_teams {
+        let identity = if team.starts_with("spiffe://") {
+            tatmx_certs::TeamIdentity::parse_uri(team).ok()
+        } else {
+            tatmx_certs::TeamId::new(team.clone())
+                .ok()
+                .map(|t| tatmx_certs::TeamIdentity::new(federation.clone(), t))
+        };
+        recipients.push(Recipient::Team(identity.ok_or_else(|| {
+            invalid(
+                &format!("{field}.recipient_teams"),
+                "not a team id or identity",
+            )
+        })?));
+    }
+    for discipline in &p.recipient_disciplines {
+        recipients.push(Recipient::Discipline(
+            Discipline::parse(discipline).ok_or_else(|| {
+                invalid(
+                    &format!("{field}.recipient_disciplines"),
+                    "unknown discipline",
+                )
+            })?,
+        ));
+    }
+    let purposes = p
+        .purposes
+        .iter()
+        .map(|purpose| purpose_from_proto(*purpose, &format!("{field}.purposes")))
+        .collect::<Result<_, _>>()?;
+    let provisions = p
+        .provisions
+        .into_iter()
+        .enumerate()
+        .map(|(i, nested)| {
+            provision_from_proto(
+                nested,
+                &format!("{field}.provisions[{i}]"),
+                federation,
+                depth + 1,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Provision {
+        kind,
+        categories,
+        recipients,
+        purposes,
+        provisions,
+    })
+}
+
+/// Wire consent to domain, as recorded through the Agency API (bare team ids are in
+/// `federation`).
+pub fn consent_from_proto(
+    c: pb::Consent,
+    federation: &tatmx_certs::FederationId,
+) -> Result<Consent, ConversionError> {
+    let grantor = match pb::Grantor::try_from(c.grantor) {
+        Ok(pb::Grantor::Self_) => Grantor::Subject,
+        Ok(pb::Grantor::Guardian) => Grantor::Guardian {
+            name: c.grantor_name,
+        },
+        _ => return Err(invalid("consent.grantor", "must be self or guardian")),
+    };
+    let provision = provision_from_proto(
+        required(c.provision, "consent.provision")?,
+        "consent.provision",
+        federation,
+        0,
+    )?;
+    Ok(Consent {
+        id: if c.id.is_empty() {
+            Uuid::now_v7()
+        } else {
+            message_id_from_proto(&c.id, "consent.id")?
+        },
+        subject: c.subject,
+        grantor,
+        provision,
+        valid_from: match c.valid_from {
+            Some(ts) => timestamp_from_proto(Some(ts), "consent.valid_from")?,
+            None => OffsetDateTime::now_utc(),
+        },
+        valid_until: c
+            .valid_until
+            .map(|ts| timestamp_from_proto(Some(ts), "consent.valid_until"))
+            .transpose()?,
+        revoked_at: c
+            .revoked_at
+            .map(|ts| timestamp_from_proto(Some(ts), "consent.revoked_at"))
+            .transpose()?,
+        recorded_at: match c.recorded_at {
+            Some(ts) => timestamp_from_proto(Some(ts), "consent.recorded_at")?,
+            None => OffsetDateTime::now_utc(),
+        },
     })
 }
 

@@ -15,7 +15,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::convert;
+use crate::filter;
 use crate::outbox::Outbox;
+use crate::policy::{Exchange, Policy};
 use crate::referral::{ReferralStatus, StatusUpdate};
 use crate::store::{Inbound, Store, StoreError};
 use crate::tls::PeerCertificate;
@@ -30,15 +32,18 @@ pub struct FederationService {
     store: Store,
     /// Wakes delivery of acknowledgements back to senders.
     outbox: Outbox,
+    /// Decides what this node may hold.
+    policy: Arc<Policy>,
 }
 
 impl FederationService {
     /// Builds the service over the node's shared state.
-    pub fn new(trust: Trust, store: Store, outbox: Outbox) -> Self {
+    pub fn new(trust: Trust, store: Store, outbox: Outbox, policy: Arc<Policy>) -> Self {
         Self {
             trust,
             store,
             outbox,
+            policy,
         }
     }
 
@@ -136,6 +141,29 @@ impl Federation for FederationService {
                 "referral.recipient {} is not this node's team, {local}",
                 referral.recipient
             )));
+        }
+        // The receiver enforces too: nothing is kept that this node may not hold.
+        let sender_peer = state
+            .peer(peer.identity())
+            .map(|entry| entry.peer.clone())
+            .ok_or_else(|| Status::permission_denied("the caller is no longer a peer"))?;
+        let exchange = Exchange {
+            sender: filter::party_of_peer(&sender_peer),
+            recipient: filter::local_party(&state.local, local),
+            purpose: referral.purpose,
+            basis: referral.legal_basis,
+            justified: filter::justified(referral.justification.as_deref()),
+            reidentify: false,
+        };
+        if let Err(refusal) = filter::check_inbound(&self.policy, &exchange, &referral) {
+            tracing::warn!(
+                referral_id = %referral.id,
+                from = %peer.identity(),
+                category = %refusal.category,
+                rules = ?refusal.rules,
+                "inbound referral refused by this node's hold policy"
+            );
+            return Err(Status::failed_precondition(refusal.to_string()));
         }
         let ack = StatusUpdate {
             id: Uuid::now_v7(),

@@ -18,6 +18,9 @@
 //! - [`convert`]: the only place wire types become domain types and back.
 //! - [`tls`]: mutual TLS 1.3: certificates in, a [`tls::PeerCertificate`] out.
 //! - [`trust`]: anchors, revocation and peers, swapped live; makes the [`trust::VerifiedPeer`].
+//! - [`consent`]: consent records after FHIR Consent, and what they permit.
+//! - [`policy`]: the law as Cedar rules: may a category leave, may it be held.
+//! - [`filter`]: applies consent and policy to a referral, outbound and inbound.
 //! - [`store`]: SQLite, and the only module with SQL.
 //! - [`outbox`]: durable, ordered, retried delivery to each peer.
 //! - [`federation`]: the peer-facing gRPC service.
@@ -33,10 +36,13 @@ pub mod agency;
 pub mod category;
 pub mod client;
 pub mod config;
+pub mod consent;
 pub mod convert;
 pub mod federation;
+pub mod filter;
 pub mod node;
 pub mod outbox;
+pub mod policy;
 pub mod referral;
 pub mod refresh;
 pub mod store;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tatmx_proto::v1::admin_server::AdminServer;
@@ -61,6 +62,9 @@ pub enum StartError {
     /// Another node already serves the Agency socket.
     #[error("{0}: another tatmx node is already serving this socket")]
     SocketInUse(PathBuf),
+    /// The policy files do not validate; every problem is listed with file and line.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
     /// The trust state could not be built.
     #[error(transparent)]
     Trust(#[from] TrustChangeError),
@@ -187,6 +191,11 @@ pub async fn start_with_listener(
             (membership.tls.cert.clone(), membership.tls.key.clone()),
         );
     }
+    let policy = Arc::new(crate::policy::Policy::load(&config.policy_files)?);
+    let case_key_path = config.data_dir.join("case-handle.key");
+    let case_key = Arc::new(
+        crate::filter::CaseKey::load_or_create(&case_key_path).map_err(io(&case_key_path))?,
+    );
     let db = config.database_path();
     let store = Store::open(&db)
         .await
@@ -254,6 +263,7 @@ pub async fn start_with_listener(
         trust.clone(),
         store.clone(),
         outbox.clone(),
+        policy.clone(),
     ))
     .max_decoding_message_size(config.federation.max_message_bytes);
     let incoming = crate::tls::accept(
@@ -279,8 +289,14 @@ pub async fn start_with_listener(
 
     let socket = config.agency.socket.clone();
     let uds = bind_private_socket(&socket).await?;
-    let agency = AgencyServer::new(AgencyService::new(trust.clone(), store.clone(), outbox))
-        .max_decoding_message_size(config.agency.max_message_bytes);
+    let agency = AgencyServer::new(AgencyService::new(
+        trust.clone(),
+        store.clone(),
+        outbox,
+        policy,
+        case_key,
+    ))
+    .max_decoding_message_size(config.agency.max_message_bytes);
     let agency_server = Server::builder()
         .add_service(health_service.clone())
         .add_service(reflection()?)

@@ -376,7 +376,29 @@ pub struct NewReferral {
     /// The case data.
     #[serde(default)]
     pub content: ReferralContent,
+    /// The agency's case number; a consultation's case handle is derived from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_ref: Option<String>,
+    /// For a consultation: disclose direct identifiers instead of the case handle.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reidentify: bool,
 }
+
+/// A category the sender's filter removed, and why; never any of its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withheld {
+    /// The category.
+    pub category: DataCategory,
+    /// Plain-language reasons.
+    pub reasons: Vec<String>,
+    /// The rules that decided.
+    pub rules: Vec<String>,
+    /// Replaced by the case handle rather than simply removed.
+    pub pseudonymized: bool,
+}
+
+/// The label that forbids a recipient to pass a category on.
+pub const NO_REDISCLOSURE: &str = "NO_REDISCLOSURE";
 
 /// A referral with its identity fixed: what is stored and what travels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -401,9 +423,23 @@ pub struct Referral {
     pub consent_ref: Option<String>,
     /// The case data.
     pub content: ReferralContent,
+    /// Labels per disclosed category, such as [`NO_REDISCLOSURE`].
+    pub labels: std::collections::BTreeMap<DataCategory, Vec<String>>,
+    /// The manifest of what the sender's filter withheld.
+    pub withheld: Vec<Withheld>,
+    /// The subject's keyed pseudonym within one case, when identifiers were replaced.
+    pub case_handle: Option<String>,
 }
 
 impl Referral {
+    /// The labels of one category.
+    pub fn labels_of(&self, category: DataCategory) -> Vec<&str> {
+        self.labels
+            .get(&category)
+            .map(|l| l.iter().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
     /// Every category this referral carries, ASSESSMENT included.
     pub fn categories(&self) -> BTreeSet<DataCategory> {
         let mut categories = self.content.categories();
@@ -428,8 +464,16 @@ impl Referral {
         {
             problems.push("level_of_concern: needs both scheme and value".into());
         }
-        if self.categories().is_empty() {
+        if self.categories().is_empty() && self.case_handle.is_none() {
             problems.push("content: a referral must carry at least one section".into());
+        }
+        for withheld in &self.withheld {
+            if self.categories().contains(&withheld.category) {
+                problems.push(format!(
+                    "withheld: {} is listed as withheld but is present",
+                    withheld.category
+                ));
+            }
         }
         self.content.check(&mut problems);
         problems.into_result()
@@ -522,6 +566,9 @@ mod tests {
                 threat: Some(ThreatDetails::default()),
                 ..Default::default()
             },
+            labels: Default::default(),
+            withheld: vec![],
+            case_handle: None,
         }
     }
 

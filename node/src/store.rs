@@ -19,7 +19,10 @@ use tatmx_proto::v1 as pb;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::category::DataCategory;
+use crate::consent::Consent;
 use crate::convert;
+use crate::filter::{FieldDecision, Outcome};
 use crate::referral::{Referral, ReferralStatus, StatusUpdate};
 
 /// A storage failure.
@@ -164,6 +167,8 @@ pub struct DueMessage {
 /// A referral as stored here, decoded.
 #[derive(Debug, Clone)]
 pub struct StoredReferral {
+    /// For a sent referral, the filter's decisions; empty for a received one.
+    pub decisions: Vec<FieldDecision>,
     /// The referral.
     pub referral: Referral,
     /// Sent or received.
@@ -256,8 +261,13 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Stores a referral this node is sending and queues it for delivery, atomically.
-    pub async fn submit_referral(&self, referral: &Referral) -> Result<(), StoreError> {
+    /// Stores a referral this node is sending (exactly what leaves) with the filter's decisions,
+    /// and queues it for delivery, atomically.
+    pub async fn submit_referral(
+        &self,
+        referral: &Referral,
+        decisions: &[FieldDecision],
+    ) -> Result<(), StoreError> {
         let body = encode_referral(referral);
         let now = OffsetDateTime::now_utc();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -270,6 +280,11 @@ impl Store {
             now,
         )
         .await?;
+        sqlx::query("UPDATE referrals SET decisions = ? WHERE id = ?")
+            .bind(decisions_json(decisions))
+            .bind(referral.id.to_string())
+            .execute(&mut *tx)
+            .await?;
         insert_event(
             &mut tx,
             referral.id,
@@ -407,7 +422,7 @@ impl Store {
         id: Uuid,
     ) -> Result<Option<(StoredReferral, Vec<StatusEvent>)>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT id, direction, status, recorded_at, body FROM referrals WHERE id = ?",
+            "SELECT id, direction, status, recorded_at, body, decisions FROM referrals WHERE id = ?",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -672,7 +687,13 @@ fn stored_referral(row: &sqlx::sqlite::SqliteRow) -> Result<StoredReferral, Stor
         _ => return Err(corrupt("unknown direction".into())),
     };
     let status: String = row.try_get("status")?;
+    let decisions = match row.try_get::<String, _>("decisions") {
+        Ok(json) => decisions_from_json(&json).map_err(|e| corrupt(e.to_string()))?,
+        // Listings do not select the column.
+        Err(_) => Vec::new(),
+    };
     Ok(StoredReferral {
+        decisions,
         referral,
         direction,
         status: ReferralStatus::parse(&status).ok_or_else(|| corrupt("unknown status".into()))?,
@@ -1036,4 +1057,123 @@ async fn insert_crl(tx: &mut Tx<'_>, crl: &StoredCrl) -> Result<(), StoreError> 
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The stored form of one filter decision.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredDecision {
+    category: String,
+    outcome: String,
+    rules: Vec<String>,
+    reasons: Vec<String>,
+    labels: Vec<String>,
+}
+
+fn decisions_json(decisions: &[FieldDecision]) -> String {
+    let stored: Vec<StoredDecision> = decisions
+        .iter()
+        .map(|d| StoredDecision {
+            category: d.category.as_str().to_owned(),
+            outcome: d.outcome.as_str().to_owned(),
+            rules: d.rules.clone(),
+            reasons: d.reasons.clone(),
+            labels: d.labels.clone(),
+        })
+        .collect();
+    // Serialising plain strings cannot fail.
+    serde_json::to_string(&stored).unwrap_or_else(|_| "[]".into())
+}
+
+fn decisions_from_json(json: &str) -> Result<Vec<FieldDecision>, String> {
+    let stored: Vec<StoredDecision> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    stored
+        .into_iter()
+        .map(|d| {
+            Ok(FieldDecision {
+                category: DataCategory::parse(&d.category).ok_or("unknown category")?,
+                outcome: Outcome::parse(&d.outcome).ok_or("unknown outcome")?,
+                rules: d.rules,
+                reasons: d.reasons,
+                labels: d.labels,
+            })
+        })
+        .collect()
+}
+
+impl Store {
+    /// Records a consent.
+    pub async fn put_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        let body = convert::consent_to_proto(consent).encode_to_vec();
+        sqlx::query("INSERT INTO consents (id, recorded_at, revoked_at, body) VALUES (?, ?, ?, ?)")
+            .bind(consent.id.to_string())
+            .bind(ms(consent.recorded_at))
+            .bind(consent.revoked_at.map(ms))
+            .bind(body)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// One consent, with its revocation.
+    pub async fn consent(
+        &self,
+        id: Uuid,
+        federation: &tatmx_certs::FederationId,
+    ) -> Result<Option<Consent>, StoreError> {
+        let row = sqlx::query("SELECT id, revoked_at, body FROM consents WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| consent_row(&row, federation)).transpose()
+    }
+
+    /// Consents, newest first.
+    pub async fn consents(
+        &self,
+        limit: u32,
+        federation: &tatmx_certs::FederationId,
+    ) -> Result<Vec<Consent>, StoreError> {
+        sqlx::query(
+            "SELECT id, revoked_at, body FROM consents ORDER BY recorded_at DESC, id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| consent_row(row, federation))
+        .collect()
+    }
+
+    /// Revokes a consent, once; returns it, or `None` if there is no such consent.
+    pub async fn revoke_consent(
+        &self,
+        id: Uuid,
+        at: OffsetDateTime,
+        federation: &tatmx_certs::FederationId,
+    ) -> Result<Option<Consent>, StoreError> {
+        sqlx::query("UPDATE consents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(ms(at))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        self.consent(id, federation).await
+    }
+}
+
+fn consent_row(
+    row: &sqlx::sqlite::SqliteRow,
+    federation: &tatmx_certs::FederationId,
+) -> Result<Consent, StoreError> {
+    let id: String = row.try_get("id")?;
+    let body: Vec<u8> = row.try_get("body")?;
+    let corrupt = |problem: String| StoreError::Corrupt {
+        table: "consents",
+        id: id.clone(),
+        problem,
+    };
+    let wire = pb::Consent::decode(body.as_slice()).map_err(|e| corrupt(e.to_string()))?;
+    let mut consent =
+        convert::consent_from_proto(wire, federation).map_err(|e| corrupt(e.to_string()))?;
+    consent.revoked_at = row.try_get::<Option<i64>, _>("revoked_at")?.map(from_ms);
+    Ok(consent)
 }

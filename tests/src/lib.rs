@@ -239,6 +239,7 @@ pub fn federation_client(
             role: tatmx_node::Role::Affiliate,
             discipline: tatmx_node::Discipline::Education,
             jurisdiction: String::new(),
+            cjis_authorized: false,
         },
         identities: Identities::new(credentials),
         config_anchors: &anchors,
@@ -265,9 +266,11 @@ pub fn draft(recipient: &str) -> pb::NewReferral {
             scheme: "CSTAG".into(),
             value: "serious substantive".into(),
         }),
-        legal_basis: pb::LegalBasis::Consent.into(),
-        justification: String::new(),
-        consent_ref: "CONSENT-1".into(),
+        legal_basis: pb::LegalBasis::SeriousImminentThreat.into(),
+        justification: "The subject described a specific plan and date to a counsellor.".into(),
+        consent_ref: String::new(),
+        case_ref: String::new(),
+        reidentify: false,
         content: Some(pb::ReferralContent {
             identity: Some(pb::SubjectIdentity {
                 full_name: "CANARY-NAME-7f3a".into(),
@@ -375,6 +378,9 @@ pub fn outgoing(from: &TeamSpec, to: &TeamSpec) -> pb::Referral {
         justification: draft.justification,
         consent_ref: draft.consent_ref,
         content: draft.content,
+        labels: vec![],
+        withheld: vec![],
+        case_handle: String::new(),
     }
 }
 

@@ -109,9 +109,13 @@ async fn invalid_submissions_are_refused_precisely_and_leave_no_rows() {
     let mut client = agency(&school).await;
 
     let mut no_justification = draft("county-core");
-    no_justification.legal_basis = pb::LegalBasis::SeriousImminentThreat.into();
+    no_justification.justification.clear();
     let mut no_consent = draft("county-core");
+    no_consent.legal_basis = pb::LegalBasis::Consent.into();
     no_consent.consent_ref.clear();
+    let mut unknown_consent = draft("county-core");
+    unknown_consent.legal_basis = pb::LegalBasis::Consent.into();
+    unknown_consent.consent_ref = uuid::Uuid::now_v7().to_string();
     let mut empty = draft("county-core");
     empty.content = None;
     empty.level_of_concern = None;
@@ -127,6 +131,7 @@ async fn invalid_submissions_are_refused_precisely_and_leave_no_rows() {
             "justification",
         ),
         (no_consent, tonic::Code::InvalidArgument, "consent_ref"),
+        (unknown_consent, tonic::Code::InvalidArgument, "no consent"),
         (empty, tonic::Code::InvalidArgument, "at least one section"),
         (bad_date, tonic::Code::InvalidArgument, "date_of_birth"),
         (

@@ -146,6 +146,8 @@ pub struct LocalTeam {
     pub discipline: Discipline,
     /// The jurisdiction it serves.
     pub jurisdiction: String,
+    /// Whether this team may hold criminal-justice information.
+    pub cjis_authorized: bool,
 }
 
 /// Where a peer or anchor came from.
