@@ -51,6 +51,8 @@ pub struct TeamSpec {
     pub dir: PathBuf,
     /// Its Federation port.
     pub port: u16,
+    /// Whether it may hold criminal-justice information (law-enforcement teams).
+    pub cjis: bool,
 }
 
 impl TeamSpec {
@@ -111,6 +113,7 @@ impl TestFederation {
             discipline,
             dir,
             port: free_port(),
+            cjis: discipline == "law-enforcement",
         };
         self.teams.push(spec.clone());
         spec
@@ -124,6 +127,7 @@ federation = "{fed}"
 team = "{team}"
 role = "{role}"
 discipline = "{discipline}"
+cjis_authorized = {cjis}
 data_dir = "data"
 
 [tls]
@@ -140,6 +144,7 @@ listen = "127.0.0.1:{port}"
             team = team.identity.team,
             role = team.role,
             discipline = team.discipline,
+            cjis = team.cjis,
             ca = self.ca_path.display(),
             port = team.port,
         );
@@ -152,7 +157,9 @@ federation = "{fed}"
 endpoint = "{endpoint}"
 role = "{role}"
 discipline = "{discipline}"
+cjis_authorized = {cjis}
 "#,
+                cjis = peer.cjis,
                 team = peer.identity.team,
                 fed = peer.identity.federation,
                 endpoint = peer.endpoint(),
