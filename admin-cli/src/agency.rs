@@ -15,8 +15,20 @@ use crate::output;
 pub enum ReferralCommand {
     /// Send a referral described in a TOML or JSON file.
     Send(SendArgs),
+    /// Show, field by field, what would go to the recipient and which rule decided; send nothing.
+    Preview(PreviewArgs),
     /// Show one referral, sent or received, with its timeline.
     Show(ShowArgs),
+}
+
+/// Arguments of `tatmx referral preview`.
+#[derive(Args)]
+pub struct PreviewArgs {
+    /// The referral file (.toml or .json).
+    pub file: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `tatmx referral send`.
@@ -62,6 +74,17 @@ pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&submit_json(&response))?);
             } else {
+                print!("{}", describe_submission(&response));
+            }
+            Ok(())
+        }
+        ReferralCommand::Preview(args) => {
+            let draft = read_referral_file(&args.file)?;
+            let response = submit(socket, &draft, true).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&submit_json(&response))?);
+            } else {
+                print!("{}", describe_decisions(&response.decisions));
                 print!("{}", describe_submission(&response));
             }
             Ok(())
@@ -275,8 +298,24 @@ fn submit_json(r: &pb::SubmitReferralResponse) -> serde_json::Value {
         "dry_run": r.dry_run,
         "recipient": r.outgoing.as_ref().map(|o| o.recipient.clone()),
         "categories_disclosed": output::categories(&r.categories_disclosed),
+        "decisions": decisions_json(&r.decisions),
         "outgoing": r.outgoing.as_ref().map(referral_json),
     })
+}
+
+fn decisions_json(decisions: &[pb::FieldDecision]) -> serde_json::Value {
+    decisions
+        .iter()
+        .map(|d| {
+            json!({
+                "category": output::categories(&[d.category]).join(""),
+                "outcome": outcome_name(d.outcome),
+                "rules": d.rules,
+                "reasons": d.reasons,
+                "labels": d.labels,
+            })
+        })
+        .collect()
 }
 
 fn record_json(r: &pb::ReferralRecord) -> serde_json::Value {
@@ -285,6 +324,7 @@ fn record_json(r: &pb::ReferralRecord) -> serde_json::Value {
         "direction": pb::Direction::try_from(r.direction).map(|d| d.as_str_name().trim_start_matches("DIRECTION_").to_ascii_lowercase()).unwrap_or_default(),
         "status": output::status(r.status),
         "categories": output::categories(&r.categories),
+        "decisions": decisions_json(&r.decisions),
         "timeline": r.timeline.iter().map(|e| json!({
             "status": output::status(e.status),
             "at": output::time_json(e.at.as_ref()),
@@ -306,8 +346,60 @@ fn referral_json(r: &pb::Referral) -> serde_json::Value {
         "legal_basis": output::basis(r.legal_basis),
         "justification": (!r.justification.is_empty()).then_some(&r.justification),
         "consent_ref": (!r.consent_ref.is_empty()).then_some(&r.consent_ref),
+        "case_handle": (!r.case_handle.is_empty()).then_some(&r.case_handle),
+        "withheld": r.withheld.iter().map(|w| json!({
+            "category": output::categories(&[w.category]).join(""),
+            "reasons": w.reasons,
+            "rules": w.rules,
+            "pseudonymized": w.pseudonymized,
+        })).collect::<Vec<_>>(),
+        "labels": r.labels.iter().map(|l| json!({
+            "category": output::categories(&[l.category]).join(""),
+            "labels": l.labels,
+        })).collect::<Vec<_>>(),
         "content": content,
     })
+}
+
+fn outcome_name(value: i32) -> String {
+    pb::DisclosureOutcome::try_from(value)
+        .map(|o| {
+            o.as_str_name()
+                .trim_start_matches("DISCLOSURE_OUTCOME_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The filter's decisions, one line per category with the rule and reason.
+pub fn describe_decisions(decisions: &[pb::FieldDecision]) -> String {
+    let mut out = String::from("Field by field:\n");
+    for d in decisions {
+        let category = output::categories(&[d.category]).join("");
+        let rules = if d.rules.is_empty() {
+            "no rule permits it (deny by default)".to_owned()
+        } else {
+            d.rules.join(", ")
+        };
+        out.push_str(&format!(
+            "  {:<18} {:<12} [{rules}]\n",
+            category,
+            outcome_name(d.outcome)
+        ));
+        for reason in &d.reasons {
+            out.push_str(&format!("  {:<18} {:<12}   {reason}\n", "", ""));
+        }
+        if !d.labels.is_empty() {
+            out.push_str(&format!(
+                "  {:<18} {:<12}   labels: {}\n",
+                "",
+                "",
+                d.labels.join(", ")
+            ));
+        }
+    }
+    out.push('\n');
+    out
 }
 
 /// What `referral send` prints.
@@ -326,10 +418,30 @@ pub fn describe_submission(r: &pb::SubmitReferralResponse) -> String {
         }
         out
     } else {
-        format!(
-            "Referral {} stored and queued for delivery to {recipient}.\nCategories disclosed: {categories}\nFollow it with: tatmx outbox, or tatmx referral show {}\n",
-            r.referral_id, r.referral_id
-        )
+        let withheld: Vec<String> = r
+            .decisions
+            .iter()
+            .filter(|d| d.outcome != pb::DisclosureOutcome::Disclose as i32)
+            .map(|d| {
+                format!(
+                    "{} ({})",
+                    output::categories(&[d.category]).join(""),
+                    d.reasons.first().cloned().unwrap_or_default()
+                )
+            })
+            .collect();
+        let mut out = format!(
+            "Referral {} stored and queued for delivery to {recipient}.\nCategories disclosed: {categories}\n",
+            r.referral_id
+        );
+        if !withheld.is_empty() {
+            out.push_str(&format!("Withheld: {}\n", withheld.join("; ")));
+        }
+        out.push_str(&format!(
+            "Follow it with: tatmx outbox, or tatmx referral show {}\n",
+            r.referral_id
+        ));
+        out
     }
 }
 
@@ -361,6 +473,23 @@ pub fn describe_record(r: &pb::ReferralRecord) -> String {
         "  categories:  {}\n",
         output::categories(&r.categories).join(", ")
     ));
+    if !referral.case_handle.is_empty() {
+        out.push_str(&format!("  case handle: {}\n", referral.case_handle));
+    }
+    for w in &referral.withheld {
+        out.push_str(&format!(
+            "  withheld:    {} ({})\n",
+            output::categories(&[w.category]).join(""),
+            w.reasons.join("; ")
+        ));
+    }
+    for l in &referral.labels {
+        out.push_str(&format!(
+            "  labels:      {} {}\n",
+            output::categories(&[l.category]).join(""),
+            l.labels.join(", ")
+        ));
+    }
     let content = tatmx_node::convert::content_from_proto(referral.content.clone());
     if let Ok(text) = toml::to_string_pretty(&content)
         && !text.trim().is_empty()

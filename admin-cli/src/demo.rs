@@ -90,6 +90,10 @@ grievance_code = "PEER-CONFLICT"
 school = "Lincoln High School"
 grade = "10"
 discipline = ["one-day suspension, October"]
+
+[content.reporter]
+name = "A teacher (fictional)"
+relationship = "teacher"
 "#;
 
 /// Runs the demo.
@@ -223,9 +227,17 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
     );
     let preview = agency::submit(&school_socket, &draft, true).await?;
     println!(
-        "   Preview (nothing sent yet): these categories would leave the school: {}",
-        crate::output::categories(&preview.categories_disclosed).join(", ")
+        "   Preview (nothing sent yet): the node checks every category against the law and shows why."
     );
+    indent(&agency::describe_decisions(&preview.decisions));
+    let withheld = preview
+        .decisions
+        .iter()
+        .filter(|d| d.outcome != pb::DisclosureOutcome::Disclose as i32)
+        .count();
+    if withheld == 0 {
+        bail!("the demo expects the reporter's identity to be withheld");
+    }
     let started = Instant::now();
     let submitted = agency::submit(&school_socket, &draft, false).await?;
     let id = submitted.referral_id.clone();
@@ -274,6 +286,8 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
 
     println!("\nThe referral left the school once, over an authenticated and encrypted channel,");
     println!("and now exists only at the school (as sent) and at the county team (as received).");
+    println!("The teacher who reported the concern was never named outside the school: the");
+    println!("county team sees only that a reporter's identity was withheld, and why.");
     println!("Riverside Behavioral Health received nothing: it was not a recipient.");
     let riverside = root.join("riverside-mh").join("data").join("agency.sock");
     if !agency::list_inbox(&riverside, 100).await?.is_empty() {

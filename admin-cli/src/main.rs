@@ -5,10 +5,12 @@
 //! `tatmx demo` to watch a small federation work on one machine.
 
 mod agency;
+mod consent;
 mod demo;
 mod directory;
 mod output;
 mod pki;
+mod policy;
 mod trust;
 
 use std::path::PathBuf;
@@ -62,6 +64,12 @@ enum Command {
     /// Send and read referrals.
     #[command(subcommand)]
     Referral(agency::ReferralCommand),
+    /// Consent records (after FHIR Consent) on this agency's node.
+    #[command(subcommand)]
+    Consent(consent::ConsentCommand),
+    /// Check and test policy files (for counsel), offline.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Referrals this team has received.
     Inbox(agency::ListArgs),
     /// Delivery state of everything this node has sent.
@@ -91,6 +99,8 @@ async fn main() -> std::process::ExitCode {
         Command::Cert(CertCommand::Renew(args)) => pki::run_cert(pki::CertCommand::Renew(args)),
         Command::Cert(CertCommand::Install(args)) => trust::install(&cli.admin_socket, args).await,
         Command::Referral(cmd) => agency::run_referral(&cli.socket, cmd).await,
+        Command::Consent(cmd) => consent::run(&cli.socket, cmd).await,
+        Command::Policy(cmd) => policy::run(cmd),
         Command::Inbox(args) => agency::inbox(&cli.socket, &args).await,
         Command::Outbox(args) => agency::outbox(&cli.socket, &args).await,
         Command::Demo(args) => demo::run(args).await,

@@ -120,3 +120,22 @@ async fn the_node_serves_from_its_config_and_stops_cleanly_on_sigterm() {
     assert!(logs.contains("node stopped"), "{logs}");
     assert!(!socket.exists(), "the socket is removed on a clean stop");
 }
+
+#[test]
+fn an_invalid_policy_stops_start_up_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    enrol(dir.path());
+    std::fs::write(
+        dir.path().join("local.cedar"),
+        "@id(\"local-typo\")\n@reason(\"x\")\npermit (principal, action == Action::\"disclose\", resource)\nwhen { context.purpse == \"consultation\" };\n",
+    )
+    .unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, format!("{}\n[policy]\nfiles = [\"local.cedar\"]\n", config("core"))).unwrap();
+    let output = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("local.cedar:4"), "{stderr}");
+    assert!(stderr.contains("purpse"), "{stderr}");
+    assert!(!dir.path().join("data").join("agency.sock").exists(), "nothing serves");
+}

@@ -1,0 +1,323 @@
+//! `tatmx consent ...`: recording, listing, showing and revoking consents on the agency's node.
+//!
+//! A consent file is TOML:
+//!
+//! ```toml
+//! subject = "CASE-2026-0042"          # the agency's reference for the subject
+//! grantor = "guardian"                # self | guardian
+//! grantor_name = "Pat Example"        # when a guardian consents
+//! valid_until = "2027-11-01"          # optional, YYYY-MM-DD
+//! [provision]
+//! kind = "permit"
+//! teams = ["county-core"]             # team ids or spiffe:// identities; empty = any
+//! disciplines = []                    # such as "law-enforcement"; empty = any
+//! purposes = ["threat-assessment"]    # empty = any
+//! categories = []                     # such as "MENTAL_HEALTH"; empty = all
+//! [[provision.provisions]]            # exceptions
+//! kind = "deny"
+//! categories = ["MENTAL_HEALTH"]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+use serde_json::json;
+use tatmx_proto::v1 as pb;
+use time::OffsetDateTime;
+
+use crate::output;
+
+/// `tatmx consent ...`
+#[derive(Subcommand)]
+pub enum ConsentCommand {
+    /// Record a consent from a TOML file.
+    Record(FileArgs),
+    /// Every consent on this node, newest first.
+    List(JsonArgs),
+    /// One consent.
+    Show(IdArgs),
+    /// Revoke a consent; from now on it is treated as no consent.
+    Revoke(IdArgs),
+}
+
+/// A file argument.
+#[derive(Args)]
+pub struct FileArgs {
+    /// The consent file.
+    pub file: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A `--json` flag.
+#[derive(Args)]
+pub struct JsonArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A consent id.
+#[derive(Args)]
+pub struct IdArgs {
+    /// The consent id.
+    pub id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentFile {
+    subject: String,
+    grantor: String,
+    #[serde(default)]
+    grantor_name: String,
+    valid_from: Option<String>,
+    valid_until: Option<String>,
+    provision: ProvisionFile,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvisionFile {
+    kind: String,
+    #[serde(default)]
+    categories: Vec<String>,
+    #[serde(default)]
+    teams: Vec<String>,
+    #[serde(default)]
+    disciplines: Vec<String>,
+    #[serde(default)]
+    purposes: Vec<String>,
+    #[serde(default)]
+    provisions: Vec<ProvisionFile>,
+}
+
+/// A category name such as `MENTAL_HEALTH` on the wire.
+pub fn category(name: &str) -> anyhow::Result<i32> {
+    pb::DataCategory::from_str_name(&format!("DATA_CATEGORY_{name}"))
+        .filter(|c| *c != pb::DataCategory::Unspecified)
+        .map(Into::into)
+        .with_context(|| format!("unknown category {name:?}"))
+}
+
+/// A purpose name such as `threat-assessment` on the wire.
+pub fn purpose(name: &str) -> anyhow::Result<i32> {
+    pb::Purpose::from_str_name(&format!(
+        "PURPOSE_{}",
+        name.to_uppercase().replace('-', "_")
+    ))
+    .filter(|p| *p != pb::Purpose::Unspecified)
+    .map(Into::into)
+    .with_context(|| format!("unknown purpose {name:?}"))
+}
+
+fn date(text: &str, field: &str) -> anyhow::Result<prost_types::Timestamp> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let day = time::Date::parse(text, format)
+        .with_context(|| format!("{field}: not a date in the form YYYY-MM-DD"))?;
+    let at = day.midnight().assume_utc();
+    Ok(prost_types::Timestamp {
+        seconds: at.unix_timestamp(),
+        nanos: 0,
+    })
+}
+
+fn provision(p: &ProvisionFile) -> anyhow::Result<pb::Provision> {
+    Ok(pb::Provision {
+        r#type: match p.kind.as_str() {
+            "permit" => pb::ProvisionType::Permit,
+            "deny" => pb::ProvisionType::Deny,
+            other => bail!("provision kind {other:?}: use permit or deny"),
+        }
+        .into(),
+        categories: p
+            .categories
+            .iter()
+            .map(|c| category(c))
+            .collect::<Result<_, _>>()?,
+        recipient_teams: p.teams.clone(),
+        recipient_disciplines: p.disciplines.clone(),
+        purposes: p
+            .purposes
+            .iter()
+            .map(|c| purpose(c))
+            .collect::<Result<_, _>>()?,
+        provisions: p
+            .provisions
+            .iter()
+            .map(provision)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Reads a consent file into the wire form.
+pub fn read_consent_file(path: &Path) -> anyhow::Result<pb::Consent> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: ConsentFile = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid consent file", path.display()))?;
+    Ok(pb::Consent {
+        subject: file.subject,
+        grantor: match file.grantor.as_str() {
+            "self" => pb::Grantor::Self_,
+            "guardian" => pb::Grantor::Guardian,
+            other => bail!("grantor {other:?}: use self or guardian"),
+        }
+        .into(),
+        grantor_name: file.grantor_name,
+        provision: Some(provision(&file.provision)?),
+        valid_from: file
+            .valid_from
+            .as_deref()
+            .map(|d| date(d, "valid_from"))
+            .transpose()?,
+        valid_until: file
+            .valid_until
+            .as_deref()
+            .map(|d| date(d, "valid_until"))
+            .transpose()?,
+        ..Default::default()
+    })
+}
+
+fn refused(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the node refused: {} ({:?})",
+        status.message(),
+        status.code()
+    )
+}
+
+fn provision_json(p: &pb::Provision) -> serde_json::Value {
+    json!({
+        "kind": if p.r#type == pb::ProvisionType::Deny as i32 { "deny" } else { "permit" },
+        "categories": output::categories(&p.categories),
+        "teams": p.recipient_teams,
+        "disciplines": p.recipient_disciplines,
+        "purposes": p.purposes.iter().map(|v| output::purpose(*v)).collect::<Vec<_>>(),
+        "provisions": p.provisions.iter().map(provision_json).collect::<Vec<_>>(),
+    })
+}
+
+/// A consent as JSON.
+pub fn consent_json(c: &pb::Consent) -> serde_json::Value {
+    json!({
+        "id": c.id,
+        "subject": c.subject,
+        "grantor": if c.grantor == pb::Grantor::Guardian as i32 { "guardian" } else { "self" },
+        "grantor_name": (!c.grantor_name.is_empty()).then_some(&c.grantor_name),
+        "valid_from": output::time_json(c.valid_from.as_ref()),
+        "valid_until": output::time_json(c.valid_until.as_ref()),
+        "revoked_at": output::time_json(c.revoked_at.as_ref()),
+        "recorded_at": output::time_json(c.recorded_at.as_ref()),
+        "provision": c.provision.as_ref().map(provision_json),
+    })
+}
+
+fn state(c: &pb::Consent) -> &'static str {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    if c.revoked_at.is_some() {
+        "revoked"
+    } else if c.valid_until.as_ref().is_some_and(|t| t.seconds <= now) {
+        "expired"
+    } else if c.valid_from.as_ref().is_some_and(|t| t.seconds > now) {
+        "not yet valid"
+    } else {
+        "in force"
+    }
+}
+
+/// Runs a `tatmx consent` command.
+pub async fn run(socket: &Path, cmd: ConsentCommand) -> anyhow::Result<()> {
+    let mut client = tatmx_node::client::agency(socket).await?;
+    match cmd {
+        ConsentCommand::Record(args) => {
+            let consent = read_consent_file(&args.file)?;
+            let recorded = client
+                .record_consent(pb::RecordConsentRequest {
+                    consent: Some(consent),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&consent_json(&recorded))?
+                );
+            } else {
+                println!("Consent {} recorded.", recorded.id);
+                println!(
+                    "Name it in a referral with consent_ref = \"{}\".",
+                    recorded.id
+                );
+            }
+        }
+        ConsentCommand::List(args) => {
+            let consents = client
+                .list_consents(pb::ListConsentsRequest { limit: 0 })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .consents;
+            if args.json {
+                let rows: Vec<_> = consents.iter().map(consent_json).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if consents.is_empty() {
+                println!("No consents are recorded on this node.");
+            } else {
+                let rows: Vec<Vec<String>> = consents
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.id.clone(),
+                            c.subject.clone(),
+                            state(c).into(),
+                            output::time(c.valid_until.as_ref()),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    output::table(&["CONSENT", "SUBJECT", "STATE", "VALID UNTIL"], &rows)
+                );
+            }
+        }
+        ConsentCommand::Show(args) => {
+            let consent = client
+                .get_consent(pb::GetConsentRequest {
+                    consent_id: args.id,
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&consent_json(&consent))?);
+            } else {
+                println!("Consent {} ({})", consent.id, state(&consent));
+                println!("{}", serde_json::to_string_pretty(&consent_json(&consent))?);
+            }
+        }
+        ConsentCommand::Revoke(args) => {
+            let consent = client
+                .revoke_consent(pb::RevokeConsentRequest {
+                    consent_id: args.id,
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            println!(
+                "Consent {} revoked at {}; from now on it is treated as no consent.",
+                consent.id,
+                output::time(consent.revoked_at.as_ref())
+            );
+        }
+    }
+    Ok(())
+}
