@@ -131,11 +131,22 @@ fn an_invalid_policy_stops_start_up_with_file_and_line() {
     )
     .unwrap();
     let path = dir.path().join("node.toml");
-    std::fs::write(&path, format!("{}\n[policy]\nfiles = [\"local.cedar\"]\n", config("core"))).unwrap();
-    let output = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
+    std::fs::write(
+        &path,
+        format!("{}\n[policy]\nfiles = [\"local.cedar\"]\n", config("core")),
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("local.cedar:4"), "{stderr}");
     assert!(stderr.contains("purpse"), "{stderr}");
-    assert!(!dir.path().join("data").join("agency.sock").exists(), "nothing serves");
+    assert!(
+        !dir.path().join("data").join("agency.sock").exists(),
+        "nothing serves"
+    );
 }

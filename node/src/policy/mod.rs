@@ -106,7 +106,7 @@ pub struct Exchange {
 }
 
 /// The question being asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     /// May the sender disclose this category to the recipient?
     Disclose,
@@ -140,7 +140,30 @@ pub struct Policy {
     reasons: HashMap<String, String>,
     /// Rule id to the file it came from.
     origins: HashMap<String, String>,
+    /// Decisions already made. A decision is a pure function of its inputs and the policy
+    /// never changes (a reload builds a new `Policy`), so a remembered answer is always the
+    /// answer; teams exchange with the same peers on the same bases over and over.
+    memo: std::sync::RwLock<HashMap<Question, Decision>>,
 }
+
+/// The inputs of one decision, as a cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Question {
+    action: Action,
+    category: DataCategory,
+    sender: (String, Role, Discipline, bool),
+    recipient: (String, Role, Discipline, bool),
+    purpose: Purpose,
+    basis: LegalBasis,
+    justified: bool,
+    reidentify: bool,
+    consent: (bool, bool),
+    labels: Vec<String>,
+}
+
+/// Remembered decisions are dropped wholesale past this many, which bounds memory whatever the
+/// traffic; a real federation asks far fewer distinct questions.
+const MEMO_LIMIT: usize = 65_536;
 
 impl fmt::Debug for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -282,6 +305,7 @@ impl Policy {
             hold: uid("Action", "hold")?,
             reasons,
             origins,
+            memo: std::sync::RwLock::new(HashMap::new()),
         })
     }
 
@@ -304,6 +328,53 @@ impl Policy {
 
     /// Asks one question. Anything unexpected (an evaluation error) withholds.
     pub fn decide(
+        &self,
+        action: Action,
+        category: DataCategory,
+        exchange: &Exchange,
+        consent: ConsentVerdict,
+        labels: &[&str],
+    ) -> Decision {
+        let party = |p: &Party| (p.team.clone(), p.role, p.discipline, p.cjis_authorized);
+        let question = Question {
+            action,
+            category,
+            sender: party(&exchange.sender),
+            recipient: party(&exchange.recipient),
+            purpose: exchange.purpose,
+            basis: exchange.basis,
+            justified: exchange.justified,
+            reidentify: exchange.reidentify,
+            consent: (consent.permits, consent.names_recipient),
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+        };
+        if let Some(known) = self
+            .memo
+            .read()
+            .ok()
+            .and_then(|m| m.get(&question).cloned())
+        {
+            return known;
+        }
+        let decision = self.evaluate(action, category, exchange, consent, labels);
+        if let Ok(mut memo) = self.memo.write() {
+            if memo.len() >= MEMO_LIMIT {
+                memo.clear();
+            }
+            memo.insert(question, decision.clone());
+        }
+        decision
+    }
+
+    /// Forgets every remembered decision (for benchmarks of the cold path).
+    pub fn forget(&self) {
+        if let Ok(mut memo) = self.memo.write() {
+            memo.clear();
+        }
+    }
+
+    /// Asks Cedar, without the memo.
+    pub fn evaluate(
         &self,
         action: Action,
         category: DataCategory,
