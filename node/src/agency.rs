@@ -84,6 +84,10 @@ impl AgencyService {
     }
 }
 
+fn consent_id(text: &str) -> Result<Uuid, Status> {
+    Uuid::parse_str(text).map_err(|_| Status::invalid_argument("consent_id: is not a UUID"))
+}
+
 /// A filter decision on the wire.
 pub fn decision_to_proto(d: &FieldDecision) -> pb::FieldDecision {
     pb::FieldDecision {
@@ -373,8 +377,7 @@ impl Agency for AgencyService {
         &self,
         request: Request<pb::GetConsentRequest>,
     ) -> Result<Response<pb::Consent>, Status> {
-        let id = Uuid::parse_str(&request.into_inner().consent_id)
-            .map_err(|_| Status::invalid_argument("consent_id: is not a UUID"))?;
+        let id = consent_id(&request.into_inner().consent_id)?;
         let federation = self.trust.state().local.identity.federation.clone();
         let consent = self
             .store
@@ -389,8 +392,7 @@ impl Agency for AgencyService {
         &self,
         request: Request<pb::RevokeConsentRequest>,
     ) -> Result<Response<pb::Consent>, Status> {
-        let id = Uuid::parse_str(&request.into_inner().consent_id)
-            .map_err(|_| Status::invalid_argument("consent_id: is not a UUID"))?;
+        let id = consent_id(&request.into_inner().consent_id)?;
         let federation = self.trust.state().local.identity.federation.clone();
         let consent = self
             .store

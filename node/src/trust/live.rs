@@ -117,16 +117,7 @@ impl Trust {
         identities: Identities,
         store: Store,
     ) -> Result<Self, TrustChangeError> {
-        let stored = store.load_trust().await?;
-        let state = Arc::new(TrustState::build(TrustInputs {
-            local: config.local.clone(),
-            identities,
-            config_anchors: &config.anchors,
-            config_peers: &config.peers,
-            stored: &stored,
-            max_directory_age: config.max_directory_age,
-        })?);
-        let server_config = crate::tls::server_config(state.clone())?;
+        let (state, server_config) = build_view(&config, identities, &store).await?;
         let (changed, _) = watch::channel(0);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -522,17 +513,8 @@ impl Trust {
     }
 
     async fn rebuild_with(&self, identities: Identities) -> Result<(), TrustChangeError> {
-        let stored = self.inner.store.load_trust().await?;
-        let config = &self.inner.config;
-        let state = Arc::new(TrustState::build(TrustInputs {
-            local: config.local.clone(),
-            identities,
-            config_anchors: &config.anchors,
-            config_peers: &config.peers,
-            stored: &stored,
-            max_directory_age: config.max_directory_age,
-        })?);
-        let server_config = crate::tls::server_config(state.clone())?;
+        let (state, server_config) =
+            build_view(&self.inner.config, identities, &self.inner.store).await?;
         self.inner.state.store(state);
         self.inner.server_config.store(server_config);
         self.inner
@@ -540,4 +522,23 @@ impl Trust {
             .send_modify(|generation| *generation += 1);
         Ok(())
     }
+}
+
+/// Reads the stored trust and builds a view of it, with the TLS server config that enforces it.
+async fn build_view(
+    config: &TrustConfig,
+    identities: Identities,
+    store: &Store,
+) -> Result<(Arc<TrustState>, Arc<ServerConfig>), TrustChangeError> {
+    let stored = store.load_trust().await?;
+    let state = Arc::new(TrustState::build(TrustInputs {
+        local: config.local.clone(),
+        identities,
+        config_anchors: &config.anchors,
+        config_peers: &config.peers,
+        stored: &stored,
+        max_directory_age: config.max_directory_age,
+    })?);
+    let server_config = crate::tls::server_config(state.clone())?;
+    Ok((state, server_config))
 }
