@@ -19,6 +19,75 @@ pub enum ReferralCommand {
     Preview(PreviewArgs),
     /// Show one referral, sent or received, with its timeline.
     Show(ShowArgs),
+    /// Accept a referral this team received.
+    Accept(IdArgs),
+    /// Decline a referral this team received, with a reason.
+    Decline(ReasonArgs),
+    /// Set another status of the closed loop: info-requested or in-assessment.
+    Status(StatusArgs),
+    /// Complete the assessment, with its minimal outcome.
+    Complete(CompleteArgs),
+    /// Close a completed or declined referral.
+    Close(IdArgs),
+    /// Cancel a referral this team sent, with a reason.
+    Cancel(ReasonArgs),
+}
+
+/// A referral id.
+#[derive(Args)]
+pub struct IdArgs {
+    /// The referral id.
+    pub id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A referral id and a reason.
+#[derive(Args)]
+pub struct ReasonArgs {
+    /// The referral id.
+    pub id: String,
+    /// Why. It goes to the other team only if the policy lets free text go to it.
+    #[arg(long)]
+    pub reason: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `tatmx referral status`.
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The referral id.
+    pub id: String,
+    /// info-requested or in-assessment.
+    pub status: String,
+    /// Why (optional).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `tatmx referral complete`.
+#[derive(Args)]
+pub struct CompleteArgs {
+    /// The referral id.
+    pub id: String,
+    /// The final level of concern's scheme, such as CSTAG.
+    #[arg(long)]
+    pub scheme: String,
+    /// The final level of concern, such as "low".
+    #[arg(long)]
+    pub level: String,
+    /// A management plan is in place.
+    #[arg(long)]
+    pub management_plan: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `tatmx referral preview`.
@@ -89,6 +158,78 @@ pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result
             }
             Ok(())
         }
+        ReferralCommand::Accept(args) => {
+            change(
+                socket,
+                &args.id,
+                pb::ReferralStatus::Accepted,
+                None,
+                None,
+                args.json,
+            )
+            .await
+        }
+        ReferralCommand::Decline(args) => {
+            change(
+                socket,
+                &args.id,
+                pb::ReferralStatus::Declined,
+                Some(args.reason),
+                None,
+                args.json,
+            )
+            .await
+        }
+        ReferralCommand::Cancel(args) => {
+            change(
+                socket,
+                &args.id,
+                pb::ReferralStatus::Cancelled,
+                Some(args.reason),
+                None,
+                args.json,
+            )
+            .await
+        }
+        ReferralCommand::Close(args) => {
+            change(
+                socket,
+                &args.id,
+                pb::ReferralStatus::Closed,
+                None,
+                None,
+                args.json,
+            )
+            .await
+        }
+        ReferralCommand::Status(args) => {
+            let status = match args.status.as_str() {
+                "info-requested" => pb::ReferralStatus::InfoRequested,
+                "in-assessment" => pb::ReferralStatus::InAssessment,
+                other => anyhow::bail!(
+                    "status {other:?}: use info-requested or in-assessment (accept, decline, complete, close and cancel have their own commands)"
+                ),
+            };
+            change(socket, &args.id, status, args.reason, None, args.json).await
+        }
+        ReferralCommand::Complete(args) => {
+            let outcome = pb::AssessmentOutcome {
+                level_of_concern: Some(pb::LevelOfConcern {
+                    scheme: args.scheme,
+                    value: args.level,
+                }),
+                management_plan: args.management_plan,
+            };
+            change(
+                socket,
+                &args.id,
+                pb::ReferralStatus::Completed,
+                None,
+                Some(outcome),
+                args.json,
+            )
+            .await
+        }
         ReferralCommand::Show(args) => {
             let record = show(socket, &args.id).await?;
             if args.json {
@@ -99,6 +240,49 @@ pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result
             Ok(())
         }
     }
+}
+
+/// Moves a referral along its closed loop and prints the new timeline.
+async fn change(
+    socket: &Path,
+    id: &str,
+    status: pb::ReferralStatus,
+    reason: Option<String>,
+    outcome: Option<pb::AssessmentOutcome>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let record = update_status(socket, id, status, reason, outcome).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&record_json(&record))?);
+    } else {
+        println!(
+            "Referral {id} is now {}; the other team is told through its node.",
+            output::status(record.status)
+        );
+        print!("{}", describe_timeline(&record));
+    }
+    Ok(())
+}
+
+/// Asks the node to move a referral along its closed loop.
+pub async fn update_status(
+    socket: &Path,
+    id: &str,
+    status: pb::ReferralStatus,
+    reason: Option<String>,
+    outcome: Option<pb::AssessmentOutcome>,
+) -> anyhow::Result<pb::ReferralRecord> {
+    let mut client = tatmx_node::client::agency(socket).await?;
+    Ok(client
+        .update_referral_status(pb::UpdateReferralStatusRequest {
+            referral_id: id.to_owned(),
+            status: status.into(),
+            reason: reason.unwrap_or_default(),
+            outcome,
+        })
+        .await
+        .map_err(refused)?
+        .into_inner())
 }
 
 /// Reads a referral file; the format follows the extension (`.json`, else TOML).
@@ -329,6 +513,11 @@ fn record_json(r: &pb::ReferralRecord) -> serde_json::Value {
             "status": output::status(e.status),
             "at": output::time_json(e.at.as_ref()),
             "actor": e.actor,
+            "reason": (!e.reason.is_empty()).then_some(&e.reason),
+            "outcome": e.outcome.as_ref().map(|o| json!({
+                "level_of_concern": o.level_of_concern.as_ref().map(|l| json!({"scheme": l.scheme, "value": l.value})),
+                "management_plan": o.management_plan,
+            })),
         })).collect::<Vec<_>>(),
     })
 }
@@ -509,11 +698,22 @@ pub fn describe_timeline(r: &pb::ReferralRecord) -> String {
     let mut out = String::from("Timeline\n");
     for event in &r.timeline {
         out.push_str(&format!(
-            "  {}  {:<14} by {}\n",
+            "  {}  {:<14} by {}",
             output::time(event.at.as_ref()),
             output::status(event.status),
             output::team(&event.actor)
         ));
+        if !event.reason.is_empty() {
+            out.push_str(&format!(": {}", event.reason));
+        }
+        if let Some(outcome) = &event.outcome {
+            out.push_str(&format!(
+                " (concern {}, management plan: {})",
+                level(outcome.level_of_concern.as_ref()),
+                if outcome.management_plan { "yes" } else { "no" }
+            ));
+        }
+        out.push('\n');
     }
     out
 }

@@ -17,9 +17,10 @@ use crate::consent::Consent;
 use crate::convert;
 use crate::federation::store_status;
 use crate::filter::{self, CaseKey, Disclosure, FieldDecision, Outcome};
+use crate::lifecycle::{Side, TransitionError};
 use crate::outbox::Outbox;
 use crate::policy::{Exchange, Policy};
-use crate::referral::Referral;
+use crate::referral::{Referral, StatusUpdate};
 use crate::store::{DeliveryState, Direction, MessageKind, OutboxEntry, Store, StoredReferral};
 use crate::trust::{Trust, TrustError};
 
@@ -311,6 +312,8 @@ impl Agency for AgencyService {
                     status: convert::status_to_proto(e.status).into(),
                     at: Some(convert::timestamp_to_proto(e.at)),
                     actor: e.actor.clone(),
+                    reason: e.reason.clone().unwrap_or_default(),
+                    outcome: e.outcome.as_ref().map(convert::outcome_to_proto),
                 })
                 .collect(),
             categories: categories(&stored.referral),
@@ -402,5 +405,71 @@ impl Agency for AgencyService {
             .ok_or_else(|| Status::not_found(format!("no consent {id} on this node")))?;
         tracing::info!(consent_id = %id, "consent revoked");
         Ok(Response::new(convert::consent_to_proto(&consent)))
+    }
+
+    async fn update_referral_status(
+        &self,
+        request: Request<pb::UpdateReferralStatusRequest>,
+    ) -> Result<Response<pb::ReferralRecord>, Status> {
+        let r = request.into_inner();
+        let id = Uuid::parse_str(&r.referral_id)
+            .map_err(|_| Status::invalid_argument("referral_id: is not a UUID"))?;
+        let status = convert::status_from_proto(r.status, "status")
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (stored, _) = self
+            .store
+            .referral(id)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| Status::not_found(format!("no referral {id} on this node")))?;
+        let referral = &stored.referral;
+        let (side, author, other) = match stored.direction {
+            Direction::Outbound => (Side::Sender, &referral.sender, &referral.recipient),
+            Direction::Inbound => (Side::Recipient, &referral.recipient, &referral.sender),
+        };
+        let state = self.trust.state();
+        let other_peer = state
+            .peer(other)
+            .map(|entry| entry.peer.clone())
+            .ok_or_else(|| {
+                Status::failed_precondition(format!("{other} is no longer a peer of this node"))
+            })?;
+        let mut update = StatusUpdate {
+            id: Uuid::now_v7(),
+            referral_id: id,
+            author: author.clone(),
+            status,
+            at: OffsetDateTime::now_utc(),
+            reason: Some(r.reason).filter(|reason| !reason.trim().is_empty()),
+            outcome: r.outcome.map(convert::outcome_from_proto),
+            withheld: Vec::new(),
+        };
+        // The update passes the filter like any disclosure: its reason is free text
+        // (NARRATIVE) and its outcome an assessment (ASSESSMENT).
+        let exchange = Exchange {
+            sender: filter::local_party(&state.local, author),
+            recipient: filter::party_of_peer(&other_peer),
+            purpose: referral.purpose,
+            basis: referral.legal_basis,
+            justified: filter::justified(referral.justification.as_deref()),
+            reidentify: false,
+        };
+        filter::filter_status_update(&self.policy, &exchange, &mut update);
+        let change = self
+            .store
+            .change_status(&update, side, other)
+            .await
+            .map_err(|e| store_status(&e))?;
+        change.map_err(|e| match e {
+            TransitionError::WrongParty { .. } => Status::permission_denied(e.to_string()),
+            TransitionError::NotFromHere { .. } => Status::failed_precondition(e.to_string()),
+            TransitionError::Missing(_) => Status::invalid_argument(e.to_string()),
+        })?;
+        tracing::info!(referral_id = %id, status = %status, to = %other, "status changed and queued for the other party");
+        self.outbox.notify(other);
+        self.get_referral(Request::new(pb::GetReferralRequest {
+            referral_id: id.to_string(),
+        }))
+        .await
     }
 }

@@ -12,10 +12,10 @@ use uuid::Uuid;
 use crate::category::DataCategory;
 use crate::consent::{Consent, Grantor, Provision, ProvisionKind, Recipient};
 use crate::referral::{
-    Behavior, CriminalHistory, EducationRecord, ExternalId, LegalBasis, LevelOfConcern,
-    MentalHealth, Narrative, NewReferral, ObservedBehavior, Purpose, Referral, ReferralContent,
-    ReferralStatus, ReporterIdentity, StatusUpdate, SubjectContact, SubjectIdentity, SubstanceUse,
-    ThirdParty, ThreatDetails, Withheld,
+    AssessmentOutcome, Behavior, CriminalHistory, EducationRecord, ExternalId, LegalBasis,
+    LevelOfConcern, MentalHealth, Narrative, NewReferral, ObservedBehavior, Purpose, Referral,
+    ReferralContent, ReferralStatus, ReporterIdentity, StatusUpdate, SubjectContact,
+    SubjectIdentity, SubstanceUse, ThirdParty, ThreatDetails, Withheld,
 };
 use crate::trust::{Discipline, Role};
 
@@ -540,6 +540,25 @@ pub fn status_update_to_proto(u: &StatusUpdate) -> pb::StatusUpdate {
         author: u.author.uri(),
         status: status_to_proto(u.status).into(),
         at: Some(timestamp_to_proto(u.at)),
+        reason: u.reason.clone().unwrap_or_default(),
+        outcome: u.outcome.as_ref().map(outcome_to_proto),
+        withheld: u.withheld.iter().map(withheld_to_proto).collect(),
+    }
+}
+
+/// Domain outcome to wire.
+pub fn outcome_to_proto(o: &AssessmentOutcome) -> pb::AssessmentOutcome {
+    pb::AssessmentOutcome {
+        level_of_concern: o.level_of_concern.as_ref().map(level_to_proto),
+        management_plan: o.management_plan,
+    }
+}
+
+/// Wire outcome to domain.
+pub fn outcome_from_proto(o: pb::AssessmentOutcome) -> AssessmentOutcome {
+    AssessmentOutcome {
+        level_of_concern: level_from_proto(o.level_of_concern),
+        management_plan: o.management_plan,
     }
 }
 
@@ -551,6 +570,9 @@ pub fn status_update_from_proto(u: pb::StatusUpdate) -> Result<StatusUpdate, Con
         author: identity_from_proto(&u.author, "update.author")?,
         status: status_from_proto(u.status, "update.status")?,
         at: timestamp_from_proto(u.at, "update.at")?,
+        reason: non_empty(u.reason),
+        outcome: u.outcome.map(outcome_from_proto),
+        withheld: withheld_from_proto(u.withheld)?,
     })
 }
 

@@ -171,6 +171,9 @@ impl Federation for FederationService {
             author: local.clone(),
             status: ReferralStatus::Received,
             at: OffsetDateTime::now_utc(),
+            reason: None,
+            outcome: None,
+            withheld: Vec::new(),
         };
         match self.store.receive_referral(&referral, &ack).await {
             Ok(Inbound::Stored) => {
@@ -219,18 +222,12 @@ impl Federation for FederationService {
                 peer.identity()
             )));
         }
-        if update.status != ReferralStatus::Received {
-            return Err(Status::unimplemented(format!(
-                "status {} is not supported by this node version; only received is",
-                update.status
-            )));
-        }
         match self
             .store
             .receive_status_update(&update, peer.identity())
             .await
         {
-            Ok(Inbound::Stored) => {
+            Ok(Ok(Inbound::Stored)) => {
                 tracing::info!(
                     referral_id = %update.referral_id,
                     from = %peer.identity(),
@@ -239,15 +236,25 @@ impl Federation for FederationService {
                 );
                 Ok(Self::receipt(update.id, false))
             }
-            Ok(Inbound::Duplicate) => Ok(Self::receipt(update.id, true)),
-            Ok(Inbound::Conflict) => Err(Status::already_exists(format!(
+            Ok(Ok(Inbound::Duplicate)) => Ok(Self::receipt(update.id, true)),
+            Ok(Ok(Inbound::Conflict)) => Err(Status::already_exists(format!(
                 "message id {} was already received with different content",
                 update.id
             ))),
-            Ok(Inbound::UnknownReferral) => Err(Status::not_found(format!(
-                "no referral {} was sent to your team",
+            Ok(Ok(Inbound::UnknownReferral)) => Err(Status::not_found(format!(
+                "no referral {} is shared between your team and this one",
                 update.referral_id
             ))),
+            Ok(Err(refused)) => {
+                tracing::warn!(
+                    referral_id = %update.referral_id,
+                    from = %peer.identity(),
+                    status = %update.status,
+                    error = %refused,
+                    "status update refused by the lifecycle"
+                );
+                Err(Status::failed_precondition(refused.to_string()))
+            }
             Err(e) => Err(store_status(&e)),
         }
     }

@@ -21,7 +21,9 @@ use time::OffsetDateTime;
 use crate::category::DataCategory;
 use crate::consent::Consent;
 use crate::policy::{Action, ConsentVerdict, Exchange, Party, Policy};
-use crate::referral::{MIN_JUSTIFICATION_CHARS, NO_REDISCLOSURE, Purpose, Referral, Withheld};
+use crate::referral::{
+    MIN_JUSTIFICATION_CHARS, NO_REDISCLOSURE, Purpose, Referral, StatusUpdate, Withheld,
+};
 use crate::trust::{LocalTeam, Peer};
 use tatmx_certs::TeamIdentity;
 
@@ -209,6 +211,41 @@ pub fn filter_outbound(
     Disclosure {
         outgoing,
         decisions,
+    }
+}
+
+/// Filters a status update: its reason is NARRATIVE and its outcome ASSESSMENT, so each leaves
+/// only if the policy lets that category go to the other party; a withheld part is removed
+/// and listed, like any withheld category.
+pub fn filter_status_update(policy: &Policy, exchange: &Exchange, update: &mut StatusUpdate) {
+    let parts = [
+        (DataCategory::Narrative, update.reason.is_some()),
+        (DataCategory::Assessment, update.outcome.is_some()),
+    ];
+    for (category, present) in parts {
+        if !present {
+            continue;
+        }
+        let decided = policy.decide(
+            Action::Disclose,
+            category,
+            exchange,
+            ConsentVerdict::default(),
+            &[],
+        );
+        if decided.permitted {
+            continue;
+        }
+        match category {
+            DataCategory::Narrative => update.reason = None,
+            _ => update.outcome = None,
+        }
+        update.withheld.push(Withheld {
+            category,
+            reasons: decided.reasons,
+            rules: decided.rules,
+            pseudonymized: false,
+        });
     }
 }
 

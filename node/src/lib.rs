@@ -15,6 +15,7 @@
 //! - [`config`]: the TOML file, parsed into types once.
 //! - [`category`]: the data categories every field carries.
 //! - [`referral`]: the referral and status update as domain types, with their rules.
+//! - [`lifecycle`]: the closed loop: which status may follow which, and who may move it.
 //! - [`convert`]: the only place wire types become domain types and back.
 //! - [`tls`]: mutual TLS 1.3: certificates in, a [`tls::PeerCertificate`] out.
 //! - [`trust`]: anchors, revocation and peers, swapped live; makes the [`trust::VerifiedPeer`].
@@ -40,6 +41,7 @@ pub mod consent;
 pub mod convert;
 pub mod federation;
 pub mod filter;
+pub mod lifecycle;
 pub mod node;
 pub mod outbox;
 pub mod policy;

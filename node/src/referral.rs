@@ -543,6 +543,21 @@ pub struct StatusUpdate {
     pub status: ReferralStatus,
     /// When the change was made.
     pub at: OffsetDateTime,
+    /// Why; required to decline or cancel. Category NARRATIVE.
+    pub reason: Option<String>,
+    /// The minimal outcome of a completed assessment. Category ASSESSMENT.
+    pub outcome: Option<AssessmentOutcome>,
+    /// What the filter withheld from this update.
+    pub withheld: Vec<Withheld>,
+}
+
+/// The minimal outcome a core team reports when an assessment is completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssessmentOutcome {
+    /// The final level of concern.
+    pub level_of_concern: Option<LevelOfConcern>,
+    /// Whether a management plan is in place.
+    pub management_plan: bool,
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ use crate::category::DataCategory;
 use crate::consent::Consent;
 use crate::convert;
 use crate::filter::{FieldDecision, Outcome};
-use crate::referral::{Referral, ReferralStatus, StatusUpdate};
+use crate::lifecycle::{self, Side, TransitionError};
+use crate::referral::{AssessmentOutcome, Referral, ReferralStatus, StatusUpdate};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +189,10 @@ pub struct StatusEvent {
     pub at: OffsetDateTime,
     /// Who caused it, as an identity URI.
     pub actor: String,
+    /// Why, when a reason was given (and not withheld).
+    pub reason: Option<String>,
+    /// A completed assessment's outcome.
+    pub outcome: Option<AssessmentOutcome>,
 }
 
 /// What happened to an inbound message.
@@ -362,28 +367,42 @@ impl Store {
         Ok(Inbound::Stored)
     }
 
-    /// Applies a status update from the other party of a referral this node sent to it.
+    /// Applies a status update from the other party of a referral: the recipient of one this
+    /// node sent, or the sender of one it received. The lifecycle is checked inside the
+    /// transaction, against the status as stored.
     pub async fn receive_status_update(
         &self,
         update: &StatusUpdate,
         from: &TeamIdentity,
-    ) -> Result<Inbound, StoreError> {
+    ) -> Result<Result<Inbound, TransitionError>, StoreError> {
         let body = convert::status_update_to_proto(update).encode_to_vec();
         let digest = digest(&body);
         let now = OffsetDateTime::now_utc();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(outcome) = check_replay(&mut tx, update.id, &digest).await? {
-            return Ok(outcome);
+            return Ok(Ok(outcome));
         }
-        let sent_to_caller: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM referrals WHERE id = ? AND direction = 'outbound' AND recipient = ?",
+        let row = sqlx::query(
+            "SELECT direction, status FROM referrals WHERE id = ?
+               AND ((direction = 'outbound' AND recipient = ?) OR (direction = 'inbound' AND sender = ?))",
         )
         .bind(update.referral_id.to_string())
         .bind(from.uri())
+        .bind(from.uri())
         .fetch_optional(&mut *tx)
         .await?;
-        if sent_to_caller.is_none() {
-            return Ok(Inbound::UnknownReferral);
+        let Some(row) = row else {
+            return Ok(Ok(Inbound::UnknownReferral));
+        };
+        // The author is the other party: the recipient of our outbound referral, or the sender
+        // of one we received.
+        let side = match row.try_get::<String, _>("direction")?.as_str() {
+            "outbound" => Side::Recipient,
+            _ => Side::Sender,
+        };
+        let current = stored_status(&row, update.referral_id)?;
+        if let Err(e) = lifecycle::check(current, update, side) {
+            return Ok(Err(e));
         }
         record_received(
             &mut tx,
@@ -394,14 +413,47 @@ impl Store {
             now,
         )
         .await?;
-        insert_event(&mut tx, update.referral_id, update.status, from, update.at).await?;
-        sqlx::query("UPDATE referrals SET status = ? WHERE id = ?")
-            .bind(update.status.as_str())
-            .bind(update.referral_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        insert_status(&mut tx, update, lifecycle::moves_status(current, update.status)).await?;
         tx.commit().await?;
-        Ok(Inbound::Stored)
+        Ok(Ok(Inbound::Stored))
+    }
+
+    /// Applies a status change made by this node's staff and queues it to the other party, in
+    /// one transaction; the lifecycle is checked against the status as stored.
+    pub async fn change_status(
+        &self,
+        update: &StatusUpdate,
+        side: Side,
+        other_party: &TeamIdentity,
+    ) -> Result<Result<(), TransitionError>, StoreError> {
+        let body = convert::status_update_to_proto(update).encode_to_vec();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query("SELECT direction, status FROM referrals WHERE id = ?")
+            .bind(update.referral_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Err(TransitionError::Missing(
+                "referral_id: no such referral on this node",
+            )));
+        };
+        let current = stored_status(&row, update.referral_id)?;
+        if let Err(e) = lifecycle::check(current, update, side) {
+            return Ok(Err(e));
+        }
+        insert_status(&mut tx, update, true).await?;
+        enqueue(
+            &mut tx,
+            update.id,
+            MessageKind::StatusUpdate,
+            update.referral_id,
+            other_party,
+            &body,
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(()))
     }
 
     /// Received referrals, newest first.
@@ -432,7 +484,8 @@ impl Store {
         };
         let stored = stored_referral(&row)?;
         let events = sqlx::query(
-            "SELECT status, at, actor FROM status_events WHERE referral_id = ? ORDER BY seq",
+            "SELECT status, at, actor, reason, outcome FROM status_events
+             WHERE referral_id = ? ORDER BY seq",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -448,6 +501,11 @@ impl Store {
                 })?,
                 at: from_ms(row.try_get("at")?),
                 actor: row.try_get("actor")?,
+                reason: row.try_get("reason")?,
+                outcome: row
+                    .try_get::<Option<Vec<u8>>, _>("outcome")?
+                    .and_then(|b| pb::AssessmentOutcome::decode(b.as_slice()).ok())
+                    .map(convert::outcome_from_proto),
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -557,6 +615,48 @@ impl Store {
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+fn stored_status(row: &sqlx::sqlite::SqliteRow, id: Uuid) -> Result<ReferralStatus, StoreError> {
+    let status: String = row.try_get("status")?;
+    ReferralStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
+        table: "referrals",
+        id: id.to_string(),
+        problem: "unknown status".into(),
+    })
+}
+
+/// Records a status change: the event, and (when `moves`) the referral's current status.
+async fn insert_status(
+    tx: &mut Tx<'_>,
+    update: &StatusUpdate,
+    moves: bool,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO status_events (referral_id, status, actor, at, reason, outcome)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(update.referral_id.to_string())
+    .bind(update.status.as_str())
+    .bind(update.author.uri())
+    .bind(ms(update.at))
+    .bind(&update.reason)
+    .bind(
+        update
+            .outcome
+            .as_ref()
+            .map(|o| convert::outcome_to_proto(o).encode_to_vec()),
+    )
+    .execute(&mut **tx)
+    .await?;
+    if moves {
+        sqlx::query("UPDATE referrals SET status = ? WHERE id = ?")
+            .bind(update.status.as_str())
+            .bind(update.referral_id.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
 
 async fn check_replay(
     tx: &mut Tx<'_>,

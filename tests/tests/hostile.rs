@@ -239,6 +239,7 @@ async fn a_status_update_for_a_referral_never_sent_to_the_caller_is_refused() {
                     seconds: 1_790_000_000,
                     nanos: 0,
                 }),
+                ..Default::default()
             }),
         })
         .await

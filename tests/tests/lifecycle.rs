@@ -1,0 +1,258 @@
+//! The closed loop between real nodes: each status moved by the right party, refused when out
+//! of order or by the wrong party, filtered on its way, and never ahead of its referral.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
+
+use std::time::Duration;
+
+use tatmx_proto::v1 as pb;
+use tatmx_tests::*;
+
+fn pair() -> (TestFederation, TeamSpec, TeamSpec) {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    fed.write_config(&core, &[&school], "");
+    fed.write_config(&school, &[&core], "");
+    (fed, core, school)
+}
+
+async fn set(
+    team: &TeamSpec,
+    id: &str,
+    status: pb::ReferralStatus,
+    reason: &str,
+    outcome: Option<pb::AssessmentOutcome>,
+) -> Result<pb::ReferralRecord, tonic::Status> {
+    agency(team)
+        .await
+        .update_referral_status(pb::UpdateReferralStatusRequest {
+            referral_id: id.to_owned(),
+            status: status.into(),
+            reason: reason.into(),
+            outcome,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Waits until `team` sees the referral in `status`, and returns its record.
+async fn reaches(team: &TeamSpec, id: &str, status: pb::ReferralStatus) -> pb::ReferralRecord {
+    let socket = team.socket();
+    eventually(Duration::from_secs(10), "a status to arrive", || {
+        let socket = socket.clone();
+        let id = id.to_owned();
+        async move {
+            let record = tatmx_node::client::agency(&socket)
+                .await
+                .ok()?
+                .get_referral(pb::GetReferralRequest { referral_id: id })
+                .await
+                .ok()?
+                .into_inner();
+            (record.status == status as i32).then_some(record)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_whole_loop_from_referral_to_closed() {
+    let (_fed, core, school) = pair();
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    reaches(&school, &id, pb::ReferralStatus::Received).await;
+
+    use pb::ReferralStatus as S;
+    set(&core, &id, S::Accepted, "", None).await.unwrap();
+    set(&core, &id, S::InAssessment, "", None).await.unwrap();
+    let outcome = pb::AssessmentOutcome {
+        level_of_concern: Some(pb::LevelOfConcern {
+            scheme: "CSTAG".into(),
+            value: "transient".into(),
+        }),
+        management_plan: true,
+    };
+    set(&core, &id, S::Completed, "", Some(outcome.clone()))
+        .await
+        .unwrap();
+    set(&core, &id, S::Closed, "", None).await.unwrap();
+
+    let record = reaches(&school, &id, S::Closed).await;
+    let statuses: Vec<i32> = record.timeline.iter().map(|e| e.status).collect();
+    let expected: Vec<i32> = [
+        S::Sent,
+        S::Received,
+        S::Accepted,
+        S::InAssessment,
+        S::Completed,
+        S::Closed,
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    assert_eq!(statuses, expected);
+    let completed = record
+        .timeline
+        .iter()
+        .find(|e| e.status == S::Completed as i32)
+        .unwrap();
+    assert_eq!(
+        completed.outcome.as_ref(),
+        Some(&outcome),
+        "the minimal outcome reaches the sender"
+    );
+    assert_eq!(completed.actor, core.identity.uri());
+
+    school_node.shutdown().await;
+    core_node.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_transitions_and_the_wrong_party_are_refused() {
+    let (_fed, core, school) = pair();
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    reaches(&school, &id, pb::ReferralStatus::Received).await;
+    use pb::ReferralStatus as S;
+
+    let status = set(&core, &id, S::Completed, "", None).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("the referral is received"),
+        "{status:?}"
+    );
+    let status = set(&school, &id, S::Accepted, "", None).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("only the recipient"),
+        "{status:?}"
+    );
+    let status = set(&core, &id, S::Cancelled, "no", None).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("only the sender"), "{status:?}");
+    let status = set(&core, &id, S::Declined, "", None).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("reason"), "{status:?}");
+    let status = set(&core, &id, S::Unspecified, "", None).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+    // Declined, with a free-text reason the policy does not let reach a school.
+    set(
+        &core,
+        &id,
+        S::Declined,
+        "Outside this team's jurisdiction.",
+        None,
+    )
+    .await
+    .unwrap();
+    let record = reaches(&school, &id, S::Declined).await;
+    let declined = record
+        .timeline
+        .iter()
+        .find(|e| e.status == S::Declined as i32)
+        .unwrap();
+    assert!(
+        declined.reason.is_empty(),
+        "the reason was withheld by policy: {declined:?}"
+    );
+    // A declined referral cannot be cancelled any more.
+    let status = set(&school, &id, S::Cancelled, "changed our mind", None)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("declined"), "{status:?}");
+
+    // A forged update from a peer, out of order, is refused by the receiving node too.
+    let mut client = federation_client(&core.dir, &[&_fed.ca_path], &core.identity, &school);
+    let forged = client
+        .update_status(pb::UpdateStatusRequest {
+            update: Some(pb::StatusUpdate {
+                id: uuid::Uuid::now_v7().to_string(),
+                referral_id: id.clone(),
+                author: core.identity.uri(),
+                status: S::InAssessment.into(),
+                at: Some(prost_types::Timestamp {
+                    seconds: 1_790_000_000,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), tonic::Code::FailedPrecondition, "{forged:?}");
+
+    school_node.shutdown().await;
+    core_node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancel_sent_before_its_referral_was_delivered_arrives_after_it() {
+    let (_fed, core, school) = pair();
+    let school_node = start(&school).await;
+    // The core team's node is down: both the referral and its cancellation wait in the outbox.
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    set(
+        &school,
+        &id,
+        pb::ReferralStatus::Cancelled,
+        "Resolved by the school counsellor.",
+        None,
+    )
+    .await
+    .unwrap();
+    let core_node = start(&core).await;
+    let record = reaches(&core, &id, pb::ReferralStatus::Cancelled).await;
+    let statuses: Vec<i32> = record.timeline.iter().map(|e| e.status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            pb::ReferralStatus::Received as i32,
+            pb::ReferralStatus::Cancelled as i32
+        ],
+        "the referral first, then its cancellation"
+    );
+    // The core's receipt still reaches the school, as a fact in its timeline, without undoing
+    // the cancellation, and nothing is left undelivered or rejected.
+    let school_socket = school.socket();
+    eventually(Duration::from_secs(10), "the receipt at the school", || {
+        let socket = school_socket.clone();
+        let id = id.clone();
+        async move {
+            let record = tatmx_node::client::agency(&socket)
+                .await
+                .ok()?
+                .get_referral(pb::GetReferralRequest { referral_id: id })
+                .await
+                .ok()?
+                .into_inner();
+            (record.status == pb::ReferralStatus::Cancelled as i32
+                && record
+                    .timeline
+                    .iter()
+                    .any(|e| e.status == pb::ReferralStatus::Received as i32))
+            .then_some(())
+        }
+    })
+    .await;
+    let outbox = agency(&core)
+        .await
+        .list_outbox(pb::ListOutboxRequest { limit: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        outbox
+            .entries
+            .iter()
+            .all(|e| e.state == pb::DeliveryState::Delivered as i32),
+        "{:?}",
+        outbox.entries
+    );
+    school_node.shutdown().await;
+    core_node.shutdown().await;
+}
