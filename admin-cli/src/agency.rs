@@ -123,6 +123,33 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
+/// Arguments of `tatmx outbox`.
+#[derive(Args)]
+pub struct OutboxArgs {
+    /// Retry a dead letter instead of listing.
+    #[command(subcommand)]
+    pub action: Option<OutboxAction>,
+    /// Only dead letters (undelivered past the maximum age, or refused by the peer).
+    #[arg(long)]
+    pub dead: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// At most this many rows, newest first.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+/// `tatmx outbox retry`
+#[derive(Subcommand)]
+pub enum OutboxAction {
+    /// Send a dead letter again.
+    Retry {
+        /// The message id.
+        id: String,
+    },
+}
+
 /// Arguments of the list commands.
 #[derive(Args)]
 pub struct ListArgs {
@@ -348,10 +375,14 @@ pub async fn list_inbox(socket: &Path, limit: u32) -> anyhow::Result<Vec<pb::Inb
 }
 
 /// Lists the outbox.
-pub async fn list_outbox(socket: &Path, limit: u32) -> anyhow::Result<Vec<pb::OutboxEntry>> {
+pub async fn list_outbox(
+    socket: &Path,
+    limit: u32,
+    dead_only: bool,
+) -> anyhow::Result<Vec<pb::OutboxEntry>> {
     let mut client = tatmx_node::client::agency(socket).await?;
     let outbox = client
-        .list_outbox(pb::ListOutboxRequest { limit })
+        .list_outbox(pb::ListOutboxRequest { limit, dead_only })
         .await
         .map_err(refused)?;
     Ok(outbox.into_inner().entries)
@@ -372,8 +403,22 @@ pub async fn inbox(socket: &Path, args: &ListArgs) -> anyhow::Result<()> {
 }
 
 /// `tatmx outbox`
-pub async fn outbox(socket: &Path, args: &ListArgs) -> anyhow::Result<()> {
-    let entries = list_outbox(socket, args.limit).await?;
+pub async fn outbox(socket: &Path, args: OutboxArgs) -> anyhow::Result<()> {
+    if let Some(OutboxAction::Retry { id }) = args.action {
+        let mut client = tatmx_node::client::agency(socket).await?;
+        let entry = client
+            .retry_message(pb::RetryMessageRequest { message_id: id })
+            .await
+            .map_err(refused)?
+            .into_inner();
+        println!(
+            "Message {} to {} is queued again.",
+            entry.message_id,
+            output::team(&entry.peer)
+        );
+        return Ok(());
+    }
+    let entries = list_outbox(socket, args.limit, args.dead).await?;
     if args.json {
         let rows: Vec<_> = entries.iter().map(outbox_json).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -424,6 +469,8 @@ pub fn outbox_table(entries: &[pb::OutboxEntry]) -> String {
         .map(|e| {
             let detail = if e.state == pb::DeliveryState::Delivered as i32 {
                 format!("acknowledged {}", output::time(e.delivered_at.as_ref()))
+            } else if e.state == pb::DeliveryState::Dead as i32 {
+                format!("dead letter: {}", e.last_error)
             } else if e.last_error.is_empty() {
                 "waiting".to_owned()
             } else {

@@ -244,7 +244,7 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
     println!("   - Stored at the school and queued for delivery as referral {id}");
 
     let delivered = wait_for(Duration::from_secs(20), || async {
-        let outbox = agency::list_outbox(&school_socket, 100).await?;
+        let outbox = agency::list_outbox(&school_socket, 100, false).await?;
         Ok(outbox
             .into_iter()
             .find(|e| e.referral_id == id && e.state == pb::DeliveryState::Delivered as i32))
@@ -279,7 +279,7 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
     indent(&agency::describe_record(&received));
 
     println!("\n6. The school's view: outbox and timeline");
-    let outbox = agency::list_outbox(&school_socket, 100).await?;
+    let outbox = agency::list_outbox(&school_socket, 100, false).await?;
     indent(&agency::outbox_table(&outbox));
     println!();
     indent(&agency::describe_timeline(&record));

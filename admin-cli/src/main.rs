@@ -72,8 +72,8 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Referrals this team has received.
     Inbox(agency::ListArgs),
-    /// Delivery state of everything this node has sent.
-    Outbox(agency::ListArgs),
+    /// Delivery state of everything this node has sent; `retry` resends a dead letter.
+    Outbox(agency::OutboxArgs),
     /// Run a small federation of three teams on this machine and send a referral through it.
     Demo(demo::DemoArgs),
 }
@@ -102,7 +102,7 @@ async fn main() -> std::process::ExitCode {
         Command::Consent(cmd) => consent::run(&cli.socket, cmd).await,
         Command::Policy(cmd) => policy::run(cmd),
         Command::Inbox(args) => agency::inbox(&cli.socket, &args).await,
-        Command::Outbox(args) => agency::outbox(&cli.socket, &args).await,
+        Command::Outbox(args) => agency::outbox(&cli.socket, args).await,
         Command::Demo(args) => demo::run(args).await,
     };
     match result {

@@ -149,7 +149,7 @@ fn outbox_entry(entry: &OutboxEntry) -> pb::OutboxEntry {
         state: match entry.state {
             DeliveryState::Pending => pb::DeliveryState::Pending,
             DeliveryState::Delivered => pb::DeliveryState::Delivered,
-            DeliveryState::Rejected => pb::DeliveryState::Rejected,
+            DeliveryState::Dead => pb::DeliveryState::Dead,
         }
         .into(),
         attempts: entry.attempts,
@@ -325,13 +325,18 @@ impl Agency for AgencyService {
         &self,
         request: Request<pb::ListOutboxRequest>,
     ) -> Result<Response<pb::ListOutboxResponse>, Status> {
+        let request = request.into_inner();
         let entries = self
             .store
-            .outbox(limit(request.into_inner().limit))
+            .outbox(limit(request.limit))
             .await
             .map_err(|e| store_status(&e))?;
         Ok(Response::new(pb::ListOutboxResponse {
-            entries: entries.iter().map(outbox_entry).collect(),
+            entries: entries
+                .iter()
+                .filter(|e| !request.dead_only || e.state == DeliveryState::Dead)
+                .map(outbox_entry)
+                .collect(),
         }))
     }
 
@@ -471,5 +476,30 @@ impl Agency for AgencyService {
             referral_id: id.to_string(),
         }))
         .await
+    }
+
+    async fn retry_message(
+        &self,
+        request: Request<pb::RetryMessageRequest>,
+    ) -> Result<Response<pb::OutboxEntry>, Status> {
+        let id = Uuid::parse_str(&request.into_inner().message_id)
+            .map_err(|_| Status::invalid_argument("message_id: is not a UUID"))?;
+        let peer = self
+            .store
+            .retry_dead(id)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| Status::not_found(format!("no dead letter {id} in the outbox")))?;
+        if let Ok(peer) = tatmx_certs::TeamIdentity::parse_uri(&peer) {
+            self.outbox.notify(&peer);
+        }
+        tracing::info!(message_id = %id, "dead letter queued again by staff");
+        let entry = self
+            .store
+            .outbox_entry(id)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| Status::not_found(format!("no message {id} in the outbox")))?;
+        Ok(Response::new(outbox_entry(&entry)))
     }
 }

@@ -136,6 +136,8 @@ pub struct DeliverySettings {
     pub request_timeout: Duration,
     /// How long connecting to a peer may take.
     pub connect_timeout: Duration,
+    /// A message still undelivered after this long becomes a dead letter.
+    pub max_age: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -145,6 +147,7 @@ impl Default for DeliverySettings {
             max_backoff: Duration::from_secs(300),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            max_age: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -431,6 +434,7 @@ impl Problems {
                 &raw.connect_timeout,
                 defaults.connect_timeout,
             )?,
+            max_age: pick("max_age", &raw.max_age, defaults.max_age)?,
         };
         if settings.max_backoff < settings.initial_backoff {
             self.push(
@@ -582,6 +586,7 @@ struct RawDelivery {
     max_backoff: Option<String>,
     request_timeout: Option<String>,
     connect_timeout: Option<String>,
+    max_age: Option<String>,
 }
 
 #[derive(Deserialize)]

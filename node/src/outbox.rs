@@ -8,8 +8,9 @@
 //! idempotent, so each message takes effect exactly once.
 //!
 //! A failed attempt is retried with exponential backoff and jitter. A refusal that retrying
-//! cannot fix (the peer says the message itself is invalid) is marked rejected and the queue
-//! moves on, so one bad message cannot block a peer forever.
+//! cannot fix (the peer says the message itself is invalid), or a message still undelivered
+//! past the maximum age, becomes a dead letter and the queue moves on, so one bad message cannot
+//! block a peer forever; an admin sees it with `tatmx outbox --dead` and can retry it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -186,6 +187,12 @@ impl PeerWorker {
                 continue;
             };
             let now = OffsetDateTime::now_utc();
+            let max_age =
+                time::Duration::try_from(self.settings.max_age).unwrap_or(time::Duration::MAX);
+            if now - message.age_from > max_age {
+                self.expire(&message).await;
+                continue;
+            }
             if message.next_attempt_at > now {
                 let wait = Duration::try_from(message.next_attempt_at - now).unwrap_or_default();
                 self.pause(wait).await;
@@ -194,6 +201,29 @@ impl PeerWorker {
             self.attempt(message).await;
         }
         tracing::debug!(peer = %self.peer, "delivery worker stopped");
+    }
+
+    /// Makes a message that outlived the maximum age a dead letter, so the queue moves on.
+    async fn expire(&self, message: &DueMessage) {
+        let last = self
+            .trust
+            .health(&self.peer)
+            .last_error
+            .map(|(_, e)| e)
+            .unwrap_or_else(|| "no attempt succeeded".into());
+        let reason = format!(
+            "undelivered for more than {}; last error: {last}",
+            humantime::format_duration(self.settings.max_age)
+        );
+        tracing::error!(peer = %self.peer, message_id = %message.message_id, "message is now a dead letter");
+        if let Err(e) = self
+            .store
+            .mark_dead(message.seq, &truncate(&reason, 300), false)
+            .await
+        {
+            tracing::error!(peer = %self.peer, error = %e, "recording a dead letter failed");
+            self.pause(self.settings.initial_backoff).await;
+        }
     }
 
     /// Sleeps for `wait`, or less if the node stops.
@@ -253,9 +283,9 @@ impl PeerWorker {
                     peer = %self.peer,
                     message_id = %message.message_id,
                     reason = %reason,
-                    "peer refused the message; it will not be retried"
+                    "peer refused the message; it is a dead letter until an admin retries it"
                 );
-                self.store.mark_rejected(message.seq, &reason).await
+                self.store.mark_dead(message.seq, &reason, true).await
             }
         };
         if let Err(e) = recorded {

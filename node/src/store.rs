@@ -106,8 +106,8 @@ pub enum DeliveryState {
     Pending,
     /// The peer acknowledged it.
     Delivered,
-    /// The peer refused it for a reason retrying cannot fix.
-    Rejected,
+    /// Undelivered past the maximum age, or refused by the peer for good; waits for an admin.
+    Dead,
 }
 
 impl DeliveryState {
@@ -115,7 +115,7 @@ impl DeliveryState {
         match s {
             "pending" => Some(Self::Pending),
             "delivered" => Some(Self::Delivered),
-            "rejected" => Some(Self::Rejected),
+            "dead" => Some(Self::Dead),
             _ => None,
         }
     }
@@ -163,6 +163,8 @@ pub struct DueMessage {
     pub attempts: u32,
     /// When it is due.
     pub next_attempt_at: OffsetDateTime,
+    /// When it was queued, or last retried by an admin: its maximum age counts from here.
+    pub age_from: OffsetDateTime,
 }
 
 /// A referral as stored here, decoded.
@@ -413,7 +415,12 @@ impl Store {
             now,
         )
         .await?;
-        insert_status(&mut tx, update, lifecycle::moves_status(current, update.status)).await?;
+        insert_status(
+            &mut tx,
+            update,
+            lifecycle::moves_status(current, update.status),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Ok(Inbound::Stored))
     }
@@ -525,6 +532,19 @@ impl Store {
         rows.iter().map(outbox_entry).collect()
     }
 
+    /// One outbox entry by message id.
+    pub async fn outbox_entry(&self, message_id: Uuid) -> Result<Option<OutboxEntry>, StoreError> {
+        let row = sqlx::query(
+            "SELECT seq, message_id, kind, referral_id, peer, state, attempts, created_at,
+                    next_attempt_at, delivered_at, last_error
+             FROM outbox WHERE message_id = ?",
+        )
+        .bind(message_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(outbox_entry).transpose()
+    }
+
     /// The oldest undelivered message for `peer`, due or not. Delivery is strictly in order per
     /// peer, so only the head of the queue is ever attempted.
     pub async fn next_for_peer(
@@ -532,7 +552,8 @@ impl Store {
         peer: &TeamIdentity,
     ) -> Result<Option<DueMessage>, StoreError> {
         let row = sqlx::query(
-            "SELECT seq, message_id, kind, body, attempts, next_attempt_at FROM outbox
+            "SELECT seq, message_id, kind, body, attempts, next_attempt_at,
+                    COALESCE(retried_at, created_at) AS age_from FROM outbox
              WHERE peer = ? AND state = 'pending' ORDER BY seq LIMIT 1",
         )
         .bind(peer.uri())
@@ -554,6 +575,7 @@ impl Store {
             body: row.try_get("body")?,
             attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
             next_attempt_at: from_ms(row.try_get("next_attempt_at")?),
+            age_from: from_ms(row.try_get("age_from")?),
         }))
     }
 
@@ -590,17 +612,40 @@ impl Store {
         Ok(())
     }
 
-    /// Records that the peer refused the message for good.
-    pub async fn mark_rejected(&self, seq: i64, error: &str) -> Result<(), StoreError> {
+    /// Makes a message a dead letter: refused for good by its peer (`attempted`), or
+    /// undelivered past the maximum age.
+    pub async fn mark_dead(
+        &self,
+        seq: i64,
+        error: &str,
+        attempted: bool,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE outbox SET state = 'rejected', attempts = attempts + 1, last_error = ?
+            "UPDATE outbox SET state = 'dead', attempts = attempts + ?, last_error = ?
              WHERE seq = ? AND state = 'pending'",
         )
+        .bind(i64::from(attempted))
         .bind(error)
         .bind(seq)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Sends a dead letter again: pending from now, its maximum age counted afresh. Returns
+    /// the peer it goes to, or `None` if there is no such dead letter.
+    pub async fn retry_dead(&self, message_id: Uuid) -> Result<Option<String>, StoreError> {
+        let now = ms(OffsetDateTime::now_utc());
+        let peer: Option<String> = sqlx::query_scalar(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = ?, retried_at = ?
+             WHERE message_id = ? AND state = 'dead' RETURNING peer",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(message_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(peer)
     }
 
     /// How many referrals are stored, by direction; for tests and status.

@@ -336,7 +336,10 @@ pub async fn delivered(team: &TeamSpec, referral_id: &str) -> pb::OutboxEntry {
         async move {
             let mut client = tatmx_node::client::agency(&socket).await.ok()?;
             let entries = client
-                .list_outbox(pb::ListOutboxRequest { limit: 0 })
+                .list_outbox(pb::ListOutboxRequest {
+                    limit: 0,
+                    dead_only: false,
+                })
                 .await
                 .ok()?
                 .into_inner()

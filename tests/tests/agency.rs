@@ -19,7 +19,10 @@ fn single() -> (TestFederation, TeamSpec, TeamSpec) {
 async fn outbox_len(team: &TeamSpec) -> usize {
     agency(team)
         .await
-        .list_outbox(pb::ListOutboxRequest { limit: 0 })
+        .list_outbox(pb::ListOutboxRequest {
+            limit: 0,
+            dead_only: false,
+        })
         .await
         .unwrap()
         .into_inner()

@@ -123,7 +123,10 @@ async fn a_referral_to_a_peer_that_is_down_is_delivered_when_it_returns() {
             let entries = tatmx_node::client::agency(&socket)
                 .await
                 .ok()?
-                .list_outbox(pb::ListOutboxRequest { limit: 0 })
+                .list_outbox(pb::ListOutboxRequest {
+                    limit: 0,
+                    dead_only: false,
+                })
                 .await
                 .ok()?
                 .into_inner()
@@ -186,5 +189,77 @@ async fn a_message_delivered_twice_is_stored_once() {
     assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
     assert_eq!(inbox_len(&core).await, 1);
 
+    core_node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_undelivered_past_its_maximum_age_becomes_a_dead_letter_and_can_be_retried() {
+    let (_fed, core, school) = pair();
+    let config = std::fs::read_to_string(school.config_path()).unwrap();
+    std::fs::write(
+        school.config_path(),
+        config.replace(
+            "connect_timeout = \"2s\"",
+            "connect_timeout = \"2s\"\nmax_age = \"1s\"",
+        ),
+    )
+    .unwrap();
+    let school_node = start(&school).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+
+    let socket = school.socket();
+    let dead = eventually(Duration::from_secs(10), "a dead letter", || {
+        let socket = socket.clone();
+        async move {
+            tatmx_node::client::agency(&socket)
+                .await
+                .ok()?
+                .list_outbox(pb::ListOutboxRequest {
+                    limit: 0,
+                    dead_only: true,
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .entries
+                .into_iter()
+                .next()
+        }
+    })
+    .await;
+    assert_eq!(dead.referral_id, id);
+    assert_eq!(dead.state, pb::DeliveryState::Dead as i32);
+    assert!(
+        dead.last_error.contains("undelivered for more than 1s"),
+        "{dead:?}"
+    );
+
+    // The peer comes back; the dead letter waits for an admin, who retries it.
+    let core_node = start(&core).await;
+    let retried = agency(&school)
+        .await
+        .retry_message(pb::RetryMessageRequest {
+            message_id: dead.message_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.state, pb::DeliveryState::Pending as i32);
+    delivered(&school, &id).await;
+    assert_eq!(inbox_len(&core).await, 1);
+    let status = agency(&school)
+        .await
+        .retry_message(pb::RetryMessageRequest {
+            message_id: dead.message_id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::NotFound,
+        "only a dead letter can be retried"
+    );
+
+    school_node.shutdown().await;
     core_node.shutdown().await;
 }

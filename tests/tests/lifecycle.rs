@@ -241,7 +241,10 @@ async fn a_cancel_sent_before_its_referral_was_delivered_arrives_after_it() {
     .await;
     let outbox = agency(&core)
         .await
-        .list_outbox(pb::ListOutboxRequest { limit: 0 })
+        .list_outbox(pb::ListOutboxRequest {
+            limit: 0,
+            dead_only: false,
+        })
         .await
         .unwrap()
         .into_inner();

@@ -548,7 +548,10 @@ async fn an_unknown_purpose_shares_nothing() {
     assert!(status.message().contains("purpose"), "{status:?}");
     let outbox = agency(school)
         .await
-        .list_outbox(pb::ListOutboxRequest { limit: 0 })
+        .list_outbox(pb::ListOutboxRequest {
+            limit: 0,
+            dead_only: false,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -628,7 +631,10 @@ async fn a_preview_shows_every_decision_and_sends_nothing() {
     );
     let outbox = agency(school)
         .await
-        .list_outbox(pb::ListOutboxRequest { limit: 0 })
+        .list_outbox(pb::ListOutboxRequest {
+            limit: 0,
+            dead_only: false,
+        })
         .await
         .unwrap()
         .into_inner();
