@@ -218,7 +218,7 @@ impl PeerWorker {
         tracing::error!(peer = %self.peer, message_id = %message.message_id, "message is now a dead letter");
         if let Err(e) = self
             .store
-            .mark_dead(message.seq, &truncate(&reason, 300), false)
+            .mark_dead(message.seq, truncate(&reason, 300), false)
             .await
         {
             tracing::error!(peer = %self.peer, error = %e, "recording a dead letter failed");
