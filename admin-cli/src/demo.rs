@@ -256,9 +256,9 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
         delivered.attempts,
         started.elapsed().as_millis()
     );
-    let record = wait_for(Duration::from_secs(20), || async {
+    wait_for(Duration::from_secs(20), || async {
         let record = agency::show(&school_socket, &id).await?;
-        Ok((record.status == pb::ReferralStatus::Received as i32).then_some(record))
+        Ok((record.status == pb::ReferralStatus::Received as i32).then_some(()))
     })
     .await?
     .context("the county team's receipt did not come back within 20 seconds")?;
@@ -278,7 +278,34 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
     let received = agency::show(&core_socket, &id).await?;
     indent(&agency::describe_record(&received));
 
-    println!("\n6. The school's view: outbox and timeline");
+    println!(
+        "\n6. The county team accepts, assesses and completes (tatmx referral accept, complete)"
+    );
+    let county = |status, outcome| agency::update_status(&core_socket, &id, status, None, outcome);
+    county(pb::ReferralStatus::Accepted, None).await?;
+    county(pb::ReferralStatus::InAssessment, None).await?;
+    county(
+        pb::ReferralStatus::Completed,
+        Some(pb::AssessmentOutcome {
+            level_of_concern: Some(pb::LevelOfConcern {
+                scheme: "CSTAG".into(),
+                value: "transient".into(),
+            }),
+            management_plan: true,
+        }),
+    )
+    .await?;
+    let record = wait_for(Duration::from_secs(20), || async {
+        let record = agency::show(&school_socket, &id).await?;
+        Ok((record.status == pb::ReferralStatus::Completed as i32).then_some(record))
+    })
+    .await?
+    .context("the county team's outcome did not reach the school within 20 seconds")?;
+    println!(
+        "   - The school learns the outcome: concern now transient, a management plan is in place."
+    );
+
+    println!("\n7. The school's view: outbox and timeline");
     let outbox = agency::list_outbox(&school_socket, 100, false).await?;
     indent(&agency::outbox_table(&outbox));
     println!();

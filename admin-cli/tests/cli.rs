@@ -27,6 +27,8 @@ fn the_demo_delivers_a_referral_over_mutual_tls_and_exits_zero() {
     assert!(stdout.contains("status \"received\""), "{stdout}");
     assert!(stdout.contains("The county team's inbox"), "{stdout}");
     assert!(stdout.contains("lincoln-high"), "{stdout}");
+    assert!(stdout.contains("REPORTER_IDENTITY  withhold"), "{stdout}");
+    assert!(stdout.contains("completed      by county-core"), "{stdout}");
 }
 
 #[test]
