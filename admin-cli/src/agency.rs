@@ -246,6 +246,7 @@ pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result
                     value: args.level,
                 }),
                 management_plan: args.management_plan,
+                ..Default::default()
             };
             change(
                 socket,

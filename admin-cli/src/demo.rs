@@ -292,6 +292,7 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
                 value: "transient".into(),
             }),
             management_plan: true,
+            ..Default::default()
         }),
     )
     .await?;

@@ -6,6 +6,7 @@
 
 mod agency;
 mod consent;
+mod consult;
 mod demo;
 mod directory;
 mod output;
@@ -64,6 +65,9 @@ enum Command {
     /// Send and read referrals.
     #[command(subcommand)]
     Referral(agency::ReferralCommand),
+    /// Consultations: ask partner teams for advice, de-identified, or answer as a partner.
+    #[command(subcommand)]
+    Consult(consult::ConsultCommand),
     /// Consent records (after FHIR Consent) on this agency's node.
     #[command(subcommand)]
     Consent(consent::ConsentCommand),
@@ -100,6 +104,7 @@ async fn main() -> std::process::ExitCode {
         Command::Cert(CertCommand::Install(args)) => trust::install(&cli.admin_socket, args).await,
         Command::Referral(cmd) => agency::run_referral(&cli.socket, cmd).await,
         Command::Consent(cmd) => consent::run(&cli.socket, cmd).await,
+        Command::Consult(cmd) => consult::run(&cli.socket, cmd).await,
         Command::Policy(cmd) => policy::run(cmd),
         Command::Inbox(args) => agency::inbox(&cli.socket, &args).await,
         Command::Outbox(args) => agency::outbox(&cli.socket, args).await,

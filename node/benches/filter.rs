@@ -101,6 +101,7 @@ fn referral() -> Referral {
         labels: Default::default(),
         withheld: vec![],
         case_handle: None,
+        consultation: None,
     }
 }
 

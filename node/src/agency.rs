@@ -20,7 +20,7 @@ use crate::filter::{self, CaseKey, Disclosure, FieldDecision, Outcome};
 use crate::lifecycle::{Side, TransitionError};
 use crate::outbox::Outbox;
 use crate::policy::{Exchange, Policy};
-use crate::referral::{Referral, StatusUpdate};
+use crate::referral::{ConsultationDetails, NewReferral, Referral, StatusUpdate};
 use crate::store::{DeliveryState, Direction, MessageKind, OutboxEntry, Store, StoredReferral};
 use crate::trust::{Trust, TrustError};
 
@@ -60,6 +60,168 @@ impl AgencyService {
             policy,
             case_key,
         }
+    }
+
+    /// Validates a draft for its recipient and runs the filter; stores nothing.
+    async fn prepare(
+        &self,
+        draft: NewReferral,
+        consultation: Option<ConsultationDetails>,
+    ) -> Result<Disclosure, Status> {
+        let state = self.trust.state();
+        let recipient = state
+            .resolve_recipient(&draft.recipient)
+            .map_err(|e| match e {
+                TrustError::UnknownPeer(_) | TrustError::Blocked(_) => {
+                    Status::failed_precondition(e.to_string())
+                }
+                _ => Status::invalid_argument(e.to_string()),
+            })?;
+        // The sender is this node's identity in the recipient's federation: anchors are never
+        // merged, so that is the only identity the recipient can verify.
+        let sender = state
+            .own_identity_in(&recipient.identity.federation)
+            .cloned()
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "this node is not a member of {}",
+                    recipient.identity.federation
+                ))
+            })?;
+        let draft_referral = Referral {
+            id: Uuid::now_v7(),
+            sender: sender.clone(),
+            recipient: recipient.identity.clone(),
+            created_at: OffsetDateTime::now_utc(),
+            purpose: draft.purpose,
+            level_of_concern: draft.level_of_concern,
+            legal_basis: draft.legal_basis,
+            justification: draft.justification,
+            consent_ref: draft.consent_ref,
+            content: draft.content,
+            labels: Default::default(),
+            withheld: Vec::new(),
+            case_handle: None,
+            consultation,
+        };
+        draft_referral
+            .validate()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let consent = self
+            .named_consent(draft_referral.consent_ref.as_deref())
+            .await?;
+        let exchange = Exchange {
+            sender: filter::local_party(&state.local, &sender),
+            recipient: filter::party_of_peer(recipient),
+            purpose: draft_referral.purpose,
+            basis: draft_referral.legal_basis,
+            justified: filter::justified(draft_referral.justification.as_deref()),
+            reidentify: draft.reidentify,
+        };
+        Ok(filter::filter_outbound(
+            &self.policy,
+            &exchange,
+            recipient,
+            consent.as_ref(),
+            &self.case_key,
+            draft.case_ref.as_deref(),
+            draft_referral,
+        ))
+    }
+
+    /// Stores a filtered referral with its decisions and queues it, in one transaction.
+    async fn commit(&self, disclosure: &Disclosure) -> Result<(), Status> {
+        let outgoing = &disclosure.outgoing;
+        if outgoing.categories().is_empty() && outgoing.case_handle.is_none() {
+            return Err(Status::failed_precondition(
+                "the policy withholds every category for this recipient, so nothing would be sent; preview it with dry_run to see why",
+            ));
+        }
+        self.store
+            .submit_referral(outgoing, &disclosure.decisions)
+            .await
+            .map_err(|e| store_status(&e))?;
+        let sent: Vec<&str> = outgoing.categories().iter().map(|c| c.as_str()).collect();
+        let withheld: Vec<&str> = outgoing
+            .withheld
+            .iter()
+            .map(|w| w.category.as_str())
+            .collect();
+        tracing::info!(
+            referral_id = %outgoing.id,
+            recipient = %outgoing.recipient,
+            categories = ?sent,
+            withheld = ?withheld,
+            basis = ?outgoing.legal_basis,
+            "referral filtered and queued for delivery"
+        );
+        self.outbox.notify(&outgoing.recipient);
+        Ok(())
+    }
+
+    /// The wire view of one consultation: every partner's answer, and who has not answered.
+    fn consultation_view(
+        id: Uuid,
+        copies: &[(StoredReferral, Vec<crate::store::StatusEvent>)],
+    ) -> pb::Consultation {
+        use crate::referral::ReferralStatus as S;
+        let details = copies
+            .iter()
+            .find_map(|(stored, _)| stored.referral.consultation.clone());
+        let answers: Vec<pb::ConsultationAnswer> = copies
+            .iter()
+            .map(|(stored, events)| pb::ConsultationAnswer {
+                partner: stored.referral.recipient.uri(),
+                referral_id: stored.referral.id.to_string(),
+                status: convert::status_to_proto(stored.status).into(),
+                answer: events
+                    .iter()
+                    .rev()
+                    .find(|e| e.status == S::Completed)
+                    .and_then(|e| e.outcome.as_ref())
+                    .map(convert::outcome_to_proto),
+                decline_reason: events
+                    .iter()
+                    .rev()
+                    .find(|e| e.status == S::Declined)
+                    .and_then(|e| e.reason.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let awaiting = copies
+            .iter()
+            .filter(|(stored, _)| {
+                !matches!(
+                    stored.status,
+                    S::Completed | S::Declined | S::Closed | S::Cancelled
+                )
+            })
+            .map(|(stored, _)| stored.referral.recipient.uri())
+            .collect();
+        pb::Consultation {
+            consultation_id: id.to_string(),
+            question: details
+                .as_ref()
+                .map(|d| d.question.clone())
+                .unwrap_or_default(),
+            due: details.and_then(|d| d.due).map(convert::timestamp_to_proto),
+            answers,
+            awaiting,
+        }
+    }
+
+    /// One consultation this node asked for.
+    async fn consultation(&self, id: Uuid) -> Result<pb::Consultation, Status> {
+        let found = self
+            .store
+            .consultations(Some(id))
+            .await
+            .map_err(|e| store_status(&e))?;
+        let (id, copies) = found
+            .into_iter()
+            .next()
+            .ok_or_else(|| Status::not_found(format!("no consultation {id} on this node")))?;
+        Ok(Self::consultation_view(id, &copies))
     }
 
     /// The consent a draft names, which must be on file here.
@@ -173,94 +335,14 @@ impl Agency for AgencyService {
             .ok_or_else(|| Status::invalid_argument("referral: is required"))?;
         let draft = convert::new_referral_from_proto(draft)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let state = self.trust.state();
-        let recipient = state
-            .resolve_recipient(&draft.recipient)
-            .map_err(|e| match e {
-                TrustError::UnknownPeer(_) | TrustError::Blocked(_) => {
-                    Status::failed_precondition(e.to_string())
-                }
-                _ => Status::invalid_argument(e.to_string()),
-            })?;
-        // The sender is this node's identity in the recipient's federation: anchors are never
-        // merged, so that is the only identity the recipient can verify.
-        let sender = state
-            .own_identity_in(&recipient.identity.federation)
-            .cloned()
-            .ok_or_else(|| {
-                Status::failed_precondition(format!(
-                    "this node is not a member of {}",
-                    recipient.identity.federation
-                ))
-            })?;
-        let draft_referral = Referral {
-            id: Uuid::now_v7(),
-            sender: sender.clone(),
-            recipient: recipient.identity.clone(),
-            created_at: OffsetDateTime::now_utc(),
-            purpose: draft.purpose,
-            level_of_concern: draft.level_of_concern,
-            legal_basis: draft.legal_basis,
-            justification: draft.justification,
-            consent_ref: draft.consent_ref,
-            content: draft.content,
-            labels: Default::default(),
-            withheld: Vec::new(),
-            case_handle: None,
-        };
-        draft_referral
-            .validate()
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let consent = self
-            .named_consent(draft_referral.consent_ref.as_deref())
-            .await?;
-        let exchange = Exchange {
-            sender: filter::local_party(&state.local, &sender),
-            recipient: filter::party_of_peer(recipient),
-            purpose: draft_referral.purpose,
-            basis: draft_referral.legal_basis,
-            justified: filter::justified(draft_referral.justification.as_deref()),
-            reidentify: draft.reidentify,
-        };
+        let disclosure = self.prepare(draft, None).await?;
+        if !request.dry_run {
+            self.commit(&disclosure).await?;
+        }
         let Disclosure {
             outgoing,
             decisions,
-        } = filter::filter_outbound(
-            &self.policy,
-            &exchange,
-            recipient,
-            consent.as_ref(),
-            &self.case_key,
-            draft.case_ref.as_deref(),
-            draft_referral,
-        );
-        let nothing_left = outgoing.categories().is_empty() && outgoing.case_handle.is_none();
-        if !request.dry_run {
-            if nothing_left {
-                return Err(Status::failed_precondition(
-                    "the policy withholds every category for this recipient, so nothing would be sent; preview it with dry_run to see why",
-                ));
-            }
-            self.store
-                .submit_referral(&outgoing, &decisions)
-                .await
-                .map_err(|e| store_status(&e))?;
-            let sent: Vec<&str> = outgoing.categories().iter().map(|c| c.as_str()).collect();
-            let withheld: Vec<&str> = outgoing
-                .withheld
-                .iter()
-                .map(|w| w.category.as_str())
-                .collect();
-            tracing::info!(
-                referral_id = %outgoing.id,
-                recipient = %outgoing.recipient,
-                categories = ?sent,
-                withheld = ?withheld,
-                basis = ?outgoing.legal_basis,
-                "referral filtered and queued for delivery"
-            );
-            self.outbox.notify(&outgoing.recipient);
-        }
+        } = disclosure;
         Ok(Response::new(pb::SubmitReferralResponse {
             referral_id: outgoing.id.to_string(),
             dry_run: request.dry_run,
@@ -501,5 +583,87 @@ impl Agency for AgencyService {
             .map_err(|e| store_status(&e))?
             .ok_or_else(|| Status::not_found(format!("no message {id} in the outbox")))?;
         Ok(Response::new(outbox_entry(&entry)))
+    }
+
+    async fn request_consultation(
+        &self,
+        request: Request<pb::RequestConsultationRequest>,
+    ) -> Result<Response<pb::Consultation>, Status> {
+        let r = request.into_inner();
+        if r.partners.is_empty() {
+            return Err(Status::invalid_argument(
+                "partners: name at least one partner team",
+            ));
+        }
+        if r.question.trim().is_empty() {
+            return Err(Status::invalid_argument("question: is required"));
+        }
+        let due = r
+            .due
+            .map(|d| convert::timestamp_from_proto(Some(d), "due"))
+            .transpose()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // The recipients are the partners; the draft's own recipient field is not used.
+        let mut case = r
+            .referral
+            .map(|d| {
+                convert::new_referral_from_proto(pb::NewReferral {
+                    recipient: "-".into(),
+                    ..d
+                })
+            })
+            .transpose()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .ok_or_else(|| {
+                Status::invalid_argument("referral: the case to consult on is required")
+            })?;
+        // A consultation is a consultation, whatever the draft said.
+        case.purpose = crate::referral::Purpose::Consultation;
+        let details = ConsultationDetails {
+            id: Uuid::now_v7(),
+            question: r.question,
+            due,
+        };
+        // Every partner's copy is prepared before any is stored, so one unknown partner
+        // leaves nothing half-sent.
+        let mut prepared = Vec::new();
+        for partner in &r.partners {
+            let draft = NewReferral {
+                recipient: partner.clone(),
+                ..case.clone()
+            };
+            prepared.push(self.prepare(draft, Some(details.clone())).await?);
+        }
+        for disclosure in &prepared {
+            self.commit(disclosure).await?;
+        }
+        tracing::info!(consultation_id = %details.id, partners = prepared.len(), "consultation fanned out");
+        self.consultation(details.id).await.map(Response::new)
+    }
+
+    async fn list_consultations(
+        &self,
+        _request: Request<pb::ListConsultationsRequest>,
+    ) -> Result<Response<pb::ListConsultationsResponse>, Status> {
+        let all = self
+            .store
+            .consultations(None)
+            .await
+            .map_err(|e| store_status(&e))?;
+        Ok(Response::new(pb::ListConsultationsResponse {
+            consultations: all
+                .iter()
+                .map(|(id, copies)| Self::consultation_view(*id, copies))
+                .collect(),
+        }))
+    }
+
+    async fn get_consultation(
+        &self,
+        request: Request<pb::GetConsultationRequest>,
+    ) -> Result<Response<pb::Consultation>, Status> {
+        let id = Uuid::parse_str(&request.into_inner().consultation_id)
+            .map_err(|_| Status::invalid_argument("consultation_id: is not a UUID"))?;
+        self.consultation(id).await.map(Response::new)
     }
 }

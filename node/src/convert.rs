@@ -12,9 +12,9 @@ use uuid::Uuid;
 use crate::category::DataCategory;
 use crate::consent::{Consent, Grantor, Provision, ProvisionKind, Recipient};
 use crate::referral::{
-    AssessmentOutcome, Behavior, CriminalHistory, EducationRecord, ExternalId, LegalBasis,
-    LevelOfConcern, MentalHealth, Narrative, NewReferral, ObservedBehavior, Purpose, Referral,
-    ReferralContent, ReferralStatus, ReporterIdentity, StatusUpdate, SubjectContact,
+    AssessmentOutcome, Behavior, ConsultationDetails, CriminalHistory, EducationRecord, ExternalId,
+    LegalBasis, LevelOfConcern, MentalHealth, Narrative, NewReferral, ObservedBehavior, Purpose,
+    Referral, ReferralContent, ReferralStatus, ReporterIdentity, StatusUpdate, SubjectContact,
     SubjectIdentity, SubstanceUse, ThirdParty, ThreatDetails, Withheld,
 };
 use crate::trust::{Discipline, Role};
@@ -422,7 +422,31 @@ pub fn referral_to_proto(referral: &Referral) -> pb::Referral {
             .collect(),
         withheld: referral.withheld.iter().map(withheld_to_proto).collect(),
         case_handle: referral.case_handle.clone().unwrap_or_default(),
+        consultation: referral
+            .consultation
+            .as_ref()
+            .map(|c| pb::ConsultationDetails {
+                consultation_id: c.id.to_string(),
+                question: c.question.clone(),
+                due: c.due.map(timestamp_to_proto),
+            }),
     }
+}
+
+fn consultation_from_proto(
+    c: Option<pb::ConsultationDetails>,
+) -> Result<Option<ConsultationDetails>, ConversionError> {
+    c.map(|c| {
+        Ok(ConsultationDetails {
+            id: message_id_from_proto(&c.consultation_id, "referral.consultation.consultation_id")?,
+            question: c.question,
+            due: c
+                .due
+                .map(|d| timestamp_from_proto(Some(d), "referral.consultation.due"))
+                .transpose()?,
+        })
+    })
+    .transpose()
 }
 
 /// Domain manifest entry to wire.
@@ -491,6 +515,7 @@ pub fn referral_from_proto(r: pb::Referral) -> Result<Referral, ConversionError>
         labels: labels_from_proto(r.labels)?,
         withheld: withheld_from_proto(r.withheld)?,
         case_handle: non_empty(r.case_handle),
+        consultation: consultation_from_proto(r.consultation)?,
     };
     referral
         .validate()
@@ -551,6 +576,8 @@ pub fn outcome_to_proto(o: &AssessmentOutcome) -> pb::AssessmentOutcome {
     pb::AssessmentOutcome {
         level_of_concern: o.level_of_concern.as_ref().map(level_to_proto),
         management_plan: o.management_plan,
+        advice: o.advice.clone(),
+        recommendations: o.recommendations.clone(),
     }
 }
 
@@ -559,6 +586,8 @@ pub fn outcome_from_proto(o: pb::AssessmentOutcome) -> AssessmentOutcome {
     AssessmentOutcome {
         level_of_concern: level_from_proto(o.level_of_concern),
         management_plan: o.management_plan,
+        advice: o.advice,
+        recommendations: o.recommendations,
     }
 }
 

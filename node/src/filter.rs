@@ -263,7 +263,10 @@ fn remove(referral: &mut Referral, category: DataCategory) {
         DataCategory::CriminalHistory => c.criminal_history = None,
         DataCategory::ReporterIdentity => c.reporter = None,
         DataCategory::ThirdParty => c.third_parties.clear(),
-        DataCategory::Assessment => referral.level_of_concern = None,
+        DataCategory::Assessment => {
+            referral.level_of_concern = None;
+            referral.consultation = None;
+        }
     }
 }
 

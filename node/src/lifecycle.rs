@@ -53,11 +53,13 @@ pub fn moves_status(current: ReferralStatus, next: ReferralStatus) -> bool {
     next != ReferralStatus::Received || current == ReferralStatus::Sent
 }
 
-/// Checks that `side` may move a referral from `current` to the status of `update`.
+/// Checks that `side` may move a referral from `current` to the status of `update`. A partner
+/// answers a consultation (`completed`) straight from `received`: there is no case to accept.
 pub fn check(
     current: ReferralStatus,
     update: &StatusUpdate,
     side: Side,
+    consultation: bool,
 ) -> Result<(), TransitionError> {
     use ReferralStatus as S;
     let next = update.status;
@@ -84,6 +86,10 @@ pub fn check(
         S::Accepted | S::Declined => matches!(current, S::Sent | S::Received | S::InfoRequested),
         S::InfoRequested => matches!(current, S::Sent | S::Received),
         S::InAssessment => matches!(current, S::Accepted),
+        S::Completed if consultation => matches!(
+            current,
+            S::Sent | S::Received | S::Accepted | S::InAssessment
+        ),
         S::Completed => matches!(current, S::InAssessment),
         S::Closed => matches!(current, S::Completed | S::Declined),
         S::Cancelled => matches!(
@@ -136,6 +142,8 @@ mod tests {
             outcome: Some(AssessmentOutcome {
                 level_of_concern: None,
                 management_plan: true,
+                advice: String::new(),
+                recommendations: vec![],
             }),
             withheld: vec![],
         }
@@ -153,40 +161,40 @@ mod tests {
             S::Closed,
         ];
         for pair in path.windows(2) {
-            check(pair[0], &update(pair[1]), Side::Recipient).unwrap();
+            check(pair[0], &update(pair[1]), Side::Recipient, false).unwrap();
         }
     }
 
     #[test]
     fn every_other_transition_names_the_current_state() {
         use ReferralStatus as S;
-        let err = check(S::Received, &update(S::Completed), Side::Recipient).unwrap_err();
+        let err = check(S::Received, &update(S::Completed), Side::Recipient, false).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the referral is received; it cannot become completed"
         );
-        assert!(check(S::Closed, &update(S::Accepted), Side::Recipient).is_err());
-        assert!(check(S::Cancelled, &update(S::Cancelled), Side::Sender).is_err());
+        assert!(check(S::Closed, &update(S::Accepted), Side::Recipient, false).is_err());
+        assert!(check(S::Cancelled, &update(S::Cancelled), Side::Sender, false).is_err());
     }
 
     #[test]
     fn only_the_sender_cancels_and_only_the_recipient_accepts() {
         use ReferralStatus as S;
         assert!(matches!(
-            check(S::Received, &update(S::Cancelled), Side::Recipient),
+            check(S::Received, &update(S::Cancelled), Side::Recipient, false),
             Err(TransitionError::WrongParty {
                 allowed: "sender",
                 ..
             })
         ));
         assert!(matches!(
-            check(S::Received, &update(S::Accepted), Side::Sender),
+            check(S::Received, &update(S::Accepted), Side::Sender, false),
             Err(TransitionError::WrongParty {
                 allowed: "recipient",
                 ..
             })
         ));
-        check(S::InAssessment, &update(S::Cancelled), Side::Sender).unwrap();
+        check(S::InAssessment, &update(S::Cancelled), Side::Sender, false).unwrap();
     }
 
     #[test]
@@ -194,9 +202,9 @@ mod tests {
         use ReferralStatus as S;
         let mut decline = update(S::Declined);
         decline.reason = None;
-        assert!(check(S::Received, &decline, Side::Recipient).is_err());
+        assert!(check(S::Received, &decline, Side::Recipient, false).is_err());
         let mut complete = update(S::Completed);
         complete.outcome = None;
-        assert!(check(S::InAssessment, &complete, Side::Recipient).is_err());
+        assert!(check(S::InAssessment, &complete, Side::Recipient, false).is_err());
     }
 }

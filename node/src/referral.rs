@@ -429,6 +429,19 @@ pub struct Referral {
     pub withheld: Vec<Withheld>,
     /// The subject's keyed pseudonym within one case, when identifiers were replaced.
     pub case_handle: Option<String>,
+    /// Present when this is one partner's copy of a consultation request. Category ASSESSMENT.
+    pub consultation: Option<ConsultationDetails>,
+}
+
+/// What a core team asks its partners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsultationDetails {
+    /// Shared by every partner's copy of the same request.
+    pub id: Uuid,
+    /// The question, without identifiers.
+    pub question: String,
+    /// When an answer is wanted.
+    pub due: Option<OffsetDateTime>,
 }
 
 impl Referral {
@@ -443,7 +456,7 @@ impl Referral {
     /// Every category this referral carries, ASSESSMENT included.
     pub fn categories(&self) -> BTreeSet<DataCategory> {
         let mut categories = self.content.categories();
-        if self.level_of_concern.is_some() {
+        if self.level_of_concern.is_some() || self.consultation.is_some() {
             categories.insert(DataCategory::Assessment);
         }
         categories
@@ -558,6 +571,12 @@ pub struct AssessmentOutcome {
     pub level_of_concern: Option<LevelOfConcern>,
     /// Whether a management plan is in place.
     pub management_plan: bool,
+    /// A partner's advice, in answer to a consultation.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub advice: String,
+    /// A partner's structured recommendations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recommendations: Vec<String>,
 }
 
 #[cfg(test)]
@@ -584,6 +603,7 @@ mod tests {
             labels: Default::default(),
             withheld: vec![],
             case_handle: None,
+            consultation: None,
         }
     }
 

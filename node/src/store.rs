@@ -385,7 +385,7 @@ impl Store {
             return Ok(Ok(outcome));
         }
         let row = sqlx::query(
-            "SELECT direction, status FROM referrals WHERE id = ?
+            "SELECT direction, status, consultation_id FROM referrals WHERE id = ?
                AND ((direction = 'outbound' AND recipient = ?) OR (direction = 'inbound' AND sender = ?))",
         )
         .bind(update.referral_id.to_string())
@@ -403,7 +403,10 @@ impl Store {
             _ => Side::Sender,
         };
         let current = stored_status(&row, update.referral_id)?;
-        if let Err(e) = lifecycle::check(current, update, side) {
+        let consultation = row
+            .try_get::<Option<String>, _>("consultation_id")?
+            .is_some();
+        if let Err(e) = lifecycle::check(current, update, side, consultation) {
             return Ok(Err(e));
         }
         record_received(
@@ -435,17 +438,21 @@ impl Store {
     ) -> Result<Result<(), TransitionError>, StoreError> {
         let body = convert::status_update_to_proto(update).encode_to_vec();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT direction, status FROM referrals WHERE id = ?")
-            .bind(update.referral_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row =
+            sqlx::query("SELECT direction, status, consultation_id FROM referrals WHERE id = ?")
+                .bind(update.referral_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some(row) = row else {
             return Ok(Err(TransitionError::Missing(
                 "referral_id: no such referral on this node",
             )));
         };
         let current = stored_status(&row, update.referral_id)?;
-        if let Err(e) = lifecycle::check(current, update, side) {
+        let consultation = row
+            .try_get::<Option<String>, _>("consultation_id")?
+            .is_some();
+        if let Err(e) = lifecycle::check(current, update, side, consultation) {
             return Ok(Err(e));
         }
         insert_status(&mut tx, update, true).await?;
@@ -648,6 +655,47 @@ impl Store {
         Ok(peer)
     }
 
+    /// Every partner's copy of consultations this node asked for, grouped by consultation id,
+    /// newest first.
+    pub async fn consultations(
+        &self,
+        only: Option<Uuid>,
+    ) -> Result<Vec<(Uuid, Vec<(StoredReferral, Vec<StatusEvent>)>)>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT consultation_id FROM referrals
+             WHERE direction = 'outbound' AND consultation_id IS NOT NULL
+               AND (? IS NULL OR consultation_id = ?)
+             GROUP BY consultation_id ORDER BY MAX(recorded_at) DESC LIMIT 1000",
+        )
+        .bind(only.map(|u| u.to_string()))
+        .bind(only.map(|u| u.to_string()))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut grouped = Vec::new();
+        for id in ids {
+            let referral_ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM referrals WHERE direction = 'outbound' AND consultation_id = ?
+                 ORDER BY recipient",
+            )
+            .bind(&id)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut copies = Vec::new();
+            for referral_id in referral_ids {
+                let Ok(uuid) = Uuid::parse_str(&referral_id) else {
+                    continue;
+                };
+                if let Some(copy) = self.referral(uuid).await? {
+                    copies.push(copy);
+                }
+            }
+            if let Ok(uuid) = Uuid::parse_str(&id) {
+                grouped.push((uuid, copies));
+            }
+        }
+        Ok(grouped)
+    }
+
     /// How many referrals are stored, by direction; for tests and status.
     pub async fn count_referrals(&self, direction: Direction) -> Result<i64, StoreError> {
         Ok(
@@ -754,8 +802,8 @@ async fn insert_referral(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO referrals (id, direction, sender, recipient, created_at, recorded_at,
-                                purpose, status, categories, digest, body)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                purpose, status, categories, digest, body, consultation_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(referral.id.to_string())
     .bind(direction.as_str())
@@ -768,6 +816,7 @@ async fn insert_referral(
     .bind(categories_text(referral))
     .bind(digest(body))
     .bind(body)
+    .bind(referral.consultation.as_ref().map(|c| c.id.to_string()))
     .execute(&mut **tx)
     .await?;
     Ok(())

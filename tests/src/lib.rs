@@ -391,6 +391,7 @@ pub fn outgoing(from: &TeamSpec, to: &TeamSpec) -> pb::Referral {
         labels: vec![],
         withheld: vec![],
         case_handle: String::new(),
+        consultation: None,
     }
 }
 

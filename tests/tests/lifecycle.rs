@@ -73,6 +73,7 @@ async fn the_whole_loop_from_referral_to_closed() {
             value: "transient".into(),
         }),
         management_plan: true,
+        ..Default::default()
     };
     set(&core, &id, S::Completed, "", Some(outcome.clone()))
         .await
