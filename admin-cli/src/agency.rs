@@ -31,6 +31,24 @@ pub enum ReferralCommand {
     Close(IdArgs),
     /// Cancel a referral this team sent, with a reason.
     Cancel(ReasonArgs),
+    /// Forward a referral this team received to another team, filtered again.
+    Forward(ForwardArgs),
+}
+
+/// Arguments of `tatmx referral forward`.
+#[derive(Args)]
+pub struct ForwardArgs {
+    /// The referral id (one this team received).
+    pub id: String,
+    /// The team to forward to.
+    #[arg(long)]
+    pub to: String,
+    /// Show what would go, and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A referral id.
@@ -257,6 +275,26 @@ pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result
                 args.json,
             )
             .await
+        }
+        ReferralCommand::Forward(args) => {
+            let mut client = tatmx_node::client::agency(socket).await?;
+            let response = client
+                .forward_referral(pb::ForwardReferralRequest {
+                    referral_id: args.id,
+                    recipient: args.to,
+                    dry_run: args.dry_run,
+                    ..Default::default()
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&submit_json(&response))?);
+            } else {
+                print!("{}", describe_decisions(&response.decisions));
+                print!("{}", describe_submission(&response));
+            }
+            Ok(())
         }
         ReferralCommand::Show(args) => {
             let record = show(socket, &args.id).await?;
@@ -713,6 +751,13 @@ pub fn describe_record(r: &pb::ReferralRecord) -> String {
     if !referral.case_handle.is_empty() {
         out.push_str(&format!("  case handle: {}\n", referral.case_handle));
     }
+    for hop in &referral.provenance {
+        out.push_str(&format!(
+            "  came via:    {} ({})\n",
+            hop.team,
+            output::time(hop.at.as_ref())
+        ));
+    }
     for w in &referral.withheld {
         out.push_str(&format!(
             "  withheld:    {} ({})\n",
@@ -753,6 +798,9 @@ pub fn describe_timeline(r: &pb::ReferralRecord) -> String {
         ));
         if !event.reason.is_empty() {
             out.push_str(&format!(": {}", event.reason));
+        }
+        if !event.forwarded_to.is_empty() {
+            out.push_str(&format!(" to {}", output::team(&event.forwarded_to)));
         }
         if let Some(outcome) = &event.outcome {
             out.push_str(&format!(

@@ -102,6 +102,8 @@ fn referral() -> Referral {
         withheld: vec![],
         case_handle: None,
         consultation: None,
+        provenance: vec![],
+        consent_scope: None,
     }
 }
 

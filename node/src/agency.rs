@@ -20,7 +20,7 @@ use crate::filter::{self, CaseKey, Disclosure, FieldDecision, Outcome};
 use crate::lifecycle::{Side, TransitionError};
 use crate::outbox::Outbox;
 use crate::policy::{Exchange, Policy};
-use crate::referral::{ConsultationDetails, NewReferral, Referral, StatusUpdate};
+use crate::referral::{ConsultationDetails, NO_REDISCLOSURE, NewReferral, Referral, StatusUpdate};
 use crate::store::{DeliveryState, Direction, MessageKind, OutboxEntry, Store, StoredReferral};
 use crate::trust::{Trust, TrustError};
 
@@ -67,6 +67,8 @@ impl AgencyService {
         &self,
         draft: NewReferral,
         consultation: Option<ConsultationDetails>,
+        given_consent: Option<Option<Consent>>,
+        provenance: Vec<crate::referral::Hop>,
     ) -> Result<Disclosure, Status> {
         let state = self.trust.state();
         let recipient = state
@@ -103,13 +105,19 @@ impl AgencyService {
             withheld: Vec::new(),
             case_handle: None,
             consultation,
+            provenance,
+            consent_scope: None,
         };
         draft_referral
             .validate()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let consent = self
-            .named_consent(draft_referral.consent_ref.as_deref())
-            .await?;
+        let consent = match given_consent {
+            Some(consent) => consent,
+            None => {
+                self.named_consent(draft_referral.consent_ref.as_deref())
+                    .await?
+            }
+        };
         let exchange = Exchange {
             sender: filter::local_party(&state.local, &sender),
             recipient: filter::party_of_peer(recipient),
@@ -335,7 +343,7 @@ impl Agency for AgencyService {
             .ok_or_else(|| Status::invalid_argument("referral: is required"))?;
         let draft = convert::new_referral_from_proto(draft)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let disclosure = self.prepare(draft, None).await?;
+        let disclosure = self.prepare(draft, None, None, Vec::new()).await?;
         if !request.dry_run {
             self.commit(&disclosure).await?;
         }
@@ -396,6 +404,7 @@ impl Agency for AgencyService {
                     actor: e.actor.clone(),
                     reason: e.reason.clone().unwrap_or_default(),
                     outcome: e.outcome.as_ref().map(convert::outcome_to_proto),
+                    forwarded_to: e.forwarded_to.clone().unwrap_or_default(),
                 })
                 .collect(),
             categories: categories(&stored.referral),
@@ -530,6 +539,7 @@ impl Agency for AgencyService {
             reason: Some(r.reason).filter(|reason| !reason.trim().is_empty()),
             outcome: r.outcome.map(convert::outcome_from_proto),
             withheld: Vec::new(),
+            forwarded_to: None,
         };
         // The update passes the filter like any disclosure: its reason is free text
         // (NARRATIVE) and its outcome an assessment (ASSESSMENT).
@@ -632,7 +642,10 @@ impl Agency for AgencyService {
                 recipient: partner.clone(),
                 ..case.clone()
             };
-            prepared.push(self.prepare(draft, Some(details.clone())).await?);
+            prepared.push(
+                self.prepare(draft, Some(details.clone()), None, Vec::new())
+                    .await?,
+            );
         }
         for disclosure in &prepared {
             self.commit(disclosure).await?;
@@ -665,5 +678,147 @@ impl Agency for AgencyService {
         let id = Uuid::parse_str(&request.into_inner().consultation_id)
             .map_err(|_| Status::invalid_argument("consultation_id: is not a UUID"))?;
         self.consultation(id).await.map(Response::new)
+    }
+
+    async fn forward_referral(
+        &self,
+        request: Request<pb::ForwardReferralRequest>,
+    ) -> Result<Response<pb::SubmitReferralResponse>, Status> {
+        let r = request.into_inner();
+        let id = Uuid::parse_str(&r.referral_id)
+            .map_err(|_| Status::invalid_argument("referral_id: is not a UUID"))?;
+        let (stored, _) = self
+            .store
+            .referral(id)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| Status::not_found(format!("no referral {id} on this node")))?;
+        if stored.direction != Direction::Inbound {
+            return Err(Status::failed_precondition(
+                "only a referral this team received can be forwarded",
+            ));
+        }
+        let original = stored.referral;
+        // Categories their sender labelled NO_REDISCLOSURE never leave again.
+        let mut content = original.content.clone();
+        let mut level_of_concern = original.level_of_concern.clone();
+        let mut kept_back = Vec::new();
+        for category in original.categories() {
+            if original.labels_of(category).contains(&NO_REDISCLOSURE) {
+                let mut shell = Referral {
+                    content,
+                    level_of_concern,
+                    ..original.clone()
+                };
+                filter::remove(&mut shell, category);
+                content = shell.content;
+                level_of_concern = shell.level_of_concern;
+                kept_back.push(category);
+            }
+        }
+        let purpose = match r.purpose {
+            0 => original.purpose,
+            p => convert::purpose_from_proto(p, "purpose")
+                .map_err(|e| Status::invalid_argument(e.to_string()))?,
+        };
+        let legal_basis = match r.legal_basis {
+            0 => original.legal_basis,
+            b => convert::basis_from_proto(b, "legal_basis")
+                .map_err(|e| Status::invalid_argument(e.to_string()))?,
+        };
+        let draft = NewReferral {
+            recipient: r.recipient,
+            purpose,
+            level_of_concern,
+            legal_basis,
+            justification: Some(r.justification)
+                .filter(|j| !j.trim().is_empty())
+                .or(original.justification.clone()),
+            consent_ref: original.consent_ref.clone(),
+            content,
+            case_ref: None,
+            reidentify: false,
+        };
+        // The consent scope the original sender attached stands in for the consent, which
+        // stays at the original sender's node; without one, nothing is disclosed on consent.
+        let scope_consent = original.consent_scope.as_ref().map(|scope| Consent {
+            id: Uuid::nil(),
+            subject: String::new(),
+            grantor: crate::consent::Grantor::Subject,
+            provision: scope.provision.clone(),
+            valid_from: OffsetDateTime::UNIX_EPOCH,
+            valid_until: scope.valid_until,
+            revoked_at: None,
+            recorded_at: OffsetDateTime::now_utc(),
+        });
+        let mut provenance = original.provenance.clone();
+        provenance.push(crate::referral::Hop {
+            team: original.sender.clone(),
+            at: original.created_at,
+        });
+        let mut disclosure = self
+            .prepare(draft, None, Some(scope_consent), provenance)
+            .await?;
+        for category in kept_back {
+            let reason = "labelled NO_REDISCLOSURE by its sender: a recipient may never pass it on"
+                .to_owned();
+            disclosure
+                .outgoing
+                .withheld
+                .push(crate::referral::Withheld {
+                    category,
+                    reasons: vec![reason.clone()],
+                    rules: vec![filter::NO_REDISCLOSURE_RULE.to_owned()],
+                    pseudonymized: false,
+                });
+            disclosure.decisions.push(FieldDecision {
+                category,
+                outcome: Outcome::Withhold,
+                rules: vec![filter::NO_REDISCLOSURE_RULE.to_owned()],
+                reasons: vec![reason],
+                labels: vec![NO_REDISCLOSURE.to_owned()],
+            });
+        }
+        if !r.dry_run {
+            self.commit(&disclosure).await?;
+            // The original sender is told where its referral went.
+            let state = self.trust.state();
+            let update = StatusUpdate {
+                id: Uuid::now_v7(),
+                referral_id: original.id,
+                author: original.recipient.clone(),
+                status: crate::referral::ReferralStatus::Forwarded,
+                at: OffsetDateTime::now_utc(),
+                reason: None,
+                outcome: None,
+                withheld: Vec::new(),
+                forwarded_to: Some(disclosure.outgoing.recipient.clone()),
+            };
+            if state.peer(&original.sender).is_some() {
+                self.store
+                    .change_status(&update, Side::Recipient, &original.sender)
+                    .await
+                    .map_err(|e| store_status(&e))?
+                    .map_err(|e| Status::failed_precondition(e.to_string()))?;
+                self.outbox.notify(&original.sender);
+            }
+            tracing::info!(
+                referral_id = %original.id,
+                forward_id = %disclosure.outgoing.id,
+                to = %disclosure.outgoing.recipient,
+                "referral forwarded"
+            );
+        }
+        let Disclosure {
+            outgoing,
+            decisions,
+        } = disclosure;
+        Ok(Response::new(pb::SubmitReferralResponse {
+            referral_id: outgoing.id.to_string(),
+            dry_run: r.dry_run,
+            categories_disclosed: categories(&outgoing),
+            outgoing: Some(convert::referral_to_proto(&outgoing)),
+            decisions: decisions.iter().map(decision_to_proto).collect(),
+        }))
     }
 }

@@ -12,10 +12,11 @@ use uuid::Uuid;
 use crate::category::DataCategory;
 use crate::consent::{Consent, Grantor, Provision, ProvisionKind, Recipient};
 use crate::referral::{
-    AssessmentOutcome, Behavior, ConsultationDetails, CriminalHistory, EducationRecord, ExternalId,
-    LegalBasis, LevelOfConcern, MentalHealth, Narrative, NewReferral, ObservedBehavior, Purpose,
-    Referral, ReferralContent, ReferralStatus, ReporterIdentity, StatusUpdate, SubjectContact,
-    SubjectIdentity, SubstanceUse, ThirdParty, ThreatDetails, Withheld,
+    AssessmentOutcome, Behavior, ConsentScope, ConsultationDetails, CriminalHistory,
+    EducationRecord, ExternalId, Hop, LegalBasis, LevelOfConcern, MentalHealth, Narrative,
+    NewReferral, ObservedBehavior, Purpose, Referral, ReferralContent, ReferralStatus,
+    ReporterIdentity, StatusUpdate, SubjectContact, SubjectIdentity, SubstanceUse, ThirdParty,
+    ThreatDetails, Withheld,
 };
 use crate::trust::{Discipline, Role};
 
@@ -147,6 +148,7 @@ pub fn status_from_proto(value: i32, field: &str) -> Result<ReferralStatus, Conv
         Ok(P::Completed) => Ok(ReferralStatus::Completed),
         Ok(P::Closed) => Ok(ReferralStatus::Closed),
         Ok(P::Cancelled) => Ok(ReferralStatus::Cancelled),
+        Ok(P::Forwarded) => Ok(ReferralStatus::Forwarded),
         Ok(P::Unspecified) => Err(invalid(field, "is required")),
         Err(_) => Err(invalid(field, format!("unknown status {value}"))),
     }
@@ -165,6 +167,7 @@ pub fn status_to_proto(status: ReferralStatus) -> pb::ReferralStatus {
         ReferralStatus::Completed => P::Completed,
         ReferralStatus::Closed => P::Closed,
         ReferralStatus::Cancelled => P::Cancelled,
+        ReferralStatus::Forwarded => P::Forwarded,
     }
 }
 
@@ -430,6 +433,23 @@ pub fn referral_to_proto(referral: &Referral) -> pb::Referral {
                 question: c.question.clone(),
                 due: c.due.map(timestamp_to_proto),
             }),
+        provenance: referral
+            .provenance
+            .iter()
+            .map(|h| pb::Hop {
+                team: h.team.uri(),
+                at: Some(timestamp_to_proto(h.at)),
+            })
+            .collect(),
+        consent_scope: referral
+            .consent_scope
+            .as_ref()
+            .map(|s| provision_to_proto(&s.provision)),
+        consent_valid_until: referral
+            .consent_scope
+            .as_ref()
+            .and_then(|s| s.valid_until)
+            .map(timestamp_to_proto),
     }
 }
 
@@ -501,9 +521,11 @@ fn withheld_from_proto(
 
 /// Wire referral to domain: every field parsed, then the referral rules checked.
 pub fn referral_from_proto(r: pb::Referral) -> Result<Referral, ConversionError> {
+    let sender_identity = identity_from_proto(&r.sender, "referral.sender")?;
+    let sender_federation = sender_identity.federation.clone();
     let referral = Referral {
         id: message_id_from_proto(&r.id, "referral.id")?,
-        sender: identity_from_proto(&r.sender, "referral.sender")?,
+        sender: sender_identity,
         recipient: identity_from_proto(&r.recipient, "referral.recipient")?,
         created_at: timestamp_from_proto(r.created_at, "referral.created_at")?,
         purpose: purpose_from_proto(r.purpose, "referral.purpose")?,
@@ -516,6 +538,35 @@ pub fn referral_from_proto(r: pb::Referral) -> Result<Referral, ConversionError>
         withheld: withheld_from_proto(r.withheld)?,
         case_handle: non_empty(r.case_handle),
         consultation: consultation_from_proto(r.consultation)?,
+        provenance: r
+            .provenance
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                Ok(Hop {
+                    team: identity_from_proto(&h.team, &format!("referral.provenance[{i}].team"))?,
+                    at: timestamp_from_proto(h.at, &format!("referral.provenance[{i}].at"))?,
+                })
+            })
+            .collect::<Result<_, ConversionError>>()?,
+        consent_scope: match r.consent_scope {
+            Some(provision) => {
+                let federation = sender_federation.clone();
+                Some(ConsentScope {
+                    provision: provision_from_proto(
+                        provision,
+                        "referral.consent_scope",
+                        &federation,
+                        0,
+                    )?,
+                    valid_until: r
+                        .consent_valid_until
+                        .map(|t| timestamp_from_proto(Some(t), "referral.consent_valid_until"))
+                        .transpose()?,
+                })
+            }
+            None => None,
+        },
     };
     referral
         .validate()
@@ -568,6 +619,11 @@ pub fn status_update_to_proto(u: &StatusUpdate) -> pb::StatusUpdate {
         reason: u.reason.clone().unwrap_or_default(),
         outcome: u.outcome.as_ref().map(outcome_to_proto),
         withheld: u.withheld.iter().map(withheld_to_proto).collect(),
+        forwarded_to: u
+            .forwarded_to
+            .as_ref()
+            .map(TeamIdentity::uri)
+            .unwrap_or_default(),
     }
 }
 
@@ -602,6 +658,11 @@ pub fn status_update_from_proto(u: pb::StatusUpdate) -> Result<StatusUpdate, Con
         reason: non_empty(u.reason),
         outcome: u.outcome.map(outcome_from_proto),
         withheld: withheld_from_proto(u.withheld)?,
+        forwarded_to: if u.forwarded_to.is_empty() {
+            None
+        } else {
+            Some(identity_from_proto(&u.forwarded_to, "update.forwarded_to")?)
+        },
     })
 }
 

@@ -174,6 +174,7 @@ impl Federation for FederationService {
             reason: None,
             outcome: None,
             withheld: Vec::new(),
+            forwarded_to: None,
         };
         match self.store.receive_referral(&referral, &ack).await {
             Ok(Inbound::Stored) => {

@@ -36,6 +36,9 @@ pub const IDENTIFYING: [DataCategory; 5] = [
     DataCategory::ThirdParty,
 ];
 
+/// The rule id quoted when a NO_REDISCLOSURE category is kept back from a forward.
+pub const NO_REDISCLOSURE_RULE: &str = "no-redisclosure";
+
 /// The rule id of minimization by purpose, quoted like a policy rule.
 pub const MINIMIZATION_RULE: &str = "minimization-consultation-de-identified";
 
@@ -203,6 +206,16 @@ pub fn filter_outbound(
             pseudonymized: decision.outcome == Outcome::Pseudonymize,
         });
     }
+    // What the subject agreed to travels with what was disclosed under it, so a recipient can
+    // filter a forward against the same scope.
+    if exchange.basis == crate::referral::LegalBasis::Consent
+        && let Some(consent) = consent
+    {
+        outgoing.consent_scope = Some(crate::referral::ConsentScope {
+            provision: consent.provision.clone(),
+            valid_until: consent.valid_until,
+        });
+    }
     if pseudonymized && outgoing.case_handle.is_none() {
         // Identifiers other than the subject's were removed: the case still needs a handle.
         outgoing.case_handle =
@@ -249,7 +262,8 @@ pub fn filter_status_update(policy: &Policy, exchange: &Exchange, update: &mut S
     }
 }
 
-fn remove(referral: &mut Referral, category: DataCategory) {
+/// Removes one category's section from a referral.
+pub fn remove(referral: &mut Referral, category: DataCategory) {
     let c = &mut referral.content;
     match category {
         DataCategory::Identity => c.identity = None,

@@ -50,7 +50,11 @@ pub enum TransitionError {
 
 /// Whether recording `next` changes the referral's current status, or only its timeline.
 pub fn moves_status(current: ReferralStatus, next: ReferralStatus) -> bool {
-    next != ReferralStatus::Received || current == ReferralStatus::Sent
+    match next {
+        ReferralStatus::Received => current == ReferralStatus::Sent,
+        ReferralStatus::Forwarded => false,
+        _ => true,
+    }
 }
 
 /// Checks that `side` may move a referral from `current` to the status of `update`. A partner
@@ -96,6 +100,8 @@ pub fn check(
             current,
             S::Sent | S::Received | S::InfoRequested | S::Accepted | S::InAssessment
         ),
+        // Forwarding is a fact the recipient reports; it does not change the status.
+        S::Forwarded => !matches!(current, S::Cancelled | S::Declined),
         S::Sent => false,
     };
     if !allowed {
@@ -146,6 +152,7 @@ mod tests {
                 recommendations: vec![],
             }),
             withheld: vec![],
+            forwarded_to: None,
         }
     }
 

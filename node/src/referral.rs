@@ -81,11 +81,13 @@ pub enum ReferralStatus {
     Closed,
     /// The sender withdrew the referral.
     Cancelled,
+    /// The recipient forwarded it to another team (a fact in the sender's timeline).
+    Forwarded,
 }
 
 impl ReferralStatus {
     /// Every status, in protocol order.
-    pub const ALL: [ReferralStatus; 9] = [
+    pub const ALL: [ReferralStatus; 10] = [
         Self::Sent,
         Self::Received,
         Self::Accepted,
@@ -95,6 +97,7 @@ impl ReferralStatus {
         Self::Completed,
         Self::Closed,
         Self::Cancelled,
+        Self::Forwarded,
     ];
 
     /// The stable name used in the store and the CLI.
@@ -109,6 +112,7 @@ impl ReferralStatus {
             Self::Completed => "completed",
             Self::Closed => "closed",
             Self::Cancelled => "cancelled",
+            Self::Forwarded => "forwarded",
         }
     }
 
@@ -431,6 +435,28 @@ pub struct Referral {
     pub case_handle: Option<String>,
     /// Present when this is one partner's copy of a consultation request. Category ASSESSMENT.
     pub consultation: Option<ConsultationDetails>,
+    /// The teams it passed through before its sender, original sender first.
+    pub provenance: Vec<Hop>,
+    /// The consent's provisions, when the basis is consent, for filtering a forward.
+    pub consent_scope: Option<ConsentScope>,
+}
+
+/// One earlier hop of a forwarded referral.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    /// The team that sent it on.
+    pub team: TeamIdentity,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
+/// What the subject agreed to, as it travels: provisions only, no subject data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentScope {
+    /// The consent's provisions.
+    pub provision: crate::consent::Provision,
+    /// When the consent stops being valid.
+    pub valid_until: Option<OffsetDateTime>,
 }
 
 /// What a core team asks its partners.
@@ -562,6 +588,8 @@ pub struct StatusUpdate {
     pub outcome: Option<AssessmentOutcome>,
     /// What the filter withheld from this update.
     pub withheld: Vec<Withheld>,
+    /// For a forward: the team it went to.
+    pub forwarded_to: Option<TeamIdentity>,
 }
 
 /// The minimal outcome a core team reports when an assessment is completed.
@@ -604,6 +632,8 @@ mod tests {
             withheld: vec![],
             case_handle: None,
             consultation: None,
+            provenance: vec![],
+            consent_scope: None,
         }
     }
 

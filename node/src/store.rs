@@ -195,6 +195,8 @@ pub struct StatusEvent {
     pub reason: Option<String>,
     /// A completed assessment's outcome.
     pub outcome: Option<AssessmentOutcome>,
+    /// For a forward: the team it went to, as an identity URI.
+    pub forwarded_to: Option<String>,
 }
 
 /// What happened to an inbound message.
@@ -455,7 +457,12 @@ impl Store {
         if let Err(e) = lifecycle::check(current, update, side, consultation) {
             return Ok(Err(e));
         }
-        insert_status(&mut tx, update, true).await?;
+        insert_status(
+            &mut tx,
+            update,
+            lifecycle::moves_status(current, update.status),
+        )
+        .await?;
         enqueue(
             &mut tx,
             update.id,
@@ -498,7 +505,7 @@ impl Store {
         };
         let stored = stored_referral(&row)?;
         let events = sqlx::query(
-            "SELECT status, at, actor, reason, outcome FROM status_events
+            "SELECT status, at, actor, reason, outcome, forwarded_to FROM status_events
              WHERE referral_id = ? ORDER BY seq",
         )
         .bind(id.to_string())
@@ -520,6 +527,7 @@ impl Store {
                     .try_get::<Option<Vec<u8>>, _>("outcome")?
                     .and_then(|b| pb::AssessmentOutcome::decode(b.as_slice()).ok())
                     .map(convert::outcome_from_proto),
+                forwarded_to: row.try_get("forwarded_to")?,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -725,8 +733,8 @@ async fn insert_status(
     moves: bool,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO status_events (referral_id, status, actor, at, reason, outcome)
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO status_events (referral_id, status, actor, at, reason, outcome, forwarded_to)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(update.referral_id.to_string())
     .bind(update.status.as_str())
@@ -739,6 +747,7 @@ async fn insert_status(
             .as_ref()
             .map(|o| convert::outcome_to_proto(o).encode_to_vec()),
     )
+    .bind(update.forwarded_to.as_ref().map(TeamIdentity::uri))
     .execute(&mut **tx)
     .await?;
     if moves {

@@ -392,6 +392,7 @@ pub fn outgoing(from: &TeamSpec, to: &TeamSpec) -> pb::Referral {
         withheld: vec![],
         case_handle: String::new(),
         consultation: None,
+        ..Default::default()
     }
 }
 

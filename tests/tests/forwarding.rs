@@ -1,0 +1,165 @@
+//! Forwarding: filtered again against the consent scope, NO_REDISCLOSURE kept back, the
+//! provenance chain carried, and the original sender told.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
+
+use std::time::Duration;
+
+use tatmx_proto::v1 as pb;
+use tatmx_tests::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_is_refiltered_keeps_back_no_redisclosure_and_tells_the_sender() {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let su = fed.team("harbor-recovery", "affiliate", "substance-use");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let core2 = fed.team("state-police-tat", "core", "law-enforcement");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    fed.write_config(&su, &[&core], "");
+    fed.write_config(&core, &[&su, &core2, &school], "");
+    fed.write_config(&core2, &[&core], "");
+    fed.write_config(&school, &[&core], "");
+    let mut nodes = Vec::new();
+    for team in [&su, &core, &core2, &school] {
+        nodes.push(start(team).await);
+    }
+
+    // The subject consents to both core teams, by name.
+    let consent = agency(&su)
+        .await
+        .record_consent(pb::RecordConsentRequest {
+            consent: Some(pb::Consent {
+                subject: "CASE-7".into(),
+                grantor: pb::Grantor::Self_.into(),
+                provision: Some(pb::Provision {
+                    r#type: pb::ProvisionType::Permit.into(),
+                    recipient_teams: vec![core.identity.uri(), core2.identity.uri()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut first = draft("county-core");
+    first.legal_basis = pb::LegalBasis::Consent.into();
+    first.justification.clear();
+    first.consent_ref = consent.id.clone();
+    if let Some(content) = first.content.as_mut() {
+        content.substance_use = Some(pb::SubstanceUse {
+            treatment_record: "CANARY-PART2".into(),
+        });
+    }
+    let id = submit(&mut agency(&su).await, first).await;
+    delivered(&su, &id).await;
+
+    // The core team forwards to the state team.
+    let forward = agency(&core)
+        .await
+        .forward_referral(pb::ForwardReferralRequest {
+            referral_id: id.clone(),
+            recipient: "state-police-tat".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let kept = forward
+        .decisions
+        .iter()
+        .find(|d| d.category == pb::DataCategory::SubstanceUse as i32)
+        .unwrap();
+    assert_eq!(kept.outcome, pb::DisclosureOutcome::Withhold as i32);
+    assert_eq!(kept.rules, vec!["no-redisclosure".to_owned()]);
+    let identity = forward
+        .decisions
+        .iter()
+        .find(|d| d.category == pb::DataCategory::Identity as i32)
+        .unwrap();
+    assert_eq!(
+        identity.outcome,
+        pb::DisclosureOutcome::Disclose as i32,
+        "the consent scope names the state team"
+    );
+    delivered(&core, &forward.referral_id).await;
+    let held = agency(&core2)
+        .await
+        .get_referral(pb::GetReferralRequest {
+            referral_id: forward.referral_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let referral = held.referral.unwrap();
+    assert!(referral.content.as_ref().unwrap().substance_use.is_none());
+    assert!(!format!("{referral:?}").contains("CANARY-PART2"));
+    assert_eq!(referral.provenance.len(), 1);
+    assert_eq!(referral.provenance[0].team, su.identity.uri());
+    assert_eq!(referral.sender, core.identity.uri());
+
+    // The original sender learns where its referral went.
+    let su_socket = su.socket();
+    let to = core2.identity.uri();
+    eventually(
+        Duration::from_secs(10),
+        "the forward notice at the sender",
+        || {
+            let socket = su_socket.clone();
+            let id = id.clone();
+            let to = to.clone();
+            async move {
+                let record = tatmx_node::client::agency(&socket)
+                    .await
+                    .ok()?
+                    .get_referral(pb::GetReferralRequest { referral_id: id })
+                    .await
+                    .ok()?
+                    .into_inner();
+                record
+                    .timeline
+                    .iter()
+                    .any(|e| {
+                        e.status == pb::ReferralStatus::Forwarded as i32 && e.forwarded_to == to
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+
+    // A team the consent does not cover gets what the law alone allows: not the identity.
+    let to_school = agency(&core)
+        .await
+        .forward_referral(pb::ForwardReferralRequest {
+            referral_id: id.clone(),
+            recipient: "lincoln-high".into(),
+            dry_run: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let identity = to_school
+        .decisions
+        .iter()
+        .find(|d| d.category == pb::DataCategory::Identity as i32)
+        .unwrap();
+    assert_eq!(identity.outcome, pb::DisclosureOutcome::Withhold as i32);
+
+    // Only a received referral can be forwarded.
+    let status = agency(&su)
+        .await
+        .forward_referral(pb::ForwardReferralRequest {
+            referral_id: id.clone(),
+            recipient: "county-core".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
