@@ -14,6 +14,7 @@ use clap::Args;
 use tatmx_proto::v1 as pb;
 
 use crate::agency;
+use crate::consult;
 use crate::directory;
 use crate::pki;
 use crate::trust;
@@ -39,7 +40,7 @@ struct Team {
     discipline: &'static str,
 }
 
-const TEAMS: [Team; 3] = [
+const TEAMS: [Team; 4] = [
     Team {
         id: "county-core",
         name: "Lincoln County Threat Assessment Team",
@@ -57,6 +58,12 @@ const TEAMS: [Team; 3] = [
         name: "Riverside Behavioral Health",
         role: "affiliate",
         discipline: "mental-health",
+    },
+    Team {
+        id: "federal-bau",
+        name: "Federal Behavioral Analysis Unit",
+        role: "partner",
+        discipline: "federal-partner",
     },
 ];
 
@@ -119,7 +126,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn run_in(root: &Path) -> anyhow::Result<()> {
-    println!("tatmx demo: a threat-assessment federation of three teams, on this computer");
+    println!("tatmx demo: a threat-assessment federation of four teams, on this computer");
     println!("Each agency runs its own node and keeps its own records. Nodes talk only to");
     println!("each other, over mutual TLS 1.3; there is no central server.\n");
 
@@ -184,11 +191,11 @@ async fn run_in(root: &Path) -> anyhow::Result<()> {
         out: None,
     })?;
     println!(
-        "   - The federation admin listed the three teams in the federation directory and signed it (sequence {}).",
+        "   - The federation admin listed the four teams in the federation directory and signed it (sequence {}).",
         signed.sequence
     );
 
-    println!("\n2. Starting the three nodes");
+    println!("\n2. Starting the four nodes");
     let mut nodes = Vec::new();
     for ((i, team), listener) in TEAMS.iter().enumerate().zip(listeners) {
         let config_path = root.join(team.id).join("node.toml");
@@ -306,7 +313,75 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
         "   - The school learns the outcome: concern now transient, a management plan is in place."
     );
 
-    println!("\n7. The school's view: outbox and timeline");
+    println!(
+        "\n7. The county team consults the federal partner, de-identified (tatmx consult request)"
+    );
+    let partner_socket = root.join("federal-bau").join("data").join("agency.sock");
+    let mut case = draft.clone();
+    case.legal_basis = tatmx_node::referral::LegalBasis::DeIdentified;
+    case.justification = None;
+    case.case_ref = Some("LC-2026-0117".into());
+    let consultation = consult::request(
+        &core_socket,
+        &case,
+        vec!["federal-bau".into()],
+        "Does the leakage and fixation pattern suggest movement toward an attack?".into(),
+        None,
+    )
+    .await?;
+    let copy_id = consultation
+        .answers
+        .first()
+        .map(|a| a.referral_id.clone())
+        .context("the consultation went to no partner")?;
+    let copy = wait_for(Duration::from_secs(20), || async {
+        Ok(agency::show(&partner_socket, &copy_id).await.ok())
+    })
+    .await?
+    .context("the partner did not receive the consultation within 20 seconds")?;
+    let handle = copy
+        .referral
+        .as_ref()
+        .map(|r| r.case_handle.clone())
+        .unwrap_or_default();
+    let has_identity = copy
+        .referral
+        .as_ref()
+        .and_then(|r| r.content.as_ref())
+        .is_some_and(|c| c.identity.is_some());
+    if has_identity || handle.is_empty() {
+        bail!("the consultation reached the partner with identifiers");
+    }
+    println!(
+        "   - The partner received the case without the student's name: only the case handle {handle}"
+    );
+    agency::update_status(
+        &partner_socket,
+        &copy_id,
+        pb::ReferralStatus::Completed,
+        None,
+        Some(pb::AssessmentOutcome {
+            advice: "Leakage plus fixation warrants a mental-health evaluation and a safety plan at school.".into(),
+            recommendations: vec!["MH-EVAL".into(), "SAFETY-PLAN".into()],
+            ..Default::default()
+        }),
+    )
+    .await?;
+    let answered = wait_for(Duration::from_secs(20), || async {
+        let c = consult::show(&core_socket, &consultation.consultation_id).await?;
+        Ok(c.awaiting.is_empty().then_some(c))
+    })
+    .await?
+    .context("the partner's answer did not reach the county team within 20 seconds")?;
+    if let Some(answer) = answered.answers.first().and_then(|a| a.answer.as_ref()) {
+        println!(
+            "   - The partner answered: \"{}\" [{}]",
+            answer.advice,
+            answer.recommendations.join(", ")
+        );
+    }
+
+    println!("\n8. The school's view: outbox and timeline");
     let outbox = agency::list_outbox(&school_socket, 100, false).await?;
     indent(&agency::outbox_table(&outbox));
     println!();
@@ -316,7 +391,8 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
     println!("and now exists only at the school (as sent) and at the county team (as received).");
     println!("The teacher who reported the concern was never named outside the school: the");
     println!("county team sees only that a reporter's identity was withheld, and why.");
-    println!("Riverside Behavioral Health received nothing: it was not a recipient.");
+    println!("Riverside Behavioral Health received nothing: it was not a recipient. The federal");
+    println!("partner advised on the case without ever learning who the student is.");
     let riverside = root.join("riverside-mh").join("data").join("agency.sock");
     if !agency::list_inbox(&riverside, 100).await?.is_empty() {
         bail!("a team that was not a recipient received data");

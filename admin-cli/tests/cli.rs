@@ -29,6 +29,8 @@ fn the_demo_delivers_a_referral_over_mutual_tls_and_exits_zero() {
     assert!(stdout.contains("lincoln-high"), "{stdout}");
     assert!(stdout.contains("REPORTER_IDENTITY  withhold"), "{stdout}");
     assert!(stdout.contains("completed      by county-core"), "{stdout}");
+    assert!(stdout.contains("only the case handle case-"), "{stdout}");
+    assert!(stdout.contains("The partner answered"), "{stdout}");
 }
 
 #[test]
