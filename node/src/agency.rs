@@ -259,6 +259,18 @@ fn consent_id(text: &str) -> Result<Uuid, Status> {
     Uuid::parse_str(text).map_err(|_| Status::invalid_argument("consent_id: is not a UUID"))
 }
 
+/// What a submission or forward tells staff: exactly what goes, and every decision.
+fn submission(disclosure: &Disclosure, dry_run: bool) -> pb::SubmitReferralResponse {
+    let outgoing = &disclosure.outgoing;
+    pb::SubmitReferralResponse {
+        referral_id: outgoing.id.to_string(),
+        dry_run,
+        categories_disclosed: categories(outgoing),
+        outgoing: Some(convert::referral_to_proto(outgoing)),
+        decisions: disclosure.decisions.iter().map(decision_to_proto).collect(),
+    }
+}
+
 /// A filter decision on the wire.
 pub fn decision_to_proto(d: &FieldDecision) -> pb::FieldDecision {
     pb::FieldDecision {
@@ -347,17 +359,7 @@ impl Agency for AgencyService {
         if !request.dry_run {
             self.commit(&disclosure).await?;
         }
-        let Disclosure {
-            outgoing,
-            decisions,
-        } = disclosure;
-        Ok(Response::new(pb::SubmitReferralResponse {
-            referral_id: outgoing.id.to_string(),
-            dry_run: request.dry_run,
-            categories_disclosed: categories(&outgoing),
-            outgoing: Some(convert::referral_to_proto(&outgoing)),
-            decisions: decisions.iter().map(decision_to_proto).collect(),
-        }))
+        Ok(Response::new(submission(&disclosure, request.dry_run)))
     }
 
     async fn list_inbox(
@@ -809,16 +811,6 @@ impl Agency for AgencyService {
                 "referral forwarded"
             );
         }
-        let Disclosure {
-            outgoing,
-            decisions,
-        } = disclosure;
-        Ok(Response::new(pb::SubmitReferralResponse {
-            referral_id: outgoing.id.to_string(),
-            dry_run: r.dry_run,
-            categories_disclosed: categories(&outgoing),
-            outgoing: Some(convert::referral_to_proto(&outgoing)),
-            decisions: decisions.iter().map(decision_to_proto).collect(),
-        }))
+        Ok(Response::new(submission(&disclosure, r.dry_run)))
     }
 }

@@ -172,6 +172,16 @@ cjis_authorized = {cjis}
     }
 }
 
+/// A sender (school affiliate) and a receiver (county core team) that know each other.
+pub fn core_and_school() -> (TestFederation, TeamSpec, TeamSpec) {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    fed.write_config(&core, &[&school], "");
+    fed.write_config(&school, &[&core], "");
+    (fed, core, school)
+}
+
 /// Makes `node.key`, `node.csr` and `node.pem` for `identity` in `dir`, signed by `ca`.
 pub fn issue_into(ca: &CertificateAuthority, identity: &TeamIdentity, dir: &Path) {
     issue_named(ca, identity, dir, "node");

@@ -8,19 +8,9 @@ use std::time::Duration;
 use tatmx_proto::v1 as pb;
 use tatmx_tests::*;
 
-/// A sender (school affiliate) and a receiver (county core team) that know each other.
-fn pair() -> (TestFederation, TeamSpec, TeamSpec) {
-    let mut fed = TestFederation::new("county-mdt.example");
-    let core = fed.team("county-core", "core", "law-enforcement");
-    let school = fed.team("lincoln-high", "affiliate", "education");
-    fed.write_config(&core, &[&school], "");
-    fed.write_config(&school, &[&core], "");
-    (fed, core, school)
-}
-
 #[tokio::test]
 async fn a_referral_is_delivered_persisted_and_acknowledged() {
-    let (_fed, core, school) = pair();
+    let (_fed, core, school) = core_and_school();
     let core_node = start(&core).await;
     let school_node = start(&school).await;
 
@@ -86,7 +76,7 @@ async fn a_referral_is_delivered_persisted_and_acknowledged() {
 
 #[tokio::test]
 async fn the_referral_survives_a_receiver_restart() {
-    let (_fed, core, school) = pair();
+    let (_fed, core, school) = core_and_school();
     let core_node = start(&core).await;
     let school_node = start(&school).await;
     let id = submit(&mut agency(&school).await, draft("county-core")).await;
@@ -111,7 +101,7 @@ async fn the_referral_survives_a_receiver_restart() {
 
 #[tokio::test]
 async fn a_referral_to_a_peer_that_is_down_is_delivered_when_it_returns() {
-    let (_fed, core, school) = pair();
+    let (_fed, core, school) = core_and_school();
     let school_node = start(&school).await;
     let id = submit(&mut agency(&school).await, draft("county-core")).await;
 
@@ -150,7 +140,7 @@ async fn a_referral_to_a_peer_that_is_down_is_delivered_when_it_returns() {
 
 #[tokio::test]
 async fn a_message_delivered_twice_is_stored_once() {
-    let (fed, core, school) = pair();
+    let (fed, core, school) = core_and_school();
     let core_node = start(&core).await;
 
     // Play the school's node by hand, with the school's real certificate.
@@ -194,7 +184,7 @@ async fn a_message_delivered_twice_is_stored_once() {
 
 #[tokio::test]
 async fn a_message_undelivered_past_its_maximum_age_becomes_a_dead_letter_and_can_be_retried() {
-    let (_fed, core, school) = pair();
+    let (_fed, core, school) = core_and_school();
     let config = std::fs::read_to_string(school.config_path()).unwrap();
     std::fs::write(
         school.config_path(),

@@ -8,15 +8,6 @@ use std::time::Duration;
 use tatmx_proto::v1 as pb;
 use tatmx_tests::*;
 
-fn pair() -> (TestFederation, TeamSpec, TeamSpec) {
-    let mut fed = TestFederation::new("county-mdt.example");
-    let core = fed.team("county-core", "core", "law-enforcement");
-    let school = fed.team("lincoln-high", "affiliate", "education");
-    fed.write_config(&core, &[&school], "");
-    fed.write_config(&school, &[&core], "");
-    (fed, core, school)
-}
-
 async fn set(
     team: &TeamSpec,
     id: &str,
@@ -58,7 +49,7 @@ async fn reaches(team: &TeamSpec, id: &str, status: pb::ReferralStatus) -> pb::R
 
 #[tokio::test]
 async fn the_whole_loop_from_referral_to_closed() {
-    let (_fed, core, school) = pair();
+    let (_fed, core, school) = core_and_school();
     let core_node = start(&core).await;
     let school_node = start(&school).await;
     let id = submit(&mut agency(&school).await, draft("county-core")).await;
@@ -112,7 +103,7 @@ async fn the_whole_loop_from_referral_to_closed() {
 
 #[tokio::test]
 async fn invalid_transitions_and_the_wrong_party_are_refused() {
-    let (_fed, core, school) = pair();
+    let (_fed, core, school) = core_and_school();
     let core_node = start(&core).await;
     let school_node = start(&school).await;
     let id = submit(&mut agency(&school).await, draft("county-core")).await;
@@ -193,7 +184,7 @@ async fn invalid_transitions_and_the_wrong_party_are_refused() {
 
 #[tokio::test]
 async fn a_cancel_sent_before_its_referral_was_delivered_arrives_after_it() {
-    let (_fed, core, school) = pair();
+    let (_fed, core, school) = core_and_school();
     let school_node = start(&school).await;
     // The core team's node is down: both the referral and its cancellation wait in the outbox.
     let id = submit(&mut agency(&school).await, draft("county-core")).await;
