@@ -337,6 +337,32 @@ where
     }
 }
 
+/// Polls `team`'s view of referral `id` until `accept` holds, and returns that record.
+pub async fn referral_when(
+    team: &TeamSpec,
+    id: &str,
+    what: &str,
+    accept: impl Fn(&pb::ReferralRecord) -> bool,
+) -> pb::ReferralRecord {
+    let socket = team.socket();
+    let accept = &accept;
+    eventually(Duration::from_secs(10), what, || {
+        let socket = socket.clone();
+        let id = id.to_owned();
+        async move {
+            let record = tatmx_node::client::agency(&socket)
+                .await
+                .ok()?
+                .get_referral(pb::GetReferralRequest { referral_id: id })
+                .await
+                .ok()?
+                .into_inner();
+            accept(&record).then_some(record)
+        }
+    })
+    .await
+}
+
 /// The outbox entry of `referral_id` once it is delivered.
 pub async fn delivered(team: &TeamSpec, referral_id: &str) -> pb::OutboxEntry {
     let socket = team.socket();

@@ -50,22 +50,8 @@ async fn a_consultation_fans_out_is_answered_and_declined() {
     // Each partner holds a de-identified copy, with the question and the case handle.
     let mut handles = Vec::new();
     for (partner, answer) in partners.iter().zip(&consultation.answers) {
-        let socket = partner.socket();
-        let id = answer.referral_id.clone();
-        let record = eventually(Duration::from_secs(10), "a partner's copy", || {
-            let socket = socket.clone();
-            let id = id.clone();
-            async move {
-                tatmx_node::client::agency(&socket)
-                    .await
-                    .ok()?
-                    .get_referral(pb::GetReferralRequest { referral_id: id })
-                    .await
-                    .ok()
-                    .map(|r| r.into_inner())
-            }
-        })
-        .await;
+        let record =
+            referral_when(partner, &answer.referral_id, "a partner's copy", |_| true).await;
         let referral = record.referral.unwrap();
         let content = referral.content.unwrap();
         assert!(

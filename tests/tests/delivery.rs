@@ -46,27 +46,14 @@ async fn a_referral_is_delivered_persisted_and_acknowledged() {
     assert_eq!(record.direction, pb::Direction::Inbound as i32);
 
     // The receiver's `received` status update flows back to the sender.
-    let school_socket = school.socket();
-    eventually(Duration::from_secs(10), "received status at sender", || {
-        let id = id.clone();
-        let socket = school_socket.clone();
-        async move {
-            let record = tatmx_node::client::agency(&socket)
-                .await
-                .ok()?
-                .get_referral(pb::GetReferralRequest { referral_id: id })
-                .await
-                .ok()?
-                .into_inner();
-            let statuses: Vec<i32> = record.timeline.iter().map(|e| e.status).collect();
-            (record.status == pb::ReferralStatus::Received as i32
-                && statuses
-                    == [
-                        pb::ReferralStatus::Sent as i32,
-                        pb::ReferralStatus::Received as i32,
-                    ])
-            .then_some(())
-        }
+    referral_when(&school, &id, "received status at sender", |record| {
+        let statuses: Vec<i32> = record.timeline.iter().map(|e| e.status).collect();
+        record.status == pb::ReferralStatus::Received as i32
+            && statuses
+                == [
+                    pb::ReferralStatus::Sent as i32,
+                    pb::ReferralStatus::Received as i32,
+                ]
     })
     .await;
 

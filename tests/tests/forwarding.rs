@@ -3,8 +3,6 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
 
-use std::time::Duration;
-
 use tatmx_proto::v1 as pb;
 use tatmx_tests::*;
 
@@ -99,33 +97,13 @@ async fn a_forward_is_refiltered_keeps_back_no_redisclosure_and_tells_the_sender
     assert_eq!(referral.sender, core.identity.uri());
 
     // The original sender learns where its referral went.
-    let su_socket = su.socket();
     let to = core2.identity.uri();
-    eventually(
-        Duration::from_secs(10),
-        "the forward notice at the sender",
-        || {
-            let socket = su_socket.clone();
-            let id = id.clone();
-            let to = to.clone();
-            async move {
-                let record = tatmx_node::client::agency(&socket)
-                    .await
-                    .ok()?
-                    .get_referral(pb::GetReferralRequest { referral_id: id })
-                    .await
-                    .ok()?
-                    .into_inner();
-                record
-                    .timeline
-                    .iter()
-                    .any(|e| {
-                        e.status == pb::ReferralStatus::Forwarded as i32 && e.forwarded_to == to
-                    })
-                    .then_some(())
-            }
-        },
-    )
+    referral_when(&su, &id, "the forward notice at the sender", |record| {
+        record
+            .timeline
+            .iter()
+            .any(|e| e.status == pb::ReferralStatus::Forwarded as i32 && e.forwarded_to == to)
+    })
     .await;
 
     // A team the consent does not cover gets what the law alone allows: not the identity.

@@ -3,8 +3,6 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
 
-use std::time::Duration;
-
 use tatmx_proto::v1 as pb;
 use tatmx_tests::*;
 
@@ -29,20 +27,8 @@ async fn set(
 
 /// Waits until `team` sees the referral in `status`, and returns its record.
 async fn reaches(team: &TeamSpec, id: &str, status: pb::ReferralStatus) -> pb::ReferralRecord {
-    let socket = team.socket();
-    eventually(Duration::from_secs(10), "a status to arrive", || {
-        let socket = socket.clone();
-        let id = id.to_owned();
-        async move {
-            let record = tatmx_node::client::agency(&socket)
-                .await
-                .ok()?
-                .get_referral(pb::GetReferralRequest { referral_id: id })
-                .await
-                .ok()?
-                .into_inner();
-            (record.status == status as i32).then_some(record)
-        }
+    referral_when(team, id, "a status to arrive", |record| {
+        record.status == status as i32
     })
     .await
 }
@@ -210,25 +196,12 @@ async fn a_cancel_sent_before_its_referral_was_delivered_arrives_after_it() {
     );
     // The core's receipt still reaches the school, as a fact in its timeline, without undoing
     // the cancellation, and nothing is left undelivered or rejected.
-    let school_socket = school.socket();
-    eventually(Duration::from_secs(10), "the receipt at the school", || {
-        let socket = school_socket.clone();
-        let id = id.clone();
-        async move {
-            let record = tatmx_node::client::agency(&socket)
-                .await
-                .ok()?
-                .get_referral(pb::GetReferralRequest { referral_id: id })
-                .await
-                .ok()?
-                .into_inner();
-            (record.status == pb::ReferralStatus::Cancelled as i32
-                && record
-                    .timeline
-                    .iter()
-                    .any(|e| e.status == pb::ReferralStatus::Received as i32))
-            .then_some(())
-        }
+    referral_when(&school, &id, "the receipt at the school", |record| {
+        record.status == pb::ReferralStatus::Cancelled as i32
+            && record
+                .timeline
+                .iter()
+                .any(|e| e.status == pb::ReferralStatus::Received as i32)
     })
     .await;
     let outbox = agency(&core)
