@@ -441,6 +441,65 @@ pub async fn inbox(socket: &Path, args: &ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tatmx purged`
+pub async fn purged(socket: &Path, args: &ListArgs) -> anyhow::Result<()> {
+    let mut client = tatmx_node::client::agency(socket).await?;
+    let tombstones = client
+        .list_tombstones(pb::ListTombstonesRequest { limit: args.limit })
+        .await
+        .map_err(refused)?
+        .into_inner()
+        .tombstones;
+    let cause = |t: &pb::Tombstone| match pb::PurgeCause::try_from(t.cause) {
+        Ok(pb::PurgeCause::ConsentRevoked) => "consent revoked",
+        Ok(pb::PurgeCause::Retention) => "retention",
+        _ => "unknown",
+    };
+    let categories = |t: &pb::Tombstone| output::categories(&t.categories);
+    if args.json {
+        let rows: Vec<_> = tombstones
+            .iter()
+            .map(|t| {
+                json!({
+                    "referral_id": t.referral_id,
+                    "sender": t.sender,
+                    "recipient": t.recipient,
+                    "categories": categories(t),
+                    "recorded_at": output::time_json(t.recorded_at.as_ref()),
+                    "purged_at": output::time_json(t.purged_at.as_ref()),
+                    "cause": cause(t),
+                    "retraction_id": t.retraction_id,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if tombstones.is_empty() {
+        println!("Nothing has been purged on this node.");
+    } else {
+        let rows: Vec<Vec<String>> = tombstones
+            .iter()
+            .map(|t| {
+                vec![
+                    t.referral_id.clone(),
+                    output::team(&t.sender).to_owned(),
+                    output::team(&t.recipient).to_owned(),
+                    categories(t).join(","),
+                    output::time(t.purged_at.as_ref()),
+                    cause(t).to_owned(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            output::table(
+                &["REFERRAL", "FROM", "TO", "CATEGORIES", "PURGED", "WHY"],
+                &rows
+            )
+        );
+    }
+    Ok(())
+}
+
 /// `tatmx outbox`
 pub async fn outbox(socket: &Path, args: OutboxArgs) -> anyhow::Result<()> {
     if let Some(OutboxAction::Retry { id }) = args.action {

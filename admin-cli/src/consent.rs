@@ -38,8 +38,25 @@ pub enum ConsentCommand {
     List(JsonArgs),
     /// One consent.
     Show(IdArgs),
-    /// Revoke a consent; from now on it is treated as no consent.
+    /// Revoke a consent: from now on it is treated as no consent, and every referral shared
+    /// under it is retracted from each team that received it, hop by hop.
     Revoke(IdArgs),
+    /// How far the retraction of a revoked consent has got: every copy, and who has purged.
+    Retraction(RetractionArgs),
+}
+
+/// `tatmx consent retraction`
+#[derive(Args)]
+pub struct RetractionArgs {
+    /// The consent id.
+    pub id: String,
+    /// Wait up to this many seconds for every copy to be acknowledged; exits non-zero if some
+    /// are still outstanding then.
+    #[arg(long)]
+    pub wait: Option<u64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A file argument.
@@ -302,6 +319,32 @@ pub async fn run(socket: &Path, cmd: ConsentCommand) -> anyhow::Result<()> {
             } else {
                 println!("Consent {} ({})", consent.id, state(&consent));
                 println!("{}", serde_json::to_string_pretty(&consent_json(&consent))?);
+                if consent.revoked_at.is_some() {
+                    let progress = retraction(&mut client, &consent.id).await?;
+                    print!("{}", progress_text(&progress));
+                }
+            }
+        }
+        ConsentCommand::Retraction(args) => {
+            let deadline =
+                std::time::Instant::now() + std::time::Duration::from_secs(args.wait.unwrap_or(0));
+            let progress = loop {
+                let progress = retraction(&mut client, &args.id).await?;
+                if progress.complete || std::time::Instant::now() >= deadline {
+                    break progress;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            };
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&progress_json(&progress))?
+                );
+            } else {
+                print!("{}", progress_text(&progress));
+            }
+            if args.wait.is_some() && !progress.complete {
+                bail!("the retraction is not complete yet");
             }
         }
         ConsentCommand::Revoke(args) => {
@@ -312,12 +355,100 @@ pub async fn run(socket: &Path, cmd: ConsentCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(refused)?
                 .into_inner();
-            println!(
-                "Consent {} revoked at {}; from now on it is treated as no consent.",
-                consent.id,
-                output::time(consent.revoked_at.as_ref())
-            );
+            let progress = retraction(&mut client, &consent.id).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "consent": consent_json(&consent),
+                        "retraction": progress_json(&progress),
+                    }))?
+                );
+            } else {
+                println!(
+                    "Consent {} revoked at {}; from now on it is treated as no consent.",
+                    consent.id,
+                    output::time(consent.revoked_at.as_ref())
+                );
+                print!("{}", progress_text(&progress));
+                if !progress.complete {
+                    println!(
+                        "Follow it with: tatmx consent retraction {} --wait 60",
+                        consent.id
+                    );
+                }
+            }
         }
     }
     Ok(())
+}
+
+async fn retraction(
+    client: &mut tatmx_proto::v1::agency_client::AgencyClient<tonic::transport::Channel>,
+    consent_id: &str,
+) -> anyhow::Result<pb::RetractionProgress> {
+    Ok(client
+        .get_retraction(pb::GetRetractionRequest {
+            consent_id: consent_id.to_owned(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner())
+}
+
+/// A retraction's progress as lines for staff.
+pub fn progress_text(progress: &pb::RetractionProgress) -> String {
+    let acknowledged = progress.targets.iter().filter(|t| t.acknowledged).count();
+    let mut out = format!(
+        "Retraction {}: {acknowledged} of {} copies purged and acknowledged{}.\n",
+        progress.retraction_id,
+        progress.targets.len(),
+        if progress.complete { "; complete" } else { "" }
+    );
+    if progress.targets.is_empty() {
+        out.push_str("Nothing had been shared under this consent.\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = progress
+        .targets
+        .iter()
+        .map(|t| {
+            let target = t.target.clone().unwrap_or_default();
+            vec![
+                output::team(&target.team).to_owned(),
+                target.referral_id,
+                output::team(&t.reported_by).to_owned(),
+                match (t.acknowledged, t.held) {
+                    (false, _) => "waiting".into(),
+                    (true, true) => format!("purged {}", output::time(t.purged_at.as_ref())),
+                    (true, false) => "nothing held".into(),
+                },
+            ]
+        })
+        .collect();
+    out.push_str(&output::table(
+        &["TEAM", "REFERRAL", "REPORTED BY", "STATE"],
+        &rows,
+    ));
+    out
+}
+
+fn progress_json(progress: &pb::RetractionProgress) -> serde_json::Value {
+    json!({
+        "retraction_id": progress.retraction_id,
+        "consent_id": progress.consent_id,
+        "started_at": output::time_json(progress.started_at.as_ref()),
+        "complete": progress.complete,
+        "targets": progress.targets.iter().map(|t| {
+            let target = t.target.clone().unwrap_or_default();
+            json!({
+                "team": target.team,
+                "referral_id": target.referral_id,
+                "reported_by": t.reported_by,
+                "acknowledged": t.acknowledged,
+                "held": t.held,
+                "purged_at": output::time_json(t.purged_at.as_ref()),
+            })
+        }).collect::<Vec<_>>(),
+    })
 }

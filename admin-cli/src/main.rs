@@ -78,6 +78,8 @@ enum Command {
     Inbox(agency::ListArgs),
     /// Delivery state of everything this node has sent; `retry` resends a dead letter.
     Outbox(agency::OutboxArgs),
+    /// What this node purged (retraction or retention): ids, categories, when and why.
+    Purged(agency::ListArgs),
     /// Run a small federation of three teams on this machine and send a referral through it.
     Demo(demo::DemoArgs),
 }
@@ -108,6 +110,7 @@ async fn main() -> std::process::ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Inbox(args) => agency::inbox(&cli.socket, &args).await,
         Command::Outbox(args) => agency::outbox(&cli.socket, args).await,
+        Command::Purged(args) => agency::purged(&cli.socket, &args).await,
         Command::Demo(args) => demo::run(args).await,
     };
     match result {

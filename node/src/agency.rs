@@ -137,8 +137,13 @@ impl AgencyService {
         ))
     }
 
-    /// Stores a filtered referral with its decisions and queues it, in one transaction.
-    async fn commit(&self, disclosure: &Disclosure) -> Result<(), Status> {
+    /// Stores a filtered referral with its decisions and queues it, in one transaction. A
+    /// forward names the received referral it was made from.
+    async fn commit(
+        &self,
+        disclosure: &Disclosure,
+        forwarded_from: Option<Uuid>,
+    ) -> Result<(), Status> {
         let outgoing = &disclosure.outgoing;
         if outgoing.categories().is_empty() && outgoing.case_handle.is_none() {
             return Err(Status::failed_precondition(
@@ -146,7 +151,7 @@ impl AgencyService {
             ));
         }
         self.store
-            .submit_referral(outgoing, &disclosure.decisions)
+            .submit_referral(outgoing, &disclosure.decisions, forwarded_from)
             .await
             .map_err(|e| store_status(&e))?;
         let sent: Vec<&str> = outgoing.categories().iter().map(|c| c.as_str()).collect();
@@ -230,6 +235,35 @@ impl AgencyService {
             .next()
             .ok_or_else(|| Status::not_found(format!("no consultation {id} on this node")))?;
         Ok(Self::consultation_view(id, &copies))
+    }
+
+    /// A referral on this node with its timeline; a purged one is reported as purged, with
+    /// when and why, so staff are not left wondering whether it ever existed.
+    async fn held(
+        &self,
+        id: Uuid,
+    ) -> Result<(StoredReferral, Vec<crate::store::StatusEvent>), Status> {
+        if let Some(found) = self
+            .store
+            .referral(id)
+            .await
+            .map_err(|e| store_status(&e))?
+        {
+            return Ok(found);
+        }
+        let tombstone = self
+            .store
+            .tombstone(id)
+            .await
+            .map_err(|e| store_status(&e))?;
+        Err(match tombstone {
+            Some(t) => Status::not_found(format!(
+                "referral {id} was purged at {} ({}); only its tombstone remains",
+                t.purged_at,
+                t.cause.as_str()
+            )),
+            None => Status::not_found(format!("no referral {id} on this node")),
+        })
     }
 
     /// The consent a draft names, which must be on file here.
@@ -324,6 +358,8 @@ fn outbox_entry(entry: &OutboxEntry) -> pb::OutboxEntry {
         kind: match entry.kind {
             MessageKind::Referral => pb::MessageKind::Referral,
             MessageKind::StatusUpdate => pb::MessageKind::StatusUpdate,
+            MessageKind::Retraction => pb::MessageKind::Retraction,
+            MessageKind::RetractionAck => pb::MessageKind::RetractionAck,
         }
         .into(),
         referral_id: entry.referral_id.to_string(),
@@ -332,6 +368,7 @@ fn outbox_entry(entry: &OutboxEntry) -> pb::OutboxEntry {
             DeliveryState::Pending => pb::DeliveryState::Pending,
             DeliveryState::Delivered => pb::DeliveryState::Delivered,
             DeliveryState::Dead => pb::DeliveryState::Dead,
+            DeliveryState::Cancelled => pb::DeliveryState::Cancelled,
         }
         .into(),
         attempts: entry.attempts,
@@ -357,7 +394,7 @@ impl Agency for AgencyService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let disclosure = self.prepare(draft, None, None, Vec::new()).await?;
         if !request.dry_run {
-            self.commit(&disclosure).await?;
+            self.commit(&disclosure, None).await?;
         }
         Ok(Response::new(submission(&disclosure, request.dry_run)))
     }
@@ -383,13 +420,10 @@ impl Agency for AgencyService {
         let text = request.into_inner().referral_id;
         let id = Uuid::parse_str(&text)
             .map_err(|_| Status::invalid_argument("referral_id: is not a UUID"))?;
-        let (stored, events) = self
-            .store
-            .referral(id)
-            .await
-            .map_err(|e| store_status(&e))?
-            .ok_or_else(|| Status::not_found(format!("no referral {id} on this node")))?;
-        tracing::info!(referral_id = %id, "referral read through the Agency API");
+        let (stored, events) = self.held(id).await?;
+        if stored.direction == Direction::Inbound {
+            tracing::info!(referral_id = %id, "received referral read through the Agency API");
+        }
         Ok(Response::new(pb::ReferralRecord {
             referral: Some(convert::referral_to_proto(&stored.referral)),
             direction: match stored.direction {
@@ -411,6 +445,7 @@ impl Agency for AgencyService {
                 .collect(),
             categories: categories(&stored.referral),
             decisions: stored.decisions.iter().map(decision_to_proto).collect(),
+            retain_until: stored.retain_until.map(convert::timestamp_to_proto),
         }))
     }
 
@@ -495,14 +530,51 @@ impl Agency for AgencyService {
     ) -> Result<Response<pb::Consent>, Status> {
         let id = consent_id(&request.into_inner().consent_id)?;
         let federation = self.trust.state().local.identity.federation.clone();
-        let consent = self
+        let (consent, notify) = self
             .store
             .revoke_consent(id, OffsetDateTime::now_utc(), &federation)
             .await
             .map_err(|e| store_status(&e))?
             .ok_or_else(|| Status::not_found(format!("no consent {id} on this node")))?;
-        tracing::info!(consent_id = %id, "consent revoked");
+        for peer in &notify {
+            self.outbox.notify(peer);
+        }
+        tracing::info!(consent_id = %id, retracted = notify.len(), "consent revoked");
         Ok(Response::new(convert::consent_to_proto(&consent)))
+    }
+
+    async fn get_retraction(
+        &self,
+        request: Request<pb::GetRetractionRequest>,
+    ) -> Result<Response<pb::RetractionProgress>, Status> {
+        let id = consent_id(&request.into_inner().consent_id)?;
+        let progress = self
+            .store
+            .retraction_progress(id)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "consent {id} has not been revoked on this node, so nothing is being retracted"
+                ))
+            })?;
+        Ok(Response::new(convert::retraction_progress_to_proto(
+            &progress,
+        )))
+    }
+
+    async fn list_tombstones(
+        &self,
+        request: Request<pb::ListTombstonesRequest>,
+    ) -> Result<Response<pb::ListTombstonesResponse>, Status> {
+        let tombstones = self
+            .store
+            .tombstones(limit(request.into_inner().limit))
+            .await
+            .map_err(|e| store_status(&e))?;
+        Ok(Response::new(pb::ListTombstonesResponse {
+            tombstones: tombstones.iter().map(convert::tombstone_to_proto).collect(),
+        }))
     }
 
     async fn update_referral_status(
@@ -514,12 +586,7 @@ impl Agency for AgencyService {
             .map_err(|_| Status::invalid_argument("referral_id: is not a UUID"))?;
         let status = convert::status_from_proto(r.status, "status")
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (stored, _) = self
-            .store
-            .referral(id)
-            .await
-            .map_err(|e| store_status(&e))?
-            .ok_or_else(|| Status::not_found(format!("no referral {id} on this node")))?;
+        let (stored, _) = self.held(id).await?;
         let referral = &stored.referral;
         let (side, author, other) = match stored.direction {
             Direction::Outbound => (Side::Sender, &referral.sender, &referral.recipient),
@@ -650,7 +717,7 @@ impl Agency for AgencyService {
             );
         }
         for disclosure in &prepared {
-            self.commit(disclosure).await?;
+            self.commit(disclosure, None).await?;
         }
         tracing::info!(consultation_id = %details.id, partners = prepared.len(), "consultation fanned out");
         self.consultation(details.id).await.map(Response::new)
@@ -689,12 +756,7 @@ impl Agency for AgencyService {
         let r = request.into_inner();
         let id = Uuid::parse_str(&r.referral_id)
             .map_err(|_| Status::invalid_argument("referral_id: is not a UUID"))?;
-        let (stored, _) = self
-            .store
-            .referral(id)
-            .await
-            .map_err(|e| store_status(&e))?
-            .ok_or_else(|| Status::not_found(format!("no referral {id} on this node")))?;
+        let (stored, _) = self.held(id).await?;
         if stored.direction != Direction::Inbound {
             return Err(Status::failed_precondition(
                 "only a referral this team received can be forwarded",
@@ -782,7 +844,7 @@ impl Agency for AgencyService {
             });
         }
         if !r.dry_run {
-            self.commit(&disclosure).await?;
+            self.commit(&disclosure, Some(original.id)).await?;
             // The original sender is told where its referral went.
             let state = self.trust.state();
             let update = StatusUpdate {

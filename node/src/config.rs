@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tatmx_certs::{FederationId, TeamId, TeamIdentity};
 
+use crate::retention::RetentionSettings;
 use crate::trust::{Discipline, LocalTeam, Peer, Role};
 
 /// The default limit on one decoded gRPC message.
@@ -68,6 +69,8 @@ pub struct Config {
     pub directory: DirectorySettings,
     /// How the outbox delivers.
     pub delivery: DeliverySettings,
+    /// How long received referrals are kept, per purpose.
+    pub retention: RetentionSettings,
     /// The agency's policy files, added to the default pack.
     pub policy_files: Vec<PathBuf>,
     /// The teams this node exchanges messages with.
@@ -205,6 +208,7 @@ impl Config {
             raw.agency_api.max_message_bytes,
         );
         let delivery = p.delivery(&raw.delivery);
+        let retention = p.retention(&raw.retention);
         let max_age = p.parse(
             "directory.max_age",
             raw.directory.max_age.as_deref().unwrap_or("7d"),
@@ -294,6 +298,7 @@ impl Config {
             Some(listen),
             Some(handshake_timeout),
             Some(delivery),
+            Some(retention),
             Some(max_age),
             Some(refresh_interval),
         ) = (
@@ -304,6 +309,7 @@ impl Config {
             listen,
             handshake_timeout,
             delivery,
+            retention,
             max_age,
             refresh_interval,
         )
@@ -364,6 +370,7 @@ impl Config {
                 max_message_bytes: agency_max.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             },
             delivery,
+            retention,
             peers,
         })
     }
@@ -446,6 +453,34 @@ impl Problems {
     }
 }
 
+impl Problems {
+    fn retention(&mut self, raw: &RawRetention) -> Option<RetentionSettings> {
+        let defaults = RetentionSettings::default();
+        let mut pick = |key: &str, value: &Option<String>, default: Duration| match value {
+            Some(v) => self.parse(&format!("retention.{key}"), v, parse_duration),
+            None => Some(default),
+        };
+        Some(RetentionSettings {
+            threat_assessment: pick(
+                "threat-assessment",
+                &raw.threat_assessment,
+                defaults.threat_assessment,
+            )?,
+            threat_management: pick(
+                "threat-management",
+                &raw.threat_management,
+                defaults.threat_management,
+            )?,
+            consultation: pick("consultation", &raw.consultation, defaults.consultation)?,
+            sweep_interval: pick(
+                "sweep_interval",
+                &raw.sweep_interval,
+                defaults.sweep_interval,
+            )?,
+        })
+    }
+}
+
 fn parse_role(s: &str) -> Result<Role, String> {
     match s {
         "core" => Ok(Role::Core),
@@ -508,6 +543,8 @@ struct RawConfig {
     directory: RawDirectory,
     #[serde(default)]
     delivery: RawDelivery,
+    #[serde(default)]
+    retention: RawRetention,
     #[serde(default)]
     peers: Vec<RawPeer>,
 }
@@ -587,6 +624,17 @@ struct RawDelivery {
     request_timeout: Option<String>,
     connect_timeout: Option<String>,
     max_age: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    #[serde(rename = "threat-assessment")]
+    threat_assessment: Option<String>,
+    #[serde(rename = "threat-management")]
+    threat_management: Option<String>,
+    consultation: Option<String>,
+    sweep_interval: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -18,6 +18,9 @@ use crate::referral::{
     ReporterIdentity, StatusUpdate, SubjectContact, SubjectIdentity, SubstanceUse, ThirdParty,
     ThreatDetails, Withheld,
 };
+use crate::retraction::{
+    Copy, PurgeCause, Retraction, RetractionAck, RetractionCause, RetractionProgress, Tombstone,
+};
 use crate::trust::{Discipline, Role};
 
 /// A wire message could not become a domain value.
@@ -846,6 +849,138 @@ pub fn consent_from_proto(
             None => OffsetDateTime::now_utc(),
         },
     })
+}
+
+// ---- retraction ----
+
+/// Domain retraction to wire.
+pub fn retraction_to_proto(r: &Retraction) -> pb::Retraction {
+    pb::Retraction {
+        id: r.id.to_string(),
+        retraction_id: r.retraction_id.to_string(),
+        referral_id: r.referral_id.to_string(),
+        author: r.author.uri(),
+        cause: match r.cause {
+            RetractionCause::ConsentRevoked => pb::RetractionCause::ConsentRevoked,
+        }
+        .into(),
+        at: Some(timestamp_to_proto(r.at)),
+    }
+}
+
+/// Wire retraction to domain; an unknown cause is refused.
+pub fn retraction_from_proto(r: pb::Retraction) -> Result<Retraction, ConversionError> {
+    Ok(Retraction {
+        id: message_id_from_proto(&r.id, "retraction.id")?,
+        retraction_id: message_id_from_proto(&r.retraction_id, "retraction.retraction_id")?,
+        referral_id: message_id_from_proto(&r.referral_id, "retraction.referral_id")?,
+        author: identity_from_proto(&r.author, "retraction.author")?,
+        cause: match pb::RetractionCause::try_from(r.cause) {
+            Ok(pb::RetractionCause::ConsentRevoked) => RetractionCause::ConsentRevoked,
+            _ => return Err(invalid("retraction.cause", "is not a known cause")),
+        },
+        at: timestamp_from_proto(r.at, "retraction.at")?,
+    })
+}
+
+fn copy_to_proto(c: &Copy) -> pb::RetractionTarget {
+    pb::RetractionTarget {
+        team: c.team.uri(),
+        referral_id: c.referral_id.to_string(),
+    }
+}
+
+fn copy_from_proto(c: Option<pb::RetractionTarget>, field: &str) -> Result<Copy, ConversionError> {
+    let c = c.ok_or_else(|| invalid(field, "is required"))?;
+    Ok(Copy {
+        team: identity_from_proto(&c.team, &format!("{field}.team"))?,
+        referral_id: message_id_from_proto(&c.referral_id, &format!("{field}.referral_id"))?,
+    })
+}
+
+/// Domain acknowledgement to wire.
+pub fn retraction_ack_to_proto(a: &RetractionAck) -> pb::RetractionAck {
+    pb::RetractionAck {
+        id: a.id.to_string(),
+        retraction_id: a.retraction_id.to_string(),
+        purged: Some(copy_to_proto(&a.purged)),
+        held: a.held,
+        purged_at: Some(timestamp_to_proto(a.purged_at)),
+        downstream: a.downstream.iter().map(copy_to_proto).collect(),
+        author: a.author.uri(),
+    }
+}
+
+/// Wire acknowledgement to domain.
+pub fn retraction_ack_from_proto(a: pb::RetractionAck) -> Result<RetractionAck, ConversionError> {
+    Ok(RetractionAck {
+        id: message_id_from_proto(&a.id, "ack.id")?,
+        retraction_id: message_id_from_proto(&a.retraction_id, "ack.retraction_id")?,
+        purged: copy_from_proto(a.purged, "ack.purged")?,
+        held: a.held,
+        purged_at: timestamp_from_proto(a.purged_at, "ack.purged_at")?,
+        downstream: a
+            .downstream
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| copy_from_proto(Some(c), &format!("ack.downstream[{i}]")))
+            .collect::<Result<_, _>>()?,
+        author: identity_from_proto(&a.author, "ack.author")?,
+    })
+}
+
+/// How far a retraction has got, for staff.
+pub fn retraction_progress_to_proto(p: &RetractionProgress) -> pb::RetractionProgress {
+    pb::RetractionProgress {
+        retraction_id: p.id.to_string(),
+        consent_id: p.consent_id.to_string(),
+        started_at: Some(timestamp_to_proto(p.started_at)),
+        targets: p
+            .targets
+            .iter()
+            .map(|t| pb::RetractionTargetProgress {
+                target: Some(copy_to_proto(&t.copy)),
+                reported_by: t.reported_by.clone(),
+                acknowledged: t.acknowledged_at.is_some(),
+                held: t.held,
+                purged_at: t.purged_at.map(timestamp_to_proto),
+            })
+            .collect(),
+        complete: p.complete(),
+    }
+}
+
+/// A tombstone, for staff and counsel.
+pub fn tombstone_to_proto(t: &Tombstone) -> pb::Tombstone {
+    pb::Tombstone {
+        referral_id: t.referral_id.to_string(),
+        direction: if t.inbound {
+            pb::Direction::Inbound
+        } else {
+            pb::Direction::Outbound
+        }
+        .into(),
+        sender: t.sender.clone(),
+        recipient: t.recipient.clone(),
+        purpose: t
+            .purpose
+            .map(purpose_to_proto)
+            .unwrap_or(pb::Purpose::Unspecified)
+            .into(),
+        categories: t
+            .categories
+            .iter()
+            .map(|c| category_to_proto(*c).into())
+            .collect(),
+        recorded_at: Some(timestamp_to_proto(t.recorded_at)),
+        purged_at: Some(timestamp_to_proto(t.purged_at)),
+        cause: match t.cause {
+            PurgeCause::ConsentRevoked => pb::PurgeCause::ConsentRevoked,
+            PurgeCause::Retention => pb::PurgeCause::Retention,
+        }
+        .into(),
+        retraction_id: t.retraction_id.map(|r| r.to_string()).unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::filter;
 use crate::outbox::Outbox;
 use crate::policy::{Exchange, Policy};
 use crate::referral::{ReferralStatus, StatusUpdate};
+use crate::retention::RetentionSettings;
 use crate::store::{Inbound, Store, StoreError};
 use crate::tls::PeerCertificate;
 use crate::trust::{Trust, TrustError, VerifiedPeer};
@@ -34,16 +35,32 @@ pub struct FederationService {
     outbox: Outbox,
     /// Decides what this node may hold.
     policy: Arc<Policy>,
+    /// How long what it holds is kept.
+    retention: RetentionSettings,
 }
 
 impl FederationService {
     /// Builds the service over the node's shared state.
-    pub fn new(trust: Trust, store: Store, outbox: Outbox, policy: Arc<Policy>) -> Self {
+    pub fn new(
+        trust: Trust,
+        store: Store,
+        outbox: Outbox,
+        policy: Arc<Policy>,
+        retention: RetentionSettings,
+    ) -> Self {
         Self {
             trust,
             store,
             outbox,
             policy,
+            retention,
+        }
+    }
+
+    /// Wakes delivery to every peer that has new messages.
+    fn notify_all(&self, peers: &[tatmx_certs::TeamIdentity]) {
+        for peer in peers {
+            self.outbox.notify(peer);
         }
     }
 
@@ -176,7 +193,14 @@ impl Federation for FederationService {
             withheld: Vec::new(),
             forwarded_to: None,
         };
-        match self.store.receive_referral(&referral, &ack).await {
+        let period = time::Duration::try_from(self.retention.period(referral.purpose))
+            .unwrap_or(time::Duration::MAX);
+        let retain_until = OffsetDateTime::now_utc().saturating_add(period);
+        match self
+            .store
+            .receive_referral(&referral, &ack, retain_until)
+            .await
+        {
             Ok(Inbound::Stored) => {
                 let categories: Vec<&str> =
                     referral.categories().iter().map(|c| c.as_str()).collect();
@@ -275,5 +299,105 @@ impl Federation for FederationService {
             .unwrap_or_default();
         tracing::debug!(peer = %peer.identity(), %federation, "directory requested");
         Ok(Response::new(pb::GetDirectoryResponse { document }))
+    }
+
+    async fn retract(
+        &self,
+        request: Request<pb::RetractRequest>,
+    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
+        let peer = self.caller(&request, "Retract")?;
+        let wire = request
+            .into_inner()
+            .retraction
+            .ok_or_else(|| Status::invalid_argument("retraction: is required"))?;
+        let retraction = convert::retraction_from_proto(wire)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if &retraction.author != peer.identity() {
+            return Err(Status::permission_denied(format!(
+                "retraction.author {} is not the identity of your certificate, {}",
+                retraction.author,
+                peer.identity()
+            )));
+        }
+        let state = self.trust.state();
+        let Some(local) = state.own_identity_in(&peer.identity().federation) else {
+            return Err(Status::invalid_argument(format!(
+                "this node is not a member of {}",
+                peer.identity().federation
+            )));
+        };
+        let applied = self
+            .store
+            .receive_retraction(&retraction, peer.identity(), local)
+            .await
+            .map_err(|e| store_status(&e))?;
+        match applied.outcome {
+            Inbound::Stored => {
+                tracing::info!(
+                    retraction_id = %retraction.retraction_id,
+                    referral_id = %retraction.referral_id,
+                    from = %peer.identity(),
+                    onward = applied.notify.len().saturating_sub(1),
+                    "retraction applied; the referral is purged"
+                );
+                self.notify_all(&applied.notify);
+                Ok(Self::receipt(retraction.id, false))
+            }
+            Inbound::Duplicate => Ok(Self::receipt(retraction.id, true)),
+            Inbound::Conflict => Err(Status::already_exists(format!(
+                "message id {} was already received with different content",
+                retraction.id
+            ))),
+            Inbound::UnknownReferral => Err(Status::internal("unexpected store outcome")),
+        }
+    }
+
+    async fn acknowledge_retraction(
+        &self,
+        request: Request<pb::AcknowledgeRetractionRequest>,
+    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
+        let peer = self.caller(&request, "AcknowledgeRetraction")?;
+        let wire = request
+            .into_inner()
+            .ack
+            .ok_or_else(|| Status::invalid_argument("ack: is required"))?;
+        let ack = convert::retraction_ack_from_proto(wire)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if &ack.author != peer.identity() {
+            return Err(Status::permission_denied(format!(
+                "ack.author {} is not the identity of your certificate, {}",
+                ack.author,
+                peer.identity()
+            )));
+        }
+        let applied = self
+            .store
+            .receive_retraction_ack(&ack, peer.identity())
+            .await
+            .map_err(|e| store_status(&e))?;
+        match applied.outcome {
+            Inbound::Stored => {
+                tracing::info!(
+                    retraction_id = %ack.retraction_id,
+                    referral_id = %ack.purged.referral_id,
+                    holder = %ack.purged.team,
+                    from = %peer.identity(),
+                    held = ack.held,
+                    onward = ack.downstream.len(),
+                    "retraction acknowledged"
+                );
+                self.notify_all(&applied.notify);
+                Ok(Self::receipt(ack.id, false))
+            }
+            Inbound::Duplicate => Ok(Self::receipt(ack.id, true)),
+            Inbound::Conflict => Err(Status::already_exists(format!(
+                "message id {} was already received with different content",
+                ack.id
+            ))),
+            Inbound::UnknownReferral => Err(Status::not_found(format!(
+                "no copy {} under retraction {} was reported to this node by your team",
+                ack.purged.referral_id, ack.retraction_id
+            ))),
+        }
     }
 }

@@ -22,6 +22,9 @@
 //! - [`consent`]: consent records after FHIR Consent, and what they permit.
 //! - [`policy`]: the law as Cedar rules: may a category leave, may it be held.
 //! - [`filter`]: applies consent and policy to a referral, outbound and inbound.
+//! - [`vault`]: per-record data keys; purging deletes the key (crypto-shredding).
+//! - [`retraction`]: consent revoked, data pulled back hop by hop, purges and tombstones.
+//! - [`retention`]: how long a received referral is kept, and the job that purges it after.
 //! - [`store`]: SQLite, and the only module with SQL.
 //! - [`outbox`]: durable, ordered, retried delivery to each peer.
 //! - [`federation`]: the peer-facing gRPC service.
@@ -47,9 +50,12 @@ pub mod outbox;
 pub mod policy;
 pub mod referral;
 pub mod refresh;
+pub mod retention;
+pub mod retraction;
 pub mod store;
 pub mod tls;
 pub mod trust;
+pub mod vault;
 
 pub use category::DataCategory;
 pub use config::Config;

@@ -230,6 +230,11 @@ pub async fn start_with_listener(
         config.delivery.clone(),
         shutdown.clone(),
     )));
+    tasks.push(tokio::spawn(crate::retention::run(
+        store.clone(),
+        config.retention.clone(),
+        shutdown.clone(),
+    )));
 
     let tcp = match listener {
         Some(listener) => listener
@@ -264,6 +269,7 @@ pub async fn start_with_listener(
         store.clone(),
         outbox.clone(),
         policy.clone(),
+        config.retention.clone(),
     ))
     .max_decoding_message_size(config.federation.max_message_bytes);
     let incoming = crate::tls::accept(

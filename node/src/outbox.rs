@@ -319,6 +319,21 @@ impl PeerWorker {
                     })
                     .await
             }
+            MessageKind::Retraction => {
+                let retraction =
+                    pb::Retraction::decode(message.body.as_slice()).map_err(corrupt)?;
+                client
+                    .retract(pb::RetractRequest {
+                        retraction: Some(retraction),
+                    })
+                    .await
+            }
+            MessageKind::RetractionAck => {
+                let ack = pb::RetractionAck::decode(message.body.as_slice()).map_err(corrupt)?;
+                client
+                    .acknowledge_retraction(pb::AcknowledgeRetractionRequest { ack: Some(ack) })
+                    .await
+            }
         }
         .map_err(classify)?
         .into_inner();

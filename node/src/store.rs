@@ -4,7 +4,10 @@
 //! a crash leaves either all of it or none of it. SQLite runs in WAL mode with
 //! `synchronous=FULL`: an acknowledgement to a peer promises the message is on disk, so every
 //! commit is fsynced before the call returns. Case data is stored as the canonical protobuf
-//! encoding of the referral, with a few plain columns beside it for listing.
+//! encoding of the referral, with a few plain columns beside it for listing. A received
+//! referral's body, and anything made from it, is sealed under that referral's own data key
+//! ([`crate::vault`]); purging deletes the key. `secure_delete` is on, and the WAL is
+//! checkpointed after every purge, so purged bytes do not linger in free pages or old frames.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -24,7 +27,13 @@ use crate::consent::Consent;
 use crate::convert;
 use crate::filter::{FieldDecision, Outcome};
 use crate::lifecycle::{self, Side, TransitionError};
-use crate::referral::{AssessmentOutcome, Referral, ReferralStatus, StatusUpdate};
+use crate::referral::{
+    AssessmentOutcome, LegalBasis, Purpose, Referral, ReferralStatus, StatusUpdate,
+};
+use crate::retraction::{
+    Copy, PurgeCause, Retraction, RetractionAck, RetractionProgress, TargetProgress, Tombstone,
+};
+use crate::vault;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +54,9 @@ pub enum StoreError {
         /// What could not be read.
         problem: String,
     },
+    /// A data key could not be made, or a sealed body failed to open.
+    #[error("sealing: {0}")]
+    Vault(#[from] vault::VaultError),
 }
 
 impl StoreError {
@@ -80,6 +92,10 @@ pub enum MessageKind {
     Referral,
     /// A status update, for `Federation.UpdateStatus`.
     StatusUpdate,
+    /// A request to purge, for `Federation.Retract`.
+    Retraction,
+    /// A purge report, for `Federation.AcknowledgeRetraction`.
+    RetractionAck,
 }
 
 impl MessageKind {
@@ -87,6 +103,8 @@ impl MessageKind {
         match self {
             Self::Referral => "referral",
             Self::StatusUpdate => "status-update",
+            Self::Retraction => "retraction",
+            Self::RetractionAck => "retraction-ack",
         }
     }
 
@@ -94,6 +112,8 @@ impl MessageKind {
         match s {
             "referral" => Some(Self::Referral),
             "status-update" => Some(Self::StatusUpdate),
+            "retraction" => Some(Self::Retraction),
+            "retraction-ack" => Some(Self::RetractionAck),
             _ => None,
         }
     }
@@ -108,6 +128,8 @@ pub enum DeliveryState {
     Delivered,
     /// Undelivered past the maximum age, or refused by the peer for good; waits for an admin.
     Dead,
+    /// Never to be sent: the data it carried was retracted or purged first.
+    Cancelled,
 }
 
 impl DeliveryState {
@@ -116,6 +138,7 @@ impl DeliveryState {
             "pending" => Some(Self::Pending),
             "delivered" => Some(Self::Delivered),
             "dead" => Some(Self::Dead),
+            "cancelled" => Some(Self::Cancelled),
             _ => None,
         }
     }
@@ -180,6 +203,8 @@ pub struct StoredReferral {
     pub status: ReferralStatus,
     /// When this node stored it.
     pub recorded_at: OffsetDateTime,
+    /// For a received referral: when retention purges it.
+    pub retain_until: Option<OffsetDateTime>,
 }
 
 /// One step of a referral's timeline.
@@ -210,6 +235,23 @@ pub enum Inbound {
     Conflict,
     /// A status update for a referral this node never sent to that peer; nothing changed.
     UnknownReferral,
+}
+
+/// What a received retraction or acknowledgement did, and which peers have new messages.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Stored, a duplicate, a conflict, or about nothing this caller may touch.
+    pub outcome: Inbound,
+    /// Peers with newly queued messages, to wake their delivery.
+    pub notify: Vec<TeamIdentity>,
+}
+
+/// A data key and the row it seals, for one write.
+struct Sealing {
+    /// The key's id: the received referral it was made for.
+    key_id: String,
+    /// The key.
+    key: Vec<u8>,
 }
 
 /// The node's database.
@@ -256,6 +298,8 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted content is overwritten, so a purged data key leaves no bytes behind.
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -271,15 +315,21 @@ impl Store {
     }
 
     /// Stores a referral this node is sending (exactly what leaves) with the filter's decisions,
-    /// and queues it for delivery, atomically.
+    /// and queues it for delivery, atomically. A forward names the received referral it was
+    /// made from, and is sealed under that referral's data key, so purging one purges both.
     pub async fn submit_referral(
         &self,
         referral: &Referral,
         decisions: &[FieldDecision],
+        forwarded_from: Option<Uuid>,
     ) -> Result<(), StoreError> {
         let body = encode_referral(referral);
         let now = OffsetDateTime::now_utc();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let sealing = match forwarded_from {
+            Some(source) => sealing_of(&mut tx, source).await?,
+            None => None,
+        };
         insert_referral(
             &mut tx,
             referral,
@@ -287,6 +337,11 @@ impl Store {
             ReferralStatus::Sent,
             &body,
             now,
+            &RowExtras {
+                sealing: sealing.as_ref(),
+                forwarded_from,
+                retain_until: None,
+            },
         )
         .await?;
         sqlx::query("UPDATE referrals SET decisions = ? WHERE id = ?")
@@ -310,18 +365,21 @@ impl Store {
             &referral.recipient,
             &body,
             now,
+            sealing.as_ref(),
         )
         .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Stores a referral delivered by its sender and queues the `received` acknowledgement
-    /// back to the sender, atomically. A redelivery changes nothing.
+    /// Stores a referral delivered by its sender, sealed under a new data key and kept until
+    /// `retain_until`, and queues the `received` acknowledgement back to the sender,
+    /// atomically. A redelivery changes nothing, even after the referral was purged.
     pub async fn receive_referral(
         &self,
         referral: &Referral,
         ack: &StatusUpdate,
+        retain_until: OffsetDateTime,
     ) -> Result<Inbound, StoreError> {
         let body = encode_referral(referral);
         let digest = digest(&body);
@@ -339,6 +397,16 @@ impl Store {
             now,
         )
         .await?;
+        let sealing = Sealing {
+            key_id: referral.id.to_string(),
+            key: vault::new_key()?,
+        };
+        sqlx::query("INSERT INTO data_keys (id, key, created_at) VALUES (?, ?, ?)")
+            .bind(&sealing.key_id)
+            .bind(&sealing.key)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
         insert_referral(
             &mut tx,
             referral,
@@ -346,6 +414,11 @@ impl Store {
             ReferralStatus::Received,
             &body,
             now,
+            &RowExtras {
+                sealing: Some(&sealing),
+                forwarded_from: None,
+                retain_until: Some(retain_until),
+            },
         )
         .await?;
         insert_event(
@@ -365,6 +438,7 @@ impl Store {
             &referral.sender,
             &ack_body,
             now,
+            None,
         )
         .await?;
         tx.commit().await?;
@@ -471,6 +545,7 @@ impl Store {
             other_party,
             &body,
             OffsetDateTime::now_utc(),
+            None,
         )
         .await?;
         tx.commit().await?;
@@ -479,10 +554,10 @@ impl Store {
 
     /// Received referrals, newest first.
     pub async fn inbox(&self, limit: u32) -> Result<Vec<StoredReferral>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, direction, status, recorded_at, body FROM referrals
-             WHERE direction = 'inbound' ORDER BY recorded_at DESC, id DESC LIMIT ?",
-        )
+        let rows = sqlx::query(&format!(
+            "{REFERRAL_COLUMNS} WHERE r.direction = 'inbound'
+             ORDER BY r.recorded_at DESC, r.id DESC LIMIT ?"
+        ))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -494,12 +569,10 @@ impl Store {
         &self,
         id: Uuid,
     ) -> Result<Option<(StoredReferral, Vec<StatusEvent>)>, StoreError> {
-        let Some(row) = sqlx::query(
-            "SELECT id, direction, status, recorded_at, body, decisions FROM referrals WHERE id = ?",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
+        let Some(row) = sqlx::query(&format!("{REFERRAL_COLUMNS} WHERE r.id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
         else {
             return Ok(None);
         };
@@ -566,10 +639,14 @@ impl Store {
         &self,
         peer: &TeamIdentity,
     ) -> Result<Option<DueMessage>, StoreError> {
+        // A sealed message whose key was purged is cancelled in the same transaction as the
+        // purge; the join's condition only keeps a race from ever sending it.
         let row = sqlx::query(
-            "SELECT seq, message_id, kind, body, attempts, next_attempt_at,
-                    COALESCE(retried_at, created_at) AS age_from FROM outbox
-             WHERE peer = ? AND state = 'pending' ORDER BY seq LIMIT 1",
+            "SELECT o.seq, o.message_id, o.kind, o.body, o.attempts, o.next_attempt_at,
+                    COALESCE(o.retried_at, o.created_at) AS age_from, k.key AS sealing_key
+             FROM outbox o LEFT JOIN data_keys k ON k.id = o.data_key
+             WHERE o.peer = ? AND o.state = 'pending' AND (o.data_key IS NULL OR k.key IS NOT NULL)
+             ORDER BY o.seq LIMIT 1",
         )
         .bind(peer.uri())
         .fetch_optional(&self.pool)
@@ -583,11 +660,16 @@ impl Store {
         };
         let message_id: String = row.try_get("message_id")?;
         let kind: String = row.try_get("kind")?;
+        let body: Vec<u8> = row.try_get("body")?;
+        let body = match row.try_get::<Option<Vec<u8>>, _>("sealing_key")? {
+            Some(key) => vault::open(&key, &format!("outbox/{message_id}"), &body)?,
+            None => body,
+        };
         Ok(Some(DueMessage {
             seq,
             message_id: Uuid::parse_str(&message_id).map_err(|_| corrupt("message id"))?,
             kind: MessageKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
-            body: row.try_get("body")?,
+            body,
             attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
             next_attempt_at: from_ms(row.try_get("next_attempt_at")?),
             age_from: from_ms(row.try_get("age_from")?),
@@ -801,6 +883,39 @@ async fn record_received(
     Ok(())
 }
 
+/// The columns of a referral row beyond the referral itself.
+struct RowExtras<'a> {
+    /// Seal the body under this key.
+    sealing: Option<&'a Sealing>,
+    /// For a forward: the received referral it was made from.
+    forwarded_from: Option<Uuid>,
+    /// For a received referral: when retention purges it.
+    retain_until: Option<OffsetDateTime>,
+}
+
+/// Every referral column a [`StoredReferral`] needs, with the data key that opens its body.
+const REFERRAL_COLUMNS: &str = "SELECT r.id, r.direction, r.status, r.recorded_at, r.body,
+        r.decisions, r.data_key, r.retain_until, k.key AS sealing_key
+    FROM referrals r LEFT JOIN data_keys k ON k.id = r.data_key";
+
+/// The data key a received referral's body is sealed under, for sealing what is made from it.
+async fn sealing_of(tx: &mut Tx<'_>, referral_id: Uuid) -> Result<Option<Sealing>, StoreError> {
+    let row = sqlx::query(
+        "SELECT k.id, k.key FROM referrals r JOIN data_keys k ON k.id = r.data_key
+         WHERE r.id = ?",
+    )
+    .bind(referral_id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|row| {
+        Ok(Sealing {
+            key_id: row.try_get("id")?,
+            key: row.try_get("key")?,
+        })
+    })
+    .transpose()
+}
+
 async fn insert_referral(
     tx: &mut Tx<'_>,
     referral: &Referral,
@@ -808,24 +923,41 @@ async fn insert_referral(
     status: ReferralStatus,
     body: &[u8],
     now: OffsetDateTime,
+    extras: &RowExtras<'_>,
 ) -> Result<(), StoreError> {
+    let id = referral.id.to_string();
+    let stored_body = match extras.sealing {
+        Some(sealing) => vault::seal(&sealing.key, &format!("referrals/{id}"), body)?,
+        None => body.to_vec(),
+    };
+    // Only a disclosure made on the basis of consent is retracted when the consent is revoked;
+    // one made under a legal exception stands on its own.
+    let consent_ref = referral
+        .consent_ref
+        .as_deref()
+        .filter(|_| referral.legal_basis == LegalBasis::Consent);
     sqlx::query(
         "INSERT INTO referrals (id, direction, sender, recipient, created_at, recorded_at,
-                                purpose, status, categories, digest, body, consultation_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                purpose, status, categories, digest, body, consultation_id,
+                                data_key, consent_ref, forwarded_from, retain_until)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(referral.id.to_string())
+    .bind(&id)
     .bind(direction.as_str())
     .bind(referral.sender.uri())
     .bind(referral.recipient.uri())
     .bind(ms(referral.created_at))
     .bind(ms(now))
-    .bind(format!("{:?}", referral.purpose))
+    .bind(purpose_name(referral.purpose))
     .bind(status.as_str())
     .bind(categories_text(referral))
     .bind(digest(body))
-    .bind(body)
+    .bind(stored_body)
     .bind(referral.consultation.as_ref().map(|c| c.id.to_string()))
+    .bind(extras.sealing.map(|s| s.key_id.as_str()))
+    .bind(consent_ref)
+    .bind(extras.forwarded_from.map(|f| f.to_string()))
+    .bind(extras.retain_until.map(ms))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -848,6 +980,7 @@ async fn insert_event(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them
 async fn enqueue(
     tx: &mut Tx<'_>,
     message_id: Uuid,
@@ -856,19 +989,25 @@ async fn enqueue(
     peer: &TeamIdentity,
     body: &[u8],
     now: OffsetDateTime,
+    sealing: Option<&Sealing>,
 ) -> Result<(), StoreError> {
+    let stored_body = match sealing {
+        Some(sealing) => vault::seal(&sealing.key, &format!("outbox/{message_id}"), body)?,
+        None => body.to_vec(),
+    };
     sqlx::query(
         "INSERT INTO outbox (message_id, kind, referral_id, peer, body, state, created_at,
-                             next_attempt_at)
-         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                             next_attempt_at, data_key)
+         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
     )
     .bind(message_id.to_string())
     .bind(kind.as_str())
     .bind(referral_id.to_string())
     .bind(peer.uri())
-    .bind(body)
+    .bind(stored_body)
     .bind(ms(now))
     .bind(ms(now))
+    .bind(sealing.map(|s| s.key_id.as_str()))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -882,6 +1021,14 @@ fn stored_referral(row: &sqlx::sqlite::SqliteRow) -> Result<StoredReferral, Stor
         problem,
     };
     let body: Vec<u8> = row.try_get("body")?;
+    let body = match row.try_get::<Option<String>, _>("data_key")? {
+        Some(_) => {
+            let key: Option<Vec<u8>> = row.try_get("sealing_key")?;
+            let key = key.ok_or_else(|| corrupt("its data key is gone".into()))?;
+            vault::open(&key, &format!("referrals/{id}"), &body)?
+        }
+        None => body,
+    };
     let wire = pb::Referral::decode(body.as_slice()).map_err(|e| corrupt(e.to_string()))?;
     let referral = convert::referral_from_proto(wire).map_err(|e| corrupt(e.to_string()))?;
     let direction = match row.try_get::<String, _>("direction")?.as_str() {
@@ -890,17 +1037,15 @@ fn stored_referral(row: &sqlx::sqlite::SqliteRow) -> Result<StoredReferral, Stor
         _ => return Err(corrupt("unknown direction".into())),
     };
     let status: String = row.try_get("status")?;
-    let decisions = match row.try_get::<String, _>("decisions") {
-        Ok(json) => decisions_from_json(&json).map_err(|e| corrupt(e.to_string()))?,
-        // Listings do not select the column.
-        Err(_) => Vec::new(),
-    };
+    let decisions = decisions_from_json(&row.try_get::<String, _>("decisions")?)
+        .map_err(|e| corrupt(e.to_string()))?;
     Ok(StoredReferral {
         decisions,
         referral,
         direction,
         status: ReferralStatus::parse(&status).ok_or_else(|| corrupt("unknown status".into()))?,
         recorded_at: from_ms(row.try_get("recorded_at")?),
+        retain_until: row.try_get::<Option<i64>, _>("retain_until")?.map(from_ms),
     })
 }
 
@@ -1347,20 +1492,586 @@ impl Store {
         .collect()
     }
 
-    /// Revokes a consent, once; returns it, or `None` if there is no such consent.
+    /// Revokes a consent, once, and starts its retraction in the same transaction: every
+    /// referral sent on the basis of that consent that is still undelivered is cancelled, and
+    /// each recipient is sent a [`Retraction`] (even of a cancelled one, which may have been in
+    /// flight). Returns the consent and the peers with new messages, or `None` if there is no
+    /// such consent. Revoking again changes nothing; the first retraction goes on.
     pub async fn revoke_consent(
         &self,
         id: Uuid,
         at: OffsetDateTime,
         federation: &tatmx_certs::FederationId,
-    ) -> Result<Option<Consent>, StoreError> {
-        sqlx::query("UPDATE consents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(ms(at))
+    ) -> Result<Option<(Consent, Vec<TeamIdentity>)>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let revoked =
+            sqlx::query("UPDATE consents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(ms(at))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        let mut notify = Vec::new();
+        if revoked == 1 {
+            let retraction_id = Uuid::now_v7();
+            sqlx::query("INSERT INTO retractions (id, consent_id, started_at) VALUES (?, ?, ?)")
+                .bind(retraction_id.to_string())
+                .bind(id.to_string())
+                .bind(ms(at))
+                .execute(&mut *tx)
+                .await?;
+            let shared = sqlx::query(
+                "SELECT id, sender, recipient FROM referrals
+                 WHERE direction = 'outbound' AND consent_ref = ? ORDER BY recorded_at",
+            )
             .bind(id.to_string())
-            .execute(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
-        self.consent(id, federation).await
+            for row in shared {
+                let copy = copy_of(&row, "recipient")?;
+                let sender = identity_column(&row, "sender")?;
+                sqlx::query(
+                    "UPDATE outbox SET state = 'cancelled'
+                     WHERE message_id = ? AND kind = 'referral' AND state IN ('pending', 'dead')",
+                )
+                .bind(copy.referral_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                let retraction = Retraction {
+                    id: Uuid::now_v7(),
+                    retraction_id,
+                    referral_id: copy.referral_id,
+                    author: sender,
+                    cause: crate::retraction::RetractionCause::ConsentRevoked,
+                    at,
+                };
+                retract_copy(&mut tx, &retraction, &copy.team).await?;
+                notify.push(copy.team);
+            }
+        }
+        tx.commit().await?;
+        let consent = self.consent(id, federation).await?;
+        Ok(consent.map(|consent| (consent, notify)))
     }
+
+    /// How far the retraction that followed a consent's revocation has got.
+    pub async fn retraction_progress(
+        &self,
+        consent_id: Uuid,
+    ) -> Result<Option<RetractionProgress>, StoreError> {
+        let Some(row) = sqlx::query("SELECT id, started_at FROM retractions WHERE consent_id = ?")
+            .bind(consent_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let id: String = row.try_get("id")?;
+        let corrupt = |problem: &str| StoreError::Corrupt {
+            table: "retractions",
+            id: id.clone(),
+            problem: problem.to_owned(),
+        };
+        let targets = sqlx::query(
+            "SELECT referral_id, team, reported_by, acknowledged_at, held, purged_at
+             FROM retraction_targets WHERE retraction_id = ? ORDER BY rowid",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(TargetProgress {
+                copy: copy_of(row, "team")?,
+                reported_by: row.try_get("reported_by")?,
+                acknowledged_at: row
+                    .try_get::<Option<i64>, _>("acknowledged_at")?
+                    .map(from_ms),
+                held: row.try_get::<Option<i64>, _>("held")?.unwrap_or(0) != 0,
+                purged_at: row.try_get::<Option<i64>, _>("purged_at")?.map(from_ms),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(RetractionProgress {
+            id: Uuid::parse_str(&id).map_err(|_| corrupt("id"))?,
+            consent_id,
+            started_at: from_ms(row.try_get("started_at")?),
+            targets,
+        }))
+    }
+
+    /// Applies a retraction from the sender of a referral this node received: purges the
+    /// referral and every forward made from it, keeps tombstones, retracts those forwards
+    /// from their recipients, and queues the acknowledgement to `from`, all in one
+    /// transaction. A retraction of something this node does not hold from `from` is
+    /// acknowledged as not held, so a retraction that raced its referral still completes.
+    pub async fn receive_retraction(
+        &self,
+        retraction: &Retraction,
+        from: &TeamIdentity,
+        local: &TeamIdentity,
+    ) -> Result<Applied, StoreError> {
+        let body = convert::retraction_to_proto(retraction).encode_to_vec();
+        let digest = digest(&body);
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(outcome) = check_replay(&mut tx, retraction.id, &digest).await? {
+            return Ok(Applied {
+                outcome,
+                notify: Vec::new(),
+            });
+        }
+        record_received(
+            &mut tx,
+            retraction.id,
+            MessageKind::Retraction,
+            from,
+            &digest,
+            now,
+        )
+        .await?;
+        let held: Option<String> = sqlx::query_scalar(
+            "SELECT recipient FROM referrals WHERE id = ? AND direction = 'inbound' AND sender = ?",
+        )
+        .bind(retraction.referral_id.to_string())
+        .bind(from.uri())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut notify = Vec::new();
+        let mut downstream = Vec::new();
+        let purger = match &held {
+            Some(recipient) => {
+                TeamIdentity::parse_uri(recipient).map_err(|_| StoreError::Corrupt {
+                    table: "referrals",
+                    id: retraction.referral_id.to_string(),
+                    problem: "recipient".into(),
+                })?
+            }
+            None => local.clone(),
+        };
+        if held.is_some() {
+            let forwards = sqlx::query(
+                "SELECT id, sender, recipient FROM referrals
+                 WHERE direction = 'outbound' AND forwarded_from = ?",
+            )
+            .bind(retraction.referral_id.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut purged = vec![retraction.referral_id];
+            sqlx::query(
+                "INSERT OR IGNORE INTO retractions (id, started_at, upstream_peer, upstream_author)
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(retraction.retraction_id.to_string())
+            .bind(ms(now))
+            .bind(from.uri())
+            .bind(purger.uri())
+            .execute(&mut *tx)
+            .await?;
+            for row in &forwards {
+                let copy = copy_of(row, "recipient")?;
+                let onward = Retraction {
+                    id: Uuid::now_v7(),
+                    retraction_id: retraction.retraction_id,
+                    referral_id: copy.referral_id,
+                    author: identity_column(row, "sender")?,
+                    cause: retraction.cause,
+                    at: now,
+                };
+                retract_copy(&mut tx, &onward, &copy.team).await?;
+                purged.push(copy.referral_id);
+                notify.push(copy.team.clone());
+                downstream.push(copy);
+            }
+            purge(
+                &mut tx,
+                &purged,
+                PurgeCause::ConsentRevoked,
+                Some(retraction.retraction_id),
+                now,
+            )
+            .await?;
+        }
+        let ack = RetractionAck {
+            id: Uuid::now_v7(),
+            retraction_id: retraction.retraction_id,
+            purged: Copy {
+                team: purger.clone(),
+                referral_id: retraction.referral_id,
+            },
+            held: held.is_some(),
+            purged_at: now,
+            downstream,
+            author: purger,
+        };
+        enqueue_ack(&mut tx, &ack, from, now).await?;
+        notify.push(from.clone());
+        tx.commit().await?;
+        self.checkpoint().await;
+        Ok(Applied {
+            outcome: Inbound::Stored,
+            notify,
+        })
+    }
+
+    /// Records a report that a copy was purged: from its holder, or relayed by the hop that
+    /// forwarded it. Copies the report names as forwarded on become targets too, and the
+    /// report is relayed upstream when this node is itself passing the retraction on.
+    pub async fn receive_retraction_ack(
+        &self,
+        ack: &RetractionAck,
+        from: &TeamIdentity,
+    ) -> Result<Applied, StoreError> {
+        let body = convert::retraction_ack_to_proto(ack).encode_to_vec();
+        let digest = digest(&body);
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(outcome) = check_replay(&mut tx, ack.id, &digest).await? {
+            return Ok(Applied {
+                outcome,
+                notify: Vec::new(),
+            });
+        }
+        // Only the holder of a copy, or the hop that reported it, may report on it.
+        let known: Option<String> = sqlx::query_scalar(
+            "SELECT team FROM retraction_targets
+             WHERE retraction_id = ? AND referral_id = ? AND team = ? AND (team = ? OR reported_by = ?)",
+        )
+        .bind(ack.retraction_id.to_string())
+        .bind(ack.purged.referral_id.to_string())
+        .bind(ack.purged.team.uri())
+        .bind(from.uri())
+        .bind(from.uri())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if known.is_none() {
+            return Ok(Applied {
+                outcome: Inbound::UnknownReferral,
+                notify: Vec::new(),
+            });
+        }
+        record_received(
+            &mut tx,
+            ack.id,
+            MessageKind::RetractionAck,
+            from,
+            &digest,
+            now,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE retraction_targets SET acknowledged_at = ?, held = ?, purged_at = ?
+             WHERE retraction_id = ? AND referral_id = ? AND acknowledged_at IS NULL",
+        )
+        .bind(ms(now))
+        .bind(i64::from(ack.held))
+        .bind(ms(ack.purged_at))
+        .bind(ack.retraction_id.to_string())
+        .bind(ack.purged.referral_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        for copy in &ack.downstream {
+            sqlx::query(
+                "INSERT OR IGNORE INTO retraction_targets
+                     (retraction_id, referral_id, team, reported_by) VALUES (?, ?, ?, ?)",
+            )
+            .bind(ack.retraction_id.to_string())
+            .bind(copy.referral_id.to_string())
+            .bind(copy.team.uri())
+            .bind(from.uri())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let upstream = sqlx::query(
+            "SELECT upstream_peer, upstream_author FROM retractions
+             WHERE id = ? AND upstream_peer IS NOT NULL",
+        )
+        .bind(ack.retraction_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut notify = Vec::new();
+        if let Some(row) = upstream {
+            let peer = identity_column(&row, "upstream_peer")?;
+            let relayed = RetractionAck {
+                id: Uuid::now_v7(),
+                author: identity_column(&row, "upstream_author")?,
+                ..ack.clone()
+            };
+            enqueue_ack(&mut tx, &relayed, &peer, now).await?;
+            notify.push(peer);
+        }
+        tx.commit().await?;
+        Ok(Applied {
+            outcome: Inbound::Stored,
+            notify,
+        })
+    }
+
+    /// Purges every received referral whose retention deadline is before `now`, with the
+    /// forwards made from it; returns how many referrals were purged.
+    pub async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let expired: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM referrals WHERE direction = 'inbound' AND retain_until <= ?
+             ORDER BY retain_until LIMIT 500",
+        )
+        .bind(ms(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::new();
+        for id in &expired {
+            let forwards: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM referrals WHERE direction = 'outbound' AND forwarded_from = ?",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for text in std::iter::once(id).chain(forwards.iter()) {
+                ids.push(Uuid::parse_str(text).map_err(|_| StoreError::Corrupt {
+                    table: "referrals",
+                    id: text.clone(),
+                    problem: "id".into(),
+                })?);
+            }
+        }
+        let count = purge(&mut tx, &ids, PurgeCause::Retention, None, now).await?;
+        tx.commit().await?;
+        self.checkpoint().await;
+        Ok(count)
+    }
+
+    /// The tombstone of one purged referral.
+    pub async fn tombstone(&self, referral_id: Uuid) -> Result<Option<Tombstone>, StoreError> {
+        sqlx::query(
+            "SELECT referral_id, direction, sender, recipient, purpose, categories, recorded_at,
+                    purged_at, cause, retraction_id
+             FROM tombstones WHERE referral_id = ?",
+        )
+        .bind(referral_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(tombstone_row)
+        .transpose()
+    }
+
+    /// Tombstones of purged referrals, newest first.
+    pub async fn tombstones(&self, limit: u32) -> Result<Vec<Tombstone>, StoreError> {
+        sqlx::query(
+            "SELECT referral_id, direction, sender, recipient, purpose, categories, recorded_at,
+                    purged_at, cause, retraction_id
+             FROM tombstones ORDER BY purged_at DESC, referral_id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(tombstone_row)
+        .collect()
+    }
+
+    /// Moves every committed page out of the WAL and truncates it, so the old frames of purged
+    /// rows leave the disk now rather than at some later automatic checkpoint. A reader holding
+    /// an old snapshot can make it partial; the next purge or close finishes it.
+    async fn checkpoint(&self) {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint after a purge failed");
+        }
+    }
+}
+
+/// Queues a retraction of `copy` to the team holding it, and tracks the copy as a target.
+async fn retract_copy(
+    tx: &mut Tx<'_>,
+    retraction: &Retraction,
+    holder: &TeamIdentity,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO retraction_targets (retraction_id, referral_id, team, reported_by)
+         VALUES (?, ?, ?, ?)",
+    )
+    .bind(retraction.retraction_id.to_string())
+    .bind(retraction.referral_id.to_string())
+    .bind(holder.uri())
+    .bind(retraction.author.uri())
+    .execute(&mut **tx)
+    .await?;
+    let body = convert::retraction_to_proto(retraction).encode_to_vec();
+    enqueue(
+        tx,
+        retraction.id,
+        MessageKind::Retraction,
+        retraction.referral_id,
+        holder,
+        &body,
+        retraction.at,
+        None,
+    )
+    .await
+}
+
+async fn enqueue_ack(
+    tx: &mut Tx<'_>,
+    ack: &RetractionAck,
+    to: &TeamIdentity,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let body = convert::retraction_ack_to_proto(ack).encode_to_vec();
+    enqueue(
+        tx,
+        ack.id,
+        MessageKind::RetractionAck,
+        ack.purged.referral_id,
+        to,
+        &body,
+        now,
+        None,
+    )
+    .await
+}
+
+/// Purges referrals: their data keys, rows, timelines and unsent messages go, and a tombstone
+/// stays. Bodies of messages already delivered are emptied too: the peer has them, and this
+/// node no longer needs them. Returns how many referrals were purged.
+async fn purge(
+    tx: &mut Tx<'_>,
+    ids: &[Uuid],
+    cause: PurgeCause,
+    retraction_id: Option<Uuid>,
+    now: OffsetDateTime,
+) -> Result<usize, StoreError> {
+    let mut count = 0;
+    for id in ids {
+        let id = id.to_string();
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO tombstones (referral_id, direction, sender, recipient, purpose,
+                                               categories, recorded_at, purged_at, cause,
+                                               retraction_id)
+             SELECT id, direction, sender, recipient, purpose, categories, recorded_at, ?, ?, ?
+             FROM referrals WHERE id = ?",
+        )
+        .bind(ms(now))
+        .bind(cause.as_str())
+        .bind(retraction_id.map(|r| r.to_string()))
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        let data_key: Option<Option<String>> =
+            sqlx::query_scalar("SELECT data_key FROM referrals WHERE id = ?")
+                .bind(&id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some(Some(key_id)) = data_key {
+            sqlx::query("DELETE FROM data_keys WHERE id = ?")
+                .bind(key_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE outbox SET state = 'cancelled'
+             WHERE referral_id = ? AND kind IN ('referral', 'status-update')
+               AND state IN ('pending', 'dead')",
+        )
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "UPDATE outbox SET body = x'' WHERE referral_id = ?
+               AND kind IN ('referral', 'status-update')",
+        )
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM status_events WHERE referral_id = ?")
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM referrals WHERE id = ?")
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+        count += usize::try_from(inserted).unwrap_or(0);
+    }
+    Ok(count)
+}
+
+fn identity_column(
+    row: &sqlx::sqlite::SqliteRow,
+    column: &'static str,
+) -> Result<TeamIdentity, StoreError> {
+    let text: String = row.try_get(column)?;
+    TeamIdentity::parse_uri(&text).map_err(|_| StoreError::Corrupt {
+        table: "retraction",
+        id: text.clone(),
+        problem: format!("{column} is not a team identity"),
+    })
+}
+
+/// A copy named by a row's `referral_id` (or `id`) and a team column.
+fn copy_of(row: &sqlx::sqlite::SqliteRow, team: &'static str) -> Result<Copy, StoreError> {
+    let id: String = row.try_get("referral_id").or_else(|_| row.try_get("id"))?;
+    Ok(Copy {
+        team: identity_column(row, team)?,
+        referral_id: Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt {
+            table: "retraction",
+            id: id.clone(),
+            problem: "referral id".into(),
+        })?,
+    })
+}
+
+fn tombstone_row(row: &sqlx::sqlite::SqliteRow) -> Result<Tombstone, StoreError> {
+    let id: String = row.try_get("referral_id")?;
+    let corrupt = |problem: &str| StoreError::Corrupt {
+        table: "tombstones",
+        id: id.clone(),
+        problem: problem.to_owned(),
+    };
+    let categories: String = row.try_get("categories")?;
+    let cause: String = row.try_get("cause")?;
+    Ok(Tombstone {
+        referral_id: Uuid::parse_str(&id).map_err(|_| corrupt("referral id"))?,
+        inbound: row.try_get::<String, _>("direction")? == "inbound",
+        sender: row.try_get("sender")?,
+        recipient: row.try_get("recipient")?,
+        purpose: purpose_from_name(&row.try_get::<String, _>("purpose")?),
+        categories: categories
+            .split(',')
+            .filter_map(DataCategory::parse)
+            .collect(),
+        recorded_at: from_ms(row.try_get("recorded_at")?),
+        purged_at: from_ms(row.try_get("purged_at")?),
+        cause: PurgeCause::parse(&cause).ok_or_else(|| corrupt("cause"))?,
+        retraction_id: row
+            .try_get::<Option<String>, _>("retraction_id")?
+            .and_then(|r| Uuid::parse_str(&r).ok()),
+    })
+}
+
+/// The stored name of a purpose; the form the first schema used.
+fn purpose_name(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::ThreatAssessment => "ThreatAssessment",
+        Purpose::ThreatManagement => "ThreatManagement",
+        Purpose::Consultation => "Consultation",
+    }
+}
+
+fn purpose_from_name(name: &str) -> Option<Purpose> {
+    [
+        Purpose::ThreatAssessment,
+        Purpose::ThreatManagement,
+        Purpose::Consultation,
+    ]
+    .into_iter()
+    .find(|p| purpose_name(*p) == name)
 }
 
 fn consent_row(

@@ -402,6 +402,41 @@ pub async fn inbox_len(team: &TeamSpec) -> usize {
         .len()
 }
 
+/// The bytes of `team`'s database file and its WAL, as a thief with the disk would read them.
+pub fn database_bytes(team: &TeamSpec) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for name in ["tatmx.db", "tatmx.db-wal"] {
+        if let Ok(b) = std::fs::read(team.dir.join("data").join(name)) {
+            bytes.extend(b);
+        }
+    }
+    bytes
+}
+
+/// Whether `needle` occurs anywhere in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The data key `team`'s node sealed a received referral under, read straight from its
+/// database file (read-only, beside the running node), or `None` once it is purged.
+pub async fn data_key(team: &TeamSpec, referral_id: &str) -> Option<Vec<u8>> {
+    use sqlx::ConnectOptions;
+    let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(team.dir.join("data").join("tatmx.db"))
+        .read_only(true)
+        .connect()
+        .await
+        .expect("open the node's database read-only");
+    let key: Option<Vec<u8>> = sqlx::query_scalar("SELECT key FROM data_keys WHERE id = ?")
+        .bind(referral_id)
+        .fetch_optional(&mut connection)
+        .await
+        .expect("read data_keys");
+    sqlx::Connection::close(connection).await.ok();
+    key
+}
+
 /// The loopback address of a team.
 pub fn addr(team: &TeamSpec) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], team.port))

@@ -1,0 +1,339 @@
+//! Consent revocation, retraction hop by hop with crypto-shredding, and retention purges.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
+
+use std::time::Duration;
+
+use tatmx_proto::v1 as pb;
+use tatmx_tests::*;
+
+const CANARY: &str = "CANARY-RETRACTED-5d1e";
+
+/// A draft shared on the basis of `consent`, with the canary in its narrative.
+fn consented_draft(recipient: &str, consent: &str) -> pb::NewReferral {
+    let mut draft = draft(recipient);
+    draft.legal_basis = pb::LegalBasis::Consent.into();
+    draft.justification.clear();
+    draft.consent_ref = consent.to_owned();
+    if let Some(content) = draft.content.as_mut() {
+        content.narrative = Some(pb::Narrative {
+            text: CANARY.into(),
+        });
+    }
+    draft
+}
+
+async fn permit(team: &TeamSpec, recipients: &[&TeamSpec]) -> String {
+    agency(team)
+        .await
+        .record_consent(pb::RecordConsentRequest {
+            consent: Some(pb::Consent {
+                subject: "CASE-RETRACT".into(),
+                grantor: pb::Grantor::Guardian.into(),
+                grantor_name: "A Guardian".into(),
+                provision: Some(pb::Provision {
+                    r#type: pb::ProvisionType::Permit.into(),
+                    recipient_teams: recipients.iter().map(|t| t.identity.uri()).collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+}
+
+async fn tombstones(team: &TeamSpec) -> Vec<pb::Tombstone> {
+    agency(team)
+        .await
+        .list_tombstones(pb::ListTombstonesRequest { limit: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .tombstones
+}
+
+/// Waits until neither `needles` is in `team`'s database file or WAL.
+async fn shredded(team: &TeamSpec, needles: &[&[u8]]) {
+    eventually(
+        Duration::from_secs(10),
+        "purged bytes to leave the disk",
+        || {
+            let bytes = database_bytes(team);
+            let gone = needles.iter().all(|n| !contains(&bytes, n));
+            async move { gone.then_some(()) }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_consent_is_retracted_from_both_hops_and_shredded() {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let state = fed.team("state-police-tat", "core", "law-enforcement");
+    fed.write_config(&school, &[&core], "");
+    fed.write_config(&core, &[&school, &state], "");
+    fed.write_config(&state, &[&core], "");
+    let mut nodes = Vec::new();
+    for team in [&school, &core, &state] {
+        nodes.push(start(team).await);
+    }
+
+    let consent = permit(&school, &[&core, &state]).await;
+    let id = submit(
+        &mut agency(&school).await,
+        consented_draft("county-core", &consent),
+    )
+    .await;
+    delivered(&school, &id).await;
+    let forward = agency(&core)
+        .await
+        .forward_referral(pb::ForwardReferralRequest {
+            referral_id: id.clone(),
+            recipient: "state-police-tat".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .referral_id;
+    delivered(&core, &forward).await;
+
+    // Both hops hold the case, readable through their API, sealed on disk under their own key.
+    for (team, referral) in [(&core, &id), (&state, &forward)] {
+        let held = referral_when(team, referral, "the copy", |_| true).await;
+        assert!(format!("{held:?}").contains(CANARY));
+        assert!(
+            held.retain_until.is_some(),
+            "a received copy has a deadline"
+        );
+    }
+    let core_key = data_key(&core, &id)
+        .await
+        .expect("the core copy's data key");
+    let state_key = data_key(&state, &forward)
+        .await
+        .expect("the state copy's data key");
+    assert!(contains(&database_bytes(&core), &core_key));
+    assert!(!contains(&database_bytes(&core), CANARY.as_bytes()));
+
+    // The subject's guardian withdraws consent.
+    let revoked = agency(&school)
+        .await
+        .revoke_consent(pb::RevokeConsentRequest {
+            consent_id: consent.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(revoked.revoked_at.is_some());
+    let progress = eventually(
+        Duration::from_secs(15),
+        "every hop's acknowledgement",
+        || {
+            let school = school.clone();
+            let consent = consent.clone();
+            async move {
+                let progress = agency(&school)
+                    .await
+                    .get_retraction(pb::GetRetractionRequest {
+                        consent_id: consent,
+                    })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (progress.complete && progress.targets.len() == 2).then_some(progress)
+            }
+        },
+    )
+    .await;
+    let reached: Vec<(String, String, bool)> = progress
+        .targets
+        .iter()
+        .map(|t| {
+            let target = t.target.clone().unwrap();
+            (target.team, target.referral_id, t.held)
+        })
+        .collect();
+    assert_eq!(
+        reached,
+        vec![
+            (core.identity.uri(), id.clone(), true),
+            (state.identity.uri(), forward.clone(), true),
+        ]
+    );
+    assert_eq!(
+        progress.targets[1].reported_by,
+        core.identity.uri(),
+        "the second hop is known through the first"
+    );
+
+    // Each hop keeps only a tombstone; the API says what happened, and the disk has no trace.
+    for (team, referral, count) in [(&core, &id, 2), (&state, &forward, 1)] {
+        let status = agency(team)
+            .await
+            .get_referral(pb::GetReferralRequest {
+                referral_id: referral.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert!(status.message().contains("purged"), "{status:?}");
+        let stones = tombstones(team).await;
+        assert_eq!(stones.len(), count, "{stones:?}");
+        assert!(stones.iter().all(|t| {
+            t.cause == pb::PurgeCause::ConsentRevoked as i32
+                && t.retraction_id == progress.retraction_id
+                && !t.categories.is_empty()
+        }));
+        assert!(!format!("{stones:?}").contains(CANARY));
+        assert_eq!(inbox_len(team).await, 0);
+    }
+    assert_eq!(data_key(&core, &id).await, None);
+    assert_eq!(data_key(&state, &forward).await, None);
+    shredded(&core, &[&core_key, CANARY.as_bytes()]).await;
+    shredded(&state, &[&state_key, CANARY.as_bytes()]).await;
+
+    // Nothing more can be done with the data: no forward, no new disclosure on that consent.
+    let status = agency(&core)
+        .await
+        .forward_referral(pb::ForwardReferralRequest {
+            referral_id: id.clone(),
+            recipient: "lincoln-high".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    let preview = agency(&school)
+        .await
+        .submit_referral(pb::SubmitReferralRequest {
+            referral: Some(consented_draft("county-core", &consent)),
+            dry_run: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let identity = preview
+        .decisions
+        .iter()
+        .find(|d| d.category == pb::DataCategory::Identity as i32)
+        .unwrap();
+    assert_eq!(identity.outcome, pb::DisclosureOutcome::Withhold as i32);
+
+    // Revoking again starts nothing new.
+    agency(&school)
+        .await
+        .revoke_consent(pb::RevokeConsentRequest {
+            consent_id: consent.clone(),
+        })
+        .await
+        .unwrap();
+    let again = agency(&school)
+        .await
+        .get_retraction(pb::GetRetractionRequest {
+            consent_id: consent.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.retraction_id, progress.retraction_id);
+    assert_eq!(again.targets.len(), 2);
+
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referral_undelivered_when_consent_is_revoked_is_never_delivered() {
+    let (_fed, core, school) = core_and_school();
+    // Only the school runs: the referral waits in its outbox.
+    let school_node = start(&school).await;
+    let consent = permit(&school, &[&core]).await;
+    let id = submit(
+        &mut agency(&school).await,
+        consented_draft("county-core", &consent),
+    )
+    .await;
+    agency(&school)
+        .await
+        .revoke_consent(pb::RevokeConsentRequest {
+            consent_id: consent.clone(),
+        })
+        .await
+        .unwrap();
+    let core_node = start(&core).await;
+    let progress = eventually(Duration::from_secs(15), "the acknowledgement", || {
+        let school = school.clone();
+        let consent = consent.clone();
+        async move {
+            let progress = agency(&school)
+                .await
+                .get_retraction(pb::GetRetractionRequest {
+                    consent_id: consent,
+                })
+                .await
+                .ok()?
+                .into_inner();
+            progress.complete.then_some(progress)
+        }
+    })
+    .await;
+    assert_eq!(progress.targets.len(), 1);
+    assert!(!progress.targets[0].held, "the core team never held it");
+    assert_eq!(inbox_len(&core).await, 0);
+    let outbox = agency(&school)
+        .await
+        .list_outbox(pb::ListOutboxRequest {
+            limit: 0,
+            dead_only: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let referral = outbox
+        .iter()
+        .find(|e| e.referral_id == id && e.kind == pb::MessageKind::Referral as i32)
+        .unwrap();
+    assert_eq!(referral.state, pb::DeliveryState::Cancelled as i32);
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_an_expired_referral_and_keeps_a_tombstone() {
+    let (fed, core, school) = core_and_school();
+    fed.write_config(
+        &core,
+        &[&school],
+        "[retention]\nthreat-assessment = \"2s\"\nsweep_interval = \"200ms\"\n",
+    );
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    delivered(&school, &id).await;
+    let key = data_key(&core, &id).await.expect("a data key");
+    let tombstone = eventually(Duration::from_secs(15), "the retention purge", || {
+        let core = core.clone();
+        let id = id.clone();
+        async move {
+            let stones = tombstones(&core).await;
+            stones.into_iter().find(|t| t.referral_id == id)
+        }
+    })
+    .await;
+    assert_eq!(tombstone.cause, pb::PurgeCause::Retention as i32);
+    assert_eq!(tombstone.sender, school.identity.uri());
+    assert_eq!(data_key(&core, &id).await, None);
+    shredded(&core, &[&key]).await;
+    // The sender's own record is untouched: retention applies to what a node received.
+    referral_when(&school, &id, "the sender's record", |_| true).await;
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
