@@ -450,12 +450,6 @@ pub async fn purged(socket: &Path, args: &ListArgs) -> anyhow::Result<()> {
         .map_err(refused)?
         .into_inner()
         .tombstones;
-    let cause = |t: &pb::Tombstone| match pb::PurgeCause::try_from(t.cause) {
-        Ok(pb::PurgeCause::ConsentRevoked) => "consent revoked",
-        Ok(pb::PurgeCause::Retention) => "retention",
-        _ => "unknown",
-    };
-    let categories = |t: &pb::Tombstone| output::categories(&t.categories);
     if args.json {
         let rows: Vec<_> = tombstones
             .iter()
@@ -464,10 +458,10 @@ pub async fn purged(socket: &Path, args: &ListArgs) -> anyhow::Result<()> {
                     "referral_id": t.referral_id,
                     "sender": t.sender,
                     "recipient": t.recipient,
-                    "categories": categories(t),
+                    "categories": output::categories(&t.categories),
                     "recorded_at": output::time_json(t.recorded_at.as_ref()),
                     "purged_at": output::time_json(t.purged_at.as_ref()),
-                    "cause": cause(t),
+                    "cause": purge_cause(t),
                     "retraction_id": t.retraction_id,
                 })
             })
@@ -476,28 +470,38 @@ pub async fn purged(socket: &Path, args: &ListArgs) -> anyhow::Result<()> {
     } else if tombstones.is_empty() {
         println!("Nothing has been purged on this node.");
     } else {
-        let rows: Vec<Vec<String>> = tombstones
-            .iter()
-            .map(|t| {
-                vec![
-                    t.referral_id.clone(),
-                    output::team(&t.sender).to_owned(),
-                    output::team(&t.recipient).to_owned(),
-                    categories(t).join(","),
-                    output::time(t.purged_at.as_ref()),
-                    cause(t).to_owned(),
-                ]
-            })
-            .collect();
-        print!(
-            "{}",
-            output::table(
-                &["REFERRAL", "FROM", "TO", "CATEGORIES", "PURGED", "WHY"],
-                &rows
-            )
-        );
+        print!("{}", tombstone_table(&tombstones));
     }
     Ok(())
+}
+
+fn purge_cause(t: &pb::Tombstone) -> &'static str {
+    match pb::PurgeCause::try_from(t.cause) {
+        Ok(pb::PurgeCause::ConsentRevoked) => "consent revoked",
+        Ok(pb::PurgeCause::Retention) => "retention",
+        _ => "unknown",
+    }
+}
+
+/// Tombstones as a table: ids, teams, categories, when and why.
+pub fn tombstone_table(tombstones: &[pb::Tombstone]) -> String {
+    let rows: Vec<Vec<String>> = tombstones
+        .iter()
+        .map(|t| {
+            vec![
+                t.referral_id.clone(),
+                output::team(&t.sender).to_owned(),
+                output::team(&t.recipient).to_owned(),
+                output::categories(&t.categories).join(","),
+                output::time(t.purged_at.as_ref()),
+                purge_cause(t).to_owned(),
+            ]
+        })
+        .collect();
+    output::table(
+        &["REFERRAL", "FROM", "TO", "CATEGORIES", "PURGED", "WHY"],
+        &rows,
+    )
 }
 
 /// `tatmx outbox`
@@ -654,6 +658,7 @@ fn record_json(r: &pb::ReferralRecord) -> serde_json::Value {
         "status": output::status(r.status),
         "categories": output::categories(&r.categories),
         "decisions": decisions_json(&r.decisions),
+        "retain_until": output::time_json(r.retain_until.as_ref()),
         "timeline": r.timeline.iter().map(|e| json!({
             "status": output::status(e.status),
             "at": output::time_json(e.at.as_ref()),
@@ -809,6 +814,12 @@ pub fn describe_record(r: &pb::ReferralRecord) -> String {
     ));
     if !referral.case_handle.is_empty() {
         out.push_str(&format!("  case handle: {}\n", referral.case_handle));
+    }
+    if r.retain_until.is_some() {
+        out.push_str(&format!(
+            "  kept until:  {} (then purged by retention)\n",
+            output::time(r.retain_until.as_ref())
+        ));
     }
     for hop in &referral.provenance {
         out.push_str(&format!(

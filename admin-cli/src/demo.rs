@@ -1,10 +1,12 @@
-//! `tatmx demo`: a throwaway three-team federation on loopback, and one referral through it.
+//! `tatmx demo`: a throwaway four-team federation on loopback, and the whole closed loop.
 //!
 //! It does what admins and staff would do, with the same code paths as the commands: the
 //! federation CA is created, each team makes its own key and CSR and gets a certificate, each
-//! node starts from a TOML config with real mutual TLS and its own SQLite file, and the school
-//! sends a referral through its own Agency socket. Everything lives in a temporary directory
-//! that is removed at the end unless `--keep` is given.
+//! node starts from a TOML config with real mutual TLS and its own SQLite file, and each team
+//! works through its own Agency socket: a referral with its preview, delivery, receipt and
+//! assessment; a consultation with a partner; a referral shared on consent, forwarded, and
+//! retracted from both hops when the consent is withdrawn. Everything lives in a temporary
+//! directory that is removed at the end unless `--keep` is given.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -66,6 +68,23 @@ const TEAMS: [Team; 4] = [
         discipline: "federal-partner",
     },
 ];
+
+const SHARED_ON_CONSENT: &str = r#"# A fictional referral from Riverside Behavioral Health, on a guardian's consent.
+recipient = "county-core"
+purpose = "threat-management"
+legal_basis = "consent"
+
+[content.identity]
+full_name = "Jordan Example (fictional)"
+date_of_birth = "2010-03-14"
+
+[content.mental_health]
+diagnoses = ["adjustment disorder (fictional)"]
+treatment = "Weekly counselling since September; engaged and improving (fictional)."
+
+[content.narrative]
+text = "The student's counsellor supports the school safety plan and can attend the next team meeting (fictional)."
+"#;
 
 const REFERRAL: &str = r#"# A fictional referral from Lincoln High School to the county core team.
 recipient = "county-core"
@@ -381,22 +400,150 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
         );
     }
 
-    println!("\n8. The school's view: outbox and timeline");
+    consent_loop(root).await?;
+
+    println!("\n11. The school's view of its own referral: outbox and timeline");
     let outbox = agency::list_outbox(&school_socket, 100, false).await?;
     indent(&agency::outbox_table(&outbox));
     println!();
     indent(&agency::describe_timeline(&record));
 
-    println!("\nThe referral left the school once, over an authenticated and encrypted channel,");
-    println!("and now exists only at the school (as sent) and at the county team (as received).");
-    println!("The teacher who reported the concern was never named outside the school: the");
-    println!("county team sees only that a reporter's identity was withheld, and why.");
-    println!("Riverside Behavioral Health received nothing: it was not a recipient. The federal");
-    println!("partner advised on the case without ever learning who the student is.");
+    println!("\nThe school's referral left the school once, over an authenticated and encrypted");
+    println!("channel, and exists only at the school (as sent) and at the county team (as");
+    println!("received). The teacher who reported the concern was never named outside the school.");
+    println!("The federal partner advised without ever learning who the student is. When the");
+    println!("guardian withdrew consent, what Riverside had shared was purged at both teams that");
+    println!("held it, and Riverside's node has each team's acknowledgement.");
     let riverside = root.join("riverside-mh").join("data").join("agency.sock");
     if !agency::list_inbox(&riverside, 100).await?.is_empty() {
         bail!("a team that was not a recipient received data");
     }
+    Ok(())
+}
+
+/// Riverside shares on a guardian's consent, the county forwards to the school, and the
+/// guardian withdraws consent: the data is purged at both hops, and Riverside sees it done.
+async fn consent_loop(root: &Path) -> anyhow::Result<()> {
+    let socket = |team: &str| root.join(team).join("data").join("agency.sock");
+    let (riverside, county, school) = (
+        socket("riverside-mh"),
+        socket("county-core"),
+        socket("lincoln-high"),
+    );
+    let team_uri = |team: &str| format!("spiffe://{FEDERATION}/team/{team}");
+
+    println!(
+        "\n8. Riverside Behavioral Health shares on the guardian's consent (tatmx consent record, referral send)"
+    );
+    let mut client = tatmx_node::client::agency(&riverside).await?;
+    let consent = client
+        .record_consent(pb::RecordConsentRequest {
+            consent: Some(pb::Consent {
+                subject: "RBH-2026-0311".into(),
+                grantor: pb::Grantor::Guardian.into(),
+                grantor_name: "A parent (fictional)".into(),
+                provision: Some(pb::Provision {
+                    r#type: pb::ProvisionType::Permit.into(),
+                    recipient_teams: vec![team_uri("county-core"), team_uri("lincoln-high")],
+                    purposes: vec![pb::Purpose::ThreatManagement.into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("recording the consent was refused: {}", s.message()))?
+        .into_inner();
+    println!(
+        "   - Consent {} recorded: the county team and the school, for threat management.",
+        consent.id
+    );
+    let file = root.join("riverside-mh").join("referral.toml");
+    std::fs::write(&file, SHARED_ON_CONSENT)?;
+    let mut draft = agency::read_referral_file(&file)?;
+    draft.consent_ref = Some(consent.id.clone());
+    let shared = agency::submit(&riverside, &draft, false).await?;
+    let shared_id = shared.referral_id.clone();
+    wait_for(Duration::from_secs(20), || async {
+        Ok(agency::show(&county, &shared_id).await.ok())
+    })
+    .await?
+    .context("Riverside's referral did not reach the county team within 20 seconds")?;
+    println!("   - Delivered to the county team as referral {shared_id}.");
+
+    println!("\n9. The county team forwards it to the school's team (tatmx referral forward)");
+    let forward = tatmx_node::client::agency(&county)
+        .await?
+        .forward_referral(pb::ForwardReferralRequest {
+            referral_id: shared_id.clone(),
+            recipient: "lincoln-high".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("the forward was refused: {}", s.message()))?
+        .into_inner();
+    indent(&agency::describe_decisions(&forward.decisions));
+    let forward_id = forward.referral_id.clone();
+    let copy = wait_for(Duration::from_secs(20), || async {
+        Ok(agency::show(&school, &forward_id).await.ok())
+    })
+    .await?
+    .context("the forward did not reach the school within 20 seconds")?;
+    let origin = copy
+        .referral
+        .as_ref()
+        .and_then(|r| r.provenance.first())
+        .map(|hop| crate::output::team(&hop.team).to_owned())
+        .unwrap_or_default();
+    println!(
+        "   - The school holds the forward {forward_id}; its provenance names the original sender, {origin}."
+    );
+    if copy.referral.is_none() {
+        bail!("the forward reached the school without its content");
+    }
+
+    println!("\n10. The guardian withdraws consent (tatmx consent revoke)");
+    client
+        .revoke_consent(pb::RevokeConsentRequest {
+            consent_id: consent.id.clone(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("the revocation was refused: {}", s.message()))?;
+    let progress = wait_for(Duration::from_secs(20), || async {
+        let progress = tatmx_node::client::agency(&riverside)
+            .await?
+            .get_retraction(pb::GetRetractionRequest {
+                consent_id: consent.id.clone(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+        Ok((progress.complete && progress.targets.len() == 2).then_some(progress))
+    })
+    .await?
+    .context("the retraction was not acknowledged by both teams within 20 seconds")?;
+    println!("   Riverside's node follows the retraction hop by hop (tatmx consent retraction):");
+    indent(&crate::consent::progress_text(&progress));
+    for (name, socket, id) in [
+        ("county team", &county, &shared_id),
+        ("school", &school, &forward_id),
+    ] {
+        if agency::show(socket, id).await.is_ok() {
+            bail!("the {name} still holds retracted data");
+        }
+        let tombstones = tatmx_node::client::agency(socket)
+            .await?
+            .list_tombstones(pb::ListTombstonesRequest { limit: 10 })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner()
+            .tombstones;
+        println!(
+            "   What the {name}'s node keeps instead (tatmx purged): ids, categories, when and why."
+        );
+        indent(&agency::tombstone_table(&tombstones));
+    }
+    println!("   Each copy was sealed under its own key on disk; purging deleted the key.");
     Ok(())
 }
 

@@ -31,6 +31,15 @@ fn the_demo_delivers_a_referral_over_mutual_tls_and_exits_zero() {
     assert!(stdout.contains("completed      by county-core"), "{stdout}");
     assert!(stdout.contains("only the case handle case-"), "{stdout}");
     assert!(stdout.contains("The partner answered"), "{stdout}");
+    assert!(
+        stdout.contains("provenance names the original sender, riverside-mh"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 of 2 copies purged and acknowledged; complete"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("consent revoked"), "{stdout}");
 }
 
 #[test]

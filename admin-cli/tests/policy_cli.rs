@@ -187,6 +187,20 @@ async fn consents_are_recorded_named_in_a_referral_and_revoked() {
     assert!(ok);
     let (_, shown, _) = run(&["--socket", socket, "consent", "show", &id]);
     assert!(shown.contains("revoked"), "{shown}");
+    assert!(shown.contains("Retraction"), "{shown}");
+    let (ok, progress, _) = run(&[
+        "--socket",
+        socket,
+        "consent",
+        "retraction",
+        &id,
+        "--wait",
+        "10",
+        "--json",
+    ]);
+    assert!(ok, "{progress}");
+    let progress: serde_json::Value = serde_json::from_str(&progress).unwrap();
+    assert_eq!(progress["complete"], true, "{progress}");
     let (ok, preview, _) = run(&[
         "--socket",
         socket,
