@@ -337,3 +337,83 @@ async fn retention_purges_an_expired_referral_and_keeps_a_tombstone() {
     core_node.shutdown().await;
     school_node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_sender_can_retract_and_bad_retractions_are_refused() {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    let clinic = fed.team("riverside-mh", "affiliate", "mental-health");
+    fed.write_config(&core, &[&school, &clinic], "");
+    fed.write_config(&school, &[&core], "");
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    delivered(&school, &id).await;
+
+    // Another peer of the core team asks it to purge the school's referral.
+    let mut clinic_client =
+        federation_client(&clinic.dir, &[&fed.ca_path], &clinic.identity, &core);
+    let retraction = |author: &TeamSpec| pb::Retraction {
+        id: uuid::Uuid::now_v7().to_string(),
+        retraction_id: uuid::Uuid::now_v7().to_string(),
+        referral_id: id.clone(),
+        author: author.identity.uri(),
+        cause: pb::RetractionCause::ConsentRevoked.into(),
+        at: Some(prost_types::Timestamp::default()),
+    };
+    let receipt = clinic_client
+        .retract(pb::RetractRequest {
+            retraction: Some(retraction(&clinic)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!receipt.duplicate);
+    referral_when(&core, &id, "the referral to stay", |_| true).await;
+    assert!(data_key(&core, &id).await.is_some(), "nothing was purged");
+
+    // Claiming to be the sender does not help.
+    let status = clinic_client
+        .retract(pb::RetractRequest {
+            retraction: Some(retraction(&school)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+
+    // Malformed retractions and acknowledgements of nothing are refused, and name the field.
+    let mut bad = retraction(&clinic);
+    bad.cause = 99;
+    let status = clinic_client
+        .retract(pb::RetractRequest {
+            retraction: Some(bad),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("retraction.cause"), "{status:?}");
+    let status = clinic_client
+        .acknowledge_retraction(pb::AcknowledgeRetractionRequest {
+            ack: Some(pb::RetractionAck {
+                id: uuid::Uuid::now_v7().to_string(),
+                retraction_id: uuid::Uuid::now_v7().to_string(),
+                purged: Some(pb::RetractionTarget {
+                    team: clinic.identity.uri(),
+                    referral_id: id.clone(),
+                }),
+                held: true,
+                purged_at: Some(prost_types::Timestamp::default()),
+                downstream: vec![],
+                author: clinic.identity.uri(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+
+    // The node keeps serving, and the referral is still there.
+    referral_when(&core, &id, "the referral to stay", |_| true).await;
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
