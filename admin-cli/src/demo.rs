@@ -88,6 +88,7 @@ text = "The student's counsellor supports the school safety plan and can attend 
 
 const REFERRAL: &str = r#"# A fictional referral from Lincoln High School to the county core team.
 recipient = "county-core"
+case_ref = "LHS-2026-0117"                  # the school's own case number; never sent
 purpose = "threat-assessment"
 legal_basis = "health-safety-emergency"
 justification = "A student described a specific plan to harm classmates this week; the school team judged the situation an emergency under FERPA 99.36."
@@ -408,6 +409,50 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
     println!();
     indent(&agency::describe_timeline(&record));
 
+    println!(
+        "\n12. Counsel's view: the accounting of disclosures (tatmx audit disclosures --subject LHS-2026-0117)"
+    );
+    let admin_socket = |team: &str| root.join(team).join("data").join("admin.sock");
+    let accounting = tatmx_node::client::admin(&admin_socket("lincoln-high"))
+        .await?
+        .account_disclosures(pb::AccountDisclosuresRequest {
+            subject: "LHS-2026-0117".into(),
+            since: None,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("the accounting was refused: {}", s.message()))?
+        .into_inner()
+        .disclosures;
+    if accounting.is_empty() {
+        bail!("the school's accounting of disclosures is empty");
+    }
+    indent(&crate::audit::disclosure_table(&accounting));
+
+    println!("\n13. Every node's audit chain is intact (tatmx audit verify)");
+    for team in &TEAMS {
+        let socket = admin_socket(team.id);
+        let verification = wait_for(Duration::from_secs(10), || async {
+            let verification = tatmx_node::client::admin(&socket)
+                .await?
+                .verify_audit(pb::VerifyAuditRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!("verification was refused: {}", s.message()))?
+                .into_inner();
+            // Wait for the first signed checkpoint, so the check covers signatures too.
+            Ok((verification.checkpoints > 0 || !verification.ok).then_some(verification))
+        })
+        .await?
+        .context("no audit checkpoint was signed within 10 seconds")?;
+        println!(
+            "   {:<13} {}",
+            team.id,
+            crate::audit::verification_text(&verification)
+        );
+        if !verification.ok {
+            bail!("the audit chain of {} failed verification", team.id);
+        }
+    }
+
     println!("\nThe school's referral left the school once, over an authenticated and encrypted");
     println!("channel, and exists only at the school (as sent) and at the county team (as");
     println!("received). The teacher who reported the concern was never named outside the school.");
@@ -595,6 +640,10 @@ listen = "127.0.0.1:{port}"
 [delivery]
 initial_backoff = "100ms"
 max_backoff = "2s"
+
+# A real node signs its audit chain every five minutes; the demo is over sooner.
+[audit]
+checkpoint_interval = "300ms"
 "#,
         name = team.name,
         id = team.id,

@@ -5,6 +5,7 @@
 //! `tatmx demo` to watch a small federation work on one machine.
 
 mod agency;
+mod audit;
 mod consent;
 mod consult;
 mod demo;
@@ -71,6 +72,10 @@ enum Command {
     /// Consent records (after FHIR Consent) on this agency's node.
     #[command(subcommand)]
     Consent(consent::ConsentCommand),
+    /// The audit trail: verify the chain, read entries, account for disclosures (security
+    /// officers, auditors, counsel).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Check and test policy files (for counsel), offline.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -107,6 +112,7 @@ async fn main() -> std::process::ExitCode {
         Command::Referral(cmd) => agency::run_referral(&cli.socket, cmd).await,
         Command::Consent(cmd) => consent::run(&cli.socket, cmd).await,
         Command::Consult(cmd) => consult::run(&cli.socket, cmd).await,
+        Command::Audit(cmd) => audit::run(&cli.admin_socket, cmd).await,
         Command::Policy(cmd) => policy::run(cmd),
         Command::Inbox(args) => agency::inbox(&cli.socket, &args).await,
         Command::Outbox(args) => agency::outbox(&cli.socket, args).await,

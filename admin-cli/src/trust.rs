@@ -473,6 +473,13 @@ fn status_json(s: &pb::TrustStatusResponse) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "peers": s.peers.iter().map(peer_json).collect::<Vec<_>>(),
         "warnings": s.warnings,
+        "witness_conflicts": s.witness_conflicts.iter().map(|w| json!({
+            "peer": w.peer,
+            "held_seq": w.held_seq,
+            "shown_seq": w.shown_seq,
+            "problem": w.problem,
+            "detected_at": output::time_json(w.detected_at.as_ref()),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -529,6 +536,39 @@ fn describe_status(s: &pb::TrustStatusResponse) -> String {
         for w in &s.warnings {
             out.push_str(&format!("  ! {w}\n"));
         }
+    }
+    if !s.witness_conflicts.is_empty() {
+        out.push_str(&witness_conflicts_text(&s.witness_conflicts));
+    }
+    out
+}
+
+/// Peers whose audit history contradicts a checkpoint this node holds, set apart so that no
+/// one reads past it.
+fn witness_conflicts_text(conflicts: &[pb::WitnessConflict]) -> String {
+    let mut out = format!(
+        "\n!! Audit witnessing: {} peer(s) showed a history that contradicts a checkpoint this \
+         node holds\n",
+        conflicts.len()
+    );
+    let rows: Vec<Vec<String>> = conflicts
+        .iter()
+        .map(|w| {
+            vec![
+                output::team(&w.peer).to_owned(),
+                w.held_seq.to_string(),
+                w.shown_seq.to_string(),
+                output::time(w.detected_at.as_ref()),
+                w.problem.clone(),
+            ]
+        })
+        .collect();
+    let table = output::table(
+        &["PEER", "HELD SEQ", "SHOWN SEQ", "DETECTED AT", "PROBLEM"],
+        &rows,
+    );
+    for line in table.lines() {
+        out.push_str(&format!("   {line}\n"));
     }
     out
 }

@@ -40,6 +40,8 @@ fn the_demo_delivers_a_referral_over_mutual_tls_and_exits_zero() {
         "{stdout}"
     );
     assert!(stdout.contains("consent revoked"), "{stdout}");
+    assert!(stdout.contains("LHS-2026-0117"), "{stdout}");
+    assert_eq!(stdout.matches("Audit chain intact").count(), 4, "{stdout}");
 }
 
 #[test]

@@ -433,6 +433,43 @@ async fn an_admin_runs_a_federation_with_tatmx_alone() {
     assert_eq!(status["anchors"].as_array().unwrap().len(), 1);
     assert_eq!(status["crls"][0]["revoked"], 1);
 
+    // Every one of those admin actions is in the audit log, and the chain is intact.
+    let log: serde_json::Value = serde_json::from_str(&tatmx(&[
+        "--admin-socket",
+        &core_admin,
+        "audit",
+        "log",
+        "--kind",
+        "trust-change",
+        "--json",
+    ]))
+    .unwrap();
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["detail"]["action"].as_str())
+        .collect();
+    for action in ["anchor-added", "anchor-removed", "crl-imported"] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
+    let verified = tatmx(&["--admin-socket", &core_admin, "audit", "verify"]);
+    assert!(verified.contains("Audit chain intact"), "{verified}");
+    let csv = tatmx(&[
+        "--admin-socket",
+        &core_admin,
+        "audit",
+        "disclosures",
+        "--subject",
+        "NOBODY",
+        "--format",
+        "csv",
+    ]);
+    assert!(csv.starts_with("at,recipient"), "{csv}");
+
     for node in nodes {
         node.shutdown().await;
     }

@@ -12,7 +12,10 @@ use tatmx_proto::v1::admin_server::Admin;
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
+use crate::audit;
 use crate::convert::{role_from_proto, role_to_proto, timestamp_to_proto};
+use crate::federation::store_status;
+use crate::store::Store;
 use crate::tls::Credentials;
 use crate::trust::{
     Anchor, DirectoryRecord, Discipline, Peer, PeerEntry, RevocationList, Trust, TrustChangeError,
@@ -27,12 +30,34 @@ pub const EXPIRY_WARNING_DAYS: i64 = 30;
 pub struct AdminService {
     /// The trust it manages.
     trust: Trust,
+    /// Where the audit log is.
+    store: Store,
 }
 
 impl AdminService {
-    /// Builds the service over the node's trust.
-    pub fn new(trust: Trust) -> Self {
-        Self { trust }
+    /// Builds the service over the node's trust and store.
+    pub fn new(trust: Trust, store: Store) -> Self {
+        Self { trust, store }
+    }
+
+    /// Whether a checkpoint's certificate is one of this node's own, issued by an anchor it
+    /// trusts, and valid when the checkpoint was signed.
+    fn own_certificate(&self, checkpoint: &crate::audit::Checkpoint) -> Result<(), String> {
+        let state = self.trust.state();
+        let der = rustls_pki_types::CertificateDer::from(checkpoint.certificate.clone());
+        let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(checkpoint.at_ms / 1000).unwrap_or(0),
+        ));
+        let checked = state
+            .check_certificate(&der, &[], at, webpki::KeyUsage::client_auth())
+            .map_err(|e| format!("its certificate is not trusted: {e}"))?;
+        let identity = checked.identity();
+        if state.own_identity_in(&identity.federation) != Some(identity)
+            || identity.uri() != checkpoint.team
+        {
+            return Err(format!("it was signed by {identity}, not by this node"));
+        }
+        Ok(())
     }
 
     fn identity(&self, team: &str) -> Result<TeamIdentity, Status> {
@@ -209,6 +234,115 @@ impl Admin for AdminService {
                 .map(|p| self.peer_info(p))
                 .collect(),
             warnings: warnings(&state),
+            witness_conflicts: self
+                .store
+                .witness_conflicts()
+                .await
+                .map_err(|e| store_status(&e))?
+                .into_iter()
+                .map(|c| pb::WitnessConflict {
+                    peer: c.peer,
+                    held_seq: c.held_seq,
+                    shown_seq: c.shown_seq,
+                    problem: c.problem,
+                    detected_at: Some(timestamp_to_proto(c.detected_at)),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn verify_audit(
+        &self,
+        _request: Request<pb::VerifyAuditRequest>,
+    ) -> Result<Response<pb::AuditVerification>, Status> {
+        let found = self
+            .store
+            .verify_audit(|c| self.own_certificate(c))
+            .await
+            .map_err(|e| store_status(&e))?;
+        if let Some((seq, _)) = &found.first_bad {
+            tracing::error!(seq, "the audit chain failed verification");
+        }
+        Ok(Response::new(pb::AuditVerification {
+            ok: found.first_bad.is_none(),
+            entries: found.entries,
+            checkpoints: found.checkpoints,
+            first_bad_seq: found.first_bad.as_ref().map_or(0, |b| b.0),
+            problem: found.first_bad.map(|b| b.1).unwrap_or_default(),
+            last_checkpoint_at: found
+                .last_checkpoint_at_ms
+                .and_then(|ms| {
+                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+                })
+                .map(timestamp_to_proto),
+        }))
+    }
+
+    async fn query_audit(
+        &self,
+        request: Request<pb::QueryAuditRequest>,
+    ) -> Result<Response<pb::QueryAuditResponse>, Status> {
+        let r = request.into_inner();
+        let since = r
+            .since
+            .map(|t| crate::convert::timestamp_from_proto(Some(t), "since"))
+            .transpose()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let kind = (!r.kind.is_empty()).then_some(r.kind);
+        if let Some(kind) = &kind
+            && crate::audit::AuditKind::parse(kind).is_none()
+        {
+            let names: Vec<&str> = crate::audit::AuditKind::ALL
+                .iter()
+                .map(|k| k.as_str())
+                .collect();
+            return Err(Status::invalid_argument(format!(
+                "kind: expected one of {}",
+                names.join(", ")
+            )));
+        }
+        let peer = if r.peer.is_empty() {
+            None
+        } else {
+            Some(self.identity(&r.peer)?.uri())
+        };
+        let limit = if r.limit == 0 {
+            100
+        } else {
+            r.limit.min(10_000)
+        };
+        let entries = self
+            .store
+            .audit_entries(since, kind.as_deref(), peer.as_deref(), limit)
+            .await
+            .map_err(|e| store_status(&e))?;
+        Ok(Response::new(pb::QueryAuditResponse {
+            entries: entries.iter().map(audit_entry).collect(),
+        }))
+    }
+
+    async fn account_disclosures(
+        &self,
+        request: Request<pb::AccountDisclosuresRequest>,
+    ) -> Result<Response<pb::AccountDisclosuresResponse>, Status> {
+        let r = request.into_inner();
+        if r.subject.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "subject: give the agency's own reference for the subject",
+            ));
+        }
+        let since = r
+            .since
+            .map(|t| crate::convert::timestamp_from_proto(Some(t), "since"))
+            .transpose()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let entries = self
+            .store
+            .disclosure_entries(&r.subject, since)
+            .await
+            .map_err(|e| store_status(&e))?;
+        Ok(Response::new(pb::AccountDisclosuresResponse {
+            disclosures: entries.iter().map(disclosure_record).collect(),
         }))
     }
 
@@ -242,6 +376,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::AddPeerRequest>,
     ) -> Result<Response<pb::PeerInfo>, Status> {
+        let actor = audit::local_actor(&request);
         let r = request.into_inner();
         let identity = self.identity(&r.team)?;
         let endpoint = crate::config::parse_endpoint(&r.endpoint)
@@ -254,14 +389,17 @@ impl Admin for AdminService {
         })?;
         let entry = self
             .trust
-            .add_peer(Peer {
-                identity,
-                endpoint,
-                role,
-                discipline,
-                jurisdiction: r.jurisdiction,
-                cjis_authorized: r.cjis_authorized,
-            })
+            .add_peer(
+                Peer {
+                    identity,
+                    endpoint,
+                    role,
+                    discipline,
+                    jurisdiction: r.jurisdiction,
+                    cjis_authorized: r.cjis_authorized,
+                },
+                &actor,
+            )
             .await
             .map_err(change_status)?;
         tracing::info!(peer = %entry.peer.identity, "peer added by admin");
@@ -272,10 +410,11 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::PeerRef>,
     ) -> Result<Response<pb::PeerInfo>, Status> {
+        let actor = audit::local_actor(&request);
         let identity = self.identity(&request.into_inner().team)?;
         let entry = self
             .trust
-            .remove_peer(&identity)
+            .remove_peer(&identity, &actor)
             .await
             .map_err(change_status)?;
         tracing::info!(peer = %identity, "peer removed by admin");
@@ -286,11 +425,12 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::BlockPeerRequest>,
     ) -> Result<Response<pb::PeerInfo>, Status> {
+        let actor = audit::local_actor(&request);
         let r = request.into_inner();
         let identity = self.identity(&r.team)?;
         let entry = self
             .trust
-            .set_blocked(&identity, r.blocked)
+            .set_blocked(&identity, r.blocked, &actor)
             .await
             .map_err(change_status)?;
         tracing::info!(peer = %identity, blocked = r.blocked, "peer block changed by admin");
@@ -311,9 +451,10 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::AddAnchorRequest>,
     ) -> Result<Response<pb::AnchorInfo>, Status> {
+        let actor = audit::local_actor(&request);
         let added = self
             .trust
-            .add_anchor(&request.into_inner().certificate_pem)
+            .add_anchor(&request.into_inner().certificate_pem, &actor)
             .await
             .map_err(change_status)?;
         let first = added
@@ -327,9 +468,10 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::RemoveAnchorRequest>,
     ) -> Result<Response<pb::AnchorInfo>, Status> {
+        let actor = audit::local_actor(&request);
         let removed = self
             .trust
-            .remove_anchor(&request.into_inner().fingerprint)
+            .remove_anchor(&request.into_inner().fingerprint, &actor)
             .await
             .map_err(change_status)?;
         tracing::info!(federation = %removed.federation, fingerprint = %removed.fingerprint, "trust anchor removed by admin");
@@ -340,9 +482,10 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ImportDirectoryRequest>,
     ) -> Result<Response<pb::ImportDirectoryResponse>, Status> {
+        let actor = audit::local_actor(&request);
         let (record, unchanged) = self
             .trust
-            .import_directory(&request.into_inner().document)
+            .import_directory(&request.into_inner().document, &actor)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "directory import refused");
@@ -359,8 +502,13 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ImportCrlRequest>,
     ) -> Result<Response<pb::CrlInfo>, Status> {
+        let actor = audit::local_actor(&request);
         let pem = request.into_inner().crl_pem;
-        let state = self.trust.import_crl(&pem).await.map_err(change_status)?;
+        let state = self
+            .trust
+            .import_crl(&pem, &actor)
+            .await
+            .map_err(change_status)?;
         let summary = tatmx_certs::revocation::CrlSummary::from_pem(&pem)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let crl = state
@@ -375,12 +523,83 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::InstallCertificateRequest>,
     ) -> Result<Response<pb::CertificateInfo>, Status> {
+        let actor = audit::local_actor(&request);
         let r = request.into_inner();
         let credentials = self
             .trust
-            .install_certificate(&r.certificate_pem, &PathBuf::from(r.key_path))
+            .install_certificate(&r.certificate_pem, &PathBuf::from(r.key_path), &actor)
             .await
             .map_err(change_status)?;
         Ok(Response::new(certificate_info(&credentials)))
+    }
+}
+
+fn audit_entry(e: &crate::audit::AuditEntry) -> pb::AuditEntry {
+    pb::AuditEntry {
+        seq: e.seq,
+        at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.at_ms) * 1_000_000)
+            .ok()
+            .map(timestamp_to_proto),
+        kind: e.kind.clone(),
+        actor: e.actor.clone(),
+        peer: e.peer.clone().unwrap_or_default(),
+        referral_id: e.referral_id.clone().unwrap_or_default(),
+        subject: e.subject.clone().unwrap_or_default(),
+        detail_json: e.detail.clone(),
+        hash: hex::encode(&e.hash),
+    }
+}
+
+/// One line of the accounting of disclosures, read back from the entry that recorded it.
+fn disclosure_record(e: &crate::audit::AuditEntry) -> pb::DisclosureRecord {
+    let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
+    let text = |key: &str| detail[key].as_str().unwrap_or_default().to_owned();
+    let categories = |value: &serde_json::Value| -> Vec<i32> {
+        value
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().or_else(|| c["category"].as_str()))
+                    .filter_map(crate::category::DataCategory::parse)
+                    .map(|c| crate::convert::category_to_proto(c).into())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let purpose: Option<crate::referral::Purpose> =
+        serde_json::from_value(detail["purpose"].clone()).ok();
+    let basis: Option<crate::referral::LegalBasis> =
+        serde_json::from_value(detail["legal_basis"].clone()).ok();
+    pb::DisclosureRecord {
+        at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.at_ms) * 1_000_000)
+            .ok()
+            .map(timestamp_to_proto),
+        recipient: e.peer.clone().unwrap_or_default(),
+        referral_id: e.referral_id.clone().unwrap_or_default(),
+        kind: if e.kind == "status-change" {
+            "status-update".into()
+        } else {
+            text("message")
+        },
+        purpose: purpose
+            .map(crate::convert::purpose_to_proto)
+            .unwrap_or(pb::Purpose::Unspecified)
+            .into(),
+        legal_basis: basis
+            .map(crate::convert::basis_to_proto)
+            .unwrap_or(pb::LegalBasis::Unspecified)
+            .into(),
+        consent_id: text("consent_id"),
+        categories: categories(&detail["categories"]),
+        withheld: categories(&detail["withheld"]),
+        rules: detail["rules"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        audit_seq: e.seq,
     }
 }

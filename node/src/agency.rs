@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::audit;
 use crate::consent::Consent;
 use crate::convert;
 use crate::federation::store_status;
@@ -69,7 +70,7 @@ impl AgencyService {
         consultation: Option<ConsultationDetails>,
         given_consent: Option<Option<Consent>>,
         provenance: Vec<crate::referral::Hop>,
-    ) -> Result<Disclosure, Status> {
+    ) -> Result<(Disclosure, Option<String>), Status> {
         let state = self.trust.state();
         let recipient = state
             .resolve_recipient(&draft.recipient)
@@ -126,7 +127,13 @@ impl AgencyService {
             justified: filter::justified(draft_referral.justification.as_deref()),
             reidentify: draft.reidentify,
         };
-        Ok(filter::filter_outbound(
+        // The agency's own reference for the subject, for its accounting of disclosures.
+        let subject = draft
+            .case_ref
+            .clone()
+            .or_else(|| consent.as_ref().map(|c| c.subject.clone()))
+            .filter(|s| !s.is_empty());
+        let disclosure = filter::filter_outbound(
             &self.policy,
             &exchange,
             recipient,
@@ -134,7 +141,8 @@ impl AgencyService {
             &self.case_key,
             draft.case_ref.as_deref(),
             draft_referral,
-        ))
+        );
+        Ok((disclosure, subject))
     }
 
     /// Stores a filtered referral with its decisions and queues it, in one transaction. A
@@ -143,6 +151,8 @@ impl AgencyService {
         &self,
         disclosure: &Disclosure,
         forwarded_from: Option<Uuid>,
+        subject: Option<&str>,
+        actor: &str,
     ) -> Result<(), Status> {
         let outgoing = &disclosure.outgoing;
         if outgoing.categories().is_empty() && outgoing.case_handle.is_none() {
@@ -151,7 +161,13 @@ impl AgencyService {
             ));
         }
         self.store
-            .submit_referral(outgoing, &disclosure.decisions, forwarded_from)
+            .submit_referral(
+                outgoing,
+                &disclosure.decisions,
+                forwarded_from,
+                subject,
+                actor,
+            )
             .await
             .map_err(|e| store_status(&e))?;
         let sent: Vec<&str> = outgoing.categories().iter().map(|c| c.as_str()).collect();
@@ -289,6 +305,36 @@ impl AgencyService {
     }
 }
 
+/// A referral with its timeline, as staff see it.
+fn referral_record(
+    stored: &StoredReferral,
+    events: &[crate::store::StatusEvent],
+) -> pb::ReferralRecord {
+    pb::ReferralRecord {
+        referral: Some(convert::referral_to_proto(&stored.referral)),
+        direction: match stored.direction {
+            Direction::Outbound => pb::Direction::Outbound,
+            Direction::Inbound => pb::Direction::Inbound,
+        }
+        .into(),
+        status: convert::status_to_proto(stored.status).into(),
+        timeline: events
+            .iter()
+            .map(|e| pb::StatusEvent {
+                status: convert::status_to_proto(e.status).into(),
+                at: Some(convert::timestamp_to_proto(e.at)),
+                actor: e.actor.clone(),
+                reason: e.reason.clone().unwrap_or_default(),
+                outcome: e.outcome.as_ref().map(convert::outcome_to_proto),
+                forwarded_to: e.forwarded_to.clone().unwrap_or_default(),
+            })
+            .collect(),
+        categories: categories(&stored.referral),
+        decisions: stored.decisions.iter().map(decision_to_proto).collect(),
+        retain_until: stored.retain_until.map(convert::timestamp_to_proto),
+    }
+}
+
 fn consent_id(text: &str) -> Result<Uuid, Status> {
     Uuid::parse_str(text).map_err(|_| Status::invalid_argument("consent_id: is not a UUID"))
 }
@@ -386,15 +432,17 @@ impl Agency for AgencyService {
         &self,
         request: Request<pb::SubmitReferralRequest>,
     ) -> Result<Response<pb::SubmitReferralResponse>, Status> {
+        let actor = audit::local_actor(&request);
         let request = request.into_inner();
         let draft = request
             .referral
             .ok_or_else(|| Status::invalid_argument("referral: is required"))?;
         let draft = convert::new_referral_from_proto(draft)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let disclosure = self.prepare(draft, None, None, Vec::new()).await?;
+        let (disclosure, subject) = self.prepare(draft, None, None, Vec::new()).await?;
         if !request.dry_run {
-            self.commit(&disclosure, None).await?;
+            self.commit(&disclosure, None, subject.as_deref(), &actor)
+                .await?;
         }
         Ok(Response::new(submission(&disclosure, request.dry_run)))
     }
@@ -403,9 +451,14 @@ impl Agency for AgencyService {
         &self,
         request: Request<pb::ListInboxRequest>,
     ) -> Result<Response<pb::ListInboxResponse>, Status> {
+        let actor = audit::local_actor(&request);
         let stored = self
             .store
             .inbox(limit(request.into_inner().limit))
+            .await
+            .map_err(|e| store_status(&e))?;
+        self.store
+            .record_audit(&audit::inbox_read(stored.len(), &actor))
             .await
             .map_err(|e| store_status(&e))?;
         Ok(Response::new(pb::ListInboxResponse {
@@ -417,36 +470,20 @@ impl Agency for AgencyService {
         &self,
         request: Request<pb::GetReferralRequest>,
     ) -> Result<Response<pb::ReferralRecord>, Status> {
+        let actor = audit::local_actor(&request);
         let text = request.into_inner().referral_id;
         let id = Uuid::parse_str(&text)
             .map_err(|_| Status::invalid_argument("referral_id: is not a UUID"))?;
         let (stored, events) = self.held(id).await?;
         if stored.direction == Direction::Inbound {
+            // Nothing is shown until the read is on record.
+            self.store
+                .record_audit(&audit::case_read(&stored.referral, &actor))
+                .await
+                .map_err(|e| store_status(&e))?;
             tracing::info!(referral_id = %id, "received referral read through the Agency API");
         }
-        Ok(Response::new(pb::ReferralRecord {
-            referral: Some(convert::referral_to_proto(&stored.referral)),
-            direction: match stored.direction {
-                Direction::Outbound => pb::Direction::Outbound,
-                Direction::Inbound => pb::Direction::Inbound,
-            }
-            .into(),
-            status: convert::status_to_proto(stored.status).into(),
-            timeline: events
-                .iter()
-                .map(|e| pb::StatusEvent {
-                    status: convert::status_to_proto(e.status).into(),
-                    at: Some(convert::timestamp_to_proto(e.at)),
-                    actor: e.actor.clone(),
-                    reason: e.reason.clone().unwrap_or_default(),
-                    outcome: e.outcome.as_ref().map(convert::outcome_to_proto),
-                    forwarded_to: e.forwarded_to.clone().unwrap_or_default(),
-                })
-                .collect(),
-            categories: categories(&stored.referral),
-            decisions: stored.decisions.iter().map(decision_to_proto).collect(),
-            retain_until: stored.retain_until.map(convert::timestamp_to_proto),
-        }))
+        Ok(Response::new(referral_record(&stored, &events)))
     }
 
     async fn list_outbox(
@@ -472,6 +509,7 @@ impl Agency for AgencyService {
         &self,
         request: Request<pb::RecordConsentRequest>,
     ) -> Result<Response<pb::Consent>, Status> {
+        let actor = audit::local_actor(&request);
         let wire = request
             .into_inner()
             .consent
@@ -487,7 +525,7 @@ impl Agency for AgencyService {
             .validate()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.store
-            .put_consent(&consent)
+            .put_consent(&consent, &actor)
             .await
             .map_err(|e| store_status(&e))?;
         tracing::info!(consent_id = %consent.id, "consent recorded");
@@ -528,11 +566,12 @@ impl Agency for AgencyService {
         &self,
         request: Request<pb::RevokeConsentRequest>,
     ) -> Result<Response<pb::Consent>, Status> {
+        let actor = audit::local_actor(&request);
         let id = consent_id(&request.into_inner().consent_id)?;
         let federation = self.trust.state().local.identity.federation.clone();
         let (consent, notify) = self
             .store
-            .revoke_consent(id, OffsetDateTime::now_utc(), &federation)
+            .revoke_consent(id, OffsetDateTime::now_utc(), &federation, &actor)
             .await
             .map_err(|e| store_status(&e))?
             .ok_or_else(|| Status::not_found(format!("no consent {id} on this node")))?;
@@ -581,6 +620,7 @@ impl Agency for AgencyService {
         &self,
         request: Request<pb::UpdateReferralStatusRequest>,
     ) -> Result<Response<pb::ReferralRecord>, Status> {
+        let actor = audit::local_actor(&request);
         let r = request.into_inner();
         let id = Uuid::parse_str(&r.referral_id)
             .map_err(|_| Status::invalid_argument("referral_id: is not a UUID"))?;
@@ -623,7 +663,7 @@ impl Agency for AgencyService {
         filter::filter_status_update(&self.policy, &exchange, &mut update);
         let change = self
             .store
-            .change_status(&update, side, other)
+            .change_status(&update, side, other, &actor)
             .await
             .map_err(|e| store_status(&e))?;
         change.map_err(|e| match e {
@@ -633,10 +673,9 @@ impl Agency for AgencyService {
         })?;
         tracing::info!(referral_id = %id, status = %status, to = %other, "status changed and queued for the other party");
         self.outbox.notify(other);
-        self.get_referral(Request::new(pb::GetReferralRequest {
-            referral_id: id.to_string(),
-        }))
-        .await
+        // The staff member who made the change sees the result; that is not a new read.
+        let (stored, events) = self.held(id).await?;
+        Ok(Response::new(referral_record(&stored, &events)))
     }
 
     async fn retry_message(
@@ -668,6 +707,7 @@ impl Agency for AgencyService {
         &self,
         request: Request<pb::RequestConsultationRequest>,
     ) -> Result<Response<pb::Consultation>, Status> {
+        let actor = audit::local_actor(&request);
         let r = request.into_inner();
         if r.partners.is_empty() {
             return Err(Status::invalid_argument(
@@ -716,8 +756,9 @@ impl Agency for AgencyService {
                     .await?,
             );
         }
-        for disclosure in &prepared {
-            self.commit(disclosure, None).await?;
+        for (disclosure, subject) in &prepared {
+            self.commit(disclosure, None, subject.as_deref(), &actor)
+                .await?;
         }
         tracing::info!(consultation_id = %details.id, partners = prepared.len(), "consultation fanned out");
         self.consultation(details.id).await.map(Response::new)
@@ -753,6 +794,7 @@ impl Agency for AgencyService {
         &self,
         request: Request<pb::ForwardReferralRequest>,
     ) -> Result<Response<pb::SubmitReferralResponse>, Status> {
+        let actor = audit::local_actor(&request);
         let r = request.into_inner();
         let id = Uuid::parse_str(&r.referral_id)
             .map_err(|_| Status::invalid_argument("referral_id: is not a UUID"))?;
@@ -820,7 +862,7 @@ impl Agency for AgencyService {
             team: original.sender.clone(),
             at: original.created_at,
         });
-        let mut disclosure = self
+        let (mut disclosure, _) = self
             .prepare(draft, None, Some(scope_consent), provenance)
             .await?;
         for category in kept_back {
@@ -844,7 +886,8 @@ impl Agency for AgencyService {
             });
         }
         if !r.dry_run {
-            self.commit(&disclosure, Some(original.id)).await?;
+            self.commit(&disclosure, Some(original.id), None, &actor)
+                .await?;
             // The original sender is told where its referral went.
             let state = self.trust.state();
             let update = StatusUpdate {
@@ -860,7 +903,7 @@ impl Agency for AgencyService {
             };
             if state.peer(&original.sender).is_some() {
                 self.store
-                    .change_status(&update, Side::Recipient, &original.sender)
+                    .change_status(&update, Side::Recipient, &original.sender, &actor)
                     .await
                     .map_err(|e| store_status(&e))?
                     .map_err(|e| Status::failed_precondition(e.to_string()))?;

@@ -71,6 +71,8 @@ pub struct Config {
     pub delivery: DeliverySettings,
     /// How long received referrals are kept, per purpose.
     pub retention: RetentionSettings,
+    /// Audit checkpoints and audit retention.
+    pub audit: AuditSettings,
     /// The agency's policy files, added to the default pack.
     pub policy_files: Vec<PathBuf>,
     /// The teams this node exchanges messages with.
@@ -126,6 +128,25 @@ pub struct DirectorySettings {
     pub refresh_interval: Duration,
     /// Peers (team ids in this federation) to fetch newer directories from, in order.
     pub refresh_from: Vec<TeamId>,
+}
+
+/// The audit log's checkpoints and retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// How often the chain head is signed (and always on shutdown). Default five minutes.
+    pub checkpoint_interval: Duration,
+    /// How long audit entries are kept, separately from case data. Default six years, the
+    /// HIPAA documentation retention period.
+    pub retention: Duration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: Duration::from_secs(300),
+            retention: Duration::from_secs(6 * 365 * 24 * 3600),
+        }
+    }
 }
 
 /// Outbox delivery tuning.
@@ -209,6 +230,15 @@ impl Config {
         );
         let delivery = p.delivery(&raw.delivery);
         let retention = p.retention(&raw.retention);
+        let audit_defaults = AuditSettings::default();
+        let checkpoint_interval = match &raw.audit.checkpoint_interval {
+            Some(v) => p.parse("audit.checkpoint_interval", v, parse_duration),
+            None => Some(audit_defaults.checkpoint_interval),
+        };
+        let audit_retention = match &raw.audit.retention {
+            Some(v) => p.parse("audit.retention", v, parse_duration),
+            None => Some(audit_defaults.retention),
+        };
         let max_age = p.parse(
             "directory.max_age",
             raw.directory.max_age.as_deref().unwrap_or("7d"),
@@ -299,6 +329,8 @@ impl Config {
             Some(handshake_timeout),
             Some(delivery),
             Some(retention),
+            Some(checkpoint_interval),
+            Some(audit_retention),
             Some(max_age),
             Some(refresh_interval),
         ) = (
@@ -310,6 +342,8 @@ impl Config {
             handshake_timeout,
             delivery,
             retention,
+            checkpoint_interval,
+            audit_retention,
             max_age,
             refresh_interval,
         )
@@ -371,6 +405,10 @@ impl Config {
             },
             delivery,
             retention,
+            audit: AuditSettings {
+                checkpoint_interval,
+                retention: audit_retention,
+            },
             peers,
         })
     }
@@ -546,6 +584,8 @@ struct RawConfig {
     #[serde(default)]
     retention: RawRetention,
     #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
     peers: Vec<RawPeer>,
 }
 
@@ -624,6 +664,13 @@ struct RawDelivery {
     request_timeout: Option<String>,
     connect_timeout: Option<String>,
     max_age: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    checkpoint_interval: Option<String>,
+    retention: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

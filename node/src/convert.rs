@@ -983,6 +983,42 @@ pub fn tombstone_to_proto(t: &Tombstone) -> pb::Tombstone {
     }
 }
 
+// ---- audit ----
+
+/// A signed checkpoint to wire.
+pub fn checkpoint_to_proto(c: &crate::audit::Checkpoint) -> pb::SignedCheckpoint {
+    pb::SignedCheckpoint {
+        team: c.team.clone(),
+        seq: c.seq,
+        head_hash: c.head_hash.clone(),
+        at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(c.at_ms) * 1_000_000)
+            .ok()
+            .map(timestamp_to_proto),
+        signature: Some(pb::MessageSignature {
+            scheme: c.scheme,
+            value: c.signature.clone(),
+        }),
+        signer_certificate: c.certificate.clone(),
+    }
+}
+
+/// A wire checkpoint as shown; whether it holds is for its signature and its witness to say.
+pub fn checkpoint_from_proto(c: pb::SignedCheckpoint) -> crate::audit::Checkpoint {
+    let at_ms =
+        c.at.map(|t| t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000))
+            .unwrap_or_default();
+    let signature = c.signature.unwrap_or_default();
+    crate::audit::Checkpoint {
+        team: c.team,
+        seq: c.seq,
+        head_hash: c.head_hash,
+        at_ms,
+        scheme: signature.scheme,
+        signature: signature.value,
+        certificate: c.signer_certificate,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

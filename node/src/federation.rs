@@ -3,9 +3,14 @@
 //! Every handler starts by turning the connection's verified certificate into a
 //! [`VerifiedPeer`] through [`Trust::authorize`]; there is no other way to learn who is calling,
 //! and a message body's claim about its sender is only compared against it, never believed.
-//! A message is acknowledged only after it is committed to disk.
+//! A message is acknowledged only after it is committed to disk, with a receipt signed by this
+//! node over the message's digest; the sender's own signature over the message is checked
+//! first and kept with it. Every refused call is written to the audit log.
 
 use std::sync::Arc;
+
+use prost::Message;
+use sha2::{Digest, Sha256};
 
 use tatmx_certs::FederationId;
 use tatmx_proto::v1 as pb;
@@ -14,15 +19,18 @@ use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::audit;
 use crate::convert;
 use crate::filter;
 use crate::outbox::Outbox;
 use crate::policy::{Exchange, Policy};
 use crate::referral::{ReferralStatus, StatusUpdate};
 use crate::retention::RetentionSettings;
-use crate::store::{Inbound, Store, StoreError};
+use crate::signing;
+use crate::store::{Inbound, MessageKind, MessageProof, Store, StoreError};
 use crate::tls::PeerCertificate;
 use crate::trust::{Trust, TrustError, VerifiedPeer};
+use crate::witness::Witness;
 
 /// The peer-facing gRPC service.
 #[derive(Debug, Clone)]
@@ -37,6 +45,8 @@ pub struct FederationService {
     policy: Arc<Policy>,
     /// How long what it holds is kept.
     retention: RetentionSettings,
+    /// Checks the audit checkpoints peers show.
+    witness: Witness,
 }
 
 impl FederationService {
@@ -47,6 +57,7 @@ impl FederationService {
         outbox: Outbox,
         policy: Arc<Policy>,
         retention: RetentionSettings,
+        witness: Witness,
     ) -> Self {
         Self {
             trust,
@@ -54,6 +65,7 @@ impl FederationService {
             outbox,
             policy,
             retention,
+            witness,
         }
     }
 
@@ -69,9 +81,10 @@ impl FederationService {
         &self,
         request: &Request<T>,
         method: &'static str,
-    ) -> Result<VerifiedPeer, Status> {
+    ) -> Result<(VerifiedPeer, Arc<PeerCertificate>), Status> {
         let certificate = request.extensions().get::<Arc<PeerCertificate>>();
-        self.trust
+        let peer = self
+            .trust
             .authorize(certificate.map(Arc::as_ref))
             .map_err(|e| {
                 tracing::warn!(method, serial = certificate.map(|c| c.serial_hex()), error = %e, "federation call refused");
@@ -81,59 +94,131 @@ impl FederationService {
                     }
                     _ => Status::permission_denied(e.to_string()),
                 }
-            })
+            })?;
+        let certificate = certificate
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        Ok((peer, certificate))
     }
 
-    fn receipt(message_id: Uuid, duplicate: bool) -> Response<pb::DeliveryReceipt> {
-        Response::new(pb::DeliveryReceipt {
-            message_id: message_id.to_string(),
-            received_at: Some(convert::timestamp_to_proto(OffsetDateTime::now_utc())),
-            duplicate,
+    /// Checks the sender's signature over a message and signs this node's receipt for it: the
+    /// evidence both sides keep.
+    fn evidence(
+        &self,
+        peer: &VerifiedPeer,
+        certificate: &PeerCertificate,
+        kind: MessageKind,
+        message_id: Uuid,
+        wire: &[u8],
+        signature: Option<pb::MessageSignature>,
+    ) -> Result<MessageProof, Status> {
+        let signature = signature.ok_or_else(|| {
+            Status::invalid_argument(format!("signature: {}", signing::SignatureError::Missing))
+        })?;
+        signing::verify(
+            certificate.der(),
+            signature.scheme,
+            &signing::message_payload(kind.as_str(), wire),
+            &signature.value,
+        )
+        .map_err(|e| Status::invalid_argument(format!("signature: {e}")))?;
+        let digest = Sha256::digest(wire).to_vec();
+        let received_at = OffsetDateTime::now_utc();
+        let state = self.trust.state();
+        let own = state
+            .identities
+            .get(&peer.identity().federation)
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "this node is not a member of {}",
+                    peer.identity().federation
+                ))
+            })?;
+        let receipt_signature = own
+            .signer()
+            .sign(&signing::receipt_payload(
+                &message_id.to_string(),
+                &digest,
+                millis(received_at),
+            ))
+            .map_err(|e| {
+                tracing::error!(error = %e, "signing a receipt failed");
+                Status::internal("this node could not sign a receipt; nothing was saved")
+            })?;
+        Ok(MessageProof {
+            message_id,
+            kind: kind.as_str(),
+            peer: peer.identity().uri(),
+            digest,
+            signature: signature.value,
+            sender_certificate: certificate.der().to_vec(),
+            receipt_signature: Some(receipt_signature),
+            receipt_certificate: Some(own.signer().certificate().to_vec()),
+            received_at: Some(received_at),
         })
     }
-}
 
-/// Maps a store failure to a status that tells the caller whether to retry, without detail.
-pub(crate) fn store_status(error: &StoreError) -> Status {
-    if error.is_busy() {
-        Status::unavailable("the node's store is busy; retry later")
-    } else {
-        tracing::error!(error = %error, "store operation failed");
-        Status::internal("the node could not store the message; nothing was saved")
-    }
-}
-
-#[tonic::async_trait]
-impl Federation for FederationService {
-    async fn hello(
+    /// The signed receipt for a message, with this node's latest audit checkpoint.
+    async fn receipt(
         &self,
-        request: Request<pb::HelloRequest>,
-    ) -> Result<Response<pb::HelloResponse>, Status> {
-        let peer = self.caller(&request, "Hello")?;
-        tracing::info!(peer = %peer.identity(), "hello");
-        let state = self.trust.state();
-        let local = &state.local;
-        // Answer with the identity of the caller's federation, which is the one it verified.
-        let identity = state
-            .own_identity_in(&peer.identity().federation)
-            .unwrap_or(&local.identity);
-        Ok(Response::new(pb::HelloResponse {
-            identity: identity.uri(),
-            role: convert::role_to_proto(local.role).into(),
-            protocol_version: tatmx_proto::PROTOCOL_VERSION,
-            software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        proof: &MessageProof,
+        duplicate: bool,
+    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
+        let checkpoint = self
+            .store
+            .latest_checkpoint()
+            .await
+            .map_err(|e| store_status(&e))?;
+        Ok(Response::new(pb::DeliveryReceipt {
+            message_id: proof.message_id.to_string(),
+            received_at: proof.received_at.map(convert::timestamp_to_proto),
+            duplicate,
+            digest: proof.digest.clone(),
+            signature: proof
+                .receipt_signature
+                .clone()
+                .map(|value| pb::MessageSignature {
+                    scheme: signing::SCHEME_ECDSA_P256_SHA256,
+                    value,
+                }),
+            signer_certificate: proof.receipt_certificate.clone().unwrap_or_default(),
+            checkpoint: checkpoint.as_ref().map(convert::checkpoint_to_proto),
         }))
     }
 
-    async fn deliver_referral(
+    /// Writes a refused call to the audit log: which peer (as its certificate claims, even if
+    /// it is not trusted), which method, and the status it got.
+    async fn audited<T>(
+        &self,
+        claimed: Option<String>,
+        method: &str,
+        result: Result<T, Status>,
+    ) -> Result<T, Status> {
+        if let Err(status) = &result {
+            let record = audit::inbound_rejected(
+                claimed.as_deref(),
+                method,
+                status.code(),
+                status.message(),
+            );
+            if let Err(e) = self.store.record_audit(&record).await {
+                tracing::error!(error = %e, method, "recording a refused call failed");
+            }
+        }
+        result
+    }
+
+    async fn deliver(
         &self,
         request: Request<pb::DeliverReferralRequest>,
     ) -> Result<Response<pb::DeliveryReceipt>, Status> {
-        let peer = self.caller(&request, "DeliverReferral")?;
-        let wire = request
-            .into_inner()
+        let (peer, certificate) = self.caller(&request, "DeliverReferral")?;
+        let message = request.into_inner();
+        self.witness.observe(peer.identity(), message.checkpoint);
+        let wire = message
             .referral
             .ok_or_else(|| Status::invalid_argument("referral: is required"))?;
+        let bytes = wire.encode_to_vec();
         let referral = convert::referral_from_proto(wire).map_err(|e| {
             tracing::warn!(peer = %peer.identity(), field = %e.field, "inbound referral invalid");
             Status::invalid_argument(e.to_string())
@@ -146,6 +231,14 @@ impl Federation for FederationService {
                 peer.identity()
             )));
         }
+        let proof = self.evidence(
+            &peer,
+            &certificate,
+            MessageKind::Referral,
+            referral.id,
+            &bytes,
+            message.signature,
+        )?;
         let state = self.trust.state();
         let Some(local) = state.own_identity_in(&referral.sender.federation) else {
             return Err(Status::invalid_argument(format!(
@@ -198,7 +291,7 @@ impl Federation for FederationService {
         let retain_until = OffsetDateTime::now_utc().saturating_add(period);
         match self
             .store
-            .receive_referral(&referral, &ack, retain_until)
+            .receive_referral(&referral, &ack, retain_until, &proof)
             .await
         {
             Ok(Inbound::Stored) => {
@@ -211,11 +304,11 @@ impl Federation for FederationService {
                     "referral received"
                 );
                 self.outbox.notify(&referral.sender);
-                Ok(Self::receipt(referral.id, false))
+                self.receipt(&proof, false).await
             }
             Ok(Inbound::Duplicate) => {
                 tracing::info!(referral_id = %referral.id, from = %peer.identity(), "duplicate referral acknowledged again");
-                Ok(Self::receipt(referral.id, true))
+                self.receipt(&proof, true).await
             }
             Ok(Inbound::Conflict) => {
                 tracing::warn!(referral_id = %referral.id, from = %peer.identity(), "message id reused with different content");
@@ -229,15 +322,17 @@ impl Federation for FederationService {
         }
     }
 
-    async fn update_status(
+    async fn status(
         &self,
         request: Request<pb::UpdateStatusRequest>,
     ) -> Result<Response<pb::DeliveryReceipt>, Status> {
-        let peer = self.caller(&request, "UpdateStatus")?;
-        let wire = request
-            .into_inner()
+        let (peer, certificate) = self.caller(&request, "UpdateStatus")?;
+        let message = request.into_inner();
+        self.witness.observe(peer.identity(), message.checkpoint);
+        let wire = message
             .update
             .ok_or_else(|| Status::invalid_argument("update: is required"))?;
+        let bytes = wire.encode_to_vec();
         let update = convert::status_update_from_proto(wire)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if &update.author != peer.identity() {
@@ -247,9 +342,17 @@ impl Federation for FederationService {
                 peer.identity()
             )));
         }
+        let proof = self.evidence(
+            &peer,
+            &certificate,
+            MessageKind::StatusUpdate,
+            update.id,
+            &bytes,
+            message.signature,
+        )?;
         match self
             .store
-            .receive_status_update(&update, peer.identity())
+            .receive_status_update(&update, peer.identity(), &proof)
             .await
         {
             Ok(Ok(Inbound::Stored)) => {
@@ -259,9 +362,9 @@ impl Federation for FederationService {
                     status = %update.status,
                     "status update received"
                 );
-                Ok(Self::receipt(update.id, false))
+                self.receipt(&proof, false).await
             }
-            Ok(Ok(Inbound::Duplicate)) => Ok(Self::receipt(update.id, true)),
+            Ok(Ok(Inbound::Duplicate)) => self.receipt(&proof, true).await,
             Ok(Ok(Inbound::Conflict)) => Err(Status::already_exists(format!(
                 "message id {} was already received with different content",
                 update.id
@@ -284,32 +387,17 @@ impl Federation for FederationService {
         }
     }
 
-    async fn get_directory(
-        &self,
-        request: Request<pb::GetDirectoryRequest>,
-    ) -> Result<Response<pb::GetDirectoryResponse>, Status> {
-        let peer = self.caller(&request, "GetDirectory")?;
-        let federation = FederationId::new(request.into_inner().federation)
-            .map_err(|e| Status::invalid_argument(format!("federation: {e}")))?;
-        let document = self
-            .trust
-            .state()
-            .directory(&federation)
-            .map(|d| d.document.clone())
-            .unwrap_or_default();
-        tracing::debug!(peer = %peer.identity(), %federation, "directory requested");
-        Ok(Response::new(pb::GetDirectoryResponse { document }))
-    }
-
-    async fn retract(
+    async fn retraction(
         &self,
         request: Request<pb::RetractRequest>,
     ) -> Result<Response<pb::DeliveryReceipt>, Status> {
-        let peer = self.caller(&request, "Retract")?;
-        let wire = request
-            .into_inner()
+        let (peer, certificate) = self.caller(&request, "Retract")?;
+        let message = request.into_inner();
+        self.witness.observe(peer.identity(), message.checkpoint);
+        let wire = message
             .retraction
             .ok_or_else(|| Status::invalid_argument("retraction: is required"))?;
+        let bytes = wire.encode_to_vec();
         let retraction = convert::retraction_from_proto(wire)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if &retraction.author != peer.identity() {
@@ -319,6 +407,14 @@ impl Federation for FederationService {
                 peer.identity()
             )));
         }
+        let proof = self.evidence(
+            &peer,
+            &certificate,
+            MessageKind::Retraction,
+            retraction.id,
+            &bytes,
+            message.signature,
+        )?;
         let state = self.trust.state();
         let Some(local) = state.own_identity_in(&peer.identity().federation) else {
             return Err(Status::invalid_argument(format!(
@@ -328,7 +424,7 @@ impl Federation for FederationService {
         };
         let applied = self
             .store
-            .receive_retraction(&retraction, peer.identity(), local)
+            .receive_retraction(&retraction, peer.identity(), local, &proof)
             .await
             .map_err(|e| store_status(&e))?;
         match applied.outcome {
@@ -341,9 +437,9 @@ impl Federation for FederationService {
                     "retraction applied; the referral is purged"
                 );
                 self.notify_all(&applied.notify);
-                Ok(Self::receipt(retraction.id, false))
+                self.receipt(&proof, false).await
             }
-            Inbound::Duplicate => Ok(Self::receipt(retraction.id, true)),
+            Inbound::Duplicate => self.receipt(&proof, true).await,
             Inbound::Conflict => Err(Status::already_exists(format!(
                 "message id {} was already received with different content",
                 retraction.id
@@ -352,15 +448,17 @@ impl Federation for FederationService {
         }
     }
 
-    async fn acknowledge_retraction(
+    async fn retraction_ack(
         &self,
         request: Request<pb::AcknowledgeRetractionRequest>,
     ) -> Result<Response<pb::DeliveryReceipt>, Status> {
-        let peer = self.caller(&request, "AcknowledgeRetraction")?;
-        let wire = request
-            .into_inner()
+        let (peer, certificate) = self.caller(&request, "AcknowledgeRetraction")?;
+        let message = request.into_inner();
+        self.witness.observe(peer.identity(), message.checkpoint);
+        let wire = message
             .ack
             .ok_or_else(|| Status::invalid_argument("ack: is required"))?;
+        let bytes = wire.encode_to_vec();
         let ack = convert::retraction_ack_from_proto(wire)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if &ack.author != peer.identity() {
@@ -370,9 +468,17 @@ impl Federation for FederationService {
                 peer.identity()
             )));
         }
+        let proof = self.evidence(
+            &peer,
+            &certificate,
+            MessageKind::RetractionAck,
+            ack.id,
+            &bytes,
+            message.signature,
+        )?;
         let applied = self
             .store
-            .receive_retraction_ack(&ack, peer.identity())
+            .receive_retraction_ack(&ack, peer.identity(), &proof)
             .await
             .map_err(|e| store_status(&e))?;
         match applied.outcome {
@@ -387,9 +493,9 @@ impl Federation for FederationService {
                     "retraction acknowledged"
                 );
                 self.notify_all(&applied.notify);
-                Ok(Self::receipt(ack.id, false))
+                self.receipt(&proof, false).await
             }
-            Inbound::Duplicate => Ok(Self::receipt(ack.id, true)),
+            Inbound::Duplicate => self.receipt(&proof, true).await,
             Inbound::Conflict => Err(Status::already_exists(format!(
                 "message id {} was already received with different content",
                 ack.id
@@ -399,5 +505,144 @@ impl Federation for FederationService {
                 ack.purged.referral_id, ack.retraction_id
             ))),
         }
+    }
+}
+
+fn millis(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The identity a call's certificate claims, trusted or not, for the audit of refusals.
+fn claimed<T>(request: &Request<T>) -> Option<String> {
+    request
+        .extensions()
+        .get::<Arc<PeerCertificate>>()
+        .map(|c| c.identity().uri())
+}
+
+/// Maps a store failure to a status that tells the caller whether to retry, without detail.
+pub(crate) fn store_status(error: &StoreError) -> Status {
+    if error.is_busy() {
+        Status::unavailable("the node's store is busy; retry later")
+    } else {
+        tracing::error!(error = %error, "store operation failed");
+        Status::internal("the node could not store the message; nothing was saved")
+    }
+}
+
+#[tonic::async_trait]
+impl Federation for FederationService {
+    async fn hello(
+        &self,
+        request: Request<pb::HelloRequest>,
+    ) -> Result<Response<pb::HelloResponse>, Status> {
+        let who = claimed(&request);
+        let result = self.caller(&request, "Hello").map(|(peer, _)| {
+            tracing::info!(peer = %peer.identity(), "hello");
+            let state = self.trust.state();
+            let local = &state.local;
+            // Answer with the identity of the caller's federation, which is the one it verified.
+            let identity = state
+                .own_identity_in(&peer.identity().federation)
+                .unwrap_or(&local.identity);
+            Response::new(pb::HelloResponse {
+                identity: identity.uri(),
+                role: convert::role_to_proto(local.role).into(),
+                protocol_version: tatmx_proto::PROTOCOL_VERSION,
+                software_version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+        });
+        self.audited(who, "Hello", result).await
+    }
+
+    async fn deliver_referral(
+        &self,
+        request: Request<pb::DeliverReferralRequest>,
+    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
+        let who = claimed(&request);
+        let result = self.deliver(request).await;
+        self.audited(who, "DeliverReferral", result).await
+    }
+
+    async fn update_status(
+        &self,
+        request: Request<pb::UpdateStatusRequest>,
+    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
+        let who = claimed(&request);
+        let result = self.status(request).await;
+        self.audited(who, "UpdateStatus", result).await
+    }
+
+    async fn get_directory(
+        &self,
+        request: Request<pb::GetDirectoryRequest>,
+    ) -> Result<Response<pb::GetDirectoryResponse>, Status> {
+        let who = claimed(&request);
+        let result = (|| {
+            let (peer, _) = self.caller(&request, "GetDirectory")?;
+            let federation = FederationId::new(request.get_ref().federation.clone())
+                .map_err(|e| Status::invalid_argument(format!("federation: {e}")))?;
+            let document = self
+                .trust
+                .state()
+                .directory(&federation)
+                .map(|d| d.document.clone())
+                .unwrap_or_default();
+            tracing::debug!(peer = %peer.identity(), %federation, "directory requested");
+            Ok(Response::new(pb::GetDirectoryResponse { document }))
+        })();
+        self.audited(who, "GetDirectory", result).await
+    }
+
+    async fn retract(
+        &self,
+        request: Request<pb::RetractRequest>,
+    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
+        let who = claimed(&request);
+        let result = self.retraction(request).await;
+        self.audited(who, "Retract", result).await
+    }
+
+    async fn acknowledge_retraction(
+        &self,
+        request: Request<pb::AcknowledgeRetractionRequest>,
+    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
+        let who = claimed(&request);
+        let result = self.retraction_ack(request).await;
+        self.audited(who, "AcknowledgeRetraction", result).await
+    }
+
+    async fn get_audit_consistency(
+        &self,
+        request: Request<pb::GetAuditConsistencyRequest>,
+    ) -> Result<Response<pb::GetAuditConsistencyResponse>, Status> {
+        let who = claimed(&request);
+        let result = async {
+            let (peer, _) = self.caller(&request, "GetAuditConsistency")?;
+            let r = request.get_ref();
+            if r.to_seq < r.from_seq || r.to_seq - r.from_seq > 100_000 {
+                return Err(Status::out_of_range(
+                    "to_seq must be at or after from_seq, and at most 100000 entries later",
+                ));
+            }
+            let leaves = self
+                .store
+                .leaf_hashes(r.from_seq, r.to_seq)
+                .await
+                .map_err(|e| store_status(&e))?
+                .ok_or_else(|| {
+                    Status::failed_precondition(format!(
+                        "entries {} to {} are not all in this node's audit log",
+                        r.from_seq + 1,
+                        r.to_seq
+                    ))
+                })?;
+            tracing::debug!(peer = %peer.identity(), from = r.from_seq, to = r.to_seq, "audit consistency proof given");
+            Ok(Response::new(pb::GetAuditConsistencyResponse {
+                leaf_hashes: leaves.iter().map(|l| l.to_vec()).collect(),
+            }))
+        }
+        .await;
+        self.audited(who, "GetAuditConsistency", result).await
     }
 }

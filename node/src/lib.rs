@@ -25,6 +25,9 @@
 //! - [`vault`]: per-record data keys; purging deletes the key (crypto-shredding).
 //! - [`retraction`]: consent revoked, data pulled back hop by hop, purges and tombstones.
 //! - [`retention`]: how long a received referral is kept, and the job that purges it after.
+//! - [`signing`]: the node key's signatures over messages, receipts and checkpoints.
+//! - [`audit`]: the hash-chained audit log: what each entry records, checkpoints, verification.
+//! - [`witness`]: checking that peers' audit checkpoints only ever extend each other.
 //! - [`store`]: SQLite, and the only module with SQL.
 //! - [`outbox`]: durable, ordered, retried delivery to each peer.
 //! - [`federation`]: the peer-facing gRPC service.
@@ -37,6 +40,7 @@
 
 pub mod admin;
 pub mod agency;
+pub mod audit;
 pub mod category;
 pub mod client;
 pub mod config;
@@ -52,10 +56,12 @@ pub mod referral;
 pub mod refresh;
 pub mod retention;
 pub mod retraction;
+pub mod signing;
 pub mod store;
 pub mod tls;
 pub mod trust;
 pub mod vault;
+pub mod witness;
 
 pub use category::DataCategory;
 pub use config::Config;

@@ -217,10 +217,13 @@ pub async fn start_with_listener(
     }
     let shutdown = CancellationToken::new();
 
+    let witness =
+        crate::witness::Witness::new(store.clone(), trust.clone(), config.delivery.clone());
     let (outbox, supervisor) = Outbox::start(
         store.clone(),
         trust.clone(),
         config.delivery.clone(),
+        witness.clone(),
         shutdown.clone(),
     );
     let mut tasks = vec![supervisor];
@@ -233,6 +236,12 @@ pub async fn start_with_listener(
     tasks.push(tokio::spawn(crate::retention::run(
         store.clone(),
         config.retention.clone(),
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::audit::run(
+        store.clone(),
+        trust.clone(),
+        config.audit.clone(),
         shutdown.clone(),
     )));
 
@@ -270,6 +279,7 @@ pub async fn start_with_listener(
         outbox.clone(),
         policy.clone(),
         config.retention.clone(),
+        witness,
     ))
     .max_decoding_message_size(config.federation.max_message_bytes);
     let incoming = crate::tls::accept(
@@ -322,7 +332,10 @@ pub async fn start_with_listener(
     let admin_server = Server::builder()
         .add_service(health_service)
         .add_service(reflection()?)
-        .add_service(AdminServer::new(AdminService::new(trust.clone())))
+        .add_service(AdminServer::new(AdminService::new(
+            trust.clone(),
+            store.clone(),
+        )))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::UnixListenerStream::new(admin_uds),
             shutdown.clone().cancelled_owned(),

@@ -11,6 +11,10 @@
 //! cannot fix (the peer says the message itself is invalid), or a message still undelivered
 //! past the maximum age, becomes a dead letter and the queue moves on, so one bad message cannot
 //! block a peer forever; an admin sees it with `tatmx outbox --dead` and can retry it.
+//!
+//! Each attempt is signed with this node's key, and counts as delivered only with the peer's
+//! receipt signed over the message's digest by a certificate of that peer; both are stored, so
+//! either side can later prove what was sent and received.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,8 +31,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::DeliverySettings;
-use crate::store::{DueMessage, MessageKind, Store};
+use crate::convert;
+use crate::signing;
+use crate::store::{DueMessage, MessageKind, MessageProof, Store};
 use crate::trust::Trust;
+use crate::witness::Witness;
+use sha2::{Digest, Sha256};
 
 /// Handle to the running delivery workers: wakes a peer's worker when it has new work.
 #[derive(Debug, Clone, Default)]
@@ -45,10 +53,15 @@ impl Outbox {
         store: Store,
         trust: Trust,
         settings: DeliverySettings,
+        witness: Witness,
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let outbox = Self::default();
-        let supervisor = tokio::spawn(outbox.clone().supervise(store, trust, settings, shutdown));
+        let supervisor = tokio::spawn(
+            outbox
+                .clone()
+                .supervise(store, trust, settings, witness, shutdown),
+        );
         (outbox, supervisor)
     }
 
@@ -64,6 +77,7 @@ impl Outbox {
         store: Store,
         trust: Trust,
         settings: DeliverySettings,
+        witness: Witness,
         shutdown: CancellationToken,
     ) {
         let mut changes = trust.subscribe();
@@ -90,6 +104,7 @@ impl Outbox {
                     client: None,
                     store: store.clone(),
                     settings: settings.clone(),
+                    witness: witness.clone(),
                     wake: notify,
                     shutdown: shutdown.clone(),
                 };
@@ -136,6 +151,8 @@ struct PeerWorker {
     store: Store,
     /// Backoff and timeouts.
     settings: DeliverySettings,
+    /// Checks the audit checkpoints in the peer's receipts.
+    witness: Witness,
     /// Signalled when a message is queued for this peer.
     wake: Arc<Notify>,
     /// Signalled when the node stops.
@@ -242,7 +259,7 @@ impl PeerWorker {
             _ = shutdown.cancelled() => return,
         };
         let recorded = match result {
-            Ok(duplicate) => {
+            Ok((duplicate, proof)) => {
                 self.trust.record_contact(&self.peer, Ok(()));
                 tracing::info!(
                     peer = %self.peer,
@@ -251,7 +268,7 @@ impl PeerWorker {
                     duplicate,
                     "delivered"
                 );
-                self.store.mark_delivered(message.seq).await
+                self.store.mark_delivered(message.seq, &proof).await
             }
             Err(Failure::Transient(reason)) => {
                 self.trust.record_contact(&self.peer, Err(&reason));
@@ -295,8 +312,38 @@ impl PeerWorker {
         }
     }
 
-    /// Sends one message; `Ok(duplicate)` once the peer has acknowledged it.
-    async fn send(&mut self, message: &DueMessage) -> Result<bool, Failure> {
+    /// Signs and sends one message; once the peer has acknowledged it with a receipt that
+    /// verifies, returns whether it was a duplicate and the evidence of both sides.
+    async fn send(&mut self, message: &DueMessage) -> Result<(bool, MessageProof), Failure> {
+        let state = self.trust.state();
+        let own = state
+            .identities
+            .get(&self.peer.federation)
+            .cloned()
+            .ok_or_else(|| {
+                Failure::Permanent(format!(
+                    "this node is not a member of {}",
+                    self.peer.federation
+                ))
+            })?;
+        let signature = own
+            .signer()
+            .sign(&signing::message_payload(
+                message.kind.as_str(),
+                &message.body,
+            ))
+            .map_err(|e| Failure::Transient(format!("signing failed: {e}")))?;
+        let wire_signature = Some(pb::MessageSignature {
+            scheme: signing::SCHEME_ECDSA_P256_SHA256,
+            value: signature.clone(),
+        });
+        let checkpoint = self
+            .store
+            .latest_checkpoint()
+            .await
+            .ok()
+            .flatten()
+            .map(|c| convert::checkpoint_to_proto(&c));
         let Some((_, client)) = self.client.as_mut() else {
             return Err(Failure::Transient("no channel to the peer".into()));
         };
@@ -308,6 +355,8 @@ impl PeerWorker {
                 client
                     .deliver_referral(pb::DeliverReferralRequest {
                         referral: Some(referral),
+                        signature: wire_signature,
+                        checkpoint,
                     })
                     .await
             }
@@ -316,6 +365,8 @@ impl PeerWorker {
                 client
                     .update_status(pb::UpdateStatusRequest {
                         update: Some(update),
+                        signature: wire_signature,
+                        checkpoint,
                     })
                     .await
             }
@@ -325,13 +376,19 @@ impl PeerWorker {
                 client
                     .retract(pb::RetractRequest {
                         retraction: Some(retraction),
+                        signature: wire_signature,
+                        checkpoint,
                     })
                     .await
             }
             MessageKind::RetractionAck => {
                 let ack = pb::RetractionAck::decode(message.body.as_slice()).map_err(corrupt)?;
                 client
-                    .acknowledge_retraction(pb::AcknowledgeRetractionRequest { ack: Some(ack) })
+                    .acknowledge_retraction(pb::AcknowledgeRetractionRequest {
+                        ack: Some(ack),
+                        signature: wire_signature,
+                        checkpoint,
+                    })
                     .await
             }
         }
@@ -342,7 +399,67 @@ impl PeerWorker {
                 "the peer acknowledged a different message id".into(),
             ));
         }
-        Ok(receipt.duplicate)
+        self.witness.observe(&self.peer, receipt.checkpoint.clone());
+        let proof = self.check_receipt(message, &receipt, signature, own.signer().certificate())?;
+        Ok((receipt.duplicate, proof))
+    }
+
+    /// A receipt counts only if it names the digest of exactly what was sent and is signed by
+    /// a certificate of the peer that chains to a trusted anchor.
+    fn check_receipt(
+        &self,
+        message: &DueMessage,
+        receipt: &pb::DeliveryReceipt,
+        signature: Vec<u8>,
+        own_certificate: &[u8],
+    ) -> Result<MessageProof, Failure> {
+        let bad = |why: &str| Failure::Transient(format!("the peer's receipt {why}"));
+        let digest = Sha256::digest(&message.body).to_vec();
+        if receipt.digest != digest {
+            return Err(bad("names another digest than the message sent"));
+        }
+        let received_at = convert::timestamp_from_proto(receipt.received_at, "received_at")
+            .map_err(|_| bad("has no time"))?;
+        let receipt_signature = receipt
+            .signature
+            .clone()
+            .ok_or_else(|| bad("is not signed"))?;
+        signing::verify(
+            &receipt.signer_certificate,
+            receipt_signature.scheme,
+            &signing::receipt_payload(
+                &receipt.message_id,
+                &receipt.digest,
+                (received_at.unix_timestamp_nanos() / 1_000_000) as i64,
+            ),
+            &receipt_signature.value,
+        )
+        .map_err(|e| bad(&format!("signature {e}")))?;
+        let der = rustls_pki_types::CertificateDer::from(receipt.signer_certificate.clone());
+        let checked = self
+            .trust
+            .state()
+            .check_certificate(
+                &der,
+                &[],
+                rustls_pki_types::UnixTime::now(),
+                webpki::KeyUsage::server_auth(),
+            )
+            .map_err(|e| bad(&format!("certificate is not trusted: {e}")))?;
+        if checked.identity() != &self.peer {
+            return Err(bad("is signed by another team"));
+        }
+        Ok(MessageProof {
+            message_id: message.message_id,
+            kind: message.kind.as_str(),
+            peer: self.peer.uri(),
+            digest,
+            signature,
+            sender_certificate: own_certificate.to_vec(),
+            receipt_signature: Some(receipt_signature.value),
+            receipt_certificate: Some(receipt.signer_certificate.clone()),
+            received_at: Some(received_at),
+        })
     }
 }
 

@@ -68,7 +68,8 @@ pub async fn refresh_once(
         if document.is_empty() {
             continue;
         }
-        match trust.import_directory(&document).await {
+        let actor = format!("node (directory refresh from {identity})");
+        match trust.import_directory(&document, &actor).await {
             Ok((record, true)) => {
                 tracing::debug!(peer = %identity, sequence = record.sequence, "directory is current");
                 return;

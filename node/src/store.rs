@@ -35,6 +35,10 @@ use crate::retraction::{
 };
 use crate::vault;
 
+mod audit_log;
+use crate::audit::{self, AuditRecord};
+pub use audit_log::{MessageProof, WitnessConflict};
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -99,7 +103,8 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
-    fn as_str(self) -> &'static str {
+    /// The stored name; also the kind a message signature names.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Referral => "referral",
             Self::StatusUpdate => "status-update",
@@ -108,7 +113,8 @@ impl MessageKind {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// The kind with this stored name.
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "referral" => Some(Self::Referral),
             "status-update" => Some(Self::StatusUpdate),
@@ -322,6 +328,8 @@ impl Store {
         referral: &Referral,
         decisions: &[FieldDecision],
         forwarded_from: Option<Uuid>,
+        subject: Option<&str>,
+        actor: &str,
     ) -> Result<(), StoreError> {
         let body = encode_referral(referral);
         let now = OffsetDateTime::now_utc();
@@ -344,11 +352,17 @@ impl Store {
             },
         )
         .await?;
-        sqlx::query("UPDATE referrals SET decisions = ? WHERE id = ?")
+        sqlx::query("UPDATE referrals SET decisions = ?, subject = ? WHERE id = ?")
             .bind(decisions_json(decisions))
+            .bind(subject)
             .bind(referral.id.to_string())
             .execute(&mut *tx)
             .await?;
+        audit_log::append(
+            &mut tx,
+            &audit::disclosure(referral, decisions, forwarded_from, subject, actor),
+        )
+        .await?;
         insert_event(
             &mut tx,
             referral.id,
@@ -380,6 +394,7 @@ impl Store {
         referral: &Referral,
         ack: &StatusUpdate,
         retain_until: OffsetDateTime,
+        proof: &MessageProof,
     ) -> Result<Inbound, StoreError> {
         let body = encode_referral(referral);
         let digest = digest(&body);
@@ -441,6 +456,12 @@ impl Store {
             None,
         )
         .await?;
+        audit_log::put_proof(&mut tx, proof, "received").await?;
+        audit_log::append(
+            &mut tx,
+            &audit::receipt(referral, &hex::encode(&proof.digest)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Inbound::Stored)
     }
@@ -452,6 +473,7 @@ impl Store {
         &self,
         update: &StatusUpdate,
         from: &TeamIdentity,
+        proof: &MessageProof,
     ) -> Result<Result<Inbound, TransitionError>, StoreError> {
         let body = convert::status_update_to_proto(update).encode_to_vec();
         let digest = digest(&body);
@@ -461,7 +483,7 @@ impl Store {
             return Ok(Ok(outcome));
         }
         let row = sqlx::query(
-            "SELECT direction, status, consultation_id FROM referrals WHERE id = ?
+            "SELECT direction, status, consultation_id, subject FROM referrals WHERE id = ?
                AND ((direction = 'outbound' AND recipient = ?) OR (direction = 'inbound' AND sender = ?))",
         )
         .bind(update.referral_id.to_string())
@@ -500,6 +522,13 @@ impl Store {
             lifecycle::moves_status(current, update.status),
         )
         .await?;
+        audit_log::put_proof(&mut tx, proof, "received").await?;
+        let subject: Option<String> = row.try_get("subject")?;
+        audit_log::append(
+            &mut tx,
+            &audit::status_change(update, false, &from.uri(), subject.as_deref(), &from.uri()),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Ok(Inbound::Stored))
     }
@@ -511,14 +540,16 @@ impl Store {
         update: &StatusUpdate,
         side: Side,
         other_party: &TeamIdentity,
+        actor: &str,
     ) -> Result<Result<(), TransitionError>, StoreError> {
         let body = convert::status_update_to_proto(update).encode_to_vec();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row =
-            sqlx::query("SELECT direction, status, consultation_id FROM referrals WHERE id = ?")
-                .bind(update.referral_id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let row = sqlx::query(
+            "SELECT direction, status, consultation_id, subject FROM referrals WHERE id = ?",
+        )
+        .bind(update.referral_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(row) = row else {
             return Ok(Err(TransitionError::Missing(
                 "referral_id: no such referral on this node",
@@ -546,6 +577,12 @@ impl Store {
             &body,
             OffsetDateTime::now_utc(),
             None,
+        )
+        .await?;
+        let subject: Option<String> = row.try_get("subject")?;
+        audit_log::append(
+            &mut tx,
+            &audit::status_change(update, true, &other_party.uri(), subject.as_deref(), actor),
         )
         .await?;
         tx.commit().await?;
@@ -676,8 +713,9 @@ impl Store {
         }))
     }
 
-    /// Records the peer's acknowledgement.
-    pub async fn mark_delivered(&self, seq: i64) -> Result<(), StoreError> {
+    /// Records the peer's acknowledgement, with the signed receipt that proves it.
+    pub async fn mark_delivered(&self, seq: i64, proof: &MessageProof) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?,
                     last_error = NULL
@@ -685,8 +723,10 @@ impl Store {
         )
         .bind(ms(OffsetDateTime::now_utc()))
         .bind(seq)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        audit_log::put_proof(&mut tx, proof, "sent").await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1247,19 +1287,20 @@ impl Store {
     }
 
     /// Adds or replaces a peer, and lifts an earlier removal of it.
-    pub async fn put_peer(&self, peer: &StoredPeer) -> Result<(), StoreError> {
+    pub async fn put_peer(&self, peer: &StoredPeer, audit: &AuditRecord) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         insert_peer(&mut tx, peer).await?;
         sqlx::query("DELETE FROM removed_peers WHERE identity = ?")
             .bind(&peer.identity)
             .execute(&mut *tx)
             .await?;
+        audit_log::append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Removes a peer, whatever its source.
-    pub async fn remove_peer(&self, identity: &str) -> Result<(), StoreError> {
+    pub async fn remove_peer(&self, identity: &str, audit: &AuditRecord) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM trust_peers WHERE identity = ?")
             .bind(identity)
@@ -1270,12 +1311,19 @@ impl Store {
             .bind(ms(OffsetDateTime::now_utc()))
             .execute(&mut *tx)
             .await?;
+        audit_log::append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Blocks or unblocks an identity.
-    pub async fn set_blocked(&self, identity: &str, blocked: bool) -> Result<(), StoreError> {
+    pub async fn set_blocked(
+        &self,
+        identity: &str,
+        blocked: bool,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let query = if blocked {
             sqlx::query("INSERT OR REPLACE INTO blocked_peers (identity, blocked_at) VALUES (?, ?)")
                 .bind(identity)
@@ -1283,31 +1331,46 @@ impl Store {
         } else {
             sqlx::query("DELETE FROM blocked_peers WHERE identity = ?").bind(identity)
         };
-        query.execute(&self.pool).await?;
+        query.execute(&mut *tx).await?;
+        audit_log::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Adds a trust anchor.
-    pub async fn put_anchor(&self, anchor: &StoredAnchor) -> Result<(), StoreError> {
+    pub async fn put_anchor(
+        &self,
+        anchor: &StoredAnchor,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         insert_anchor(&mut tx, anchor).await?;
+        audit_log::append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Removes a trust anchor.
-    pub async fn remove_anchor(&self, fingerprint: &str) -> Result<(), StoreError> {
+    pub async fn remove_anchor(
+        &self,
+        fingerprint: &str,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM trust_anchors WHERE fingerprint = ?")
             .bind(fingerprint)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        audit_log::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Stores a CRL, replacing the federation's previous one.
-    pub async fn put_crl(&self, crl: &StoredCrl) -> Result<(), StoreError> {
+    pub async fn put_crl(&self, crl: &StoredCrl, audit: &AuditRecord) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         insert_crl(&mut tx, crl).await?;
+        audit_log::append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1320,6 +1383,7 @@ impl Store {
         peers: &[StoredPeer],
         anchors: &[StoredAnchor],
         crl: Option<&StoredCrl>,
+        audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
@@ -1351,6 +1415,7 @@ impl Store {
         if let Some(crl) = crl {
             insert_crl(&mut tx, crl).await?;
         }
+        audit_log::append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1450,15 +1515,18 @@ fn decisions_from_json(json: &str) -> Result<Vec<FieldDecision>, String> {
 
 impl Store {
     /// Records a consent.
-    pub async fn put_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+    pub async fn put_consent(&self, consent: &Consent, actor: &str) -> Result<(), StoreError> {
         let body = convert::consent_to_proto(consent).encode_to_vec();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT INTO consents (id, recorded_at, revoked_at, body) VALUES (?, ?, ?, ?)")
             .bind(consent.id.to_string())
             .bind(ms(consent.recorded_at))
             .bind(consent.revoked_at.map(ms))
             .bind(body)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        audit_log::append(&mut tx, &audit::consent_recorded(consent, actor)).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1502,6 +1570,7 @@ impl Store {
         id: Uuid,
         at: OffsetDateTime,
         federation: &tatmx_certs::FederationId,
+        actor: &str,
     ) -> Result<Option<(Consent, Vec<TeamIdentity>)>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let revoked =
@@ -1527,6 +1596,7 @@ impl Store {
             .bind(id.to_string())
             .fetch_all(&mut *tx)
             .await?;
+            let mut targets = Vec::new();
             for row in shared {
                 let copy = copy_of(&row, "recipient")?;
                 let sender = identity_column(&row, "sender")?;
@@ -1546,8 +1616,19 @@ impl Store {
                     at,
                 };
                 retract_copy(&mut tx, &retraction, &copy.team).await?;
+                targets.push((copy.team.uri(), copy.referral_id));
                 notify.push(copy.team);
             }
+            let row = sqlx::query("SELECT id, revoked_at, body FROM consents WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+            let consent = consent_row(&row, federation)?;
+            audit_log::append(
+                &mut tx,
+                &audit::consent_revoked(&consent, retraction_id, &targets, actor),
+            )
+            .await?;
         }
         tx.commit().await?;
         let consent = self.consent(id, federation).await?;
@@ -1610,6 +1691,7 @@ impl Store {
         retraction: &Retraction,
         from: &TeamIdentity,
         local: &TeamIdentity,
+        proof: &MessageProof,
     ) -> Result<Applied, StoreError> {
         let body = convert::retraction_to_proto(retraction).encode_to_vec();
         let digest = digest(&body);
@@ -1692,6 +1774,12 @@ impl Store {
             )
             .await?;
         }
+        audit_log::put_proof(&mut tx, proof, "received").await?;
+        audit_log::append(
+            &mut tx,
+            &audit::retraction_received(retraction, held.is_some(), downstream.len()),
+        )
+        .await?;
         let ack = RetractionAck {
             id: Uuid::now_v7(),
             retraction_id: retraction.retraction_id,
@@ -1721,6 +1809,7 @@ impl Store {
         &self,
         ack: &RetractionAck,
         from: &TeamIdentity,
+        proof: &MessageProof,
     ) -> Result<Applied, StoreError> {
         let body = convert::retraction_ack_to_proto(ack).encode_to_vec();
         let digest = digest(&body);
@@ -1770,6 +1859,8 @@ impl Store {
         .bind(ack.purged.referral_id.to_string())
         .execute(&mut *tx)
         .await?;
+        audit_log::put_proof(&mut tx, proof, "received").await?;
+        audit_log::append(&mut tx, &audit::retraction_acknowledged(ack, &from.uri())).await?;
         for copy in &ack.downstream {
             sqlx::query(
                 "INSERT OR IGNORE INTO retraction_targets
@@ -1963,12 +2054,23 @@ async fn purge(
         .execute(&mut **tx)
         .await?
         .rows_affected();
-        let data_key: Option<Option<String>> =
-            sqlx::query_scalar("SELECT data_key FROM referrals WHERE id = ?")
-                .bind(&id)
-                .fetch_optional(&mut **tx)
-                .await?;
-        if let Some(Some(key_id)) = data_key {
+        let row = sqlx::query("SELECT data_key, categories FROM referrals WHERE id = ?")
+            .bind(&id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some(row) = row else { continue };
+        let categories: String = row.try_get("categories")?;
+        audit_log::append(
+            tx,
+            &audit::purge(
+                Uuid::parse_str(&id).unwrap_or_default(),
+                &categories,
+                cause,
+                retraction_id,
+            ),
+        )
+        .await?;
+        if let Some(key_id) = row.try_get::<Option<String>, _>("data_key")? {
             sqlx::query("DELETE FROM data_keys WHERE id = ?")
                 .bind(key_id)
                 .execute(&mut **tx)

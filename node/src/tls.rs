@@ -38,6 +38,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 
+use crate::signing::NodeSigner;
 use crate::trust::{CheckedCertificate, TrustError, TrustState};
 
 /// Failure to load or use TLS material.
@@ -82,6 +83,8 @@ pub struct Credentials {
     chain: Vec<CertificateDer<'static>>,
     /// The private key.
     key: PrivateKeyDer<'static>,
+    /// Signs messages, receipts and audit checkpoints with that key.
+    signer: NodeSigner,
     /// The leaf's serial, hex.
     serial_hex: String,
     /// Start of validity.
@@ -138,9 +141,11 @@ impl Credentials {
             .key_provider
             .load_private_key(key.clone_key())
             .map_err(|e| own(format!("unusable private key: {e}")))?;
-        rustls::sign::CertifiedKey::new(chain.clone(), signing_key)
+        rustls::sign::CertifiedKey::new(chain.clone(), signing_key.clone())
             .keys_match()
             .map_err(|_| own("the private key does not belong to the certificate".into()))?;
+        let signer = NodeSigner::new(signing_key, leaf.clone().into_owned())
+            .map_err(|e| own(e.to_string()))?;
         let summary = CertificateSummary::from_der(leaf).map_err(|e| own(e.to_string()))?;
         let identity = summary
             .require_identity()
@@ -168,10 +173,16 @@ impl Credentials {
             identity,
             chain,
             key,
+            signer,
             serial_hex: summary.serial_hex,
             not_before: summary.not_before,
             not_after: summary.not_after,
         })
+    }
+
+    /// What this identity signs with.
+    pub fn signer(&self) -> &NodeSigner {
+        &self.signer
     }
 
     /// The identity this node proves to its peers.
@@ -554,6 +565,8 @@ impl ServerCertVerifier for PeerServerVerifier {
 pub struct PeerCertificate {
     /// The checked certificate.
     checked: CheckedCertificate,
+    /// Its DER, kept with what the peer signs so the signature can be checked later.
+    der: CertificateDer<'static>,
     /// Where the connection came from, for logs.
     remote_addr: SocketAddr,
 }
@@ -577,6 +590,11 @@ impl PeerCertificate {
     /// The caller's address.
     pub fn remote_addr(&self) -> SocketAddr {
         self.remote_addr
+    }
+
+    /// The certificate, DER.
+    pub fn der(&self) -> &[u8] {
+        self.der.as_ref()
     }
 }
 
@@ -669,13 +687,14 @@ pub fn accept(
                 let _ = tcp.set_nodelay(true);
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let Some(checked) = recheck(&tls, &states.load()) else {
+                        let Some((checked, der)) = recheck(&tls, &states.load()) else {
                             return;
                         };
                         let stream = PeerStream {
                             inner: tls,
                             certificate: Arc::new(PeerCertificate {
                                 checked,
+                                der,
                                 remote_addr,
                             }),
                         };
@@ -701,18 +720,19 @@ pub fn accept(
 fn recheck(
     tls: &tokio_rustls::server::TlsStream<TcpStream>,
     state: &TrustState,
-) -> Option<CheckedCertificate> {
+) -> Option<(CheckedCertificate, CertificateDer<'static>)> {
     let (_, connection) = tls.get_ref();
     let chain = connection.peer_certificates()?;
     let (leaf, intermediates) = chain.split_first()?;
-    state
+    let checked = state
         .check_certificate(
             leaf,
             intermediates,
             UnixTime::now(),
             webpki::KeyUsage::client_auth(),
         )
-        .ok()
+        .ok()?;
+    Some((checked, leaf.clone().into_owned()))
 }
 
 /// The stream a peer connection runs over, as tonic's client wants it.

@@ -274,6 +274,67 @@ pub fn federation_client(
     FederationClient::new(channel).max_encoding_message_size(64 * 1024 * 1024)
 }
 
+/// What `team`'s node signs with, loaded from its files.
+pub fn signer_of(team: &TeamSpec) -> tatmx_node::signing::NodeSigner {
+    Credentials::load(
+        &team.dir.join("node.pem"),
+        &team.dir.join("node.key"),
+        &team.identity,
+    )
+    .expect("credentials")
+    .signer()
+    .clone()
+}
+
+/// The signature `team`'s node would put on `message`, a message of `kind`.
+pub fn signature_of(
+    team: &TeamSpec,
+    kind: &str,
+    message: &impl prost::Message,
+) -> Option<pb::MessageSignature> {
+    let payload = tatmx_node::signing::message_payload(kind, &message.encode_to_vec());
+    Some(pb::MessageSignature {
+        scheme: tatmx_node::signing::SCHEME_ECDSA_P256_SHA256,
+        value: signer_of(team).sign(&payload).expect("sign"),
+    })
+}
+
+/// A delivery of `referral` signed by `team`, as its node would send it.
+pub fn signed_referral(team: &TeamSpec, referral: pb::Referral) -> pb::DeliverReferralRequest {
+    pb::DeliverReferralRequest {
+        signature: signature_of(team, "referral", &referral),
+        referral: Some(referral),
+        checkpoint: None,
+    }
+}
+
+/// A status update signed by `team`.
+pub fn signed_update(team: &TeamSpec, update: pb::StatusUpdate) -> pb::UpdateStatusRequest {
+    pb::UpdateStatusRequest {
+        signature: signature_of(team, "status-update", &update),
+        update: Some(update),
+        checkpoint: None,
+    }
+}
+
+/// A retraction signed by `team`.
+pub fn signed_retraction(team: &TeamSpec, retraction: pb::Retraction) -> pb::RetractRequest {
+    pb::RetractRequest {
+        signature: signature_of(team, "retraction", &retraction),
+        retraction: Some(retraction),
+        checkpoint: None,
+    }
+}
+
+/// A retraction acknowledgement signed by `team`.
+pub fn signed_ack(team: &TeamSpec, ack: pb::RetractionAck) -> pb::AcknowledgeRetractionRequest {
+    pb::AcknowledgeRetractionRequest {
+        signature: signature_of(team, "retraction-ack", &ack),
+        ack: Some(ack),
+        checkpoint: None,
+    }
+}
+
 /// A small valid referral draft for `recipient`, with a canary in every free-text field.
 pub fn draft(recipient: &str) -> pb::NewReferral {
     pb::NewReferral {

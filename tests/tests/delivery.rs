@@ -133,9 +133,7 @@ async fn a_message_delivered_twice_is_stored_once() {
     // Play the school's node by hand, with the school's real certificate.
     let mut client = federation_client(&school.dir, &[&fed.ca_path], &school.identity, &core);
     let referral = outgoing(&school, &core);
-    let request = || pb::DeliverReferralRequest {
-        referral: Some(referral.clone()),
-    };
+    let request = || signed_referral(&school, referral.clone());
     let first = client
         .deliver_referral(request())
         .await
@@ -158,9 +156,7 @@ async fn a_message_delivered_twice_is_stored_once() {
         value: "transient".into(),
     });
     let status = client
-        .deliver_referral(pb::DeliverReferralRequest {
-            referral: Some(altered),
-        })
+        .deliver_referral(signed_referral(&school, altered))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");

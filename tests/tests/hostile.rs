@@ -78,6 +78,7 @@ async fn a_certificate_from_another_ca_is_refused_at_the_handshake() {
     let status = client
         .deliver_referral(pb::DeliverReferralRequest {
             referral: Some(outgoing(&s.school, &s.core)),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -99,9 +100,7 @@ async fn an_envelope_sender_that_is_not_the_certificate_identity_is_refused() {
         &s.core,
     );
     let status = client
-        .deliver_referral(pb::DeliverReferralRequest {
-            referral: Some(outgoing(&s.riverside, &s.core)),
-        })
+        .deliver_referral(signed_referral(&s.school, outgoing(&s.riverside, &s.core)))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
@@ -133,9 +132,7 @@ async fn a_certified_team_that_is_not_a_peer_is_refused() {
     assert_refused_by_tls(&status);
     assert!(format!("{status:?}").contains("AccessDenied"), "{status:?}");
     let status = client
-        .deliver_referral(pb::DeliverReferralRequest {
-            referral: Some(outgoing(&stranger, &s.core)),
-        })
+        .deliver_referral(signed_referral(&stranger, outgoing(&stranger, &s.core)))
         .await
         .unwrap_err();
     assert_refused_by_tls(&status);
@@ -161,9 +158,7 @@ async fn a_message_over_the_size_limit_is_refused_and_others_still_get_through()
         });
     }
     let status = client
-        .deliver_referral(pb::DeliverReferralRequest {
-            referral: Some(big),
-        })
+        .deliver_referral(signed_referral(&s.school, big))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
@@ -171,9 +166,7 @@ async fn a_message_over_the_size_limit_is_refused_and_others_still_get_through()
     assert_eq!(inbox_len(&s.core).await, 0);
 
     let receipt = client
-        .deliver_referral(pb::DeliverReferralRequest {
-            referral: Some(outgoing(&s.school, &s.core)),
-        })
+        .deliver_referral(signed_referral(&s.school, outgoing(&s.school, &s.core)))
         .await
         .expect("a normal message after the oversized one")
         .into_inner();
@@ -229,8 +222,9 @@ async fn a_status_update_for_a_referral_never_sent_to_the_caller_is_refused() {
         &s.core,
     );
     let status = client
-        .update_status(pb::UpdateStatusRequest {
-            update: Some(pb::StatusUpdate {
+        .update_status(signed_update(
+            &s.school,
+            pb::StatusUpdate {
                 id: uuid::Uuid::now_v7().to_string(),
                 referral_id: uuid::Uuid::now_v7().to_string(),
                 author: s.school.identity.uri(),
@@ -240,8 +234,8 @@ async fn a_status_update_for_a_referral_never_sent_to_the_caller_is_refused() {
                     nanos: 0,
                 }),
                 ..Default::default()
-            }),
-        })
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
@@ -284,9 +278,7 @@ async fn malformed_referrals_are_refused_by_field_without_echoing_content() {
         let mut referral = outgoing(&s.school, &s.core);
         break_it(&mut referral);
         let status = client
-            .deliver_referral(pb::DeliverReferralRequest {
-                referral: Some(referral),
-            })
+            .deliver_referral(signed_referral(&s.school, referral))
             .await
             .unwrap_err();
         assert_eq!(

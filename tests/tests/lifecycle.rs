@@ -147,8 +147,9 @@ async fn invalid_transitions_and_the_wrong_party_are_refused() {
     // A forged update from a peer, out of order, is refused by the receiving node too.
     let mut client = federation_client(&core.dir, &[&_fed.ca_path], &core.identity, &school);
     let forged = client
-        .update_status(pb::UpdateStatusRequest {
-            update: Some(pb::StatusUpdate {
+        .update_status(signed_update(
+            &core,
+            pb::StatusUpdate {
                 id: uuid::Uuid::now_v7().to_string(),
                 referral_id: id.clone(),
                 author: core.identity.uri(),
@@ -158,8 +159,8 @@ async fn invalid_transitions_and_the_wrong_party_are_refused() {
                     nanos: 0,
                 }),
                 ..Default::default()
-            }),
-        })
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(forged.code(), tonic::Code::FailedPrecondition, "{forged:?}");

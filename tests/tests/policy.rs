@@ -569,9 +569,7 @@ async fn a_sender_that_skips_its_filter_is_stopped_by_the_receiver() {
     raw.content = Some(criminal_history());
     let mut client = federation_client(&core.dir, &[&county._fed.ca_path], &core.identity, school);
     let status = client
-        .deliver_referral(pb::DeliverReferralRequest {
-            referral: Some(raw.clone()),
-        })
+        .deliver_referral(signed_referral(core, raw.clone()))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
@@ -585,9 +583,7 @@ async fn a_sender_that_skips_its_filter_is_stopped_by_the_receiver() {
     raw.content = Some(substance_use());
     let mut client = federation_client(&su.dir, &[&county._fed.ca_path], &su.identity, core);
     let status = client
-        .deliver_referral(pb::DeliverReferralRequest {
-            referral: Some(raw),
-        })
+        .deliver_referral(signed_referral(su, raw))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");

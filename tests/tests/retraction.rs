@@ -332,6 +332,18 @@ async fn retention_purges_an_expired_referral_and_keeps_a_tombstone() {
     assert_eq!(tombstone.sender, school.identity.uri());
     assert_eq!(data_key(&core, &id).await, None);
     shredded(&core, &[&key]).await;
+    // The audit entries about it stay: they never held its content.
+    let receipts = admin(&core)
+        .await
+        .query_audit(pb::QueryAuditRequest {
+            kind: "receipt".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(receipts.iter().any(|e| e.referral_id == id));
     // The sender's own record is untouched: retention applies to what a node received.
     referral_when(&school, &id, "the sender's record", |_| true).await;
     core_node.shutdown().await;
@@ -363,9 +375,7 @@ async fn only_the_sender_can_retract_and_bad_retractions_are_refused() {
         at: Some(prost_types::Timestamp::default()),
     };
     let receipt = clinic_client
-        .retract(pb::RetractRequest {
-            retraction: Some(retraction(&clinic)),
-        })
+        .retract(signed_retraction(&clinic, retraction(&clinic)))
         .await
         .unwrap()
         .into_inner();
@@ -375,9 +385,7 @@ async fn only_the_sender_can_retract_and_bad_retractions_are_refused() {
 
     // Claiming to be the sender does not help.
     let status = clinic_client
-        .retract(pb::RetractRequest {
-            retraction: Some(retraction(&school)),
-        })
+        .retract(signed_retraction(&clinic, retraction(&school)))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
@@ -386,16 +394,15 @@ async fn only_the_sender_can_retract_and_bad_retractions_are_refused() {
     let mut bad = retraction(&clinic);
     bad.cause = 99;
     let status = clinic_client
-        .retract(pb::RetractRequest {
-            retraction: Some(bad),
-        })
+        .retract(signed_retraction(&clinic, bad))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("retraction.cause"), "{status:?}");
     let status = clinic_client
-        .acknowledge_retraction(pb::AcknowledgeRetractionRequest {
-            ack: Some(pb::RetractionAck {
+        .acknowledge_retraction(signed_ack(
+            &clinic,
+            pb::RetractionAck {
                 id: uuid::Uuid::now_v7().to_string(),
                 retraction_id: uuid::Uuid::now_v7().to_string(),
                 purged: Some(pb::RetractionTarget {
@@ -406,8 +413,8 @@ async fn only_the_sender_can_retract_and_bad_retractions_are_refused() {
                 purged_at: Some(prost_types::Timestamp::default()),
                 downstream: vec![],
                 author: clinic.identity.uri(),
-            }),
-        })
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");

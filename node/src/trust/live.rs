@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
+use serde_json::json;
 use tatmx_certs::directory::{DirectoryError, SignedDirectory};
 use tatmx_certs::{FederationId, TeamIdentity};
 use time::OffsetDateTime;
@@ -21,6 +22,7 @@ use super::{
     Anchor, DirectoryRecord, LocalTeam, Peer, PeerEntry, RevocationList, Source, TrustBuildError,
     TrustError, TrustState, VerifiedPeer,
 };
+use crate::audit;
 use crate::store::{Store, StoreError, StoredAnchor, StoredCrl, StoredDirectory, StoredPeer};
 use crate::tls::{Credentials, Identities, PeerCertificate, TlsError};
 
@@ -198,7 +200,7 @@ impl Trust {
     }
 
     /// Adds (or replaces) a peer; it can connect at once.
-    pub async fn add_peer(&self, peer: Peer) -> Result<PeerEntry, TrustChangeError> {
+    pub async fn add_peer(&self, peer: Peer, actor: &str) -> Result<PeerEntry, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         if self.state().own_identity_in(&peer.identity.federation) == Some(&peer.identity) {
             return Err(TrustChangeError::Conflict(
@@ -207,16 +209,28 @@ impl Trust {
         }
         self.inner
             .store
-            .put_peer(&StoredPeer {
-                identity: peer.identity.uri(),
-                endpoint: peer.endpoint.to_string(),
-                role: peer.role.as_str().into(),
-                discipline: peer.discipline.as_str().into(),
-                jurisdiction: peer.jurisdiction.clone(),
-                cjis_authorized: peer.cjis_authorized,
-                pinned_sha256: None,
-                source: Source::Admin.as_str().into(),
-            })
+            .put_peer(
+                &StoredPeer {
+                    identity: peer.identity.uri(),
+                    endpoint: peer.endpoint.to_string(),
+                    role: peer.role.as_str().into(),
+                    discipline: peer.discipline.as_str().into(),
+                    jurisdiction: peer.jurisdiction.clone(),
+                    cjis_authorized: peer.cjis_authorized,
+                    pinned_sha256: None,
+                    source: Source::Admin.as_str().into(),
+                },
+                &audit::trust_change(
+                    "peer-added",
+                    json!({
+                        "identity": peer.identity.uri(),
+                        "endpoint": peer.endpoint.to_string(),
+                        "role": peer.role.as_str(),
+                        "discipline": peer.discipline.as_str(),
+                    }),
+                    actor,
+                ),
+            )
             .await?;
         self.reload().await?;
         self.peer_entry(&peer.identity)
@@ -226,10 +240,16 @@ impl Trust {
     pub async fn remove_peer(
         &self,
         identity: &TeamIdentity,
+        actor: &str,
     ) -> Result<PeerEntry, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         let entry = self.peer_entry(identity)?;
-        self.inner.store.remove_peer(&identity.uri()).await?;
+        let record =
+            audit::trust_change("peer-removed", json!({ "identity": identity.uri() }), actor);
+        self.inner
+            .store
+            .remove_peer(&identity.uri(), &record)
+            .await?;
         self.reload().await?;
         Ok(entry)
     }
@@ -239,30 +259,51 @@ impl Trust {
         &self,
         identity: &TeamIdentity,
         blocked: bool,
+        actor: &str,
     ) -> Result<PeerEntry, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         self.peer_entry(identity)?;
+        let action = if blocked {
+            "peer-blocked"
+        } else {
+            "peer-unblocked"
+        };
+        let record = audit::trust_change(action, json!({ "identity": identity.uri() }), actor);
         self.inner
             .store
-            .set_blocked(&identity.uri(), blocked)
+            .set_blocked(&identity.uri(), blocked, &record)
             .await?;
         self.reload().await?;
         self.peer_entry(identity)
     }
 
     /// Adds a federation CA certificate as an anchor of the federation it names.
-    pub async fn add_anchor(&self, pem: &str) -> Result<Vec<Anchor>, TrustChangeError> {
+    pub async fn add_anchor(
+        &self,
+        pem: &str,
+        actor: &str,
+    ) -> Result<Vec<Anchor>, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         let parsed = parse_anchors(pem, Source::Admin).map_err(TrustChangeError::Invalid)?;
         for anchor in &parsed {
             self.inner
                 .store
-                .put_anchor(&StoredAnchor {
-                    fingerprint: anchor.fingerprint.clone(),
-                    federation: anchor.federation.to_string(),
-                    pem: anchor.pem.clone(),
-                    source: Source::Admin.as_str().into(),
-                })
+                .put_anchor(
+                    &StoredAnchor {
+                        fingerprint: anchor.fingerprint.clone(),
+                        federation: anchor.federation.to_string(),
+                        pem: anchor.pem.clone(),
+                        source: Source::Admin.as_str().into(),
+                    },
+                    &audit::trust_change(
+                        "anchor-added",
+                        json!({
+                            "fingerprint": anchor.fingerprint,
+                            "federation": anchor.federation.to_string(),
+                        }),
+                        actor,
+                    ),
+                )
                 .await?;
         }
         self.reload().await?;
@@ -271,7 +312,11 @@ impl Trust {
 
     /// Removes an anchor added by an admin or a directory. Anchors from the config file must be
     /// removed from the file.
-    pub async fn remove_anchor(&self, fingerprint: &str) -> Result<Anchor, TrustChangeError> {
+    pub async fn remove_anchor(
+        &self,
+        fingerprint: &str,
+        actor: &str,
+    ) -> Result<Anchor, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         let fingerprint = fingerprint.to_ascii_lowercase();
         if fingerprint.len() < 8 {
@@ -304,13 +349,28 @@ impl Trust {
                 anchor.fingerprint
             )));
         }
-        self.inner.store.remove_anchor(&anchor.fingerprint).await?;
+        let record = audit::trust_change(
+            "anchor-removed",
+            json!({
+                "fingerprint": anchor.fingerprint,
+                "federation": anchor.federation.to_string(),
+            }),
+            actor,
+        );
+        self.inner
+            .store
+            .remove_anchor(&anchor.fingerprint, &record)
+            .await?;
         self.reload().await?;
         Ok(anchor)
     }
 
     /// Imports a CRL signed by a trusted anchor; revoked certificates are refused at once.
-    pub async fn import_crl(&self, pem: &str) -> Result<Arc<TrustState>, TrustChangeError> {
+    pub async fn import_crl(
+        &self,
+        pem: &str,
+        actor: &str,
+    ) -> Result<Arc<TrustState>, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         let state = self.state();
         let anchors = state.anchors().into_iter().fold(
@@ -331,11 +391,21 @@ impl Trust {
         }
         self.inner
             .store
-            .put_crl(&StoredCrl {
-                federation: crl.federation.to_string(),
-                crl_number: crl.crl_number,
-                pem: pem.to_owned(),
-            })
+            .put_crl(
+                &StoredCrl {
+                    federation: crl.federation.to_string(),
+                    crl_number: crl.crl_number,
+                    pem: pem.to_owned(),
+                },
+                &audit::trust_change(
+                    "crl-imported",
+                    json!({
+                        "federation": crl.federation.to_string(),
+                        "crl_number": crl.crl_number,
+                    }),
+                    actor,
+                ),
+            )
             .await?;
         self.reload().await?;
         Ok(self.state())
@@ -346,6 +416,7 @@ impl Trust {
     pub async fn import_directory(
         &self,
         document: &str,
+        actor: &str,
     ) -> Result<(DirectoryRecord, bool), TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         let signed = SignedDirectory::from_json(document)?;
@@ -422,7 +493,22 @@ impl Trust {
         };
         self.inner
             .store
-            .apply_directory(&record, &peers, &anchors, crl.as_ref())
+            .apply_directory(
+                &record,
+                &peers,
+                &anchors,
+                crl.as_ref(),
+                &audit::trust_change(
+                    "directory-imported",
+                    json!({
+                        "federation": record.federation,
+                        "sequence": record.sequence,
+                        "members": peers.len(),
+                        "anchors": anchors.len(),
+                    }),
+                    actor,
+                ),
+            )
             .await?;
         self.reload().await?;
         let state = self.state();
@@ -446,6 +532,7 @@ impl Trust {
         &self,
         cert_pem: &str,
         key_path: &std::path::Path,
+        actor: &str,
     ) -> Result<Arc<Credentials>, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         let state = self.state();
@@ -490,8 +577,17 @@ impl Trust {
         crate::tls::replace_file(&cert_file, cert_pem.as_bytes())?;
         crate::tls::replace_file(&key_file, key_pem.as_bytes())?;
         let serial = credentials.serial_hex().to_owned();
+        let not_after = credentials.not_after().unix_timestamp();
         let identities = state.identities.clone().with(credentials);
         self.rebuild_with(identities).await?;
+        self.inner
+            .store
+            .record_audit(&audit::trust_change(
+                "certificate-installed",
+                json!({ "identity": own.uri(), "serial": serial, "not_after": not_after }),
+                actor,
+            ))
+            .await?;
         tracing::info!(identity = %own, %serial, "node certificate installed");
         self.state()
             .identities

@@ -1,0 +1,195 @@
+//! Signatures by a node's key: over every message it sends, every receipt it gives, and every
+//! checkpoint of its audit chain.
+//!
+//! The key is the node's TLS key (ECDSA P-256), so a signature proves the same identity the
+//! connection did, and anyone holding the federation CA can check it later, offline, from the
+//! certificate stored beside it. Every signed payload starts with `tatmx/v1 `, a context name
+//! and a zero byte: the key also signs TLS handshakes, and the prefix keeps a signature made for
+//! one use from ever being valid for another.
+
+use std::sync::Arc;
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
+use rustls::SignatureScheme;
+use rustls::sign::SigningKey;
+use rustls_pki_types::CertificateDer;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// ECDSA P-256 with SHA-256, ASN.1 DER: the only scheme of protocol v1.
+pub const SCHEME_ECDSA_P256_SHA256: u32 = 1;
+
+/// Why a signature could not be made or did not verify. Never carries message content.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignatureError {
+    /// The node's key cannot make ECDSA P-256 signatures.
+    #[error("the node key cannot sign with ECDSA P-256, which protocol v1 requires")]
+    UnsupportedKey,
+    /// The signer failed.
+    #[error("signing failed")]
+    Failed,
+    /// No signature came with the message.
+    #[error("is required: every message is signed by its sender")]
+    Missing,
+    /// A scheme other than the one protocol v1 uses.
+    #[error("scheme {0} is not supported; protocol v1 uses 1 (ECDSA P-256 SHA-256)")]
+    Scheme(u32),
+    /// The certificate could not be read.
+    #[error("the signer's certificate cannot be read")]
+    Certificate,
+    /// The signature does not match the bytes and the certificate.
+    #[error("does not verify over the message with the signer's certificate")]
+    Invalid,
+}
+
+/// What a node signs with.
+#[derive(Clone)]
+pub struct NodeSigner {
+    /// The private key, as rustls loaded it.
+    key: Arc<dyn SigningKey>,
+    /// The certificate of that key, DER.
+    certificate: CertificateDer<'static>,
+}
+
+impl std::fmt::Debug for NodeSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSigner").finish_non_exhaustive()
+    }
+}
+
+impl NodeSigner {
+    /// A signer over `key`; refused unless the key can make ECDSA P-256 signatures.
+    pub fn new(
+        key: Arc<dyn SigningKey>,
+        certificate: CertificateDer<'static>,
+    ) -> Result<Self, SignatureError> {
+        key.choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
+            .ok_or(SignatureError::UnsupportedKey)?;
+        Ok(Self { key, certificate })
+    }
+
+    /// Signs `payload` (built by one of the `*_payload` functions).
+    pub fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, SignatureError> {
+        self.key
+            .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
+            .ok_or(SignatureError::UnsupportedKey)?
+            .sign(payload)
+            .map_err(|_| SignatureError::Failed)
+    }
+
+    /// The signer's certificate, DER.
+    pub fn certificate(&self) -> &[u8] {
+        self.certificate.as_ref()
+    }
+}
+
+/// Checks `signature` over `payload` with the public key of `certificate` (DER).
+pub fn verify(
+    certificate: &[u8],
+    scheme: u32,
+    payload: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
+    if scheme != SCHEME_ECDSA_P256_SHA256 {
+        return Err(SignatureError::Scheme(scheme));
+    }
+    let (_, parsed) =
+        X509Certificate::from_der(certificate).map_err(|_| SignatureError::Certificate)?;
+    UnparsedPublicKey::new(
+        &ECDSA_P256_SHA256_ASN1,
+        &parsed.public_key().subject_public_key.data,
+    )
+    .verify(payload, signature)
+    .map_err(|_| SignatureError::Invalid)
+}
+
+fn payload(context: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    out.extend_from_slice(b"tatmx/v1 ");
+    out.extend_from_slice(context.as_bytes());
+    for part in parts {
+        out.push(0);
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// What a sender signs: the message's kind and its canonical encoding.
+pub fn message_payload(kind: &str, body: &[u8]) -> Vec<u8> {
+    payload("message", &[kind.as_bytes(), body])
+}
+
+/// What a receiver signs: that it received the message with this id and digest, at this time.
+pub fn receipt_payload(message_id: &str, digest: &[u8], received_at_ms: i64) -> Vec<u8> {
+    payload(
+        "receipt",
+        &[message_id.as_bytes(), digest, &received_at_ms.to_be_bytes()],
+    )
+}
+
+/// What a node signs of its audit chain: its head after entry `seq`, at a time.
+pub fn checkpoint_payload(team: &str, seq: u64, head_hash: &[u8], at_ms: i64) -> Vec<u8> {
+    payload(
+        "checkpoint",
+        &[
+            team.as_bytes(),
+            &seq.to_be_bytes(),
+            head_hash,
+            &at_ms.to_be_bytes(),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> NodeSigner {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["node.example".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let loaded = crate::tls::provider()
+            .key_provider
+            .load_private_key(der)
+            .unwrap();
+        NodeSigner::new(loaded, cert.der().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_signature_verifies_only_for_its_payload_and_context() {
+        let signer = signer();
+        let body = message_payload("referral", b"canonical bytes");
+        let signature = signer.sign(&body).unwrap();
+        verify(signer.certificate(), 1, &body, &signature).unwrap();
+        assert_eq!(
+            verify(
+                signer.certificate(),
+                1,
+                &message_payload("referral", b"canonical bytez"),
+                &signature
+            ),
+            Err(SignatureError::Invalid)
+        );
+        // The same bytes as a receipt are another statement.
+        assert_eq!(
+            verify(
+                signer.certificate(),
+                1,
+                &payload("receipt", &[b"referral", b"canonical bytes"]),
+                &signature
+            ),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            verify(signer.certificate(), 2, &body, &signature),
+            Err(SignatureError::Scheme(2))
+        );
+        let other = super::tests::signer();
+        assert_eq!(
+            verify(other.certificate(), 1, &body, &signature),
+            Err(SignatureError::Invalid)
+        );
+    }
+}

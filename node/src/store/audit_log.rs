@@ -1,0 +1,495 @@
+//! The audit log's SQL: appending in the caller's transaction, checkpoints, verification in
+//! pages, queries, retention, message proofs and witnessed checkpoints.
+
+use sqlx::Row;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Store, StoreError, Tx, from_ms, ms};
+use crate::audit::{self, AuditEntry, AuditRecord, ChainVerifier, Checkpoint, Verification};
+use crate::signing::NodeSigner;
+
+/// How many entries verification reads at a time.
+const PAGE: i64 = 5000;
+
+/// The evidence of one message: the sender's signature, and the receiver's receipt.
+#[derive(Debug, Clone)]
+pub struct MessageProof {
+    /// The message.
+    pub message_id: Uuid,
+    /// Its kind, as stored in the outbox.
+    pub kind: &'static str,
+    /// The other node, as an identity URI.
+    pub peer: String,
+    /// SHA-256 of the canonical encoding.
+    pub digest: Vec<u8>,
+    /// The sender's signature over [`crate::signing::message_payload`].
+    pub signature: Vec<u8>,
+    /// The sender's certificate, DER.
+    pub sender_certificate: Vec<u8>,
+    /// The receiver's signature over [`crate::signing::receipt_payload`].
+    pub receipt_signature: Option<Vec<u8>>,
+    /// The receiver's certificate, DER.
+    pub receipt_certificate: Option<Vec<u8>>,
+    /// When the receiver says it received it.
+    pub received_at: Option<OffsetDateTime>,
+}
+
+/// A peer's history contradicting a checkpoint this node held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessConflict {
+    /// The peer, as an identity URI.
+    pub peer: String,
+    /// The checkpoint held.
+    pub held_seq: u64,
+    /// The checkpoint shown.
+    pub shown_seq: u64,
+    /// What did not match.
+    pub problem: String,
+    /// When it was found.
+    pub detected_at: OffsetDateTime,
+}
+
+fn seq_of(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn seq_param(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The seq and chain hash of the last entry, or of the retention anchor, or genesis.
+async fn head(tx: &mut Tx<'_>) -> Result<(u64, Vec<u8>), StoreError> {
+    if let Some(row) = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await?
+    {
+        return Ok((seq_of(row.try_get("seq")?), row.try_get("hash")?));
+    }
+    if let Some(row) = sqlx::query("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+        .fetch_optional(&mut **tx)
+        .await?
+    {
+        return Ok((seq_of(row.try_get("seq")?), row.try_get("hash")?));
+    }
+    Ok((0, audit::GENESIS.to_vec()))
+}
+
+/// Appends `record` to the chain inside the caller's transaction, so the entry exists exactly
+/// when the action it records does. Returns its seq.
+pub(crate) async fn append(tx: &mut Tx<'_>, record: &AuditRecord) -> Result<u64, StoreError> {
+    let (last, prev_hash) = head(tx).await?;
+    let seq = last + 1;
+    let at_ms = ms(OffsetDateTime::now_utc());
+    let referral_id = record.referral_id.map(|r| r.to_string());
+    let detail = record.detail.to_string();
+    let leaf = audit::leaf_hash(
+        seq,
+        at_ms,
+        record.kind.as_str(),
+        &record.actor,
+        record.peer.as_deref(),
+        referral_id.as_deref(),
+        record.subject.as_deref(),
+        &detail,
+    );
+    let hash = audit::chain_hash(&prev_hash, &leaf);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, kind, actor, peer, referral_id, subject, detail,
+                                prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seq_param(seq))
+    .bind(at_ms)
+    .bind(record.kind.as_str())
+    .bind(&record.actor)
+    .bind(&record.peer)
+    .bind(referral_id)
+    .bind(&record.subject)
+    .bind(detail)
+    .bind(prev_hash)
+    .bind(hash.as_slice())
+    .execute(&mut **tx)
+    .await?;
+    Ok(seq)
+}
+
+/// Stores the evidence of a message, once per direction.
+pub(crate) async fn put_proof(
+    tx: &mut Tx<'_>,
+    proof: &MessageProof,
+    direction: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO message_proofs
+             (message_id, direction, kind, peer, digest, signature, sender_certificate,
+              receipt_signature, receipt_certificate, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(proof.message_id.to_string())
+    .bind(direction)
+    .bind(proof.kind)
+    .bind(&proof.peer)
+    .bind(&proof.digest)
+    .bind(&proof.signature)
+    .bind(&proof.sender_certificate)
+    .bind(&proof.receipt_signature)
+    .bind(&proof.receipt_certificate)
+    .bind(proof.received_at.map(ms))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn entry_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        seq: seq_of(row.try_get("seq")?),
+        at_ms: row.try_get("at")?,
+        kind: row.try_get("kind")?,
+        actor: row.try_get("actor")?,
+        peer: row.try_get("peer")?,
+        referral_id: row.try_get("referral_id")?,
+        subject: row.try_get("subject")?,
+        detail: row.try_get("detail")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+fn checkpoint_row(row: &sqlx::sqlite::SqliteRow) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint {
+        team: row.try_get("signer")?,
+        seq: seq_of(row.try_get("seq")?),
+        head_hash: row.try_get("head_hash")?,
+        at_ms: row.try_get("at")?,
+        scheme: u32::try_from(row.try_get::<i64, _>("scheme")?).unwrap_or(0),
+        signature: row.try_get("signature")?,
+        certificate: row.try_get("certificate")?,
+    })
+}
+
+const ENTRY_COLUMNS: &str = "SELECT seq, at, kind, actor, peer, referral_id, subject, detail, prev_hash, hash FROM audit_log";
+const CHECKPOINT_COLUMNS: &str =
+    "SELECT seq, head_hash, at, signer, scheme, signature, certificate FROM audit_checkpoints";
+
+impl Store {
+    /// Appends one entry in a transaction of its own, for events that change nothing else:
+    /// a read, a refused call.
+    pub async fn record_audit(&self, record: &AuditRecord) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let seq = append(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Signs a checkpoint of the current head, unless the newest checkpoint already covers it.
+    /// Returns the seq covered when one was signed.
+    pub async fn checkpoint_audit(
+        &self,
+        signer: &NodeSigner,
+        team: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (seq, hash) = head(&mut tx).await?;
+        let covered: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints")
+            .fetch_one(&mut *tx)
+            .await?;
+        if seq == 0 || covered.map(seq_of) == Some(seq) {
+            return Ok(None);
+        }
+        let checkpoint =
+            Checkpoint::sign(signer, team, seq, &hash).map_err(|e| StoreError::Corrupt {
+                table: "audit_checkpoints",
+                id: seq.to_string(),
+                problem: e.to_string(),
+            })?;
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, head_hash, at, signer, scheme, signature,
+                                            certificate)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq_param(checkpoint.seq))
+        .bind(&checkpoint.head_hash)
+        .bind(checkpoint.at_ms)
+        .bind(&checkpoint.team)
+        .bind(i64::from(checkpoint.scheme))
+        .bind(&checkpoint.signature)
+        .bind(&checkpoint.certificate)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(seq))
+    }
+
+    /// The newest signed checkpoint.
+    pub async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        sqlx::query(&format!("{CHECKPOINT_COLUMNS} ORDER BY seq DESC LIMIT 1"))
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(checkpoint_row)
+            .transpose()
+    }
+
+    /// Verifies the whole chain and every checkpoint, reading the log a page at a time.
+    pub async fn verify_audit(
+        &self,
+        own_certificate: impl Fn(&Checkpoint) -> Result<(), String>,
+    ) -> Result<Verification, StoreError> {
+        let anchor = sqlx::query("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| -> Result<(u64, Vec<u8>), StoreError> {
+                Ok((seq_of(row.try_get("seq")?), row.try_get("hash")?))
+            })
+            .transpose()?;
+        let checkpoints = sqlx::query(&format!("{CHECKPOINT_COLUMNS} ORDER BY seq"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(checkpoint_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut verifier = ChainVerifier::new(anchor, checkpoints, own_certificate);
+        let mut after = i64::MIN;
+        loop {
+            let page = sqlx::query(&format!(
+                "{ENTRY_COLUMNS} WHERE seq > ? ORDER BY seq LIMIT ?"
+            ))
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = page.last() else { break };
+            after = last.try_get("seq")?;
+            let mut going = true;
+            for row in &page {
+                if !verifier.feed(&entry_row(row)?) {
+                    going = false;
+                    break;
+                }
+            }
+            if !going {
+                break;
+            }
+        }
+        Ok(verifier.finish())
+    }
+
+    /// Entries, newest first, filtered by time, kind and peer.
+    pub async fn audit_entries(
+        &self,
+        since: Option<OffsetDateTime>,
+        kind: Option<&str>,
+        peer: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        sqlx::query(&format!(
+            "{ENTRY_COLUMNS} WHERE at >= ? AND (? IS NULL OR kind = ?) AND (? IS NULL OR peer = ?)
+             ORDER BY seq DESC LIMIT ?"
+        ))
+        .bind(since.map_or(i64::MIN, ms))
+        .bind(kind)
+        .bind(kind)
+        .bind(peer)
+        .bind(peer)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(entry_row)
+        .collect()
+    }
+
+    /// Every disclosure entry about `subject` since a time, oldest first: the referrals,
+    /// forwards and consultation copies sent, and status updates that carried case data.
+    pub async fn disclosure_entries(
+        &self,
+        subject: &str,
+        since: Option<OffsetDateTime>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        sqlx::query(&format!(
+            "{ENTRY_COLUMNS} WHERE subject = ? AND at >= ?
+               AND (kind = 'disclosure'
+                    OR (kind = 'status-change' AND json_extract(detail, '$.direction') = 'sent'
+                        AND json_array_length(detail, '$.categories') > 0))
+             ORDER BY seq"
+        ))
+        .bind(subject)
+        .bind(since.map_or(i64::MIN, ms))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(entry_row)
+        .collect()
+    }
+
+    /// The leaf hashes of entries `from + 1 ..= to`, recomputed from what is stored now, or
+    /// `None` when that range is not (or no longer) all here.
+    pub async fn leaf_hashes(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Option<Vec<[u8; 32]>>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{ENTRY_COLUMNS} WHERE seq > ? AND seq <= ? ORDER BY seq"
+        ))
+        .bind(seq_param(from))
+        .bind(seq_param(to))
+        .fetch_all(&self.pool)
+        .await?;
+        let entries = rows.iter().map(entry_row).collect::<Result<Vec<_>, _>>()?;
+        let complete = entries.len() as u64 == to.saturating_sub(from)
+            && entries.iter().zip(from + 1..).all(|(e, seq)| e.seq == seq);
+        Ok(complete.then(|| entries.iter().map(AuditEntry::leaf).collect()))
+    }
+
+    /// Removes entries older than `cutoff`, keeping the chain verifiable from the hash of the
+    /// last one removed, and records that it did. Returns how many were removed.
+    pub async fn purge_audit_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log WHERE at < ?")
+            .bind(ms(cutoff))
+            .fetch_one(&mut *tx)
+            .await?;
+        let Some(last) = last else { return Ok(0) };
+        let newest: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+            .fetch_one(&mut *tx)
+            .await?;
+        // The newest entry always stays, so the chain has a head to append to.
+        if last >= newest {
+            return Ok(0);
+        }
+        let hash: Vec<u8> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = ?")
+            .bind(last)
+            .fetch_one(&mut *tx)
+            .await?;
+        let removed = sqlx::query("DELETE FROM audit_log WHERE seq <= ?")
+            .bind(last)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM audit_checkpoints WHERE seq <= ?")
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT OR REPLACE INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?)")
+            .bind(last)
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+        append(
+            &mut tx,
+            &AuditRecord {
+                kind: audit::AuditKind::AuditRetention,
+                actor: audit::NODE.to_owned(),
+                peer: None,
+                referral_id: None,
+                subject: None,
+                detail: serde_json::json!({ "removed_through_seq": last, "removed": removed }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// The checkpoint of `peer` this node last witnessed and found consistent.
+    pub async fn witnessed(&self, peer: &str) -> Result<Option<Checkpoint>, StoreError> {
+        sqlx::query(
+            "SELECT peer AS signer, seq, head_hash, at, 1 AS scheme, signature, certificate
+             FROM witnessed_checkpoints WHERE peer = ?",
+        )
+        .bind(peer)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(checkpoint_row)
+        .transpose()
+    }
+
+    /// Keeps `checkpoint` as the latest consistent one of its team.
+    pub async fn put_witnessed(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO witnessed_checkpoints
+                 (peer, seq, head_hash, at, signature, certificate, witnessed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&checkpoint.team)
+        .bind(seq_param(checkpoint.seq))
+        .bind(&checkpoint.head_hash)
+        .bind(checkpoint.at_ms)
+        .bind(&checkpoint.signature)
+        .bind(&checkpoint.certificate)
+        .bind(ms(OffsetDateTime::now_utc()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that `peer` showed a history contradicting a checkpoint held here.
+    pub async fn add_witness_conflict(&self, conflict: &WitnessConflict) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO witness_conflicts (peer, held_seq, shown_seq, problem, detected_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&conflict.peer)
+        .bind(seq_param(conflict.held_seq))
+        .bind(seq_param(conflict.shown_seq))
+        .bind(&conflict.problem)
+        .bind(ms(conflict.detected_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every witness conflict found, newest first.
+    pub async fn witness_conflicts(&self) -> Result<Vec<WitnessConflict>, StoreError> {
+        sqlx::query(
+            "SELECT peer, held_seq, shown_seq, problem, detected_at FROM witness_conflicts
+             ORDER BY id DESC LIMIT 1000",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(WitnessConflict {
+                peer: row.try_get("peer")?,
+                held_seq: seq_of(row.try_get("held_seq")?),
+                shown_seq: seq_of(row.try_get("shown_seq")?),
+                problem: row.try_get("problem")?,
+                detected_at: from_ms(row.try_get("detected_at")?),
+            })
+        })
+        .collect()
+    }
+
+    /// The evidence kept for a message, sent or received.
+    pub async fn message_proof(
+        &self,
+        message_id: Uuid,
+        sent: bool,
+    ) -> Result<Option<MessageProof>, StoreError> {
+        let row = sqlx::query(
+            "SELECT kind, peer, digest, signature, sender_certificate, receipt_signature,
+                    receipt_certificate, received_at
+             FROM message_proofs WHERE message_id = ? AND direction = ?",
+        )
+        .bind(message_id.to_string())
+        .bind(if sent { "sent" } else { "received" })
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let kind: String = row.try_get("kind")?;
+        Ok(Some(MessageProof {
+            message_id,
+            kind: super::MessageKind::parse(&kind).map_or("unknown", super::MessageKind::as_str),
+            peer: row.try_get("peer")?,
+            digest: row.try_get("digest")?,
+            signature: row.try_get("signature")?,
+            sender_certificate: row.try_get("sender_certificate")?,
+            receipt_signature: row.try_get("receipt_signature")?,
+            receipt_certificate: row.try_get("receipt_certificate")?,
+            received_at: row.try_get::<Option<i64>, _>("received_at")?.map(from_ms),
+        }))
+    }
+}

@@ -1,0 +1,192 @@
+//! Witnessing: peers keep each other's audit checkpoints, so a node cannot quietly rewrite its
+//! own history, even with its own key.
+//!
+//! Every message and every receipt carries the sender's latest signed checkpoint. The first
+//! one a node sees from a peer is kept. A later one must extend it: the node asks the peer for
+//! the leaf hashes of the entries in between (`Federation.GetAuditConsistency`), chains them
+//! onto the head it holds, and must arrive at the new head. If it does not, or the peer shows a
+//! different head for the same entry, the peer's history contradicts what it showed before:
+//! the conflict is recorded, logged, counted, and shown in `tatmx trust status`. As in
+//! Certificate Transparency gossip, no central party is involved; each node is a witness of the
+//! nodes it talks to.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tatmx_certs::{CertificateSummary, TeamIdentity};
+use tatmx_proto::v1 as pb;
+use tatmx_proto::v1::federation_client::FederationClient;
+use time::OffsetDateTime;
+
+use crate::audit::{self, Checkpoint};
+use crate::config::DeliverySettings;
+use crate::store::{Store, WitnessConflict};
+use crate::trust::Trust;
+
+/// How many contradictions this node has found since it started: the metric.
+pub static CONFLICTS_FOUND: AtomicU64 = AtomicU64::new(0);
+
+/// The most entries a peer is asked to prove in one call.
+const MAX_PROOF: u64 = 100_000;
+
+/// Checks the checkpoints peers show this node.
+#[derive(Debug, Clone)]
+pub struct Witness {
+    /// Where witnessed checkpoints and conflicts are kept.
+    store: Store,
+    /// Where peers are reached.
+    trust: Trust,
+    /// Timeouts for asking a peer for a proof.
+    delivery: DeliverySettings,
+    /// One check at a time, so two messages from a peer cannot race over its checkpoint.
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Witness {
+    /// A witness over the node's store and trust.
+    pub fn new(store: Store, trust: Trust, delivery: DeliverySettings) -> Self {
+        Self {
+            store,
+            trust,
+            delivery,
+            lock: Arc::default(),
+        }
+    }
+
+    /// Checks, in the background, a checkpoint `peer` showed.
+    pub fn observe(&self, peer: &TeamIdentity, shown: Option<pb::SignedCheckpoint>) {
+        let Some(shown) = shown else { return };
+        let witness = self.clone();
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            if let Err(problem) = witness.check(&peer, shown).await {
+                tracing::debug!(%peer, %problem, "a peer's checkpoint could not be checked now");
+            }
+        });
+    }
+
+    async fn check(&self, peer: &TeamIdentity, shown: pb::SignedCheckpoint) -> Result<(), String> {
+        let shown = crate::convert::checkpoint_from_proto(shown);
+        shown
+            .signature_holds()
+            .map_err(|e| format!("checkpoint signature {e}"))?;
+        let signer = CertificateSummary::from_der(&shown.certificate)
+            .ok()
+            .and_then(|s| s.identity);
+        if shown.team != peer.uri() || signer.as_ref() != Some(peer) {
+            return Err("the checkpoint is not the peer's own".into());
+        }
+        let _guard = self.lock.lock().await;
+        let held = self
+            .store
+            .witnessed(&shown.team)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(held) = held else {
+            return self
+                .store
+                .put_witnessed(&shown)
+                .await
+                .map_err(|e| e.to_string());
+        };
+        if shown.seq < held.seq {
+            // An older checkpoint from a delayed message; the newer one was already checked.
+            return Ok(());
+        }
+        if shown.seq == held.seq {
+            if shown.head_hash != held.head_hash {
+                return self
+                    .conflict(peer, &held, &shown, "a different head for the same entry")
+                    .await;
+            }
+            return Ok(());
+        }
+        if shown.seq - held.seq > MAX_PROOF {
+            // Too far apart to prove in one call; start again from the newer checkpoint.
+            return self
+                .store
+                .put_witnessed(&shown)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let leaves = self.leaves(peer, held.seq, shown.seq).await?;
+        let mut head = held.head_hash.clone();
+        for leaf in &leaves {
+            head = audit::chain_hash(&head, leaf).to_vec();
+        }
+        if leaves.len() as u64 != shown.seq - held.seq || head != shown.head_hash {
+            return self
+                .conflict(
+                    peer,
+                    &held,
+                    &shown,
+                    "its entries since the held checkpoint do not lead to the new head: history was rewritten",
+                )
+                .await;
+        }
+        self.store
+            .put_witnessed(&shown)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn leaves(
+        &self,
+        peer: &TeamIdentity,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let endpoint = self
+            .trust
+            .state()
+            .admit(peer)
+            .map(|entry| entry.peer.endpoint.clone())
+            .map_err(|e| e.to_string())?;
+        let channel = crate::outbox::peer_channel(&self.trust, peer, &endpoint, &self.delivery);
+        let answer = FederationClient::new(channel)
+            .get_audit_consistency(pb::GetAuditConsistencyRequest {
+                from_seq: from,
+                to_seq: to,
+            })
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        Ok(answer.into_inner().leaf_hashes)
+    }
+
+    async fn conflict(
+        &self,
+        peer: &TeamIdentity,
+        held: &Checkpoint,
+        shown: &Checkpoint,
+        problem: &str,
+    ) -> Result<(), String> {
+        let known = self
+            .store
+            .witness_conflicts()
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .any(|c| c.peer == held.team && c.held_seq == held.seq);
+        if known {
+            return Ok(());
+        }
+        CONFLICTS_FOUND.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            %peer,
+            held_seq = held.seq,
+            shown_seq = shown.seq,
+            problem,
+            "a peer's audit history contradicts a checkpoint this node witnessed"
+        );
+        self.store
+            .add_witness_conflict(&WitnessConflict {
+                peer: peer.uri(),
+                held_seq: held.seq,
+                shown_seq: shown.seq,
+                problem: problem.to_owned(),
+                detected_at: OffsetDateTime::now_utc(),
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,541 @@
+//! The audit log: what it records, that tampering is named, signed receipts, witnessing, and
+//! the accounting of disclosures, through real nodes and real SQLite files.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::ConnectOptions;
+use tatmx_proto::v1 as pb;
+use tatmx_tests::*;
+
+const FAST_CHECKPOINTS: &str = "[audit]\ncheckpoint_interval = \"200ms\"\n";
+
+async fn open(path: &Path, read_only: bool) -> sqlx::SqliteConnection {
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(read_only)
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn database(team: &TeamSpec) -> std::path::PathBuf {
+    team.dir.join("data").join("tatmx.db")
+}
+
+async fn verify(team: &TeamSpec) -> pb::AuditVerification {
+    admin(team)
+        .await
+        .verify_audit(pb::VerifyAuditRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn entries(team: &TeamSpec, kind: &str) -> Vec<pb::AuditEntry> {
+    admin(team)
+        .await
+        .query_audit(pb::QueryAuditRequest {
+            kind: kind.into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+}
+
+/// A school and a core team that have exchanged a few referrals, both stopped, with signed
+/// checkpoints; returns the specs.
+async fn history() -> (TestFederation, TeamSpec, TeamSpec, Vec<String>) {
+    let (fed, core, school) = core_and_school();
+    fed.write_config(&core, &[&school], FAST_CHECKPOINTS);
+    fed.write_config(&school, &[&core], FAST_CHECKPOINTS);
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+    let mut ids = Vec::new();
+    for case in ["CASE-A", "CASE-B", "CASE-A"] {
+        let mut d = draft("county-core");
+        d.case_ref = case.into();
+        let id = submit(&mut agency(&school).await, d).await;
+        delivered(&school, &id).await;
+        ids.push(id);
+    }
+    // The county reads one, accepts another.
+    referral_when(&core, &ids[0], "the referral", |_| true).await;
+    agency(&core)
+        .await
+        .update_referral_status(pb::UpdateReferralStatusRequest {
+            referral_id: ids[1].clone(),
+            status: pb::ReferralStatus::Accepted.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The school cancels the third, with a reason: a status update that carries free text.
+    agency(&school)
+        .await
+        .update_referral_status(pb::UpdateReferralStatusRequest {
+            referral_id: ids[2].clone(),
+            status: pb::ReferralStatus::Cancelled.into(),
+            reason: "CANARY-REASON-31 the family moved away".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    referral_when(&core, &ids[2], "the cancellation", |r| {
+        r.status == pb::ReferralStatus::Cancelled as i32
+    })
+    .await;
+    // Once the county has signed a checkpoint, one more message carries it to the school.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    agency(&core)
+        .await
+        .update_referral_status(pb::UpdateReferralStatusRequest {
+            referral_id: ids[1].clone(),
+            status: pb::ReferralStatus::InAssessment.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let school_db = database(&school);
+    let county = core.identity.uri();
+    eventually(
+        Duration::from_secs(10),
+        "the school to witness a checkpoint",
+        || {
+            let school_db = school_db.clone();
+            let county = county.clone();
+            async move {
+                let mut db = open(&school_db, true).await;
+                let held: Option<i64> =
+                    sqlx::query_scalar("SELECT seq FROM witnessed_checkpoints WHERE peer = ?")
+                        .bind(county)
+                        .fetch_optional(&mut db)
+                        .await
+                        .ok()?;
+                sqlx::Connection::close(db).await.ok();
+                held.map(|_| ())
+            }
+        },
+    )
+    .await;
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+    (fed, core, school, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_records_every_disclosure_receipt_read_and_refusal_and_no_content() {
+    let (_fed, core, school, ids) = history().await;
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+
+    let disclosures = entries(&school, "disclosure").await;
+    assert_eq!(disclosures.len(), 3);
+    let first = disclosures
+        .iter()
+        .find(|e| e.referral_id == ids[0])
+        .unwrap();
+    let detail: serde_json::Value = serde_json::from_str(&first.detail_json).unwrap();
+    assert_eq!(first.peer, core.identity.uri());
+    assert_eq!(first.subject, "CASE-A");
+    assert_eq!(detail["legal_basis"], "serious-imminent-threat");
+    assert!(
+        detail["categories"].as_array().unwrap().len() >= 2,
+        "{detail}"
+    );
+    assert!(
+        first.actor.starts_with("uid "),
+        "staff are named by uid: {}",
+        first.actor
+    );
+
+    let receipts = entries(&core, "receipt").await;
+    assert_eq!(receipts.len(), 3);
+    assert!(receipts.iter().all(|e| e.peer == school.identity.uri()));
+    let reads = entries(&core, "case-read").await;
+    assert!(reads.iter().any(|e| e.referral_id == ids[0]), "{reads:?}");
+    assert!(!entries(&core, "status-change").await.is_empty());
+
+    // A call the node refuses is on record: who, which method, why.
+    let mut client = federation_client(&school.dir, &[&_fed.ca_path], &school.identity, &core);
+    let status = client
+        .deliver_referral(pb::DeliverReferralRequest {
+            referral: Some(outgoing(&school, &core)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("signature"), "{status:?}");
+    let refused = entries(&core, "inbound-rejected").await;
+    let refusal = refused
+        .iter()
+        .find(|e| e.detail_json.contains("DeliverReferral"))
+        .unwrap();
+    assert_eq!(refusal.peer, school.identity.uri());
+    assert!(refusal.detail_json.contains("signature"));
+
+    // Nothing of the content is in any entry, at either node.
+    for team in [&core, &school] {
+        let all = admin(team)
+            .await
+            .query_audit(pb::QueryAuditRequest {
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries;
+        assert!(all.len() > 5);
+        let text = format!("{all:?}");
+        assert!(
+            !text.contains("CANARY"),
+            "content in the audit log of {}",
+            team.identity
+        );
+        assert!(verify(team).await.ok, "{:?}", verify(team).await);
+    }
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accounting_of_disclosures_lists_exactly_what_left_about_a_subject() {
+    let (_fed, core, school, ids) = history().await;
+    let school_node = start(&school).await;
+    let account = |subject: &str| {
+        let school = school.clone();
+        let subject = subject.to_owned();
+        async move {
+            admin(&school)
+                .await
+                .account_disclosures(pb::AccountDisclosuresRequest {
+                    subject,
+                    since: None,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .disclosures
+        }
+    };
+    let a = account("CASE-A").await;
+    let listed: Vec<(&str, &str)> = a
+        .iter()
+        .map(|d| (d.referral_id.as_str(), d.kind.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (ids[0].as_str(), "referral"),
+            (ids[2].as_str(), "referral"),
+            (ids[2].as_str(), "status-update"),
+        ]
+    );
+    assert!(a.iter().all(|d| d.recipient == core.identity.uri()));
+    assert_eq!(
+        a[0].legal_basis,
+        pb::LegalBasis::SeriousImminentThreat as i32
+    );
+    assert!(
+        a[0].categories
+            .contains(&(pb::DataCategory::Identity as i32))
+    );
+    assert!(!a[0].rules.is_empty());
+    assert_eq!(a[2].categories, vec![pb::DataCategory::Narrative as i32]);
+    let b = account("CASE-B").await;
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].referral_id, ids[1]);
+    assert!(account("CASE-NOBODY").await.is_empty());
+    let status = admin(&school)
+        .await
+        .account_disclosures(pb::AccountDisclosuresRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    school_node.shutdown().await;
+}
+
+/// An audit row as the attacker reads it: seq, at, kind, actor, peer, referral, subject, detail.
+type StoredEntry = (
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// One way to tamper with the stopped node's audit log, and the entry verify must name.
+struct Tampering {
+    name: &'static str,
+    sql: &'static [&'static str],
+    first_bad: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampering_with_the_sqlite_file_is_named_by_verify() {
+    let (_fed, core, _school, _) = history().await;
+    let pristine = core.dir.join("pristine.db");
+    std::fs::copy(database(&core), &pristine).unwrap();
+    let cases = [
+        Tampering {
+            name: "edited",
+            sql: &["UPDATE audit_log SET detail = detail || ' ' WHERE seq = 3"],
+            first_bad: 3,
+        },
+        Tampering {
+            name: "deleted",
+            sql: &["DELETE FROM audit_log WHERE seq = 4"],
+            first_bad: 4,
+        },
+        Tampering {
+            name: "inserted",
+            sql: &[
+                "UPDATE audit_log SET seq = seq + 1000 WHERE seq >= 3",
+                "UPDATE audit_log SET seq = seq - 999 WHERE seq >= 1003",
+                "INSERT INTO audit_log (seq, at, kind, actor, peer, referral_id, subject, detail, prev_hash, hash)
+                 SELECT 3, at, kind, actor, peer, referral_id, subject, detail, prev_hash, hash FROM audit_log WHERE seq = 2",
+            ],
+            first_bad: 3,
+        },
+        Tampering {
+            name: "reordered",
+            sql: &[
+                "UPDATE audit_log SET seq = -1 WHERE seq = 2",
+                "UPDATE audit_log SET seq = 2 WHERE seq = 5",
+                "UPDATE audit_log SET seq = 5 WHERE seq = -1",
+            ],
+            first_bad: 2,
+        },
+        Tampering {
+            name: "a forged checkpoint",
+            sql: &[
+                "UPDATE audit_checkpoints SET head_hash = zeroblob(32) WHERE seq = (SELECT MIN(seq) FROM audit_checkpoints)",
+            ],
+            first_bad: 0,
+        },
+    ];
+    for case in &cases {
+        std::fs::copy(&pristine, database(&core)).unwrap();
+        let mut db = open(&database(&core), false).await;
+        for statement in case.sql {
+            sqlx::query(statement).execute(&mut db).await.unwrap();
+        }
+        sqlx::Connection::close(db).await.unwrap();
+        let node = start(&core).await;
+        let found = verify(&core).await;
+        node.shutdown().await;
+        assert!(!found.ok, "{}: {found:?}", case.name);
+        if case.first_bad == 0 {
+            assert!(found.problem.contains("forged"), "{}: {found:?}", case.name);
+        } else {
+            assert_eq!(
+                found.first_bad_seq, case.first_bad,
+                "{}: {found:?}",
+                case.name
+            );
+        }
+    }
+    // And untouched, it verifies.
+    std::fs::copy(&pristine, database(&core)).unwrap();
+    let node = start(&core).await;
+    let found = verify(&core).await;
+    assert!(found.ok && found.checkpoints > 0, "{found:?}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_keep_signed_proof_of_what_was_sent_and_received() {
+    let (_fed, core, school, ids) = history().await;
+    let mut school_db = open(&database(&school), true).await;
+    let row: (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, i64) = sqlx::query_as(
+        "SELECT digest, signature, receipt_signature, receipt_certificate, received_at
+         FROM message_proofs WHERE message_id = ? AND direction = 'sent'",
+    )
+    .bind(&ids[0])
+    .fetch_one(&mut school_db)
+    .await
+    .unwrap();
+    let (digest, _signature, receipt, receipt_certificate, received_at) = row;
+    // The county's receipt proves it received exactly this message.
+    let payload = tatmx_node::signing::receipt_payload(&ids[0], &digest, received_at);
+    tatmx_node::signing::verify(&receipt_certificate, 1, &payload, &receipt).unwrap();
+    let mut changed = digest.clone();
+    changed[0] ^= 1;
+    let forged = tatmx_node::signing::receipt_payload(&ids[0], &changed, received_at);
+    assert!(tatmx_node::signing::verify(&receipt_certificate, 1, &forged, &receipt).is_err());
+
+    // And the county holds the school's signature over the exact bytes the school sent.
+    let body: Vec<u8> =
+        sqlx::query_scalar("SELECT body FROM outbox WHERE message_id = ? AND kind = 'referral'")
+            .bind(&ids[0])
+            .fetch_one(&mut school_db)
+            .await
+            .unwrap();
+    let mut core_db = open(&database(&core), true).await;
+    let (signature, certificate, their_digest): (Vec<u8>, Vec<u8>, Vec<u8>) = sqlx::query_as(
+        "SELECT signature, sender_certificate, digest FROM message_proofs
+         WHERE message_id = ? AND direction = 'received'",
+    )
+    .bind(&ids[0])
+    .fetch_one(&mut core_db)
+    .await
+    .unwrap();
+    assert_eq!(their_digest, digest);
+    let message = tatmx_node::signing::message_payload("referral", &body);
+    tatmx_node::signing::verify(&certificate, 1, &message, &signature).unwrap();
+    let summary = tatmx_certs::CertificateSummary::from_der(&certificate).unwrap();
+    assert_eq!(summary.identity.as_ref(), Some(&school.identity));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_caught() {
+    let (_fed, core, school, _) = history().await;
+    let school_db = database(&school);
+    // The school has witnessed a checkpoint of the county's log.
+    let mut db = open(&school_db, true).await;
+    let held: i64 = sqlx::query_scalar("SELECT seq FROM witnessed_checkpoints WHERE peer = ?")
+        .bind(core.identity.uri())
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    sqlx::Connection::close(db).await.unwrap();
+    assert!(held > 0);
+
+    // The county's admin rewrites an early entry, recomputes every hash after it, drops the
+    // old checkpoints and signs a new one with the county's own key: its own verify passes.
+    let mut db = open(&database(&core), false).await;
+    let rows: Vec<StoredEntry> =
+        sqlx::query_as(
+            "SELECT seq, at, kind, actor, peer, referral_id, subject, detail FROM audit_log ORDER BY seq",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    let mut head = tatmx_node::audit::GENESIS.to_vec();
+    for (seq, at, kind, actor, peer, referral_id, subject, detail) in rows {
+        let detail = if seq == 2 {
+            format!("{detail} ")
+        } else {
+            detail
+        };
+        let leaf = tatmx_node::audit::leaf_hash(
+            seq as u64,
+            at,
+            &kind,
+            &actor,
+            peer.as_deref(),
+            referral_id.as_deref(),
+            subject.as_deref(),
+            &detail,
+        );
+        let hash = tatmx_node::audit::chain_hash(&head, &leaf).to_vec();
+        sqlx::query("UPDATE audit_log SET detail = ?, prev_hash = ?, hash = ? WHERE seq = ?")
+            .bind(&detail)
+            .bind(&head)
+            .bind(&hash)
+            .bind(seq)
+            .execute(&mut db)
+            .await
+            .unwrap();
+        head = hash;
+    }
+    let last: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let forged = tatmx_node::audit::Checkpoint::sign(
+        &signer_of(&core),
+        &core.identity.uri(),
+        last as u64,
+        &head,
+    )
+    .unwrap();
+    sqlx::query("DELETE FROM audit_checkpoints")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (seq, head_hash, at, signer, scheme, signature, certificate)
+         VALUES (?, ?, ?, ?, 1, ?, ?)",
+    )
+    .bind(last)
+    .bind(&forged.head_hash)
+    .bind(forged.at_ms)
+    .bind(&forged.team)
+    .bind(&forged.signature)
+    .bind(&forged.certificate)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::Connection::close(db).await.unwrap();
+
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+    assert!(
+        verify(&core).await.ok,
+        "the rewrite fools the county's own check"
+    );
+    // The next contact shows the school the rewritten head.
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    delivered(&school, &id).await;
+    let conflicts = eventually(Duration::from_secs(15), "the witness to notice", || {
+        let school = school.clone();
+        async move {
+            let status = admin(&school)
+                .await
+                .trust_status(pb::TrustStatusRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            (!status.witness_conflicts.is_empty()).then_some(status.witness_conflicts)
+        }
+    })
+    .await;
+    assert_eq!(conflicts[0].peer, core.identity.uri());
+    assert_eq!(conflicts[0].held_seq, held as u64);
+    assert!(tatmx_node::witness::CONFLICTS_FOUND.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_retention_removes_old_entries_and_the_chain_still_verifies() {
+    let (fed, core, school) = core_and_school();
+    fed.write_config(
+        &core,
+        &[&school],
+        "[audit]\ncheckpoint_interval = \"100ms\"\nretention = \"1s\"\n",
+    );
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    delivered(&school, &id).await;
+    eventually(Duration::from_secs(15), "old entries to be removed", || {
+        let core = core.clone();
+        async move {
+            // Staff keep working, so the log keeps growing past the old entries.
+            inbox_len(&core).await;
+            let removed = entries(&core, "audit-retention").await;
+            (!removed.is_empty()).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        entries(&core, "receipt").await.is_empty(),
+        "the receipt entry is past retention"
+    );
+    let found = verify(&core).await;
+    assert!(found.ok, "{found:?}");
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
