@@ -37,6 +37,8 @@ use crate::vault;
 
 mod audit_log;
 use crate::audit::{self, AuditRecord};
+#[cfg(feature = "bench-internals")]
+pub use audit_log::disable_accountability_for_benchmarks;
 pub use audit_log::{MessageProof, WitnessConflict};
 
 /// A storage failure.

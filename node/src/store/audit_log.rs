@@ -12,6 +12,28 @@ use crate::signing::NodeSigner;
 /// How many entries verification reads at a time.
 const PAGE: i64 = 5000;
 
+/// Off only in the accountability benchmark, to measure the cost of what it turns off.
+#[cfg(feature = "bench-internals")]
+static ACCOUNTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Stops this process from writing audit entries and message proofs. Exists only with the
+/// `bench-internals` feature, for the benchmark that compares with and without them.
+#[cfg(feature = "bench-internals")]
+pub fn disable_accountability_for_benchmarks() {
+    ACCOUNTABLE.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn accountable() -> bool {
+    #[cfg(feature = "bench-internals")]
+    {
+        ACCOUNTABLE.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    #[cfg(not(feature = "bench-internals"))]
+    {
+        true
+    }
+}
+
 /// The evidence of one message: the sender's signature, and the receiver's receipt.
 #[derive(Debug, Clone)]
 pub struct MessageProof {
@@ -78,6 +100,9 @@ async fn head(tx: &mut Tx<'_>) -> Result<(u64, Vec<u8>), StoreError> {
 /// Appends `record` to the chain inside the caller's transaction, so the entry exists exactly
 /// when the action it records does. Returns its seq.
 pub(crate) async fn append(tx: &mut Tx<'_>, record: &AuditRecord) -> Result<u64, StoreError> {
+    if !accountable() {
+        return Ok(0);
+    }
     let (last, prev_hash) = head(tx).await?;
     let seq = last + 1;
     let at_ms = ms(OffsetDateTime::now_utc());
@@ -120,6 +145,9 @@ pub(crate) async fn put_proof(
     proof: &MessageProof,
     direction: &str,
 ) -> Result<(), StoreError> {
+    if !accountable() {
+        return Ok(());
+    }
     sqlx::query(
         "INSERT OR IGNORE INTO message_proofs
              (message_id, direction, kind, peer, digest, signature, sender_certificate,
