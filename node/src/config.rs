@@ -73,6 +73,8 @@ pub struct Config {
     pub retention: RetentionSettings,
     /// Audit checkpoints and audit retention.
     pub audit: AuditSettings,
+    /// Where `/metrics` is served; off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
     /// The agency's policy files, added to the default pack.
     pub policy_files: Vec<PathBuf>,
     /// The teams this node exchanges messages with.
@@ -230,6 +232,12 @@ impl Config {
         );
         let delivery = p.delivery(&raw.delivery);
         let retention = p.retention(&raw.retention);
+        let metrics_listen = raw.metrics.listen.as_deref().and_then(|v| {
+            p.parse("metrics.listen", v, |s| {
+                s.parse::<SocketAddr>()
+                    .map_err(|_| "expected host:port, such as 127.0.0.1:9464")
+            })
+        });
         let audit_defaults = AuditSettings::default();
         let checkpoint_interval = match &raw.audit.checkpoint_interval {
             Some(v) => p.parse("audit.checkpoint_interval", v, parse_duration),
@@ -409,6 +417,7 @@ impl Config {
                 checkpoint_interval,
                 retention: audit_retention,
             },
+            metrics_listen,
             peers,
         })
     }
@@ -586,6 +595,8 @@ struct RawConfig {
     #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
     peers: Vec<RawPeer>,
 }
 
@@ -664,6 +675,12 @@ struct RawDelivery {
     request_timeout: Option<String>,
     connect_timeout: Option<String>,
     max_age: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

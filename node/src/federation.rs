@@ -195,6 +195,13 @@ impl FederationService {
         result: Result<T, Status>,
     ) -> Result<T, Status> {
         if let Err(status) = &result {
+            crate::metrics::get()
+                .inbound_rejected
+                .get_or_create(&vec![
+                    ("method", method.to_owned()),
+                    ("code", format!("{:?}", status.code())),
+                ])
+                .inc();
             let record = audit::inbound_rejected(
                 claimed.as_deref(),
                 method,

@@ -34,6 +34,7 @@
 //! - [`agency`]: the staff-facing gRPC service.
 //! - [`admin`]: the admin-facing gRPC service (trust management).
 //! - [`refresh`]: fetching newer federation directories from peers.
+//! - [`metrics`]: Prometheus counters, served on a local endpoint when configured.
 //! - [`node`]: wiring everything together, and shutting it down.
 //! - [`client`]: connecting to a node's own APIs.
 #![forbid(unsafe_code)]
@@ -49,6 +50,7 @@ pub mod convert;
 pub mod federation;
 pub mod filter;
 pub mod lifecycle;
+pub mod metrics;
 pub mod node;
 pub mod outbox;
 pub mod policy;

@@ -238,6 +238,15 @@ pub async fn start_with_listener(
         config.retention.clone(),
         shutdown.clone(),
     )));
+    if let Some(addr) = config.metrics_listen {
+        let listener = crate::metrics::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        tasks.push(tokio::spawn(crate::metrics::serve(
+            listener,
+            shutdown.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(crate::audit::run(
         store.clone(),
         trust.clone(),

@@ -233,6 +233,7 @@ impl PeerWorker {
             humantime::format_duration(self.settings.max_age)
         );
         tracing::error!(peer = %self.peer, message_id = %message.message_id, "message is now a dead letter");
+        crate::metrics::get().dead_letters.inc();
         if let Err(e) = self
             .store
             .mark_dead(message.seq, truncate(&reason, 300), false)
@@ -268,6 +269,7 @@ impl PeerWorker {
                     duplicate,
                     "delivered"
                 );
+                crate::metrics::get().delivered.inc();
                 self.store.mark_delivered(message.seq, &proof).await
             }
             Err(Failure::Transient(reason)) => {
@@ -302,6 +304,7 @@ impl PeerWorker {
                     reason = %reason,
                     "peer refused the message; it is a dead letter until an admin retries it"
                 );
+                crate::metrics::get().dead_letters.inc();
                 self.store.mark_dead(message.seq, &reason, true).await
             }
         };

@@ -2103,6 +2103,10 @@ async fn purge(
             .await?;
         count += usize::try_from(inserted).unwrap_or(0);
     }
+    crate::metrics::get()
+        .purged
+        .get_or_create(&vec![("cause", cause.as_str().to_owned())])
+        .inc_by(count as u64);
     Ok(count)
 }
 

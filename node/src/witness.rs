@@ -6,12 +6,12 @@
 //! the leaf hashes of the entries in between (`Federation.GetAuditConsistency`), chains them
 //! onto the head it holds, and must arrive at the new head. If it does not, or the peer shows a
 //! different head for the same entry, the peer's history contradicts what it showed before:
-//! the conflict is recorded, logged, counted, and shown in `tatmx trust status`. As in
+//! the conflict is recorded, logged, counted (`tatmx_witness_conflicts_total`), and shown in
+//! `tatmx trust status`. As in
 //! Certificate Transparency gossip, no central party is involved; each node is a witness of the
 //! nodes it talks to.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tatmx_certs::{CertificateSummary, TeamIdentity};
 use tatmx_proto::v1 as pb;
@@ -22,9 +22,6 @@ use crate::audit::{self, Checkpoint};
 use crate::config::DeliverySettings;
 use crate::store::{Store, WitnessConflict};
 use crate::trust::Trust;
-
-/// How many contradictions this node has found since it started: the metric.
-pub static CONFLICTS_FOUND: AtomicU64 = AtomicU64::new(0);
 
 /// The most entries a peer is asked to prove in one call.
 const MAX_PROOF: u64 = 100_000;
@@ -170,7 +167,7 @@ impl Witness {
         if known {
             return Ok(());
         }
-        CONFLICTS_FOUND.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::get().witness_conflicts.inc();
         tracing::error!(
             %peer,
             held_seq = held.seq,
