@@ -997,6 +997,7 @@ pub fn checkpoint_to_proto(c: &crate::audit::Checkpoint) -> pb::SignedCheckpoint
         signature: Some(pb::MessageSignature {
             scheme: c.scheme,
             value: c.signature.clone(),
+            certificate: Vec::new(),
         }),
         signer_certificate: c.certificate.clone(),
     }

@@ -115,8 +115,37 @@ impl FederationService {
         let signature = signature.ok_or_else(|| {
             Status::invalid_argument(format!("signature: {}", signing::SignatureError::Missing))
         })?;
+        // Usually the connection's own certificate signed; after a rotation on the sender's
+        // side a newer one may, and then it must prove the same team and chain to an anchor.
+        let signer = if signature.certificate.is_empty()
+            || signature.certificate.as_slice() == certificate.der()
+        {
+            certificate.der().to_vec()
+        } else {
+            let der = rustls_pki_types::CertificateDer::from(signature.certificate.clone());
+            let checked = self
+                .trust
+                .state()
+                .check_certificate(
+                    &der,
+                    &[],
+                    rustls_pki_types::UnixTime::now(),
+                    webpki::KeyUsage::client_auth(),
+                )
+                .map_err(|e| {
+                    Status::invalid_argument(format!("signature.certificate: is not trusted: {e}"))
+                })?;
+            if checked.identity() != peer.identity() {
+                return Err(Status::permission_denied(format!(
+                    "signature.certificate: is for {}, not for your team, {}",
+                    checked.identity(),
+                    peer.identity()
+                )));
+            }
+            signature.certificate.clone()
+        };
         signing::verify(
-            certificate.der(),
+            &signer,
             signature.scheme,
             &signing::message_payload(kind.as_str(), wire),
             &signature.value,
@@ -151,7 +180,7 @@ impl FederationService {
             peer: peer.identity().uri(),
             digest,
             signature: signature.value,
-            sender_certificate: certificate.der().to_vec(),
+            sender_certificate: signer,
             receipt_signature: Some(receipt_signature),
             receipt_certificate: Some(own.signer().certificate().to_vec()),
             received_at: Some(received_at),
@@ -180,6 +209,7 @@ impl FederationService {
                 .map(|value| pb::MessageSignature {
                     scheme: signing::SCHEME_ECDSA_P256_SHA256,
                     value,
+                    certificate: Vec::new(),
                 }),
             signer_certificate: proof.receipt_certificate.clone().unwrap_or_default(),
             checkpoint: checkpoint.as_ref().map(convert::checkpoint_to_proto),

@@ -339,6 +339,7 @@ impl PeerWorker {
         let wire_signature = Some(pb::MessageSignature {
             scheme: signing::SCHEME_ECDSA_P256_SHA256,
             value: signature.clone(),
+            certificate: own.signer().certificate().to_vec(),
         });
         let checkpoint = self
             .store

@@ -293,9 +293,11 @@ pub fn signature_of(
     message: &impl prost::Message,
 ) -> Option<pb::MessageSignature> {
     let payload = tatmx_node::signing::message_payload(kind, &message.encode_to_vec());
+    let signer = signer_of(team);
     Some(pb::MessageSignature {
         scheme: tatmx_node::signing::SCHEME_ECDSA_P256_SHA256,
-        value: signer_of(team).sign(&payload).expect("sign"),
+        value: signer.sign(&payload).expect("sign"),
+        certificate: signer.certificate().to_vec(),
     })
 }
 

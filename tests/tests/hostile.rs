@@ -327,3 +327,51 @@ async fn a_certificate_from_our_ca_claiming_another_federation_is_refused() {
     still_serving(&s).await;
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn unsigned_forged_and_borrowed_signatures_are_refused() {
+    let s = setup("");
+    let node = start(&s.core).await;
+    let mut client = federation_client(
+        &s.school.dir,
+        &[&s.fed.ca_path],
+        &s.school.identity,
+        &s.core,
+    );
+    let referral = outgoing(&s.school, &s.core);
+    // No signature at all.
+    let status = client
+        .deliver_referral(pb::DeliverReferralRequest {
+            referral: Some(referral.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("signature"), "{status:?}");
+    // A signature over other bytes.
+    let mut forged = signed_referral(&s.school, referral.clone());
+    if let Some(signature) = forged.signature.as_mut() {
+        signature.value[10] ^= 1;
+    }
+    let status = client.deliver_referral(forged).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    // Another team's valid signature, with its certificate, over the school's referral.
+    let mut borrowed = signed_referral(&s.school, referral.clone());
+    borrowed.signature = signature_of(&s.riverside, "referral", &referral);
+    let status = client.deliver_referral(borrowed).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("signature.certificate"),
+        "{status:?}"
+    );
+    assert_eq!(inbox_len(&s.core).await, 0);
+    // The genuine one still goes through.
+    client
+        .deliver_referral(signed_referral(&s.school, referral))
+        .await
+        .unwrap();
+    assert_eq!(inbox_len(&s.core).await, 1);
+    still_serving(&s).await;
+    node.shutdown().await;
+}
