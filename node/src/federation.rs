@@ -32,6 +32,13 @@ use crate::tls::PeerCertificate;
 use crate::trust::{Trust, TrustError, VerifiedPeer};
 use crate::witness::Witness;
 
+/// The most two nodes' clocks may differ. Beyond it, certificate validity, receipts and audit
+/// times stop meaning what they say, so a call is refused with a message that names the cause.
+pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
+/// The header in which a sender states when it sent a call, Unix milliseconds.
+pub const SENT_AT_HEADER: &str = "x-tatmx-sent-at";
+
 /// The peer-facing gRPC service.
 #[derive(Debug, Clone)]
 pub struct FederationService {
@@ -98,6 +105,7 @@ impl FederationService {
         let certificate = certificate
             .cloned()
             .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        check_clock(request)?;
         Ok((peer, certificate))
     }
 
@@ -543,6 +551,32 @@ impl FederationService {
             ))),
         }
     }
+}
+
+/// Refuses a call whose sender's clock is more than [`MAX_CLOCK_SKEW`] away from this node's.
+/// A call without the header (an older client) is not checked.
+fn check_clock<T>(request: &Request<T>) -> Result<(), Status> {
+    let Some(value) = request.metadata().get(SENT_AT_HEADER) else {
+        return Ok(());
+    };
+    let sent_ms: i64 = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Status::invalid_argument(format!("{SENT_AT_HEADER}: is not a number")))?;
+    let skew_ms = millis(OffsetDateTime::now_utc()).saturating_sub(sent_ms);
+    let skew = time::Duration::milliseconds(skew_ms);
+    if skew.abs() > MAX_CLOCK_SKEW {
+        let seconds = skew.whole_seconds();
+        return Err(Status::failed_precondition(format!(
+            "clock skew: your node's clock is {} s {} this node's, more than the {} s allowed; \
+             fix the time (NTP) on one of them",
+            seconds.abs(),
+            if seconds > 0 { "behind" } else { "ahead of" },
+            MAX_CLOCK_SKEW.whole_seconds()
+        )));
+    }
+    Ok(())
 }
 
 fn millis(at: OffsetDateTime) -> i64 {

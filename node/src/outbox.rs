@@ -357,42 +357,42 @@ impl PeerWorker {
             MessageKind::Referral => {
                 let referral = pb::Referral::decode(message.body.as_slice()).map_err(corrupt)?;
                 client
-                    .deliver_referral(pb::DeliverReferralRequest {
+                    .deliver_referral(stamped(pb::DeliverReferralRequest {
                         referral: Some(referral),
                         signature: wire_signature,
                         checkpoint,
-                    })
+                    }))
                     .await
             }
             MessageKind::StatusUpdate => {
                 let update = pb::StatusUpdate::decode(message.body.as_slice()).map_err(corrupt)?;
                 client
-                    .update_status(pb::UpdateStatusRequest {
+                    .update_status(stamped(pb::UpdateStatusRequest {
                         update: Some(update),
                         signature: wire_signature,
                         checkpoint,
-                    })
+                    }))
                     .await
             }
             MessageKind::Retraction => {
                 let retraction =
                     pb::Retraction::decode(message.body.as_slice()).map_err(corrupt)?;
                 client
-                    .retract(pb::RetractRequest {
+                    .retract(stamped(pb::RetractRequest {
                         retraction: Some(retraction),
                         signature: wire_signature,
                         checkpoint,
-                    })
+                    }))
                     .await
             }
             MessageKind::RetractionAck => {
                 let ack = pb::RetractionAck::decode(message.body.as_slice()).map_err(corrupt)?;
                 client
-                    .acknowledge_retraction(pb::AcknowledgeRetractionRequest {
+                    .acknowledge_retraction(stamped(pb::AcknowledgeRetractionRequest {
                         ack: Some(ack),
                         signature: wire_signature,
                         checkpoint,
-                    })
+                    }))
                     .await
             }
         }
@@ -467,6 +467,18 @@ impl PeerWorker {
     }
 }
 
+/// A request stamped with the time it is sent, so the peer can refuse a skewed clock by name.
+fn stamped<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    if let Ok(value) = now_ms.to_string().parse() {
+        request
+            .metadata_mut()
+            .insert(crate::federation::SENT_AT_HEADER, value);
+    }
+    request
+}
+
 /// Sorts a peer's refusal into retry-later or give-up.
 fn classify(status: tonic::Status) -> Failure {
     use tonic::Code;
@@ -478,7 +490,16 @@ fn classify(status: tonic::Status) -> Failure {
         reason.push_str(&cause.to_string());
         source = cause.source();
     }
-    let reason = truncate(&reason, 300).to_owned();
+    if reason.contains("NotValidYet") || reason.contains("clock skew") {
+        reason.push_str(
+            " (check both nodes' clocks: a certificate not valid yet usually means clock skew)",
+        );
+    }
+    let reason = truncate(&reason, 400).to_owned();
+    if status.message().starts_with("clock skew") {
+        // Healed by fixing a clock, not by changing the message.
+        return Failure::Transient(reason);
+    }
     match status.code() {
         // The message itself is wrong; sending it again gets the same answer.
         Code::InvalidArgument

@@ -1,0 +1,18 @@
+//! A certificate revocation list, as a node takes one from an admin or a directory: read as
+//! DER and, when the input is text, as PEM, then checked against the test CA.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tatmx_certs::CrlSummary;
+
+fuzz_target!(|data: &[u8]| {
+    let ca = tatmx_fuzz::test_ca().cert_pem();
+    if let Ok(crl) = CrlSummary::from_der(data) {
+        let _ = crl.verify_signed_by(ca);
+    }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(crl) = CrlSummary::from_pem(text)
+    {
+        let _ = crl.verify_signed_by(ca);
+    }
+});
