@@ -654,10 +654,15 @@ impl AsyncWrite for PeerStream {
     }
 }
 
+/// The most TLS handshakes in progress at once. Each holds a few kilobytes for at most the
+/// handshake timeout; past this a flood of connections is dropped at accept, so it can neither
+/// exhaust memory nor starve the peers already connected.
+pub const MAX_PENDING_HANDSHAKES: usize = 256;
+
 /// Accepts TCP connections, runs each handshake in its own task with a deadline, and yields the
 /// streams that completed it. Each handshake uses the server config current at that moment, so
 /// a trust change applies to the very next connection. A slow or failed handshake never holds
-/// up the accept loop.
+/// up the accept loop, and at most [`MAX_PENDING_HANDSHAKES`] are in progress.
 pub fn accept(
     listener: TcpListener,
     configs: Arc<ArcSwap<ServerConfig>>,
@@ -666,6 +671,7 @@ pub fn accept(
     shutdown: CancellationToken,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<PeerStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let (tcp, remote_addr) = tokio::select! {
@@ -680,10 +686,16 @@ pub fn accept(
                     }
                 },
             };
+            let Ok(permit) = pending.clone().try_acquire_owned() else {
+                tracing::warn!(%remote_addr, "too many TLS handshakes in progress; connection dropped");
+                drop(tcp);
+                continue;
+            };
             let acceptor = TlsAcceptor::from(configs.load_full());
             let states = states.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let _ = tcp.set_nodelay(true);
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {

@@ -239,6 +239,17 @@ pub fn federation_client(
     as_identity: &TeamIdentity,
     target: &TeamSpec,
 ) -> FederationClient<Channel> {
+    FederationClient::new(federation_channel(dir, anchors, as_identity, target))
+        .max_encoding_message_size(64 * 1024 * 1024)
+}
+
+/// The mTLS channel under [`federation_client`], for calls the typed client cannot make.
+pub fn federation_channel(
+    dir: &Path,
+    anchors: &[&Path],
+    as_identity: &TeamIdentity,
+    target: &TeamSpec,
+) -> Channel {
     let credentials = Credentials::load(&dir.join("node.pem"), &dir.join("node.key"), as_identity)
         .expect("client credentials");
     let anchors: Vec<(String, String)> = anchors
@@ -266,12 +277,11 @@ pub fn federation_client(
     })
     .expect("client trust");
     let states = Arc::new(ArcSwap::from_pointee(state));
-    let channel = tonic::transport::Endpoint::from_shared(target.endpoint())
+    tonic::transport::Endpoint::from_shared(target.endpoint())
         .expect("endpoint")
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(5))
-        .connect_with_connector_lazy(tatmx_node::tls::connector(states, target.identity.clone()));
-    FederationClient::new(channel).max_encoding_message_size(64 * 1024 * 1024)
+        .connect_with_connector_lazy(tatmx_node::tls::connector(states, target.identity.clone()))
 }
 
 /// What `team`'s node signs with, loaded from its files.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use tatmx_certs::{CertificateAuthority, FederationId, TeamId, TeamIdentity};
@@ -372,6 +373,187 @@ async fn unsigned_forged_and_borrowed_signatures_are_refused() {
         .await
         .unwrap();
     assert_eq!(inbox_len(&s.core).await, 1);
+    still_serving(&s).await;
+    node.shutdown().await;
+}
+
+/// A DeliverReferral request as raw bytes: what a broken or hostile peer can put on the wire.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawDelivery {
+    #[prost(bytes = "vec", tag = "1")]
+    referral: Vec<u8>,
+}
+
+#[tokio::test]
+async fn garbage_bytes_invalid_utf8_and_a_million_entries_are_refused() {
+    let s = setup("");
+    let node = start(&s.core).await;
+    let channel = federation_channel(
+        &s.school.dir,
+        &[&s.fed.ca_path],
+        &s.school.identity,
+        &s.core,
+    );
+    let call = |referral: Vec<u8>| {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        let request = tonic::Request::new(RawDelivery { referral });
+        async move {
+            grpc.ready().await.unwrap();
+            grpc.unary::<_, pb::DeliveryReceipt, _>(
+                request,
+                http::uri::PathAndQuery::from_static("/tatmx.v1.Federation/DeliverReferral"),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+        }
+    };
+    // Not protobuf at all.
+    let garbage: Vec<u8> = (0..512u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let status = call(garbage).await.unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::Internal | tonic::Code::InvalidArgument
+        ),
+        "{status:?}"
+    );
+    // Field 1 (the referral id, a string) with bytes that are not UTF-8.
+    let status = call(vec![0x0a, 0x04, 0xff, 0xfe, 0xfd, 0xfc])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::Internal | tonic::Code::InvalidArgument
+        ),
+        "{status:?}"
+    );
+    assert!(!status.message().contains('\u{fffd}'), "{status:?}");
+    // A repeated field with a million entries: the provenance chain, one empty hop each.
+    let mut referral = outgoing(&s.school, &s.core);
+    referral.provenance = vec![pb::Hop::default(); 1_000_000];
+    let mut client = federation_client(
+        &s.school.dir,
+        &[&s.fed.ca_path],
+        &s.school.identity,
+        &s.core,
+    );
+    let status = client
+        .deliver_referral(signed_referral(&s.school, referral))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::OutOfRange | tonic::Code::InvalidArgument
+        ),
+        "{status:?}"
+    );
+    assert_eq!(inbox_len(&s.core).await, 0);
+    still_serving(&s).await;
+    node.shutdown().await;
+}
+
+/// The resident memory of this process, in KiB (the node runs inside it).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_trickling_and_flooding_connections_are_cut_off_and_memory_stays_bounded() {
+    let s = setup("");
+    // A short handshake deadline for the test; the default is ten seconds.
+    let config = std::fs::read_to_string(s.core.config_path()).unwrap();
+    let config = config.replacen(
+        "[federation_api]\n",
+        "[federation_api]\nhandshake_timeout = \"500ms\"\n",
+        1,
+    );
+    std::fs::write(s.core.config_path(), config).unwrap();
+    let node = start(&s.core).await;
+    // A peer with its channel already open, as peers keep them.
+    let mut peer = federation_client(
+        &s.school.dir,
+        &[&s.fed.ca_path],
+        &s.school.identity,
+        &s.core,
+    );
+    peer.hello(pb::HelloRequest {
+        protocol_version: 1,
+    })
+    .await
+    .unwrap();
+    let before = rss_kib();
+
+    // A flood: more connections than handshake slots, each saying nothing.
+    let mut idle = Vec::new();
+    for _ in 0..600 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(addr(&s.core)).await {
+            idle.push(stream);
+        }
+    }
+    // A slowloris: a TLS ClientHello one byte at a time, slower than the deadline allows.
+    let mut trickle = tokio::net::TcpStream::connect(addr(&s.core)).await.unwrap();
+    let trickler = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        for byte in [0x16u8, 0x03, 0x01, 0x00, 0x10] {
+            if trickle.write_all(&[byte]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // Cut off by now: the write fails or the peer has closed.
+        let mut buf = [0u8; 1];
+        use tokio::io::AsyncReadExt;
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), trickle.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    });
+    // Meanwhile the peer is still served on its open channel. New handshakes wait for a free
+    // slot until the flood's connections time out.
+    peer.hello(pb::HelloRequest {
+        protocol_version: 1,
+    })
+    .await
+    .expect("a peer with an open channel is served during the flood");
+    assert!(
+        trickler.await.unwrap(),
+        "the trickling connection was not cut off"
+    );
+
+    // The idle ones are closed once the deadline passes.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut closed = 0;
+    for stream in &mut idle {
+        let mut buf = [0u8; 1];
+        use tokio::io::AsyncReadExt;
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, idle.len(), "every idle connection is closed");
+    let grown = rss_kib().saturating_sub(before);
+    println!(
+        "connection flood: {} connections, RSS grew {grown} KiB",
+        idle.len()
+    );
+    assert!(
+        grown < 64 * 1024,
+        "RSS grew by {grown} KiB under a connection flood"
+    );
     still_serving(&s).await;
     node.shutdown().await;
 }
