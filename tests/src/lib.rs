@@ -347,6 +347,57 @@ pub fn signed_ack(team: &TeamSpec, ack: pb::RetractionAck) -> pb::AcknowledgeRet
     }
 }
 
+/// A node's /metrics page, over plain HTTP on loopback.
+pub async fn scrape_metrics(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut page = String::new();
+    stream.read_to_string(&mut page).await.expect("response");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    page
+}
+
+/// Collects every log line written through it, for tests that search the logs.
+#[derive(Clone, Default)]
+pub struct Logs(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut logs) = self.0.lock() {
+            logs.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Sends this process's logs, at every level of every tatmx crate, here.
+    pub fn capture() -> Self {
+        let logs = Self::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info,tatmx_node=trace"))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        logs
+    }
+
+    /// Everything logged so far.
+    pub fn text(&self) -> Vec<u8> {
+        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
 /// A small valid referral draft for `recipient`, with a canary in every free-text field.
 pub fn draft(recipient: &str) -> pb::NewReferral {
     pb::NewReferral {

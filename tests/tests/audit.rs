@@ -25,22 +25,6 @@ fn database(team: &TeamSpec) -> std::path::PathBuf {
     team.dir.join("data").join("tatmx.db")
 }
 
-/// The node's /metrics page, over plain HTTP on loopback.
-async fn scrape(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut page = String::new();
-    stream.read_to_string(&mut page).await.unwrap();
-    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
-    page
-}
-
 async fn verify(team: &TeamSpec) -> pb::AuditVerification {
     admin(team)
         .await
@@ -526,7 +510,7 @@ async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_ca
     assert_eq!(conflicts[0].peer, core.identity.uri());
     assert_eq!(conflicts[0].held_seq, held as u64);
     // And the metric says so.
-    let metrics = scrape(metrics_port).await;
+    let metrics = scrape_metrics(metrics_port).await;
     let count: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("tatmx_witness_conflicts_total "))

@@ -8,8 +8,6 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use prost::Message;
 use rand::rngs::StdRng;
@@ -18,20 +16,6 @@ use tatmx_proto::v1 as pb;
 use tatmx_tests::*;
 
 const CASES: usize = 40;
-
-/// Collects every log line of both nodes.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn canary(case: usize, category: &str) -> String {
     format!("CANARY{case:03}{category}")
@@ -104,13 +88,7 @@ fn random_content(rng: &mut StdRng, case: usize) -> (pb::ReferralContent, HashMa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_withheld_canary_reaches_the_recipient_its_store_or_any_log() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info,tatmx_node=trace"))
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let logs = Logs::capture();
     let seed: u64 = std::env::var("TATMX_CANARY_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -312,7 +290,7 @@ async fn no_withheld_canary_reaches_the_recipient_its_store_or_any_log() {
         }
     }
     // The logs carry no case data at all.
-    let logs = logs.0.lock().unwrap().clone();
+    let logs = logs.text();
     assert!(logs.len() > 1000, "the nodes logged: {} bytes", logs.len());
     for canary in &all_canaries {
         assert!(
