@@ -714,6 +714,11 @@ impl Agency for AgencyService {
                 "partners: name at least one partner team",
             ));
         }
+        if self.trust.state().local.role != crate::trust::Role::Core {
+            return Err(Status::failed_precondition(
+                "only a core team asks partners for consultations; this node's team is not one",
+            ));
+        }
         if r.question.trim().is_empty() {
             return Err(Status::invalid_argument("question: is required"));
         }

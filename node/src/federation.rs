@@ -302,6 +302,11 @@ impl FederationService {
             .peer(peer.identity())
             .map(|entry| entry.peer.clone())
             .ok_or_else(|| Status::permission_denied("the caller is no longer a peer"))?;
+        if referral.consultation.is_some() && sender_peer.role != crate::trust::Role::Core {
+            return Err(Status::permission_denied(
+                "only a core team asks for consultations, and your team is not one",
+            ));
+        }
         let exchange = Exchange {
             sender: filter::party_of_peer(&sender_peer),
             recipient: filter::local_party(&state.local, local),

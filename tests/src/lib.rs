@@ -736,6 +736,22 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
 
 /// A certificate for `identity` signed by `ca`, valid only in the past (already expired).
 pub fn expired_certificate(ca: &CertificateAuthority, identity: &TeamIdentity) -> (String, String) {
+    certificate_valid_between(
+        ca,
+        identity,
+        time::OffsetDateTime::now_utc() - time::Duration::days(10),
+        time::OffsetDateTime::now_utc() - time::Duration::days(1),
+    )
+}
+
+/// A certificate for `identity`, signed by `ca`, valid only from `not_before` to `not_after`;
+/// returns the certificate and key, PEM.
+pub fn certificate_valid_between(
+    ca: &CertificateAuthority,
+    identity: &TeamIdentity,
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+) -> (String, String) {
     let ca_key = rcgen::KeyPair::from_pem(&ca.key_pem()).expect("ca key");
     let issuer = rcgen::Issuer::from_ca_cert_pem(ca.cert_pem(), ca_key).expect("issuer");
     let key = rcgen::KeyPair::generate().expect("key");
@@ -745,8 +761,8 @@ pub fn expired_certificate(ca: &CertificateAuthority, identity: &TeamIdentity) -
         rcgen::ExtendedKeyUsagePurpose::ClientAuth,
         rcgen::ExtendedKeyUsagePurpose::ServerAuth,
     ];
-    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(10);
-    params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    params.not_before = not_before;
+    params.not_after = not_after;
     let cert = params.signed_by(&key, &issuer).expect("sign");
     (cert.pem(), key.serialize_pem())
 }

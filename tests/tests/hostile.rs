@@ -557,3 +557,31 @@ async fn idle_trickling_and_flooding_connections_are_cut_off_and_memory_stays_bo
     still_serving(&s).await;
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_affiliate_cannot_ask_for_a_consultation() {
+    let s = setup("");
+    let node = start(&s.core).await;
+    let mut client = federation_client(
+        &s.school.dir,
+        &[&s.fed.ca_path],
+        &s.school.identity,
+        &s.core,
+    );
+    let mut referral = outgoing(&s.school, &s.core);
+    referral.purpose = pb::Purpose::Consultation.into();
+    referral.consultation = Some(pb::ConsultationDetails {
+        consultation_id: uuid::Uuid::now_v7().to_string(),
+        question: "What do you think?".into(),
+        due: None,
+    });
+    let status = client
+        .deliver_referral(signed_referral(&s.school, referral))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("core team"), "{status:?}");
+    assert_eq!(inbox_len(&s.core).await, 0);
+    still_serving(&s).await;
+    node.shutdown().await;
+}

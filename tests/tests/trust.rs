@@ -313,6 +313,25 @@ async fn an_expired_peer_certificate_is_refused_and_the_alert_says_so() {
 }
 
 #[tokio::test]
+async fn a_peer_certificate_not_valid_yet_is_refused_and_the_alert_says_so() {
+    let (fed, core, school) = two_teams(true);
+    let core_node = start(&core).await;
+    let now = time::OffsetDateTime::now_utc();
+    let (cert, key) = certificate_valid_between(
+        &fed.ca,
+        &school.identity,
+        now + time::Duration::days(1),
+        now + time::Duration::days(30),
+    );
+    let verdict = raw_handshake_verdict(&cert, &key, &core).await;
+    assert!(
+        verdict.contains("CertificateExpired") || verdict.contains("BadCertificate"),
+        "{verdict}"
+    );
+    core_node.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_node_with_an_expired_certificate_refuses_to_start_and_names_file_and_date() {
     let (fed, core, _school) = two_teams(true);
     let (cert, key) = expired_certificate(&fed.ca, &core.identity);
