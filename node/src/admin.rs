@@ -44,15 +44,13 @@ impl AdminService {
     /// trusts, and valid when the checkpoint was signed.
     fn own_certificate(&self, checkpoint: &crate::audit::Checkpoint) -> Result<(), String> {
         let state = self.trust.state();
-        let der = rustls_pki_types::CertificateDer::from(checkpoint.certificate.clone());
         let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
             u64::try_from(checkpoint.at_ms / 1000).unwrap_or(0),
         ));
-        let checked = state
-            .check_certificate(&der, &[], at, webpki::KeyUsage::client_auth())
+        let identity = state
+            .check_presented(&checkpoint.certificate, at, webpki::KeyUsage::client_auth())
             .map_err(|e| format!("its certificate is not trusted: {e}"))?;
-        let identity = checked.identity();
-        if state.own_identity_in(&identity.federation) != Some(identity)
+        if state.own_identity_in(&identity.federation) != Some(&identity)
             || identity.uri() != checkpoint.team
         {
             return Err(format!("it was signed by {identity}, not by this node"));

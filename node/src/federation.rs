@@ -27,7 +27,7 @@ use crate::policy::{Exchange, Policy};
 use crate::referral::{ReferralStatus, StatusUpdate};
 use crate::retention::RetentionSettings;
 use crate::signing;
-use crate::store::{Inbound, MessageKind, MessageProof, Store, StoreError};
+use crate::store::{Applied, Inbound, MessageKind, MessageProof, Store, StoreError};
 use crate::tls::PeerCertificate;
 use crate::trust::{Trust, TrustError, VerifiedPeer};
 use crate::witness::Witness;
@@ -130,23 +130,20 @@ impl FederationService {
         {
             certificate.der().to_vec()
         } else {
-            let der = rustls_pki_types::CertificateDer::from(signature.certificate.clone());
-            let checked = self
+            let signer = self
                 .trust
                 .state()
-                .check_certificate(
-                    &der,
-                    &[],
+                .check_presented(
+                    &signature.certificate,
                     rustls_pki_types::UnixTime::now(),
                     webpki::KeyUsage::client_auth(),
                 )
                 .map_err(|e| {
                     Status::invalid_argument(format!("signature.certificate: is not trusted: {e}"))
                 })?;
-            if checked.identity() != peer.identity() {
+            if &signer != peer.identity() {
                 return Err(Status::permission_denied(format!(
-                    "signature.certificate: is for {}, not for your team, {}",
-                    checked.identity(),
+                    "signature.certificate: is for {signer}, not for your team, {}",
                     peer.identity()
                 )));
             }
@@ -477,24 +474,39 @@ impl FederationService {
             .receive_retraction(&retraction, peer.identity(), local, &proof)
             .await
             .map_err(|e| store_status(&e))?;
+        if applied.outcome == Inbound::Stored {
+            tracing::info!(
+                retraction_id = %retraction.retraction_id,
+                referral_id = %retraction.referral_id,
+                from = %peer.identity(),
+                onward = applied.notify.len().saturating_sub(1),
+                "retraction applied; the referral is purged"
+            );
+        }
+        self.answer(&applied, &proof, || {
+            Status::internal("unexpected store outcome")
+        })
+        .await
+    }
+
+    /// The answer to a retraction or acknowledgement once the store has applied it.
+    async fn answer(
+        &self,
+        applied: &Applied,
+        proof: &MessageProof,
+        unknown: impl FnOnce() -> Status,
+    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
         match applied.outcome {
             Inbound::Stored => {
-                tracing::info!(
-                    retraction_id = %retraction.retraction_id,
-                    referral_id = %retraction.referral_id,
-                    from = %peer.identity(),
-                    onward = applied.notify.len().saturating_sub(1),
-                    "retraction applied; the referral is purged"
-                );
                 self.notify_all(&applied.notify);
-                self.receipt(&proof, false).await
+                self.receipt(proof, false).await
             }
-            Inbound::Duplicate => self.receipt(&proof, true).await,
+            Inbound::Duplicate => self.receipt(proof, true).await,
             Inbound::Conflict => Err(Status::already_exists(format!(
                 "message id {} was already received with different content",
-                retraction.id
+                proof.message_id
             ))),
-            Inbound::UnknownReferral => Err(Status::internal("unexpected store outcome")),
+            Inbound::UnknownReferral => Err(unknown()),
         }
     }
 
@@ -531,30 +543,24 @@ impl FederationService {
             .receive_retraction_ack(&ack, peer.identity(), &proof)
             .await
             .map_err(|e| store_status(&e))?;
-        match applied.outcome {
-            Inbound::Stored => {
-                tracing::info!(
-                    retraction_id = %ack.retraction_id,
-                    referral_id = %ack.purged.referral_id,
-                    holder = %ack.purged.team,
-                    from = %peer.identity(),
-                    held = ack.held,
-                    onward = ack.downstream.len(),
-                    "retraction acknowledged"
-                );
-                self.notify_all(&applied.notify);
-                self.receipt(&proof, false).await
-            }
-            Inbound::Duplicate => self.receipt(&proof, true).await,
-            Inbound::Conflict => Err(Status::already_exists(format!(
-                "message id {} was already received with different content",
-                ack.id
-            ))),
-            Inbound::UnknownReferral => Err(Status::not_found(format!(
+        if applied.outcome == Inbound::Stored {
+            tracing::info!(
+                retraction_id = %ack.retraction_id,
+                referral_id = %ack.purged.referral_id,
+                holder = %ack.purged.team,
+                from = %peer.identity(),
+                held = ack.held,
+                onward = ack.downstream.len(),
+                "retraction acknowledged"
+            );
+        }
+        self.answer(&applied, &proof, || {
+            Status::not_found(format!(
                 "no copy {} under retraction {} was reported to this node by your team",
                 ack.purged.referral_id, ack.retraction_id
-            ))),
-        }
+            ))
+        })
+        .await
     }
 }
 

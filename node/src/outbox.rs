@@ -439,18 +439,16 @@ impl PeerWorker {
             &receipt_signature.value,
         )
         .map_err(|e| bad(&format!("signature {e}")))?;
-        let der = rustls_pki_types::CertificateDer::from(receipt.signer_certificate.clone());
-        let checked = self
+        let signer = self
             .trust
             .state()
-            .check_certificate(
-                &der,
-                &[],
+            .check_presented(
+                &receipt.signer_certificate,
                 rustls_pki_types::UnixTime::now(),
                 webpki::KeyUsage::server_auth(),
             )
             .map_err(|e| bad(&format!("certificate is not trusted: {e}")))?;
-        if checked.identity() != &self.peer {
+        if signer != self.peer {
             return Err(bad("is signed by another team"));
         }
         Ok(MessageProof {

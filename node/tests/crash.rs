@@ -4,7 +4,8 @@
 //!
 //! The schedule is random but seeded, and printed, so a failure can be replayed:
 //! `TATMX_CRASH_SEED=N cargo test -p tatmx-node --test crash -- --nocapture`. The size is set
-//! with `TATMX_CRASH_REFERRALS` and `TATMX_CRASH_KILLS` (defaults 2000 and 24).
+//! with `TATMX_CRASH_REFERRALS` and `TATMX_CRASH_KILLS` (defaults 2000 and 24);
+//! `TATMX_CRASH_DEBUG=1` prints every failed call and how the driver resolved it.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
 
@@ -111,44 +112,69 @@ where
     }
 }
 
-/// Submits referral `n` exactly once: after an error it asks the node's accounting of
-/// disclosures whether the referral was committed before the crash.
+/// Submits referral `n` exactly once. After an error the submission may or may not have
+/// committed, so before trying again the driver asks the node's accounting of disclosures, and
+/// keeps asking until it gets an answer.
 async fn submit_once(school: &TeamSpec, n: usize) -> String {
     let case = format!("CRASH-{n}");
-    until_up(|| {
-        let case = case.clone();
-        async move {
-            let mut draft = draft("county-core");
-            draft.case_ref = case.clone();
-            let mut client = tatmx_node::client::agency(&school.socket()).await.ok()?;
-            match client
-                .submit_referral(pb::SubmitReferralRequest {
-                    referral: Some(draft),
-                    dry_run: false,
-                })
-                .await
-            {
-                Ok(response) => Some(response.into_inner().referral_id),
-                Err(_) => {
-                    let admin_socket = school.dir.join("data").join("admin.sock");
-                    let mut admin = tatmx_node::client::admin(&admin_socket).await.ok()?;
-                    let accounting = admin
-                        .account_disclosures(pb::AccountDisclosuresRequest {
-                            subject: case,
-                            since: None,
-                        })
-                        .await
-                        .ok()?
-                        .into_inner()
-                        .disclosures;
-                    // Committed before the crash: the retry must not send it twice. Not
-                    // committed: None, and the loop submits again.
-                    accounting.first().map(|d| d.referral_id.clone())
+    let admin_socket = school.dir.join("data").join("admin.sock");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut uncertain = false;
+    loop {
+        assert!(Instant::now() < deadline, "the sender did not come back");
+        if uncertain {
+            let answer = async {
+                let mut admin = tatmx_node::client::admin(&admin_socket).await.ok()?;
+                let accounting = admin
+                    .account_disclosures(pb::AccountDisclosuresRequest {
+                        subject: case.clone(),
+                        since: None,
+                    })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .disclosures;
+                Some(accounting.first().map(|d| d.referral_id.clone()))
+            }
+            .await;
+            if std::env::var("TATMX_CRASH_DEBUG").is_ok() {
+                println!("  uncertain {case}: {answer:?}");
+            }
+            match answer {
+                // Committed before the crash: it must not be sent twice.
+                Some(Some(id)) => return id,
+                // Certainly not committed: submit again.
+                Some(None) => uncertain = false,
+                // No answer yet: ask again.
+                None => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
                 }
             }
         }
-    })
-    .await
+        let mut draft = draft("county-core");
+        draft.case_ref = case.clone();
+        let Ok(mut client) = tatmx_node::client::agency(&school.socket()).await else {
+            // Not connected: nothing was sent, so nothing is uncertain.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        match client
+            .submit_referral(pb::SubmitReferralRequest {
+                referral: Some(draft),
+                dry_run: false,
+            })
+            .await
+        {
+            Ok(response) => return response.into_inner().referral_id,
+            Err(e) => {
+                if std::env::var("TATMX_CRASH_DEBUG").is_ok() {
+                    println!("  submit {case} failed: {:?} {}", e.code(), e.message());
+                }
+                uncertain = true
+            }
+        }
+    }
 }
 
 /// Cancels referral `id` exactly once, checking after an error whether it already was.
@@ -290,6 +316,15 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() {
             .await
             .unwrap();
 
+    let dupes: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT subject, COUNT(*) FROM referrals GROUP BY subject HAVING COUNT(*) > 1",
+    )
+    .fetch_all(&mut sent_db)
+    .await
+    .unwrap();
+    if !dupes.is_empty() {
+        println!("crash test: submitted twice: {dupes:?}");
+    }
     let referrals_i64 = referrals as i64;
     let wrong: Vec<&(String, String)> = timelines
         .iter()

@@ -360,6 +360,20 @@ impl TrustState {
         Ok(entry)
     }
 
+    /// Checks a certificate presented inside a message rather than in a handshake (a signer's
+    /// certificate, a receipt's, a checkpoint's): it must chain to an anchor of the federation
+    /// it claims, unrevoked, valid at `at`, for `usage`. Returns the identity it proves.
+    pub fn check_presented(
+        &self,
+        der: &[u8],
+        at: UnixTime,
+        usage: KeyUsage,
+    ) -> Result<TeamIdentity, TrustError> {
+        let der = CertificateDer::from(der.to_vec());
+        self.check_certificate(&der, &[], at, usage)
+            .map(|checked| checked.identity().clone())
+    }
+
     /// Validates a certificate chain against the anchors and CRL of the federation it claims,
     /// for `usage` (client or server authentication), at time `now`.
     pub fn check_certificate(
