@@ -126,6 +126,10 @@ pub struct SendArgs {
     /// Show what would be sent, and send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// A key of your choosing for this submission. If the command fails and you run it again
+    /// with the same key and file, the referral is not sent twice.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -184,7 +188,13 @@ pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result
     match cmd {
         ReferralCommand::Send(args) => {
             let draft = read_referral_file(&args.file)?;
-            let response = submit(socket, &draft, args.dry_run).await?;
+            let response = submit(
+                socket,
+                &draft,
+                args.dry_run,
+                args.idempotency_key.as_deref(),
+            )
+            .await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&submit_json(&response))?);
             } else {
@@ -194,7 +204,7 @@ pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result
         }
         ReferralCommand::Preview(args) => {
             let draft = read_referral_file(&args.file)?;
-            let response = submit(socket, &draft, true).await?;
+            let response = submit(socket, &draft, true, None).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&submit_json(&response))?);
             } else {
@@ -379,12 +389,14 @@ pub async fn submit(
     socket: &Path,
     draft: &NewReferral,
     dry_run: bool,
+    idempotency_key: Option<&str>,
 ) -> anyhow::Result<pb::SubmitReferralResponse> {
     let mut client = tatmx_node::client::agency(socket).await?;
     let response = client
         .submit_referral(pb::SubmitReferralRequest {
             referral: Some(tatmx_node::convert::new_referral_to_proto(draft)),
             dry_run,
+            idempotency_key: idempotency_key.unwrap_or_default().to_owned(),
         })
         .await
         .map_err(refused)?;

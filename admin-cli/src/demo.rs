@@ -252,7 +252,7 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
     println!(
         "   Legal basis: health or safety emergency (FERPA 34 CFR 99.36), with a written justification."
     );
-    let preview = agency::submit(&school_socket, &draft, true).await?;
+    let preview = agency::submit(&school_socket, &draft, true, None).await?;
     println!(
         "   Preview (nothing sent yet): the node checks every category against the law and shows why."
     );
@@ -266,7 +266,7 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
         bail!("the demo expects the reporter's identity to be withheld");
     }
     let started = Instant::now();
-    let submitted = agency::submit(&school_socket, &draft, false).await?;
+    let submitted = agency::submit(&school_socket, &draft, false, None).await?;
     let id = submitted.referral_id.clone();
     println!("   - Stored at the school and queued for delivery as referral {id}");
 
@@ -507,7 +507,7 @@ async fn consent_loop(root: &Path) -> anyhow::Result<()> {
     std::fs::write(&file, SHARED_ON_CONSENT)?;
     let mut draft = agency::read_referral_file(&file)?;
     draft.consent_ref = Some(consent.id.clone());
-    let shared = agency::submit(&riverside, &draft, false).await?;
+    let shared = agency::submit(&riverside, &draft, false, None).await?;
     let shared_id = shared.referral_id.clone();
     wait_for(Duration::from_secs(20), || async {
         Ok(agency::show(&county, &shared_id).await.ok())

@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use prost::Message;
+use sha2::{Digest, Sha256};
 use tatmx_proto::v1 as pb;
 use tatmx_proto::v1::agency_server::Agency;
 use time::OffsetDateTime;
@@ -22,7 +24,10 @@ use crate::lifecycle::{Side, TransitionError};
 use crate::outbox::Outbox;
 use crate::policy::{Exchange, Policy};
 use crate::referral::{ConsultationDetails, NO_REDISCLOSURE, NewReferral, Referral, StatusUpdate};
-use crate::store::{DeliveryState, Direction, MessageKind, OutboxEntry, Store, StoredReferral};
+use crate::store::{
+    DeliveryState, Direction, MessageKind, OutboxEntry, Store, StoredReferral, Submission,
+    Submitted,
+};
 use crate::trust::{Trust, TrustError};
 
 /// How many rows a list returns when the caller does not say.
@@ -146,30 +151,37 @@ impl AgencyService {
     }
 
     /// Stores a filtered referral with its decisions and queues it, in one transaction. A
-    /// forward names the received referral it was made from.
+    /// forward names the received referral it was made from. Returns the referral that stands
+    /// for this submission: the new one, or the one an earlier call with the same idempotency
+    /// key stored.
     async fn commit(
         &self,
         disclosure: &Disclosure,
-        forwarded_from: Option<Uuid>,
-        subject: Option<&str>,
-        actor: &str,
-    ) -> Result<(), Status> {
+        submission: &Submission<'_>,
+    ) -> Result<Submitted, Status> {
         let outgoing = &disclosure.outgoing;
         if outgoing.categories().is_empty() && outgoing.case_handle.is_none() {
             return Err(Status::failed_precondition(
                 "the policy withholds every category for this recipient, so nothing would be sent; preview it with dry_run to see why",
             ));
         }
-        self.store
-            .submit_referral(
-                outgoing,
-                &disclosure.decisions,
-                forwarded_from,
-                subject,
-                actor,
-            )
+        let submitted = self
+            .store
+            .submit_referral(outgoing, &disclosure.decisions, submission)
             .await
             .map_err(|e| store_status(&e))?;
+        match submitted {
+            Submitted::New => {}
+            Submitted::Earlier(id) => {
+                tracing::info!(referral_id = %id, "a retried submission answered from the first one");
+                return Ok(submitted);
+            }
+            Submitted::KeyReused => {
+                return Err(Status::already_exists(
+                    "idempotency_key: was used before for a different draft; nothing was sent",
+                ));
+            }
+        }
         let sent: Vec<&str> = outgoing.categories().iter().map(|c| c.as_str()).collect();
         let withheld: Vec<&str> = outgoing
             .withheld
@@ -185,7 +197,7 @@ impl AgencyService {
             "referral filtered and queued for delivery"
         );
         self.outbox.notify(&outgoing.recipient);
-        Ok(())
+        Ok(submitted)
     }
 
     /// The wire view of one consultation: every partner's answer, and who has not answered.
@@ -437,14 +449,42 @@ impl Agency for AgencyService {
         let draft = request
             .referral
             .ok_or_else(|| Status::invalid_argument("referral: is required"))?;
+        // Exactly as the client sent it, so a retry with the same key can be told apart from
+        // another draft under a reused key.
+        let draft_digest = hex::encode(Sha256::digest(draft.encode_to_vec()));
         let draft = convert::new_referral_from_proto(draft)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let (disclosure, subject) = self.prepare(draft, None, None, Vec::new()).await?;
-        if !request.dry_run {
-            self.commit(&disclosure, None, subject.as_deref(), &actor)
-                .await?;
+        if request.dry_run {
+            return Ok(Response::new(submission(&disclosure, true)));
         }
-        Ok(Response::new(submission(&disclosure, request.dry_run)))
+        let key = request.idempotency_key.trim();
+        if key.len() > 200 {
+            return Err(Status::invalid_argument(
+                "idempotency_key: at most 200 characters",
+            ));
+        }
+        let submitted = self
+            .commit(
+                &disclosure,
+                &Submission {
+                    forwarded_from: None,
+                    subject: subject.as_deref(),
+                    actor: &actor,
+                    idempotency: (!key.is_empty()).then_some((key, draft_digest.as_str())),
+                },
+            )
+            .await?;
+        if let Submitted::Earlier(id) = submitted {
+            // The first call's answer: what was stored then, with its decisions.
+            let (stored, _) = self.held(id).await?;
+            let earlier = Disclosure {
+                outgoing: stored.referral,
+                decisions: stored.decisions,
+            };
+            return Ok(Response::new(submission(&earlier, false)));
+        }
+        Ok(Response::new(submission(&disclosure, false)))
     }
 
     async fn list_inbox(
@@ -762,8 +802,15 @@ impl Agency for AgencyService {
             );
         }
         for (disclosure, subject) in &prepared {
-            self.commit(disclosure, None, subject.as_deref(), &actor)
-                .await?;
+            self.commit(
+                disclosure,
+                &Submission {
+                    subject: subject.as_deref(),
+                    actor: &actor,
+                    ..Default::default()
+                },
+            )
+            .await?;
         }
         tracing::info!(consultation_id = %details.id, partners = prepared.len(), "consultation fanned out");
         self.consultation(details.id).await.map(Response::new)
@@ -891,8 +938,15 @@ impl Agency for AgencyService {
             });
         }
         if !r.dry_run {
-            self.commit(&disclosure, Some(original.id), None, &actor)
-                .await?;
+            self.commit(
+                &disclosure,
+                &Submission {
+                    forwarded_from: Some(original.id),
+                    actor: &actor,
+                    ..Default::default()
+                },
+            )
+            .await?;
             // The original sender is told where its referral went.
             let state = self.trust.state();
             let update = StatusUpdate {

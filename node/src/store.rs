@@ -232,6 +232,30 @@ pub struct StatusEvent {
     pub forwarded_to: Option<String>,
 }
 
+/// Who submitted a referral, and what makes the submission itself recognisable.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Submission<'a> {
+    /// For a forward: the received referral it was made from.
+    pub forwarded_from: Option<Uuid>,
+    /// The agency's own reference for the subject.
+    pub subject: Option<&'a str>,
+    /// Who submitted it.
+    pub actor: &'a str,
+    /// The client's idempotency key, and the digest of the draft it came with.
+    pub idempotency: Option<(&'a str, &'a str)>,
+}
+
+/// What a submission did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// Stored and queued now.
+    New,
+    /// The same key and draft were submitted before, as this referral; nothing was stored.
+    Earlier(Uuid),
+    /// The key was used before for another draft; nothing was stored.
+    KeyReused,
+}
+
 /// What happened to an inbound message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inbound {
@@ -325,17 +349,55 @@ impl Store {
     /// Stores a referral this node is sending (exactly what leaves) with the filter's decisions,
     /// and queues it for delivery, atomically. A forward names the received referral it was
     /// made from, and is sealed under that referral's data key, so purging one purges both.
+    /// A submission whose idempotency key was seen before stores nothing and names the earlier
+    /// referral.
     pub async fn submit_referral(
         &self,
         referral: &Referral,
         decisions: &[FieldDecision],
-        forwarded_from: Option<Uuid>,
-        subject: Option<&str>,
-        actor: &str,
-    ) -> Result<(), StoreError> {
+        submission: &Submission<'_>,
+    ) -> Result<Submitted, StoreError> {
         let body = encode_referral(referral);
         let now = OffsetDateTime::now_utc();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some((key, draft_digest)) = submission.idempotency {
+            let earlier = sqlx::query(
+                "SELECT referral_id, draft_digest FROM submissions WHERE idempotency_key = ?",
+            )
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = earlier {
+                let id: String = row.try_get("referral_id")?;
+                let digest: String = row.try_get("draft_digest")?;
+                if digest != draft_digest {
+                    return Ok(Submitted::KeyReused);
+                }
+                return Uuid::parse_str(&id).map(Submitted::Earlier).map_err(|_| {
+                    StoreError::Corrupt {
+                        table: "submissions",
+                        id: key.to_owned(),
+                        problem: "referral id".into(),
+                    }
+                });
+            }
+            sqlx::query(
+                "INSERT INTO submissions (idempotency_key, referral_id, draft_digest, submitted_at)
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(key)
+            .bind(referral.id.to_string())
+            .bind(draft_digest)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let Submission {
+            forwarded_from,
+            subject,
+            actor,
+            ..
+        } = *submission;
         let sealing = match forwarded_from {
             Some(source) => sealing_of(&mut tx, source).await?,
             None => None,
@@ -385,7 +447,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Submitted::New)
     }
 
     /// Stores a referral delivered by its sender, sealed under a new data key and kept until

@@ -5,7 +5,7 @@
 //! The schedule is random but seeded, and printed, so a failure can be replayed:
 //! `TATMX_CRASH_SEED=N cargo test -p tatmx-node --test crash -- --nocapture`. The size is set
 //! with `TATMX_CRASH_REFERRALS` and `TATMX_CRASH_KILLS` (defaults 2000 and 24);
-//! `TATMX_CRASH_DEBUG=1` prints every failed call and how the driver resolved it.
+//! `TATMX_CRASH_DEBUG=1` prints every failed call.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
 
@@ -112,69 +112,33 @@ where
     }
 }
 
-/// Submits referral `n` exactly once. After an error the submission may or may not have
-/// committed, so before trying again the driver asks the node's accounting of disclosures, and
-/// keeps asking until it gets an answer.
+/// Submits referral `n` exactly once, the way a case system should: with an idempotency key,
+/// retrying the same call until it gets an answer. After a crash the driver cannot know whether
+/// its call committed; the node does, and answers a retry with the first submission.
 async fn submit_once(school: &TeamSpec, n: usize) -> String {
-    let case = format!("CRASH-{n}");
-    let admin_socket = school.dir.join("data").join("admin.sock");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut uncertain = false;
-    loop {
-        assert!(Instant::now() < deadline, "the sender did not come back");
-        if uncertain {
-            let answer = async {
-                let mut admin = tatmx_node::client::admin(&admin_socket).await.ok()?;
-                let accounting = admin
-                    .account_disclosures(pb::AccountDisclosuresRequest {
-                        subject: case.clone(),
-                        since: None,
-                    })
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .disclosures;
-                Some(accounting.first().map(|d| d.referral_id.clone()))
+    let key = format!("CRASH-{n}");
+    until_up(|| {
+        let key = key.clone();
+        async move {
+            let mut draft = draft("county-core");
+            draft.case_ref = key.clone();
+            let mut client = tatmx_node::client::agency(&school.socket()).await.ok()?;
+            let answer = client
+                .submit_referral(pb::SubmitReferralRequest {
+                    referral: Some(draft),
+                    dry_run: false,
+                    idempotency_key: key.clone(),
+                })
+                .await;
+            if let Err(e) = &answer
+                && std::env::var("TATMX_CRASH_DEBUG").is_ok()
+            {
+                println!("  submit {key} failed: {:?} {}", e.code(), e.message());
             }
-            .await;
-            if std::env::var("TATMX_CRASH_DEBUG").is_ok() {
-                println!("  uncertain {case}: {answer:?}");
-            }
-            match answer {
-                // Committed before the crash: it must not be sent twice.
-                Some(Some(id)) => return id,
-                // Certainly not committed: submit again.
-                Some(None) => uncertain = false,
-                // No answer yet: ask again.
-                None => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            }
+            answer.ok().map(|r| r.into_inner().referral_id)
         }
-        let mut draft = draft("county-core");
-        draft.case_ref = case.clone();
-        let Ok(mut client) = tatmx_node::client::agency(&school.socket()).await else {
-            // Not connected: nothing was sent, so nothing is uncertain.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        match client
-            .submit_referral(pb::SubmitReferralRequest {
-                referral: Some(draft),
-                dry_run: false,
-            })
-            .await
-        {
-            Ok(response) => return response.into_inner().referral_id,
-            Err(e) => {
-                if std::env::var("TATMX_CRASH_DEBUG").is_ok() {
-                    println!("  submit {case} failed: {:?} {}", e.code(), e.message());
-                }
-                uncertain = true
-            }
-        }
-    }
+    })
+    .await
 }
 
 /// Cancels referral `id` exactly once, checking after an error whether it already was.

@@ -438,6 +438,7 @@ pub async fn submit(client: &mut AgencyClient<Channel>, draft: pb::NewReferral) 
         .submit_referral(pb::SubmitReferralRequest {
             referral: Some(draft),
             dry_run: false,
+            ..Default::default()
         })
         .await
         .expect("submit accepted")

@@ -83,6 +83,7 @@ async fn a_dry_run_shows_what_would_go_and_stores_nothing() {
         .submit_referral(pb::SubmitReferralRequest {
             referral: Some(draft("county-core")),
             dry_run: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -153,6 +154,7 @@ async fn invalid_submissions_are_refused_precisely_and_leave_no_rows() {
             .submit_referral(pb::SubmitReferralRequest {
                 referral: Some(draft),
                 dry_run: false,
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -169,5 +171,53 @@ async fn invalid_submissions_are_refused_precisely_and_leave_no_rows() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_submission_retried_with_its_idempotency_key_is_sent_once() {
+    let (_fed, core, school) = core_and_school();
+    let node = start(&school).await;
+    let submit_with = |key: &str, draft: pb::NewReferral| {
+        let school = school.clone();
+        let key = key.to_owned();
+        async move {
+            agency(&school)
+                .await
+                .submit_referral(pb::SubmitReferralRequest {
+                    referral: Some(draft),
+                    dry_run: false,
+                    idempotency_key: key,
+                })
+                .await
+        }
+    };
+    let first = submit_with("case-system-42", draft("county-core"))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = submit_with("case-system-42", draft("county-core"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.referral_id, first.referral_id);
+    assert_eq!(again.decisions, first.decisions);
+    let mut other = draft("county-core");
+    other.purpose = pb::Purpose::ThreatManagement.into();
+    let status = submit_with("case-system-42", other).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+    assert!(status.message().contains("idempotency_key"), "{status:?}");
+    let outbox = agency(&school)
+        .await
+        .list_outbox(pb::ListOutboxRequest {
+            limit: 0,
+            dead_only: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(outbox.len(), 1, "sent once: {outbox:?}");
+    let _ = core;
     node.shutdown().await;
 }

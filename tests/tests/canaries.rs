@@ -212,6 +212,7 @@ async fn no_withheld_canary_reaches_the_recipient_its_store_or_any_log() {
             .submit_referral(pb::SubmitReferralRequest {
                 referral: Some(draft),
                 dry_run: false,
+                ..Default::default()
             })
             .await;
         let response = match response {

@@ -112,6 +112,7 @@ async fn a_locked_store_gives_a_clear_error_and_half_writes_nothing() {
         .submit_referral(pb::SubmitReferralRequest {
             referral: Some(draft("county-core")),
             dry_run: false,
+            ..Default::default()
         })
         .await
         .unwrap_err();

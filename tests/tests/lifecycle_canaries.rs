@@ -143,6 +143,7 @@ async fn no_canary_leaks_along_the_whole_loop() {
         .submit_referral(pb::SubmitReferralRequest {
             referral: Some(bad),
             dry_run: false,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -406,6 +406,7 @@ async fn the_default_policy_table_holds_through_real_nodes() {
             .submit_referral(pb::SubmitReferralRequest {
                 referral: Some(draft),
                 dry_run: false,
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|e| panic!("{}: submit refused: {e:?}", row.name))
@@ -541,6 +542,7 @@ async fn an_unknown_purpose_shares_nothing() {
         .submit_referral(pb::SubmitReferralRequest {
             referral: Some(draft),
             dry_run: false,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -608,6 +610,7 @@ async fn a_preview_shows_every_decision_and_sends_nothing() {
         .submit_referral(pb::SubmitReferralRequest {
             referral: Some(draft),
             dry_run: true,
+            ..Default::default()
         })
         .await
         .unwrap()

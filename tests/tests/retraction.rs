@@ -214,6 +214,7 @@ async fn a_revoked_consent_is_retracted_from_both_hops_and_shredded() {
         .submit_referral(pb::SubmitReferralRequest {
             referral: Some(consented_draft("county-core", &consent)),
             dry_run: true,
+            ..Default::default()
         })
         .await
         .unwrap()
