@@ -2102,8 +2102,8 @@ async fn purge(
     now: OffsetDateTime,
 ) -> Result<usize, StoreError> {
     let mut count = 0;
-    for id in ids {
-        let id = id.to_string();
+    for &referral_id in ids {
+        let id = referral_id.to_string();
         let inserted = sqlx::query(
             "INSERT OR IGNORE INTO tombstones (referral_id, direction, sender, recipient, purpose,
                                                categories, recorded_at, purged_at, cause,
@@ -2126,12 +2126,7 @@ async fn purge(
         let categories: String = row.try_get("categories")?;
         audit_log::append(
             tx,
-            &audit::purge(
-                Uuid::parse_str(&id).unwrap_or_default(),
-                &categories,
-                cause,
-                retraction_id,
-            ),
+            &audit::purge(referral_id, &categories, cause, retraction_id),
         )
         .await?;
         if let Some(key_id) = row.try_get::<Option<String>, _>("data_key")? {

@@ -37,6 +37,10 @@ pub struct Witness {
     delivery: DeliverySettings,
     /// One check at a time, so two messages from a peer cannot race over its checkpoint.
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// The newest checkpoint checked per peer (seq and head), so the same checkpoint, carried
+    /// by every message until the next one is signed, is checked once. A different head for the
+    /// same seq is checked again: that is exactly what a rewrite looks like.
+    checked: Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Vec<u8>)>>>,
 }
 
 impl Witness {
@@ -47,17 +51,36 @@ impl Witness {
             trust,
             delivery,
             lock: Arc::default(),
+            checked: Arc::default(),
         }
     }
 
     /// Checks, in the background, a checkpoint `peer` showed.
     pub fn observe(&self, peer: &TeamIdentity, shown: Option<pb::SignedCheckpoint>) {
         let Some(shown) = shown else { return };
+        let seen = self
+            .checked
+            .lock()
+            .ok()
+            .and_then(|checked| checked.get(&peer.uri()).cloned());
+        if seen.is_some_and(|(seq, head)| {
+            shown.seq < seq || (shown.seq == seq && shown.head_hash == head)
+        }) {
+            return;
+        }
         let witness = self.clone();
         let peer = peer.clone();
         tokio::spawn(async move {
-            if let Err(problem) = witness.check(&peer, shown).await {
-                tracing::debug!(%peer, %problem, "a peer's checkpoint could not be checked now");
+            let seen = (shown.seq, shown.head_hash.clone());
+            match witness.check(&peer, shown).await {
+                Ok(()) => {
+                    if let Ok(mut checked) = witness.checked.lock() {
+                        checked.insert(peer.uri(), seen);
+                    }
+                }
+                Err(problem) => {
+                    tracing::debug!(%peer, %problem, "a peer's checkpoint could not be checked now");
+                }
             }
         });
     }
