@@ -10,16 +10,22 @@ use libfuzzer_sys::fuzz_target;
 use tatmx_certs::directory::{Directory, SignedDirectory};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let anchors = tatmx_fuzz::anchors();
     if let Ok(signed) = SignedDirectory::from_json(text) {
         let _ = signed.verify(anchors);
     }
-    let Ok(directory) = serde_json::from_str::<Directory>(text) else { return };
+    let Ok(directory) = serde_json::from_str::<Directory>(text) else {
+        return;
+    };
     if directory.validate().is_err() {
         return;
     }
-    let Ok(signed) = tatmx_fuzz::test_ca().sign_directory(&directory) else { return };
+    let Ok(signed) = tatmx_fuzz::test_ca().sign_directory(&directory) else {
+        return;
+    };
     let published = SignedDirectory::from_json(&signed.to_json())
         .expect("a directory the CA signed reads back");
     let verified = published

@@ -13,8 +13,12 @@ use tatmx_node::referral::LegalBasis;
 use tatmx_proto::v1 as pb;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(wire) = pb::Referral::decode(data) else { return };
-    let Ok(draft) = tatmx_node::convert::referral_from_proto(wire) else { return };
+    let Ok(wire) = pb::Referral::decode(data) else {
+        return;
+    };
+    let Ok(draft) = tatmx_node::convert::referral_from_proto(wire) else {
+        return;
+    };
     let fixed = tatmx_fuzz::outbound();
     let exchange = fixed.exchange(&draft);
     // The node looks up the consent a referral names only when it goes on that basis.

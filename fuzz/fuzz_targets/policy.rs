@@ -9,7 +9,9 @@ use tatmx_node::policy::{Action, ConsentVerdict, Policy};
 use tatmx_node::referral::{LegalBasis, Purpose};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let Ok(policy) = Policy::from_sources(&[("agency.cedar".to_owned(), text.to_owned())]) else {
         return;
     };

@@ -36,8 +36,9 @@ pub fn test_ca() -> &'static CertificateAuthority {
     CA.get_or_init(|| {
         // The fixture is checked in next to this file; a failure is a broken checkout, which
         // must stop the run rather than fuzz against nothing.
-        CertificateAuthority::load(TEST_CA_PEM, TEST_CA_KEY)
-            .expect("fuzz/fixtures/test-ca.{pem,key} must hold a CA; run `cargo run --example seeds`")
+        CertificateAuthority::load(TEST_CA_PEM, TEST_CA_KEY).expect(
+            "fuzz/fixtures/test-ca.{pem,key} must hold a CA; run `cargo run --example seeds`",
+        )
     })
 }
 
