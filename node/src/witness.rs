@@ -26,6 +26,9 @@ use crate::trust::Trust;
 /// The most entries a peer is asked to prove in one call.
 const MAX_PROOF: u64 = 100_000;
 
+/// The newest checkpoint checked, per peer identity: its seq and head hash.
+type Checked = std::collections::HashMap<String, (u64, Vec<u8>)>;
+
 /// Checks the checkpoints peers show this node.
 #[derive(Debug, Clone)]
 pub struct Witness {
@@ -40,7 +43,7 @@ pub struct Witness {
     /// The newest checkpoint checked per peer (seq and head), so the same checkpoint, carried
     /// by every message until the next one is signed, is checked once. A different head for the
     /// same seq is checked again: that is exactly what a rewrite looks like.
-    checked: Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Vec<u8>)>>>,
+    checked: Arc<std::sync::Mutex<Checked>>,
 }
 
 impl Witness {
