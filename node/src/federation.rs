@@ -12,7 +12,7 @@ use std::sync::Arc;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use tatmx_certs::FederationId;
+use tatmx_certs::{FederationId, TeamIdentity};
 use tatmx_proto::v1 as pb;
 use tatmx_proto::v1::federation_server::Federation;
 use time::OffsetDateTime;
@@ -265,14 +265,7 @@ impl FederationService {
             tracing::warn!(peer = %peer.identity(), field = %e.field, "inbound referral invalid");
             Status::invalid_argument(e.to_string())
         })?;
-        if &referral.sender != peer.identity() {
-            tracing::warn!(peer = %peer.identity(), referral_id = %referral.id, "envelope sender differs from certificate");
-            return Err(Status::permission_denied(format!(
-                "referral.sender {} is not the identity of your certificate, {}",
-                referral.sender,
-                peer.identity()
-            )));
-        }
+        sent_as("referral.sender", &referral.sender, &peer)?;
         let proof = self.evidence(
             &peer,
             &certificate,
@@ -359,10 +352,7 @@ impl FederationService {
             }
             Ok(Inbound::Conflict) => {
                 tracing::warn!(referral_id = %referral.id, from = %peer.identity(), "message id reused with different content");
-                Err(Status::already_exists(format!(
-                    "message id {} was already received with different content",
-                    referral.id
-                )))
+                Err(replayed(referral.id))
             }
             Ok(Inbound::UnknownReferral) => Err(Status::internal("unexpected store outcome")),
             Err(e) => Err(store_status(&e)),
@@ -382,13 +372,7 @@ impl FederationService {
         let bytes = wire.encode_to_vec();
         let update = convert::status_update_from_proto(wire)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if &update.author != peer.identity() {
-            return Err(Status::permission_denied(format!(
-                "update.author {} is not the identity of your certificate, {}",
-                update.author,
-                peer.identity()
-            )));
-        }
+        sent_as("update.author", &update.author, &peer)?;
         let proof = self.evidence(
             &peer,
             &certificate,
@@ -412,10 +396,7 @@ impl FederationService {
                 self.receipt(&proof, false).await
             }
             Ok(Ok(Inbound::Duplicate)) => self.receipt(&proof, true).await,
-            Ok(Ok(Inbound::Conflict)) => Err(Status::already_exists(format!(
-                "message id {} was already received with different content",
-                update.id
-            ))),
+            Ok(Ok(Inbound::Conflict)) => Err(replayed(update.id)),
             Ok(Ok(Inbound::UnknownReferral)) => Err(Status::not_found(format!(
                 "no referral {} is shared between your team and this one",
                 update.referral_id
@@ -447,13 +428,7 @@ impl FederationService {
         let bytes = wire.encode_to_vec();
         let retraction = convert::retraction_from_proto(wire)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if &retraction.author != peer.identity() {
-            return Err(Status::permission_denied(format!(
-                "retraction.author {} is not the identity of your certificate, {}",
-                retraction.author,
-                peer.identity()
-            )));
-        }
+        sent_as("retraction.author", &retraction.author, &peer)?;
         let proof = self.evidence(
             &peer,
             &certificate,
@@ -502,10 +477,7 @@ impl FederationService {
                 self.receipt(proof, false).await
             }
             Inbound::Duplicate => self.receipt(proof, true).await,
-            Inbound::Conflict => Err(Status::already_exists(format!(
-                "message id {} was already received with different content",
-                proof.message_id
-            ))),
+            Inbound::Conflict => Err(replayed(proof.message_id)),
             Inbound::UnknownReferral => Err(unknown()),
         }
     }
@@ -523,13 +495,7 @@ impl FederationService {
         let bytes = wire.encode_to_vec();
         let ack = convert::retraction_ack_from_proto(wire)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if &ack.author != peer.identity() {
-            return Err(Status::permission_denied(format!(
-                "ack.author {} is not the identity of your certificate, {}",
-                ack.author,
-                peer.identity()
-            )));
-        }
+        sent_as("ack.author", &ack.author, &peer)?;
         let proof = self.evidence(
             &peer,
             &certificate,
@@ -588,6 +554,26 @@ fn check_clock<T>(request: &Request<T>) -> Result<(), Status> {
         )));
     }
     Ok(())
+}
+
+/// Refuses a message whose body names a sender other than the caller's certificate: the body's
+/// claim is compared, never believed.
+fn sent_as(field: &str, claimed: &TeamIdentity, peer: &VerifiedPeer) -> Result<(), Status> {
+    if claimed == peer.identity() {
+        return Ok(());
+    }
+    tracing::warn!(peer = %peer.identity(), field, "envelope sender differs from certificate");
+    Err(Status::permission_denied(format!(
+        "{field} {claimed} is not the identity of your certificate, {}",
+        peer.identity()
+    )))
+}
+
+/// A message id used again for different content: a replay, not a redelivery.
+fn replayed(message_id: Uuid) -> Status {
+    Status::already_exists(format!(
+        "message id {message_id} was already received with different content"
+    ))
 }
 
 fn millis(at: OffsetDateTime) -> i64 {
