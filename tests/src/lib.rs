@@ -398,6 +398,28 @@ impl Logs {
     }
 }
 
+/// Records at `team`'s node the subject's consent to share with `recipients`, and returns its id.
+pub async fn consent_for(team: &TeamSpec, subject: &str, recipients: &[&TeamSpec]) -> String {
+    agency(team)
+        .await
+        .record_consent(pb::RecordConsentRequest {
+            consent: Some(pb::Consent {
+                subject: subject.to_owned(),
+                grantor: pb::Grantor::Self_.into(),
+                provision: Some(pb::Provision {
+                    r#type: pb::ProvisionType::Permit.into(),
+                    recipient_teams: recipients.iter().map(|t| t.identity.uri()).collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("consent recorded")
+        .into_inner()
+        .id
+}
+
 /// A small valid referral draft for `recipient`, with a canary in every free-text field.
 pub fn draft(recipient: &str) -> pb::NewReferral {
     pb::NewReferral {

@@ -23,27 +23,11 @@ async fn a_forward_is_refiltered_keeps_back_no_redisclosure_and_tells_the_sender
     }
 
     // The subject consents to both core teams, by name.
-    let consent = agency(&su)
-        .await
-        .record_consent(pb::RecordConsentRequest {
-            consent: Some(pb::Consent {
-                subject: "CASE-7".into(),
-                grantor: pb::Grantor::Self_.into(),
-                provision: Some(pb::Provision {
-                    r#type: pb::ProvisionType::Permit.into(),
-                    recipient_teams: vec![core.identity.uri(), core2.identity.uri()],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let consent = consent_for(&su, "CASE-7", &[&core, &core2]).await;
     let mut first = draft("county-core");
     first.legal_basis = pb::LegalBasis::Consent.into();
     first.justification.clear();
-    first.consent_ref = consent.id.clone();
+    first.consent_ref = consent;
     if let Some(content) = first.content.as_mut() {
         content.substance_use = Some(pb::SubstanceUse {
             treatment_record: "CANARY-PART2".into(),

@@ -9,7 +9,9 @@ use std::time::Duration;
 use rustls_pki_types::pem::PemObject;
 use tatmx_certs::{CertificateAuthority, FederationId, TeamId, TeamIdentity};
 use tatmx_proto::v1 as pb;
+use tatmx_proto::v1::federation_client::FederationClient;
 use tatmx_tests::*;
+use tonic::transport::Channel;
 
 struct Setup {
     fed: TestFederation,
@@ -46,14 +48,19 @@ fn assert_refused_by_tls(status: &tonic::Status) {
     assert!(format!("{status:?}").contains("alert"), "{status:?}");
 }
 
-/// The node still answers a legitimate caller.
-async fn still_serving(s: &Setup) {
-    let mut client = federation_client(
+/// The school, a known peer with a valid certificate, calling the core team by hand.
+fn school_client(s: &Setup) -> FederationClient<Channel> {
+    federation_client(
         &s.school.dir,
         &[&s.fed.ca_path],
         &s.school.identity,
         &s.core,
-    );
+    )
+}
+
+/// The node still answers a legitimate caller.
+async fn still_serving(s: &Setup) {
+    let mut client = school_client(s);
     let hello = client
         .hello(pb::HelloRequest {
             protocol_version: 1,
@@ -94,12 +101,7 @@ async fn an_envelope_sender_that_is_not_the_certificate_identity_is_refused() {
     let s = setup("");
     let node = start(&s.core).await;
     // The school, a known peer with a valid certificate, claims to be Riverside.
-    let mut client = federation_client(
-        &s.school.dir,
-        &[&s.fed.ca_path],
-        &s.school.identity,
-        &s.core,
-    );
+    let mut client = school_client(&s);
     let status = client
         .deliver_referral(signed_referral(&s.school, outgoing(&s.riverside, &s.core)))
         .await
@@ -146,12 +148,7 @@ async fn a_certified_team_that_is_not_a_peer_is_refused() {
 async fn a_message_over_the_size_limit_is_refused_and_others_still_get_through() {
     let s = setup("");
     let node = start(&s.core).await;
-    let mut client = federation_client(
-        &s.school.dir,
-        &[&s.fed.ca_path],
-        &s.school.identity,
-        &s.core,
-    );
+    let mut client = school_client(&s);
     let mut big = outgoing(&s.school, &s.core);
     if let Some(content) = big.content.as_mut() {
         content.narrative = Some(pb::Narrative {
@@ -216,12 +213,7 @@ async fn tls_1_2_is_refused() {
 async fn a_status_update_for_a_referral_never_sent_to_the_caller_is_refused() {
     let s = setup("");
     let node = start(&s.core).await;
-    let mut client = federation_client(
-        &s.school.dir,
-        &[&s.fed.ca_path],
-        &s.school.identity,
-        &s.core,
-    );
+    let mut client = school_client(&s);
     let status = client
         .update_status(signed_update(
             &s.school,
@@ -251,12 +243,7 @@ type Breakage = Box<dyn Fn(&mut pb::Referral)>;
 async fn malformed_referrals_are_refused_by_field_without_echoing_content() {
     let s = setup("");
     let node = start(&s.core).await;
-    let mut client = federation_client(
-        &s.school.dir,
-        &[&s.fed.ca_path],
-        &s.school.identity,
-        &s.core,
-    );
+    let mut client = school_client(&s);
     let cases: Vec<(&str, Breakage)> = vec![
         ("referral.id", Box::new(|r| r.id = "not-a-uuid".into())),
         ("referral.purpose", Box::new(|r| r.purpose = 77)),
@@ -333,12 +320,7 @@ async fn a_certificate_from_our_ca_claiming_another_federation_is_refused() {
 async fn unsigned_forged_and_borrowed_signatures_are_refused() {
     let s = setup("");
     let node = start(&s.core).await;
-    let mut client = federation_client(
-        &s.school.dir,
-        &[&s.fed.ca_path],
-        &s.school.identity,
-        &s.core,
-    );
+    let mut client = school_client(&s);
     let referral = outgoing(&s.school, &s.core);
     // No signature at all.
     let status = client
@@ -434,12 +416,7 @@ async fn garbage_bytes_invalid_utf8_and_a_million_entries_are_refused() {
     // A repeated field with a million entries: the provenance chain, one empty hop each.
     let mut referral = outgoing(&s.school, &s.core);
     referral.provenance = vec![pb::Hop::default(); 1_000_000];
-    let mut client = federation_client(
-        &s.school.dir,
-        &[&s.fed.ca_path],
-        &s.school.identity,
-        &s.core,
-    );
+    let mut client = school_client(&s);
     let status = client
         .deliver_referral(signed_referral(&s.school, referral))
         .await
@@ -482,12 +459,7 @@ async fn idle_trickling_and_flooding_connections_are_cut_off_and_memory_stays_bo
     std::fs::write(s.core.config_path(), config).unwrap();
     let node = start(&s.core).await;
     // A peer with its channel already open, as peers keep them.
-    let mut peer = federation_client(
-        &s.school.dir,
-        &[&s.fed.ca_path],
-        &s.school.identity,
-        &s.core,
-    );
+    let mut peer = school_client(&s);
     peer.hello(pb::HelloRequest {
         protocol_version: 1,
     })
@@ -562,12 +534,7 @@ async fn idle_trickling_and_flooding_connections_are_cut_off_and_memory_stays_bo
 async fn an_affiliate_cannot_ask_for_a_consultation() {
     let s = setup("");
     let node = start(&s.core).await;
-    let mut client = federation_client(
-        &s.school.dir,
-        &[&s.fed.ca_path],
-        &s.school.identity,
-        &s.core,
-    );
+    let mut client = school_client(&s);
     let mut referral = outgoing(&s.school, &s.core);
     referral.purpose = pb::Purpose::Consultation.into();
     referral.consultation = Some(pb::ConsultationDetails {

@@ -23,28 +23,6 @@ fn consented_draft(recipient: &str, consent: &str) -> pb::NewReferral {
     draft
 }
 
-async fn permit(team: &TeamSpec, recipients: &[&TeamSpec]) -> String {
-    agency(team)
-        .await
-        .record_consent(pb::RecordConsentRequest {
-            consent: Some(pb::Consent {
-                subject: "CASE-RETRACT".into(),
-                grantor: pb::Grantor::Guardian.into(),
-                grantor_name: "A Guardian".into(),
-                provision: Some(pb::Provision {
-                    r#type: pb::ProvisionType::Permit.into(),
-                    recipient_teams: recipients.iter().map(|t| t.identity.uri()).collect(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id
-}
-
 async fn tombstones(team: &TeamSpec) -> Vec<pb::Tombstone> {
     agency(team)
         .await
@@ -83,7 +61,7 @@ async fn a_revoked_consent_is_retracted_from_both_hops_and_shredded() {
         nodes.push(start(team).await);
     }
 
-    let consent = permit(&school, &[&core, &state]).await;
+    let consent = consent_for(&school, "CASE-RETRACT", &[&core, &state]).await;
     let id = submit(
         &mut agency(&school).await,
         consented_draft("county-core", &consent),
@@ -255,7 +233,7 @@ async fn a_referral_undelivered_when_consent_is_revoked_is_never_delivered() {
     let (_fed, core, school) = core_and_school();
     // Only the school runs: the referral waits in its outbox.
     let school_node = start(&school).await;
-    let consent = permit(&school, &[&core]).await;
+    let consent = consent_for(&school, "CASE-RETRACT", &[&core]).await;
     let id = submit(
         &mut agency(&school).await,
         consented_draft("county-core", &consent),
