@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 use tatmx_proto::v1 as pb;
 use tatmx_proto::v1::agency_server::Agency;
 use time::OffsetDateTime;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -543,6 +545,42 @@ impl Agency for AgencyService {
                 .map(outbox_entry)
                 .collect(),
         }))
+    }
+
+    type WatchOutboxStream = ReceiverStream<Result<pb::OutboxEntry, Status>>;
+
+    async fn watch_outbox(
+        &self,
+        _request: Request<pb::WatchOutboxRequest>,
+    ) -> Result<Response<Self::WatchOutboxStream>, Status> {
+        let mut settled = self.outbox.watch();
+        let stopping = self.outbox.stopping();
+        let (tx, rx) = mpsc::channel(64);
+        // Ends when the caller goes away, the node stops, or the caller falls too far behind.
+        tokio::spawn(async move {
+            tokio::pin!(stopping);
+            loop {
+                let event = tokio::select! {
+                    _ = &mut stopping => break,
+                    _ = tx.closed() => break,
+                    event = settled.recv() => event,
+                };
+                let item = match event {
+                    Ok(entry) => Ok(outbox_entry(&entry)),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        Err(Status::resource_exhausted(format!(
+                            "this watcher fell {missed} messages behind; list the outbox, then watch again"
+                        )))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                let last = item.is_err();
+                if tx.send(item).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn record_consent(

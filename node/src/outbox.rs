@@ -25,7 +25,7 @@ use tatmx_certs::TeamIdentity;
 use tatmx_proto::v1 as pb;
 use tatmx_proto::v1::federation_client::FederationClient;
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -33,17 +33,27 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::DeliverySettings;
 use crate::convert;
 use crate::signing;
-use crate::store::{DueMessage, MessageKind, MessageProof, Store};
+use crate::store::{DeliveryState, DueMessage, MessageKind, MessageProof, OutboxEntry, Store};
 use crate::trust::Trust;
 use crate::witness::Witness;
 use sha2::{Digest, Sha256};
 
-/// Handle to the running delivery workers: wakes a peer's worker when it has new work.
-#[derive(Debug, Clone, Default)]
+/// How many settled messages a slow watcher may fall behind before it is cut off.
+const WATCH_BACKLOG: usize = 8192;
+
+/// Handle to the running delivery workers: wakes a peer's worker when it has new work, and
+/// tells watchers what has settled.
+#[derive(Debug, Clone)]
 pub struct Outbox {
     /// One wake-up signal per peer. `Notify` keeps a permit when nobody waits, so a message
     /// queued while its worker is busy is never missed.
     wake: Arc<Mutex<HashMap<TeamIdentity, Arc<Notify>>>>,
+    /// Each message once it is settled (delivered or dead), after its new state is committed.
+    /// Sending never blocks delivery: with no watcher the event is dropped, and a watcher that
+    /// lags loses events and is told so.
+    settled: broadcast::Sender<OutboxEntry>,
+    /// Cancelled when the node stops, so that watchers end rather than hold the node open.
+    stopping: CancellationToken,
 }
 
 impl Outbox {
@@ -56,13 +66,27 @@ impl Outbox {
         witness: Witness,
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
-        let outbox = Self::default();
+        let outbox = Self {
+            wake: Arc::default(),
+            settled: broadcast::channel(WATCH_BACKLOG).0,
+            stopping: shutdown.clone(),
+        };
         let supervisor = tokio::spawn(
             outbox
                 .clone()
                 .supervise(store, trust, settings, witness, shutdown),
         );
         (outbox, supervisor)
+    }
+
+    /// Every message that settles from now on.
+    pub fn watch(&self) -> broadcast::Receiver<OutboxEntry> {
+        self.settled.subscribe()
+    }
+
+    /// Resolves when the node stops.
+    pub fn stopping(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.stopping.clone().cancelled_owned()
     }
 
     /// Tells `peer`'s worker that its queue has a new message.
@@ -106,6 +130,7 @@ impl Outbox {
                     settings: settings.clone(),
                     witness: witness.clone(),
                     wake: notify,
+                    settled: self.settled.clone(),
                     shutdown: shutdown.clone(),
                 };
                 workers.push(tokio::spawn(worker.run()));
@@ -155,6 +180,8 @@ struct PeerWorker {
     witness: Witness,
     /// Signalled when a message is queued for this peer.
     wake: Arc<Notify>,
+    /// Where settled messages are announced.
+    settled: broadcast::Sender<OutboxEntry>,
     /// Signalled when the node stops.
     shutdown: CancellationToken,
 }
@@ -234,14 +261,39 @@ impl PeerWorker {
         );
         tracing::error!(peer = %self.peer, message_id = %message.message_id, "message is now a dead letter");
         crate::metrics::get().dead_letters.inc();
-        if let Err(e) = self
-            .store
-            .mark_dead(message.seq, truncate(&reason, 300), false)
-            .await
-        {
-            tracing::error!(peer = %self.peer, error = %e, "recording a dead letter failed");
-            self.pause(self.settings.initial_backoff).await;
+        let reason = truncate(&reason, 300);
+        match self.store.mark_dead(message.seq, reason, false).await {
+            Ok(()) => self.announce(message, DeliveryState::Dead, message.attempts, Some(reason)),
+            Err(e) => {
+                tracing::error!(peer = %self.peer, error = %e, "recording a dead letter failed");
+                self.pause(self.settings.initial_backoff).await;
+            }
         }
+    }
+
+    /// Tells watchers that `message` settled; called only once its state is committed.
+    fn announce(
+        &self,
+        message: &DueMessage,
+        state: DeliveryState,
+        attempts: u32,
+        last_error: Option<&str>,
+    ) {
+        let now = OffsetDateTime::now_utc();
+        // No watcher is the normal case, and not an error.
+        let _ = self.settled.send(OutboxEntry {
+            seq: message.seq,
+            message_id: message.message_id,
+            kind: message.kind,
+            referral_id: message.referral_id,
+            peer: message.peer.clone(),
+            state,
+            attempts,
+            created_at: message.created_at,
+            next_attempt_at: now,
+            delivered_at: (state == DeliveryState::Delivered).then_some(now),
+            last_error: last_error.map(str::to_owned),
+        });
     }
 
     /// Sleeps for `wait`, or less if the node stops.
@@ -270,7 +322,12 @@ impl PeerWorker {
                     "delivered"
                 );
                 crate::metrics::get().delivered.inc();
-                self.store.mark_delivered(message.seq, &proof).await
+                let recorded = self.store.mark_delivered(message.seq, &proof).await;
+                if recorded.is_ok() {
+                    let attempts = message.attempts.saturating_add(1);
+                    self.announce(&message, DeliveryState::Delivered, attempts, None);
+                }
+                recorded
             }
             Err(Failure::Transient(reason)) => {
                 self.trust.record_contact(&self.peer, Err(&reason));
@@ -305,7 +362,12 @@ impl PeerWorker {
                     "peer refused the message; it is a dead letter until an admin retries it"
                 );
                 crate::metrics::get().dead_letters.inc();
-                self.store.mark_dead(message.seq, &reason, true).await
+                let recorded = self.store.mark_dead(message.seq, &reason, true).await;
+                if recorded.is_ok() {
+                    let attempts = message.attempts.saturating_add(1);
+                    self.announce(&message, DeliveryState::Dead, attempts, Some(&reason));
+                }
+                recorded
             }
         };
         if let Err(e) = recorded {

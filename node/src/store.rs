@@ -188,6 +188,12 @@ pub struct DueMessage {
     pub message_id: Uuid,
     /// What it is.
     pub kind: MessageKind,
+    /// The referral it belongs to.
+    pub referral_id: Uuid,
+    /// The peer it goes to, as an identity URI.
+    pub peer: String,
+    /// When it was queued.
+    pub created_at: OffsetDateTime,
     /// The encoded wire message (`pb::Referral` or `pb::StatusUpdate`).
     pub body: Vec<u8>,
     /// Attempts so far.
@@ -743,8 +749,8 @@ impl Store {
         // A sealed message whose key was purged is cancelled in the same transaction as the
         // purge; the join's condition only keeps a race from ever sending it.
         let row = sqlx::query(
-            "SELECT o.seq, o.message_id, o.kind, o.body, o.attempts, o.next_attempt_at,
-                    COALESCE(o.retried_at, o.created_at) AS age_from, k.key AS sealing_key
+            "SELECT o.seq, o.message_id, o.kind, o.referral_id, o.peer, o.body, o.attempts,
+                    o.created_at, o.next_attempt_at, COALESCE(o.retried_at, o.created_at) AS age_from, k.key AS sealing_key
              FROM outbox o LEFT JOIN data_keys k ON k.id = o.data_key
              WHERE o.peer = ? AND o.state = 'pending' AND (o.data_key IS NULL OR k.key IS NOT NULL)
              ORDER BY o.seq LIMIT 1",
@@ -761,6 +767,7 @@ impl Store {
         };
         let message_id: String = row.try_get("message_id")?;
         let kind: String = row.try_get("kind")?;
+        let referral_id: String = row.try_get("referral_id")?;
         let body: Vec<u8> = row.try_get("body")?;
         let body = match row.try_get::<Option<Vec<u8>>, _>("sealing_key")? {
             Some(key) => vault::open(&key, &format!("outbox/{message_id}"), &body)?,
@@ -770,6 +777,9 @@ impl Store {
             seq,
             message_id: Uuid::parse_str(&message_id).map_err(|_| corrupt("message id"))?,
             kind: MessageKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
+            referral_id: Uuid::parse_str(&referral_id).map_err(|_| corrupt("referral id"))?,
+            peer: row.try_get("peer")?,
+            created_at: from_ms(row.try_get("created_at")?),
             body,
             attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
             next_attempt_at: from_ms(row.try_get("next_attempt_at")?),

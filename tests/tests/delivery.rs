@@ -236,3 +236,60 @@ async fn a_message_undelivered_past_its_maximum_age_becomes_a_dead_letter_and_ca
     school_node.shutdown().await;
     core_node.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_watcher_is_told_when_each_message_is_acknowledged_and_when_one_dies() {
+    let (_fed, core, school) = core_and_school();
+    let config = std::fs::read_to_string(school.config_path()).unwrap();
+    std::fs::write(
+        school.config_path(),
+        config.replace(
+            "connect_timeout = \"2s\"",
+            "connect_timeout = \"2s\"\nmax_age = \"1s\"",
+        ),
+    )
+    .unwrap();
+    let school_node = start(&school).await;
+    let mut watch = agency(&school)
+        .await
+        .watch_outbox(pb::WatchOutboxRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Nobody listens at the core's address: the referral outlives its maximum age.
+    let lost = submit(&mut agency(&school).await, draft("county-core")).await;
+    let dead = next(&mut watch).await;
+    assert_eq!(dead.referral_id, lost);
+    assert_eq!(dead.state, pb::DeliveryState::Dead as i32);
+    assert!(dead.delivered_at.is_none());
+
+    let core_node = start(&core).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    let settled = next(&mut watch).await;
+    assert_eq!(settled.referral_id, id);
+    assert_eq!(settled.message_id, id, "a referral's message id is its own");
+    assert_eq!(settled.state, pb::DeliveryState::Delivered as i32);
+    assert_eq!(settled.peer, core.identity.uri());
+    assert!(settled.delivered_at.is_some());
+    // Announced only once committed: the outbox already says so.
+    assert_eq!(delivered(&school, &id).await.message_id, settled.message_id);
+
+    // The watch ends when the node stops, instead of holding it open.
+    school_node.shutdown().await;
+    let end = tokio::time::timeout(Duration::from_secs(10), watch.message()).await;
+    assert!(
+        matches!(end, Ok(Ok(None)) | Ok(Err(_))),
+        "the watch ends with the node: {end:?}"
+    );
+    core_node.shutdown().await;
+}
+
+/// The next event of an outbox watch, within ten seconds.
+async fn next(watch: &mut tonic::Streaming<pb::OutboxEntry>) -> pb::OutboxEntry {
+    tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("an event within 10 s")
+        .expect("the watch is healthy")
+        .expect("the watch is open")
+}
