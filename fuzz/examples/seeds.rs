@@ -1,9 +1,10 @@
 //! Writes the checked-in seed corpus: a few small valid inputs per target, so that libFuzzer
 //! starts from messages the node accepts instead of from nothing.
 //!
-//! Run from `fuzz/`: `cargo run --example seeds`. It keeps the test CA in `fixtures/` if there
-//! is one (so seeds signed earlier stay valid) and creates it otherwise; it overwrites only the
-//! seeds it writes itself. Ids and times are fixed, so running it twice gives the same bytes
+//! Run from `fuzz/`: `cargo run --example seeds`. It keeps the test CA in
+//! `fuzz-targets/fixtures/` (where the targets' crate compiles it in) if there is one, so seeds
+//! signed earlier stay valid, and creates it otherwise; it overwrites only the seeds it writes
+//! itself. Ids and times are fixed, so running it twice gives the same bytes
 //! except for signatures and the CRL's own dates.
 
 use std::fs;
@@ -14,19 +15,19 @@ use tatmx_certs::directory::{Directory, Member};
 use tatmx_certs::{
     CertificateAuthority, FederationId, RevocationReason, RevokedCertificate, TeamIdentity,
 };
+use tatmx_fuzz_targets::FEDERATION;
 use tatmx_node::convert;
 use tatmx_node::referral::*;
 use tatmx_node::retraction::{Copy, Retraction, RetractionAck, RetractionCause};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-const FEDERATION: &str = "county-mdt.example";
 /// 2026-09-21, a fixed creation time for every message.
 const AT: i64 = 1_790_000_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let ca = test_ca(&root.join("fixtures"))?;
+    let ca = test_ca(&root.join("../fuzz-targets/fixtures"))?;
 
     let corpus = |target: &str| -> Result<PathBuf, std::io::Error> {
         let dir = root.join("corpus").join(target);

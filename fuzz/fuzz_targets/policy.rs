@@ -1,36 +1,8 @@
-//! An agency's own Cedar policy file, loaded after the default pack and validated against the
-//! schema as the node does at start-up. A file that loads is then asked about every category,
-//! as the filter would, to reach Cedar's evaluator with rules the fuzzer wrote.
+//! libFuzzer's entry to the `policy` target. The body, and what it checks beyond "no
+//! panic", is `tatmx_fuzz_targets::policy` in fuzz-targets/src/policy.rs; CI's stable smoke
+//! test runs the same function.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tatmx_node::DataCategory;
-use tatmx_node::policy::{Action, ConsentVerdict, Policy};
-use tatmx_node::referral::{LegalBasis, Purpose};
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let Ok(policy) = Policy::from_sources(&[("agency.cedar".to_owned(), text.to_owned())]) else {
-        return;
-    };
-    let fixed = tatmx_fuzz::outbound();
-    let exchange = tatmx_node::policy::Exchange {
-        sender: fixed.sender.clone(),
-        recipient: fixed.recipient_party.clone(),
-        purpose: Purpose::ThreatAssessment,
-        basis: LegalBasis::Consent,
-        justified: false,
-        reidentify: false,
-    };
-    let verdict = ConsentVerdict {
-        permits: true,
-        names_recipient: true,
-    };
-    for category in DataCategory::ALL {
-        for action in [Action::Disclose, Action::Hold] {
-            let _ = policy.decide(action, category, &exchange, verdict, &[]);
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| tatmx_fuzz_targets::policy(data));

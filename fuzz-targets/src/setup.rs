@@ -1,13 +1,8 @@
 //! What the fuzz targets share: the test CA the seed directories and CRLs are signed by, the
-//! default policy pack, and the one exchange the `filter` target asks about.
+//! default policy pack, and the one exchange the `filter` and `policy` targets ask about.
 //!
-//! Everything here is built once per fuzzing process (`OnceLock`), so that each execution pays
-//! only for the parser under test.
-//!
-//! # Layout
-//! - [`test_ca`], [`anchors`]: the checked-in test CA of `fixtures/`.
-//! - [`default_policy`]: the node's built-in policy pack.
-//! - [`Outbound`]: a fixed sender, recipient, consent and case key for `filter_outbound`.
+//! Everything here is built once per process (`OnceLock`), so that each execution pays only for
+//! the parser under test, under libFuzzer and under the smoke test alike.
 
 use std::sync::OnceLock;
 
@@ -34,10 +29,10 @@ const TEST_CA_KEY: &str = include_str!("../fixtures/test-ca.key");
 pub fn test_ca() -> &'static CertificateAuthority {
     static CA: OnceLock<CertificateAuthority> = OnceLock::new();
     CA.get_or_init(|| {
-        // The fixture is checked in next to this file; a failure is a broken checkout, which
+        // The fixture is checked in with this crate; a failure is a broken checkout, which
         // must stop the run rather than fuzz against nothing.
         CertificateAuthority::load(TEST_CA_PEM, TEST_CA_KEY).expect(
-            "fuzz/fixtures/test-ca.{pem,key} must hold a CA; run `cargo run --example seeds`",
+            "fuzz-targets/fixtures/test-ca.{pem,key} must hold a CA; run `cargo run --example seeds` in fuzz/",
         )
     })
 }
