@@ -17,7 +17,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
 use tatmx_node::referral::{ReferralStatus, StatusUpdate};
 use tatmx_node::signing::{self, NodeSigner};
-use tatmx_node::store::{MessageProof, Store};
+use tatmx_node::store::{MessageProof, Store, Submission};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -67,7 +67,16 @@ async fn one_referral(ends: &Ends, accountable: bool) {
     let referral = referral();
     let recipient = identity("county-core");
     ends.sender
-        .submit_referral(&referral, &[], None, Some("CASE-1"), "uid 1000")
+        .submit_referral(
+            &referral,
+            &[],
+            &Submission {
+                forwarded_from: None,
+                subject: Some("CASE-1"),
+                actor: "uid 1000",
+                idempotency: None,
+            },
+        )
         .await
         .expect("submit");
     let due = ends

@@ -2,10 +2,12 @@
 //!
 //! Every outbound message is first committed to the outbox in the same transaction as the
 //! record it belongs to, so a crash can delay a message but never lose it. One worker per peer
-//! sends the head of that peer's queue, strictly in order (a status update never overtakes its
-//! referral), and marks it delivered only on the peer's acknowledgement, which the peer gives
-//! only once the message is on its disk. Delivery is therefore at least once; receivers are
-//! idempotent, so each message takes effect exactly once.
+//! sends a window of that peer's queue at once over the one channel: the oldest undelivered
+//! message of each referral, so each referral's messages arrive in order (a status update never
+//! overtakes its referral) while different referrals travel side by side. A message is marked
+//! delivered only on the peer's acknowledgement, which the peer gives only once the message is
+//! on its disk; a window's acknowledgements are committed together. Delivery is therefore at
+//! least once; receivers are idempotent, so each message takes effect exactly once.
 //!
 //! A failed attempt is retried with exponential backoff and jitter. A refusal that retrying
 //! cannot fix (the peer says the message itself is invalid), or a message still undelivered
@@ -186,6 +188,22 @@ struct PeerWorker {
     shutdown: CancellationToken,
 }
 
+/// What one pass over a peer's queue found.
+#[derive(Default)]
+struct Window {
+    /// The oldest message of each referral, due now.
+    due: Vec<DueMessage>,
+    /// Messages past the maximum age, to become dead letters.
+    expired: Vec<DueMessage>,
+    /// How long until the soonest message waiting for a retry is due.
+    next_due: Option<Duration>,
+}
+
+/// How many queued messages one pass looks at, and so the most sent to a peer at once. The
+/// peer's server takes 128 streams per connection; this leaves room for other calls, and is
+/// enough to keep a peer's store busy while its answers travel back.
+const WINDOW: usize = 64;
+
 /// How an attempt failed.
 enum Failure {
     /// Worth retrying: the peer was unreachable, slow, or busy.
@@ -214,37 +232,65 @@ impl PeerWorker {
                 let channel = peer_channel(&self.trust, &self.peer, &endpoint, &self.settings);
                 self.client = Some((endpoint, FederationClient::new(channel)));
             }
-            let head = match self.store.next_for_peer(&self.peer).await {
-                Ok(head) => head,
+            let queued = match self.store.queued_for_peer(&self.peer, WINDOW).await {
+                Ok(queued) => queued,
                 Err(e) => {
                     tracing::error!(peer = %self.peer, error = %e, "reading the outbox failed");
                     self.pause(self.settings.initial_backoff).await;
                     continue;
                 }
             };
-            let Some(message) = head else {
+            if queued.is_empty() {
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = changes.changed() => {}
                     _ = self.shutdown.cancelled() => {}
                 }
                 continue;
-            };
-            let now = OffsetDateTime::now_utc();
-            let max_age =
-                time::Duration::try_from(self.settings.max_age).unwrap_or(time::Duration::MAX);
-            if now - message.age_from > max_age {
-                self.expire(&message).await;
-                continue;
             }
-            if message.next_attempt_at > now {
-                let wait = Duration::try_from(message.next_attempt_at - now).unwrap_or_default();
-                self.pause(wait).await;
-                continue;
+            let window = self.window(queued);
+            for message in &window.expired {
+                self.expire(message).await;
             }
-            self.attempt(message).await;
+            if !window.due.is_empty() {
+                self.attempt(window.due).await;
+            } else if window.expired.is_empty() {
+                // Everything queued waits for a retry time; a new message may be due sooner.
+                let wait = window.next_due.unwrap_or(self.settings.max_backoff);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.wake.notified() => {}
+                    _ = changes.changed() => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+            }
         }
         tracing::debug!(peer = %self.peer, "delivery worker stopped");
+    }
+
+    /// Picks what to do with the queued messages, oldest first. Only the oldest undelivered
+    /// message of each referral may go, so a status update never overtakes its referral, nor a
+    /// retraction the messages before it; messages of different referrals go side by side.
+    fn window(&self, queued: Vec<DueMessage>) -> Window {
+        let now = OffsetDateTime::now_utc();
+        let max_age =
+            time::Duration::try_from(self.settings.max_age).unwrap_or(time::Duration::MAX);
+        let mut heads = std::collections::HashSet::new();
+        let mut window = Window::default();
+        for message in queued {
+            if !heads.insert(message.referral_id) {
+                continue;
+            }
+            if now - message.age_from > max_age {
+                window.expired.push(message);
+            } else if message.next_attempt_at > now {
+                let wait = Duration::try_from(message.next_attempt_at - now).unwrap_or_default();
+                window.next_due = Some(window.next_due.map_or(wait, |w: Duration| w.min(wait)));
+            } else {
+                window.due.push(message);
+            }
+        }
+        window
     }
 
     /// Makes a message that outlived the maximum age a dead letter, so the queue moves on.
@@ -304,32 +350,76 @@ impl PeerWorker {
         }
     }
 
-    async fn attempt(&mut self, message: DueMessage) {
+    /// Sends a window of messages side by side over the one channel, then records the
+    /// outcomes: every acknowledgement in one transaction, each failure on its own.
+    async fn attempt(&mut self, due: Vec<DueMessage>) {
+        let Some((_, client)) = self.client.clone() else {
+            return;
+        };
+        // One checkpoint for the whole window: it changes every few minutes, not per message.
+        let checkpoint = self
+            .store
+            .latest_checkpoint()
+            .await
+            .ok()
+            .flatten()
+            .map(|c| convert::checkpoint_to_proto(&c));
         let shutdown = self.shutdown.clone();
-        let result = tokio::select! {
-            result = self.send(&message) => result,
-            // Stopping mid-attempt is safe: the message stays pending and goes out again.
+        let sending = due
+            .iter()
+            .map(|message| self.send(client.clone(), message, checkpoint.clone()));
+        let results = tokio::select! {
+            results = futures_util::future::join_all(sending) => results,
+            // Stopping mid-attempt is safe: the messages stay pending and go out again.
             _ = shutdown.cancelled() => return,
         };
-        let recorded = match result {
-            Ok((duplicate, proof)) => {
-                self.trust.record_contact(&self.peer, Ok(()));
-                tracing::info!(
-                    peer = %self.peer,
-                    message_id = %message.message_id,
-                    kind = ?message.kind,
-                    duplicate,
-                    "delivered"
-                );
-                crate::metrics::get().delivered.inc();
-                let recorded = self.store.mark_delivered(message.seq, &proof).await;
-                if recorded.is_ok() {
-                    let attempts = message.attempts.saturating_add(1);
-                    self.announce(&message, DeliveryState::Delivered, attempts, None);
-                }
-                recorded
+
+        let mut delivered = Vec::new();
+        let mut failed = Vec::new();
+        for (message, result) in due.iter().zip(results) {
+            match result {
+                Ok((duplicate, proof)) => delivered.push((message, duplicate, proof)),
+                Err(failure) => failed.push((message, failure)),
             }
-            Err(Failure::Transient(reason)) => {
+        }
+        if !delivered.is_empty() {
+            self.trust.record_contact(&self.peer, Ok(()));
+            let proofs: Vec<(i64, &MessageProof)> = delivered
+                .iter()
+                .map(|(m, _, proof)| (m.seq, proof))
+                .collect();
+            match self.store.mark_all_delivered(&proofs).await {
+                Ok(()) => {
+                    for (message, duplicate, _) in &delivered {
+                        tracing::info!(
+                            peer = %self.peer,
+                            message_id = %message.message_id,
+                            kind = ?message.kind,
+                            duplicate,
+                            "delivered"
+                        );
+                        crate::metrics::get().delivered.inc();
+                        let attempts = message.attempts.saturating_add(1);
+                        self.announce(message, DeliveryState::Delivered, attempts, None);
+                    }
+                }
+                Err(e) => {
+                    // The messages stay pending, so they are sent again and the receiver
+                    // deduplicates.
+                    tracing::error!(peer = %self.peer, error = %e, "recording deliveries failed");
+                    self.pause(self.settings.initial_backoff).await;
+                }
+            }
+        }
+        for (message, failure) in failed {
+            self.fail(message, failure).await;
+        }
+    }
+
+    /// Records one failed attempt: a retry later, or a dead letter.
+    async fn fail(&mut self, message: &DueMessage, failure: Failure) {
+        let recorded = match failure {
+            Failure::Transient(reason) => {
                 self.trust.record_contact(&self.peer, Err(&reason));
                 // The next attempt dials afresh: a connection made before a certificate or CA
                 // rotation may be refused for good, while a new handshake would succeed.
@@ -353,7 +443,7 @@ impl PeerWorker {
                 let next = OffsetDateTime::now_utc() + delay;
                 self.store.mark_retry(message.seq, &reason, next).await
             }
-            Err(Failure::Permanent(reason)) => {
+            Failure::Permanent(reason) => {
                 self.trust.record_contact(&self.peer, Err(&reason));
                 tracing::error!(
                     peer = %self.peer,
@@ -365,7 +455,7 @@ impl PeerWorker {
                 let recorded = self.store.mark_dead(message.seq, &reason, true).await;
                 if recorded.is_ok() {
                     let attempts = message.attempts.saturating_add(1);
-                    self.announce(&message, DeliveryState::Dead, attempts, Some(&reason));
+                    self.announce(message, DeliveryState::Dead, attempts, Some(&reason));
                 }
                 recorded
             }
@@ -379,7 +469,12 @@ impl PeerWorker {
 
     /// Signs and sends one message; once the peer has acknowledged it with a receipt that
     /// verifies, returns whether it was a duplicate and the evidence of both sides.
-    async fn send(&mut self, message: &DueMessage) -> Result<(bool, MessageProof), Failure> {
+    async fn send(
+        &self,
+        mut client: FederationClient<Channel>,
+        message: &DueMessage,
+        checkpoint: Option<pb::SignedCheckpoint>,
+    ) -> Result<(bool, MessageProof), Failure> {
         let state = self.trust.state();
         let own = state
             .identities
@@ -403,16 +498,6 @@ impl PeerWorker {
             value: signature.clone(),
             certificate: own.signer().certificate().to_vec(),
         });
-        let checkpoint = self
-            .store
-            .latest_checkpoint()
-            .await
-            .ok()
-            .flatten()
-            .map(|c| convert::checkpoint_to_proto(&c));
-        let Some((_, client)) = self.client.as_mut() else {
-            return Err(Failure::Transient("no channel to the peer".into()));
-        };
         let corrupt =
             |e: prost::DecodeError| Failure::Permanent(format!("stored body unreadable: {e}"));
         let receipt = match message.kind {

@@ -297,6 +297,8 @@ struct Sealing {
 pub struct Store {
     /// Connections to the SQLite file.
     pool: SqlitePool,
+    /// One writer at a time, in the order they asked ([`Tx`]).
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn ms(at: OffsetDateTime) -> i64 {
@@ -328,6 +330,16 @@ pub fn encode_referral(referral: &Referral) -> Vec<u8> {
 }
 
 impl Store {
+    /// Starts a write transaction once this process's earlier writers are done.
+    async fn write(&self) -> Result<Tx, StoreError> {
+        let turn = self.writer.clone().lock_owned().await;
+        let transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Tx {
+            transaction,
+            _turn: turn,
+        })
+    }
+
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
@@ -344,7 +356,10 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer: std::sync::Arc::default(),
+        })
     }
 
     /// Closes every connection, checkpointing the WAL.
@@ -365,7 +380,7 @@ impl Store {
     ) -> Result<Submitted, StoreError> {
         let body = encode_referral(referral);
         let now = OffsetDateTime::now_utc();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         if let Some((key, draft_digest)) = submission.idempotency {
             let earlier = sqlx::query(
                 "SELECT referral_id, draft_digest FROM submissions WHERE idempotency_key = ?",
@@ -469,7 +484,7 @@ impl Store {
         let body = encode_referral(referral);
         let digest = digest(&body);
         let now = OffsetDateTime::now_utc();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         if let Some(outcome) = check_replay(&mut tx, referral.id, &digest).await? {
             return Ok(outcome);
         }
@@ -548,7 +563,7 @@ impl Store {
         let body = convert::status_update_to_proto(update).encode_to_vec();
         let digest = digest(&body);
         let now = OffsetDateTime::now_utc();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         if let Some(outcome) = check_replay(&mut tx, update.id, &digest).await? {
             return Ok(Ok(outcome));
         }
@@ -613,7 +628,7 @@ impl Store {
         actor: &str,
     ) -> Result<Result<(), TransitionError>, StoreError> {
         let body = convert::status_update_to_proto(update).encode_to_vec();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         let row = sqlx::query(
             "SELECT direction, status, consultation_id, subject FROM referrals WHERE id = ?",
         )
@@ -740,66 +755,63 @@ impl Store {
         row.as_ref().map(outbox_entry).transpose()
     }
 
-    /// The oldest undelivered message for `peer`, due or not. Delivery is strictly in order per
-    /// peer, so only the head of the queue is ever attempted.
+    /// The oldest undelivered message for `peer`, due or not.
     pub async fn next_for_peer(
         &self,
         peer: &TeamIdentity,
     ) -> Result<Option<DueMessage>, StoreError> {
+        Ok(self.queued_for_peer(peer, 1).await?.into_iter().next())
+    }
+
+    /// Up to `limit` of `peer`'s undelivered messages, due or not, oldest first: the window the
+    /// delivery worker picks from, keeping each referral's messages in this order.
+    pub async fn queued_for_peer(
+        &self,
+        peer: &TeamIdentity,
+        limit: usize,
+    ) -> Result<Vec<DueMessage>, StoreError> {
         // A sealed message whose key was purged is cancelled in the same transaction as the
         // purge; the join's condition only keeps a race from ever sending it.
-        let row = sqlx::query(
+        let rows = sqlx::query(
             "SELECT o.seq, o.message_id, o.kind, o.referral_id, o.peer, o.body, o.attempts,
-                    o.created_at, o.next_attempt_at, COALESCE(o.retried_at, o.created_at) AS age_from, k.key AS sealing_key
+                    o.created_at, o.next_attempt_at, COALESCE(o.retried_at, o.created_at) AS age_from,
+                    k.key AS sealing_key
              FROM outbox o LEFT JOIN data_keys k ON k.id = o.data_key
              WHERE o.peer = ? AND o.state = 'pending' AND (o.data_key IS NULL OR k.key IS NOT NULL)
-             ORDER BY o.seq LIMIT 1",
+             ORDER BY o.seq LIMIT ?",
         )
         .bind(peer.uri())
-        .fetch_optional(&self.pool)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let seq: i64 = row.try_get("seq")?;
-        let corrupt = |problem: &str| StoreError::Corrupt {
-            table: "outbox",
-            id: seq.to_string(),
-            problem: problem.to_owned(),
-        };
-        let message_id: String = row.try_get("message_id")?;
-        let kind: String = row.try_get("kind")?;
-        let referral_id: String = row.try_get("referral_id")?;
-        let body: Vec<u8> = row.try_get("body")?;
-        let body = match row.try_get::<Option<Vec<u8>>, _>("sealing_key")? {
-            Some(key) => vault::open(&key, &format!("outbox/{message_id}"), &body)?,
-            None => body,
-        };
-        Ok(Some(DueMessage {
-            seq,
-            message_id: Uuid::parse_str(&message_id).map_err(|_| corrupt("message id"))?,
-            kind: MessageKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
-            referral_id: Uuid::parse_str(&referral_id).map_err(|_| corrupt("referral id"))?,
-            peer: row.try_get("peer")?,
-            created_at: from_ms(row.try_get("created_at")?),
-            body,
-            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-            next_attempt_at: from_ms(row.try_get("next_attempt_at")?),
-            age_from: from_ms(row.try_get("age_from")?),
-        }))
+        rows.iter().map(due_message).collect()
     }
 
     /// Records the peer's acknowledgement, with the signed receipt that proves it.
     pub async fn mark_delivered(&self, seq: i64, proof: &MessageProof) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?,
-                    last_error = NULL
-             WHERE seq = ? AND state = 'pending'",
-        )
-        .bind(ms(OffsetDateTime::now_utc()))
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
-        audit_log::put_proof(&mut tx, proof, "sent").await?;
+        self.mark_all_delivered(&[(seq, proof)]).await
+    }
+
+    /// Records several acknowledgements in one transaction: one commit, and one fsync, for a
+    /// whole window of deliveries. Each outbox row is named by its `seq`.
+    pub async fn mark_all_delivered(
+        &self,
+        delivered: &[(i64, &MessageProof)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let now = ms(OffsetDateTime::now_utc());
+        for (seq, proof) in delivered {
+            sqlx::query(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?,
+                        last_error = NULL
+                 WHERE seq = ? AND state = 'pending'",
+            )
+            .bind(now)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            audit_log::put_proof(&mut tx, proof, "sent").await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -811,6 +823,7 @@ impl Store {
         error: &str,
         next_attempt_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?
              WHERE seq = ? AND state = 'pending'",
@@ -818,8 +831,9 @@ impl Store {
         .bind(error)
         .bind(ms(next_attempt_at))
         .bind(seq)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -831,6 +845,7 @@ impl Store {
         error: &str,
         attempted: bool,
     ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE outbox SET state = 'dead', attempts = attempts + ?, last_error = ?
              WHERE seq = ? AND state = 'pending'",
@@ -838,8 +853,9 @@ impl Store {
         .bind(i64::from(attempted))
         .bind(error)
         .bind(seq)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -911,7 +927,67 @@ impl Store {
     }
 }
 
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+/// A write transaction, holding this process's writer turn until it commits or drops.
+///
+/// SQLite takes one writer at a time; a second `BEGIN IMMEDIATE` waits in SQLite's busy
+/// handler, which sleeps for up to 100 ms between tries. Writers here queue on an async lock
+/// instead, so each starts the moment the one before it ends. It dereferences to the
+/// connection, so statements run on `&mut *tx` as on a plain transaction.
+pub(crate) struct Tx {
+    transaction: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Tx {
+    /// Commits, then gives the next writer its turn.
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.transaction.commit().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::SqliteConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.transaction
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.transaction
+    }
+}
+
+/// Reads one outbox row, opening its body if it is sealed.
+fn due_message(row: &sqlx::sqlite::SqliteRow) -> Result<DueMessage, StoreError> {
+    let seq: i64 = row.try_get("seq")?;
+    let corrupt = |problem: &str| StoreError::Corrupt {
+        table: "outbox",
+        id: seq.to_string(),
+        problem: problem.to_owned(),
+    };
+    let message_id: String = row.try_get("message_id")?;
+    let kind: String = row.try_get("kind")?;
+    let referral_id: String = row.try_get("referral_id")?;
+    let body: Vec<u8> = row.try_get("body")?;
+    let body = match row.try_get::<Option<Vec<u8>>, _>("sealing_key")? {
+        Some(key) => vault::open(&key, &format!("outbox/{message_id}"), &body)?,
+        None => body,
+    };
+    Ok(DueMessage {
+        seq,
+        message_id: Uuid::parse_str(&message_id).map_err(|_| corrupt("message id"))?,
+        kind: MessageKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
+        referral_id: Uuid::parse_str(&referral_id).map_err(|_| corrupt("referral id"))?,
+        peer: row.try_get("peer")?,
+        created_at: from_ms(row.try_get("created_at")?),
+        body,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        next_attempt_at: from_ms(row.try_get("next_attempt_at")?),
+        age_from: from_ms(row.try_get("age_from")?),
+    })
+}
 
 fn stored_status(row: &sqlx::sqlite::SqliteRow, id: Uuid) -> Result<ReferralStatus, StoreError> {
     let status: String = row.try_get("status")?;
@@ -923,11 +999,7 @@ fn stored_status(row: &sqlx::sqlite::SqliteRow, id: Uuid) -> Result<ReferralStat
 }
 
 /// Records a status change: the event, and (when `moves`) the referral's current status.
-async fn insert_status(
-    tx: &mut Tx<'_>,
-    update: &StatusUpdate,
-    moves: bool,
-) -> Result<(), StoreError> {
+async fn insert_status(tx: &mut Tx, update: &StatusUpdate, moves: bool) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO status_events (referral_id, status, actor, at, reason, outcome, forwarded_to)
          VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -957,7 +1029,7 @@ async fn insert_status(
 }
 
 async fn check_replay(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     message_id: Uuid,
     digest: &str,
 ) -> Result<Option<Inbound>, StoreError> {
@@ -976,7 +1048,7 @@ async fn check_replay(
 }
 
 async fn record_received(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     message_id: Uuid,
     kind: MessageKind,
     sender: &TeamIdentity,
@@ -1013,7 +1085,7 @@ const REFERRAL_COLUMNS: &str = "SELECT r.id, r.direction, r.status, r.recorded_a
     FROM referrals r LEFT JOIN data_keys k ON k.id = r.data_key";
 
 /// The data key a received referral's body is sealed under, for sealing what is made from it.
-async fn sealing_of(tx: &mut Tx<'_>, referral_id: Uuid) -> Result<Option<Sealing>, StoreError> {
+async fn sealing_of(tx: &mut Tx, referral_id: Uuid) -> Result<Option<Sealing>, StoreError> {
     let row = sqlx::query(
         "SELECT k.id, k.key FROM referrals r JOIN data_keys k ON k.id = r.data_key
          WHERE r.id = ?",
@@ -1031,7 +1103,7 @@ async fn sealing_of(tx: &mut Tx<'_>, referral_id: Uuid) -> Result<Option<Sealing
 }
 
 async fn insert_referral(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     referral: &Referral,
     direction: Direction,
     status: ReferralStatus,
@@ -1078,7 +1150,7 @@ async fn insert_referral(
 }
 
 async fn insert_event(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     referral_id: Uuid,
     status: ReferralStatus,
     actor: &TeamIdentity,
@@ -1096,7 +1168,7 @@ async fn insert_event(
 
 #[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them
 async fn enqueue(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     message_id: Uuid,
     kind: MessageKind,
     referral_id: Uuid,
@@ -1362,7 +1434,7 @@ impl Store {
 
     /// Adds or replaces a peer, and lifts an earlier removal of it.
     pub async fn put_peer(&self, peer: &StoredPeer, audit: &AuditRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         insert_peer(&mut tx, peer).await?;
         sqlx::query("DELETE FROM removed_peers WHERE identity = ?")
             .bind(&peer.identity)
@@ -1375,7 +1447,7 @@ impl Store {
 
     /// Removes a peer, whatever its source.
     pub async fn remove_peer(&self, identity: &str, audit: &AuditRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         sqlx::query("DELETE FROM trust_peers WHERE identity = ?")
             .bind(identity)
             .execute(&mut *tx)
@@ -1397,7 +1469,7 @@ impl Store {
         blocked: bool,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         let query = if blocked {
             sqlx::query("INSERT OR REPLACE INTO blocked_peers (identity, blocked_at) VALUES (?, ?)")
                 .bind(identity)
@@ -1417,7 +1489,7 @@ impl Store {
         anchor: &StoredAnchor,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         insert_anchor(&mut tx, anchor).await?;
         audit_log::append(&mut tx, audit).await?;
         tx.commit().await?;
@@ -1430,7 +1502,7 @@ impl Store {
         fingerprint: &str,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         sqlx::query("DELETE FROM trust_anchors WHERE fingerprint = ?")
             .bind(fingerprint)
             .execute(&mut *tx)
@@ -1442,7 +1514,7 @@ impl Store {
 
     /// Stores a CRL, replacing the federation's previous one.
     pub async fn put_crl(&self, crl: &StoredCrl, audit: &AuditRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         insert_crl(&mut tx, crl).await?;
         audit_log::append(&mut tx, audit).await?;
         tx.commit().await?;
@@ -1459,7 +1531,7 @@ impl Store {
         crl: Option<&StoredCrl>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT OR REPLACE INTO directories (federation, sequence, issued_at, imported_at,
                                                  document)
@@ -1495,7 +1567,7 @@ impl Store {
     }
 }
 
-async fn insert_peer(tx: &mut Tx<'_>, peer: &StoredPeer) -> Result<(), StoreError> {
+async fn insert_peer(tx: &mut Tx, peer: &StoredPeer) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT OR REPLACE INTO trust_peers (identity, endpoint, role, discipline, jurisdiction,
                                              cjis_authorized, pinned_sha256, source, added_at)
@@ -1515,7 +1587,7 @@ async fn insert_peer(tx: &mut Tx<'_>, peer: &StoredPeer) -> Result<(), StoreErro
     Ok(())
 }
 
-async fn insert_anchor(tx: &mut Tx<'_>, anchor: &StoredAnchor) -> Result<(), StoreError> {
+async fn insert_anchor(tx: &mut Tx, anchor: &StoredAnchor) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT OR REPLACE INTO trust_anchors (fingerprint, federation, pem, source, added_at)
          VALUES (?, ?, ?, ?, ?)",
@@ -1530,7 +1602,7 @@ async fn insert_anchor(tx: &mut Tx<'_>, anchor: &StoredAnchor) -> Result<(), Sto
     Ok(())
 }
 
-async fn insert_crl(tx: &mut Tx<'_>, crl: &StoredCrl) -> Result<(), StoreError> {
+async fn insert_crl(tx: &mut Tx, crl: &StoredCrl) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO crls (federation, crl_number, pem, imported_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (federation) DO UPDATE SET crl_number = excluded.crl_number,
@@ -1591,7 +1663,7 @@ impl Store {
     /// Records a consent.
     pub async fn put_consent(&self, consent: &Consent, actor: &str) -> Result<(), StoreError> {
         let body = convert::consent_to_proto(consent).encode_to_vec();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         sqlx::query("INSERT INTO consents (id, recorded_at, revoked_at, body) VALUES (?, ?, ?, ?)")
             .bind(consent.id.to_string())
             .bind(ms(consent.recorded_at))
@@ -1646,7 +1718,7 @@ impl Store {
         federation: &tatmx_certs::FederationId,
         actor: &str,
     ) -> Result<Option<(Consent, Vec<TeamIdentity>)>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         let revoked =
             sqlx::query("UPDATE consents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(ms(at))
@@ -1770,7 +1842,7 @@ impl Store {
         let body = convert::retraction_to_proto(retraction).encode_to_vec();
         let digest = digest(&body);
         let now = OffsetDateTime::now_utc();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         if let Some(outcome) = check_replay(&mut tx, retraction.id, &digest).await? {
             return Ok(Applied {
                 outcome,
@@ -1888,7 +1960,7 @@ impl Store {
         let body = convert::retraction_ack_to_proto(ack).encode_to_vec();
         let digest = digest(&body);
         let now = OffsetDateTime::now_utc();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         if let Some(outcome) = check_replay(&mut tx, ack.id, &digest).await? {
             return Ok(Applied {
                 outcome,
@@ -1975,7 +2047,7 @@ impl Store {
     /// Purges every received referral whose retention deadline is before `now`, with the
     /// forwards made from it; returns how many referrals were purged.
     pub async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         let expired: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM referrals WHERE direction = 'inbound' AND retain_until <= ?
              ORDER BY retain_until LIMIT 500",
@@ -2053,7 +2125,7 @@ impl Store {
 
 /// Queues a retraction of `copy` to the team holding it, and tracks the copy as a target.
 async fn retract_copy(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     retraction: &Retraction,
     holder: &TeamIdentity,
 ) -> Result<(), StoreError> {
@@ -2082,7 +2154,7 @@ async fn retract_copy(
 }
 
 async fn enqueue_ack(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     ack: &RetractionAck,
     to: &TeamIdentity,
     now: OffsetDateTime,
@@ -2105,7 +2177,7 @@ async fn enqueue_ack(
 /// stays. Bodies of messages already delivered are emptied too: the peer has them, and this
 /// node no longer needs them. Returns how many referrals were purged.
 async fn purge(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     ids: &[Uuid],
     cause: PurgeCause,
     retraction_id: Option<Uuid>,

@@ -81,7 +81,7 @@ fn seq_param(value: u64) -> i64 {
 }
 
 /// The seq and chain hash of the last entry, or of the retention anchor, or genesis.
-async fn head(tx: &mut Tx<'_>) -> Result<(u64, Vec<u8>), StoreError> {
+async fn head(tx: &mut Tx) -> Result<(u64, Vec<u8>), StoreError> {
     if let Some(row) = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut **tx)
         .await?
@@ -99,7 +99,7 @@ async fn head(tx: &mut Tx<'_>) -> Result<(u64, Vec<u8>), StoreError> {
 
 /// Appends `record` to the chain inside the caller's transaction, so the entry exists exactly
 /// when the action it records does. Returns its seq.
-pub(crate) async fn append(tx: &mut Tx<'_>, record: &AuditRecord) -> Result<u64, StoreError> {
+pub(crate) async fn append(tx: &mut Tx, record: &AuditRecord) -> Result<u64, StoreError> {
     if !accountable() {
         return Ok(0);
     }
@@ -141,7 +141,7 @@ pub(crate) async fn append(tx: &mut Tx<'_>, record: &AuditRecord) -> Result<u64,
 
 /// Stores the evidence of a message, once per direction.
 pub(crate) async fn put_proof(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     proof: &MessageProof,
     direction: &str,
 ) -> Result<(), StoreError> {
@@ -204,7 +204,7 @@ impl Store {
     /// Appends one entry in a transaction of its own, for events that change nothing else:
     /// a read, a refused call.
     pub async fn record_audit(&self, record: &AuditRecord) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         let seq = append(&mut tx, record).await?;
         tx.commit().await?;
         Ok(seq)
@@ -217,7 +217,7 @@ impl Store {
         signer: &NodeSigner,
         team: &str,
     ) -> Result<Option<u64>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         let (seq, hash) = head(&mut tx).await?;
         let covered: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints")
             .fetch_one(&mut *tx)
@@ -374,7 +374,7 @@ impl Store {
     /// Removes entries older than `cutoff`, keeping the chain verifiable from the hash of the
     /// last one removed, and records that it did. Returns how many were removed.
     pub async fn purge_audit_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log WHERE at < ?")
             .bind(ms(cutoff))
             .fetch_one(&mut *tx)
@@ -437,6 +437,7 @@ impl Store {
 
     /// Keeps `checkpoint` as the latest consistent one of its team.
     pub async fn put_witnessed(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT OR REPLACE INTO witnessed_checkpoints
                  (peer, seq, head_hash, at, signature, certificate, witnessed_at)
@@ -449,13 +450,15 @@ impl Store {
         .bind(&checkpoint.signature)
         .bind(&checkpoint.certificate)
         .bind(ms(OffsetDateTime::now_utc()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Records that `peer` showed a history contradicting a checkpoint held here.
     pub async fn add_witness_conflict(&self, conflict: &WitnessConflict) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO witness_conflicts (peer, held_seq, shown_seq, problem, detected_at)
              VALUES (?, ?, ?, ?, ?)",
@@ -465,8 +468,9 @@ impl Store {
         .bind(seq_param(conflict.shown_seq))
         .bind(&conflict.problem)
         .bind(ms(conflict.detected_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
