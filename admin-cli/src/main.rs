@@ -6,6 +6,7 @@
 
 mod agency;
 mod audit;
+mod bench;
 mod consent;
 mod consult;
 mod demo;
@@ -85,8 +86,12 @@ enum Command {
     Outbox(agency::OutboxArgs),
     /// What this node purged (retraction or retention): ids, categories, when and why.
     Purged(agency::ListArgs),
-    /// Run a small federation of three teams on this machine and send a referral through it.
+    /// Run a small federation of four teams on this machine and take a referral through its
+    /// whole closed loop.
     Demo(demo::DemoArgs),
+    /// Measure end-to-end delivery between two real nodes against the raw mutual-TLS ceiling,
+    /// start-up, memory, backlog drain, fan-out and a large registry.
+    Bench(bench::BenchArgs),
 }
 
 /// `tatmx cert ...`
@@ -118,6 +123,7 @@ async fn main() -> std::process::ExitCode {
         Command::Outbox(args) => agency::outbox(&cli.socket, args).await,
         Command::Purged(args) => agency::purged(&cli.socket, &args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

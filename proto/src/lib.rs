@@ -14,5 +14,12 @@ pub mod v1 {
         include_bytes!(concat!(env!("OUT_DIR"), "/tatmx_descriptor.bin"));
 }
 
+/// Package `tatmx.bench.v1`: the bare echo `tatmx bench` measures its ceiling with. Not part of
+/// the protocol; no node serves it.
+pub mod bench {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("tatmx.bench.v1");
+}
+
 /// The protocol version this build speaks, exchanged in `Federation.Hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
