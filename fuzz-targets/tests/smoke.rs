@@ -255,7 +255,7 @@ fn crash(name: &str, seed: u64, origin: &str, message: &str, input: &[u8]) -> St
     if !origin.starts_with("seed ") {
         report.push_str(&format!(
             "\n  replay: TATMX_FUZZ_SMOKE_SEED={seed} cargo test -p tatmx-fuzz-targets --test smoke -- --nocapture\
-             \n  or copy it into fuzz/corpus/{name}/ to run it first on every smoke and fuzz run"
+             \n  or copy it into fuzz/corpus/{name}/ to run it with the seeds on every smoke and fuzz run"
         ));
     }
     eprintln!("{report}");
