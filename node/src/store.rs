@@ -1,9 +1,9 @@
 //! The node's durable state, and the only module that speaks SQL.
 //!
-//! Every operation that changes more than one row runs in one `BEGIN IMMEDIATE` transaction, so
-//! a crash leaves either all of it or none of it. SQLite runs in WAL mode with
-//! `synchronous=FULL`: an acknowledgement to a peer promises the message is on disk, so every
-//! commit is fsynced before the call returns. Case data is stored as the canonical protobuf
+//! Every operation that changes more than one row runs in one transaction, so a crash leaves
+//! either all of it or none of it; concurrent writes share one commit ([`writer`]). SQLite runs
+//! in WAL mode with `synchronous=FULL`: an acknowledgement to a peer promises the message is on
+//! disk, so every commit is fsynced before the call returns. Case data is stored as the canonical protobuf
 //! encoding of the referral, with a few plain columns beside it for listing. A received
 //! referral's body, and anything made from it, is sealed under that referral's own data key
 //! ([`crate::vault`]); purging deletes the key. `secure_delete` is on, and the WAL is
@@ -36,10 +36,13 @@ use crate::retraction::{
 use crate::vault;
 
 mod audit_log;
+mod writer;
+
 use crate::audit::{self, AuditRecord};
 #[cfg(feature = "bench-internals")]
 pub use audit_log::disable_accountability_for_benchmarks;
 pub use audit_log::{MessageProof, WitnessConflict};
+use writer::Tx;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -63,13 +66,20 @@ pub enum StoreError {
     /// A data key could not be made, or a sealed body failed to open.
     #[error("sealing: {0}")]
     Vault(#[from] vault::VaultError),
+    /// The group commit this write was part of did not commit; none of the write was kept.
+    #[error("database commit: {0}")]
+    GroupCommit(String),
 }
 
 impl StoreError {
     /// Whether the database was busy or locked, which a caller may retry.
     pub fn is_busy(&self) -> bool {
-        matches!(self, Self::Database(sqlx::Error::Database(e))
-            if e.message().contains("locked") || e.message().contains("busy"))
+        let busy = |message: &str| message.contains("locked") || message.contains("busy");
+        match self {
+            Self::Database(sqlx::Error::Database(e)) => busy(e.message()),
+            Self::GroupCommit(why) => busy(why),
+            _ => false,
+        }
     }
 }
 
@@ -297,8 +307,8 @@ struct Sealing {
 pub struct Store {
     /// Connections to the SQLite file.
     pool: SqlitePool,
-    /// One writer at a time, in the order they asked ([`Tx`]).
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Write transactions, batched into group commits.
+    writer: writer::Writer,
 }
 
 fn ms(at: OffsetDateTime) -> i64 {
@@ -330,14 +340,9 @@ pub fn encode_referral(referral: &Referral) -> Vec<u8> {
 }
 
 impl Store {
-    /// Starts a write transaction once this process's earlier writers are done.
+    /// Starts a write, in the batch of the next group commit ([`writer`]).
     async fn write(&self) -> Result<Tx, StoreError> {
-        let turn = self.writer.clone().lock_owned().await;
-        let transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(Tx {
-            transaction,
-            _turn: turn,
-        })
+        self.writer.begin(&self.pool).await
     }
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
@@ -358,7 +363,7 @@ impl Store {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self {
             pool,
-            writer: std::sync::Arc::default(),
+            writer: writer::Writer::default(),
         })
     }
 
@@ -924,38 +929,6 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?,
         )
-    }
-}
-
-/// A write transaction, holding this process's writer turn until it commits or drops.
-///
-/// SQLite takes one writer at a time; a second `BEGIN IMMEDIATE` waits in SQLite's busy
-/// handler, which sleeps for up to 100 ms between tries. Writers here queue on an async lock
-/// instead, so each starts the moment the one before it ends. It dereferences to the
-/// connection, so statements run on `&mut *tx` as on a plain transaction.
-pub(crate) struct Tx {
-    transaction: sqlx::Transaction<'static, sqlx::Sqlite>,
-    _turn: tokio::sync::OwnedMutexGuard<()>,
-}
-
-impl Tx {
-    /// Commits, then gives the next writer its turn.
-    async fn commit(self) -> Result<(), sqlx::Error> {
-        self.transaction.commit().await
-    }
-}
-
-impl std::ops::Deref for Tx {
-    type Target = sqlx::SqliteConnection;
-
-    fn deref(&self) -> &Self::Target {
-        &self.transaction
-    }
-}
-
-impl std::ops::DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.transaction
     }
 }
 
