@@ -228,10 +228,6 @@ impl PeerWorker {
                     continue;
                 }
             };
-            if self.client.as_ref().is_none_or(|(uri, _)| uri != &endpoint) {
-                let channel = peer_channel(&self.trust, &self.peer, &endpoint, &self.settings);
-                self.client = Some((endpoint, FederationClient::new(channel)));
-            }
             let queued = match self.store.queued_for_peer(&self.peer, WINDOW).await {
                 Ok(queued) => queued,
                 Err(e) => {
@@ -247,6 +243,12 @@ impl PeerWorker {
                     _ = self.shutdown.cancelled() => {}
                 }
                 continue;
+            }
+            // The channel is made only once there is something to send: most peers of a large
+            // federation are quiet, and each channel holds a task and buffers.
+            if self.client.as_ref().is_none_or(|(uri, _)| uri != &endpoint) {
+                let channel = peer_channel(&self.trust, &self.peer, &endpoint, &self.settings);
+                self.client = Some((endpoint, FederationClient::new(channel)));
             }
             let window = self.window(queued);
             for message in &window.expired {

@@ -409,13 +409,13 @@ impl Report {
         if !self.targets.is_empty() {
             let _ = writeln!(
                 out,
-                "\n{:<28} {:<18} {:<28} result",
+                "\n{:<28} {:<26} {:<34} result",
                 "target", "goal", "measured"
             );
             for t in &self.targets {
                 let _ = writeln!(
                     out,
-                    "{:<28} {:<18} {:<28} {}",
+                    "{:<28} {:<26} {:<34} {}",
                     t.name,
                     t.goal,
                     t.measured,
