@@ -198,7 +198,7 @@ pub struct NodeProcess {
     /// Whose node it is.
     pub team: Team,
     child: Child,
-    /// From spawning the process to its Agency API answering.
+    /// From spawning the process to its Agency and Admin APIs answering.
     pub cold_start: Duration,
 }
 
@@ -239,6 +239,7 @@ impl NodeProcess {
 
     async fn wait_until_serving(&mut self) -> anyhow::Result<()> {
         let socket = self.team.agency_socket();
+        let admin = self.team.admin_socket();
         let deadline = Instant::now() + START_LIMIT;
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -248,7 +249,9 @@ impl NodeProcess {
                     self.team.dir.join("node.log").display()
                 );
             }
+            // The Admin API is bound last, so both answering means the node is fully up.
             if socket.exists()
+                && admin.exists()
                 && let Ok(mut agency) = tatmx_node::client::agency(&socket).await
                 && agency
                     .list_outbox(pb::ListOutboxRequest {
@@ -257,6 +260,8 @@ impl NodeProcess {
                     })
                     .await
                     .is_ok()
+                && let Ok(mut admin) = tatmx_node::client::admin(&admin).await
+                && admin.trust_status(pb::TrustStatusRequest {}).await.is_ok()
             {
                 return Ok(());
             }
@@ -299,12 +304,26 @@ pub fn rss_of(pid: u32) -> anyhow::Result<u64> {
     Ok(kib * 1024)
 }
 
-/// A port that was free a moment ago. The node binds it itself; on loopback, with the
-/// benchmark the only user, nothing takes it in between.
+/// A loopback port that was free a moment ago, from below the kernel's ephemeral range: the
+/// node binds it only later, and the benchmark's own outgoing connections (thousands, in the
+/// handshake and drain phases) take their ports from that range, so none of them can take it
+/// in between.
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").context("cannot reserve a loopback port")?;
-    Ok(listener.local_addr()?.port())
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Spread concurrent benchmark runs apart by process id.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = (std::process::id() % 50) * 200;
+    for _ in 0..SPAN {
+        let offset = u32::from(NEXT.fetch_add(1, Ordering::Relaxed));
+        // At most LOW + SPAN - 1 = 31999, so it fits.
+        let port = (LOW + (start + offset) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free loopback port between 20000 and 32000")
 }
 
 /// The config of a benchmark node: as shipped, with delivery retrying quickly so the drain

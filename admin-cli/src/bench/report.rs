@@ -92,7 +92,8 @@ pub struct Memory {
     pub loaded_receiver: u64,
 }
 
-/// Time from starting a node process to its Agency API answering; keys already exist.
+/// Time from starting a node process to its Agency and Admin APIs answering; keys already
+/// exist.
 #[derive(Debug, Serialize)]
 pub struct ColdStart {
     /// Starts measured.
