@@ -247,11 +247,12 @@ impl Report {
         }
         if let Some(fixed) = &self.fixed_rate {
             let p99 = fixed.outcome.latency.ms(0.99);
+            // The target is set at 500/s; a run offering less cannot meet it.
             targets.push(Target {
-                name: "p99 at an offered 500/s",
-                goal: "at most 25 ms".into(),
-                measured: format!("{p99:.1} ms at {:.0}/s offered", fixed.offered_per_second),
-                met: p99 <= 25.0,
+                name: "p99 at the offered rate",
+                goal: "at most 25 ms at 500/s".into(),
+                measured: format!("{p99:.1} ms at {:.0}/s", fixed.offered_per_second),
+                met: p99 <= 25.0 && fixed.offered_per_second >= 500.0,
             });
         }
         if let Some(memory) = &self.memory {
