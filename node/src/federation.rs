@@ -592,6 +592,11 @@ fn claimed<T>(request: &Request<T>) -> Option<String> {
 pub(crate) fn store_status(error: &StoreError) -> Status {
     if error.is_busy() {
         Status::unavailable("the node's store is busy; retry later")
+    } else if error.is_full() {
+        tracing::error!(error = %error, "the store's disk is full");
+        Status::resource_exhausted(
+            "the node's disk is full; nothing was saved; retry once an admin has freed space",
+        )
     } else {
         tracing::error!(error = %error, "store operation failed");
         Status::internal("the node could not store the message; nothing was saved")

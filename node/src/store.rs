@@ -74,10 +74,20 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the database was busy or locked, which a caller may retry.
     pub fn is_busy(&self) -> bool {
-        let busy = |message: &str| message.contains("locked") || message.contains("busy");
+        self.database_says(|message| message.contains("locked") || message.contains("busy"))
+    }
+
+    /// Whether the disk (or the database's size limit) is full: SQLite's `SQLITE_FULL`. Nothing
+    /// of the write was kept; it can succeed once space is freed.
+    pub fn is_full(&self) -> bool {
+        self.database_says(|message| message.contains("database or disk is full"))
+    }
+
+    /// Whether SQLite's message for this error, directly or through a group commit, matches.
+    fn database_says(&self, matches: impl Fn(&str) -> bool) -> bool {
         match self {
-            Self::Database(sqlx::Error::Database(e)) => busy(e.message()),
-            Self::GroupCommit(why) => busy(why),
+            Self::Database(sqlx::Error::Database(e)) => matches(e.message()),
+            Self::GroupCommit(why) => matches(why),
             _ => false,
         }
     }

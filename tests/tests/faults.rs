@@ -1,4 +1,5 @@
-//! Peer and store faults: a skewed clock, a peer that never answers, a locked store.
+//! Peer and store faults: a skewed clock, a peer that never answers, a locked store, a full
+//! disk.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
 
@@ -135,6 +136,111 @@ async fn a_locked_store_gives_a_clear_error_and_half_writes_nothing() {
         .entries;
     assert!(outbox.is_empty(), "{outbox:?}");
     submit(&mut agency(&school).await, draft("county-core")).await;
+    let _ = core;
+    node.shutdown().await;
+}
+
+/// A small tmpfs mounted over a directory for one test, unmounted when dropped (even after a
+/// failed assertion), so the test can fill a real disk.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// Mounts `size` of tmpfs at `dir`; `None` when this process may not mount (not root).
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| Self(dir.to_owned()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_gives_a_clear_error_and_half_writes_nothing() {
+    let (_fed, core, school) = core_and_school();
+    // The school's data directory is a real file system of 8 MiB. Mounting needs root, which
+    // CI has; elsewhere the test says so and stops.
+    let Some(_disk) = SmallDisk::mount(&school.dir.join("data"), "8m") else {
+        eprintln!(
+            "SKIPPED: mounting a small tmpfs needs root; run the suite as root to test a full disk"
+        );
+        return;
+    };
+    let node = start(&school).await;
+    // Take all the space that is left.
+    let filler = school.dir.join("data").join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0_u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+    }
+
+    // Submit until the store runs out of room: SQLite may first reuse space its WAL holds.
+    let mut agency = agency(&school).await;
+    let mut stored = 0;
+    let refusal = loop {
+        assert!(stored < 2000, "the disk never filled up");
+        match agency
+            .submit_referral(pb::SubmitReferralRequest {
+                referral: Some(draft("county-core")),
+                dry_run: false,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(_) => stored += 1,
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(
+        refusal.code(),
+        tonic::Code::ResourceExhausted,
+        "{refusal:?}"
+    );
+    assert!(refusal.message().contains("disk is full"), "{refusal:?}");
+    assert!(
+        refusal.message().contains("nothing was saved"),
+        "{refusal:?}"
+    );
+    assert!(!refusal.message().contains("CANARY"), "{refusal:?}");
+
+    // An admin frees space; the refused submission left nothing behind, and the node goes on.
+    std::fs::remove_file(&filler).unwrap();
+    let queued = |agency: &mut tatmx_proto::v1::agency_client::AgencyClient<_>| {
+        let mut agency = agency.clone();
+        async move {
+            agency
+                .list_outbox(pb::ListOutboxRequest {
+                    limit: 1000,
+                    dead_only: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .entries
+                .len()
+        }
+    };
+    assert_eq!(
+        queued(&mut agency).await,
+        stored,
+        "a refused submission was half-written"
+    );
+    submit(&mut agency, draft("county-core")).await;
+    assert_eq!(queued(&mut agency).await, stored + 1);
     let _ = core;
     node.shutdown().await;
 }

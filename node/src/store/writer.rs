@@ -18,7 +18,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 use super::StoreError;
@@ -51,30 +52,77 @@ impl std::fmt::Debug for Writer {
 }
 
 /// One write transaction and the writers that have finished in it.
+///
+/// The transaction is begun and ended with plain `BEGIN IMMEDIATE`, `COMMIT` and `ROLLBACK`
+/// statements, not with sqlx's transaction type: after a failed `COMMIT` (a full disk, say)
+/// SQLite may already have rolled back, and sqlx's own bookkeeping then refuses every later
+/// transaction on that connection. A connection whose transaction did not end cleanly is
+/// closed instead of going back to the pool, and closing it rolls back whatever was open.
 struct Batch {
-    transaction: Transaction<'static, Sqlite>,
+    connection: PoolConnection<Sqlite>,
     /// Each is told the outcome of the commit.
     finished: Vec<oneshot::Sender<Outcome>>,
+    /// Committed or rolled back; until then, dropping the batch closes its connection.
+    ended: bool,
 }
 
 impl Batch {
+    /// Takes a connection and begins the write transaction on it.
+    async fn begin(pool: &SqlitePool) -> Result<Self, sqlx::Error> {
+        let mut connection = pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *connection)
+            .await?;
+        Ok(Self {
+            connection,
+            finished: Vec::new(),
+            ended: false,
+        })
+    }
+
     /// Commits, and tells every writer of the batch how it went.
-    async fn commit(self) -> Result<(), sqlx::Error> {
-        let result = self.transaction.commit().await;
+    async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let result = sqlx::query("COMMIT")
+            .execute(&mut *self.connection)
+            .await
+            .map(|_| ());
+        if result.is_ok() {
+            self.ended = true;
+        }
+        // Otherwise `drop` closes the connection, which rolls back whatever is still open.
         let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
-        for writer in self.finished {
+        for writer in self.finished.drain(..) {
             // A writer that stopped waiting has nobody to tell.
             let _ = writer.send(outcome.clone());
         }
         result
     }
 
+    /// Ends a batch with nothing to keep.
+    async fn roll_back(mut self) {
+        if sqlx::query("ROLLBACK")
+            .execute(&mut *self.connection)
+            .await
+            .is_ok()
+        {
+            self.ended = true;
+        }
+    }
+
     /// Gives the batch up: nothing in it is kept, and its writers are told so.
-    fn abandon(self, why: &str) {
-        for writer in self.finished {
+    fn abandon(mut self, why: &str) {
+        for writer in self.finished.drain(..) {
             let _ = writer.send(Err(why.to_owned()));
         }
-        // Dropping an open sqlx transaction rolls it back.
+        // `drop` closes the connection, which rolls the transaction back.
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.connection.close_on_drop();
+        }
     }
 }
 
@@ -87,10 +135,7 @@ impl Writer {
         queued.served();
         let batch = match turn.take() {
             Some(batch) => batch,
-            None => Batch {
-                transaction: pool.begin_with("BEGIN IMMEDIATE").await?,
-                finished: Vec::new(),
-            },
+            None => Batch::begin(pool).await?,
         };
         let mut tx = Tx {
             batch: Some(batch),
@@ -108,7 +153,7 @@ impl Writer {
         if self.queued.load(Ordering::SeqCst) > 0 && batch.finished.len() < MAX_BATCH {
             *turn = Some(batch);
         } else if batch.finished.is_empty() {
-            batch.abandon("nothing to commit");
+            batch.roll_back().await;
         } else {
             #[cfg(test)]
             self.commits.fetch_add(1, Ordering::SeqCst);
@@ -184,7 +229,7 @@ impl Tx {
             ));
         };
         if let Err(e) = sqlx::query("RELEASE writer")
-            .execute(&mut *batch.transaction)
+            .execute(&mut *batch.connection)
             .await
         {
             roll_back(self.writer.clone(), batch, turn).await;
@@ -212,7 +257,7 @@ impl std::ops::Deref for Tx {
             .batch
             .as_ref()
             .expect("a Tx holds its batch until it is committed or dropped")
-            .transaction
+            .connection
     }
 }
 
@@ -222,7 +267,7 @@ impl std::ops::DerefMut for Tx {
             .batch
             .as_mut()
             .expect("a Tx holds its batch until it is committed or dropped")
-            .transaction
+            .connection
     }
 }
 
@@ -245,10 +290,10 @@ impl Drop for Tx {
 async fn roll_back(writer: Writer, mut batch: Batch, turn: OwnedMutexGuard<Option<Batch>>) {
     let undone = async {
         sqlx::query("ROLLBACK TO writer")
-            .execute(&mut *batch.transaction)
+            .execute(&mut *batch.connection)
             .await?;
         sqlx::query("RELEASE writer")
-            .execute(&mut *batch.transaction)
+            .execute(&mut *batch.connection)
             .await
     }
     .await;
