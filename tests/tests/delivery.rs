@@ -168,15 +168,7 @@ async fn a_message_delivered_twice_is_stored_once() {
 #[tokio::test]
 async fn a_message_undelivered_past_its_maximum_age_becomes_a_dead_letter_and_can_be_retried() {
     let (_fed, core, school) = core_and_school();
-    let config = std::fs::read_to_string(school.config_path()).unwrap();
-    std::fs::write(
-        school.config_path(),
-        config.replace(
-            "connect_timeout = \"2s\"",
-            "connect_timeout = \"2s\"\nmax_age = \"1s\"",
-        ),
-    )
-    .unwrap();
+    expire_after_one_second(&school);
     let school_node = start(&school).await;
     let id = submit(&mut agency(&school).await, draft("county-core")).await;
 
@@ -240,15 +232,7 @@ async fn a_message_undelivered_past_its_maximum_age_becomes_a_dead_letter_and_ca
 #[tokio::test]
 async fn a_watcher_is_told_when_each_message_is_acknowledged_and_when_one_dies() {
     let (_fed, core, school) = core_and_school();
-    let config = std::fs::read_to_string(school.config_path()).unwrap();
-    std::fs::write(
-        school.config_path(),
-        config.replace(
-            "connect_timeout = \"2s\"",
-            "connect_timeout = \"2s\"\nmax_age = \"1s\"",
-        ),
-    )
-    .unwrap();
+    expire_after_one_second(&school);
     let school_node = start(&school).await;
     let mut watch = agency(&school)
         .await
@@ -292,4 +276,17 @@ async fn next(watch: &mut tonic::Streaming<pb::OutboxEntry>) -> pb::OutboxEntry 
         .expect("an event within 10 s")
         .expect("the watch is healthy")
         .expect("the watch is open")
+}
+
+/// Makes undelivered messages at `team`'s node dead letters after one second.
+fn expire_after_one_second(team: &TeamSpec) {
+    let config = std::fs::read_to_string(team.config_path()).unwrap();
+    std::fs::write(
+        team.config_path(),
+        config.replace(
+            "connect_timeout = \"2s\"",
+            "connect_timeout = \"2s\"\nmax_age = \"1s\"",
+        ),
+    )
+    .unwrap();
 }

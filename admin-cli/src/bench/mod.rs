@@ -276,19 +276,14 @@ async fn run_in(root: &Path, node_bin: PathBuf, args: &BenchArgs) -> anyhow::Res
     }
 
     if wanted(Phase::Delivery) {
-        let progress = phase_bar("end-to-end, maximum rate", sizes.referrals);
-        let outcome = delivery::run(
+        let outcome = max_rate(
             &sender,
             &receiver,
             &draft,
-            sizes.referrals,
-            Offered::MaxRate {
-                concurrency: sizes.concurrency,
-            },
-            &progress,
+            &sizes,
+            "end-to-end, maximum rate",
         )
         .await?;
-        progress.finish_and_clear();
         let memory = report.memory.get_or_insert_with(Memory::default);
         memory.loaded_sender = outcome.peak_rss_sender;
         memory.loaded_receiver = outcome.peak_rss_receiver;
@@ -373,19 +368,14 @@ async fn run_in(root: &Path, node_bin: PathBuf, args: &BenchArgs) -> anyhow::Res
         receiver.import(&large).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss_after = receiver.rss()?;
-        let progress = phase_bar("end-to-end, large registry", sizes.referrals);
-        let outcome = delivery::run(
+        let outcome = max_rate(
             &sender,
             &receiver,
             &draft,
-            sizes.referrals,
-            Offered::MaxRate {
-                concurrency: sizes.concurrency,
-            },
-            &progress,
+            &sizes,
+            "end-to-end, large registry",
         )
         .await?;
-        progress.finish_and_clear();
         let before = report.max_rate.as_ref().map_or(0.0, |r| r.per_second);
         let per_message = |rate: f64| if rate > 0.0 { 1e6 / rate } else { 0.0 };
         report.registry = Some(Registry {
@@ -407,6 +397,30 @@ async fn run_in(root: &Path, node_bin: PathBuf, args: &BenchArgs) -> anyhow::Res
     receiver.stop().await?;
     report.judge();
     Ok(report)
+}
+
+/// The maximum-rate delivery run, under a progress bar labelled `phase`.
+async fn max_rate(
+    sender: &federation::NodeProcess,
+    receiver: &federation::NodeProcess,
+    draft: &pb::NewReferral,
+    sizes: &Sizes,
+    phase: &str,
+) -> anyhow::Result<delivery::DeliveryOutcome> {
+    let progress = phase_bar(phase, sizes.referrals);
+    let outcome = delivery::run(
+        sender,
+        receiver,
+        draft,
+        sizes.referrals,
+        Offered::MaxRate {
+            concurrency: sizes.concurrency,
+        },
+        &progress,
+    )
+    .await?;
+    progress.finish_and_clear();
+    Ok(outcome)
 }
 
 /// A progress bar on standard error for one phase; invisible when that is not a terminal.
