@@ -211,10 +211,25 @@ impl TestFederation {
     }
 }
 
-/// A port nobody is listening on right now.
+/// A loopback port nobody is listening on right now, from below the kernel's ephemeral range
+/// (32768 and up on Linux). A node binds it only later; a port from the ephemeral range could be
+/// taken in between by any test's outgoing connection, and was, once in CI.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test binaries started one after another still start at different places.
+    let start = (std::process::id() % 60) * 200;
+    for _ in 0..SPAN {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        // At most LOW + SPAN - 1 = 31999, so it fits.
+        let port = (LOW + (start + offset) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 31999")
 }
 
 /// Starts a node from its config file.
