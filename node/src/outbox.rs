@@ -413,59 +413,74 @@ impl PeerWorker {
                 }
             }
         }
+        let mut retries = Vec::new();
         for (message, failure) in failed {
-            self.fail(message, failure).await;
+            match failure {
+                Failure::Transient(reason) => {
+                    let next = self.retry_later(message, &reason);
+                    retries.push((message.seq, reason, next));
+                }
+                Failure::Permanent(reason) => self.give_up(message, &reason).await,
+            }
+        }
+        if !retries.is_empty() {
+            let retries: Vec<(i64, &str, OffsetDateTime)> = retries
+                .iter()
+                .map(|(seq, reason, next)| (*seq, reason.as_str(), *next))
+                .collect();
+            if let Err(e) = self.store.mark_all_retry(&retries).await {
+                // The messages stay pending and due, so they are simply tried again.
+                tracing::error!(peer = %self.peer, error = %e, "recording failed attempts failed");
+                self.pause(self.settings.initial_backoff).await;
+            }
         }
     }
 
-    /// Records one failed attempt: a retry later, or a dead letter.
-    async fn fail(&mut self, message: &DueMessage, failure: Failure) {
-        let recorded = match failure {
-            Failure::Transient(reason) => {
-                self.trust.record_contact(&self.peer, Err(&reason));
-                // The next attempt dials afresh: a connection made before a certificate or CA
-                // rotation may be refused for good, while a new handshake would succeed.
-                self.client = None;
-                if reason.contains("certificate") {
-                    self.trust.request_refresh();
-                }
-                let delay = backoff(
-                    message.attempts.saturating_add(1),
-                    self.settings.initial_backoff,
-                    self.settings.max_backoff,
-                );
-                tracing::warn!(
-                    peer = %self.peer,
-                    message_id = %message.message_id,
-                    attempts = message.attempts + 1,
-                    retry_in_ms = delay.as_millis() as u64,
-                    reason = %reason,
-                    "delivery failed; will retry"
-                );
-                let next = OffsetDateTime::now_utc() + delay;
-                self.store.mark_retry(message.seq, &reason, next).await
+    /// Notes an attempt that may succeed later, and returns when to try again.
+    fn retry_later(&mut self, message: &DueMessage, reason: &str) -> OffsetDateTime {
+        self.trust.record_contact(&self.peer, Err(reason));
+        // The next attempt dials afresh: a connection made before a certificate or CA
+        // rotation may be refused for good, while a new handshake would succeed.
+        self.client = None;
+        if reason.contains("certificate") {
+            self.trust.request_refresh();
+        }
+        let delay = backoff(
+            message.attempts.saturating_add(1),
+            self.settings.initial_backoff,
+            self.settings.max_backoff,
+        );
+        tracing::warn!(
+            peer = %self.peer,
+            message_id = %message.message_id,
+            attempts = message.attempts + 1,
+            retry_in_ms = delay.as_millis() as u64,
+            reason = %reason,
+            "delivery failed; will retry"
+        );
+        OffsetDateTime::now_utc() + delay
+    }
+
+    /// Makes a message the peer refused for good a dead letter.
+    async fn give_up(&self, message: &DueMessage, reason: &str) {
+        self.trust.record_contact(&self.peer, Err(reason));
+        tracing::error!(
+            peer = %self.peer,
+            message_id = %message.message_id,
+            reason = %reason,
+            "peer refused the message; it is a dead letter until an admin retries it"
+        );
+        crate::metrics::get().dead_letters.inc();
+        match self.store.mark_dead(message.seq, reason, true).await {
+            Ok(()) => {
+                let attempts = message.attempts.saturating_add(1);
+                self.announce(message, DeliveryState::Dead, attempts, Some(reason));
             }
-            Failure::Permanent(reason) => {
-                self.trust.record_contact(&self.peer, Err(&reason));
-                tracing::error!(
-                    peer = %self.peer,
-                    message_id = %message.message_id,
-                    reason = %reason,
-                    "peer refused the message; it is a dead letter until an admin retries it"
-                );
-                crate::metrics::get().dead_letters.inc();
-                let recorded = self.store.mark_dead(message.seq, &reason, true).await;
-                if recorded.is_ok() {
-                    let attempts = message.attempts.saturating_add(1);
-                    self.announce(message, DeliveryState::Dead, attempts, Some(&reason));
-                }
-                recorded
+            Err(e) => {
+                // The message stays pending, so it is sent again and the receiver deduplicates.
+                tracing::error!(peer = %self.peer, error = %e, "recording a delivery result failed");
+                self.pause(self.settings.initial_backoff).await;
             }
-        };
-        if let Err(e) = recorded {
-            // The message stays pending, so it is sent again and the receiver deduplicates.
-            tracing::error!(peer = %self.peer, error = %e, "recording a delivery result failed");
-            self.pause(self.settings.initial_backoff).await;
         }
     }
 

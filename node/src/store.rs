@@ -831,23 +831,25 @@ impl Store {
         Ok(())
     }
 
-    /// Records a failed attempt and when to try again.
-    pub async fn mark_retry(
+    /// Records failed attempts and when to try each again, in one transaction: a window that
+    /// failed together (its peer down, say) costs one commit. Each entry is an outbox `seq`,
+    /// why the attempt failed, and when the next is due.
+    pub async fn mark_all_retry(
         &self,
-        seq: i64,
-        error: &str,
-        next_attempt_at: OffsetDateTime,
+        retries: &[(i64, &str, OffsetDateTime)],
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?
-             WHERE seq = ? AND state = 'pending'",
-        )
-        .bind(error)
-        .bind(ms(next_attempt_at))
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
+        for (seq, error, next_attempt_at) in retries {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?
+                 WHERE seq = ? AND state = 'pending'",
+            )
+            .bind(error)
+            .bind(ms(*next_attempt_at))
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
