@@ -36,6 +36,7 @@ use crate::retraction::{
 use crate::vault;
 
 mod audit_log;
+pub mod observe;
 mod writer;
 
 use crate::audit::{self, AuditRecord};
