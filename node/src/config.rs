@@ -75,6 +75,8 @@ pub struct Config {
     pub audit: AuditSettings,
     /// Where `/metrics` is served; off when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// The plaintext gRPC health listener for probes, and the store check behind readiness.
+    pub health: HealthSettings,
     /// The agency's policy files, added to the default pack.
     pub policy_files: Vec<PathBuf>,
     /// The teams this node exchanges messages with.
@@ -147,6 +149,25 @@ impl Default for AuditSettings {
         Self {
             checkpoint_interval: Duration::from_secs(300),
             retention: Duration::from_secs(6 * 365 * 24 * 3600),
+        }
+    }
+}
+
+/// Health for probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// Where a plaintext listener serves only `grpc.health.v1.Health`, for probes that cannot
+    /// do mutual TLS (Kubernetes `grpc:` probes); off when `None`.
+    pub listen: Option<SocketAddr>,
+    /// How often the store is checked; readiness is off while the check fails.
+    pub check_interval: Duration,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            check_interval: Duration::from_secs(5),
         }
     }
 }
@@ -238,6 +259,16 @@ impl Config {
                     .map_err(|_| "expected host:port, such as 127.0.0.1:9464")
             })
         });
+        let health_listen = raw.health.listen.as_deref().and_then(|v| {
+            p.parse("health.listen", v, |s| {
+                s.parse::<SocketAddr>()
+                    .map_err(|_| "expected host:port, such as 0.0.0.0:9465")
+            })
+        });
+        let health_check = match &raw.health.check_interval {
+            Some(v) => p.parse("health.check_interval", v, parse_duration),
+            None => Some(HealthSettings::default().check_interval),
+        };
         let audit_defaults = AuditSettings::default();
         let checkpoint_interval = match &raw.audit.checkpoint_interval {
             Some(v) => p.parse("audit.checkpoint_interval", v, parse_duration),
@@ -418,6 +449,11 @@ impl Config {
                 retention: audit_retention,
             },
             metrics_listen,
+            health: HealthSettings {
+                listen: health_listen,
+                // A value that did not parse was reported above, and returned before here.
+                check_interval: health_check.unwrap_or(HealthSettings::default().check_interval),
+            },
             peers,
         })
     }
@@ -597,6 +633,8 @@ struct RawConfig {
     #[serde(default)]
     metrics: RawMetrics,
     #[serde(default)]
+    health: RawHealth,
+    #[serde(default)]
     peers: Vec<RawPeer>,
 }
 
@@ -681,6 +719,13 @@ struct RawDelivery {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    listen: Option<String>,
+    check_interval: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -784,6 +829,27 @@ mod tests {
         ] {
             Config::from_toml(text, Path::new("/etc/tatmx")).unwrap();
         }
+    }
+
+    #[test]
+    fn the_health_listener_is_off_unless_set_and_a_bad_address_is_named() {
+        let config = Config::from_toml(VALID, Path::new(".")).unwrap();
+        assert_eq!(config.health, HealthSettings::default());
+        assert_eq!(config.metrics_listen, None);
+        let text =
+            format!("{VALID}\n[health]\nlisten = \"0.0.0.0:9465\"\ncheck_interval = \"2s\"\n");
+        let config = Config::from_toml(&text, Path::new(".")).unwrap();
+        assert_eq!(config.health.listen, Some("0.0.0.0:9465".parse().unwrap()));
+        assert_eq!(config.health.check_interval, Duration::from_secs(2));
+        let text = format!("{VALID}\n[health]\nlisten = \"everywhere\"\n");
+        let Err(ParseFailure::Invalid(problems)) = Config::from_toml(&text, Path::new(".")) else {
+            panic!("expected an invalid address");
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("health.listen: expected host:port"),
+            "{problems:?}"
+        );
     }
 
     #[test]

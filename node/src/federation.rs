@@ -95,12 +95,12 @@ impl FederationService {
             .authorize(certificate.map(Arc::as_ref))
             .map_err(|e| {
                 tracing::warn!(method, serial = certificate.map(|c| c.serial_hex()), error = %e, "federation call refused");
-                match e {
+                crate::metrics::Refusal::of_trust(&e).attach(match e {
                     TrustError::NoCertificate | TrustError::NoIdentity => {
                         Status::unauthenticated(e.to_string())
                     }
                     _ => Status::permission_denied(e.to_string()),
-                }
+                })
             })?;
         let certificate = certificate
             .cloned()
@@ -235,6 +235,10 @@ impl FederationService {
                 .get_or_create(&vec![
                     ("method", method.to_owned()),
                     ("code", format!("{:?}", status.code())),
+                    (
+                        "reason",
+                        crate::metrics::Refusal::of(status).as_str().to_owned(),
+                    ),
                 ])
                 .inc();
             let record = audit::inbound_rejected(
@@ -313,7 +317,8 @@ impl FederationService {
                 rules = ?refusal.rules,
                 "inbound referral refused by this node's hold policy"
             );
-            return Err(Status::failed_precondition(refusal.to_string()));
+            return Err(crate::metrics::Refusal::PolicyDenied
+                .attach(Status::failed_precondition(refusal.to_string())));
         }
         let ack = StatusUpdate {
             id: Uuid::now_v7(),
@@ -545,13 +550,15 @@ fn check_clock<T>(request: &Request<T>) -> Result<(), Status> {
     let skew = time::Duration::milliseconds(skew_ms);
     if skew.abs() > MAX_CLOCK_SKEW {
         let seconds = skew.whole_seconds();
-        return Err(Status::failed_precondition(format!(
-            "clock skew: your node's clock is {} s {} this node's, more than the {} s allowed; \
+        return Err(
+            crate::metrics::Refusal::ClockSkew.attach(Status::failed_precondition(format!(
+                "clock skew: your node's clock is {} s {} this node's, more than the {} s allowed; \
              fix the time (NTP) on one of them",
-            seconds.abs(),
-            if seconds > 0 { "behind" } else { "ahead of" },
-            MAX_CLOCK_SKEW.whole_seconds()
-        )));
+                seconds.abs(),
+                if seconds > 0 { "behind" } else { "ahead of" },
+                MAX_CLOCK_SKEW.whole_seconds()
+            ))),
+        );
     }
     Ok(())
 }

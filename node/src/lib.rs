@@ -34,7 +34,8 @@
 //! - [`agency`]: the staff-facing gRPC service.
 //! - [`admin`]: the admin-facing gRPC service (trust management).
 //! - [`refresh`]: fetching newer federation directories from peers.
-//! - [`metrics`]: Prometheus counters, served on a local endpoint when configured.
+//! - [`metrics`]: Prometheus counters and gauges, served on a local endpoint when configured.
+//! - [`health`]: gRPC health for probes, and the store check behind readiness.
 //! - [`node`]: wiring everything together, and shutting it down.
 //! - [`client`]: connecting to a node's own APIs.
 #![forbid(unsafe_code)]
@@ -49,6 +50,7 @@ pub mod consent;
 pub mod convert;
 pub mod federation;
 pub mod filter;
+pub mod health;
 pub mod lifecycle;
 pub mod metrics;
 pub mod node;

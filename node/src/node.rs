@@ -2,8 +2,9 @@
 //!
 //! Start-up loads the certificates, opens the store and builds the trust state before anything
 //! listens, so a node that cannot serve correctly does not serve at all. Then the delivery
-//! workers, the directory refresher, the Federation listener (TCP, mutual TLS), and the Agency
-//! and Admin listeners (Unix sockets, 0600) start, all sharing one shutdown signal.
+//! workers, the directory refresher, the store check, the Federation listener (TCP, mutual
+//! TLS), the Agency and Admin listeners (Unix sockets, 0600), and the optional metrics and
+//! health listeners start, all sharing one shutdown signal.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -238,15 +239,34 @@ pub async fn start_with_listener(
         config.retention.clone(),
         shutdown.clone(),
     )));
+    let store_up = crate::health::StoreUp::default();
     if let Some(addr) = config.metrics_listen {
         let listener = crate::metrics::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        if !addr.ip().is_loopback() {
+            // The page names peer teams and federations, and has no authentication.
+            tracing::warn!(%addr, "metrics are served beyond this host; firewall the port");
+        }
         tasks.push(tokio::spawn(crate::metrics::serve(
             listener,
+            crate::metrics::Sources {
+                store: store.clone(),
+                trust: trust.clone(),
+                store_up: store_up.clone(),
+            },
             shutdown.clone(),
         )));
     }
+    // Bound now so that a taken port stops start-up; it serves once the statuses are set.
+    let health_tcp = match config.health.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
     tasks.push(tokio::spawn(crate::audit::run(
         store.clone(),
         trust.clone(),
@@ -275,6 +295,29 @@ pub async fn start_with_listener(
         .await;
     health.set_serving::<AgencyServer<AgencyService>>().await;
     health.set_serving::<AdminServer<AdminService>>().await;
+    crate::health::start_serving(&health).await;
+    tasks.push(tokio::spawn(crate::health::watch_store(
+        store.clone(),
+        health.clone(),
+        store_up,
+        config.health.check_interval,
+        shutdown.clone(),
+    )));
+    if let Some(tcp) = health_tcp {
+        // Plaintext and health only: Kubernetes `grpc:` probes cannot do mutual TLS, and
+        // this listener answers nothing but whether the node is alive and ready.
+        let health_server = Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(tcp),
+                shutdown.clone().cancelled_owned(),
+            );
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = health_server.await {
+                tracing::error!(error = %e, "health server failed");
+            }
+        }));
+    }
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tatmx_proto::v1::FILE_DESCRIPTOR_SET)

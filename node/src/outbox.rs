@@ -401,6 +401,11 @@ impl PeerWorker {
                             "delivered"
                         );
                         crate::metrics::get().delivered.inc();
+                        crate::metrics::get().observe_delivery(
+                            &message.peer,
+                            message.kind.as_str(),
+                            message.created_at,
+                        );
                         let attempts = message.attempts.saturating_add(1);
                         self.announce(message, DeliveryState::Delivered, attempts, None);
                     }
