@@ -77,6 +77,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The plaintext gRPC health listener for probes, and the store check behind readiness.
     pub health: HealthSettings,
+    /// Where the store is: SQLite in the data directory, or PostgreSQL.
+    pub store: StoreLocation,
     /// The agency's policy files, added to the default pack.
     pub policy_files: Vec<PathBuf>,
     /// The teams this node exchanges messages with.
@@ -187,6 +189,14 @@ pub struct DeliverySettings {
     pub max_age: Duration,
 }
 
+impl DeliverySettings {
+    /// How long a replica's claim on the messages it is sending lasts: long enough to connect,
+    /// send and record the outcome, after which another replica may take them over.
+    pub fn claim_lease(&self) -> Duration {
+        self.connect_timeout + self.request_timeout + Duration::from_secs(5)
+    }
+}
+
 impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
@@ -269,6 +279,7 @@ impl Config {
             Some(v) => p.parse("health.check_interval", v, parse_duration),
             None => Some(HealthSettings::default().check_interval),
         };
+        let store_url = p.store_url(&raw.store);
         let audit_defaults = AuditSettings::default();
         let checkpoint_interval = match &raw.audit.checkpoint_interval {
             Some(v) => p.parse("audit.checkpoint_interval", v, parse_duration),
@@ -401,6 +412,10 @@ impl Config {
             )]));
         }
         let data_dir = base.join(&raw.node.data_dir);
+        let store = match store_url {
+            Some(url) => StoreLocation::Postgres(DatabaseUrl(url)),
+            None => StoreLocation::Sqlite(data_dir.join("tatmx.db")),
+        };
         let socket = data_dir.join(
             raw.agency_api
                 .socket
@@ -454,13 +469,59 @@ impl Config {
                 // A value that did not parse was reported above, and returned before here.
                 check_interval: health_check.unwrap_or(HealthSettings::default().check_interval),
             },
+            store,
             peers,
         })
     }
 
-    /// The SQLite database file.
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("tatmx.db")
+    /// The SQLite database file, when the store is SQLite.
+    pub fn database_path(&self) -> Option<&Path> {
+        match &self.store {
+            StoreLocation::Sqlite(path) => Some(path),
+            StoreLocation::Postgres(_) => None,
+        }
+    }
+}
+
+/// Where the node's store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file in the data directory: the default, for a single process.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, which several replicas of one team's node may share.
+    Postgres(DatabaseUrl),
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => write!(f, "{url:?}"),
+        }
+    }
+}
+
+/// A `postgres://` URL. It may carry a password, so it is never printed: `Debug` shows the
+/// host and database only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The whole URL, credentials included, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Everything after the last '@' is host, port, database and options; before it may
+        // be a password.
+        let rest = self.0.rsplit_once('@').map_or_else(
+            || self.0.split_once("://").map_or("", |(_, rest)| rest),
+            |(_, rest)| rest,
+        );
+        write!(f, "postgres://…@{rest}")
     }
 }
 
@@ -537,6 +598,39 @@ impl Problems {
 }
 
 impl Problems {
+    /// The PostgreSQL URL, from `store.url` or the environment variable `store.url_env` names
+    /// (so a secret need not sit in the config file); `None` means SQLite.
+    fn store_url(&mut self, raw: &RawStore) -> Option<String> {
+        let (key, url) = match (&raw.url, &raw.url_env) {
+            (None, None) => return None,
+            (Some(_), Some(_)) => {
+                self.push("store", "set url or url_env, not both");
+                return None;
+            }
+            (Some(url), None) => ("store.url", url.clone()),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(url) => ("store.url_env", url),
+                Err(_) => {
+                    self.push(
+                        "store.url_env",
+                        format!("the environment variable {var} is not set (or not UTF-8)"),
+                    );
+                    return None;
+                }
+            },
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(url)
+        } else {
+            // Never echo the value: it may hold a password.
+            self.push(
+                key,
+                "must be a postgres:// URL (leave [store] out to use SQLite in node.data_dir)",
+            );
+            None
+        }
+    }
+
     fn retention(&mut self, raw: &RawRetention) -> Option<RetentionSettings> {
         let defaults = RetentionSettings::default();
         let mut pick = |key: &str, value: &Option<String>, default: Duration| match value {
@@ -635,6 +729,8 @@ struct RawConfig {
     #[serde(default)]
     health: RawHealth,
     #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
     peers: Vec<RawPeer>,
 }
 
@@ -713,6 +809,13 @@ struct RawDelivery {
     request_timeout: Option<String>,
     connect_timeout: Option<String>,
     max_age: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+    url_env: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -37,10 +37,10 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// The store could not be opened.
-    #[error("{path}: {source}")]
+    #[error("{location}: {source}")]
     Store {
-        /// The database file.
-        path: PathBuf,
+        /// The database file or (without credentials) URL.
+        location: String,
         /// What went wrong.
         source: crate::store::StoreError,
     },
@@ -197,10 +197,12 @@ pub async fn start_with_listener(
     let case_key = Arc::new(
         crate::filter::CaseKey::load_or_create(&case_key_path).map_err(io(&case_key_path))?,
     );
-    let db = config.database_path();
-    let store = Store::open(&db)
+    let store = Store::open_at(&config.store)
         .await
-        .map_err(|source| StartError::Store { path: db, source })?;
+        .map_err(|source| StartError::Store {
+            location: config.store.to_string(),
+            source,
+        })?;
     let trust = Trust::load(
         TrustConfig {
             local: config.local.clone(),

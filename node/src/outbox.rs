@@ -14,6 +14,13 @@
 //! past the maximum age, becomes a dead letter and the queue moves on, so one bad message cannot
 //! block a peer forever; an admin sees it with `tatmx outbox --dead` and can retry it.
 //!
+//! Replicas of one node that share a PostgreSQL store each run these workers. A worker claims
+//! the messages it is about to send with a lease ([`Store::claim`]); a message another replica
+//! holds blocks its referral's later messages here too, so order holds across replicas, and a
+//! replica that dies mid-delivery leaves its claim to run out, after which another sends the
+//! message. Each replica also looks for unclaimed messages every few seconds, since the one that
+//! queued a message may not be the one to send it.
+//!
 //! Each attempt is signed with this node's key, and counts as delivered only with the peer's
 //! receipt signed over the message's digest by a certificate of that peer; both are stored, so
 //! either side can later prove what was sent and received.
@@ -56,7 +63,13 @@ pub struct Outbox {
     settled: broadcast::Sender<OutboxEntry>,
     /// Cancelled when the node stops, so that watchers end rather than hold the node open.
     stopping: CancellationToken,
+    /// This process's name on its outbox claims: unique per start, so a replica restarted
+    /// after a crash does not mistake its old claims for live ones.
+    replica: Arc<str>,
 }
+
+/// How often a replica on a shared store looks for messages nobody holds.
+const UNCLAIMED_POLL: Duration = Duration::from_secs(2);
 
 impl Outbox {
     /// Starts the supervisor, which keeps one delivery worker per peer as peers come and go.
@@ -72,6 +85,7 @@ impl Outbox {
             wake: Arc::default(),
             settled: broadcast::channel(WATCH_BACKLOG).0,
             stopping: shutdown.clone(),
+            replica: uuid::Uuid::now_v7().to_string().into(),
         };
         let supervisor = tokio::spawn(
             outbox
@@ -108,6 +122,11 @@ impl Outbox {
     ) {
         let mut changes = trust.subscribe();
         let mut workers = Vec::new();
+        if store.backend() == crate::store::Backend::Postgres {
+            workers.push(tokio::spawn(
+                self.clone().poll_unclaimed(store.clone(), shutdown.clone()),
+            ));
+        }
         loop {
             // Workers are never stopped when a peer goes: they idle until it comes back, and
             // its undelivered messages stay visible in the outbox meanwhile.
@@ -134,6 +153,7 @@ impl Outbox {
                     wake: notify,
                     settled: self.settled.clone(),
                     shutdown: shutdown.clone(),
+                    replica: self.replica.clone(),
                 };
                 workers.push(tokio::spawn(worker.run()));
             }
@@ -144,6 +164,30 @@ impl Outbox {
         }
         for worker in workers {
             let _ = worker.await;
+        }
+    }
+}
+
+impl Outbox {
+    /// Wakes the workers of peers with messages that no replica holds: queued by another
+    /// replica, or left by one that died. Runs only on a shared (PostgreSQL) store.
+    async fn poll_unclaimed(self, store: Store, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(UNCLAIMED_POLL) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match store.peers_with_unclaimed().await {
+                Ok(peers) => {
+                    let Ok(wake) = self.wake.lock() else { return };
+                    for (peer, notify) in wake.iter() {
+                        if peers.contains(&peer.uri()) {
+                            notify.notify_one();
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "looking for unclaimed messages failed"),
+            }
         }
     }
 }
@@ -186,6 +230,8 @@ struct PeerWorker {
     settled: broadcast::Sender<OutboxEntry>,
     /// Signalled when the node stops.
     shutdown: CancellationToken,
+    /// This replica's name on its claims.
+    replica: Arc<str>,
 }
 
 /// What one pass over a peer's queue found.
@@ -283,6 +329,14 @@ impl PeerWorker {
             if !heads.insert(message.referral_id) {
                 continue;
             }
+            if message.leased_elsewhere(&self.replica, now) {
+                // Another replica is sending it; look again when its claim would run out.
+                if let Some((_, until)) = &message.lease {
+                    let wait = Duration::try_from(*until - now).unwrap_or_default();
+                    window.next_due = Some(window.next_due.map_or(wait, |w: Duration| w.min(wait)));
+                }
+                continue;
+            }
             if now - message.age_from > max_age {
                 window.expired.push(message);
             } else if message.next_attempt_at > now {
@@ -357,6 +411,10 @@ impl PeerWorker {
     async fn attempt(&mut self, due: Vec<DueMessage>) {
         let Some((_, client)) = self.client.clone() else {
             return;
+        };
+        let due = match self.claim(due).await {
+            Some(due) if !due.is_empty() => due,
+            _ => return,
         };
         // One checkpoint for the whole window: it changes every few minutes, not per message.
         let checkpoint = self
@@ -437,6 +495,37 @@ impl PeerWorker {
                 // The messages stay pending and due, so they are simply tried again.
                 tracing::error!(peer = %self.peer, error = %e, "recording failed attempts failed");
                 self.pause(self.settings.initial_backoff).await;
+            }
+        }
+    }
+
+    /// Keeps those of `due` that this replica could claim; the rest are another replica's to
+    /// send. `None` if the store could not be asked (after a pause, so the loop does not spin).
+    async fn claim(&self, due: Vec<DueMessage>) -> Option<Vec<DueMessage>> {
+        let seqs: Vec<i64> = due.iter().map(|m| m.seq).collect();
+        let until = OffsetDateTime::now_utc()
+            + time::Duration::try_from(self.settings.claim_lease()).unwrap_or(time::Duration::MAX);
+        match self.store.claim(&seqs, &self.replica, until).await {
+            Ok(claimed) => {
+                let claimed: std::collections::HashSet<i64> = claimed.into_iter().collect();
+                if claimed.len() < due.len() {
+                    tracing::debug!(
+                        peer = %self.peer,
+                        claimed = claimed.len(),
+                        held_elsewhere = due.len() - claimed.len(),
+                        "another replica holds part of the window"
+                    );
+                }
+                Some(
+                    due.into_iter()
+                        .filter(|m| claimed.contains(&m.seq))
+                        .collect(),
+                )
+            }
+            Err(e) => {
+                tracing::error!(peer = %self.peer, error = %e, "claiming messages failed");
+                self.pause(self.settings.initial_backoff).await;
+                None
             }
         }
     }

@@ -10,19 +10,19 @@
 //! checkpointed after every purge, so purged bytes do not linger in free pages or old frames.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use prost::Message;
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
 use tatmx_certs::TeamIdentity;
 use tatmx_proto::v1 as pb;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::category::DataCategory;
+pub use crate::config::StoreLocation;
 use crate::consent::Consent;
 use crate::convert;
 use crate::filter::{FieldDecision, Outcome};
@@ -73,22 +73,45 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the database was busy or locked, which a caller may retry.
+    /// Whether the database was busy or locked, which a caller may retry: SQLite's
+    /// `SQLITE_BUSY`, or on PostgreSQL a lock wait that ran out (55P03), a serialization
+    /// failure (40001) or a deadlock (40P01); also a pool with no connection to give, as when
+    /// the PostgreSQL server cannot be reached.
     pub fn is_busy(&self) -> bool {
-        self.database_says(|message| message.contains("locked") || message.contains("busy"))
+        matches!(self, Self::Database(sqlx::Error::PoolTimedOut))
+            || self.database_says(|message| {
+                message.contains("locked")
+                    || message.contains("busy")
+                    || message.contains("lock timeout")
+            })
+            || self.postgres_code_is(&["55P03", "40001", "40P01"])
     }
 
-    /// Whether the disk (or the database's size limit) is full: SQLite's `SQLITE_FULL`. Nothing
-    /// of the write was kept; it can succeed once space is freed.
+    /// Whether the disk (or the database's size limit) is full: SQLite's `SQLITE_FULL`, or
+    /// PostgreSQL's `disk_full` (53100). Nothing of the write was kept; it can succeed once
+    /// space is freed.
     pub fn is_full(&self) -> bool {
         self.database_says(|message| message.contains("database or disk is full"))
+            || self.postgres_code_is(&["53100"])
     }
 
-    /// Whether SQLite's message for this error, directly or through a group commit, matches.
+    /// Whether the database's message for this error, directly or through a group commit,
+    /// matches.
     fn database_says(&self, matches: impl Fn(&str) -> bool) -> bool {
         match self {
             Self::Database(sqlx::Error::Database(e)) => matches(e.message()),
             Self::GroupCommit(why) => matches(why),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a PostgreSQL error with one of these SQLSTATE codes. (A group commit
+    /// keeps only the message, which [`Self::database_says`] reads.)
+    fn postgres_code_is(&self, codes: &[&str]) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|code| code.len() == 5 && codes.contains(&code.as_ref())),
             _ => false,
         }
     }
@@ -223,6 +246,17 @@ pub struct DueMessage {
     pub next_attempt_at: OffsetDateTime,
     /// When it was queued, or last retried by an admin: its maximum age counts from here.
     pub age_from: OffsetDateTime,
+    /// The replica that claimed it for delivery, and until when ([`Store::claim`]).
+    pub lease: Option<(String, OffsetDateTime)>,
+}
+
+impl DueMessage {
+    /// Whether a replica other than `me` holds it at `now`: it is being delivered there.
+    pub fn leased_elsewhere(&self, me: &str, now: OffsetDateTime) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|(owner, until)| owner != me && *until >= now)
+    }
 }
 
 /// A referral as stored here, decoded.
@@ -313,11 +347,25 @@ struct Sealing {
     key: Vec<u8>,
 }
 
+/// Which database the store runs on. The SQL is one portable body for both (`$1`
+/// placeholders, `ON CONFLICT`, no engine-specific functions); the few places that must differ
+/// ask this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file: one node process.
+    Sqlite,
+    /// PostgreSQL: one or more replicas of a team's node.
+    Postgres,
+}
+
 /// The node's database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// Connections to the SQLite file.
-    pool: SqlitePool,
+    /// Connections to the database, through sqlx's `Any` driver so one body of SQL serves
+    /// both backends.
+    pool: AnyPool,
+    /// Which backend `pool` is.
+    backend: Backend,
     /// Write transactions, batched into group commits.
     writer: writer::Writer,
 }
@@ -345,6 +393,39 @@ fn categories_text(referral: &Referral) -> String {
         .join(",")
 }
 
+/// Connects to the SQLite file at `path`, creating it if needed.
+///
+/// The `Any` driver takes SQLite options only as a URL, so the pragmas are set on each new
+/// connection instead: WAL with `synchronous=FULL` (an acknowledgement promises the message is
+/// on disk), foreign keys, and `secure_delete`, so deleted content (a purged data key) is
+/// overwritten rather than left in free pages.
+async fn open_sqlite(path: &Path) -> Result<AnyPool, StoreError> {
+    sqlx::any::install_default_drivers();
+    // The URL's path is percent-decoded; only these three characters would change its meaning.
+    let file = path
+        .to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    let pool = AnyPoolOptions::new()
+        .max_connections(4)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                connection
+                    .execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                         PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;
+                         PRAGMA busy_timeout = 5000;",
+                    )
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect(&format!("sqlite://{file}?mode=rwc"))
+        .await?;
+    Ok(pool)
+}
+
 /// The canonical bytes of a referral: what is stored, digested, and sent.
 pub fn encode_referral(referral: &Referral) -> Vec<u8> {
     convert::referral_to_proto(referral).encode_to_vec()
@@ -356,26 +437,50 @@ impl Store {
         self.writer.begin(&self.pool).await
     }
 
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to
+    /// date.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            // Deleted content is overwritten, so a purged data key leaves no bytes behind.
-            .pragma("secure_delete", "ON")
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Self::open_at(&StoreLocation::Sqlite(path.to_owned())).await
+    }
+
+    /// Opens the store where the config puts it, and brings its schema up to date. A
+    /// PostgreSQL database must exist already (an admin creates it, see docs/OPERATIONS.md);
+    /// its tables are made here.
+    pub async fn open_at(location: &StoreLocation) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (pool, backend) = match location {
+            StoreLocation::Sqlite(path) => (open_sqlite(path).await?, Backend::Sqlite),
+            StoreLocation::Postgres(url) => (
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            // As SQLite's busy timeout: a write that cannot get its locks in
+                            // 5 s is refused as busy, rather than holding its caller forever.
+                            connection.execute("SET lock_timeout = '5s'").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url.expose())
+                    .await?,
+                Backend::Postgres,
+            ),
+        };
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
         Ok(Self {
             pool,
-            writer: writer::Writer::default(),
+            backend,
+            writer: writer::Writer::new(backend),
         })
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Closes every connection, checkpointing the WAL.
@@ -399,7 +504,7 @@ impl Store {
         let mut tx = self.write().await?;
         if let Some((key, draft_digest)) = submission.idempotency {
             let earlier = sqlx::query(
-                "SELECT referral_id, draft_digest FROM submissions WHERE idempotency_key = ?",
+                "SELECT referral_id, draft_digest FROM submissions WHERE idempotency_key = $1",
             )
             .bind(key)
             .fetch_optional(&mut *tx)
@@ -420,7 +525,7 @@ impl Store {
             }
             sqlx::query(
                 "INSERT INTO submissions (idempotency_key, referral_id, draft_digest, submitted_at)
-                 VALUES (?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4)",
             )
             .bind(key)
             .bind(referral.id.to_string())
@@ -453,7 +558,7 @@ impl Store {
             },
         )
         .await?;
-        sqlx::query("UPDATE referrals SET decisions = ?, subject = ? WHERE id = ?")
+        sqlx::query("UPDATE referrals SET decisions = $1, subject = $2 WHERE id = $3")
             .bind(decisions_json(decisions))
             .bind(subject)
             .bind(referral.id.to_string())
@@ -517,7 +622,7 @@ impl Store {
             key_id: referral.id.to_string(),
             key: vault::new_key()?,
         };
-        sqlx::query("INSERT INTO data_keys (id, key, created_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO data_keys (id, key, created_at) VALUES ($1, $2, $3)")
             .bind(&sealing.key_id)
             .bind(&sealing.key)
             .bind(ms(now))
@@ -584,8 +689,8 @@ impl Store {
             return Ok(Ok(outcome));
         }
         let row = sqlx::query(
-            "SELECT direction, status, consultation_id, subject FROM referrals WHERE id = ?
-               AND ((direction = 'outbound' AND recipient = ?) OR (direction = 'inbound' AND sender = ?))",
+            "SELECT direction, status, consultation_id, subject FROM referrals WHERE id = $1
+               AND ((direction = 'outbound' AND recipient = $2) OR (direction = 'inbound' AND sender = $3))",
         )
         .bind(update.referral_id.to_string())
         .bind(from.uri())
@@ -646,7 +751,7 @@ impl Store {
         let body = convert::status_update_to_proto(update).encode_to_vec();
         let mut tx = self.write().await?;
         let row = sqlx::query(
-            "SELECT direction, status, consultation_id, subject FROM referrals WHERE id = ?",
+            "SELECT direction, status, consultation_id, subject FROM referrals WHERE id = $1",
         )
         .bind(update.referral_id.to_string())
         .fetch_optional(&mut *tx)
@@ -694,7 +799,7 @@ impl Store {
     pub async fn inbox(&self, limit: u32) -> Result<Vec<StoredReferral>, StoreError> {
         let rows = sqlx::query(&format!(
             "{REFERRAL_COLUMNS} WHERE r.direction = 'inbound'
-             ORDER BY r.recorded_at DESC, r.id DESC LIMIT ?"
+             ORDER BY r.recorded_at DESC, r.id DESC LIMIT $1"
         ))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -707,7 +812,7 @@ impl Store {
         &self,
         id: Uuid,
     ) -> Result<Option<(StoredReferral, Vec<StatusEvent>)>, StoreError> {
-        let Some(row) = sqlx::query(&format!("{REFERRAL_COLUMNS} WHERE r.id = ?"))
+        let Some(row) = sqlx::query(&format!("{REFERRAL_COLUMNS} WHERE r.id = $1"))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?
@@ -717,7 +822,7 @@ impl Store {
         let stored = stored_referral(&row)?;
         let events = sqlx::query(
             "SELECT status, at, actor, reason, outcome, forwarded_to FROM status_events
-             WHERE referral_id = ? ORDER BY seq",
+             WHERE referral_id = $1 ORDER BY seq",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -750,7 +855,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT seq, message_id, kind, referral_id, peer, state, attempts, created_at,
                     next_attempt_at, delivered_at, last_error
-             FROM outbox ORDER BY seq DESC LIMIT ?",
+             FROM outbox ORDER BY seq DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -763,7 +868,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT seq, message_id, kind, referral_id, peer, state, attempts, created_at,
                     next_attempt_at, delivered_at, last_error
-             FROM outbox WHERE message_id = ?",
+             FROM outbox WHERE message_id = $1",
         )
         .bind(message_id.to_string())
         .fetch_optional(&self.pool)
@@ -791,16 +896,71 @@ impl Store {
         let rows = sqlx::query(
             "SELECT o.seq, o.message_id, o.kind, o.referral_id, o.peer, o.body, o.attempts,
                     o.created_at, o.next_attempt_at, COALESCE(o.retried_at, o.created_at) AS age_from,
-                    k.key AS sealing_key
+                    o.lease_owner, o.lease_until, k.key AS sealing_key
              FROM outbox o LEFT JOIN data_keys k ON k.id = o.data_key
-             WHERE o.peer = ? AND o.state = 'pending' AND (o.data_key IS NULL OR k.key IS NOT NULL)
-             ORDER BY o.seq LIMIT ?",
+             WHERE o.peer = $1 AND o.state = 'pending' AND (o.data_key IS NULL OR k.key IS NOT NULL)
+             ORDER BY o.seq LIMIT $2",
         )
         .bind(peer.uri())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(due_message).collect()
+    }
+
+    /// Claims those of `candidates` (outbox seqs) that are still pending and not leased to
+    /// another replica, for replica `owner` until `until`, and returns the seqs claimed: only
+    /// those may be sent. A replica that dies holding a claim frees it when `until` passes.
+    ///
+    /// On PostgreSQL this is one statement of its own, outside the group commit and its
+    /// advisory lock, and it locks the rows `FOR UPDATE SKIP LOCKED`: two replicas claiming at
+    /// once split the rows between them and neither waits. A SQLite store serves one process,
+    /// so everything it is asked for is its own already.
+    pub async fn claim(
+        &self,
+        candidates: &[i64],
+        owner: &str,
+        until: OffsetDateTime,
+    ) -> Result<Vec<i64>, StoreError> {
+        if self.backend == Backend::Sqlite || candidates.is_empty() {
+            return Ok(candidates.to_vec());
+        }
+        let now = ms(OffsetDateTime::now_utc());
+        // The Any driver binds no arrays, so the candidates are numbered placeholders.
+        let list = (0..candidates.len())
+            .map(|i| format!("${}", i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE outbox SET lease_owner = $1, lease_until = $2
+             WHERE seq IN (SELECT seq FROM outbox
+                           WHERE seq IN ({list}) AND state = 'pending'
+                             AND (lease_until IS NULL OR lease_until < $3 OR lease_owner = $1)
+                           FOR UPDATE SKIP LOCKED)
+             RETURNING seq"
+        );
+        let mut query = sqlx::query_scalar::<_, i64>(&sql)
+            .bind(owner)
+            .bind(ms(until))
+            .bind(now);
+        for seq in candidates {
+            query = query.bind(*seq);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    /// The peers with messages due now that no replica holds: what a replica looks for when
+    /// it did not queue the messages itself, or their claimant died.
+    pub async fn peers_with_unclaimed(&self) -> Result<Vec<String>, StoreError> {
+        let now = ms(OffsetDateTime::now_utc());
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT peer FROM outbox
+             WHERE state = 'pending' AND next_attempt_at <= $1
+               AND (lease_until IS NULL OR lease_until < $1)",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Records the peer's acknowledgement, with the signed receipt that proves it.
@@ -818,9 +978,9 @@ impl Store {
         let now = ms(OffsetDateTime::now_utc());
         for (seq, proof) in delivered {
             sqlx::query(
-                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?,
-                        last_error = NULL
-                 WHERE seq = ? AND state = 'pending'",
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = $1,
+                        last_error = NULL, lease_owner = NULL, lease_until = NULL
+                 WHERE seq = $2 AND state = 'pending'",
             )
             .bind(now)
             .bind(seq)
@@ -842,8 +1002,9 @@ impl Store {
         let mut tx = self.write().await?;
         for (seq, error, next_attempt_at) in retries {
             sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?
-                 WHERE seq = ? AND state = 'pending'",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2,
+                        lease_owner = NULL, lease_until = NULL
+                 WHERE seq = $3 AND state = 'pending'",
             )
             .bind(error)
             .bind(ms(*next_attempt_at))
@@ -865,8 +1026,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "UPDATE outbox SET state = 'dead', attempts = attempts + ?, last_error = ?
-             WHERE seq = ? AND state = 'pending'",
+            "UPDATE outbox SET state = 'dead', attempts = attempts + $1, last_error = $2,
+                    lease_owner = NULL, lease_until = NULL
+             WHERE seq = $3 AND state = 'pending'",
         )
         .bind(i64::from(attempted))
         .bind(error)
@@ -882,8 +1044,8 @@ impl Store {
     pub async fn retry_dead(&self, message_id: Uuid) -> Result<Option<String>, StoreError> {
         let now = ms(OffsetDateTime::now_utc());
         let peer: Option<String> = sqlx::query_scalar(
-            "UPDATE outbox SET state = 'pending', next_attempt_at = ?, retried_at = ?
-             WHERE message_id = ? AND state = 'dead' RETURNING peer",
+            "UPDATE outbox SET state = 'pending', next_attempt_at = $1, retried_at = $2
+             WHERE message_id = $3 AND state = 'dead' RETURNING peer",
         )
         .bind(now)
         .bind(now)
@@ -902,7 +1064,7 @@ impl Store {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT consultation_id FROM referrals
              WHERE direction = 'outbound' AND consultation_id IS NOT NULL
-               AND (? IS NULL OR consultation_id = ?)
+               AND ($1 IS NULL OR consultation_id = $2)
              GROUP BY consultation_id ORDER BY MAX(recorded_at) DESC LIMIT 1000",
         )
         .bind(only.map(|u| u.to_string()))
@@ -912,7 +1074,7 @@ impl Store {
         let mut grouped = Vec::new();
         for id in ids {
             let referral_ids: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM referrals WHERE direction = 'outbound' AND consultation_id = ?
+                "SELECT id FROM referrals WHERE direction = 'outbound' AND consultation_id = $1
                  ORDER BY recipient",
             )
             .bind(&id)
@@ -937,7 +1099,7 @@ impl Store {
     /// How many referrals are stored, by direction; for tests and status.
     pub async fn count_referrals(&self, direction: Direction) -> Result<i64, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM referrals WHERE direction = ?")
+            sqlx::query_scalar("SELECT COUNT(*) FROM referrals WHERE direction = $1")
                 .bind(direction.as_str())
                 .fetch_one(&self.pool)
                 .await?,
@@ -946,7 +1108,7 @@ impl Store {
 }
 
 /// Reads one outbox row, opening its body if it is sealed.
-fn due_message(row: &sqlx::sqlite::SqliteRow) -> Result<DueMessage, StoreError> {
+fn due_message(row: &AnyRow) -> Result<DueMessage, StoreError> {
     let seq: i64 = row.try_get("seq")?;
     let corrupt = |problem: &str| StoreError::Corrupt {
         table: "outbox",
@@ -972,10 +1134,17 @@ fn due_message(row: &sqlx::sqlite::SqliteRow) -> Result<DueMessage, StoreError> 
         attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
         next_attempt_at: from_ms(row.try_get("next_attempt_at")?),
         age_from: from_ms(row.try_get("age_from")?),
+        lease: match (
+            row.try_get::<Option<String>, _>("lease_owner")?,
+            row.try_get::<Option<i64>, _>("lease_until")?,
+        ) {
+            (Some(owner), Some(until)) => Some((owner, from_ms(until))),
+            _ => None,
+        },
     })
 }
 
-fn stored_status(row: &sqlx::sqlite::SqliteRow, id: Uuid) -> Result<ReferralStatus, StoreError> {
+fn stored_status(row: &AnyRow, id: Uuid) -> Result<ReferralStatus, StoreError> {
     let status: String = row.try_get("status")?;
     ReferralStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
         table: "referrals",
@@ -988,7 +1157,7 @@ fn stored_status(row: &sqlx::sqlite::SqliteRow, id: Uuid) -> Result<ReferralStat
 async fn insert_status(tx: &mut Tx, update: &StatusUpdate, moves: bool) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO status_events (referral_id, status, actor, at, reason, outcome, forwarded_to)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(update.referral_id.to_string())
     .bind(update.status.as_str())
@@ -1005,7 +1174,7 @@ async fn insert_status(tx: &mut Tx, update: &StatusUpdate, moves: bool) -> Resul
     .execute(&mut **tx)
     .await?;
     if moves {
-        sqlx::query("UPDATE referrals SET status = ? WHERE id = ?")
+        sqlx::query("UPDATE referrals SET status = $1 WHERE id = $2")
             .bind(update.status.as_str())
             .bind(update.referral_id.to_string())
             .execute(&mut **tx)
@@ -1020,7 +1189,7 @@ async fn check_replay(
     digest: &str,
 ) -> Result<Option<Inbound>, StoreError> {
     let previous: Option<String> =
-        sqlx::query_scalar("SELECT digest FROM received_messages WHERE message_id = ?")
+        sqlx::query_scalar("SELECT digest FROM received_messages WHERE message_id = $1")
             .bind(message_id.to_string())
             .fetch_optional(&mut **tx)
             .await?;
@@ -1043,7 +1212,7 @@ async fn record_received(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO received_messages (message_id, kind, sender, digest, received_at)
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(message_id.to_string())
     .bind(kind.as_str())
@@ -1074,7 +1243,7 @@ const REFERRAL_COLUMNS: &str = "SELECT r.id, r.direction, r.status, r.recorded_a
 async fn sealing_of(tx: &mut Tx, referral_id: Uuid) -> Result<Option<Sealing>, StoreError> {
     let row = sqlx::query(
         "SELECT k.id, k.key FROM referrals r JOIN data_keys k ON k.id = r.data_key
-         WHERE r.id = ?",
+         WHERE r.id = $1",
     )
     .bind(referral_id.to_string())
     .fetch_optional(&mut **tx)
@@ -1112,7 +1281,7 @@ async fn insert_referral(
         "INSERT INTO referrals (id, direction, sender, recipient, created_at, recorded_at,
                                 purpose, status, categories, digest, body, consultation_id,
                                 data_key, consent_ref, forwarded_from, retain_until)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(&id)
     .bind(direction.as_str())
@@ -1142,13 +1311,15 @@ async fn insert_event(
     actor: &TeamIdentity,
     at: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO status_events (referral_id, status, actor, at) VALUES (?, ?, ?, ?)")
-        .bind(referral_id.to_string())
-        .bind(status.as_str())
-        .bind(actor.uri())
-        .bind(ms(at))
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO status_events (referral_id, status, actor, at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(referral_id.to_string())
+    .bind(status.as_str())
+    .bind(actor.uri())
+    .bind(ms(at))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -1170,7 +1341,7 @@ async fn enqueue(
     sqlx::query(
         "INSERT INTO outbox (message_id, kind, referral_id, peer, body, state, created_at,
                              next_attempt_at, data_key)
-         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8)",
     )
     .bind(message_id.to_string())
     .bind(kind.as_str())
@@ -1185,7 +1356,7 @@ async fn enqueue(
     Ok(())
 }
 
-fn stored_referral(row: &sqlx::sqlite::SqliteRow) -> Result<StoredReferral, StoreError> {
+fn stored_referral(row: &AnyRow) -> Result<StoredReferral, StoreError> {
     let id: String = row.try_get("id")?;
     let corrupt = |problem: String| StoreError::Corrupt {
         table: "referrals",
@@ -1221,7 +1392,7 @@ fn stored_referral(row: &sqlx::sqlite::SqliteRow) -> Result<StoredReferral, Stor
     })
 }
 
-fn outbox_entry(row: &sqlx::sqlite::SqliteRow) -> Result<OutboxEntry, StoreError> {
+fn outbox_entry(row: &AnyRow) -> Result<OutboxEntry, StoreError> {
     let seq: i64 = row.try_get("seq")?;
     let corrupt = |problem: &str| StoreError::Corrupt {
         table: "outbox",
@@ -1230,7 +1401,7 @@ fn outbox_entry(row: &sqlx::sqlite::SqliteRow) -> Result<OutboxEntry, StoreError
     };
     let uuid = |column: &str| -> Result<Uuid, StoreError> {
         let text: String = row.try_get(column)?;
-        Uuid::from_str(&text).map_err(|_| corrupt(column))
+        Uuid::parse_str(&text).map_err(|_| corrupt(column))
     };
     let kind: String = row.try_get("kind")?;
     let state: String = row.try_get("state")?;
@@ -1422,7 +1593,7 @@ impl Store {
     pub async fn put_peer(&self, peer: &StoredPeer, audit: &AuditRecord) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         insert_peer(&mut tx, peer).await?;
-        sqlx::query("DELETE FROM removed_peers WHERE identity = ?")
+        sqlx::query("DELETE FROM removed_peers WHERE identity = $1")
             .bind(&peer.identity)
             .execute(&mut *tx)
             .await?;
@@ -1434,15 +1605,18 @@ impl Store {
     /// Removes a peer, whatever its source.
     pub async fn remove_peer(&self, identity: &str, audit: &AuditRecord) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM trust_peers WHERE identity = ?")
+        sqlx::query("DELETE FROM trust_peers WHERE identity = $1")
             .bind(identity)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT OR REPLACE INTO removed_peers (identity, removed_at) VALUES (?, ?)")
-            .bind(identity)
-            .bind(ms(OffsetDateTime::now_utc()))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO removed_peers (identity, removed_at) VALUES ($1, $2)
+             ON CONFLICT (identity) DO UPDATE SET removed_at = excluded.removed_at",
+        )
+        .bind(identity)
+        .bind(ms(OffsetDateTime::now_utc()))
+        .execute(&mut *tx)
+        .await?;
         audit_log::append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -1457,11 +1631,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         let query = if blocked {
-            sqlx::query("INSERT OR REPLACE INTO blocked_peers (identity, blocked_at) VALUES (?, ?)")
-                .bind(identity)
-                .bind(ms(OffsetDateTime::now_utc()))
+            sqlx::query(
+                "INSERT INTO blocked_peers (identity, blocked_at) VALUES ($1, $2)
+                 ON CONFLICT (identity) DO UPDATE SET blocked_at = excluded.blocked_at",
+            )
+            .bind(identity)
+            .bind(ms(OffsetDateTime::now_utc()))
         } else {
-            sqlx::query("DELETE FROM blocked_peers WHERE identity = ?").bind(identity)
+            sqlx::query("DELETE FROM blocked_peers WHERE identity = $1").bind(identity)
         };
         query.execute(&mut *tx).await?;
         audit_log::append(&mut tx, audit).await?;
@@ -1489,7 +1666,7 @@ impl Store {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM trust_anchors WHERE fingerprint = ?")
+        sqlx::query("DELETE FROM trust_anchors WHERE fingerprint = $1")
             .bind(fingerprint)
             .execute(&mut *tx)
             .await?;
@@ -1519,9 +1696,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT OR REPLACE INTO directories (federation, sequence, issued_at, imported_at,
-                                                 document)
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO directories (federation, sequence, issued_at, imported_at, document)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (federation) DO UPDATE SET sequence = excluded.sequence,
+                 issued_at = excluded.issued_at, imported_at = excluded.imported_at,
+                 document = excluded.document",
         )
         .bind(&directory.federation)
         .bind(to_i64(directory.sequence))
@@ -1530,11 +1709,11 @@ impl Store {
         .bind(&directory.document)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM trust_peers WHERE source = 'directory' AND identity LIKE ?")
+        sqlx::query("DELETE FROM trust_peers WHERE source = 'directory' AND identity LIKE $1")
             .bind(format!("spiffe://{}/team/%", directory.federation))
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM trust_anchors WHERE source = 'directory' AND federation = ?")
+        sqlx::query("DELETE FROM trust_anchors WHERE source = 'directory' AND federation = $1")
             .bind(&directory.federation)
             .execute(&mut *tx)
             .await?;
@@ -1555,9 +1734,14 @@ impl Store {
 
 async fn insert_peer(tx: &mut Tx, peer: &StoredPeer) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT OR REPLACE INTO trust_peers (identity, endpoint, role, discipline, jurisdiction,
-                                             cjis_authorized, pinned_sha256, source, added_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO trust_peers (identity, endpoint, role, discipline, jurisdiction,
+                                  cjis_authorized, pinned_sha256, source, added_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (identity) DO UPDATE SET endpoint = excluded.endpoint,
+             role = excluded.role, discipline = excluded.discipline,
+             jurisdiction = excluded.jurisdiction, cjis_authorized = excluded.cjis_authorized,
+             pinned_sha256 = excluded.pinned_sha256, source = excluded.source,
+             added_at = excluded.added_at",
     )
     .bind(&peer.identity)
     .bind(&peer.endpoint)
@@ -1575,8 +1759,10 @@ async fn insert_peer(tx: &mut Tx, peer: &StoredPeer) -> Result<(), StoreError> {
 
 async fn insert_anchor(tx: &mut Tx, anchor: &StoredAnchor) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT OR REPLACE INTO trust_anchors (fingerprint, federation, pem, source, added_at)
-         VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO trust_anchors (fingerprint, federation, pem, source, added_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (fingerprint) DO UPDATE SET federation = excluded.federation,
+             pem = excluded.pem, source = excluded.source, added_at = excluded.added_at",
     )
     .bind(&anchor.fingerprint)
     .bind(&anchor.federation)
@@ -1590,7 +1776,7 @@ async fn insert_anchor(tx: &mut Tx, anchor: &StoredAnchor) -> Result<(), StoreEr
 
 async fn insert_crl(tx: &mut Tx, crl: &StoredCrl) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO crls (federation, crl_number, pem, imported_at) VALUES (?, ?, ?, ?)
+        "INSERT INTO crls (federation, crl_number, pem, imported_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (federation) DO UPDATE SET crl_number = excluded.crl_number,
              pem = excluded.pem, imported_at = excluded.imported_at
          WHERE excluded.crl_number > crls.crl_number",
@@ -1650,13 +1836,15 @@ impl Store {
     pub async fn put_consent(&self, consent: &Consent, actor: &str) -> Result<(), StoreError> {
         let body = convert::consent_to_proto(consent).encode_to_vec();
         let mut tx = self.write().await?;
-        sqlx::query("INSERT INTO consents (id, recorded_at, revoked_at, body) VALUES (?, ?, ?, ?)")
-            .bind(consent.id.to_string())
-            .bind(ms(consent.recorded_at))
-            .bind(consent.revoked_at.map(ms))
-            .bind(body)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO consents (id, recorded_at, revoked_at, body) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(consent.id.to_string())
+        .bind(ms(consent.recorded_at))
+        .bind(consent.revoked_at.map(ms))
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
         audit_log::append(&mut tx, &audit::consent_recorded(consent, actor)).await?;
         tx.commit().await?;
         Ok(())
@@ -1668,7 +1856,7 @@ impl Store {
         id: Uuid,
         federation: &tatmx_certs::FederationId,
     ) -> Result<Option<Consent>, StoreError> {
-        let row = sqlx::query("SELECT id, revoked_at, body FROM consents WHERE id = ?")
+        let row = sqlx::query("SELECT id, revoked_at, body FROM consents WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
@@ -1682,7 +1870,7 @@ impl Store {
         federation: &tatmx_certs::FederationId,
     ) -> Result<Vec<Consent>, StoreError> {
         sqlx::query(
-            "SELECT id, revoked_at, body FROM consents ORDER BY recorded_at DESC, id DESC LIMIT ?",
+            "SELECT id, revoked_at, body FROM consents ORDER BY recorded_at DESC, id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -1706,7 +1894,7 @@ impl Store {
     ) -> Result<Option<(Consent, Vec<TeamIdentity>)>, StoreError> {
         let mut tx = self.write().await?;
         let revoked =
-            sqlx::query("UPDATE consents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            sqlx::query("UPDATE consents SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(ms(at))
                 .bind(id.to_string())
                 .execute(&mut *tx)
@@ -1715,7 +1903,7 @@ impl Store {
         let mut notify = Vec::new();
         if revoked == 1 {
             let retraction_id = Uuid::now_v7();
-            sqlx::query("INSERT INTO retractions (id, consent_id, started_at) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO retractions (id, consent_id, started_at) VALUES ($1, $2, $3)")
                 .bind(retraction_id.to_string())
                 .bind(id.to_string())
                 .bind(ms(at))
@@ -1723,7 +1911,7 @@ impl Store {
                 .await?;
             let shared = sqlx::query(
                 "SELECT id, sender, recipient FROM referrals
-                 WHERE direction = 'outbound' AND consent_ref = ? ORDER BY recorded_at",
+                 WHERE direction = 'outbound' AND consent_ref = $1 ORDER BY recorded_at",
             )
             .bind(id.to_string())
             .fetch_all(&mut *tx)
@@ -1734,7 +1922,7 @@ impl Store {
                 let sender = identity_column(&row, "sender")?;
                 sqlx::query(
                     "UPDATE outbox SET state = 'cancelled'
-                     WHERE message_id = ? AND kind = 'referral' AND state IN ('pending', 'dead')",
+                     WHERE message_id = $1 AND kind = 'referral' AND state IN ('pending', 'dead')",
                 )
                 .bind(copy.referral_id.to_string())
                 .execute(&mut *tx)
@@ -1751,7 +1939,7 @@ impl Store {
                 targets.push((copy.team.uri(), copy.referral_id));
                 notify.push(copy.team);
             }
-            let row = sqlx::query("SELECT id, revoked_at, body FROM consents WHERE id = ?")
+            let row = sqlx::query("SELECT id, revoked_at, body FROM consents WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_one(&mut *tx)
                 .await?;
@@ -1772,7 +1960,7 @@ impl Store {
         &self,
         consent_id: Uuid,
     ) -> Result<Option<RetractionProgress>, StoreError> {
-        let Some(row) = sqlx::query("SELECT id, started_at FROM retractions WHERE consent_id = ?")
+        let Some(row) = sqlx::query("SELECT id, started_at FROM retractions WHERE consent_id = $1")
             .bind(consent_id.to_string())
             .fetch_optional(&self.pool)
             .await?
@@ -1787,7 +1975,7 @@ impl Store {
         };
         let targets = sqlx::query(
             "SELECT referral_id, team, reported_by, acknowledged_at, held, purged_at
-             FROM retraction_targets WHERE retraction_id = ? ORDER BY rowid",
+             FROM retraction_targets WHERE retraction_id = $1 ORDER BY position",
         )
         .bind(&id)
         .fetch_all(&self.pool)
@@ -1845,7 +2033,7 @@ impl Store {
         )
         .await?;
         let held: Option<String> = sqlx::query_scalar(
-            "SELECT recipient FROM referrals WHERE id = ? AND direction = 'inbound' AND sender = ?",
+            "SELECT recipient FROM referrals WHERE id = $1 AND direction = 'inbound' AND sender = $2",
         )
         .bind(retraction.referral_id.to_string())
         .bind(from.uri())
@@ -1866,15 +2054,15 @@ impl Store {
         if held.is_some() {
             let forwards = sqlx::query(
                 "SELECT id, sender, recipient FROM referrals
-                 WHERE direction = 'outbound' AND forwarded_from = ?",
+                 WHERE direction = 'outbound' AND forwarded_from = $1",
             )
             .bind(retraction.referral_id.to_string())
             .fetch_all(&mut *tx)
             .await?;
             let mut purged = vec![retraction.referral_id];
             sqlx::query(
-                "INSERT OR IGNORE INTO retractions (id, started_at, upstream_peer, upstream_author)
-                 VALUES (?, ?, ?, ?)",
+                "INSERT INTO retractions (id, started_at, upstream_peer, upstream_author)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             )
             .bind(retraction.retraction_id.to_string())
             .bind(ms(now))
@@ -1956,7 +2144,7 @@ impl Store {
         // Only the holder of a copy, or the hop that reported it, may report on it.
         let known: Option<String> = sqlx::query_scalar(
             "SELECT team FROM retraction_targets
-             WHERE retraction_id = ? AND referral_id = ? AND team = ? AND (team = ? OR reported_by = ?)",
+             WHERE retraction_id = $1 AND referral_id = $2 AND team = $3 AND (team = $4 OR reported_by = $5)",
         )
         .bind(ack.retraction_id.to_string())
         .bind(ack.purged.referral_id.to_string())
@@ -1981,8 +2169,8 @@ impl Store {
         )
         .await?;
         sqlx::query(
-            "UPDATE retraction_targets SET acknowledged_at = ?, held = ?, purged_at = ?
-             WHERE retraction_id = ? AND referral_id = ? AND acknowledged_at IS NULL",
+            "UPDATE retraction_targets SET acknowledged_at = $1, held = $2, purged_at = $3
+             WHERE retraction_id = $4 AND referral_id = $5 AND acknowledged_at IS NULL",
         )
         .bind(ms(now))
         .bind(i64::from(ack.held))
@@ -1995,8 +2183,11 @@ impl Store {
         audit_log::append(&mut tx, &audit::retraction_acknowledged(ack, &from.uri())).await?;
         for copy in &ack.downstream {
             sqlx::query(
-                "INSERT OR IGNORE INTO retraction_targets
-                     (retraction_id, referral_id, team, reported_by) VALUES (?, ?, ?, ?)",
+                "INSERT INTO retraction_targets
+                     (retraction_id, referral_id, team, reported_by, position)
+                 VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(position), 0) + 1
+                                          FROM retraction_targets))
+                 ON CONFLICT DO NOTHING",
             )
             .bind(ack.retraction_id.to_string())
             .bind(copy.referral_id.to_string())
@@ -2007,7 +2198,7 @@ impl Store {
         }
         let upstream = sqlx::query(
             "SELECT upstream_peer, upstream_author FROM retractions
-             WHERE id = ? AND upstream_peer IS NOT NULL",
+             WHERE id = $1 AND upstream_peer IS NOT NULL",
         )
         .bind(ack.retraction_id.to_string())
         .fetch_optional(&mut *tx)
@@ -2035,7 +2226,7 @@ impl Store {
     pub async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
         let mut tx = self.write().await?;
         let expired: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM referrals WHERE direction = 'inbound' AND retain_until <= ?
+            "SELECT id FROM referrals WHERE direction = 'inbound' AND retain_until <= $1
              ORDER BY retain_until LIMIT 500",
         )
         .bind(ms(now))
@@ -2047,7 +2238,7 @@ impl Store {
         let mut ids = Vec::new();
         for id in &expired {
             let forwards: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM referrals WHERE direction = 'outbound' AND forwarded_from = ?",
+                "SELECT id FROM referrals WHERE direction = 'outbound' AND forwarded_from = $1",
             )
             .bind(id)
             .fetch_all(&mut *tx)
@@ -2071,7 +2262,7 @@ impl Store {
         sqlx::query(
             "SELECT referral_id, direction, sender, recipient, purpose, categories, recorded_at,
                     purged_at, cause, retraction_id
-             FROM tombstones WHERE referral_id = ?",
+             FROM tombstones WHERE referral_id = $1",
         )
         .bind(referral_id.to_string())
         .fetch_optional(&self.pool)
@@ -2086,7 +2277,7 @@ impl Store {
         sqlx::query(
             "SELECT referral_id, direction, sender, recipient, purpose, categories, recorded_at,
                     purged_at, cause, retraction_id
-             FROM tombstones ORDER BY purged_at DESC, referral_id DESC LIMIT ?",
+             FROM tombstones ORDER BY purged_at DESC, referral_id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -2098,8 +2289,13 @@ impl Store {
 
     /// Moves every committed page out of the WAL and truncates it, so the old frames of purged
     /// rows leave the disk now rather than at some later automatic checkpoint. A reader holding
-    /// an old snapshot can make it partial; the next purge or close finishes it.
+    /// an old snapshot can make it partial; the next purge or close finishes it. PostgreSQL has
+    /// no such step: its dead row versions go at the next (auto)vacuum, and once the data key
+    /// is deleted they hold only sealed bytes.
     async fn checkpoint(&self) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await
@@ -2116,8 +2312,9 @@ async fn retract_copy(
     holder: &TeamIdentity,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT OR IGNORE INTO retraction_targets (retraction_id, referral_id, team, reported_by)
-         VALUES (?, ?, ?, ?)",
+        "INSERT INTO retraction_targets (retraction_id, referral_id, team, reported_by, position)
+         VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(position), 0) + 1 FROM retraction_targets))
+         ON CONFLICT DO NOTHING",
     )
     .bind(retraction.retraction_id.to_string())
     .bind(retraction.referral_id.to_string())
@@ -2173,11 +2370,11 @@ async fn purge(
     for &referral_id in ids {
         let id = referral_id.to_string();
         let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO tombstones (referral_id, direction, sender, recipient, purpose,
+            "INSERT INTO tombstones (referral_id, direction, sender, recipient, purpose,
                                                categories, recorded_at, purged_at, cause,
                                                retraction_id)
-             SELECT id, direction, sender, recipient, purpose, categories, recorded_at, ?, ?, ?
-             FROM referrals WHERE id = ?",
+             SELECT id, direction, sender, recipient, purpose, categories, recorded_at, $1, $2, $3
+             FROM referrals WHERE id = $4 ON CONFLICT DO NOTHING",
         )
         .bind(ms(now))
         .bind(cause.as_str())
@@ -2186,7 +2383,7 @@ async fn purge(
         .execute(&mut **tx)
         .await?
         .rows_affected();
-        let row = sqlx::query("SELECT data_key, categories FROM referrals WHERE id = ?")
+        let row = sqlx::query("SELECT data_key, categories FROM referrals WHERE id = $1")
             .bind(&id)
             .fetch_optional(&mut **tx)
             .await?;
@@ -2198,31 +2395,32 @@ async fn purge(
         )
         .await?;
         if let Some(key_id) = row.try_get::<Option<String>, _>("data_key")? {
-            sqlx::query("DELETE FROM data_keys WHERE id = ?")
+            sqlx::query("DELETE FROM data_keys WHERE id = $1")
                 .bind(key_id)
                 .execute(&mut **tx)
                 .await?;
         }
         sqlx::query(
             "UPDATE outbox SET state = 'cancelled'
-             WHERE referral_id = ? AND kind IN ('referral', 'status-update')
+             WHERE referral_id = $1 AND kind IN ('referral', 'status-update')
                AND state IN ('pending', 'dead')",
         )
         .bind(&id)
         .execute(&mut **tx)
         .await?;
         sqlx::query(
-            "UPDATE outbox SET body = x'' WHERE referral_id = ?
+            "UPDATE outbox SET body = $1 WHERE referral_id = $2
                AND kind IN ('referral', 'status-update')",
         )
+        .bind(Vec::<u8>::new())
         .bind(&id)
         .execute(&mut **tx)
         .await?;
-        sqlx::query("DELETE FROM status_events WHERE referral_id = ?")
+        sqlx::query("DELETE FROM status_events WHERE referral_id = $1")
             .bind(&id)
             .execute(&mut **tx)
             .await?;
-        sqlx::query("DELETE FROM referrals WHERE id = ?")
+        sqlx::query("DELETE FROM referrals WHERE id = $1")
             .bind(&id)
             .execute(&mut **tx)
             .await?;
@@ -2235,10 +2433,7 @@ async fn purge(
     Ok(count)
 }
 
-fn identity_column(
-    row: &sqlx::sqlite::SqliteRow,
-    column: &'static str,
-) -> Result<TeamIdentity, StoreError> {
+fn identity_column(row: &AnyRow, column: &'static str) -> Result<TeamIdentity, StoreError> {
     let text: String = row.try_get(column)?;
     TeamIdentity::parse_uri(&text).map_err(|_| StoreError::Corrupt {
         table: "retraction",
@@ -2248,7 +2443,7 @@ fn identity_column(
 }
 
 /// A copy named by a row's `referral_id` (or `id`) and a team column.
-fn copy_of(row: &sqlx::sqlite::SqliteRow, team: &'static str) -> Result<Copy, StoreError> {
+fn copy_of(row: &AnyRow, team: &'static str) -> Result<Copy, StoreError> {
     let id: String = row.try_get("referral_id").or_else(|_| row.try_get("id"))?;
     Ok(Copy {
         team: identity_column(row, team)?,
@@ -2260,7 +2455,7 @@ fn copy_of(row: &sqlx::sqlite::SqliteRow, team: &'static str) -> Result<Copy, St
     })
 }
 
-fn tombstone_row(row: &sqlx::sqlite::SqliteRow) -> Result<Tombstone, StoreError> {
+fn tombstone_row(row: &AnyRow) -> Result<Tombstone, StoreError> {
     let id: String = row.try_get("referral_id")?;
     let corrupt = |problem: &str| StoreError::Corrupt {
         table: "tombstones",
@@ -2308,7 +2503,7 @@ fn purpose_from_name(name: &str) -> Option<Purpose> {
 }
 
 fn consent_row(
-    row: &sqlx::sqlite::SqliteRow,
+    row: &AnyRow,
     federation: &tatmx_certs::FederationId,
 ) -> Result<Consent, StoreError> {
     let id: String = row.try_get("id")?;

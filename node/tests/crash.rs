@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sqlx::ConnectOptions;
 use tatmx_proto::v1 as pb;
 use tatmx_tests::*;
 use tokio::sync::Mutex;
@@ -72,22 +71,9 @@ impl Drop for Process {
     }
 }
 
-async fn open(path: &Path) -> sqlx::SqliteConnection {
-    sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .connect()
-        .await
-        .unwrap()
-}
-
-fn database(team: &TeamSpec) -> PathBuf {
-    team.dir.join("data").join("tatmx.db")
-}
-
-/// Undelivered messages in a node's outbox, read from its file.
+/// Undelivered messages in a node's outbox, read from its store.
 async fn undelivered(team: &TeamSpec) -> i64 {
-    let mut db = open(&database(team)).await;
+    let mut db = store_connection(team, false).await;
     let n = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state <> 'delivered'")
         .fetch_one(&mut db)
         .await
@@ -254,7 +240,7 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     receiver.lock().await.kill();
 
     // At the receiver: each referral once, each update once, in order.
-    let mut db = open(&database(&core)).await;
+    let mut db = store_connection(&core, false).await;
     let stored: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM referrals WHERE direction = 'inbound'")
             .fetch_one(&mut db)
@@ -273,7 +259,7 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     .fetch_all(&mut db)
     .await
     .unwrap();
-    let mut sent_db = open(&database(&school)).await;
+    let mut sent_db = store_connection(&school, false).await;
     let sent: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM referrals WHERE direction = 'outbound'")
             .fetch_one(&mut sent_db)

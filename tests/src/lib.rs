@@ -6,6 +6,8 @@
 //! test goes through real mutual TLS, a real store and the real delivery worker.
 #![forbid(unsafe_code)]
 
+pub mod backend;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -36,6 +38,16 @@ pub struct TestFederation {
     pub ca_path: PathBuf,
     /// The teams made so far.
     teams: Vec<TeamSpec>,
+    /// The PostgreSQL databases made for them, dropped with the federation.
+    databases: Vec<String>,
+}
+
+impl Drop for TestFederation {
+    fn drop(&mut self) {
+        if let Some(base) = backend::postgres() {
+            backend::drop_databases(base, std::mem::take(&mut self.databases));
+        }
+    }
 }
 
 /// One team's files and place in the federation.
@@ -53,6 +65,9 @@ pub struct TeamSpec {
     pub port: u16,
     /// Whether it may hold criminal-justice information (law-enforcement teams).
     pub cjis: bool,
+    /// Its PostgreSQL database's URL, when the tests run on PostgreSQL
+    /// ([`backend::POSTGRES_VAR`]); otherwise its store is a SQLite file in its data directory.
+    pub database: Option<String>,
 }
 
 impl TeamSpec {
@@ -98,6 +113,7 @@ impl TestFederation {
             ca,
             ca_path,
             teams: Vec::new(),
+            databases: Vec::new(),
         }
     }
 
@@ -114,6 +130,11 @@ impl TestFederation {
             dir,
             port: free_port(),
             cjis: discipline == "law-enforcement",
+            database: backend::postgres().map(|base| {
+                let (url, name) = backend::create_database(base);
+                self.databases.push(name);
+                url
+            }),
         };
         self.teams.push(spec.clone());
         spec
@@ -137,9 +158,15 @@ key = "node.key"
 
 [federation_api]
 listen = "127.0.0.1:{port}"
+{store}
 {TEST_DELIVERY}
 {extra}
 "#,
+            store = team
+                .database
+                .as_ref()
+                .map(|url| format!("[store]\nurl = \"{url}\"\n"))
+                .unwrap_or_default(),
             fed = self.id,
             team = team.identity.team,
             role = team.role,
@@ -564,15 +591,16 @@ pub async fn inbox_len(team: &TeamSpec) -> usize {
         .len()
 }
 
-/// The bytes of `team`'s database file and its WAL, as a thief with the disk would read them.
+/// Everything in `team`'s store, as a thief with the database would read it: the SQLite file
+/// and its WAL, or a dump of the PostgreSQL database.
 pub fn database_bytes(team: &TeamSpec) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for name in ["tatmx.db", "tatmx.db-wal"] {
-        if let Ok(b) = std::fs::read(team.dir.join("data").join(name)) {
-            bytes.extend(b);
-        }
-    }
-    bytes
+    backend::raw_contents(team.database.as_deref(), &team.dir.join("data"))
+}
+
+/// A connection straight to `team`'s store, beside its running node (read-only on SQLite
+/// unless `writable`), for tests that inspect or tamper with it.
+pub async fn store_connection(team: &TeamSpec, writable: bool) -> sqlx::AnyConnection {
+    backend::connect(team.database.as_deref(), &team.dir.join("data"), writable).await
 }
 
 /// Whether `needle` occurs anywhere in `haystack`.
@@ -583,14 +611,8 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// The data key `team`'s node sealed a received referral under, read straight from its
 /// database file (read-only, beside the running node), or `None` once it is purged.
 pub async fn data_key(team: &TeamSpec, referral_id: &str) -> Option<Vec<u8>> {
-    use sqlx::ConnectOptions;
-    let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(team.dir.join("data").join("tatmx.db"))
-        .read_only(true)
-        .connect()
-        .await
-        .expect("open the node's database read-only");
-    let key: Option<Vec<u8>> = sqlx::query_scalar("SELECT key FROM data_keys WHERE id = ?")
+    let mut connection = store_connection(team, false).await;
+    let key: Option<Vec<u8>> = sqlx::query_scalar("SELECT key FROM data_keys WHERE id = $1")
         .bind(referral_id)
         .fetch_optional(&mut connection)
         .await

@@ -1,29 +1,15 @@
 //! The audit log: what it records, that tampering is named, signed receipts, witnessing, and
-//! the accounting of disclosures, through real nodes and real SQLite files.
+//! the accounting of disclosures, through real nodes and their real stores.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
 
-use std::path::Path;
 use std::time::Duration;
 
-use sqlx::ConnectOptions;
 use tatmx_proto::v1 as pb;
 use tatmx_tests::*;
 
 const FAST_CHECKPOINTS: &str = "[audit]\ncheckpoint_interval = \"200ms\"\n";
 
-async fn open(path: &Path, read_only: bool) -> sqlx::SqliteConnection {
-    sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(read_only)
-        .connect()
-        .await
-        .unwrap()
-}
-
-fn database(team: &TeamSpec) -> std::path::PathBuf {
-    team.dir.join("data").join("tatmx.db")
-}
 
 async fn verify(team: &TeamSpec) -> pb::AuditVerification {
     admin(team)
@@ -101,18 +87,16 @@ async fn history() -> (TestFederation, TeamSpec, TeamSpec, Vec<String>) {
         })
         .await
         .unwrap();
-    let school_db = database(&school);
     let county = core.identity.uri();
     eventually(
         Duration::from_secs(10),
         "the school to witness a checkpoint",
         || {
-            let school_db = school_db.clone();
-            let county = county.clone();
+            let (school, county) = (school.clone(), county.clone());
             async move {
-                let mut db = open(&school_db, true).await;
+                let mut db = store_connection(&school, false).await;
                 let held: Option<i64> =
-                    sqlx::query_scalar("SELECT seq FROM witnessed_checkpoints WHERE peer = ?")
+                    sqlx::query_scalar("SELECT seq FROM witnessed_checkpoints WHERE peer = $1")
                         .bind(county)
                         .fetch_optional(&mut db)
                         .await
@@ -277,15 +261,20 @@ type StoredEntry = (
 /// One way to tamper with the stopped node's audit log, and the entry verify must name.
 struct Tampering {
     name: &'static str,
+    /// Statements; `ZEROS` stands for 32 zero bytes in the backend's dialect.
     sql: &'static [&'static str],
     first_bad: u64,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tampering_with_the_sqlite_file_is_named_by_verify() {
+async fn tampering_with_the_store_is_named_by_verify() {
     let (_fed, core, _school, _) = history().await;
-    let pristine = core.dir.join("pristine.db");
-    std::fs::copy(database(&core), &pristine).unwrap();
+    let pristine = backend::Snapshot::take(core.database.as_deref(), &core.dir.join("data"));
+    let zeros = if core.database.is_some() {
+        "decode(repeat('00', 32), 'hex')"
+    } else {
+        "zeroblob(32)"
+    };
     let cases = [
         Tampering {
             name: "edited",
@@ -318,17 +307,18 @@ async fn tampering_with_the_sqlite_file_is_named_by_verify() {
         },
         Tampering {
             name: "a forged checkpoint",
-            sql: &[
-                "UPDATE audit_checkpoints SET head_hash = zeroblob(32) WHERE seq = (SELECT MIN(seq) FROM audit_checkpoints)",
-            ],
+            sql: &["UPDATE audit_checkpoints SET head_hash = ZEROS WHERE seq = (SELECT MIN(seq) FROM audit_checkpoints)"],
             first_bad: 0,
         },
     ];
     for case in &cases {
-        std::fs::copy(&pristine, database(&core)).unwrap();
-        let mut db = open(&database(&core), false).await;
+        pristine.restore();
+        let mut db = store_connection(&core, true).await;
         for statement in case.sql {
-            sqlx::query(statement).execute(&mut db).await.unwrap();
+            sqlx::query(&statement.replace("ZEROS", zeros))
+                .execute(&mut db)
+                .await
+                .unwrap();
         }
         sqlx::Connection::close(db).await.unwrap();
         let node = start(&core).await;
@@ -346,7 +336,7 @@ async fn tampering_with_the_sqlite_file_is_named_by_verify() {
         }
     }
     // And untouched, it verifies.
-    std::fs::copy(&pristine, database(&core)).unwrap();
+    pristine.restore();
     let node = start(&core).await;
     let found = verify(&core).await;
     assert!(found.ok && found.checkpoints > 0, "{found:?}");
@@ -356,10 +346,10 @@ async fn tampering_with_the_sqlite_file_is_named_by_verify() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_sides_keep_signed_proof_of_what_was_sent_and_received() {
     let (_fed, core, school, ids) = history().await;
-    let mut school_db = open(&database(&school), true).await;
+    let mut school_db = store_connection(&school, false).await;
     let row: (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, i64) = sqlx::query_as(
         "SELECT digest, signature, receipt_signature, receipt_certificate, received_at
-         FROM message_proofs WHERE message_id = ? AND direction = 'sent'",
+         FROM message_proofs WHERE message_id = $1 AND direction = 'sent'",
     )
     .bind(&ids[0])
     .fetch_one(&mut school_db)
@@ -376,15 +366,15 @@ async fn both_sides_keep_signed_proof_of_what_was_sent_and_received() {
 
     // And the county holds the school's signature over the exact bytes the school sent.
     let body: Vec<u8> =
-        sqlx::query_scalar("SELECT body FROM outbox WHERE message_id = ? AND kind = 'referral'")
+        sqlx::query_scalar("SELECT body FROM outbox WHERE message_id = $1 AND kind = 'referral'")
             .bind(&ids[0])
             .fetch_one(&mut school_db)
             .await
             .unwrap();
-    let mut core_db = open(&database(&core), true).await;
+    let mut core_db = store_connection(&core, false).await;
     let (signature, certificate, their_digest): (Vec<u8>, Vec<u8>, Vec<u8>) = sqlx::query_as(
         "SELECT signature, sender_certificate, digest FROM message_proofs
-         WHERE message_id = ? AND direction = 'received'",
+         WHERE message_id = $1 AND direction = 'received'",
     )
     .bind(&ids[0])
     .fetch_one(&mut core_db)
@@ -400,10 +390,9 @@ async fn both_sides_keep_signed_proof_of_what_was_sent_and_received() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_caught() {
     let (_fed, core, school, _) = history().await;
-    let school_db = database(&school);
     // The school has witnessed a checkpoint of the county's log.
-    let mut db = open(&school_db, true).await;
-    let held: i64 = sqlx::query_scalar("SELECT seq FROM witnessed_checkpoints WHERE peer = ?")
+    let mut db = store_connection(&school, false).await;
+    let held: i64 = sqlx::query_scalar("SELECT seq FROM witnessed_checkpoints WHERE peer = $1")
         .bind(core.identity.uri())
         .fetch_one(&mut db)
         .await
@@ -413,7 +402,7 @@ async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_ca
 
     // The county's admin rewrites an early entry, recomputes every hash after it, drops the
     // old checkpoints and signs a new one with the county's own key: its own verify passes.
-    let mut db = open(&database(&core), false).await;
+    let mut db = store_connection(&core, true).await;
     let rows: Vec<StoredEntry> =
         sqlx::query_as(
             "SELECT seq, at, kind, actor, peer, referral_id, subject, detail FROM audit_log ORDER BY seq",
@@ -439,7 +428,7 @@ async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_ca
             &detail,
         );
         let hash = tatmx_node::audit::chain_hash(&head, &leaf).to_vec();
-        sqlx::query("UPDATE audit_log SET detail = ?, prev_hash = ?, hash = ? WHERE seq = ?")
+        sqlx::query("UPDATE audit_log SET detail = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
             .bind(&detail)
             .bind(&head)
             .bind(&hash)
@@ -466,7 +455,7 @@ async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_ca
         .unwrap();
     sqlx::query(
         "INSERT INTO audit_checkpoints (seq, head_hash, at, signer, scheme, signature, certificate)
-         VALUES (?, ?, ?, ?, 1, ?, ?)",
+         VALUES ($1, $2, $3, $4, 1, $5, $6)",
     )
     .bind(last)
     .bind(&forged.head_hash)

@@ -2,6 +2,7 @@
 //! pages, queries, retention, message proofs and witnessed checkpoints.
 
 use sqlx::Row;
+use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -122,7 +123,7 @@ pub(crate) async fn append(tx: &mut Tx, record: &AuditRecord) -> Result<u64, Sto
     sqlx::query(
         "INSERT INTO audit_log (seq, at, kind, actor, peer, referral_id, subject, detail,
                                 prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(seq_param(seq))
     .bind(at_ms)
@@ -149,10 +150,10 @@ pub(crate) async fn put_proof(
         return Ok(());
     }
     sqlx::query(
-        "INSERT OR IGNORE INTO message_proofs
+        "INSERT INTO message_proofs
              (message_id, direction, kind, peer, digest, signature, sender_certificate,
               receipt_signature, receipt_certificate, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
     )
     .bind(proof.message_id.to_string())
     .bind(direction)
@@ -169,7 +170,20 @@ pub(crate) async fn put_proof(
     Ok(())
 }
 
-fn entry_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError> {
+/// Whether a status change's detail says it was sent with case data (categories). Read here
+/// rather than in SQL, whose JSON functions differ between SQLite and PostgreSQL.
+fn carried_case_data(detail: &str) -> bool {
+    let Ok(detail) = serde_json::from_str::<serde_json::Value>(detail) else {
+        return false;
+    };
+    detail.get("direction").and_then(|d| d.as_str()) == Some("sent")
+        && detail
+            .get("categories")
+            .and_then(|c| c.as_array())
+            .is_some_and(|c| !c.is_empty())
+}
+
+fn entry_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         seq: seq_of(row.try_get("seq")?),
         at_ms: row.try_get("at")?,
@@ -184,7 +198,7 @@ fn entry_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError> {
     })
 }
 
-fn checkpoint_row(row: &sqlx::sqlite::SqliteRow) -> Result<Checkpoint, StoreError> {
+fn checkpoint_row(row: &AnyRow) -> Result<Checkpoint, StoreError> {
     Ok(Checkpoint {
         team: row.try_get("signer")?,
         seq: seq_of(row.try_get("seq")?),
@@ -234,7 +248,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO audit_checkpoints (seq, head_hash, at, signer, scheme, signature,
                                             certificate)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(seq_param(checkpoint.seq))
         .bind(&checkpoint.head_hash)
@@ -281,7 +295,7 @@ impl Store {
         let mut after = i64::MIN;
         loop {
             let page = sqlx::query(&format!(
-                "{ENTRY_COLUMNS} WHERE seq > ? ORDER BY seq LIMIT ?"
+                "{ENTRY_COLUMNS} WHERE seq > $1 ORDER BY seq LIMIT $2"
             ))
             .bind(after)
             .bind(PAGE)
@@ -312,8 +326,8 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         sqlx::query(&format!(
-            "{ENTRY_COLUMNS} WHERE at >= ? AND (? IS NULL OR kind = ?) AND (? IS NULL OR peer = ?)
-             ORDER BY seq DESC LIMIT ?"
+            "{ENTRY_COLUMNS} WHERE at >= $1 AND ($2 IS NULL OR kind = $3) AND ($4 IS NULL OR peer = $5)
+             ORDER BY seq DESC LIMIT $6"
         ))
         .bind(since.map_or(i64::MIN, ms))
         .bind(kind)
@@ -335,20 +349,23 @@ impl Store {
         subject: &str,
         since: Option<OffsetDateTime>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        sqlx::query(&format!(
-            "{ENTRY_COLUMNS} WHERE subject = ? AND at >= ?
-               AND (kind = 'disclosure'
-                    OR (kind = 'status-change' AND json_extract(detail, '$.direction') = 'sent'
-                        AND json_array_length(detail, '$.categories') > 0))
+        let rows = sqlx::query(&format!(
+            "{ENTRY_COLUMNS} WHERE subject = $1 AND at >= $2
+               AND kind IN ('disclosure', 'status-change')
              ORDER BY seq"
         ))
         .bind(subject)
         .bind(since.map_or(i64::MIN, ms))
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(entry_row)
-        .collect()
+        .await?;
+        let mut entries = Vec::new();
+        for row in &rows {
+            let entry = entry_row(row)?;
+            if entry.kind == "disclosure" || carried_case_data(&entry.detail) {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
     }
 
     /// The leaf hashes of entries `from + 1 ..= to`, recomputed from what is stored now, or
@@ -359,7 +376,7 @@ impl Store {
         to: u64,
     ) -> Result<Option<Vec<[u8; 32]>>, StoreError> {
         let rows = sqlx::query(&format!(
-            "{ENTRY_COLUMNS} WHERE seq > ? AND seq <= ? ORDER BY seq"
+            "{ENTRY_COLUMNS} WHERE seq > $1 AND seq <= $2 ORDER BY seq"
         ))
         .bind(seq_param(from))
         .bind(seq_param(to))
@@ -375,7 +392,7 @@ impl Store {
     /// last one removed, and records that it did. Returns how many were removed.
     pub async fn purge_audit_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
-        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log WHERE at < ?")
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log WHERE at < $1")
             .bind(ms(cutoff))
             .fetch_one(&mut *tx)
             .await?;
@@ -387,24 +404,27 @@ impl Store {
         if last >= newest {
             return Ok(0);
         }
-        let hash: Vec<u8> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = ?")
+        let hash: Vec<u8> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
             .bind(last)
             .fetch_one(&mut *tx)
             .await?;
-        let removed = sqlx::query("DELETE FROM audit_log WHERE seq <= ?")
+        let removed = sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
             .bind(last)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        sqlx::query("DELETE FROM audit_checkpoints WHERE seq <= ?")
+        sqlx::query("DELETE FROM audit_checkpoints WHERE seq <= $1")
             .bind(last)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT OR REPLACE INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?)")
-            .bind(last)
-            .bind(hash)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, $1, $2)
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        )
+        .bind(last)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
         append(
             &mut tx,
             &AuditRecord {
@@ -425,7 +445,7 @@ impl Store {
     pub async fn witnessed(&self, peer: &str) -> Result<Option<Checkpoint>, StoreError> {
         sqlx::query(
             "SELECT peer AS signer, seq, head_hash, at, 1 AS scheme, signature, certificate
-             FROM witnessed_checkpoints WHERE peer = ?",
+             FROM witnessed_checkpoints WHERE peer = $1",
         )
         .bind(peer)
         .fetch_optional(&self.pool)
@@ -439,9 +459,13 @@ impl Store {
     pub async fn put_witnessed(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT OR REPLACE INTO witnessed_checkpoints
+            "INSERT INTO witnessed_checkpoints
                  (peer, seq, head_hash, at, signature, certificate, witnessed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (peer) DO UPDATE SET seq = excluded.seq,
+                 head_hash = excluded.head_hash, at = excluded.at,
+                 signature = excluded.signature, certificate = excluded.certificate,
+                 witnessed_at = excluded.witnessed_at",
         )
         .bind(&checkpoint.team)
         .bind(seq_param(checkpoint.seq))
@@ -461,7 +485,7 @@ impl Store {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO witness_conflicts (peer, held_seq, shown_seq, problem, detected_at)
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&conflict.peer)
         .bind(seq_param(conflict.held_seq))
@@ -504,7 +528,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT kind, peer, digest, signature, sender_certificate, receipt_signature,
                     receipt_certificate, received_at
-             FROM message_proofs WHERE message_id = ? AND direction = ?",
+             FROM message_proofs WHERE message_id = $1 AND direction = $2",
         )
         .bind(message_id.to_string())
         .bind(if sent { "sent" } else { "received" })

@@ -19,10 +19,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Any, AnyConnection, AnyPool};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
-use super::StoreError;
+use super::{Backend, StoreError};
+
+/// The key of the PostgreSQL advisory lock that makes replicas' write transactions take turns
+/// (an arbitrary constant: "tatmx" in ASCII).
+const WRITE_LOCK: i64 = 0x74_61_74_6d_78;
 
 /// The most writers that share one commit; bounds how long the first of them waits.
 const MAX_BATCH: usize = 128;
@@ -31,8 +35,10 @@ const MAX_BATCH: usize = 128;
 type Outcome = Result<(), String>;
 
 /// The queue for the one write transaction.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(super) struct Writer {
+    /// How a write transaction begins on this backend.
+    backend: Backend,
     /// The open batch, if any; holding the lock is holding the turn to write.
     open: Arc<Mutex<Option<Batch>>>,
     /// Writers queued for the lock. A finishing writer hands the batch on only when this is
@@ -53,13 +59,20 @@ impl std::fmt::Debug for Writer {
 
 /// One write transaction and the writers that have finished in it.
 ///
-/// The transaction is begun and ended with plain `BEGIN IMMEDIATE`, `COMMIT` and `ROLLBACK`
+/// On SQLite the transaction is begun with `BEGIN IMMEDIATE`, which takes the database's one
+/// write lock at once. On PostgreSQL it is begun with `BEGIN` and a transaction-scoped advisory
+/// lock, its counterpart: replicas sharing the database write one transaction at a time, so the
+/// audit chain stays one chain and every read-then-write in the store sees the writes before
+/// it, exactly as on SQLite. (Claiming outbox rows does not take this lock; see
+/// `Store::claim`.)
+///
+/// The transaction is begun and ended with plain `BEGIN`, `COMMIT` and `ROLLBACK`
 /// statements, not with sqlx's transaction type: after a failed `COMMIT` (a full disk, say)
 /// SQLite may already have rolled back, and sqlx's own bookkeeping then refuses every later
 /// transaction on that connection. A connection whose transaction did not end cleanly is
 /// closed instead of going back to the pool, and closing it rolls back whatever was open.
 struct Batch {
-    connection: PoolConnection<Sqlite>,
+    connection: PoolConnection<Any>,
     /// Each is told the outcome of the commit.
     finished: Vec<oneshot::Sender<Outcome>>,
     /// Committed or rolled back; until then, dropping the batch closes its connection.
@@ -68,16 +81,28 @@ struct Batch {
 
 impl Batch {
     /// Takes a connection and begins the write transaction on it.
-    async fn begin(pool: &SqlitePool) -> Result<Self, sqlx::Error> {
-        let mut connection = pool.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *connection)
-            .await?;
-        Ok(Self {
+    async fn begin(pool: &AnyPool, backend: Backend) -> Result<Self, sqlx::Error> {
+        let connection = pool.acquire().await?;
+        let mut batch = Self {
             connection,
             finished: Vec::new(),
             ended: false,
-        })
+        };
+        match backend {
+            Backend::Sqlite => {
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut *batch.connection)
+                    .await?;
+            }
+            Backend::Postgres => {
+                sqlx::query("BEGIN").execute(&mut *batch.connection).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *batch.connection)
+                    .await?;
+            }
+        }
+        Ok(batch)
     }
 
     /// Commits, and tells every writer of the batch how it went.
@@ -127,15 +152,26 @@ impl Drop for Batch {
 }
 
 impl Writer {
+    /// A writer with nobody queued.
+    pub(super) fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            open: Arc::default(),
+            queued: Arc::default(),
+            #[cfg(test)]
+            commits: Arc::default(),
+        }
+    }
+
     /// Waits for the turn to write, and starts this writer's part of the current batch (or a
     /// new one).
-    pub(super) async fn begin(&self, pool: &SqlitePool) -> Result<Tx, StoreError> {
+    pub(super) async fn begin(&self, pool: &AnyPool) -> Result<Tx, StoreError> {
         let mut queued = Queued::new(self);
         let mut turn = self.open.clone().lock_owned().await;
         queued.served();
         let batch = match turn.take() {
             Some(batch) => batch,
-            None => Batch::begin(pool).await?,
+            None => Batch::begin(pool, self.backend).await?,
         };
         let mut tx = Tx {
             batch: Some(batch),
@@ -249,7 +285,7 @@ impl Tx {
 }
 
 impl std::ops::Deref for Tx {
-    type Target = SqliteConnection;
+    type Target = AnyConnection;
 
     fn deref(&self) -> &Self::Target {
         // `batch` is taken only by `commit` and `drop`, which consume the Tx.
@@ -310,19 +346,10 @@ mod tests {
 
     use std::time::Duration;
 
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-
     use super::*;
 
-    async fn pool(dir: &tempfile::TempDir) -> SqlitePool {
-        let options = SqliteConnectOptions::new()
-            .filename(dir.path().join("writer.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+    async fn pool(dir: &tempfile::TempDir) -> AnyPool {
+        let pool = super::super::open_sqlite(&dir.path().join("writer.db"))
             .await
             .unwrap();
         sqlx::query("CREATE TABLE written (n INTEGER PRIMARY KEY)")
@@ -332,7 +359,7 @@ mod tests {
         pool
     }
 
-    async fn count(pool: &SqlitePool) -> i64 {
+    async fn count(pool: &AnyPool) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM written")
             .fetch_one(pool)
             .await
@@ -340,9 +367,9 @@ mod tests {
     }
 
     /// Writes row `n`; with `fail`, writes it and then gives up, as an error on the way would.
-    async fn write(writer: Writer, pool: SqlitePool, n: i64, fail: bool) -> Result<(), StoreError> {
+    async fn write(writer: Writer, pool: AnyPool, n: i64, fail: bool) -> Result<(), StoreError> {
         let mut tx = writer.begin(&pool).await?;
-        sqlx::query("INSERT INTO written (n) VALUES (?)")
+        sqlx::query("INSERT INTO written (n) VALUES ($1)")
             .bind(n)
             .execute(&mut *tx)
             .await?;
@@ -358,7 +385,7 @@ mod tests {
     async fn concurrent_writes_share_commits_and_each_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let pool = pool(&dir).await;
-        let writer = Writer::default();
+        let writer = Writer::new(Backend::Sqlite);
         let tasks: Vec<_> = (0..200)
             .map(|n| tokio::spawn(write(writer.clone(), pool.clone(), n, false)))
             .collect();
@@ -375,7 +402,7 @@ mod tests {
     async fn a_writer_that_gives_up_is_rolled_back_alone() {
         let dir = tempfile::tempdir().unwrap();
         let pool = pool(&dir).await;
-        let writer = Writer::default();
+        let writer = Writer::new(Backend::Sqlite);
         let tasks: Vec<_> = (0..60)
             .map(|n| tokio::spawn(write(writer.clone(), pool.clone(), n, n % 3 == 0)))
             .collect();
@@ -402,7 +429,7 @@ mod tests {
     async fn a_writer_cancelled_while_queued_leaves_no_batch_behind() {
         let dir = tempfile::tempdir().unwrap();
         let pool = pool(&dir).await;
-        let writer = Writer::default();
+        let writer = Writer::new(Backend::Sqlite);
         // The first writer holds the turn while a second queues, then the second is cancelled:
         // the first hands its batch on to nobody, and the batch must still commit.
         let first = tokio::spawn(write(writer.clone(), pool.clone(), 1, false));
