@@ -8,6 +8,7 @@ use serde_json::json;
 use tatmx_node::NewReferral;
 use tatmx_proto::v1 as pb;
 
+use crate::errors::{self, refused};
 use crate::output;
 
 /// `tatmx referral ...`
@@ -287,7 +288,7 @@ pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result
             .await
         }
         ReferralCommand::Forward(args) => {
-            let mut client = tatmx_node::client::agency(socket).await?;
+            let mut client = errors::agency(socket).await?;
             let response = client
                 .forward_referral(pb::ForwardReferralRequest {
                     referral_id: args.id,
@@ -348,7 +349,7 @@ pub async fn update_status(
     reason: Option<String>,
     outcome: Option<pb::AssessmentOutcome>,
 ) -> anyhow::Result<pb::ReferralRecord> {
-    let mut client = tatmx_node::client::agency(socket).await?;
+    let mut client = errors::agency(socket).await?;
     Ok(client
         .update_referral_status(pb::UpdateReferralStatusRequest {
             referral_id: id.to_owned(),
@@ -376,14 +377,6 @@ pub fn read_referral_file(path: &Path) -> anyhow::Result<NewReferral> {
     }
 }
 
-fn refused(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the node refused: {} ({:?})",
-        status.message(),
-        status.code()
-    )
-}
-
 /// Submits a referral through the Agency API.
 pub async fn submit(
     socket: &Path,
@@ -391,7 +384,7 @@ pub async fn submit(
     dry_run: bool,
     idempotency_key: Option<&str>,
 ) -> anyhow::Result<pb::SubmitReferralResponse> {
-    let mut client = tatmx_node::client::agency(socket).await?;
+    let mut client = errors::agency(socket).await?;
     let response = client
         .submit_referral(pb::SubmitReferralRequest {
             referral: Some(tatmx_node::convert::new_referral_to_proto(draft)),
@@ -405,7 +398,7 @@ pub async fn submit(
 
 /// Fetches one referral with its timeline.
 pub async fn show(socket: &Path, id: &str) -> anyhow::Result<pb::ReferralRecord> {
-    let mut client = tatmx_node::client::agency(socket).await?;
+    let mut client = errors::agency(socket).await?;
     let record = client
         .get_referral(pb::GetReferralRequest {
             referral_id: id.to_owned(),
@@ -417,7 +410,7 @@ pub async fn show(socket: &Path, id: &str) -> anyhow::Result<pb::ReferralRecord>
 
 /// Lists the inbox.
 pub async fn list_inbox(socket: &Path, limit: u32) -> anyhow::Result<Vec<pb::InboxItem>> {
-    let mut client = tatmx_node::client::agency(socket).await?;
+    let mut client = errors::agency(socket).await?;
     let inbox = client
         .list_inbox(pb::ListInboxRequest { limit })
         .await
@@ -431,7 +424,7 @@ pub async fn list_outbox(
     limit: u32,
     dead_only: bool,
 ) -> anyhow::Result<Vec<pb::OutboxEntry>> {
-    let mut client = tatmx_node::client::agency(socket).await?;
+    let mut client = errors::agency(socket).await?;
     let outbox = client
         .list_outbox(pb::ListOutboxRequest { limit, dead_only })
         .await
@@ -455,7 +448,7 @@ pub async fn inbox(socket: &Path, args: &ListArgs) -> anyhow::Result<()> {
 
 /// `tatmx purged`
 pub async fn purged(socket: &Path, args: &ListArgs) -> anyhow::Result<()> {
-    let mut client = tatmx_node::client::agency(socket).await?;
+    let mut client = errors::agency(socket).await?;
     let tombstones = client
         .list_tombstones(pb::ListTombstonesRequest { limit: args.limit })
         .await
@@ -519,12 +512,15 @@ pub fn tombstone_table(tombstones: &[pb::Tombstone]) -> String {
 /// `tatmx outbox`
 pub async fn outbox(socket: &Path, args: OutboxArgs) -> anyhow::Result<()> {
     if let Some(OutboxAction::Retry { id }) = args.action {
-        let mut client = tatmx_node::client::agency(socket).await?;
+        let mut client = errors::agency(socket).await?;
         let entry = client
             .retry_message(pb::RetryMessageRequest { message_id: id })
             .await
             .map_err(refused)?
             .into_inner();
+        if args.json {
+            return output::print_json(&outbox_json(&entry));
+        }
         println!(
             "Message {} to {} is queued again.",
             entry.message_id,

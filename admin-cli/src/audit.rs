@@ -9,6 +9,7 @@ use serde_json::json;
 use tatmx_proto::v1 as pb;
 use time::OffsetDateTime;
 
+use crate::errors::refused;
 use crate::{output, trust};
 
 /// `tatmx audit ...`
@@ -62,6 +63,9 @@ pub struct DisclosuresArgs {
     /// How to print the accounting.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Print JSON (the same as `--format json`, as every list command takes it).
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
 }
 
 /// Output format of `tatmx audit disclosures`.
@@ -92,14 +96,6 @@ fn timestamp(text: &str) -> anyhow::Result<prost_types::Timestamp> {
         // Below one second and always non-negative, so it fits.
         nanos: i32::try_from(at.nanosecond()).unwrap_or(0),
     })
-}
-
-fn refused(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the node refused: {} ({:?})",
-        status.message(),
-        status.code()
-    )
 }
 
 /// Runs a `tatmx audit` command.
@@ -152,7 +148,8 @@ pub async fn run(socket: &Path, cmd: AuditCommand) -> anyhow::Result<()> {
                 .map_err(refused)?
                 .into_inner()
                 .disclosures;
-            match args.format {
+            let format = if args.json { Format::Json } else { args.format };
+            match format {
                 Format::Json => {
                     let rows: Vec<_> = disclosures.iter().map(disclosure_json).collect();
                     println!("{}", serde_json::to_string_pretty(&rows)?);

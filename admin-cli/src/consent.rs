@@ -27,6 +27,7 @@ use serde_json::json;
 use tatmx_proto::v1 as pb;
 use time::OffsetDateTime;
 
+use crate::errors::{self, refused};
 use crate::output;
 
 /// `tatmx consent ...`
@@ -203,14 +204,6 @@ pub fn read_consent_file(path: &Path) -> anyhow::Result<pb::Consent> {
     })
 }
 
-fn refused(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the node refused: {} ({:?})",
-        status.message(),
-        status.code()
-    )
-}
-
 fn provision_json(p: &pb::Provision) -> serde_json::Value {
     json!({
         "kind": if p.r#type == pb::ProvisionType::Deny as i32 { "deny" } else { "permit" },
@@ -233,6 +226,7 @@ pub fn consent_json(c: &pb::Consent) -> serde_json::Value {
         "valid_until": output::time_json(c.valid_until.as_ref()),
         "revoked_at": output::time_json(c.revoked_at.as_ref()),
         "recorded_at": output::time_json(c.recorded_at.as_ref()),
+        "state": state(c),
         "provision": c.provision.as_ref().map(provision_json),
     })
 }
@@ -252,7 +246,7 @@ fn state(c: &pb::Consent) -> &'static str {
 
 /// Runs a `tatmx consent` command.
 pub async fn run(socket: &Path, cmd: ConsentCommand) -> anyhow::Result<()> {
-    let mut client = tatmx_node::client::agency(socket).await?;
+    let mut client = errors::agency(socket).await?;
     match cmd {
         ConsentCommand::Record(args) => {
             let consent = read_consent_file(&args.file)?;

@@ -12,6 +12,7 @@ use serde_json::json;
 use tatmx_proto::v1 as pb;
 
 use crate::agency;
+use crate::errors::{self, refused};
 use crate::output;
 
 /// `tatmx consult ...`
@@ -82,14 +83,6 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-fn refused(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the node refused: {} ({:?})",
-        status.message(),
-        status.code()
-    )
-}
-
 fn consultation_json(c: &pb::Consultation) -> serde_json::Value {
     json!({
         "consultation_id": c.consultation_id,
@@ -146,7 +139,7 @@ pub async fn request(
     question: String,
     due: Option<prost_types::Timestamp>,
 ) -> anyhow::Result<pb::Consultation> {
-    let mut client = tatmx_node::client::agency(socket).await?;
+    let mut client = errors::agency(socket).await?;
     Ok(client
         .request_consultation(pb::RequestConsultationRequest {
             partners,
@@ -161,7 +154,7 @@ pub async fn request(
 
 /// One consultation this team asked for.
 pub async fn show(socket: &Path, id: &str) -> anyhow::Result<pb::Consultation> {
-    let mut client = tatmx_node::client::agency(socket).await?;
+    let mut client = errors::agency(socket).await?;
     Ok(client
         .get_consultation(pb::GetConsultationRequest {
             consultation_id: id.to_owned(),
@@ -241,7 +234,7 @@ pub async fn run(socket: &Path, cmd: ConsultCommand) -> anyhow::Result<()> {
             println!("Consultation {} declined.", args.id);
         }
         ConsultCommand::List(args) => {
-            let mut client = tatmx_node::client::agency(socket).await?;
+            let mut client = errors::agency(socket).await?;
             let all = client
                 .list_consultations(pb::ListConsultationsRequest {})
                 .await

@@ -285,7 +285,8 @@ pub fn sign(args: &SignArgs) -> anyhow::Result<(PathBuf, Directory)> {
 
 fn show(args: &ShowArgs) -> anyhow::Result<()> {
     let ca = load_ca(&args.location.ca_dir)?;
-    let (title, members, sequence) = match &args.signed {
+    // Besides the title, what `--json` says about the document: which kind, whose, and when.
+    let (title, members, sequence, federation, issued_at) = match &args.signed {
         Some(file) => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -299,6 +300,8 @@ fn show(args: &ShowArgs) -> anyhow::Result<()> {
                 ),
                 directory.members,
                 directory.sequence,
+                directory.federation,
+                Some(directory.issued_at),
             )
         }
         None => {
@@ -311,6 +314,8 @@ fn show(args: &ShowArgs) -> anyhow::Result<()> {
                 ),
                 draft.members,
                 0,
+                draft.federation,
+                None,
             )
         }
     };
@@ -318,7 +323,10 @@ fn show(args: &ShowArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
+                "kind": if args.signed.is_some() { "signed" } else { "draft" },
+                "federation": federation,
                 "sequence": sequence,
+                "issued_at": issued_at.map(crate::output::datetime_json),
                 "members": members,
             }))?
         );

@@ -11,6 +11,8 @@ mod consent;
 mod consult;
 mod demo;
 mod directory;
+mod errors;
+mod manual;
 mod output;
 mod pki;
 mod policy;
@@ -18,11 +20,11 @@ mod trust;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// tatmx: a federated exchange for threat assessment and threat management teams.
 #[derive(Parser)]
-#[command(version, about, propagate_version = true)]
+#[command(name = "tatmx", version, about, propagate_version = true)]
 struct Cli {
     /// The node's Agency API socket.
     #[arg(
@@ -92,6 +94,10 @@ enum Command {
     /// Measure end-to-end delivery between two real nodes against the raw mutual-TLS ceiling,
     /// start-up, memory, backlog drain, fan-out and a large registry.
     Bench(bench::BenchArgs),
+    /// Print a shell completion script: `tatmx completions bash > /etc/bash_completion.d/tatmx`.
+    Completions(manual::CompletionsArgs),
+    /// Print the manual page, or write one page per command into a directory with --out.
+    Man(manual::ManArgs),
 }
 
 /// `tatmx cert ...`
@@ -124,11 +130,16 @@ async fn main() -> std::process::ExitCode {
         Command::Purged(args) => agency::purged(&cli.socket, &args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Completions(args) => manual::completions(Cli::command(), &args),
+        Command::Man(args) => manual::man(Cli::command(), &args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(next) = errors::next_step(&e) {
+                eprintln!("  next: {next}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

@@ -1,4 +1,10 @@
-//! Turning wire values into text a person reads, and tables into aligned columns.
+//! Turning wire values into text a person reads, tables into aligned columns, and `--json`
+//! output into one stable document.
+//!
+//! The `--json` form of every list command is an array of objects with snake_case keys, times
+//! in RFC 3339 (UTC), enums as the same lower-case words the table shows, and an absent value as
+//! `null`; it carries the fields of the table, with full identities where the table shortens
+//! them to team ids. Scripts can rely on that shape.
 
 use tatmx_proto::v1 as pb;
 use time::OffsetDateTime;
@@ -22,6 +28,18 @@ pub fn time_json(ts: Option<&prost_types::Timestamp>) -> serde_json::Value {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
+        .map_or(serde_json::Value::Null, serde_json::Value::String)
+}
+
+/// Prints one JSON document on standard output, the whole output of a `--json` command.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A time as RFC 3339, for JSON.
+pub fn datetime_json(at: OffsetDateTime) -> serde_json::Value {
+    at.format(&time::format_description::well_known::Rfc3339)
         .map_or(serde_json::Value::Null, serde_json::Value::String)
 }
 

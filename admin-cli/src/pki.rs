@@ -265,8 +265,7 @@ pub fn run_ca(cmd: CaCommand) -> anyhow::Result<()> {
         CaCommand::List(args) => {
             let register = Register::load(&args.ca_dir)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&register)?);
-                return Ok(());
+                return crate::output::print_json(&register_json(&register));
             }
             let rows: Vec<Vec<String>> = register
                 .issued
@@ -289,6 +288,28 @@ pub fn run_ca(cmd: CaCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The register as `tatmx ca list --json` prints it: one object per certificate issued, with
+/// the table's columns, oldest first.
+fn register_json(register: &Register) -> serde_json::Value {
+    register
+        .issued
+        .iter()
+        .map(|i| {
+            let revoked = register.revoked.iter().find(|r| r.serial == i.serial);
+            serde_json::json!({
+                "team": i.team,
+                "serial": i.serial,
+                "not_after": crate::output::datetime_json(i.not_after),
+                "role": i.role,
+                "discipline": i.discipline,
+                "state": if revoked.is_some() { "revoked" } else { "valid" },
+                "revocation_reason": revoked.map(|r| &r.reason),
+                "revoked_at": revoked.map(|r| crate::output::datetime_json(r.revoked_at)),
+            })
+        })
+        .collect()
 }
 
 /// Runs a `tatmx cert` command.

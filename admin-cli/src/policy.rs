@@ -21,7 +21,17 @@ pub enum PolicyCommand {
     /// Run a table of scenarios and report every decision that differs from its expectation.
     Test(TestArgs),
     /// List every rule: id, file and reason.
-    Rules(ValidateArgs),
+    Rules(RulesArgs),
+}
+
+/// Arguments of `tatmx policy rules`.
+#[derive(Args)]
+pub struct RulesArgs {
+    /// The agency's policy files (the default pack is always included).
+    pub files: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `tatmx policy validate`.
@@ -119,6 +129,16 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
         }
         PolicyCommand::Rules(args) => {
             let policy = Policy::load(&args.files)?;
+            if args.json {
+                let rows: Vec<_> = policy
+                    .rules()
+                    .into_iter()
+                    .map(|(id, file, reason)| {
+                        serde_json::json!({"id": id, "file": file, "reason": reason})
+                    })
+                    .collect();
+                return crate::output::print_json(&rows);
+            }
             for (id, file, reason) in policy.rules() {
                 println!("{id}  ({file})\n    {reason}");
             }

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use tatmx_proto::v1 as pb;
 
+use crate::errors::{self, refused};
 use crate::output;
 
 /// `tatmx peer ...`
@@ -130,19 +131,11 @@ pub struct FingerprintArg {
     pub fingerprint: String,
 }
 
-fn refused(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the node refused: {} ({:?})",
-        status.message(),
-        status.code()
-    )
-}
-
 /// Connects to the node's Admin socket.
 pub async fn client(
     socket: &Path,
 ) -> anyhow::Result<pb::admin_client::AdminClient<tonic::transport::Channel>> {
-    Ok(tatmx_node::client::admin(socket).await?)
+    Ok(errors::admin(socket).await?)
 }
 
 fn role(text: &str) -> anyhow::Result<pb::Role> {
