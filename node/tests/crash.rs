@@ -251,14 +251,21 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() {
             .fetch_all(&mut db)
             .await
             .unwrap();
-    let timelines: Vec<(String, String)> = sqlx::query_as(
-        "SELECT referral_id, group_concat(status, ',') FROM
-           (SELECT referral_id, status FROM status_events ORDER BY seq)
-         GROUP BY referral_id",
-    )
-    .fetch_all(&mut db)
-    .await
-    .unwrap();
+    let events: Vec<(String, String)> =
+        sqlx::query_as("SELECT referral_id, status FROM status_events ORDER BY referral_id, seq")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    let mut timelines: Vec<(String, String)> = Vec::new();
+    for (referral_id, status) in events {
+        match timelines.last_mut() {
+            Some((id, timeline)) if *id == referral_id => {
+                timeline.push(',');
+                timeline.push_str(&status);
+            }
+            _ => timelines.push((referral_id, status)),
+        }
+    }
     let mut sent_db = store_connection(&school, false).await;
     let sent: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM referrals WHERE direction = 'outbound'")
