@@ -17,6 +17,7 @@ mod output;
 mod pki;
 mod policy;
 mod trust;
+mod user;
 
 use std::path::PathBuf;
 
@@ -88,6 +89,9 @@ enum Command {
     Outbox(agency::OutboxArgs),
     /// What this node purged (retraction or retention): ids, categories, when and why.
     Purged(agency::ListArgs),
+    /// Staff accounts of the node's browser console: add, list, disable, reset.
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Run a small federation of four teams on this machine and take a referral through its
     /// whole closed loop.
     Demo(demo::DemoArgs),
@@ -128,6 +132,7 @@ async fn main() -> std::process::ExitCode {
         Command::Inbox(args) => agency::inbox(&cli.socket, &args).await,
         Command::Outbox(args) => agency::outbox(&cli.socket, args).await,
         Command::Purged(args) => agency::purged(&cli.socket, &args).await,
+        Command::User(cmd) => user::run(&cli.admin_socket, cmd).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Completions(args) => manual::completions(Cli::command(), &args),

@@ -1,4 +1,4 @@
-//! The Admin API: the `tatmx` CLI managing its own node's trust.
+//! The Admin API: the `tatmx` CLI managing its own node's trust, audit and console accounts.
 //!
 //! It listens only on a Unix socket with mode 0600, so only the node's own user (and root) can
 //! change what the node trusts. Every change is persisted and takes effect at once: new
@@ -13,9 +13,11 @@ use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
 use crate::audit;
+use crate::console::{StaffRole, credentials};
 use crate::convert::{role_from_proto, role_to_proto, timestamp_to_proto};
 use crate::federation::store_status;
 use crate::store::Store;
+use crate::store::accounts::Credentials as AccountCredentials;
 use crate::tls::Credentials;
 use crate::trust::{
     Anchor, DirectoryRecord, Discipline, Peer, PeerEntry, RevocationList, Trust, TrustChangeError,
@@ -529,6 +531,145 @@ impl Admin for AdminService {
             .await
             .map_err(change_status)?;
         Ok(Response::new(certificate_info(&credentials)))
+    }
+
+    async fn add_user(
+        &self,
+        request: Request<pb::AddUserRequest>,
+    ) -> Result<Response<pb::IssuedCredentials>, Status> {
+        let actor = audit::local_actor(&request);
+        let r = request.into_inner();
+        credentials::check_username(&r.username)
+            .map_err(|e| Status::invalid_argument(format!("username: {e}")))?;
+        let role = StaffRole::parse(&r.role).ok_or_else(|| {
+            Status::invalid_argument("role: expected one of case-worker, chair, auditor, admin")
+        })?;
+        let issued = issue_credentials().await?;
+        let added = self
+            .store
+            .add_account(
+                &r.username,
+                role,
+                &AccountCredentials {
+                    password_hash: &issued.password_hash,
+                    totp_secret: &issued.totp_secret,
+                },
+                &actor,
+            )
+            .await
+            .map_err(|e| store_status(&e))?;
+        if !added {
+            return Err(Status::already_exists(format!(
+                "there is already an account {}; `tatmx user reset {}` issues it new credentials",
+                r.username, r.username
+            )));
+        }
+        tracing::info!(role = %role, "console account added");
+        self.issued_response(&r.username, &issued).await
+    }
+
+    async fn list_users(
+        &self,
+        _request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let accounts = self.store.accounts().await.map_err(|e| store_status(&e))?;
+        Ok(Response::new(pb::ListUsersResponse {
+            users: accounts.iter().map(user_info).collect(),
+        }))
+    }
+
+    async fn disable_user(
+        &self,
+        request: Request<pb::UserRef>,
+    ) -> Result<Response<pb::UserInfo>, Status> {
+        let actor = audit::local_actor(&request);
+        let username = request.into_inner().username;
+        let account = self
+            .store
+            .disable_account(&username, &actor)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| no_account(&username))?;
+        tracing::info!(role = %account.role, "console account disabled");
+        Ok(Response::new(user_info(&account)))
+    }
+
+    async fn reset_user(
+        &self,
+        request: Request<pb::UserRef>,
+    ) -> Result<Response<pb::IssuedCredentials>, Status> {
+        let actor = audit::local_actor(&request);
+        let username = request.into_inner().username;
+        let issued = issue_credentials().await?;
+        let account = self
+            .store
+            .reset_account(
+                &username,
+                &AccountCredentials {
+                    password_hash: &issued.password_hash,
+                    totp_secret: &issued.totp_secret,
+                },
+                &actor,
+            )
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| no_account(&username))?;
+        tracing::info!(role = %account.role, "console account given new credentials");
+        self.issued_response(&username, &issued).await
+    }
+}
+
+impl AdminService {
+    /// The answer to an add or reset: the account, and its new credentials, shown this once.
+    async fn issued_response(
+        &self,
+        username: &str,
+        issued: &credentials::Issued,
+    ) -> Result<Response<pb::IssuedCredentials>, Status> {
+        let account = self
+            .store
+            .account(username)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| no_account(username))?;
+        let issuer = format!("tatmx {}", self.trust.state().local.identity.team);
+        Ok(Response::new(pb::IssuedCredentials {
+            user: Some(user_info(&account)),
+            password: issued.password.clone(),
+            totp_secret: credentials::secret_base32(&issued.totp_secret),
+            totp_uri: credentials::otpauth_uri(&issued.totp_secret, &issuer, username)
+                .map_err(|e| Status::internal(e.to_string()))?,
+        }))
+    }
+}
+
+/// New credentials, made off the async threads: argon2id is deliberately slow.
+async fn issue_credentials() -> Result<credentials::Issued, Status> {
+    tokio::task::spawn_blocking(credentials::issue)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+fn no_account(username: &str) -> Status {
+    Status::not_found(format!(
+        "there is no console account {username}; `tatmx user list` shows them"
+    ))
+}
+
+/// A console account on the wire, without its credentials.
+fn user_info(account: &crate::store::accounts::Account) -> pb::UserInfo {
+    pb::UserInfo {
+        username: account.username.clone(),
+        role: account.role.as_str().into(),
+        disabled: account.disabled,
+        failed_logins: account.failed_logins,
+        locked_until: account
+            .locked_until
+            .filter(|until| *until > OffsetDateTime::now_utc())
+            .map(timestamp_to_proto),
+        created_at: Some(timestamp_to_proto(account.created_at)),
+        last_sign_in: account.last_sign_in.map(timestamp_to_proto),
     }
 }
 

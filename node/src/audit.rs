@@ -62,11 +62,19 @@ pub enum AuditKind {
     InboundRejected,
     /// Audit retention removed entries older than the retention period.
     AuditRetention,
+    /// A staff member signed in to the console.
+    SignIn,
+    /// A console sign-in was refused (wrong password or code, disabled or locked account).
+    SignInFailed,
+    /// A console account was locked after repeated failed sign-ins.
+    AccountLocked,
+    /// A console account was added, disabled or given new credentials by an admin.
+    AccountChange,
 }
 
 impl AuditKind {
     /// Every kind, for listing and parsing.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 17] = [
         Self::Disclosure,
         Self::Receipt,
         Self::StatusChange,
@@ -80,6 +88,10 @@ impl AuditKind {
         Self::InboxRead,
         Self::InboundRejected,
         Self::AuditRetention,
+        Self::SignIn,
+        Self::SignInFailed,
+        Self::AccountLocked,
+        Self::AccountChange,
     ];
 
     /// The stored name.
@@ -98,6 +110,10 @@ impl AuditKind {
             Self::InboxRead => "inbox-read",
             Self::InboundRejected => "inbound-rejected",
             Self::AuditRetention => "audit-retention",
+            Self::SignIn => "sign-in",
+            Self::SignInFailed => "sign-in-failed",
+            Self::AccountLocked => "account-locked",
+            Self::AccountChange => "account-change",
         }
     }
 
@@ -410,7 +426,13 @@ pub fn staff_actor(uid: Option<u32>, name: Option<&str>) -> String {
 /// The local actor of an Agency or Admin API call: the Unix user the socket connection proves
 /// (`SO_PEERCRED`), and the staff name a client such as a case system passes in the
 /// `x-tatmx-staff` header, which is only as good as that client.
+///
+/// A call the node's own console makes in-process carries a [`ConsoleUser`] instead, and the
+/// actor is that signed-in user.
 pub fn local_actor<T>(request: &tonic::Request<T>) -> String {
+    if let Some(user) = request.extensions().get::<ConsoleUser>() {
+        return console_actor(&user.0);
+    }
     let uid = request
         .extensions()
         .get::<tonic::transport::server::UdsConnectInfo>()
@@ -426,6 +448,43 @@ pub fn local_actor<T>(request: &tonic::Request<T>) -> String {
 
 /// The actor of the node's own jobs.
 pub const NODE: &str = "node";
+
+/// The console user a call into the Agency or Admin service is made for: inserted only by the
+/// node's own console, in-process, after sign-in. Request extensions are never read from the
+/// wire, so a remote caller cannot claim to be a console user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleUser(pub String);
+
+/// A console user as an actor: `console <username>`. Usernames are staff identifiers.
+pub fn console_actor(username: &str) -> String {
+    format!("console {username}")
+}
+
+/// A console sign-in, refused sign-in or lockout. `username` is the account's name when the
+/// account exists; for an unknown name it is `None`, because what was typed may be anything,
+/// even a password typed into the wrong field. The detail holds the reason and counts only.
+pub fn sign_in(kind: AuditKind, username: Option<&str>, detail: Value) -> AuditRecord {
+    AuditRecord {
+        kind,
+        actor: username.map_or_else(|| "console (unknown account)".to_owned(), console_actor),
+        peer: None,
+        referral_id: None,
+        subject: None,
+        detail,
+    }
+}
+
+/// An admin added, disabled or reset a console account. Never the password or secret.
+pub fn account_change(action: &str, username: &str, role: &str, actor: &str) -> AuditRecord {
+    AuditRecord {
+        kind: AuditKind::AccountChange,
+        actor: actor.to_owned(),
+        peer: None,
+        referral_id: None,
+        subject: None,
+        detail: json!({ "action": action, "account": username, "role": role }),
+    }
+}
 
 fn categories_of(referral: &Referral) -> Vec<&'static str> {
     referral.categories().iter().map(|c| c.as_str()).collect()

@@ -77,6 +77,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The plaintext gRPC health listener for probes, and the store check behind readiness.
     pub health: HealthSettings,
+    /// The staff console in the browser; off when `None` (no `[console]` section).
+    pub console: Option<ConsoleSettings>,
     /// Where the store is: SQLite in the data directory, or PostgreSQL.
     pub store: StoreLocation,
     /// The agency's policy files, added to the default pack.
@@ -173,6 +175,24 @@ impl Default for HealthSettings {
         }
     }
 }
+
+/// The staff console: HTTPS for browsers, off unless the config has a `[console]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSettings {
+    /// Where it listens; [`DEFAULT_CONSOLE_LISTEN`] (this host only) unless set. Anything
+    /// else exposes the sign-in page to that network, so set it only behind the agency's
+    /// firewall.
+    pub listen: SocketAddr,
+    /// A session left idle this long locks; the lock screen asks for the password and a new
+    /// code. Default 30 minutes.
+    pub idle_lock: Duration,
+    /// A web certificate and key (PEM) that staff browsers trust, for a DNS name; without one
+    /// the console presents the node's own federation certificate, which browsers warn about.
+    pub certificate: Option<(PathBuf, PathBuf)>,
+}
+
+/// Where the console listens when `[console]` names no address: this host only.
+pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:8443";
 
 /// Outbox delivery tuning.
 #[derive(Debug, Clone)]
@@ -279,6 +299,7 @@ impl Config {
             Some(v) => p.parse("health.check_interval", v, parse_duration),
             None => Some(HealthSettings::default().check_interval),
         };
+        let console = raw.console.as_ref().and_then(|c| p.console(c, base));
         let store_url = p.store_url(&raw.store);
         let audit_defaults = AuditSettings::default();
         let checkpoint_interval = match &raw.audit.checkpoint_interval {
@@ -469,6 +490,7 @@ impl Config {
                 // A value that did not parse was reported above, and returned before here.
                 check_interval: health_check.unwrap_or(HealthSettings::default().check_interval),
             },
+            console,
             store,
             peers,
         })
@@ -598,6 +620,39 @@ impl Problems {
 }
 
 impl Problems {
+    /// The `[console]` section; relative certificate paths are taken from `base`.
+    fn console(&mut self, raw: &RawConsole, base: &Path) -> Option<ConsoleSettings> {
+        let listen = self.parse(
+            "console.listen",
+            raw.listen.as_deref().unwrap_or(DEFAULT_CONSOLE_LISTEN),
+            |s| {
+                s.parse::<SocketAddr>()
+                    .map_err(|_| "expected host:port, such as 127.0.0.1:8443")
+            },
+        );
+        let idle_lock = self.parse(
+            "console.idle_lock",
+            raw.idle_lock.as_deref().unwrap_or("30m"),
+            parse_duration,
+        );
+        let certificate = match (&raw.cert, &raw.key) {
+            (Some(cert), Some(key)) => Some((base.join(cert), base.join(key))),
+            (None, None) => None,
+            _ => {
+                self.push(
+                    "console",
+                    "set both cert and key, or neither to use the node's own certificate",
+                );
+                None
+            }
+        };
+        Some(ConsoleSettings {
+            listen: listen?,
+            idle_lock: idle_lock?,
+            certificate,
+        })
+    }
+
     /// The PostgreSQL URL, from `store.url` or the environment variable `store.url_env` names
     /// (so a secret need not sit in the config file); `None` means SQLite.
     fn store_url(&mut self, raw: &RawStore) -> Option<String> {
@@ -730,8 +785,18 @@ struct RawConfig {
     health: RawHealth,
     #[serde(default)]
     store: RawStore,
+    console: Option<RawConsole>,
     #[serde(default)]
     peers: Vec<RawPeer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    listen: Option<String>,
+    idle_lock: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -953,6 +1018,23 @@ mod tests {
             problems[0].starts_with("health.listen: expected host:port"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn the_console_is_off_unless_configured_and_defaults_to_this_host() {
+        let config = Config::from_toml(VALID, Path::new(".")).unwrap();
+        assert_eq!(config.console, None);
+        let config =
+            Config::from_toml(&format!("{VALID}\n[console]\n"), Path::new("/etc/tatmx")).unwrap();
+        let console = config.console.unwrap();
+        assert_eq!(console.listen, DEFAULT_CONSOLE_LISTEN.parse().unwrap());
+        assert_eq!(console.idle_lock, Duration::from_secs(1800));
+        assert_eq!(console.certificate, None);
+        let text = format!("{VALID}\n[console]\nlisten = \"here\"\ncert = \"web.pem\"\n");
+        let Err(ParseFailure::Invalid(problems)) = Config::from_toml(&text, Path::new(".")) else {
+            panic!("expected invalid values");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
     }
 
     #[test]

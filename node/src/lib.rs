@@ -32,7 +32,8 @@
 //! - [`outbox`]: durable, ordered, retried delivery to each peer.
 //! - [`federation`]: the peer-facing gRPC service.
 //! - [`agency`]: the staff-facing gRPC service.
-//! - [`admin`]: the admin-facing gRPC service (trust management).
+//! - [`admin`]: the admin-facing gRPC service (trust management, console accounts).
+//! - [`console`]: the staff console: HTTPS pages for browsers, over the same services.
 //! - [`refresh`]: fetching newer federation directories from peers.
 //! - [`metrics`]: Prometheus counters and gauges, served on a local endpoint when configured.
 //! - [`health`]: gRPC health for probes, and the store check behind readiness.
@@ -47,6 +48,7 @@ pub mod category;
 pub mod client;
 pub mod config;
 pub mod consent;
+pub mod console;
 pub mod convert;
 pub mod federation;
 pub mod filter;

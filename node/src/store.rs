@@ -35,6 +35,7 @@ use crate::retraction::{
 };
 use crate::vault;
 
+pub mod accounts;
 mod audit_log;
 pub mod observe;
 mod writer;

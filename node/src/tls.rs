@@ -292,7 +292,10 @@ impl rustls::server::ResolvesServerCert for FederationCertResolver {
     }
 }
 
-fn certified_key(credentials: &Credentials) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+/// These credentials as a rustls certified key, for a server that presents them.
+pub fn certified_key(
+    credentials: &Credentials,
+) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
     let key = provider()
         .key_provider
         .load_private_key(credentials.key.clone_key())?;

@@ -1,0 +1,503 @@
+//! The console's accounts and sessions: the SQL behind staff sign-in.
+//!
+//! Every change is written with its audit entry in one transaction (sign-ins, refusals,
+//! lockouts, an admin's changes), through the group commit like any other write. Sessions are
+//! kept here, not in one process, so replicas share them; only a hash of each session id is
+//! stored. Nothing here decides policy (how many failures lock an account, how long a session
+//! may idle): the console passes those in.
+
+use serde_json::json;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+
+use super::{Store, StoreError, audit_log, from_ms, ms};
+use crate::audit::{self, AuditKind};
+use crate::console::StaffRole;
+
+/// A console account as stored, credentials included. `Debug` leaves the credentials out.
+#[derive(Clone)]
+pub struct Account {
+    /// The staff member's username: a staff identifier, never a subject's.
+    pub username: String,
+    /// What the account may do.
+    pub role: StaffRole,
+    /// The argon2id hash, PHC string format.
+    pub password_hash: String,
+    /// The raw TOTP secret.
+    pub totp_secret: Vec<u8>,
+    /// The last TOTP time step accepted, so that a code is good for one sign-in only.
+    pub totp_last_step: u64,
+    /// A disabled account cannot sign in, and has no sessions.
+    pub disabled: bool,
+    /// Consecutive failed sign-ins since the last success or lockout.
+    pub failed_logins: u32,
+    /// Sign-in is refused until then.
+    pub locked_until: Option<OffsetDateTime>,
+    /// When the account was added.
+    pub created_at: OffsetDateTime,
+    /// The last successful sign-in.
+    pub last_sign_in: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .field("failed_logins", &self.failed_logins)
+            .field("locked_until", &self.locked_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// New credentials for an account: a password hash and a TOTP secret.
+pub struct Credentials<'a> {
+    /// argon2id, PHC string format.
+    pub password_hash: &'a str,
+    /// The raw TOTP secret.
+    pub totp_secret: &'a [u8],
+}
+
+/// A console session, as looked up on each request.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Whose session.
+    pub username: String,
+    /// The account's role now (a changed role applies at once).
+    pub role: StaffRole,
+    /// The token every POST of this session must carry.
+    pub csrf: String,
+    /// When it was opened.
+    pub created_at: OffsetDateTime,
+    /// The last request.
+    pub last_seen: OffsetDateTime,
+    /// Idle past the limit: only the lock screen is served until it is unlocked.
+    pub locked: bool,
+}
+
+/// What the console asks of a sign-in that failed.
+#[derive(Debug, Clone, Copy)]
+pub struct LockoutPolicy {
+    /// Consecutive failures that lock the account.
+    pub max_failures: u32,
+    /// For how long.
+    pub lockout: time::Duration,
+}
+
+fn account_row(row: &AnyRow) -> Result<Account, StoreError> {
+    let username: String = row.try_get("username")?;
+    let role: String = row.try_get("role")?;
+    let role = StaffRole::parse(&role).ok_or_else(|| StoreError::Corrupt {
+        table: "console_accounts",
+        id: username.clone(),
+        problem: "role".into(),
+    })?;
+    Ok(Account {
+        role,
+        password_hash: row.try_get("password_hash")?,
+        totp_secret: row.try_get("totp_secret")?,
+        totp_last_step: u64::try_from(row.try_get::<i64, _>("totp_last_step")?).unwrap_or(0),
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+        failed_logins: u32::try_from(row.try_get::<i64, _>("failed_logins")?).unwrap_or(u32::MAX),
+        locked_until: row.try_get::<Option<i64>, _>("locked_until")?.map(from_ms),
+        created_at: from_ms(row.try_get("created_at")?),
+        last_sign_in: row.try_get::<Option<i64>, _>("last_sign_in")?.map(from_ms),
+        username,
+    })
+}
+
+const ACCOUNT_COLUMNS: &str = "username, role, password_hash, totp_secret, totp_last_step, \
+     disabled, failed_logins, locked_until, created_at, last_sign_in";
+
+fn step_param(step: u64) -> i64 {
+    // Steps of 30 s since 1970 stay far below i64::MAX.
+    i64::try_from(step).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Adds an account; `false` (and nothing written) when the username is taken.
+    pub async fn add_account(
+        &self,
+        username: &str,
+        role: StaffRole,
+        credentials: &Credentials<'_>,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let now = ms(OffsetDateTime::now_utc());
+        let mut tx = self.write().await?;
+        let added = sqlx::query(
+            "INSERT INTO console_accounts (username, role, password_hash, totp_secret,
+                 totp_last_step, disabled, failed_logins, locked_until, created_at, changed_at,
+                 last_sign_in)
+             VALUES ($1, $2, $3, $4, 0, 0, 0, NULL, $5, $6, NULL)
+             ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(username)
+        .bind(role.as_str())
+        .bind(credentials.password_hash)
+        .bind(credentials.totp_secret.to_vec())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !added {
+            return Ok(false);
+        }
+        audit_log::append(
+            &mut tx,
+            &audit::account_change("added", username, role.as_str(), actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every account, by username.
+    pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM console_accounts ORDER BY username"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(account_row).collect()
+    }
+
+    /// One account.
+    pub async fn account(&self, username: &str) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM console_accounts WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account_row).transpose()
+    }
+
+    /// Disables an account and ends its sessions at once; `None` when there is no such account.
+    pub async fn disable_account(
+        &self,
+        username: &str,
+        actor: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        let mut tx = self.write().await?;
+        let changed = sqlx::query(
+            "UPDATE console_accounts SET disabled = 1, changed_at = $1 WHERE username = $2",
+        )
+        .bind(ms(OffsetDateTime::now_utc()))
+        .bind(username)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM console_sessions WHERE username = $1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM console_accounts WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_one(&mut *tx)
+        .await?;
+        let account = account_row(&row)?;
+        audit_log::append(
+            &mut tx,
+            &audit::account_change("disabled", username, account.role.as_str(), actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(account))
+    }
+
+    /// Gives an account new credentials, enables it, clears its failures and lockout, and ends
+    /// its sessions; `None` when there is no such account.
+    pub async fn reset_account(
+        &self,
+        username: &str,
+        credentials: &Credentials<'_>,
+        actor: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        let mut tx = self.write().await?;
+        let changed = sqlx::query(
+            "UPDATE console_accounts SET password_hash = $1, totp_secret = $2,
+                 totp_last_step = 0, disabled = 0, failed_logins = 0, locked_until = NULL,
+                 changed_at = $3
+             WHERE username = $4",
+        )
+        .bind(credentials.password_hash)
+        .bind(credentials.totp_secret.to_vec())
+        .bind(ms(OffsetDateTime::now_utc()))
+        .bind(username)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM console_sessions WHERE username = $1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM console_accounts WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_one(&mut *tx)
+        .await?;
+        let account = account_row(&row)?;
+        audit_log::append(
+            &mut tx,
+            &audit::account_change("reset", username, account.role.as_str(), actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(account))
+    }
+
+    /// Records a refused sign-in (`reason` is a fixed phrase, never what was typed). For an
+    /// existing account the failure counts towards its lockout, unless it is locked already;
+    /// returns until when the account is now locked, if it is.
+    pub async fn sign_in_failed(
+        &self,
+        username: Option<&str>,
+        reason: &str,
+        policy: LockoutPolicy,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.write().await?;
+        let Some(username) = username else {
+            audit_log::append(
+                &mut tx,
+                &audit::sign_in(AuditKind::SignInFailed, None, json!({ "reason": reason })),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT failed_logins, locked_until FROM console_accounts WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let locked_until = row.try_get::<Option<i64>, _>("locked_until")?.map(from_ms);
+        if let Some(until) = locked_until.filter(|until| *until > now) {
+            audit_log::append(
+                &mut tx,
+                &audit::sign_in(
+                    AuditKind::SignInFailed,
+                    Some(username),
+                    json!({ "reason": "the account is locked" }),
+                ),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Some(until));
+        }
+        let failures = row.try_get::<i64, _>("failed_logins")? + 1;
+        let lock = failures >= i64::from(policy.max_failures);
+        let until = lock.then(|| now + policy.lockout);
+        sqlx::query(
+            "UPDATE console_accounts SET failed_logins = $1, locked_until = $2 WHERE username = $3",
+        )
+        .bind(if lock { 0 } else { failures })
+        .bind(until.map(ms))
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+        audit_log::append(
+            &mut tx,
+            &audit::sign_in(
+                AuditKind::SignInFailed,
+                Some(username),
+                json!({ "reason": reason, "consecutive_failures": failures }),
+            ),
+        )
+        .await?;
+        if let Some(until) = until {
+            audit_log::append(
+                &mut tx,
+                &audit::sign_in(
+                    AuditKind::AccountLocked,
+                    Some(username),
+                    json!({
+                        "after_failures": failures,
+                        "locked_for_seconds": policy.lockout.whole_seconds(),
+                        "locked_until": ms(until),
+                    }),
+                ),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(until)
+    }
+
+    /// Records a sign-in whose password and code were right, and opens the session, in one
+    /// transaction. The code's time step must be later than any used before, so a code
+    /// cannot be replayed; `false` (and nothing written) when it was not, or the account was
+    /// disabled meanwhile.
+    pub async fn sign_in_succeeded(
+        &self,
+        username: &str,
+        totp_step: u64,
+        session_id_hash: &str,
+        csrf: &str,
+    ) -> Result<bool, StoreError> {
+        let now = ms(OffsetDateTime::now_utc());
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE console_accounts SET totp_last_step = $1, failed_logins = 0,
+                 locked_until = NULL, last_sign_in = $2
+             WHERE username = $3 AND totp_last_step < $4 AND disabled = 0",
+        )
+        .bind(step_param(totp_step))
+        .bind(now)
+        .bind(username)
+        .bind(step_param(totp_step))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO console_sessions (id_hash, username, csrf, created_at, last_seen, locked)
+             VALUES ($1, $2, $3, $4, $5, 0)",
+        )
+        .bind(session_id_hash)
+        .bind(username)
+        .bind(csrf)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        audit_log::append(
+            &mut tx,
+            &audit::sign_in(
+                AuditKind::SignIn,
+                Some(username),
+                json!({ "unlock": false }),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Unlocks an idle-locked session whose user gave the password and a new code again;
+    /// `false` when the code's step was used before.
+    pub async fn unlock_session(
+        &self,
+        session_id_hash: &str,
+        username: &str,
+        totp_step: u64,
+    ) -> Result<bool, StoreError> {
+        let now = ms(OffsetDateTime::now_utc());
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE console_accounts SET totp_last_step = $1, failed_logins = 0,
+                 locked_until = NULL, last_sign_in = $2
+             WHERE username = $3 AND totp_last_step < $4 AND disabled = 0",
+        )
+        .bind(step_param(totp_step))
+        .bind(now)
+        .bind(username)
+        .bind(step_param(totp_step))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE console_sessions SET locked = 0, last_seen = $1
+             WHERE id_hash = $2 AND username = $3",
+        )
+        .bind(now)
+        .bind(session_id_hash)
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+        audit_log::append(
+            &mut tx,
+            &audit::sign_in(AuditKind::SignIn, Some(username), json!({ "unlock": true })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A live session of an enabled account.
+    pub async fn console_session(
+        &self,
+        session_id_hash: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.username, a.role, s.csrf, s.created_at, s.last_seen, s.locked
+             FROM console_sessions s JOIN console_accounts a ON a.username = s.username
+             WHERE s.id_hash = $1 AND a.disabled = 0",
+        )
+        .bind(session_id_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let username: String = row.try_get("username")?;
+        let role: String = row.try_get("role")?;
+        let role = StaffRole::parse(&role).ok_or_else(|| StoreError::Corrupt {
+            table: "console_accounts",
+            id: username.clone(),
+            problem: "role".into(),
+        })?;
+        Ok(Some(Session {
+            username,
+            role,
+            csrf: row.try_get("csrf")?,
+            created_at: from_ms(row.try_get("created_at")?),
+            last_seen: from_ms(row.try_get("last_seen")?),
+            locked: row.try_get::<i64, _>("locked")? != 0,
+        }))
+    }
+
+    /// Notes a request on a session, now.
+    pub async fn touch_session(&self, session_id_hash: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE console_sessions SET last_seen = $1 WHERE id_hash = $2")
+            .bind(ms(OffsetDateTime::now_utc()))
+            .bind(session_id_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Locks a session that was idle too long.
+    pub async fn lock_session(&self, session_id_hash: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE console_sessions SET locked = 1 WHERE id_hash = $1")
+            .bind(session_id_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Ends a session (sign-out, or past its lifetime).
+    pub async fn end_session(&self, session_id_hash: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
+            .bind(session_id_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+}
