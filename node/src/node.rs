@@ -31,6 +31,9 @@ use crate::tls::{Credentials, Identities, TlsError};
 use crate::trust::{Trust, TrustChangeError, TrustConfig};
 
 /// Why a node could not start.
+/// How soon a replica on a shared store sees trust changes made through another replica.
+const TRUST_FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// TLS material was missing or unusable.
@@ -241,6 +244,14 @@ pub async fn start_with_listener(
         config.retention.clone(),
         shutdown.clone(),
     )));
+    if store.backend() == crate::store::Backend::Postgres {
+        // Replicas share the store: a trust change made through one reaches the others.
+        tasks.push(tokio::spawn(
+            trust
+                .clone()
+                .follow_store(TRUST_FOLLOW_INTERVAL, shutdown.clone()),
+        ));
+    }
     let store_up = crate::health::StoreUp::default();
     if let Some(addr) = config.metrics_listen {
         let listener = crate::metrics::bind(addr)

@@ -1422,7 +1422,7 @@ fn outbox_entry(row: &AnyRow) -> Result<OutboxEntry, StoreError> {
 }
 
 /// A trust anchor added by an admin or a directory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAnchor {
     /// SHA-256 of the certificate DER, hex.
     pub fingerprint: String,
@@ -1435,7 +1435,7 @@ pub struct StoredAnchor {
 }
 
 /// A peer added by an admin or a directory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPeer {
     /// Team identity URI.
     pub identity: String,
@@ -1456,7 +1456,7 @@ pub struct StoredPeer {
 }
 
 /// The latest imported directory of one federation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredDirectory {
     /// The federation.
     pub federation: String,
@@ -1471,7 +1471,7 @@ pub struct StoredDirectory {
 }
 
 /// The latest CRL of one federation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCrl {
     /// The federation.
     pub federation: String,
@@ -1482,7 +1482,7 @@ pub struct StoredCrl {
 }
 
 /// Everything the trust layer keeps in the store.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredTrust {
     /// Anchors beyond the config file's.
     pub anchors: Vec<StoredAnchor>,

@@ -273,3 +273,38 @@ async fn a_replica_killed_mid_delivery_leaves_its_messages_to_the_other_once() {
     let from_b = verify_audit(&setup.school_b).await;
     assert!(from_b.ok, "{from_b:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_blocked_through_one_replica_is_blocked_by_the_other() {
+    let Some(setup) = setup() else { return };
+    let (_a, _b) = start_replicas(&setup).await;
+    let core = setup.core.identity.team.to_string();
+    let blocked = admin(&setup.school_a)
+        .await
+        .block_peer(pb::BlockPeerRequest {
+            team: core.clone(),
+            blocked: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(blocked.blocked, "{blocked:?}");
+    // Replica B rebuilds its view from the shared store within its follow interval.
+    eventually(
+        Duration::from_secs(15),
+        "replica B to see the block",
+        || {
+            let (school_b, core) = (setup.school_b.clone(), core.clone());
+            async move {
+                let seen = admin(&school_b)
+                    .await
+                    .show_peer(pb::PeerRef { team: core })
+                    .await
+                    .ok()?
+                    .into_inner();
+                seen.blocked.then_some(())
+            }
+        },
+    )
+    .await;
+}

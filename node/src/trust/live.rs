@@ -23,7 +23,9 @@ use super::{
     TrustError, TrustState, VerifiedPeer,
 };
 use crate::audit;
-use crate::store::{Store, StoreError, StoredAnchor, StoredCrl, StoredDirectory, StoredPeer};
+use crate::store::{
+    Store, StoreError, StoredAnchor, StoredCrl, StoredDirectory, StoredPeer, StoredTrust,
+};
 use crate::tls::{Credentials, Identities, PeerCertificate, TlsError};
 
 /// A trust change was refused; nothing changed.
@@ -84,6 +86,9 @@ struct Inner {
     server_config: Arc<ArcSwap<ServerConfig>>,
     /// Where changes are persisted.
     store: Store,
+    /// What the store held when the current view was built, so a replica can tell when
+    /// another replica has changed it.
+    stored: Mutex<StoredTrust>,
     /// The config file's part.
     config: TrustConfig,
     /// Serialises changes.
@@ -119,13 +124,15 @@ impl Trust {
         identities: Identities,
         store: Store,
     ) -> Result<Self, TrustChangeError> {
-        let (state, server_config) = build_view(&config, identities, &store).await?;
+        let stored = store.load_trust().await?;
+        let (state, server_config) = build_view(&config, identities, &stored)?;
         let (changed, _) = watch::channel(0);
         Ok(Self {
             inner: Arc::new(Inner {
                 state: Arc::new(ArcSwap::new(state)),
                 server_config: Arc::new(ArcSwap::new(server_config)),
                 store,
+                stored: Mutex::new(stored),
                 config,
                 lock: tokio::sync::Mutex::new(()),
                 changed,
@@ -602,6 +609,39 @@ impl Trust {
         })
     }
 
+    /// Follows changes that other replicas make to a shared store: every `every`, rereads the
+    /// stored trust and rebuilds this replica's view if it differs from the one in use, so a
+    /// peer removed, blocked or revoked through one replica is refused by all of them within
+    /// `every`. Runs until `shutdown`.
+    pub async fn follow_store(
+        self,
+        every: Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let stored = match self.inner.store.load_trust().await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the shared trust failed");
+                    continue;
+                }
+            };
+            let unchanged = self.inner.stored.lock().is_ok_and(|last| *last == stored);
+            if unchanged {
+                continue;
+            }
+            let _serialised = self.inner.lock.lock().await;
+            match self.reload().await {
+                Ok(()) => tracing::info!("trust changed by another replica; view rebuilt"),
+                Err(e) => tracing::error!(error = %e, "rebuilding trust from the store failed"),
+            }
+        }
+    }
+
     /// Rebuilds the view from the store with the current certificates.
     async fn reload(&self) -> Result<(), TrustChangeError> {
         let identities = self.state().identities.clone();
@@ -609,8 +649,11 @@ impl Trust {
     }
 
     async fn rebuild_with(&self, identities: Identities) -> Result<(), TrustChangeError> {
-        let (state, server_config) =
-            build_view(&self.inner.config, identities, &self.inner.store).await?;
+        let stored = self.inner.store.load_trust().await?;
+        let (state, server_config) = build_view(&self.inner.config, identities, &stored)?;
+        if let Ok(mut last) = self.inner.stored.lock() {
+            *last = stored;
+        }
         self.inner.state.store(state);
         self.inner.server_config.store(server_config);
         self.inner
@@ -620,19 +663,18 @@ impl Trust {
     }
 }
 
-/// Reads the stored trust and builds a view of it, with the TLS server config that enforces it.
-async fn build_view(
+/// Builds a view of the stored trust, with the TLS server config that enforces it.
+fn build_view(
     config: &TrustConfig,
     identities: Identities,
-    store: &Store,
+    stored: &StoredTrust,
 ) -> Result<(Arc<TrustState>, Arc<ServerConfig>), TrustChangeError> {
-    let stored = store.load_trust().await?;
     let state = Arc::new(TrustState::build(TrustInputs {
         local: config.local.clone(),
         identities,
         config_anchors: &config.anchors,
         config_peers: &config.peers,
-        stored: &stored,
+        stored,
         max_directory_age: config.max_directory_age,
     })?);
     let server_config = crate::tls::server_config(state.clone())?;
