@@ -365,6 +365,76 @@ async fn health_of(port: u16, service: &str) -> Result<ServingStatus, tonic::Sta
     Ok(ServingStatus::try_from(reply.status).unwrap_or(ServingStatus::Unknown))
 }
 
+/// `team`'s node cut off from its store, for real, until [`Outage::end`].
+///
+/// On SQLite the store is a file the node already holds open, so removing it or taking away
+/// its permissions changes nothing for the node. What does leave a node unable to work is
+/// another process holding the database locked, as a `sqlite3` shell left in a transaction or
+/// a backup script taking an exclusive lock would: every write the node tries fails "busy"
+/// after the busy timeout, so it can accept nothing, while reads still work (WAL), which is
+/// why the store check begins a write. On PostgreSQL the outage is the server refusing the
+/// node, as when it goes away: the node's database stops accepting connections and the
+/// connections it has are ended.
+struct Outage {
+    /// The connection that holds the lock (SQLite), or that administers the server.
+    connection: sqlx::AnyConnection,
+    /// On PostgreSQL, the node's database.
+    postgres_database: Option<String>,
+}
+
+impl Outage {
+    async fn begin(team: &TeamSpec) -> Self {
+        match (&team.database, backend::postgres()) {
+            (Some(url), Some(base)) => {
+                let name = url.rsplit('/').next().expect("a database name").to_owned();
+                let mut connection =
+                    backend::connect(Some(&format!("{base}/postgres")), &team.dir, true).await;
+                for statement in [
+                    format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+                    format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                    ),
+                ] {
+                    sqlx::query(&statement)
+                        .execute(&mut connection)
+                        .await
+                        .expect("cut the node off from its database");
+                }
+                Self {
+                    connection,
+                    postgres_database: Some(name),
+                }
+            }
+            _ => {
+                let mut connection = store_connection(team, true).await;
+                sqlx::query("BEGIN EXCLUSIVE")
+                    .execute(&mut connection)
+                    .await
+                    .expect("lock the database");
+                Self {
+                    connection,
+                    postgres_database: None,
+                }
+            }
+        }
+    }
+
+    async fn end(mut self) {
+        let statement = match &self.postgres_database {
+            Some(name) => format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+            None => "ROLLBACK".to_owned(),
+        };
+        sqlx::query(&statement)
+            .execute(&mut self.connection)
+            .await
+            .expect("end the outage");
+        sqlx::Connection::close(self.connection)
+            .await
+            .expect("close the connection");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_health_listener_answers_probes_and_readiness_follows_the_store() {
     let health_port = free_port();
@@ -400,25 +470,7 @@ async fn the_health_listener_answers_probes_and_readiness_follows_the_store() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
 
-    // For SQLite, "unreachable" is a database the node cannot write to: here another process
-    // holds it locked, as a stray `sqlite3` shell in a transaction or a backup script taking
-    // an exclusive lock would. Every write the node tries now fails "busy" after the busy
-    // timeout, so it cannot accept a referral; its open connections stay open, and reads
-    // still work (WAL), which is why the store check must begin a write to notice. (On
-    // PostgreSQL the same check fails when the server is gone.)
-    let database = school.dir.join("data").join("tatmx.db");
-    let mut lock = {
-        use sqlx::ConnectOptions;
-        sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&database)
-            .connect()
-            .await
-            .unwrap()
-    };
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let outage = Outage::begin(&school).await;
     eventually(Duration::from_secs(20), "readiness to turn off", || async {
         (health_of(health_port, "readiness").await.ok()? == ServingStatus::NotServing).then_some(())
     })
@@ -439,9 +491,7 @@ async fn the_health_listener_answers_probes_and_readiness_follows_the_store() {
     let page = scrape_metrics(metrics_port).await;
     assert_eq!(sample(&page, "tatmx_store_up", &[]), Some(0.0), "{page}");
 
-    // The lock goes; so does the outage.
-    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
-    sqlx::Connection::close(lock).await.unwrap();
+    outage.end().await;
     eventually(
         Duration::from_secs(20),
         "readiness to come back",
