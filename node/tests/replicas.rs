@@ -5,6 +5,9 @@
 //! and their audit entries form one chain. A replica killed while it holds a claim leaves it to
 //! run out; the other replica then sends the message, once.
 //!
+//! The last test checks the other thing a shared store needs: that the connection to a
+//! PostgreSQL server elsewhere can be encrypted (`?sslmode=require` in the URL).
+//!
 //! These need PostgreSQL: they run when `TATMX_TEST_POSTGRES` names a server (as `.ci/run` sets
 //! it) and say SKIPPED otherwise.
 
@@ -307,4 +310,32 @@ async fn a_peer_blocked_through_one_replica_is_blocked_by_the_other() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_speaks_tls_to_postgresql_when_the_url_asks() {
+    let Some(setup) = setup() else { return };
+    let url = setup.core.database.clone().unwrap();
+    let config = std::fs::read_to_string(setup.core.config_path()).unwrap();
+    let with_tls = config.replace(&url, &format!("{url}?sslmode=require"));
+    assert_ne!(config, with_tls);
+    std::fs::write(setup.core.config_path(), with_tls).unwrap();
+    let node = start(&setup.core).await;
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let base = backend::postgres().unwrap();
+    let mut admin_db =
+        backend::connect(Some(&format!("{base}/postgres")), &setup.core.dir, true).await;
+    let (encrypted, plain): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*) FILTER (WHERE s.ssl), COUNT(*) FILTER (WHERE NOT s.ssl)
+         FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid WHERE a.datname = $1",
+    )
+    .bind(name)
+    .fetch_one(&mut admin_db)
+    .await
+    .unwrap();
+    node.shutdown().await;
+    assert!(
+        encrypted > 0 && plain == 0,
+        "{encrypted} over TLS, {plain} in the clear"
+    );
 }
