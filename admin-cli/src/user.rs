@@ -82,7 +82,9 @@ pub async fn run(admin_socket: &Path, command: UserCommand) -> anyhow::Result<()
                 let rows: Vec<_> = users.iter().map(user_json).collect();
                 output::print_json(&rows)?;
             } else if users.is_empty() {
-                println!("No console accounts yet; add one with `tatmx user add NAME --role ROLE`.");
+                println!(
+                    "No console accounts yet; add one with `tatmx user add NAME --role ROLE`."
+                );
             } else {
                 let rows: Vec<Vec<String>> = users
                     .iter()

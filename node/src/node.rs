@@ -3,8 +3,8 @@
 //! Start-up loads the certificates, opens the store and builds the trust state before anything
 //! listens, so a node that cannot serve correctly does not serve at all. Then the delivery
 //! workers, the directory refresher, the store check, the Federation listener (TCP, mutual
-//! TLS), the Agency and Admin listeners (Unix sockets, 0600), and the optional metrics and
-//! health listeners start, all sharing one shutdown signal.
+//! TLS), the Agency and Admin listeners (Unix sockets, 0600), and the optional metrics, health
+//! and staff console listeners start, all sharing one shutdown signal.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -75,6 +75,9 @@ pub enum StartError {
     /// gRPC reflection could not be set up.
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The staff console could not start.
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
 }
 
 /// How long shutdown waits for in-flight calls and open connections.
@@ -88,6 +91,8 @@ pub struct RunningNode {
     agency_socket: PathBuf,
     /// The Admin API socket.
     admin_socket: PathBuf,
+    /// Where the staff console listens, when it is on.
+    console_addr: Option<SocketAddr>,
     /// Stops every task.
     shutdown: CancellationToken,
     /// Servers and workers, awaited on shutdown.
@@ -110,6 +115,11 @@ impl RunningNode {
     /// The Admin API socket path.
     pub fn admin_socket(&self) -> &Path {
         &self.admin_socket
+    }
+
+    /// The bound console address, when `[console]` is configured.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console_addr
     }
 
     /// A token that stops the node when cancelled, for signal handlers.
@@ -368,15 +378,25 @@ pub async fn start_with_listener(
         }
     }));
 
+    // One Agency service serves the socket and, in-process, the staff console.
+    let agency_service = AgencyService::new(trust.clone(), store.clone(), outbox, policy, case_key);
+    let console_addr = match config.console.clone() {
+        Some(settings) => {
+            let services = crate::console::Services {
+                store: store.clone(),
+                trust: trust.clone(),
+                agency: agency_service.clone(),
+                admin: AdminService::new(trust.clone(), store.clone()),
+            };
+            let (addr, task) = crate::console::start(settings, services, shutdown.clone()).await?;
+            tasks.push(task);
+            Some(addr)
+        }
+        None => None,
+    };
     let socket = config.agency.socket.clone();
     let uds = bind_private_socket(&socket).await?;
-    let agency = AgencyServer::new(AgencyService::new(
-        trust.clone(),
-        store.clone(),
-        outbox,
-        policy,
-        case_key,
-    ))
+    let agency = AgencyServer::new(agency_service)
     .max_decoding_message_size(config.agency.max_message_bytes);
     let agency_server = Server::builder()
         .add_service(health_service.clone())
@@ -422,6 +442,7 @@ pub async fn start_with_listener(
         federation_addr,
         agency_socket: socket,
         admin_socket,
+        console_addr,
         shutdown,
         tasks,
         store,

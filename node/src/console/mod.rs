@@ -2,11 +2,219 @@
 //! and MDT chairs, who will not write TOML files.
 //!
 //! It is a front end over the node's domain layer, not a second implementation: every page
-//! calls the same Agency and Admin services the CLI uses, in-process, as the signed-in user.
-//! Staff sign in with a password (argon2id) and a TOTP code; each role sees only its pages, and
-//! the server refuses anything else whatever the browser sends.
+//! calls the same Agency and Admin services the CLI uses, in-process, as the signed-in user
+//! (a [`crate::audit::ConsoleUser`] on the request), so the filter, the lifecycle and the audit
+//! apply exactly as they do to the CLI. Staff sign in with a password (argon2id) and a TOTP
+//! code; each role sees only its pages, and the server refuses anything else whatever the
+//! browser sends. Pages are rendered on the server with maud; htmx (served by the node, no
+//! CDN) does the few live parts, such as the disclosure preview beside a new referral.
+//!
+//! # Layout
+//! - [`listener`]: HTTPS (TLS 1.3 from the node's own stack) and the connection loop.
+//! - [`session`]: cookies, sessions in the store, the idle lock, CSRF, security headers.
+//! - [`signin`]: sign-in, the lock screen, sign-out, and the per-address limit.
+//! - [`credentials`]: argon2id passwords and TOTP codes.
+//! - [`role`]: what each role may do.
+//! - [`page`]: the layout every page shares, and how errors read.
+//! - [`inbox`], [`referral`], [`compose`], [`consultations`], [`consents`], [`outbox`],
+//!   [`audit`], [`trust`]: the pages.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::AdminService;
+use crate::agency::AgencyService;
+use crate::config::ConsoleSettings;
+use crate::store::Store;
+use crate::trust::Trust;
+
+mod audit;
+mod compose;
+mod consents;
+mod consultations;
 pub mod credentials;
+mod inbox;
+mod listener;
+mod outbox;
+mod page;
+mod referral;
 mod role;
+mod session;
+mod signin;
+mod trust;
 
 pub use role::{Capability, StaffRole};
+pub use session::CSP as CSP_HEADER;
+
+/// The console could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// The configured web certificate or key could not be used.
+    #[error("console certificate {path}: {problem}")]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// rustls refused the configuration.
+    #[error("console TLS: {0}")]
+    Tls(String),
+    /// The address could not be bound.
+    #[error("the console cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// The node's services the console works through.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Accounts, sessions and sign-in audit entries.
+    pub store: Store,
+    /// This node's team, its peers, and its certificate.
+    pub trust: Trust,
+    /// Referrals, inbox, outbox, consents, consultations: the same service as the Agency API.
+    pub agency: AgencyService,
+    /// Audit and trust status: the same service as the Admin API.
+    pub admin: AdminService,
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub(crate) struct Console {
+    /// The shared state.
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The node's services.
+    services: Services,
+    /// The `[console]` settings.
+    settings: ConsoleSettings,
+    /// Failed sign-ins by source address.
+    limiter: signin::SourceLimiter,
+}
+
+impl Console {
+    fn store(&self) -> &Store {
+        &self.inner.services.store
+    }
+
+    fn agency(&self) -> &AgencyService {
+        &self.inner.services.agency
+    }
+
+    fn admin(&self) -> &AdminService {
+        &self.inner.services.admin
+    }
+
+    fn trust(&self) -> &Trust {
+        &self.inner.services.trust
+    }
+
+    fn settings(&self) -> &ConsoleSettings {
+        &self.inner.settings
+    }
+
+    /// This team's id, for page titles.
+    fn team(&self) -> String {
+        self.trust().state().local.identity.team.to_string()
+    }
+}
+
+/// Binds the console's address and starts serving it until `shutdown`; returns the bound
+/// address and the server task.
+pub async fn start(
+    settings: ConsoleSettings,
+    services: Services,
+    shutdown: CancellationToken,
+) -> Result<(SocketAddr, JoinHandle<()>), ConsoleError> {
+    let tls = listener::server_config(&services.trust, settings.certificate.as_ref())?;
+    let tcp = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| ConsoleError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let addr = tcp.local_addr().map_err(|source| ConsoleError::Bind {
+        addr: settings.listen,
+        source,
+    })?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the console is reachable beyond this host; keep it behind the agency's firewall");
+    }
+    let console = Console {
+        inner: Arc::new(Inner {
+            services,
+            settings,
+            limiter: signin::SourceLimiter::default(),
+        }),
+    };
+    let app = router(console);
+    let grace = crate::node::SHUTDOWN_GRACE.saturating_sub(std::time::Duration::from_secs(1));
+    let task = tokio::spawn(listener::serve(tcp, tls, app, shutdown, grace));
+    tracing::info!(%addr, "console serving");
+    Ok((addr, task))
+}
+
+/// Every route. Pages behind a session go through [`session::require`], which also checks
+/// the CSRF token of every POST; the lock screen and sign-out accept a locked session.
+fn router(console: Console) -> Router {
+    let pages = Router::new()
+        .route("/", get(home))
+        .route("/inbox", get(inbox::page))
+        .route("/referrals/new", get(compose::page))
+        .route("/referrals/preview", post(compose::preview))
+        .route("/referrals", post(compose::submit))
+        .route("/referrals/{id}", get(referral::page))
+        .route("/referrals/{id}/status", post(referral::change_status))
+        .route("/referrals/{id}/forward", post(referral::forward))
+        .route("/referrals/{id}/consult", post(referral::consult))
+        .route("/consultations", get(consultations::page))
+        .route("/consents", get(consents::page).post(consents::record))
+        .route("/consents/{id}", get(consents::show))
+        .route("/consents/{id}/revoke", post(consents::revoke))
+        .route("/outbox", get(outbox::page))
+        .route("/outbox/{id}/retry", post(outbox::retry))
+        .route("/audit", get(audit::page))
+        .route("/audit/disclosures", post(audit::disclosures))
+        .route("/audit/disclosures.csv", post(audit::disclosures_csv))
+        .route("/trust", get(trust::page))
+        .route_layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            session::require_unlocked,
+        ));
+    let locked = Router::new()
+        .route("/unlock", get(signin::unlock_page).post(signin::unlock))
+        .route("/sign-out", post(signin::sign_out))
+        .route_layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            session::require_any,
+        ));
+    Router::new()
+        .route("/sign-in", get(signin::page).post(signin::submit))
+        .route("/assets/htmx.min.js", get(page::htmx))
+        .route("/assets/console.css", get(page::stylesheet))
+        .merge(pages)
+        .merge(locked)
+        .fallback(page::not_found)
+        .layer(axum::middleware::from_fn(session::secure_headers))
+        .with_state(console)
+}
+
+/// `/`: the signed-in user's own start page.
+async fn home(axum::Extension(staff): axum::Extension<session::Staff>) -> axum::response::Redirect {
+    axum::response::Redirect::to(staff.role.home())
+}

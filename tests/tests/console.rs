@@ -1,0 +1,692 @@
+//! The staff console end to end: real nodes, the console over real HTTPS (TLS 1.3, a web
+//! certificate from the test CA for `localhost`), a client that behaves as a browser does with
+//! cookies and forms, and TOTP codes computed as an authenticator app would.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use tatmx_proto::v1 as pb;
+use tatmx_tests::{TeamSpec, TestFederation};
+use totp_rs::{Algorithm, Secret, TOTP};
+
+/// A console account's credentials, as `tatmx user add` prints them.
+struct Login {
+    username: String,
+    password: String,
+    secret: Vec<u8>,
+}
+
+impl Login {
+    /// The code an authenticator app shows `ahead` seconds from now.
+    fn code(&self, ahead: u64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        TOTP::new(
+            Algorithm::SHA1,
+            6,
+            1,
+            30,
+            self.secret.clone(),
+            None,
+            "t".into(),
+        )
+        .expect("totp")
+        .generate(now + ahead)
+    }
+}
+
+/// A response, read whole.
+struct Page {
+    status: u16,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The page's CSRF token, from its hidden form field.
+    fn csrf(&self) -> String {
+        let marker = r#"name="csrf" value=""#;
+        let start = self.body.find(marker).expect("a form with a CSRF field") + marker.len();
+        self.body[start..]
+            .split('"')
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+/// A browser, as far as these tests need one: one cookie jar, TLS that trusts the test CA
+/// and checks the name `localhost`.
+struct Browser {
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    cookie: Option<String>,
+}
+
+fn encode(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Browser {
+    fn new(addr: SocketAddr, ca: &std::path::Path) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(ca).expect("ca.pem");
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(cert.expect("ca cert")).expect("root");
+        }
+        use rustls_pki_types::pem::PemObject;
+        let mut tls = rustls::ClientConfig::builder_with_provider(tatmx_node::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("tls 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self {
+            addr,
+            tls: Arc::new(tls),
+            cookie: None,
+        }
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        extra: &[(&str, &str)],
+    ) -> Page {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let stream = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake with the console");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("http handshake");
+        tokio::spawn(connection);
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", format!("localhost:{}", self.addr.port()));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", format!("__Host-tatmx-session={cookie}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/x-www-form-urlencoded");
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("request");
+        let response = sender.send_request(request).await.expect("response");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        for value in headers.get_all("set-cookie") {
+            let text = value.to_str().unwrap_or("");
+            if let Some(rest) = text.strip_prefix("__Host-tatmx-session=") {
+                let value = rest.split(';').next().unwrap_or("");
+                self.cookie = (!value.is_empty()).then(|| value.to_owned());
+            }
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send("GET", path, None, &[]).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        self.send("POST", path, Some(encode(fields)), &[]).await
+    }
+
+    /// Posts a form with the CSRF token of the page at `form_page`.
+    async fn submit(&mut self, form_page: &str, path: &str, fields: &[(&str, &str)]) -> Page {
+        let csrf = self.get(form_page).await.csrf();
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post(path, &all).await
+    }
+
+    async fn sign_in(&mut self, login: &Login, ahead: u64) -> Page {
+        let code = login.code(ahead);
+        self.post(
+            "/sign-in",
+            &[
+                ("username", &login.username),
+                ("password", &login.password),
+                ("code", &code),
+            ],
+        )
+        .await
+    }
+}
+
+/// A web certificate for `localhost` and 127.0.0.1 from the federation's test CA, in the
+/// team's directory as console.pem and console.key.
+fn web_certificate(fed: &TestFederation, team: &TeamSpec) {
+    let ca_key = rcgen::KeyPair::from_pem(&fed.ca.key_pem()).expect("ca key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(fed.ca.cert_pem(), ca_key).expect("issuer");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(2);
+    let cert = params.signed_by(&key, &issuer).expect("sign");
+    std::fs::write(team.dir.join("console.pem"), cert.pem()).expect("write cert");
+    std::fs::write(team.dir.join("console.key"), key.serialize_pem()).expect("write key");
+}
+
+fn console_section(idle_lock: &str) -> String {
+    format!(
+        "[console]\nlisten = \"127.0.0.1:0\"\nidle_lock = \"{idle_lock}\"\ncert = \"console.pem\"\nkey = \"console.key\"\n"
+    )
+}
+
+/// A county core team and a school, both with their consoles on.
+fn federation(idle_lock: &str) -> (TestFederation, TeamSpec, TeamSpec) {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    for team in [&core, &school] {
+        web_certificate(&fed, team);
+    }
+    fed.write_config(&core, &[&school], &console_section(idle_lock));
+    fed.write_config(&school, &[&core], &console_section(idle_lock));
+    (fed, core, school)
+}
+
+async fn add_user(team: &TeamSpec, username: &str, role: &str) -> Login {
+    let issued = tatmx_tests::admin(team)
+        .await
+        .add_user(pb::AddUserRequest {
+            username: username.into(),
+            role: role.into(),
+        })
+        .await
+        .expect("account added")
+        .into_inner();
+    assert!(
+        issued.totp_uri.starts_with("otpauth://totp/"),
+        "{}",
+        issued.totp_uri
+    );
+    Login {
+        username: username.into(),
+        password: issued.password,
+        secret: Secret::Encoded(issued.totp_secret)
+            .to_bytes()
+            .expect("base32 secret"),
+    }
+}
+
+async fn audit_of(team: &TeamSpec, kind: &str) -> Vec<pb::AuditEntry> {
+    tatmx_tests::admin(team)
+        .await
+        .query_audit(pb::QueryAuditRequest {
+            kind: kind.into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("audit query")
+        .into_inner()
+        .entries
+}
+
+fn browser(node: &tatmx_node::RunningNode, fed: &TestFederation) -> Browser {
+    Browser::new(node.console_addr().expect("console on"), &fed.ca_path)
+}
+
+#[tokio::test]
+async fn sign_in_takes_password_and_code_and_five_failures_lock_the_account_audited() {
+    let (fed, _core, school) = federation("30m");
+    let node = tatmx_tests::start(&school).await;
+    let alice = add_user(&school, "alice", "case-worker").await;
+    let mut web = browser(&node, &fed);
+
+    let page = web.get("/sign-in").await;
+    assert_eq!(page.status, 200);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert_eq!(csp, tatmx_node::console::CSP_HEADER);
+    assert!(page.body.contains(r#"<label for="code">"#), "{}", page.body);
+    assert_eq!(web.get("/assets/htmx.min.js").await.status, 200);
+    // Not signed in: every page sends the browser to sign in.
+    assert_eq!(web.get("/inbox").await.location(), "/sign-in");
+
+    // The right password with a wrong code is refused, and so is the reverse.
+    let wrong_code = web
+        .post(
+            "/sign-in",
+            &[
+                ("username", "alice"),
+                ("password", &alice.password),
+                ("code", "000000"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong_code.status, 401);
+    let code = alice.code(0);
+    for attempt in 2..=5 {
+        let page = web
+            .post(
+                "/sign-in",
+                &[
+                    ("username", "alice"),
+                    ("password", "guess-CANARY-PW"),
+                    ("code", &code),
+                ],
+            )
+            .await;
+        if attempt < 5 {
+            assert_eq!(page.status, 401, "attempt {attempt}");
+        } else {
+            assert_eq!(page.status, 403, "the fifth failure locks: {}", page.body);
+            assert!(page.body.contains("locked"), "{}", page.body);
+        }
+    }
+    // Locked: even the right password and code are refused now.
+    let page = web.sign_in(&alice, 0).await;
+    assert_eq!(page.status, 403);
+    assert!(web.cookie.is_none());
+
+    let locked = audit_of(&school, "account-locked").await;
+    assert_eq!(locked.len(), 1);
+    assert_eq!(locked[0].actor, "console alice");
+    let failed = audit_of(&school, "sign-in-failed").await;
+    assert!(failed.len() >= 6, "{failed:?}");
+    let unknown = web
+        .post(
+            "/sign-in",
+            &[
+                ("username", "CANARY-TYPED-NAME"),
+                ("password", "x"),
+                ("code", "123456"),
+            ],
+        )
+        .await;
+    assert_eq!(unknown.status, 401);
+    let failed = audit_of(&school, "sign-in-failed").await;
+    let all = format!("{failed:?}");
+    assert!(
+        !all.contains("CANARY"),
+        "a typed password or unknown name reached the audit: {all}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|e| e.actor == "console (unknown account)")
+    );
+
+    // An admin's reset clears the lock; the new credentials sign in, with a proper cookie.
+    let issued = tatmx_tests::admin(&school)
+        .await
+        .reset_user(pb::UserRef {
+            username: "alice".into(),
+        })
+        .await
+        .expect("reset")
+        .into_inner();
+    let alice = Login {
+        username: "alice".into(),
+        password: issued.password,
+        secret: Secret::Encoded(issued.totp_secret)
+            .to_bytes()
+            .expect("secret"),
+    };
+    let used = alice.code(0);
+    let page = web
+        .post(
+            "/sign-in",
+            &[
+                ("username", "alice"),
+                ("password", &alice.password),
+                ("code", &used),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location(), "/inbox");
+    let cookie = page.headers["set-cookie"].to_str().unwrap();
+    for attribute in [
+        "__Host-tatmx-session=",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert_eq!(web.get("/inbox").await.status, 200);
+    // The same code a second time is refused: a code works once.
+    let mut other = browser(&node, &fed);
+    let replay = other
+        .post(
+            "/sign-in",
+            &[
+                ("username", "alice"),
+                ("password", &alice.password),
+                ("code", &used),
+            ],
+        )
+        .await;
+    assert_ne!(replay.status, 303, "a used code signed in again");
+    assert_eq!(audit_of(&school, "sign-in").await.len(), 1);
+
+    // Disabling ends the session at once.
+    tatmx_tests::admin(&school)
+        .await
+        .disable_user(pb::UserRef {
+            username: "alice".into(),
+        })
+        .await
+        .expect("disable");
+    assert_eq!(web.get("/inbox").await.location(), "/sign-in");
+    let users = tatmx_tests::admin(&school)
+        .await
+        .list_users(pb::ListUsersRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .users;
+    assert!(users[0].disabled);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_post_without_the_csrf_token_is_refused_and_a_case_worker_cannot_accept() {
+    let (fed, core, school) = federation("30m");
+    let core_node = tatmx_tests::start(&core).await;
+    let school_node = tatmx_tests::start(&school).await;
+    let mut client = tatmx_tests::agency(&school).await;
+    let id = tatmx_tests::submit(&mut client, tatmx_tests::draft("county-core")).await;
+    tatmx_tests::referral_when(&core, &id, "receipt", |r| {
+        r.status == pb::ReferralStatus::Received as i32
+    })
+    .await;
+
+    let worker = add_user(&core, "bob", "case-worker").await;
+    let chair = add_user(&core, "carol", "chair").await;
+    let mut web = browser(&core_node, &fed);
+    assert_eq!(web.sign_in(&worker, 0).await.status, 303);
+    let page = web.get(&format!("/referrals/{id}")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("CANARY-NARRATIVE-91bc"),
+        "the content is shown"
+    );
+    assert!(
+        !page.body.contains("action-accept"),
+        "a case worker is offered accept"
+    );
+    // Forced with a crafted request carrying a valid token: refused on the server.
+    let forced = web
+        .submit(
+            &format!("/referrals/{id}"),
+            &format!("/referrals/{id}/status"),
+            &[("status", "accepted")],
+        )
+        .await;
+    assert_eq!(forced.status, 403, "{}", forced.body);
+    // The read was audited with the user.
+    let reads = audit_of(&core, "case-read").await;
+    assert!(
+        reads
+            .iter()
+            .any(|e| e.actor == "console bob" && e.referral_id == id),
+        "{reads:?}"
+    );
+
+    let mut chair_web = browser(&core_node, &fed);
+    assert_eq!(chair_web.sign_in(&chair, 0).await.status, 303);
+    let page = chair_web.get(&format!("/referrals/{id}")).await;
+    assert!(
+        page.body.contains("action-accept"),
+        "a chair is offered accept"
+    );
+    // No token: refused with a plain sentence, and nothing changed.
+    let no_token = chair_web
+        .post(
+            &format!("/referrals/{id}/status"),
+            &[("status", "accepted")],
+        )
+        .await;
+    assert_eq!(no_token.status, 403);
+    assert!(
+        no_token.body.contains("did not come from this console"),
+        "{}",
+        no_token.body
+    );
+    let wrong_token = chair_web
+        .post(
+            &format!("/referrals/{id}/status"),
+            &[("csrf", "0000"), ("status", "accepted")],
+        )
+        .await;
+    assert_eq!(wrong_token.status, 403);
+    // From another site's page: refused before anything else.
+    let cross = chair_web
+        .send(
+            "POST",
+            &format!("/referrals/{id}/status"),
+            Some("status=accepted".into()),
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(cross.status, 403);
+    let record = tatmx_tests::referral_when(&core, &id, "still received", |_| true).await;
+    assert_eq!(record.status, pb::ReferralStatus::Received as i32);
+
+    let accepted = chair_web
+        .submit(
+            &format!("/referrals/{id}"),
+            &format!("/referrals/{id}/status"),
+            &[("status", "accepted")],
+        )
+        .await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    tatmx_tests::referral_when(&school, &id, "accepted at the school", |r| {
+        r.status == pb::ReferralStatus::Accepted as i32
+    })
+    .await;
+    let changes = audit_of(&core, "status-change").await;
+    assert!(
+        changes.iter().any(|e| e.actor == "console carol"),
+        "{changes:?}"
+    );
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_referral_made_in_the_console_previews_its_filter_and_reaches_the_core_team() {
+    let (fed, core, school) = federation("30m");
+    let core_node = tatmx_tests::start(&core).await;
+    let school_node = tatmx_tests::start(&school).await;
+    let worker = add_user(&school, "dana", "case-worker").await;
+    let chair = add_user(&core, "erin", "chair").await;
+    let mut web = browser(&school_node, &fed);
+    assert_eq!(web.sign_in(&worker, 0).await.status, 303);
+    let form = web.get("/referrals/new").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains(r#"id="preview""#));
+    let csrf = form.csrf();
+    let key = uuid::Uuid::now_v7().to_string();
+    let recipient = core.identity.uri();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("idempotency_key", key.as_str()),
+        ("recipient", recipient.as_str()),
+        ("purpose", "threat-assessment"),
+        ("legal_basis", "health-safety-emergency"),
+        (
+            "justification",
+            "A student described a specific plan to harm classmates this week.",
+        ),
+        ("case_ref", "LHS-CONSOLE-1"),
+        ("identity_name", "CANARY-CONSOLE-NAME"),
+        ("threat_type", "targeted-violence"),
+        ("target_type", "school"),
+        ("mh_diagnoses", "CANARY-DIAGNOSIS"),
+        ("reporter_name", "A teacher"),
+    ];
+    // The live preview, as htmx asks for it.
+    let preview = web
+        .send(
+            "POST",
+            "/referrals/preview",
+            Some(encode(&fields)),
+            &[("hx-request", "true"), ("x-csrf-token", &csrf)],
+        )
+        .await;
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    assert!(
+        preview
+            .body
+            .contains(r#"data-category="MENTAL_HEALTH" data-outcome="withheld""#),
+        "{}",
+        preview.body
+    );
+    assert!(
+        preview
+            .body
+            .contains(r#"data-category="THREAT" data-outcome="reaches county-core""#),
+        "{}",
+        preview.body
+    );
+    // A dry run stores nothing.
+    assert_eq!(tatmx_tests::inbox_len(&core).await, 0);
+
+    let sent = web.post("/referrals", &fields).await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let id = sent.location().trim_start_matches("/referrals/").to_owned();
+    // Sending the same form again (a double click) sends nothing new.
+    let again = web.post("/referrals", &fields).await;
+    assert_eq!(again.location(), sent.location());
+    tatmx_tests::delivered(&school, &id).await;
+
+    let mut core_web = browser(&core_node, &fed);
+    assert_eq!(core_web.sign_in(&chair, 0).await.status, 303);
+    let inbox = core_web.get("/inbox").await;
+    assert!(
+        inbox.body.contains(&id),
+        "the referral is in the core team's inbox"
+    );
+    let detail = core_web.get(&format!("/referrals/{id}")).await;
+    assert!(detail.body.contains("CANARY-CONSOLE-NAME"));
+    assert!(
+        !detail.body.contains("CANARY-DIAGNOSIS"),
+        "withheld content reached the core team"
+    );
+    assert!(
+        detail.body.contains(r#"data-category="MENTAL_HEALTH""#),
+        "the manifest names what was withheld"
+    );
+    let accepted = core_web
+        .submit(
+            &format!("/referrals/{id}"),
+            &format!("/referrals/{id}/status"),
+            &[("status", "accepted")],
+        )
+        .await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    tatmx_tests::referral_when(&school, &id, "accepted at the school", |r| {
+        r.status == pb::ReferralStatus::Accepted as i32
+    })
+    .await;
+    let school_view = web.get(&format!("/referrals/{id}")).await;
+    assert!(
+        school_view
+            .body
+            .contains(r#"<dd id="referral-status">accepted</dd>"#),
+        "{}",
+        school_view.body
+    );
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idle_session_locks_and_unlocks_with_the_password_and_a_new_code() {
+    let (fed, _core, school) = federation("1s");
+    let node = tatmx_tests::start(&school).await;
+    let worker = add_user(&school, "frank", "case-worker").await;
+    let mut web = browser(&node, &fed);
+    assert_eq!(web.sign_in(&worker, 0).await.status, 303);
+    assert_eq!(web.get("/inbox").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let locked = web.get("/inbox").await;
+    assert_eq!(locked.status, 303);
+    assert_eq!(locked.location(), "/unlock");
+    // Still locked, whatever page is asked for.
+    assert_eq!(web.get("/referrals/new").await.location(), "/unlock");
+    let unlock_page = web.get("/unlock").await;
+    let csrf = unlock_page.csrf();
+    let wrong = web
+        .post(
+            "/unlock",
+            &[
+                ("csrf", &csrf),
+                ("password", "wrong"),
+                ("code", &worker.code(30)),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    let unlocked = web
+        .post(
+            "/unlock",
+            &[
+                ("csrf", &csrf),
+                ("password", &worker.password),
+                ("code", &worker.code(30)),
+            ],
+        )
+        .await;
+    assert_eq!(unlocked.status, 303, "{}", unlocked.body);
+    assert_eq!(web.get("/inbox").await.status, 200);
+    node.shutdown().await;
+}
