@@ -397,7 +397,7 @@ pub async fn start_with_listener(
     let socket = config.agency.socket.clone();
     let uds = bind_private_socket(&socket).await?;
     let agency = AgencyServer::new(agency_service)
-    .max_decoding_message_size(config.agency.max_message_bytes);
+        .max_decoding_message_size(config.agency.max_message_bytes);
     let agency_server = Server::builder()
         .add_service(health_service.clone())
         .add_service(reflection()?)
