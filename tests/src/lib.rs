@@ -621,6 +621,16 @@ pub async fn data_key(team: &TeamSpec, referral_id: &str) -> Option<Vec<u8>> {
     key
 }
 
+/// `team`'s node checks its audit chain (`tatmx audit verify`).
+pub async fn verify(team: &TeamSpec) -> pb::AuditVerification {
+    admin(team)
+        .await
+        .verify_audit(pb::VerifyAuditRequest {})
+        .await
+        .expect("VerifyAudit")
+        .into_inner()
+}
+
 /// The loopback address of a team.
 pub fn addr(team: &TeamSpec) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], team.port))

@@ -10,16 +10,6 @@ use tatmx_tests::*;
 
 const FAST_CHECKPOINTS: &str = "[audit]\ncheckpoint_interval = \"200ms\"\n";
 
-
-async fn verify(team: &TeamSpec) -> pb::AuditVerification {
-    admin(team)
-        .await
-        .verify_audit(pb::VerifyAuditRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 async fn entries(team: &TeamSpec, kind: &str) -> Vec<pb::AuditEntry> {
     admin(team)
         .await
