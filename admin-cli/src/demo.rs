@@ -32,6 +32,11 @@ pub struct DemoArgs {
     /// Show the nodes' logs (ids and categories only, never case data).
     #[arg(long)]
     pub verbose: bool,
+    /// After the walkthrough, keep the federation running with the browser console of the
+    /// school and of the county team, print their addresses and demo logins, and wait for
+    /// Ctrl-C.
+    #[arg(long)]
+    pub console: bool,
 }
 
 /// One team in the demo federation.
@@ -135,7 +140,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .prefix("tatmx-demo-")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    let result = run_in(dir.path()).await;
+    let result = run_in(dir.path(), args.console).await;
     if args.keep {
         let kept = dir.keep();
         println!("\nThe demo federation was kept in {}", kept.display());
@@ -145,7 +150,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn run_in(root: &Path) -> anyhow::Result<()> {
+async fn run_in(root: &Path, console: bool) -> anyhow::Result<()> {
     println!("tatmx demo: a threat-assessment federation of four teams, on this computer");
     println!("Each agency runs its own node and keeps its own records. Nodes talk only to");
     println!("each other, over mutual TLS 1.3; there is no central server.\n");
@@ -219,7 +224,12 @@ async fn run_in(root: &Path) -> anyhow::Result<()> {
     let mut nodes = Vec::new();
     for ((i, team), listener) in TEAMS.iter().enumerate().zip(listeners) {
         let config_path = root.join(team.id).join("node.toml");
-        std::fs::write(&config_path, node_config(i, &ports, &ca_dir))?;
+        let mut config_text = node_config(i, &ports, &ca_dir);
+        if console && CONSOLE_TEAMS.contains(&team.id) {
+            // Any free port on this host only; the address is printed once it is bound.
+            config_text.push_str("\n[console]\nlisten = \"127.0.0.1:0\"\n");
+        }
+        std::fs::write(&config_path, config_text)?;
         let config = tatmx_node::Config::load(&config_path)?;
         let node = tatmx_node::start_with_listener(config, Some(listener))
             .await
@@ -234,7 +244,10 @@ async fn run_in(root: &Path) -> anyhow::Result<()> {
         nodes.push(node);
     }
 
-    let outcome = exchange(root).await;
+    let mut outcome = exchange(root).await;
+    if console && outcome.is_ok() {
+        outcome = console_logins(root, &nodes).await;
+    }
     for node in nodes {
         node.shutdown().await;
     }
@@ -589,6 +602,83 @@ async fn consent_loop(root: &Path) -> anyhow::Result<()> {
         indent(&agency::tombstone_table(&tombstones));
     }
     println!("   Each copy was sealed under its own key on disk; purging deleted the key.");
+    Ok(())
+}
+
+/// The teams whose console `--console` turns on: the school and the county team.
+const CONSOLE_TEAMS: [&str; 2] = ["lincoln-high", "county-core"];
+
+/// Adds demo accounts to the consoles, prints where they are and how to sign in, and waits
+/// for Ctrl-C. The passwords and TOTP secrets are printed because this federation is a
+/// throwaway on this computer; a real node shows them once, to the admin who ran `tatmx user`.
+async fn console_logins(root: &Path, nodes: &[tatmx_node::RunningNode]) -> anyhow::Result<()> {
+    println!("\n14. The browser console, for staff who will not use a command line");
+    let accounts = [
+        (
+            "lincoln-high",
+            "casey",
+            "case-worker",
+            "a school counsellor: writes referrals, reads the inbox",
+        ),
+        (
+            "lincoln-high",
+            "avery",
+            "auditor",
+            "the school's auditor: audit log, accounting of disclosures",
+        ),
+        (
+            "county-core",
+            "morgan",
+            "chair",
+            "the county team's chair: accepts, completes, forwards, consults",
+        ),
+    ];
+    for (team, username, role, who) in accounts {
+        let index = TEAMS
+            .iter()
+            .position(|t| t.id == team)
+            .context("a demo team")?;
+        let address = nodes
+            .get(index)
+            .and_then(|n| n.console_addr())
+            .context("the console did not start")?;
+        let issued = tatmx_node::client::admin(&root.join(team).join("data").join("admin.sock"))
+            .await?
+            .add_user(pb::AddUserRequest {
+                username: username.into(),
+                role: role.into(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("adding a console account was refused: {}", s.message()))?
+            .into_inner();
+        println!("\n   {team}: https://{address}/   ({who})");
+        println!("     username {username}   password {}", issued.password);
+        println!(
+            "     TOTP secret {}   (SHA-1, 6 digits, 30 s)",
+            issued.totp_secret
+        );
+        println!(
+            "     current code: oathtool --totp -b {}",
+            issued.totp_secret
+        );
+    }
+    println!(
+        "\n   Add a secret to an authenticator app, or compute the code with oathtool (Debian"
+    );
+    println!("   package oathtool). Each console presents its node's own certificate, which your");
+    println!(
+        "   browser does not know: accept the warning for this demo. A real node can present a"
+    );
+    println!("   web certificate for its host name ([console] cert and key).");
+    println!(
+        "\n   Try it: as casey, write a referral to county-core and watch the preview; as morgan,"
+    );
+    println!(
+        "   accept it; as casey, see the new status. Press Ctrl-C to stop and delete everything."
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
     Ok(())
 }
 
