@@ -2,14 +2,15 @@
 //!
 //! Every failure that reaches an admin or case worker through a node passes through here: a
 //! node that is not running, a socket this user may not open, a refusal from the node (a gRPC
-//! status). The node's own message is kept, since the node writes its messages free of personal
-//! data, and a next step is added. The advice is chosen in this one place, so the same failure
-//! always gets the same advice, and a test can hold it.
+//! status), a config file that does not load. The node's own message is kept, since the node
+//! writes its messages free of personal data, and a next step is added. The advice is chosen
+//! in this one place, so the same failure always gets the same advice, and a test can hold it.
 
 use std::io::ErrorKind;
 use std::path::Path;
 
 use tatmx_node::client::ClientError;
+use tatmx_node::config::ConfigError;
 use tatmx_proto::v1::admin_client::AdminClient;
 use tatmx_proto::v1::agency_client::AgencyClient;
 use tonic::transport::Channel;
@@ -256,9 +257,122 @@ pub fn next_for(code: tonic::Code) -> &'static str {
     }
 }
 
+/// A config file that did not load, with each problem's line, and what to do.
+pub fn config(path: &Path, error: &ConfigError) -> Failure {
+    let shown = path.display();
+    match error {
+        ConfigError::Read { source, .. } => match source.kind() {
+            ErrorKind::NotFound => Failure::new(
+                format!("{shown}: no such file"),
+                "pass the config the node is started with (`tatmx-node --config FILE`); \
+                 deploy/examples/county-core.toml is an annotated example",
+            ),
+            ErrorKind::PermissionDenied => Failure::new(
+                format!("{shown}: permission denied"),
+                "run as a user who may read the node's config, such as `sudo -u tatmx tatmx ...` \
+                 or root",
+            ),
+            _ => Failure::new(
+                format!("{shown}: {source}"),
+                "check that the path names the node's config file",
+            ),
+        },
+        // toml's own message names the line and column and shows it.
+        ConfigError::Syntax { message, .. } => Failure::new(
+            format!("{shown}: {}", message.trim_end()),
+            "fix the line shown; deploy/examples/county-core.toml lists every key",
+        ),
+        ConfigError::Invalid { problems, .. } => {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|problem| {
+                    let key = problem.split_once(": ").map_or("", |(key, _)| key);
+                    match key_line(&text, key) {
+                        Some(line) => format!("{shown}:{line}: {problem}"),
+                        None => format!("{shown}: {problem}"),
+                    }
+                })
+                .collect();
+            Failure::new(
+                format!("invalid configuration:\n  {}", lines.join("\n  ")),
+                "fix each key named (they are all listed at once); \
+                 deploy/examples/county-core.toml lists every key with its values",
+            )
+        }
+    }
+}
+
+/// The line (from 1) where a key such as `node.role`, `peers[1].endpoint` or
+/// `retention.threat-assessment` is set in TOML text, if it is written out there. The node's
+/// config check names keys, not lines; an admin with a long file wants the line.
+pub fn key_line(text: &str, key: &str) -> Option<usize> {
+    // `peers[1].endpoint` is table `peers`, element 1, key `endpoint`.
+    let (table, index, leaf) = match key.rsplit_once('.') {
+        Some((table, leaf)) => match table.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse().ok(), leaf),
+            None => (table, None, leaf),
+        },
+        None => ("", None, key),
+    };
+    let unquote = |s: &str| s.trim().trim_matches('"').trim_matches('\'').to_owned();
+    let mut current = String::new();
+    let mut element: Option<usize> = None;
+    let mut seen = 0usize;
+    let mut header_line = None;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            current = unquote(name);
+            element = if current == table {
+                seen += 1;
+                Some(seen - 1)
+            } else {
+                None
+            };
+            if current == table && element == index {
+                header_line = Some(n + 1);
+            }
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = unquote(name);
+            element = None;
+            if current == table && index.is_none() {
+                header_line = Some(n + 1);
+            }
+            continue;
+        }
+        if current == table
+            && element == index
+            && let Some((name, _)) = line.split_once('=')
+            && unquote(name) == leaf
+        {
+            return Some(n + 1);
+        }
+    }
+    // A key that is missing, or a problem about a whole table: point at the table.
+    header_line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TEXT: &str = "[node]\nteam = \"x\"\nrole = \"boss\" # wrong\n\n[[peers]]\nteam = \"a\"\n\
+                        endpoint = \"https://a:1\"\n\n[[peers]]\nteam = \"b\"\nendpoint = \"http://b:1\"\n\
+                        [retention]\n\"threat-assessment\" = \"x\"\n";
+
+    #[test]
+    fn keys_are_found_on_their_lines() {
+        assert_eq!(key_line(TEXT, "node.role"), Some(3));
+        assert_eq!(key_line(TEXT, "peers[0].endpoint"), Some(7));
+        assert_eq!(key_line(TEXT, "peers[1].endpoint"), Some(11));
+        assert_eq!(key_line(TEXT, "retention.threat-assessment"), Some(13));
+        // A missing key points at its table; an unknown table at nothing.
+        assert_eq!(key_line(TEXT, "node.data_dir"), Some(1));
+        assert_eq!(key_line(TEXT, "audit.retention"), None);
+    }
 
     #[test]
     fn every_refusal_keeps_the_nodes_message_and_adds_a_step() {

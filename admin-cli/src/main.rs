@@ -11,6 +11,7 @@ mod consent;
 mod consult;
 mod demo;
 mod directory;
+mod doctor;
 mod errors;
 mod manual;
 mod output;
@@ -98,6 +99,9 @@ enum Command {
     /// Measure end-to-end delivery between two real nodes against the raw mutual-TLS ceiling,
     /// start-up, memory, backlog drain, fan-out and a large registry.
     Bench(bench::BenchArgs),
+    /// Check a node's setup: its config, keys and certificates, store, whether it runs, and
+    /// each peer over mutual TLS; says what to fix. Exits non-zero if any check fails.
+    Doctor(doctor::DoctorArgs),
     /// Print a shell completion script: `tatmx completions bash > /etc/bash_completion.d/tatmx`.
     Completions(manual::CompletionsArgs),
     /// Print the manual page, or write one page per command into a directory with --out.
@@ -135,6 +139,11 @@ async fn main() -> std::process::ExitCode {
         Command::User(cmd) => user::run(&cli.admin_socket, cmd).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Doctor(args) => match doctor::run(&args).await {
+            // The report has said what failed and what to do; only the exit status is left.
+            Ok(healthy) if !healthy => return std::process::ExitCode::FAILURE,
+            other => other.map(|_| ()),
+        },
         Command::Completions(args) => manual::completions(Cli::command(), &args),
         Command::Man(args) => manual::man(Cli::command(), &args),
     };

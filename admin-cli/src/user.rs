@@ -5,11 +5,11 @@
 
 use std::path::Path;
 
-use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use tatmx_proto::v1 as pb;
 
+use crate::errors::refused;
 use crate::{output, trust};
 
 /// `tatmx user ...`
@@ -50,10 +50,6 @@ pub struct ListArgs {
 pub struct NameArgs {
     /// The username.
     pub name: String,
-}
-
-fn refused(status: tonic::Status) -> anyhow::Error {
-    anyhow!("the node refused: {}", status.message())
 }
 
 /// Runs `tatmx user ...`.

@@ -20,7 +20,7 @@ fn stdout(args: &[&str]) -> String {
 fn completions_know_the_commands_in_every_shell() {
     let bash = stdout(&["completions", "bash"]);
     assert!(bash.contains("complete -F _tatmx"), "{bash}");
-    for word in ["referral", "inbox", "--admin-socket", "--json"] {
+    for word in ["referral", "doctor", "inbox", "--admin-socket", "--json"] {
         assert!(bash.contains(word), "bash completion lacks {word}");
     }
     // The other shells, each in its own form.
@@ -45,7 +45,7 @@ fn completions_know_the_commands_in_every_shell() {
 fn the_manual_page_is_roff_titled_tatmx_and_lists_every_command() {
     let page = stdout(&["man"]);
     assert!(page.contains(".TH TATMX 1"), "{page}");
-    for command in ["referral", "inbox", "completions", "audit"] {
+    for command in ["doctor", "referral", "inbox", "completions", "audit"] {
         assert!(page.contains(command), "the page lacks {command}");
     }
 }
@@ -58,6 +58,7 @@ fn man_out_writes_one_page_per_command() {
     assert!(said.contains("manual pages"), "{said}");
     for (name, title) in [
         ("tatmx.1", ".TH TATMX 1"),
+        ("tatmx-doctor.1", ".TH TATMX-DOCTOR 1"),
         ("tatmx-referral-send.1", ".TH TATMX-REFERRAL-SEND 1"),
         ("tatmx-audit-disclosures.1", ".TH TATMX-AUDIT-DISCLOSURES 1"),
     ] {
@@ -65,8 +66,8 @@ fn man_out_writes_one_page_per_command() {
             std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(page.contains(title), "{name}: {page}");
     }
-    let outbox = std::fs::read_to_string(out.join("tatmx-outbox.1")).unwrap();
-    assert!(outbox.contains("\\-\\-dead"), "{outbox}");
+    let doctor = std::fs::read_to_string(out.join("tatmx-doctor.1")).unwrap();
+    assert!(doctor.contains("warn\\-days"), "{doctor}");
     // clap's `help` pseudo-command gets no pages.
     assert!(!out.join("tatmx-help.1").exists());
     let pages = std::fs::read_dir(&out).unwrap().count();
