@@ -146,6 +146,10 @@ impl Browser {
         if body.is_some() {
             request = request.header("content-type", "application/x-www-form-urlencoded");
         }
+        // As a browser does with every POST, unless the test plays another site.
+        if method == "POST" && !extra.iter().any(|(name, _)| *name == "origin") {
+            request = request.header("origin", format!("https://localhost:{}", self.addr.port()));
+        }
         for (name, value) in extra {
             request = request.header(*name, *value);
         }
@@ -688,5 +692,194 @@ async fn an_idle_session_locks_and_unlocks_with_the_password_and_a_new_code() {
         .await;
     assert_eq!(unlocked.status, 303, "{}", unlocked.body);
     assert_eq!(web.get("/inbox").await.status, 200);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_auditor_exports_the_accounting_and_each_role_sees_only_its_pages() {
+    let (fed, core, school) = federation("30m");
+    let core_node = tatmx_tests::start(&core).await;
+    let school_node = tatmx_tests::start(&school).await;
+    let mut client = tatmx_tests::agency(&school).await;
+    let mut draft = tatmx_tests::draft("county-core");
+    draft.case_ref = "LHS-AUDIT-1".into();
+    let id = tatmx_tests::submit(&mut client, draft).await;
+    tatmx_tests::delivered(&school, &id).await;
+
+    let auditor = add_user(&school, "gina", "auditor").await;
+    let admin = add_user(&school, "hal", "admin").await;
+    let worker = add_user(&school, "ivy", "case-worker").await;
+
+    let mut web = browser(&school_node, &fed);
+    let signed_in = web.sign_in(&auditor, 0).await;
+    assert_eq!(signed_in.location(), "/audit");
+    let audit = web.get("/audit").await;
+    assert_eq!(audit.status, 200);
+    assert!(
+        audit.body.contains("The audit chain is intact"),
+        "{}",
+        audit.body
+    );
+    assert!(audit.body.contains(r#"id="audit-table""#));
+    assert_eq!(
+        web.get("/inbox").await.status,
+        403,
+        "an auditor reads no case data"
+    );
+    assert_eq!(web.get(&format!("/referrals/{id}")).await.status, 403);
+    let accounting = web
+        .submit(
+            "/audit",
+            "/audit/disclosures",
+            &[("subject", "LHS-AUDIT-1")],
+        )
+        .await;
+    assert_eq!(accounting.status, 200);
+    assert!(accounting.body.contains(&id), "{}", accounting.body);
+    let csv = web
+        .submit(
+            "/audit",
+            "/audit/disclosures.csv",
+            &[("subject", "LHS-AUDIT-1")],
+        )
+        .await;
+    assert_eq!(csv.status, 200);
+    assert!(
+        csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        csv.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    let mut lines = csv.body.lines();
+    assert!(lines.next().unwrap_or("").starts_with("at,recipient,kind"));
+    let row = lines.next().expect("one disclosure");
+    assert!(
+        row.contains(&id) && row.contains(&core.identity.uri()),
+        "{row}"
+    );
+    assert!(
+        !csv.body.contains("CANARY"),
+        "the accounting carries no content"
+    );
+
+    let mut web = browser(&school_node, &fed);
+    assert_eq!(web.sign_in(&admin, 0).await.location(), "/trust");
+    let trust = web.get("/trust").await;
+    assert_eq!(trust.status, 200);
+    assert!(
+        trust.body.contains(r#"id="peers-table""#) && trust.body.contains(&core.identity.uri())
+    );
+    for page in ["/inbox", "/audit", "/referrals/new", "/consents", "/outbox"] {
+        assert_eq!(web.get(page).await.status, 403, "an admin opened {page}");
+    }
+
+    let mut web = browser(&school_node, &fed);
+    assert_eq!(web.sign_in(&worker, 0).await.location(), "/inbox");
+    for page in ["/audit", "/trust"] {
+        assert_eq!(
+            web.get(page).await.status,
+            403,
+            "a case worker opened {page}"
+        );
+    }
+    let outbox = web.get("/outbox").await;
+    assert!(outbox.body.contains(&id) && !outbox.body.contains(">Retry<"));
+    let refused = web
+        .send(
+            "POST",
+            "/audit/disclosures",
+            Some(encode(&[("subject", "LHS-AUDIT-1")])),
+            &[("x-csrf-token", &outbox.csrf())],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
+
+/// Accepts exactly one server certificate, the node's own, whatever name it carries.
+#[derive(Debug)]
+struct Pinned(Vec<u8>);
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.0.as_slice() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("not the node's certificate".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not offered".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &tatmx_node::tls::provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        tatmx_node::tls::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[tokio::test]
+async fn without_a_web_certificate_the_console_presents_the_nodes_own_over_tls_1_3() {
+    use rustls_pki_types::pem::PemObject;
+    let mut fed = TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    fed.write_config(&core, &[&school], "[console]\nlisten = \"127.0.0.1:0\"\n");
+    let node = tatmx_tests::start(&core).await;
+    let addr = node.console_addr().expect("console on");
+    assert!(addr.ip().is_loopback());
+    let pem = std::fs::read(core.dir.join("node.pem")).expect("node.pem");
+    let own = rustls_pki_types::CertificateDer::from_pem_slice(&pem).expect("certificate");
+    let mut tls = rustls::ClientConfig::builder_with_provider(tatmx_node::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned(own.as_ref().to_vec())))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut web = Browser {
+        addr,
+        tls: Arc::new(tls),
+        cookie: None,
+    };
+    let page = web.get("/sign-in").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert_eq!(page.headers["cache-control"], "no-store");
     node.shutdown().await;
 }

@@ -170,7 +170,7 @@ pub async fn disclosures(
             p id="disclosures-empty" { "Nothing about this subject has been disclosed by this node." }
         } @else {
             table id="disclosures-table" {
-                caption { (records.len()) " disclosures" }
+                caption { (records.len()) @if records.len() == 1 { " disclosure" } @else { " disclosures" } }
                 thead { tr {
                     th scope="col" { "When" } th scope="col" { "To" } th scope="col" { "What" } th scope="col" { "Purpose" }
                     th scope="col" { "Basis" } th scope="col" { "Categories sent" } th scope="col" { "Withheld" } th scope="col" { "Referral" }

@@ -207,6 +207,11 @@ fn router(console: Console) -> Router {
         .route("/sign-in", get(signin::page).post(signin::submit))
         .route("/assets/htmx.min.js", get(page::htmx))
         .route("/assets/console.css", get(page::stylesheet))
+        // Browsers ask for it unbidden; answered empty rather than with a 404 in their console.
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
         .merge(pages)
         .merge(locked)
         .fallback(page::not_found)

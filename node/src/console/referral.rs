@@ -195,8 +195,7 @@ fn content(content: Option<&pb::ReferralContent>) -> Markup {
             }
             @if let Some(t) = &c.threat {
                 section aria-labelledby="c-threat" { h3 id="c-threat" { "Threat" }
-                    p { (t.threat_type) ", target " (t.target_type) ", grievance " (t.grievance_code)
-                        ", access to weapons: " (if t.weapons_access { "yes" } else { "no" }) } }
+                    p { (threat_text(t)) } }
             }
             @if let Some(n) = &c.narrative {
                 section aria-labelledby="c-narrative" { h3 id="c-narrative" { "Narrative" } p { (n.text) } }
@@ -228,6 +227,25 @@ fn content(content: Option<&pb::ReferralContent>) -> Markup {
             }
         }
     }
+}
+
+/// Threat details in words, leaving out what was not filled in.
+fn threat_text(t: &pb::ThreatDetails) -> String {
+    let mut parts = Vec::new();
+    if !t.threat_type.is_empty() {
+        parts.push(t.threat_type.clone());
+    }
+    if !t.target_type.is_empty() {
+        parts.push(format!("target: {}", t.target_type));
+    }
+    if !t.grievance_code.is_empty() {
+        parts.push(format!("grievance: {}", t.grievance_code));
+    }
+    parts.push(format!(
+        "access to weapons: {}",
+        if t.weapons_access { "yes" } else { "no" }
+    ));
+    parts.join(", ")
 }
 
 /// Whether `side` may move the referral from `current` to `next` now: the lifecycle's own
@@ -321,7 +339,7 @@ fn actions(
                 input type="text" id="complete-level" name="level" required;
                 p { input type="checkbox" id="complete-plan" name="management_plan" value="yes";
                     label.inline for="complete-plan" { "A management plan is in place" } }
-                button type="submit" id="action-complete" { "Complete" }
+                p { button type="submit" id="action-complete" { "Complete" } }
             }
         }
         @if may(ReferralStatus::Completed) && consultation {
@@ -334,7 +352,7 @@ fn actions(
                 label for="answer-recommendations" { "Recommendations" }
                 p.hint id="answer-recommendations-hint" { "Codes such as MH-EVAL, one per line." }
                 textarea id="answer-recommendations" name="recommendations" aria-describedby="answer-recommendations-hint" {}
-                button type="submit" id="action-answer" { "Send the answer" }
+                p { button type="submit" id="action-answer" { "Send the answer" } }
             }
         }
         @if may(ReferralStatus::Declined) {
@@ -344,7 +362,7 @@ fn actions(
                 input type="hidden" name="status" value="declined";
                 label for="decline-reason" { "Reason (the sender sees it, as far as the law allows)" }
                 textarea id="decline-reason" name="reason" required {}
-                button.danger type="submit" id="action-decline" { "Decline" }
+                p { button.danger type="submit" id="action-decline" { "Decline" } }
             }
         }
         @if may(ReferralStatus::Cancelled) {
@@ -354,7 +372,7 @@ fn actions(
                 input type="hidden" name="status" value="cancelled";
                 label for="cancel-reason" { "Reason" }
                 textarea id="cancel-reason" name="reason" required {}
-                button.danger type="submit" id="action-cancel" { "Cancel the referral" }
+                p { button.danger type="submit" id="action-cancel" { "Cancel the referral" } }
             }
         }
         @if inbound && !consultation && !others.is_empty() && may(ReferralStatus::Forwarded) {
@@ -366,7 +384,7 @@ fn actions(
                 select id="forward-to" name="recipient" required {
                     @for team in &others { option value=(team) { (page::team(team)) } }
                 }
-                button type="submit" id="action-forward" { "Forward" }
+                p { button type="submit" id="action-forward" { "Forward" } }
             }
         }
         @if inbound && !consultation && core && !partners.is_empty() {
@@ -382,7 +400,7 @@ fn actions(
                 }
                 label for="consult-question" { "Question" }
                 textarea id="consult-question" name="question" required {}
-                button type="submit" id="action-consult" { "Ask for advice" }
+                p { button type="submit" id="action-consult" { "Ask for advice" } }
             }
         }
     }

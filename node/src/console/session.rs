@@ -270,7 +270,9 @@ fn add_headers(headers: &mut HeaderMap) {
     set("content-security-policy", CSP);
     set("x-content-type-options", "nosniff");
     set("x-frame-options", "DENY");
-    set("referrer-policy", "no-referrer");
+    // Not no-referrer: under it browsers send `Origin: null` with a form POST, and the origin
+    // check above would refuse the console's own forms. Same-origin sends nothing elsewhere.
+    set("referrer-policy", "same-origin");
     set("cross-origin-opener-policy", "same-origin");
     set(
         "permissions-policy",
