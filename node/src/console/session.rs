@@ -26,7 +26,7 @@ pub const COOKIE: &str = "__Host-tatmx-session";
 /// The header htmx sends the CSRF token in (set on `<body hx-headers>`).
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// A session ends this long after sign-in, however active.
-const MAX_SESSION: Duration = Duration::from_secs(12 * 3600);
+pub const MAX_SESSION: Duration = Duration::from_secs(12 * 3600);
 /// The largest form body read while checking a CSRF token.
 pub const MAX_FORM_BYTES: usize = 256 * 1024;
 

@@ -231,7 +231,13 @@ pub async fn submit(
     let id = session::new_secret();
     let csrf = session::new_secret();
     match store
-        .sign_in_succeeded(&account.username, step, &session::hash_id(&id), &csrf)
+        .sign_in_succeeded(
+            &account.username,
+            step,
+            &session::hash_id(&id),
+            &csrf,
+            now - time::Duration::try_from(session::MAX_SESSION).unwrap_or(time::Duration::DAY),
+        )
         .await
     {
         Ok(true) => {}

@@ -345,13 +345,15 @@ impl Store {
     /// Records a sign-in whose password and code were right, and opens the session, in one
     /// transaction. The code's time step must be later than any used before, so a code
     /// cannot be replayed; `false` (and nothing written) when it was not, or the account was
-    /// disabled meanwhile.
+    /// disabled meanwhile. Sessions opened before `expired_before` (anyone's, past their
+    /// lifetime) are deleted in the same transaction, so abandoned ones do not pile up.
     pub async fn sign_in_succeeded(
         &self,
         username: &str,
         totp_step: u64,
         session_id_hash: &str,
         csrf: &str,
+        expired_before: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let now = ms(OffsetDateTime::now_utc());
         let mut tx = self.write().await?;
@@ -370,6 +372,10 @@ impl Store {
         if updated == 0 {
             return Ok(false);
         }
+        sqlx::query("DELETE FROM console_sessions WHERE created_at < $1")
+            .bind(ms(expired_before))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO console_sessions (id_hash, username, csrf, created_at, last_seen, locked)
              VALUES ($1, $2, $3, $4, $5, 0)",
