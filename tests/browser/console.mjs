@@ -1,0 +1,591 @@
+// The staff console in a real browser: Debian's headless Chromium driven by playwright-core's
+// library API, against the real nodes that tests/tests/browser.rs starts. Each scenario of
+// issue 10's "Tests" section is one function below; each can fail on its own, and the run
+// fails if any did. Later scenarios build on the referral the earlier ones made, so one that
+// is missing what an earlier one should have made fails with that reason.
+//
+// Run it through `cargo test -p tatmx-tests --test browser -- --nocapture`, which starts the
+// nodes and sets the variables read below (see README.md beside this file).
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+
+// A variable the Rust test sets; without it nothing can run.
+function need(name) {
+  const value = process.env[name];
+  if (!value) {
+    console.error(`console.mjs: ${name} is not set; run it through tests/tests/browser.rs`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const SCHOOL = need('TATMX_SCHOOL_CONSOLE');
+const CORE = need('TATMX_CORE_CONSOLE');
+const CORE_TEAM = need('TATMX_CORE_TEAM');
+const CORE_IDLE_LOCK_MS = Number(need('TATMX_CORE_IDLE_LOCK_MS'));
+const ACCOUNTS = JSON.parse(need('TATMX_ACCOUNTS'));
+const SHOTS = need('TATMX_SCREENSHOTS');
+const CHROMIUM = process.env.TATMX_CHROMIUM || '/usr/bin/chromium';
+const CERTIFICATES = need('TATMX_CONSOLE_CERTS').split(path.delimiter);
+const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+// Each wait for the page is at most this long, so a failure is reported quickly.
+const STEP_MS = 10_000;
+// How long a referral or a status change may take to cross from one node to the other.
+const DELIVERY_MS = 20_000;
+
+// ---------------------------------------------------------------------------------------------
+// TOTP (RFC 6238: HMAC-SHA-1 over the 30-second step, 6 digits), as an authenticator app
+// computes it from the base32 secret `tatmx user add` prints.
+
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const char of text.toUpperCase().replace(/=+$/, '')) {
+    const index = alphabet.indexOf(char);
+    if (index < 0) throw new Error(`not base32: ${JSON.stringify(char)}`);
+    value = (value << 5) | index;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+// The code for the raw `key` at `seconds` since the epoch, with `digits` digits.
+function hotpAt(key, seconds, digits = 6) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(seconds / 30)));
+  const mac = crypto.createHmac('sha1', key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  const number = (mac.readUInt32BE(offset) & 0x7fffffff) % 10 ** digits;
+  return String(number).padStart(digits, '0');
+}
+
+// The code an authenticator app shows `ahead` seconds from now. A code works once, so a
+// second sign-in of the same account within one step uses the next step's code (the node
+// accepts one step of clock drift either way).
+function totp(account, ahead = 0) {
+  return hotpAt(base32Decode(account.totp_secret), Date.now() / 1000 + ahead);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers.
+
+function assert(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// The SHA-256 of a certificate's public key (SPKI), base64, as Chromium's
+// --ignore-certificate-errors-spki-list takes it.
+function spkiHash(pemPath) {
+  const certificate = new crypto.X509Certificate(fs.readFileSync(pemPath));
+  const der = certificate.publicKey.export({ type: 'spki', format: 'der' });
+  return crypto.createHash('sha256').update(der).digest('base64');
+}
+
+// Everything the run found wrong outside a scenario's own checks: accessibility violations,
+// and Content-Security-Policy refusals and script errors, by page.
+const findings = { axe: [], axeMinor: new Set(), csp: [], checkedPages: [], screenshots: [] };
+// What the scenarios share: the referral's id and the like.
+const state = {};
+
+function needState(key, madeBy) {
+  assert(state[key] !== undefined, `needs ${key}, which "${madeBy}" did not make`);
+  return state[key];
+}
+
+// A page in `context` that reports every CSP refusal and script error to `findings`.
+async function newPage(context, who) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_MS);
+  page.on('console', (message) => {
+    if (/Content[- ]Security[- ]Policy/i.test(message.text())) {
+      findings.csp.push(`${who} at ${page.url()}: ${message.text()}`);
+    }
+  });
+  page.on('pageerror', (error) => findings.csp.push(`${who} at ${page.url()}: ${error.message}`));
+  return page;
+}
+
+// Clicks `selector`, which submits a form, and waits for the page that answers it.
+async function submit(page, selector) {
+  // Marks the document so the wait below knows the new one from the old.
+  await page.evaluate(() => document.documentElement.setAttribute('data-stale', 'yes'));
+  await page.click(selector);
+  await page.locator('html:not([data-stale])').waitFor({ state: 'attached' });
+  await page.waitForLoadState('load');
+}
+
+// Signs `account` in at `base`, as a person would type it, and returns where it landed.
+async function signIn(page, base, account, ahead = 0) {
+  await page.goto(`${base}/sign-in`);
+  await page.getByLabel('Username').fill(account.username);
+  await page.getByLabel('Password', { exact: true }).fill(account.password);
+  await page.getByLabel('Code from your authenticator app').fill(totp(account, ahead));
+  await submit(page, '#sign-in');
+  const url = new URL(page.url());
+  if (url.pathname === '/sign-in') {
+    const notice = (await page.locator('.notice').allInnerTexts()).join(' ')
+      || (await page.locator('body').innerText()).slice(0, 300);
+    throw new Error(`${account.username} could not sign in: ${notice}`);
+  }
+  return url.pathname;
+}
+
+// Reloads `url` in `page` until `selector` is on it, or `limit` passes.
+async function until(page, url, selector, what, limit = DELIVERY_MS) {
+  const deadline = Date.now() + limit;
+  for (;;) {
+    await page.goto(url);
+    if ((await page.locator(selector).count()) > 0) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${limit} ms waiting for ${what}`);
+    await sleep(250);
+  }
+}
+
+// A POST made by script in the page, as an attacker's script or a curious user's console
+// would make it: the browser adds the session cookie (HttpOnly, so unreadable to the script)
+// and the Origin header; `fields` decides whether a CSRF token goes with it.
+async function craftedPost(page, action, fields) {
+  return page.evaluate(
+    async ({ action, fields }) => {
+      const response = await fetch(action, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams(fields).toString(),
+        redirect: 'manual',
+      });
+      // A redirect (the console's answer to a change it made) is opaque to the script.
+      if (response.type === 'opaqueredirect') return { status: 'a redirect: the change was made', text: '' };
+      return { status: response.status, text: await response.text() };
+    },
+    { action, fields },
+  );
+}
+
+// The CSRF token of the page's forms, as a script in the page could read it.
+async function csrfOf(page) {
+  return page.locator('input[name="csrf"]').first().inputValue();
+}
+
+// Screenshots the page as `name`.png and checks it with axe-core (WCAG 2.x A and AA rules);
+// serious and critical violations go to `findings`.
+async function capture(page, name) {
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  findings.screenshots.push(name);
+  // axe is put into the page through the DevTools protocol, which the page's own
+  // Content-Security-Policy (script-src 'self') does not govern, so the pages are checked
+  // with their real CSP in force: no bypassCSP context, which would also hide any inline
+  // script or style the CSP refuses.
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) {
+    await page.evaluate(`${AXE}\n;undefined`);
+  }
+  const result = await page.evaluate(() =>
+    window.axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+      resultTypes: ['violations'],
+    }),
+  );
+  findings.checkedPages.push(name);
+  for (const violation of result.violations) {
+    if (violation.impact === 'serious' || violation.impact === 'critical') {
+      const where = violation.nodes.map((n) => n.target.join(' ')).slice(0, 5).join(', ');
+      findings.axe.push(`${name}: ${violation.impact} ${violation.id} (${violation.help}) at ${where}`);
+    } else {
+      findings.axeMinor.add(`${violation.impact} ${violation.id} (${violation.help})`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenarios, in the order they run.
+
+// The TOTP code computed here is RFC 6238's own: its SHA-1 test vector, cut to 6 digits.
+async function totpMatchesTheRfc() {
+  const key = Buffer.from('12345678901234567890');
+  assert(hotpAt(key, 59, 8) === '94287082', 'RFC 6238 vector at T=59');
+  assert(hotpAt(key, 1111111109, 8) === '07081804', 'RFC 6238 vector at T=1111111109');
+  assert(base32Decode('GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ').equals(key), 'base32 of the RFC key');
+}
+
+// A case worker signs in with password and TOTP; the session cookie is one scripts cannot read.
+async function signInWithPasswordAndCode({ browser }) {
+  const context = await browser.newContext(contextOptions);
+  const page = await newPage(context, 'school case worker');
+  await page.goto(`${SCHOOL}/sign-in`);
+  await capture(page, 'sign-in');
+  const landed = await signIn(page, SCHOOL, ACCOUNTS.school.worker);
+  assert(landed === '/inbox', `a case worker lands on the inbox, not ${landed}`);
+  const who = await page.locator('#signed-in-as').innerText();
+  assert(who.includes(ACCOUNTS.school.worker.username) && who.includes('case worker'), `signed in as: ${who}`);
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === '__Host-tatmx-session');
+  assert(session, `no session cookie among ${cookies.map((c) => c.name)}`);
+  assert(session.httpOnly && session.secure && session.sameSite === 'Strict', `cookie: ${JSON.stringify(session)}`);
+  assert(!(await page.evaluate(() => document.cookie)).includes('tatmx-session'), 'a script can read the session cookie');
+  state.schoolWorker = page;
+}
+
+// Wrong passwords are limited: the fifth in a row locks the account, and then even the right
+// password and code are refused.
+async function wrongPasswordsAreRateLimited({ browser }) {
+  const context = await browser.newContext(contextOptions);
+  const page = await newPage(context, 'school locked-out case worker');
+  const account = ACCOUNTS.school.lockout;
+  const wrong = { ...account, password: `${account.password}-wrong` };
+  let last = '';
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    await signIn(page, SCHOOL, wrong).then(
+      () => { throw new Error(`attempt ${attempt} with a wrong password signed in`); },
+      (e) => { last = e.message; },
+    );
+    if (attempt < 5) assert(!/locked/i.test(last), `locked already at attempt ${attempt}: ${last}`);
+  }
+  assert(/locked/i.test(last) && /try again after/i.test(last), `the fifth failure says the account is locked: ${last}`);
+  const right = await signIn(page, SCHOOL, account).then(() => 'signed in', (e) => e.message);
+  assert(/locked/i.test(right), `the right password and code while locked: ${right}`);
+  await context.close();
+}
+
+// A case worker at the school fills in a new referral; the live preview shows MENTAL_HEALTH
+// withheld from the core team with its reason, and the rest reaching it.
+async function previewShowsMentalHealthWithheld() {
+  const page = needState('schoolWorker', 'sign in with password and code');
+  await page.goto(`${SCHOOL}/referrals/new`);
+  state.caseRef = `LHS-${Date.now().toString(36).toUpperCase()}`;
+  await page.getByLabel('Recipient team').selectOption({ label: CORE_TEAM });
+  await page.getByLabel('Purpose').selectOption('threat-assessment');
+  await page.getByLabel('Legal basis').selectOption('health-safety-emergency');
+  await page.getByLabel('Justification').fill(
+    'A student told two classmates he would bring a weapon to school on Friday.',
+  );
+  await page.getByLabel('Your case number (kept here, never sent)').fill(state.caseRef);
+  await page.getByLabel('Level of concern: scheme').fill('CSTAG');
+  await page.getByLabel('Level of concern: value').fill('serious substantive');
+  await page.getByLabel('Full name').fill('Jordan Example');
+  await page.getByLabel('Date of birth (YYYY-MM-DD)').fill('2010-04-02');
+  await page.getByLabel('Threat type').fill('targeted-violence');
+  await page.getByLabel('Target type').fill('school');
+  await page.getByLabel('Narrative').fill('Said in the cafeteria that "Friday is the day"; classmates reported it.');
+  await page.getByLabel('Diagnoses').fill('Generalised anxiety disorder');
+  await page.getByLabel('Who reported').fill('A teacher');
+  // The preview follows the form (htmx, on change and after typing stops).
+  const mentalHealth = page.locator('#preview tr[data-category="MENTAL_HEALTH"]');
+  await page.locator('#preview tr[data-category="MENTAL_HEALTH"][data-outcome="withheld"]').waitFor();
+  const reason = (await mentalHealth.locator('td').nth(1).innerText()).trim();
+  // The reason is a sentence; the rules column names the rules that decided, and is empty
+  // when none permitted it (deny by default), as here.
+  assert(/MENTAL_HEALTH/.test(reason), `MENTAL_HEALTH is withheld without its reason: ${reason}`);
+  await page.locator(`#preview tr[data-category="THREAT"][data-outcome="reaches ${CORE_TEAM}"]`).waitFor();
+  const summary = await page.locator('#preview-summary').innerText();
+  assert(summary.includes(CORE_TEAM), `preview summary: ${summary}`);
+  // The reporter is typed last; its row shows once the preview has caught up with the form.
+  await page.locator('#preview tr[data-category="REPORTER_IDENTITY"]').waitFor();
+  state.mentalHealthReason = reason;
+  await capture(page, 'new-referral-full');
+  // The screenshot the README shows: from the page's heading to the end of the preview, the
+  // form as filled in beside what will reach the core team and what is withheld, and why.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const heading = await page.locator('main h1').boundingBox();
+  const preview = await page.locator('.compose aside').boundingBox();
+  const top = Math.max(0, heading.y - 16);
+  await page.screenshot({
+    path: path.join(SHOTS, 'new-referral.png'),
+    fullPage: true,
+    clip: { x: 0, y: top, width: contextOptions.viewport.width, height: preview.y + preview.height + 24 - top },
+  });
+  findings.screenshots.push('new-referral');
+}
+
+// Sending it shows the referral as sent, with the filter's decision for each category.
+async function sendTheReferral() {
+  const page = needState('schoolWorker', 'sign in with password and code');
+  needState('caseRef', 'the preview');
+  await submit(page, '#send-referral');
+  const match = new URL(page.url()).pathname.match(/^\/referrals\/([0-9a-f-]{36})$/);
+  assert(match, `after sending, the page is ${page.url()}`);
+  state.referralId = match[1];
+  assert((await page.locator('#referral-id').innerText()).trim() === state.referralId, 'the page shows its id');
+  assert((await page.locator('#referral-to').innerText()).trim() === CORE_TEAM, 'sent to the core team');
+}
+
+// The referral appears in the core team's console at the other node.
+async function appearsInTheCoreTeamsConsole({ browser }) {
+  const id = needState('referralId', 'send the referral');
+  const context = await browser.newContext(contextOptions);
+  const page = await newPage(context, 'core case worker');
+  await signIn(page, CORE, ACCOUNTS.core.worker);
+  await until(page, `${CORE}/inbox`, `tr[data-referral-id="${id}"]`, 'the referral in the core inbox');
+  const status = await page.locator(`tr[data-referral-id="${id}"] td.status`).innerText();
+  assert(status.trim() === 'received', `its status in the core inbox: ${status}`);
+  state.coreWorker = page;
+  state.coreWorkerLastSeen = Date.now();
+}
+
+// A case worker cannot accept: the action is absent, and a crafted request carrying a valid
+// CSRF token is refused with 403.
+async function caseWorkerCannotAccept() {
+  const id = needState('referralId', 'send the referral');
+  const page = needState('coreWorker', 'appears in the core team\'s console');
+  await page.goto(`${CORE}/referrals/${id}`);
+  state.coreWorkerLastSeen = Date.now();
+  const content = await page.locator('#referral-content').innerText();
+  assert(content.includes('Jordan Example'), 'the content reached the core team');
+  assert(!content.includes('Generalised anxiety'), 'withheld mental-health content reached the core team');
+  await page.locator('#withheld tr[data-category="MENTAL_HEALTH"]').waitFor();
+  assert((await page.locator('#action-accept').count()) === 0, 'a case worker is offered Accept');
+  await page.locator('#no-actions').waitFor();
+  const forced = await craftedPost(page, `/referrals/${id}/status`, {
+    csrf: await csrfOf(page),
+    status: 'accepted',
+  });
+  state.coreWorkerLastSeen = Date.now();
+  assert(forced.status === 403, `a case worker's forced accept answered ${forced.status}`);
+  assert(/cannot change a referral's status/.test(forced.text), 'the refusal says why');
+  await page.goto(`${CORE}/referrals/${id}`);
+  state.coreWorkerLastSeen = Date.now();
+  const status = (await page.locator('#referral-status').innerText()).trim();
+  assert(status === 'received', `after the forced accept the status is ${status}`);
+}
+
+// A crafted request without the CSRF token is refused, even from the chair's own session,
+// and so is one with a wrong token; nothing changes.
+async function postWithoutCsrfTokenIsRefused({ browser }) {
+  const id = needState('referralId', 'send the referral');
+  const context = await browser.newContext(contextOptions);
+  const page = await newPage(context, 'core chair');
+  await signIn(page, CORE, ACCOUNTS.core.chair);
+  await until(page, `${CORE}/inbox`, `tr[data-referral-id="${id}"]`, 'the referral in the chair\'s inbox');
+  await capture(page, 'inbox');
+  state.coreChair = page;
+  await page.goto(`${CORE}/referrals/${id}`);
+  await page.locator('#action-accept').waitFor();
+  const missing = await craftedPost(page, `/referrals/${id}/status`, { status: 'accepted' });
+  assert(missing.status === 403, `without a token: ${missing.status}`);
+  assert(/did not come from this console/.test(missing.text), `without a token: ${missing.text}`);
+  const wrong = await craftedPost(page, `/referrals/${id}/status`, { csrf: '0'.repeat(64), status: 'accepted' });
+  assert(wrong.status === 403, `with a wrong token: ${wrong.status}`);
+  await page.reload();
+  const status = (await page.locator('#referral-status').innerText()).trim();
+  assert(status === 'received', `after the refused requests the status is ${status}`);
+}
+
+// The chair accepts it, and the school's console shows the new status.
+async function chairAcceptsAndTheSchoolSeesIt() {
+  const id = needState('referralId', 'send the referral');
+  const chair = needState('coreChair', 'the CSRF scenario (it signs the chair in)');
+  const school = needState('schoolWorker', 'sign in with password and code');
+  await chair.goto(`${CORE}/referrals/${id}`);
+  const before = (await chair.locator('#referral-status').innerText()).trim();
+  assert(before === 'received', `before Accept the status is already ${before}`);
+  assert((await chair.locator('#action-accept').count()) === 1, 'the chair is not offered Accept');
+  await submit(chair, '#action-accept');
+  const status = (await chair.locator('#referral-status').innerText()).trim();
+  assert(status === 'accepted', `after Accept the core console says ${status}`);
+  await capture(chair, 'referral-detail');
+  await until(
+    school,
+    `${SCHOOL}/referrals/${id}`,
+    '#referral-status:text-is("accepted")',
+    'the school console to show accepted',
+  );
+  await capture(school, 'referral-sent');
+}
+
+// The auditor exports the accounting of disclosures as CSV: its header row, and the referral
+// in it with MENTAL_HEALTH among what was withheld.
+async function auditorExportsDisclosures({ browser }) {
+  const id = needState('referralId', 'send the referral');
+  const context = await browser.newContext(contextOptions);
+  const page = await newPage(context, 'school auditor');
+  const landed = await signIn(page, SCHOOL, ACCOUNTS.school.auditor);
+  assert(landed === '/audit', `an auditor lands on ${landed}`);
+  const verification = await page.locator('#verification').innerText();
+  assert(/intact/.test(verification), `chain verification: ${verification}`);
+  await capture(page, 'audit');
+  await page.getByLabel(/Your reference for the subject/).fill(state.caseRef);
+  await submit(page, '#show-disclosures');
+  const table = await page.locator('#disclosures-table').innerText();
+  assert(table.includes(id), 'the accounting lists the referral');
+  await capture(page, 'audit-disclosures');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-csv')]);
+  const csvPath = path.join(SHOTS, 'disclosures.csv');
+  await download.saveAs(csvPath);
+  assert(download.suggestedFilename() === 'disclosures.csv', `file name ${download.suggestedFilename()}`);
+  const lines = fs.readFileSync(csvPath, 'utf8').split(/\r?\n/).filter((l) => l.length > 0);
+  assert(
+    lines[0] === 'at,recipient,kind,purpose,legal_basis,consent_id,categories,withheld,rules,referral_id,audit_seq',
+    `CSV header: ${lines[0]}`,
+  );
+  const row = lines.slice(1).find((l) => l.includes(id));
+  assert(row, `no CSV row names the referral: ${lines.join(' | ')}`);
+  const columns = row.split(',');
+  assert(columns[1].endsWith(`/team/${CORE_TEAM}`), `CSV recipient: ${columns[1]}`);
+  assert(columns[7].split(' ').includes('MENTAL_HEALTH'), `CSV withheld: ${columns[7]}`);
+  await context.close();
+}
+
+// The other main pages: each renders for its role, and is screenshot and checked with axe.
+async function theOtherPagesRender({ browser }) {
+  const school = needState('schoolWorker', 'sign in with password and code');
+  for (const [route, name, marker] of [
+    ['/consultations', 'consultations', 'main h1'],
+    ['/consents', 'consents', '#consent-form'],
+    ['/outbox', 'outbox', '#outbox-table'],
+  ]) {
+    const response = await school.goto(`${SCHOOL}${route}`);
+    assert(response.status() === 200, `${route} answered ${response.status()}`);
+    await school.locator(marker).first().waitFor();
+    await capture(school, name);
+  }
+  const context = await browser.newContext(contextOptions);
+  const page = await newPage(context, 'school admin');
+  const landed = await signIn(page, SCHOOL, ACCOUNTS.school.admin);
+  assert(landed === '/trust', `an admin lands on ${landed}`);
+  await page.locator('#certificates-table').waitFor();
+  await capture(page, 'trust');
+  await context.close();
+}
+
+// An idle session locks: after the core console's idle limit, any page leads to the lock
+// screen, and the password with a new code unlocks it.
+async function idleSessionLocks() {
+  const page = needState('coreWorker', 'appears in the core team\'s console');
+  const idleFor = Date.now() - state.coreWorkerLastSeen;
+  await sleep(Math.max(0, CORE_IDLE_LOCK_MS + 1000 - idleFor));
+  await page.goto(`${CORE}/inbox`);
+  assert(new URL(page.url()).pathname === '/unlock', `an idle session opened ${page.url()}`);
+  await page.locator('#unlock-form').waitFor();
+  await capture(page, 'unlock');
+  await page.goto(`${CORE}/referrals/new`);
+  assert(new URL(page.url()).pathname === '/unlock', 'a locked session opened another page');
+  await page.getByLabel('Password', { exact: true }).fill(ACCOUNTS.core.worker.password);
+  // The sign-in used this step's code; the next step's is a new one.
+  await page.getByLabel('Code from your authenticator app').fill(totp(ACCOUNTS.core.worker, 30));
+  await submit(page, '#unlock');
+  assert(new URL(page.url()).pathname === '/inbox', `after unlocking: ${page.url()}`);
+}
+
+// The main pages, by the name of their screenshot.
+const MAIN_PAGES = ['sign-in', 'inbox', 'referral-detail', 'new-referral', 'consultations',
+  'consents', 'outbox', 'audit', 'trust'];
+
+// Every main page was screenshot this run into the documented folder.
+async function screenshotsOfTheMainPages() {
+  const missing = MAIN_PAGES.filter((name) => {
+    const file = path.join(SHOTS, `${name}.png`);
+    return !findings.screenshots.includes(name) || !fs.existsSync(file) || fs.statSync(file).size < 1000;
+  });
+  assert(missing.length === 0, `no screenshot this run of: ${missing.join(', ')}`);
+}
+
+// axe-core checked every main page and found no serious or critical violation.
+async function noSeriousAccessibilityViolations() {
+  const unchecked = MAIN_PAGES.map((name) => (name === 'new-referral' ? 'new-referral-full' : name))
+    .filter((name) => !findings.checkedPages.includes(name));
+  assert(findings.axe.length === 0, `axe-core:\n    ${findings.axe.join('\n    ')}`);
+  assert(unchecked.length === 0, `not checked with axe-core: ${unchecked.join(', ')}`);
+}
+
+// The pages work under their own Content-Security-Policy: it refused nothing, and no script
+// failed.
+async function nothingRefusedByTheCsp() {
+  assert(findings.csp.length === 0, `refused or failed:\n    ${findings.csp.join('\n    ')}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const contextOptions = {
+  viewport: { width: 1280, height: 900 },
+  locale: 'en-US',
+  timezoneId: 'UTC',
+  acceptDownloads: true,
+};
+
+const scenarios = [
+  ['TOTP matches RFC 6238', totpMatchesTheRfc],
+  ['sign in with password and TOTP', signInWithPasswordAndCode],
+  ['wrong passwords are rate-limited', wrongPasswordsAreRateLimited],
+  ['the live preview shows MENTAL_HEALTH withheld with its reason', previewShowsMentalHealthWithheld],
+  ['the referral is sent', sendTheReferral],
+  ['it appears in the core team\'s console', appearsInTheCoreTeamsConsole],
+  ['a case worker cannot accept (absent, and 403 when forced)', caseWorkerCannotAccept],
+  ['a crafted request without the CSRF token is refused', postWithoutCsrfTokenIsRefused],
+  ['the chair accepts, and the school\'s console shows it', chairAcceptsAndTheSchoolSeesIt],
+  ['the auditor exports the accounting of disclosures', auditorExportsDisclosures],
+  ['consultations, consents, outbox and trust render', theOtherPagesRender],
+  ['an idle session locks', idleSessionLocks],
+  ['screenshots of the main pages', screenshotsOfTheMainPages],
+  ['axe-core: no serious or critical violations', noSeriousAccessibilityViolations],
+  ['no page\'s CSP refuses anything, and no script fails', nothingRefusedByTheCsp],
+];
+
+async function main() {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  // Only this run's screenshots, so none is mistaken for a page as it is now.
+  for (const file of fs.readdirSync(SHOTS)) {
+    if (file.endsWith('.png') || file.endsWith('.csv')) fs.rmSync(path.join(SHOTS, file));
+  }
+  const pins = CERTIFICATES.map(spkiHash).join(',');
+  const started = Date.now();
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // playwright-core gives Chromium a fresh --user-data-dir of its own. The network flags
+    // keep it from reaching for Google's services, which this machine's network refuses.
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      // The consoles present web certificates from the test federation's throwaway CA, which
+      // Chromium has no per-run way to trust. Rather than ignoring every certificate error
+      // (ignoreHTTPSErrors), trust exactly these two certificates' keys; Chromium honours
+      // this flag only with a --user-data-dir, which playwright-core always passes.
+      `--ignore-certificate-errors-spki-list=${pins}`,
+    ],
+  });
+  let passed = 0;
+  let failed = 0;
+  try {
+    for (const [name, run] of scenarios) {
+      const t0 = Date.now();
+      try {
+        await run({ browser });
+        passed++;
+        console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+      } catch (error) {
+        failed++;
+        console.log(`FAIL ${name} (${Date.now() - t0} ms)\n     ${String(error.stack || error).split('\n').slice(0, 6).join('\n     ')}`);
+      }
+    }
+  } finally {
+    await browser.close();
+  }
+  if (findings.axeMinor.size > 0) {
+    console.log(`axe-core, for information (moderate or minor):\n     ${[...findings.axeMinor].join('\n     ')}`);
+  }
+  console.log(`browser: ${scenarios.length} scenarios in ${((Date.now() - started) / 1000).toFixed(1)} s; screenshots in ${SHOTS}`);
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exitCode = failed === 0 ? 0 : 1;
+}
+
+await main();
