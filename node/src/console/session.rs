@@ -283,3 +283,42 @@ fn add_headers(headers: &mut HeaderMap) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_session_cookie_of_the_right_shape_is_read() {
+        let id = new_secret();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("other=1; {COOKIE}={id}")).unwrap(),
+        );
+        assert_eq!(cookie_id(&headers), Some(id));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-tatmx-session=short"),
+        );
+        assert_eq!(cookie_id(&headers), None);
+        let set = set_cookie(&new_secret());
+        let set = set.to_str().unwrap();
+        for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(set.contains(attribute), "{set}");
+        }
+    }
+
+    #[test]
+    fn a_post_from_another_origin_is_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("localhost:8443"));
+        headers.insert("origin", HeaderValue::from_static("https://localhost:8443"));
+        assert!(same_origin(&headers));
+        headers.insert("origin", HeaderValue::from_static("https://evil.example"));
+        assert!(!same_origin(&headers));
+        headers.insert("origin", HeaderValue::from_static("https://localhost:8443"));
+        headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&headers));
+    }
+}

@@ -375,3 +375,21 @@ pub async fn sign_out(
         .insert(header::SET_COOKIE, session::clear_cookie());
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_refused_after_its_failures_and_others_are_not() {
+        let limiter = SourceLimiter::default();
+        let ip: IpAddr = [192, 0, 2, 7].into();
+        let other: IpAddr = [192, 0, 2, 8].into();
+        for _ in 0..MAX_FAILURES_PER_SOURCE {
+            assert!(!limiter.blocked(ip));
+            limiter.failed(ip);
+        }
+        assert!(limiter.blocked(ip));
+        assert!(!limiter.blocked(other));
+    }
+}
