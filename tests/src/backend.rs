@@ -151,8 +151,15 @@ pub struct Snapshot {
 }
 
 enum SnapshotKind {
-    Sqlite { live: std::path::PathBuf, copy: std::path::PathBuf },
-    Postgres { base: String, live: String, copy: String },
+    Sqlite {
+        live: std::path::PathBuf,
+        copy: std::path::PathBuf,
+    },
+    Postgres {
+        base: String,
+        live: String,
+        copy: String,
+    },
 }
 
 impl Snapshot {

@@ -296,6 +296,10 @@ async fn sign_in_takes_password_and_code_and_five_failures_lock_the_account_audi
     assert_eq!(page.status, 200);
     let csp = page.headers["content-security-policy"].to_str().unwrap();
     assert_eq!(csp, tatmx_node::console::CSP_HEADER);
+    assert_eq!(
+        page.headers["strict-transport-security"].to_str().unwrap(),
+        "max-age=31536000"
+    );
     assert!(page.body.contains(r#"<label for="code">"#), "{}", page.body);
     assert_eq!(web.get("/assets/htmx.min.js").await.status, 200);
     // Not signed in: every page sends the browser to sign in.

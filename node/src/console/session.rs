@@ -268,6 +268,9 @@ fn add_headers(headers: &mut HeaderMap) {
         headers.insert(name, HeaderValue::from_static(value));
     };
     set("content-security-policy", CSP);
+    // The console is served only over HTTPS; a browser that has seen it never tries plain
+    // HTTP for it again, for a year.
+    set("strict-transport-security", "max-age=31536000");
     set("x-content-type-options", "nosniff");
     set("x-frame-options", "DENY");
     // Not no-referrer: under it browsers send `Origin: null` with a form POST, and the origin
