@@ -631,6 +631,30 @@ pub async fn verify(team: &TeamSpec) -> pb::AuditVerification {
         .into_inner()
 }
 
+/// A web certificate for `localhost` from the federation's test CA, in the team's directory
+/// as console.pem and console.key, as an agency would configure one its browsers trust.
+pub fn web_certificate(fed: &TestFederation, team: &TeamSpec) {
+    let ca_key = rcgen::KeyPair::from_pem(&fed.ca.key_pem()).expect("ca key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(fed.ca.cert_pem(), ca_key).expect("issuer");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(2);
+    let cert = params.signed_by(&key, &issuer).expect("sign");
+    std::fs::write(team.dir.join("console.pem"), cert.pem()).expect("write cert");
+    std::fs::write(team.dir.join("console.key"), key.serialize_pem()).expect("write key");
+}
+
+/// The `[console]` section for a test node: on a free port, with this idle lock, presenting
+/// the certificate [`web_certificate`] wrote.
+pub fn console_section(idle_lock: &str) -> String {
+    format!(
+        "[console]\nlisten = \"127.0.0.1:0\"\nidle_lock = \"{idle_lock}\"\n\
+         cert = \"console.pem\"\nkey = \"console.key\"\n"
+    )
+}
+
 /// The loopback address of a team.
 pub fn addr(team: &TeamSpec) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], team.port))
