@@ -68,7 +68,8 @@ pub enum AuditKind {
     SignInFailed,
     /// A console account was locked after repeated failed sign-ins.
     AccountLocked,
-    /// A console account was added, disabled or given new credentials by an admin.
+    /// A console account was added, disabled or given new credentials by an admin, or its
+    /// holder changed its password.
     AccountChange,
 }
 
@@ -474,7 +475,8 @@ pub fn sign_in(kind: AuditKind, username: Option<&str>, detail: Value) -> AuditR
     }
 }
 
-/// An admin added, disabled or reset a console account. Never the password or secret.
+/// An admin added, disabled or reset a console account, or its holder changed its password
+/// (`actor` is then the holder). Never the password or secret.
 pub fn account_change(action: &str, username: &str, role: &str, actor: &str) -> AuditRecord {
     AuditRecord {
         kind: AuditKind::AccountChange,

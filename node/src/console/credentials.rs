@@ -2,7 +2,8 @@
 //! (RFC 6238: HMAC-SHA-1, 6 digits, 30-second steps, what authenticator apps expect).
 //!
 //! The admin API issues credentials (`tatmx user add|reset`) and shows them once; the store
-//! keeps only the hash and the secret. Sign-in checks both here.
+//! keeps only the hash and the secret. Sign-in checks both here, and here are the rules for a
+//! password its holder chooses in the console.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -19,6 +20,11 @@ const TOTP_SECRET_BYTES: usize = 20;
 const PASSWORD_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
 /// Characters of a generated password: 20 of 32 symbols is 100 bits.
 const PASSWORD_CHARS: usize = 20;
+/// The fewest characters of a password its holder chooses (NIST SP 800-63B: length counts,
+/// composition rules do not, so there are none).
+pub const MIN_CHOSEN_PASSWORD_CHARS: usize = 12;
+/// The most: long passphrases are welcome, but argon2id is not asked to hash a novel.
+pub const MAX_CHOSEN_PASSWORD_CHARS: usize = 256;
 
 /// Credentials could not be made or used.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +35,57 @@ pub enum CredentialError {
     /// The TOTP parameters were refused (a username with ':' is refused earlier).
     #[error("TOTP: {0}")]
     Totp(String),
+}
+
+/// Why a password its holder chose was refused. Each message is the sentence the console shows,
+/// saying what to do; none repeats what was typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChosenPasswordProblem {
+    /// Shorter than [`MIN_CHOSEN_PASSWORD_CHARS`].
+    #[error(
+        "The new password is too short. Use at least 12 characters; a few unrelated words make a long password that is easy to remember."
+    )]
+    TooShort,
+    /// Longer than [`MAX_CHOSEN_PASSWORD_CHARS`].
+    #[error("The new password is too long. Use at most 256 characters.")]
+    TooLong,
+    /// The two entries of the new password differ.
+    #[error(
+        "The two entries of the new password are not the same. Type the new password twice, the same both times."
+    )]
+    Mismatch,
+    /// The new password is the username.
+    #[error("The new password cannot be your username. Choose another.")]
+    SameAsUsername,
+    /// The new password is the current one.
+    #[error("The new password is the same as the current one. Choose a different one.")]
+    SameAsCurrent,
+}
+
+/// Checks a password its holder chose, as typed twice, against the rules: 12 to 256
+/// characters (counted as characters, not bytes), the two entries equal, and neither the
+/// username (in any case) nor the current password. Nothing else: no required digits or
+/// symbols.
+pub fn check_chosen_password(
+    username: &str,
+    current: &str,
+    new: &str,
+    again: &str,
+) -> Result<(), ChosenPasswordProblem> {
+    let chars = new.chars().count();
+    if chars < MIN_CHOSEN_PASSWORD_CHARS {
+        Err(ChosenPasswordProblem::TooShort)
+    } else if chars > MAX_CHOSEN_PASSWORD_CHARS {
+        Err(ChosenPasswordProblem::TooLong)
+    } else if new != again {
+        Err(ChosenPasswordProblem::Mismatch)
+    } else if new.eq_ignore_ascii_case(username) {
+        Err(ChosenPasswordProblem::SameAsUsername)
+    } else if new == current {
+        Err(ChosenPasswordProblem::SameAsCurrent)
+    } else {
+        Ok(())
+    }
 }
 
 /// Freshly issued credentials: the password and secret in the clear, shown once to the admin
@@ -198,6 +255,39 @@ mod tests {
         assert_eq!(check_code(secret, "081804", now + 30), Some(step_of(now)));
         assert_eq!(check_code(secret, "081804", now + 90), None);
         assert_eq!(check_code(secret, "81804", now), None);
+    }
+
+    #[test]
+    fn a_chosen_password_is_long_enough_typed_twice_and_new() {
+        use ChosenPasswordProblem::*;
+        let check =
+            |new: &str, again: &str| check_chosen_password("j.doe.example", "old one", new, again);
+        assert_eq!(
+            check("correct horse battery", "correct horse battery"),
+            Ok(())
+        );
+        // Length alone: lowercase letters only are fine; characters, not bytes, count.
+        assert_eq!(check("abcdefghijkl", "abcdefghijkl"), Ok(()));
+        assert_eq!(check("abcdefghijk", "abcdefghijk"), Err(TooShort));
+        assert_eq!(check("ééééééééééé", "ééééééééééé"), Err(TooShort));
+        let long = "x".repeat(MAX_CHOSEN_PASSWORD_CHARS);
+        assert_eq!(check(&long, &long), Ok(()));
+        let longer = "x".repeat(MAX_CHOSEN_PASSWORD_CHARS + 1);
+        assert_eq!(check(&longer, &longer), Err(TooLong));
+        assert_eq!(
+            check("correct horse battery", "correct horse battery!"),
+            Err(Mismatch)
+        );
+        assert_eq!(check("J.Doe.Example", "J.Doe.Example"), Err(SameAsUsername));
+        assert_eq!(
+            check_chosen_password(
+                "j.doe",
+                "my old password",
+                "my old password",
+                "my old password"
+            ),
+            Err(SameAsCurrent)
+        );
     }
 
     #[test]

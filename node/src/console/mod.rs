@@ -13,6 +13,7 @@
 //! - [`listener`]: HTTPS (TLS 1.3 from the node's own stack) and the connection loop.
 //! - [`session`]: cookies, sessions in the store, the idle lock, CSRF, security headers.
 //! - [`signin`]: sign-in, the lock screen, sign-out, and the per-address limit.
+//! - [`account`]: the signed-in user's own account: changing their password.
 //! - [`credentials`]: argon2id passwords and TOTP codes.
 //! - [`role`]: what each role may do.
 //! - [`page`]: the layout every page shares, and how errors read.
@@ -35,6 +36,7 @@ use crate::config::ConsoleSettings;
 use crate::store::Store;
 use crate::trust::Trust;
 
+mod account;
 mod audit;
 mod compose;
 mod consents;
@@ -192,6 +194,10 @@ fn router(console: Console) -> Router {
         .route("/audit/disclosures", post(audit::disclosures))
         .route("/audit/disclosures.csv", post(audit::disclosures_csv))
         .route("/trust", get(trust::page))
+        .route(
+            account::PASSWORD_PAGE,
+            get(account::password_page).post(account::change_password),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             console.clone(),
             session::require_unlocked,

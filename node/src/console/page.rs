@@ -8,6 +8,7 @@ use maud::{DOCTYPE, Markup, html};
 use tatmx_proto::v1 as pb;
 use time::OffsetDateTime;
 
+use super::account::PASSWORD_PAGE;
 use super::session::Staff;
 use super::{Capability, Console};
 use crate::audit::ConsoleUser;
@@ -99,6 +100,8 @@ pub fn layout(
                         }
                     }
                     span.who id="signed-in-as" { (staff.username) " (" (staff.role.label()) ")" }
+                    a.account href=(PASSWORD_PAGE) id="account-password"
+                        aria-current=[(current == PASSWORD_PAGE).then_some("page")] { "Change password" }
                     form method="post" action="/sign-out" {
                         (csrf_field(staff))
                         button type="submit" id="sign-out" { "Sign out" }

@@ -45,7 +45,7 @@ pub struct SourceLimiter {
 
 impl SourceLimiter {
     /// Whether this address has failed too often lately.
-    fn blocked(&self, ip: IpAddr) -> bool {
+    pub(super) fn blocked(&self, ip: IpAddr) -> bool {
         let Ok(mut all) = self.failures.lock() else {
             return false;
         };
@@ -61,7 +61,7 @@ impl SourceLimiter {
     }
 
     /// Counts a failure from this address.
-    fn failed(&self, ip: IpAddr) {
+    pub(super) fn failed(&self, ip: IpAddr) {
         let Ok(mut all) = self.failures.lock() else {
             return;
         };
@@ -75,7 +75,9 @@ impl SourceLimiter {
     }
 }
 
-fn policy() -> LockoutPolicy {
+/// The lockout every check of a password and code counts towards: sign-in, the lock screen
+/// and the change of password.
+pub(super) fn policy() -> LockoutPolicy {
     LockoutPolicy {
         max_failures: MAX_FAILURES,
         lockout: time::Duration::try_from(LOCKOUT).unwrap_or(time::Duration::MINUTE),
@@ -111,7 +113,8 @@ pub async fn page() -> Markup {
     page::bare("Sign in", form(None, ""))
 }
 
-fn refuse(status: StatusCode, text: &str, username: &str) -> Response {
+/// The sign-in page again, saying why it was refused.
+pub(super) fn refuse(status: StatusCode, text: &str, username: &str) -> Response {
     (
         status,
         page::bare("Sign in", form(Some(("error", text)), username)),
@@ -121,7 +124,7 @@ fn refuse(status: StatusCode, text: &str, username: &str) -> Response {
 
 /// Checks the password (off the async threads: argon2id is slow on purpose) and the code;
 /// returns the code's time step when both are right.
-async fn check(account: Option<&Account>, password: String, code: &str) -> Option<u64> {
+pub(super) async fn check(account: Option<&Account>, password: String, code: &str) -> Option<u64> {
     let hash = account.map(|a| a.password_hash.clone());
     let password_ok = tokio::task::spawn_blocking(move || match hash {
         Some(hash) => credentials::verify_password(&hash, &password),
@@ -137,7 +140,8 @@ async fn check(account: Option<&Account>, password: String, code: &str) -> Optio
     if password_ok { step } else { None }
 }
 
-fn locked_text(until: OffsetDateTime) -> String {
+/// What a locked account is told.
+pub(super) fn locked_text(until: OffsetDateTime) -> String {
     format!(
         "This account is locked after too many wrong tries. Try again after {}, or ask your node's admin to reset it.",
         page::datetime(until)

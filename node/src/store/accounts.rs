@@ -443,6 +443,64 @@ impl Store {
         Ok(true)
     }
 
+    /// Stores the new password hash its holder chose, after they gave the current password
+    /// and a new code, and ends every other session of the account, keeping `keep_session`
+    /// (the one the change was made in), in one transaction with its audit entry. The code's
+    /// time step is spent as at sign-in, and a successful re-authentication clears earlier
+    /// failures as a sign-in does. Returns how many other sessions ended, or `None` (and
+    /// nothing written) when the step was used before or the account was disabled meanwhile.
+    pub async fn change_password(
+        &self,
+        username: &str,
+        totp_step: u64,
+        password_hash: &str,
+        keep_session: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE console_accounts SET password_hash = $1, totp_last_step = $2,
+                 failed_logins = 0, locked_until = NULL, changed_at = $3
+             WHERE username = $4 AND totp_last_step < $5 AND disabled = 0",
+        )
+        .bind(password_hash)
+        .bind(step_param(totp_step))
+        .bind(ms(OffsetDateTime::now_utc()))
+        .bind(username)
+        .bind(step_param(totp_step))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(None);
+        }
+        // Whoever else holds a session of this account (a stolen cookie, a forgotten
+        // browser) is out; the holder, who just proved both factors, stays in.
+        let ended =
+            sqlx::query("DELETE FROM console_sessions WHERE username = $1 AND id_hash <> $2")
+                .bind(username)
+                .bind(keep_session)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        let row = sqlx::query("SELECT role FROM console_accounts WHERE username = $1")
+            .bind(username)
+            .fetch_one(&mut *tx)
+            .await?;
+        let role: String = row.try_get("role")?;
+        let mut record = audit::account_change(
+            "password changed by its holder",
+            username,
+            &role,
+            &audit::console_actor(username),
+        );
+        if let Some(detail) = record.detail.as_object_mut() {
+            detail.insert("other_sessions_ended".into(), json!(ended));
+        }
+        audit_log::append(&mut tx, &record).await?;
+        tx.commit().await?;
+        Ok(Some(ended))
+    }
+
     /// A live session of an enabled account.
     pub async fn console_session(
         &self,
