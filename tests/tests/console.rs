@@ -21,8 +21,10 @@ struct Login {
 }
 
 impl Login {
-    /// The code an authenticator app shows `ahead` seconds from now.
-    fn code(&self, ahead: u64) -> String {
+    /// The code an authenticator app shows `ahead` seconds from now (or showed, when it is
+    /// negative). A code works once and the node accepts one step either side of now, so a
+    /// test that needs three codes in a row uses -30, 0 and 30.
+    fn code(&self, ahead: i64) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
@@ -37,7 +39,7 @@ impl Login {
             "t".into(),
         )
         .expect("totp")
-        .generate(now + ahead)
+        .generate(now.saturating_add_signed(ahead))
     }
 }
 
@@ -195,7 +197,7 @@ impl Browser {
         self.post(path, &all).await
     }
 
-    async fn sign_in(&mut self, login: &Login, ahead: u64) -> Page {
+    async fn sign_in(&mut self, login: &Login, ahead: i64) -> Page {
         let code = login.code(ahead);
         self.post(
             "/sign-in",
@@ -262,6 +264,51 @@ async fn audit_of(team: &TeamSpec, kind: &str) -> Vec<pb::AuditEntry> {
 
 fn browser(node: &tatmx_node::RunningNode, fed: &TestFederation) -> Browser {
     Browser::new(node.console_addr().expect("console on"), &fed.ca_path)
+}
+
+/// Changes the signed-in user's password on the console's page, with its CSRF token.
+async fn change_password(
+    web: &mut Browser,
+    current: &str,
+    new: &str,
+    again: &str,
+    code: &str,
+) -> Page {
+    web.submit(
+        "/account/password",
+        "/account/password",
+        &[
+            ("current_password", current),
+            ("new_password", new),
+            ("confirm_password", again),
+            ("code", code),
+        ],
+    )
+    .await
+}
+
+/// The account's consecutive failed sign-ins, as `tatmx user list` shows them.
+async fn failed_logins(team: &TeamSpec, username: &str) -> u32 {
+    tatmx_tests::admin(team)
+        .await
+        .list_users(pb::ListUsersRequest {})
+        .await
+        .expect("list users")
+        .into_inner()
+        .users
+        .into_iter()
+        .find(|u| u.username == username)
+        .expect("the account")
+        .failed_logins
+}
+
+/// The `account-change` entries that record a holder changing their own password.
+async fn password_changes(team: &TeamSpec) -> Vec<pb::AuditEntry> {
+    audit_of(team, "account-change")
+        .await
+        .into_iter()
+        .filter(|e| e.detail_json.contains("password changed by its holder"))
+        .collect()
 }
 
 #[tokio::test]
@@ -864,5 +911,311 @@ async fn without_a_web_certificate_the_console_presents_the_nodes_own_over_tls_1
     assert_eq!(page.status, 200);
     assert_eq!(page.headers["x-frame-options"], "DENY");
     assert_eq!(page.headers["cache-control"], "no-store");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_holder_changes_their_password_and_only_the_new_one_signs_in() {
+    let (fed, _core, school) = federation("30m");
+    let node = tatmx_tests::start(&school).await;
+    let alice = add_user(&school, "alice", "case-worker").await;
+    let mut web = browser(&node, &fed);
+    assert_eq!(web.sign_in(&alice, -30).await.status, 303);
+    let inbox = web.get("/inbox").await;
+    assert!(
+        inbox.body.contains(r#"href="/account/password""#),
+        "the header links to the page: {}",
+        inbox.body
+    );
+    let form = web.get("/account/password").await;
+    assert_eq!(form.status, 200);
+    for id in [
+        "current-password",
+        "new-password",
+        "confirm-password",
+        "code",
+    ] {
+        assert!(
+            form.body.contains(&format!(r#"<label for="{id}">"#)),
+            "{id}: {}",
+            form.body
+        );
+    }
+    assert!(form.body.contains(r#"id="change-password""#));
+
+    let new_password = "CANARY-NEW-PW correct horse battery";
+    let changed = change_password(
+        &mut web,
+        &alice.password,
+        new_password,
+        new_password,
+        &alice.code(0),
+    )
+    .await;
+    assert_eq!(changed.status, 303, "{}", changed.body);
+    assert_eq!(changed.location(), "/account/password?changed=1");
+    let shown = web.get(changed.location()).await;
+    assert!(
+        shown.body.contains("Your password was changed"),
+        "{}",
+        shown.body
+    );
+    // The session it was changed in goes on.
+    assert_eq!(web.get("/inbox").await.status, 200);
+
+    // The old password signs in no more; the new one does.
+    let mut other = browser(&node, &fed);
+    let old = other.sign_in(&alice, 30).await;
+    assert_eq!(old.status, 401, "the old password still signs in");
+    let renewed = Login {
+        username: "alice".into(),
+        password: new_password.into(),
+        secret: alice.secret.clone(),
+    };
+    let signed_in = other.sign_in(&renewed, 30).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert_eq!(other.get("/inbox").await.status, 200);
+
+    // Audited as the holder's own change, with neither password anywhere in the log.
+    let changes = password_changes(&school).await;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].actor, "console alice");
+    let everything = format!("{:?}", audit_of(&school, "").await);
+    assert!(!everything.contains("CANARY-NEW-PW"), "{everything}");
+    assert!(!everything.contains(&alice.password), "{everything}");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_other_session_of_the_account_ends_when_its_password_changes() {
+    let (fed, _core, school) = federation("30m");
+    let node = tatmx_tests::start(&school).await;
+    let bob = add_user(&school, "bob", "chair").await;
+    let carol = add_user(&school, "carol", "auditor").await;
+    let mut here = browser(&node, &fed);
+    let mut elsewhere = browser(&node, &fed);
+    let mut colleague = browser(&node, &fed);
+    assert_eq!(here.sign_in(&bob, -30).await.status, 303);
+    assert_eq!(elsewhere.sign_in(&bob, 0).await.status, 303);
+    assert_eq!(colleague.sign_in(&carol, 0).await.status, 303);
+    assert_eq!(elsewhere.get("/inbox").await.status, 200);
+    // An auditor has the page too: it is every role's.
+    assert_eq!(colleague.get("/account/password").await.status, 200);
+
+    let new_password = "a long new passphrase for bob";
+    let changed = change_password(
+        &mut here,
+        &bob.password,
+        new_password,
+        new_password,
+        &bob.code(30),
+    )
+    .await;
+    assert_eq!(changed.status, 303, "{}", changed.body);
+    assert_eq!(
+        here.get("/inbox").await.status,
+        200,
+        "the holder's session ended"
+    );
+    let ended = elsewhere.get("/inbox").await;
+    assert_eq!(ended.status, 303);
+    assert_eq!(
+        ended.location(),
+        "/sign-in",
+        "another session of bob goes on"
+    );
+    assert_eq!(
+        colleague.get("/audit").await.status,
+        200,
+        "another account's session ended"
+    );
+    let changes = password_changes(&school).await;
+    assert_eq!(changes.len(), 1);
+    assert!(
+        changes[0]
+            .detail_json
+            .contains(r#""other_sessions_ended":1"#),
+        "{}",
+        changes[0].detail_json
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_password_that_breaks_a_rule_is_refused_with_the_reason() {
+    let (fed, _core, school) = federation("30m");
+    let node = tatmx_tests::start(&school).await;
+    let dana = add_user(&school, "dana.mcallister", "case-worker").await;
+    let mut web = browser(&node, &fed);
+    assert_eq!(web.sign_in(&dana, 0).await.status, 303);
+    let code = dana.code(30);
+    let too_long = "x".repeat(257);
+    let cases = [
+        ("eleven char", "eleven char", "too short"),
+        (too_long.as_str(), too_long.as_str(), "too long"),
+        (
+            "correct horse battery",
+            "correct horse batterY",
+            "are not the same",
+        ),
+        (
+            "Dana.McAllister",
+            "Dana.McAllister",
+            "cannot be your username",
+        ),
+        (
+            dana.password.as_str(),
+            dana.password.as_str(),
+            "same as the current one",
+        ),
+    ];
+    for (new, again, reason) in cases {
+        let page = change_password(&mut web, &dana.password, new, again, &code).await;
+        assert_eq!(page.status, 422, "{reason}: {}", page.body);
+        assert!(page.body.contains(reason), "{reason}: {}", page.body);
+        assert!(page.body.contains(r#"role="alert""#), "{}", page.body);
+    }
+    // Breaking a rule is no failed sign-in, and did not spend the code: the same code
+    // changes the password now that the rules are kept.
+    assert_eq!(failed_logins(&school, "dana.mcallister").await, 0);
+    assert!(password_changes(&school).await.is_empty());
+    let kept = "twelve chars";
+    let changed = change_password(&mut web, &dana.password, kept, kept, &code).await;
+    assert_eq!(changed.status, 303, "{}", changed.body);
+    assert_eq!(password_changes(&school).await.len(), 1);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_current_password_or_code_is_refused_and_counts_towards_the_lockout() {
+    let (fed, _core, school) = federation("30m");
+    let node = tatmx_tests::start(&school).await;
+    let eve = add_user(&school, "eve", "case-worker").await;
+    let mut web = browser(&node, &fed);
+    assert_eq!(web.sign_in(&eve, 0).await.status, 303);
+    let new_password = "CANARY-WANTED-PW long enough";
+    let next = eve.code(30);
+
+    let wrong_password = change_password(
+        &mut web,
+        "CANARY-GUESS-PW",
+        new_password,
+        new_password,
+        &next,
+    )
+    .await;
+    assert_eq!(wrong_password.status, 401, "{}", wrong_password.body);
+    assert!(
+        wrong_password
+            .body
+            .contains("The current password or code is not right"),
+        "{}",
+        wrong_password.body
+    );
+    assert_eq!(failed_logins(&school, "eve").await, 1);
+    let wrong_code = change_password(
+        &mut web,
+        &eve.password,
+        new_password,
+        new_password,
+        "000000",
+    )
+    .await;
+    assert_eq!(wrong_code.status, 401, "{}", wrong_code.body);
+    assert_eq!(failed_logins(&school, "eve").await, 2);
+    // The code that signed in is spent: offered again, it is refused, and counts.
+    let spent = change_password(
+        &mut web,
+        &eve.password,
+        new_password,
+        new_password,
+        &eve.code(0),
+    )
+    .await;
+    assert_eq!(spent.status, 401, "{}", spent.body);
+    assert!(spent.body.contains("used already"), "{}", spent.body);
+    assert_eq!(failed_logins(&school, "eve").await, 3);
+    let failures = audit_of(&school, "sign-in-failed").await;
+    assert_eq!(failures.len(), 3, "{failures:?}");
+    assert!(
+        failures.iter().all(|e| e.actor == "console eve"),
+        "{failures:?}"
+    );
+
+    // The fifth failure in a row locks the account and ends this session.
+    for attempt in 4..=5 {
+        let page = change_password(
+            &mut web,
+            "CANARY-GUESS-PW",
+            new_password,
+            new_password,
+            &next,
+        )
+        .await;
+        if attempt < 5 {
+            assert_eq!(page.status, 401, "attempt {attempt}: {}", page.body);
+        } else {
+            assert_eq!(page.status, 403, "the fifth failure locks: {}", page.body);
+            assert!(page.body.contains("locked"), "{}", page.body);
+        }
+    }
+    assert!(web.cookie.is_none(), "the session was not ended");
+    let locked = audit_of(&school, "account-locked").await;
+    assert_eq!(locked.len(), 1);
+    assert_eq!(locked[0].actor, "console eve");
+    // Locked: the right password and code sign in no more, and nothing was changed.
+    let mut again = browser(&node, &fed);
+    assert_eq!(again.sign_in(&eve, 30).await.status, 403);
+    assert!(password_changes(&school).await.is_empty());
+    let everything = format!("{:?}", audit_of(&school, "").await);
+    assert!(!everything.contains("CANARY"), "{everything}");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_password_change_without_the_csrf_token_is_refused() {
+    let (fed, _core, school) = federation("30m");
+    let node = tatmx_tests::start(&school).await;
+    let frank = add_user(&school, "frank", "admin").await;
+    let mut web = browser(&node, &fed);
+    assert_eq!(web.sign_in(&frank, 0).await.status, 303);
+    let new_password = "a long new passphrase for frank";
+    let code = frank.code(30);
+    let fields = [
+        ("current_password", frank.password.as_str()),
+        ("new_password", new_password),
+        ("confirm_password", new_password),
+        ("code", code.as_str()),
+    ];
+    let no_token = web.post("/account/password", &fields).await;
+    assert_eq!(no_token.status, 403);
+    assert!(
+        no_token.body.contains("did not come from this console"),
+        "{}",
+        no_token.body
+    );
+    let mut wrong = vec![("csrf", "0000")];
+    wrong.extend_from_slice(&fields);
+    assert_eq!(web.post("/account/password", &wrong).await.status, 403);
+    // Another site's page, even with this session's token: refused by its origin.
+    let csrf = web.get("/account/password").await.csrf();
+    let mut with_token = vec![("csrf", csrf.as_str())];
+    with_token.extend_from_slice(&fields);
+    let cross = web
+        .send(
+            "POST",
+            "/account/password",
+            Some(encode(&with_token)),
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(cross.status, 403);
+
+    // Nothing changed and nothing was spent: the old password and the same code sign in.
+    assert!(password_changes(&school).await.is_empty());
+    assert_eq!(failed_logins(&school, "frank").await, 0);
+    let mut other = browser(&node, &fed);
+    let signed_in = other.sign_in(&frank, 30).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
     node.shutdown().await;
 }
