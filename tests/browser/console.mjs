@@ -462,6 +462,38 @@ async function theOtherPagesRender({ browser }) {
   await context.close();
 }
 
+// A chair changes their own password from the header's link: the form says what is wrong
+// when the two new entries differ, and then says the password was changed; the session goes on.
+async function holderChangesTheirPassword({ browser }) {
+  const account = ACCOUNTS.school.holder;
+  const context = await browser.newContext(contextOptions);
+  const page = await newPage(context, 'school chair changing their password');
+  await signIn(page, SCHOOL, account);
+  await page.click('#account-password');
+  await page.locator('#password-form').waitFor();
+  assert(new URL(page.url()).pathname === '/account/password', `the header's link opened ${page.url()}`);
+  await capture(page, 'change-password');
+  const fill = async (again) => {
+    await page.getByLabel('Current password').fill(account.password);
+    await page.getByLabel('New password', { exact: true }).fill('a long new passphrase');
+    await page.getByLabel('New password again').fill(again);
+    // The sign-in used this step's code; the next step's is a new one.
+    await page.getByLabel('Code from your authenticator app').fill(totp(account, 30));
+    await submit(page, '#change-password');
+  };
+  await fill('a long new passphrasE');
+  const problem = await page.locator('#password-problem').innerText();
+  assert(/not the same/.test(problem), `two different new entries: ${problem}`);
+  await fill('a long new passphrase');
+  const url = new URL(page.url());
+  assert(url.pathname === '/account/password', `after the change: ${page.url()}`);
+  const changed = await page.locator('#password-changed').innerText();
+  assert(/password was changed/.test(changed), `after the change the page says: ${changed}`);
+  await page.goto(`${SCHOOL}/inbox`);
+  assert(new URL(page.url()).pathname === '/inbox', `after the change the session opened ${page.url()}`);
+  await context.close();
+}
+
 // An idle session locks: after the core console's idle limit, any page leads to the lock
 // screen, and the password with a new code unlocks it.
 async function idleSessionLocks() {
@@ -483,7 +515,7 @@ async function idleSessionLocks() {
 
 // The main pages, by the name of their screenshot.
 const MAIN_PAGES = ['sign-in', 'inbox', 'referral-detail', 'new-referral', 'consultations',
-  'consents', 'outbox', 'audit', 'trust'];
+  'consents', 'outbox', 'audit', 'trust', 'change-password'];
 
 // Every main page was screenshot this run into the documented folder.
 async function screenshotsOfTheMainPages() {
@@ -529,6 +561,7 @@ const scenarios = [
   ['the chair accepts, and the school\'s console shows it', chairAcceptsAndTheSchoolSeesIt],
   ['the auditor exports the accounting of disclosures', auditorExportsDisclosures],
   ['consultations, consents, outbox and trust render', theOtherPagesRender],
+  ['a chair changes their own password', holderChangesTheirPassword],
   ['an idle session locks', idleSessionLocks],
   ['screenshots of the main pages', screenshotsOfTheMainPages],
   ['axe-core: no serious or critical violations', noSeriousAccessibilityViolations],

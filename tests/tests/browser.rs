@@ -173,6 +173,7 @@ async fn the_console_in_a_real_browser() {
             "lockout": add_user(&school, "lee", "case-worker").await,
             "auditor": add_user(&school, "ada", "auditor").await,
             "admin": add_user(&school, "tess", "admin").await,
+            "holder": add_user(&school, "pat", "chair").await,
         },
         "core": {
             "worker": add_user(&core, "wes", "case-worker").await,
