@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
-use super::{Store, StoreError, audit_log, from_ms, ms};
+use super::{Store, StoreError, Tx, audit_log, from_ms, ms};
 use crate::audit::{self, AuditKind};
 use crate::console::StaffRole;
 
@@ -195,24 +195,9 @@ impl Store {
         if changed == 0 {
             return Ok(None);
         }
-        sqlx::query("DELETE FROM console_sessions WHERE username = $1")
-            .bind(username)
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query(&format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM console_accounts WHERE username = $1"
-        ))
-        .bind(username)
-        .fetch_one(&mut *tx)
-        .await?;
-        let account = account_row(&row)?;
-        audit_log::append(
-            &mut tx,
-            &audit::account_change("disabled", username, account.role.as_str(), actor),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(account))
+        ended_by_admin(tx, username, "disabled", actor)
+            .await
+            .map(Some)
     }
 
     /// Gives an account new credentials, enables it, clears its failures and lockout, and ends
@@ -240,24 +225,7 @@ impl Store {
         if changed == 0 {
             return Ok(None);
         }
-        sqlx::query("DELETE FROM console_sessions WHERE username = $1")
-            .bind(username)
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query(&format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM console_accounts WHERE username = $1"
-        ))
-        .bind(username)
-        .fetch_one(&mut *tx)
-        .await?;
-        let account = account_row(&row)?;
-        audit_log::append(
-            &mut tx,
-            &audit::account_change("reset", username, account.role.as_str(), actor),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(account))
+        ended_by_admin(tx, username, "reset", actor).await.map(Some)
     }
 
     /// Records a refused sign-in (`reason` is a fixed phrase, never what was typed). For an
@@ -564,4 +532,33 @@ impl Store {
             .await?;
         tx.commit().await
     }
+}
+
+/// The rest of an admin's change to an account, in its transaction: every session of the
+/// account ends (a disabled or reset account must sign in again, if it may), the change is
+/// audited, and the account is read back as it now is.
+async fn ended_by_admin(
+    mut tx: Tx,
+    username: &str,
+    action: &str,
+    actor: &str,
+) -> Result<Account, StoreError> {
+    sqlx::query("DELETE FROM console_sessions WHERE username = $1")
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM console_accounts WHERE username = $1"
+    ))
+    .bind(username)
+    .fetch_one(&mut *tx)
+    .await?;
+    let account = account_row(&row)?;
+    audit_log::append(
+        &mut tx,
+        &audit::account_change(action, username, account.role.as_str(), actor),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(account)
 }
