@@ -65,6 +65,9 @@ pub struct Metrics {
     pub witness_conflicts: Counter,
     /// Inbound calls refused, by method, status code and [`Refusal`] reason.
     pub inbound_rejected: Family<Labels, Counter>,
+    /// Connections refused in the TLS handshake, before any call, by [`Refusal`] reason:
+    /// certificates that do not chain, are revoked, or belong to no peer.
+    pub handshakes_refused: Family<Labels, Counter>,
     /// Referrals purged, by cause.
     pub purged: Family<Labels, Counter>,
     /// Messages acknowledged by their peer.
@@ -84,6 +87,7 @@ impl Metrics {
         Self {
             witness_conflicts: Counter::default(),
             inbound_rejected: Family::default(),
+            handshakes_refused: Family::default(),
             purged: Family::default(),
             delivered: Counter::default(),
             dead_letters: Counter::default(),
@@ -124,6 +128,11 @@ impl Metrics {
             "inbound_rejected",
             "Calls from other nodes that were refused, by method, status code and reason",
             self.inbound_rejected.clone(),
+        );
+        registry.register(
+            "handshakes_refused",
+            "Connections from other nodes refused in the TLS handshake, by reason",
+            self.handshakes_refused.clone(),
         );
         registry.register(
             "purged",

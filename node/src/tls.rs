@@ -468,6 +468,11 @@ impl ClientCertVerifier for PeerClientVerifier {
             Ok(_) => Ok(ClientCertVerified::assertion()),
             Err(e) => {
                 tracing::info!(error = %e, "client certificate refused at handshake");
+                let reason = crate::metrics::Refusal::of_trust(&e).as_str().to_owned();
+                crate::metrics::get()
+                    .handshakes_refused
+                    .get_or_create(&vec![("reason", reason)])
+                    .inc();
                 Err(refusal(&e))
             }
         }

@@ -328,8 +328,19 @@ async fn refused_calls_are_counted_by_reason() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    // And a new connection is refused in the handshake, before any call.
+    let cert = std::fs::read_to_string(core.dir.join("node.pem")).expect("core cert");
+    let key = std::fs::read_to_string(core.dir.join("node.key")).expect("core key");
+    let verdict = raw_handshake_verdict(&cert, &key, &school).await;
+    assert!(verdict.contains("alert"), "{verdict}");
 
     let page = scrape_metrics(port).await;
+    let handshake = [("reason", "unknown_peer")];
+    assert!(
+        count(&page, "tatmx_handshakes_refused_total", &handshake)
+            >= count(&before, "tatmx_handshakes_refused_total", &handshake) + 1.0,
+        "{page}"
+    );
     for labels in [&invalid[..], &unknown[..]] {
         assert!(
             count(&page, "tatmx_inbound_rejected_total", labels)
