@@ -1,6 +1,7 @@
 //! `tatmx bench --quick`, as CI runs it: every phase of the benchmark at small sizes, between
 //! real node processes. It fails only on a functional error (a referral lost, duplicated or
-//! undelivered, a partner never reached), never on a timing.
+//! undelivered, a partner never reached), never on a timing. With `TATMX_TEST_POSTGRES` set (as
+//! in CI's PostgreSQL pass) the nodes' stores are on that server (`--postgres`).
 
 #![allow(clippy::unwrap_used)] // a panic is the failure report
 
@@ -31,11 +32,17 @@ fn node_binary() -> PathBuf {
 
 #[test]
 fn the_quick_benchmark_loses_nothing() {
-    let output = Command::new(env!("CARGO_BIN_EXE_tatmx"))
+    let postgres = std::env::var("TATMX_TEST_POSTGRES")
+        .ok()
+        .filter(|url| !url.is_empty());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tatmx"));
+    command
         .args(["bench", "--quick", "--json", "--node-bin"])
-        .arg(node_binary())
-        .output()
-        .unwrap();
+        .arg(node_binary());
+    if let Some(url) = &postgres {
+        command.args(["--postgres", url]);
+    }
+    let output = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -76,4 +83,10 @@ fn the_quick_benchmark_loses_nothing() {
     assert!(report["memory"]["idle_receiver"].as_u64().unwrap() > 0);
     assert!(report["ratio_to_ceiling"].as_f64().is_some());
     assert_eq!(report["setting"]["mode"], "quick");
+    let durability = report["setting"]["durability"].as_str().unwrap();
+    assert_eq!(
+        durability.starts_with("PostgreSQL"),
+        postgres.is_some(),
+        "{durability}"
+    );
 }

@@ -71,15 +71,20 @@ pub struct Federation {
     pub teams: Vec<Team>,
     /// The node binary.
     node_bin: PathBuf,
+    /// With `--postgres`: the server, and the databases made for the nodes.
+    postgres: Option<(String, Vec<String>)>,
 }
 
 impl Federation {
-    /// Makes the CA and enrols `teams` (id, role, discipline), each with a free loopback port.
-    pub fn create(
+    /// Makes the CA and enrols `teams` (id, role, discipline), each with a free loopback port
+    /// and, with `postgres` (a server URL without a database), a database of its own there.
+    pub async fn create(
         root: &Path,
         node_bin: PathBuf,
         teams: &[(String, &'static str, &'static str)],
+        postgres: Option<&str>,
     ) -> anyhow::Result<Self> {
+        let mut databases = Vec::new();
         let ca_dir = root.join("federation-ca");
         pki::ca_init(&pki::CaInitArgs {
             federation: FEDERATION.into(),
@@ -111,13 +116,23 @@ impl Federation {
                 port,
                 dir,
             };
-            std::fs::write(team.config(), node_config(&team, &ca_dir))?;
+            let mut config = node_config(&team, &ca_dir);
+            if let Some(server) = postgres {
+                let name = create_database(server, id).await?;
+                config.push_str(&format!(
+                    "\n[store]\nurl = \"{}/{name}\"\n",
+                    server.trim_end_matches('/')
+                ));
+                databases.push(name);
+            }
+            std::fs::write(team.config(), config)?;
             enrolled.push(team);
         }
         let federation = Self {
             ca_dir,
             teams: enrolled,
             node_bin,
+            postgres: postgres.map(|server| (server.to_owned(), databases)),
         };
         for team in &federation.teams {
             federation.list(&team.id, team.role, team.discipline, team.port)?;
@@ -302,6 +317,45 @@ pub fn rss_of(pid: u32) -> anyhow::Result<u64> {
         .and_then(|n| n.parse::<u64>().ok())
         .context("/proc/PID/status has no VmRSS line")?;
     Ok(kib * 1024)
+}
+
+/// Makes an empty database for the benchmark node `team` on `server` and returns its name.
+async fn create_database(server: &str, team: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let name = format!(
+        "tatmx_bench_{}_{}",
+        std::process::id(),
+        team.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    let admin = format!("{}/postgres", server.trim_end_matches('/'));
+    let mut connection = sqlx::PgConnection::connect(&admin)
+        .await
+        .with_context(|| format!("cannot reach PostgreSQL at {server} (--postgres)"))?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut connection)
+        .await
+        .with_context(|| format!("cannot create the database {name} (--postgres)"))?;
+    connection.close().await.ok();
+    Ok(name)
+}
+
+impl Federation {
+    /// Drops the databases `--postgres` made, once every node has stopped.
+    pub async fn drop_databases(&self) -> anyhow::Result<()> {
+        use sqlx::Connection;
+        let Some((server, names)) = &self.postgres else {
+            return Ok(());
+        };
+        let admin = format!("{}/postgres", server.trim_end_matches('/'));
+        let mut connection = sqlx::PgConnection::connect(&admin).await?;
+        for name in names {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut connection)
+                .await?;
+        }
+        connection.close().await.ok();
+        Ok(())
+    }
 }
 
 /// A loopback port that was free a moment ago, from below the kernel's ephemeral range: the

@@ -31,6 +31,9 @@ use report::{ColdStart, FixedRate, Memory, Registry, Report, Setting};
 
 /// The store's durability, as every node ships.
 const DURABILITY: &str = "SQLite WAL, synchronous=FULL (fsync at every commit)";
+/// The same, with `--postgres`.
+const DURABILITY_POSTGRES: &str =
+    "PostgreSQL, one database per node (the server's fsync and synchronous_commit)";
 
 /// Arguments of `tatmx bench`.
 #[derive(Args)]
@@ -71,6 +74,11 @@ pub struct BenchArgs {
     /// Keep the benchmark federation's directory (keys, configs, databases, node logs).
     #[arg(long)]
     pub keep: bool,
+    /// Put every node's store on this PostgreSQL server (a URL without a database, such as
+    /// postgres://postgres@127.0.0.1:5432) instead of SQLite files; each node gets a database
+    /// of its own, dropped at the end of a run that completes, unless --keep.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
 }
 
 /// A part of the benchmark.
@@ -183,7 +191,7 @@ async fn run_in(root: &Path, node_bin: PathBuf, args: &BenchArgs) -> anyhow::Res
             .map(|p| (p.clone(), "partner", "federal-partner")),
     );
     let progress = phase_bar("enrolling the teams", teams.len());
-    let federation = Federation::create(root, node_bin, &teams)?;
+    let federation = Federation::create(root, node_bin, &teams, args.postgres.as_deref()).await?;
     let directory = federation.sign()?;
     progress.finish_and_clear();
 
@@ -199,7 +207,11 @@ async fn run_in(root: &Path, node_bin: PathBuf, args: &BenchArgs) -> anyhow::Res
         setting: Setting {
             mode: if args.quick { "quick" } else { "full" },
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            durability: DURABILITY,
+            durability: if args.postgres.is_some() {
+                DURABILITY_POSTGRES
+            } else {
+                DURABILITY
+            },
             referral_bytes,
             concurrency: sizes.concurrency,
         },
@@ -395,6 +407,9 @@ async fn run_in(root: &Path, node_bin: PathBuf, args: &BenchArgs) -> anyhow::Res
 
     sender.stop().await?;
     receiver.stop().await?;
+    if !args.keep {
+        federation.drop_databases().await?;
+    }
     report.judge();
     Ok(report)
 }

@@ -255,7 +255,8 @@ impl Report {
                 met: p99 <= 25.0 && fixed.offered_per_second >= 500.0,
             });
         }
-        if let Some(memory) = &self.memory {
+        // Unmeasured (0) when `--only` left out the start-up phase: no verdict then.
+        if let Some(memory) = self.memory.as_ref().filter(|m| m.idle_receiver > 0) {
             let idle = memory.idle_sender.max(memory.idle_receiver) as f64 / MIB;
             targets.push(Target {
                 name: "idle RSS",
@@ -392,11 +393,19 @@ impl Report {
             );
         }
         if let Some(m) = &self.memory {
+            // Idle memory is measured in the start-up phase; `--only` may have left it out.
+            let idle = if m.idle_receiver > 0 {
+                format!(
+                    "idle sender {:.1} MiB, receiver {:.1} MiB; ",
+                    m.idle_sender as f64 / MIB,
+                    m.idle_receiver as f64 / MIB
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "\nmemory (RSS): idle sender {:.1} MiB, receiver {:.1} MiB; under load sender {:.1} MiB, receiver {:.1} MiB",
-                m.idle_sender as f64 / MIB,
-                m.idle_receiver as f64 / MIB,
+                "\nmemory (RSS): {idle}under load sender {:.1} MiB, receiver {:.1} MiB",
                 m.loaded_sender as f64 / MIB,
                 m.loaded_receiver as f64 / MIB
             );
