@@ -361,11 +361,15 @@ impl PeerWorker {
             "undelivered for more than {}; last error: {last}",
             humantime::format_duration(self.settings.max_age)
         );
-        tracing::error!(peer = %self.peer, message_id = %message.message_id, "message is now a dead letter");
-        crate::metrics::get().dead_letters.inc();
         let reason = truncate(&reason, 300);
         match self.store.mark_dead(message.seq, reason, false).await {
-            Ok(()) => self.announce(message, DeliveryState::Dead, message.attempts, Some(reason)),
+            Ok(true) => {
+                tracing::error!(peer = %self.peer, message_id = %message.message_id, "message is now a dead letter");
+                crate::metrics::get().dead_letters.inc();
+                self.announce(message, DeliveryState::Dead, message.attempts, Some(reason));
+            }
+            // Another replica expired it first, or it settled meanwhile: counted once, there.
+            Ok(false) => {}
             Err(e) => {
                 tracing::error!(peer = %self.peer, error = %e, "recording a dead letter failed");
                 self.pause(self.settings.initial_backoff).await;
@@ -558,18 +562,20 @@ impl PeerWorker {
     /// Makes a message the peer refused for good a dead letter.
     async fn give_up(&self, message: &DueMessage, reason: &str) {
         self.trust.record_contact(&self.peer, Err(reason));
-        tracing::error!(
-            peer = %self.peer,
-            message_id = %message.message_id,
-            reason = %reason,
-            "peer refused the message; it is a dead letter until an admin retries it"
-        );
-        crate::metrics::get().dead_letters.inc();
         match self.store.mark_dead(message.seq, reason, true).await {
-            Ok(()) => {
+            Ok(true) => {
+                tracing::error!(
+                    peer = %self.peer,
+                    message_id = %message.message_id,
+                    reason = %reason,
+                    "peer refused the message; it is a dead letter until an admin retries it"
+                );
+                crate::metrics::get().dead_letters.inc();
                 let attempts = message.attempts.saturating_add(1);
                 self.announce(message, DeliveryState::Dead, attempts, Some(reason));
             }
+            // Settled meanwhile (a purge cancelled it): nothing to count or announce.
+            Ok(false) => {}
             Err(e) => {
                 // The message stays pending, so it is sent again and the receiver deduplicates.
                 tracing::error!(peer = %self.peer, error = %e, "recording a delivery result failed");

@@ -1018,15 +1018,16 @@ impl Store {
     }
 
     /// Makes a message a dead letter: refused for good by its peer (`attempted`), or
-    /// undelivered past the maximum age.
+    /// undelivered past the maximum age. Returns whether it was still pending: false when it
+    /// settled meanwhile (another replica expired or delivered it, or a purge cancelled it).
     pub async fn mark_dead(
         &self,
         seq: i64,
         error: &str,
         attempted: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query(
+        let changed = sqlx::query(
             "UPDATE outbox SET state = 'dead', attempts = attempts + $1, last_error = $2,
                     lease_owner = NULL, lease_until = NULL
              WHERE seq = $3 AND state = 'pending'",
@@ -1035,9 +1036,10 @@ impl Store {
         .bind(error)
         .bind(seq)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
         tx.commit().await?;
-        Ok(())
+        Ok(changed > 0)
     }
 
     /// Sends a dead letter again: pending from now, its maximum age counted afresh. Returns
