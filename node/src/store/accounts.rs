@@ -325,19 +325,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = ms(OffsetDateTime::now_utc());
         let mut tx = self.write().await?;
-        let updated = sqlx::query(
-            "UPDATE console_accounts SET totp_last_step = $1, failed_logins = 0,
-                 locked_until = NULL, last_sign_in = $2
-             WHERE username = $3 AND totp_last_step < $4 AND disabled = 0",
-        )
-        .bind(step_param(totp_step))
-        .bind(now)
-        .bind(username)
-        .bind(step_param(totp_step))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
+        if !spend_code(&mut tx, username, totp_step, now).await? {
             return Ok(false);
         }
         sqlx::query("DELETE FROM console_sessions WHERE created_at < $1")
@@ -378,19 +366,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = ms(OffsetDateTime::now_utc());
         let mut tx = self.write().await?;
-        let updated = sqlx::query(
-            "UPDATE console_accounts SET totp_last_step = $1, failed_logins = 0,
-                 locked_until = NULL, last_sign_in = $2
-             WHERE username = $3 AND totp_last_step < $4 AND disabled = 0",
-        )
-        .bind(step_param(totp_step))
-        .bind(now)
-        .bind(username)
-        .bind(step_param(totp_step))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
+        if !spend_code(&mut tx, username, totp_step, now).await? {
             return Ok(false);
         }
         sqlx::query(
@@ -534,6 +510,30 @@ impl Store {
     }
 }
 
+/// Records a sign-in or unlock whose password and code were right, in its transaction: the
+/// code's time step is spent (so it cannot be replayed), and earlier failures and any lockout
+/// are cleared. `false`, and nothing written, when the step was used before or the account
+/// was disabled meanwhile.
+async fn spend_code(
+    tx: &mut Tx,
+    username: &str,
+    totp_step: u64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE console_accounts SET totp_last_step = $1, failed_logins = 0,
+             locked_until = NULL, last_sign_in = $2
+         WHERE username = $3 AND totp_last_step < $4 AND disabled = 0",
+    )
+    .bind(step_param(totp_step))
+    .bind(now)
+    .bind(username)
+    .bind(step_param(totp_step))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(updated > 0)
+}
 /// The rest of an admin's change to an account, in its transaction: every session of the
 /// account ends (a disabled or reset account must sign in again, if it may), the change is
 /// audited, and the account is read back as it now is.
