@@ -109,33 +109,28 @@ fn setup() -> Option<Setup> {
     })
 }
 
-/// Starts both replicas. They must share the key that makes case handles (it is made at first
-/// start), as replicas in production share it from one secret.
-async fn start_replicas(setup: &Setup) -> (Process, Process) {
-    let a = Process::spawn(&setup.school_a, "replica-a");
-    let key = setup.school_a.dir.join("data").join("case-handle.key");
-    eventually(Duration::from_secs(20), "replica A to start", || {
-        let (team, key) = (setup.school_a.clone(), key.clone());
-        async move {
-            let ready = key.exists() && tatmx_node::client::agency(&team.socket()).await.is_ok();
-            ready.then_some(())
-        }
+/// Waits until `team`'s node (a child process) answers on its Agency socket.
+async fn serving(team: &TeamSpec, what: &str) {
+    eventually(Duration::from_secs(20), what, || async {
+        tatmx_node::client::agency(&team.socket())
+            .await
+            .ok()
+            .map(|_| ())
     })
     .await;
+}
+
+/// Starts both replicas. They must share the key that makes case handles (made at start-up,
+/// before the node serves), as replicas in production share it from one secret.
+async fn start_replicas(setup: &Setup) -> (Process, Process) {
+    let a = Process::spawn(&setup.school_a, "replica-a");
+    serving(&setup.school_a, "replica A to start").await;
+    let key = setup.school_a.dir.join("data").join("case-handle.key");
     let data_b = setup.school_b.dir.join("data");
     std::fs::create_dir_all(&data_b).unwrap();
     std::fs::copy(&key, data_b.join("case-handle.key")).unwrap();
     let b = Process::spawn(&setup.school_b, "replica-b");
-    eventually(Duration::from_secs(20), "replica B to start", || {
-        let team = setup.school_b.clone();
-        async move {
-            tatmx_node::client::agency(&team.socket())
-                .await
-                .ok()
-                .map(|_| ())
-        }
-    })
-    .await;
+    serving(&setup.school_b, "replica B to start").await;
     (a, b)
 }
 
@@ -202,16 +197,7 @@ async fn two_live_replicas_send_every_message_once_and_keep_one_audit_chain() {
 async fn a_replica_killed_mid_delivery_leaves_its_messages_to_the_other_once() {
     let Some(setup) = setup() else { return };
     let core = Process::spawn(&setup.core, "core");
-    eventually(Duration::from_secs(20), "the core team to start", || {
-        let team = setup.core.clone();
-        async move {
-            tatmx_node::client::agency(&team.socket())
-                .await
-                .ok()
-                .map(|_| ())
-        }
-    })
-    .await;
+    serving(&setup.core, "the core team to start").await;
     let (mut a, _b) = start_replicas(&setup).await;
 
     // The core team hangs: connections open, but nothing is answered.

@@ -621,6 +621,21 @@ pub async fn data_key(team: &TeamSpec, referral_id: &str) -> Option<Vec<u8>> {
     key
 }
 
+/// Up to 1,000 of `team`'s audit entries of one kind (`tatmx audit log --kind`), oldest first.
+pub async fn audit_entries(team: &TeamSpec, kind: &str) -> Vec<pb::AuditEntry> {
+    admin(team)
+        .await
+        .query_audit(pb::QueryAuditRequest {
+            kind: kind.into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("audit query")
+        .into_inner()
+        .entries
+}
+
 /// `team`'s node checks its audit chain (`tatmx audit verify`).
 pub async fn verify(team: &TeamSpec) -> pb::AuditVerification {
     admin(team)

@@ -10,20 +10,6 @@ use tatmx_tests::*;
 
 const FAST_CHECKPOINTS: &str = "[audit]\ncheckpoint_interval = \"200ms\"\n";
 
-async fn entries(team: &TeamSpec, kind: &str) -> Vec<pb::AuditEntry> {
-    admin(team)
-        .await
-        .query_audit(pb::QueryAuditRequest {
-            kind: kind.into(),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-}
-
 /// A school and a core team that have exchanged a few referrals, both stopped, with signed
 /// checkpoints; returns the specs.
 async fn history() -> (TestFederation, TeamSpec, TeamSpec, Vec<String>) {
@@ -108,7 +94,7 @@ async fn the_log_records_every_disclosure_receipt_read_and_refusal_and_no_conten
     let core_node = start(&core).await;
     let school_node = start(&school).await;
 
-    let disclosures = entries(&school, "disclosure").await;
+    let disclosures = audit_entries(&school, "disclosure").await;
     assert_eq!(disclosures.len(), 3);
     let first = disclosures
         .iter()
@@ -128,12 +114,12 @@ async fn the_log_records_every_disclosure_receipt_read_and_refusal_and_no_conten
         first.actor
     );
 
-    let receipts = entries(&core, "receipt").await;
+    let receipts = audit_entries(&core, "receipt").await;
     assert_eq!(receipts.len(), 3);
     assert!(receipts.iter().all(|e| e.peer == school.identity.uri()));
-    let reads = entries(&core, "case-read").await;
+    let reads = audit_entries(&core, "case-read").await;
     assert!(reads.iter().any(|e| e.referral_id == ids[0]), "{reads:?}");
-    assert!(!entries(&core, "status-change").await.is_empty());
+    assert!(!audit_entries(&core, "status-change").await.is_empty());
 
     // A call the node refuses is on record: who, which method, why.
     let mut client = federation_client(&school.dir, &[&_fed.ca_path], &school.identity, &core);
@@ -146,7 +132,7 @@ async fn the_log_records_every_disclosure_receipt_read_and_refusal_and_no_conten
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("signature"), "{status:?}");
-    let refused = entries(&core, "inbound-rejected").await;
+    let refused = audit_entries(&core, "inbound-rejected").await;
     let refusal = refused
         .iter()
         .find(|e| e.detail_json.contains("DeliverReferral"))
@@ -517,13 +503,13 @@ async fn audit_retention_removes_old_entries_and_the_chain_still_verifies() {
         async move {
             // Staff keep working, so the log keeps growing past the old entries.
             inbox_len(&core).await;
-            let removed = entries(&core, "audit-retention").await;
+            let removed = audit_entries(&core, "audit-retention").await;
             (!removed.is_empty()).then_some(())
         }
     })
     .await;
     assert!(
-        entries(&core, "receipt").await.is_empty(),
+        audit_entries(&core, "receipt").await.is_empty(),
         "the receipt entry is past retention"
     );
     let found = verify(&core).await;

@@ -248,20 +248,6 @@ async fn add_user(team: &TeamSpec, username: &str, role: &str) -> Login {
     }
 }
 
-async fn audit_of(team: &TeamSpec, kind: &str) -> Vec<pb::AuditEntry> {
-    tatmx_tests::admin(team)
-        .await
-        .query_audit(pb::QueryAuditRequest {
-            kind: kind.into(),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("audit query")
-        .into_inner()
-        .entries
-}
-
 fn browser(node: &tatmx_node::RunningNode, fed: &TestFederation) -> Browser {
     Browser::new(node.console_addr().expect("console on"), &fed.ca_path)
 }
@@ -304,7 +290,7 @@ async fn failed_logins(team: &TeamSpec, username: &str) -> u32 {
 
 /// The `account-change` entries that record a holder changing their own password.
 async fn password_changes(team: &TeamSpec) -> Vec<pb::AuditEntry> {
-    audit_of(team, "account-change")
+    tatmx_tests::audit_entries(team, "account-change")
         .await
         .into_iter()
         .filter(|e| e.detail_json.contains("password changed by its holder"))
@@ -367,10 +353,10 @@ async fn sign_in_takes_password_and_code_and_five_failures_lock_the_account_audi
     assert_eq!(page.status, 403);
     assert!(web.cookie.is_none());
 
-    let locked = audit_of(&school, "account-locked").await;
+    let locked = tatmx_tests::audit_entries(&school, "account-locked").await;
     assert_eq!(locked.len(), 1);
     assert_eq!(locked[0].actor, "console alice");
-    let failed = audit_of(&school, "sign-in-failed").await;
+    let failed = tatmx_tests::audit_entries(&school, "sign-in-failed").await;
     assert!(failed.len() >= 6, "{failed:?}");
     let unknown = web
         .post(
@@ -383,7 +369,7 @@ async fn sign_in_takes_password_and_code_and_five_failures_lock_the_account_audi
         )
         .await;
     assert_eq!(unknown.status, 401);
-    let failed = audit_of(&school, "sign-in-failed").await;
+    let failed = tatmx_tests::audit_entries(&school, "sign-in-failed").await;
     let all = format!("{failed:?}");
     assert!(
         !all.contains("CANARY"),
@@ -448,7 +434,10 @@ async fn sign_in_takes_password_and_code_and_five_failures_lock_the_account_audi
         )
         .await;
     assert_ne!(replay.status, 303, "a used code signed in again");
-    assert_eq!(audit_of(&school, "sign-in").await.len(), 1);
+    assert_eq!(
+        tatmx_tests::audit_entries(&school, "sign-in").await.len(),
+        1
+    );
 
     // Disabling ends the session at once.
     tatmx_tests::admin(&school)
@@ -506,7 +495,7 @@ async fn a_post_without_the_csrf_token_is_refused_and_a_case_worker_cannot_accep
         .await;
     assert_eq!(forced.status, 403, "{}", forced.body);
     // The read was audited with the user.
-    let reads = audit_of(&core, "case-read").await;
+    let reads = tatmx_tests::audit_entries(&core, "case-read").await;
     assert!(
         reads
             .iter()
@@ -566,7 +555,7 @@ async fn a_post_without_the_csrf_token_is_refused_and_a_case_worker_cannot_accep
         r.status == pb::ReferralStatus::Accepted as i32
     })
     .await;
-    let changes = audit_of(&core, "status-change").await;
+    let changes = tatmx_tests::audit_entries(&core, "status-change").await;
     assert!(
         changes.iter().any(|e| e.actor == "console carol"),
         "{changes:?}"
@@ -980,7 +969,7 @@ async fn a_holder_changes_their_password_and_only_the_new_one_signs_in() {
     let changes = password_changes(&school).await;
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0].actor, "console alice");
-    let everything = format!("{:?}", audit_of(&school, "").await);
+    let everything = format!("{:?}", tatmx_tests::audit_entries(&school, "").await);
     assert!(!everything.contains("CANARY-NEW-PW"), "{everything}");
     assert!(!everything.contains(&alice.password), "{everything}");
     node.shutdown().await;
@@ -1135,7 +1124,7 @@ async fn a_wrong_current_password_or_code_is_refused_and_counts_towards_the_lock
     assert_eq!(spent.status, 401, "{}", spent.body);
     assert!(spent.body.contains("used already"), "{}", spent.body);
     assert_eq!(failed_logins(&school, "eve").await, 3);
-    let failures = audit_of(&school, "sign-in-failed").await;
+    let failures = tatmx_tests::audit_entries(&school, "sign-in-failed").await;
     assert_eq!(failures.len(), 3, "{failures:?}");
     assert!(
         failures.iter().all(|e| e.actor == "console eve"),
@@ -1160,14 +1149,14 @@ async fn a_wrong_current_password_or_code_is_refused_and_counts_towards_the_lock
         }
     }
     assert!(web.cookie.is_none(), "the session was not ended");
-    let locked = audit_of(&school, "account-locked").await;
+    let locked = tatmx_tests::audit_entries(&school, "account-locked").await;
     assert_eq!(locked.len(), 1);
     assert_eq!(locked[0].actor, "console eve");
     // Locked: the right password and code sign in no more, and nothing was changed.
     let mut again = browser(&node, &fed);
     assert_eq!(again.sign_in(&eve, 30).await.status, 403);
     assert!(password_changes(&school).await.is_empty());
-    let everything = format!("{:?}", audit_of(&school, "").await);
+    let everything = format!("{:?}", tatmx_tests::audit_entries(&school, "").await);
     assert!(!everything.contains("CANARY"), "{everything}");
     node.shutdown().await;
 }
