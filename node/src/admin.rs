@@ -12,7 +12,6 @@ use tatmx_proto::v1::admin_server::Admin;
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
-use crate::audit;
 use crate::console::{StaffRole, credentials};
 use crate::convert::{role_from_proto, role_to_proto, timestamp_to_proto};
 use crate::federation::store_status;
@@ -376,7 +375,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::AddPeerRequest>,
     ) -> Result<Response<pb::PeerInfo>, Status> {
-        let actor = audit::local_actor(&request);
+        let actor = crate::agency::caller(&request).to_string();
         let r = request.into_inner();
         let identity = self.identity(&r.team)?;
         let endpoint = crate::config::parse_endpoint(&r.endpoint)
@@ -410,7 +409,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::PeerRef>,
     ) -> Result<Response<pb::PeerInfo>, Status> {
-        let actor = audit::local_actor(&request);
+        let actor = crate::agency::caller(&request).to_string();
         let identity = self.identity(&request.into_inner().team)?;
         let entry = self
             .trust
@@ -425,7 +424,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::BlockPeerRequest>,
     ) -> Result<Response<pb::PeerInfo>, Status> {
-        let actor = audit::local_actor(&request);
+        let actor = crate::agency::caller(&request).to_string();
         let r = request.into_inner();
         let identity = self.identity(&r.team)?;
         let entry = self
@@ -451,7 +450,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::AddAnchorRequest>,
     ) -> Result<Response<pb::AnchorInfo>, Status> {
-        let actor = audit::local_actor(&request);
+        let actor = crate::agency::caller(&request).to_string();
         let added = self
             .trust
             .add_anchor(&request.into_inner().certificate_pem, &actor)
@@ -468,7 +467,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::RemoveAnchorRequest>,
     ) -> Result<Response<pb::AnchorInfo>, Status> {
-        let actor = audit::local_actor(&request);
+        let actor = crate::agency::caller(&request).to_string();
         let removed = self
             .trust
             .remove_anchor(&request.into_inner().fingerprint, &actor)
@@ -482,7 +481,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ImportDirectoryRequest>,
     ) -> Result<Response<pb::ImportDirectoryResponse>, Status> {
-        let actor = audit::local_actor(&request);
+        let actor = crate::agency::caller(&request).to_string();
         let (record, unchanged) = self
             .trust
             .import_directory(&request.into_inner().document, &actor)
@@ -502,7 +501,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ImportCrlRequest>,
     ) -> Result<Response<pb::CrlInfo>, Status> {
-        let actor = audit::local_actor(&request);
+        let actor = crate::agency::caller(&request).to_string();
         let pem = request.into_inner().crl_pem;
         let state = self
             .trust
@@ -523,7 +522,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::InstallCertificateRequest>,
     ) -> Result<Response<pb::CertificateInfo>, Status> {
-        let actor = audit::local_actor(&request);
+        let actor = crate::agency::caller(&request).to_string();
         let r = request.into_inner();
         let credentials = self
             .trust
@@ -537,7 +536,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::AddUserRequest>,
     ) -> Result<Response<pb::IssuedCredentials>, Status> {
-        let actor = audit::local_actor(&request);
+        let actor = crate::agency::caller(&request).to_string();
         let r = request.into_inner();
         credentials::check_username(&r.username)
             .map_err(|e| Status::invalid_argument(format!("username: {e}")))?;
@@ -582,7 +581,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::UserRef>,
     ) -> Result<Response<pb::UserInfo>, Status> {
-        let actor = audit::local_actor(&request);
+        let actor = crate::agency::caller(&request).to_string();
         let username = request.into_inner().username;
         let account = self
             .store
@@ -598,7 +597,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::UserRef>,
     ) -> Result<Response<pb::IssuedCredentials>, Status> {
-        let actor = audit::local_actor(&request);
+        let actor = crate::agency::caller(&request).to_string();
         let username = request.into_inner().username;
         let issued = issue_credentials().await?;
         let account = self

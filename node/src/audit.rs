@@ -415,50 +415,12 @@ impl ChainVerifier {
     }
 }
 
-/// Local staff as an actor: the Unix user the socket proved, and the name they gave, if any.
-pub fn staff_actor(uid: Option<u32>, name: Option<&str>) -> String {
-    let uid = uid.map_or_else(|| "uid ?".to_owned(), |u| format!("uid {u}"));
-    match name.filter(|n| !n.is_empty()) {
-        Some(name) => format!("{uid} ({name})"),
-        None => uid,
-    }
-}
-
-/// The local actor of an Agency or Admin API call: the Unix user the socket connection proves
-/// (`SO_PEERCRED`), and the staff name a client such as a case system passes in the
-/// `x-tatmx-staff` header, which is only as good as that client.
-///
-/// A call the node's own console makes in-process carries a [`ConsoleUser`] instead, and the
-/// actor is that signed-in user.
-pub fn local_actor<T>(request: &tonic::Request<T>) -> String {
-    if let Some(user) = request.extensions().get::<ConsoleUser>() {
-        return console_actor(&user.0);
-    }
-    let uid = request
-        .extensions()
-        .get::<tonic::transport::server::UdsConnectInfo>()
-        .and_then(|info| info.peer_cred)
-        .map(|cred| cred.uid());
-    let name = request
-        .metadata()
-        .get("x-tatmx-staff")
-        .and_then(|v| v.to_str().ok())
-        .filter(|n| n.len() <= 64 && n.chars().all(|c| c.is_ascii_graphic() || c == ' '));
-    staff_actor(uid, name)
-}
-
 /// The actor of the node's own jobs.
 pub const NODE: &str = "node";
 
-/// The console user a call into the Agency or Admin service is made for: inserted only by the
-/// node's own console, in-process, after sign-in. Request extensions are never read from the
-/// wire, so a remote caller cannot claim to be a console user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsoleUser(pub String);
-
-/// A console user as an actor: `console <username>`. Usernames are staff identifiers.
+/// A console user as an actor: `console <username>`.
 pub fn console_actor(username: &str) -> String {
-    format!("console {username}")
+    crate::actor::Actor::console(username).to_string()
 }
 
 /// A console sign-in, refused sign-in or lockout. `username` is the account's name when the

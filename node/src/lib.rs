@@ -31,7 +31,9 @@
 //! - [`store`]: SQLite, and the only module with SQL.
 //! - [`outbox`]: durable, ordered, retried delivery to each peer.
 //! - [`federation`]: the peer-facing gRPC service.
-//! - [`agency`]: the staff-facing gRPC service.
+//! - [`actor`]: who did something, built once at the edge that authenticated them.
+//! - [`app`]: the application layer: every staff use case, over domain types.
+//! - [`agency`]: the staff-facing gRPC service, an adapter over [`app`].
 //! - [`admin`]: the admin-facing gRPC service (trust management, console accounts).
 //! - [`console`]: the staff console: HTTPS pages for browsers, over the same services.
 //! - [`refresh`]: fetching newer federation directories from peers.
@@ -41,8 +43,10 @@
 //! - [`client`]: connecting to a node's own APIs.
 #![forbid(unsafe_code)]
 
+pub mod actor;
 pub mod admin;
 pub mod agency;
+pub mod app;
 pub mod audit;
 pub mod category;
 pub mod client;

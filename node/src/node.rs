@@ -379,7 +379,8 @@ pub async fn start_with_listener(
     }));
 
     // One Agency service serves the socket and, in-process, the staff console.
-    let agency_service = AgencyService::new(trust.clone(), store.clone(), outbox, policy, case_key);
+    let app = crate::app::App::new(trust.clone(), store.clone(), outbox, policy, case_key);
+    let agency_service = AgencyService::new(app);
     let console_addr = match config.console.clone() {
         Some(settings) => {
             let services = crate::console::Services {

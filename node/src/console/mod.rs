@@ -3,7 +3,7 @@
 //!
 //! It is a front end over the node's domain layer, not a second implementation: every page
 //! calls the same Agency and Admin services the CLI uses, in-process, as the signed-in user
-//! (a [`crate::audit::ConsoleUser`] on the request), so the filter, the lifecycle and the audit
+//! (a console [`crate::actor::Actor`] on the request), so the filter, the lifecycle and the audit
 //! apply exactly as they do to the CLI. Staff sign in with a password (argon2id) and a TOTP
 //! code; each role sees only its pages, and the server refuses anything else whatever the
 //! browser sends. Pages are rendered on the server with maud; htmx (served by the node, no

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::account::PASSWORD_PAGE;
 use super::session::Staff;
 use super::{Capability, Console};
-use crate::audit::ConsoleUser;
+use crate::actor::Actor;
 
 /// htmx 2, vendored (see `assets/htmx-LICENSE.txt`).
 const HTMX: &[u8] = include_bytes!("assets/htmx.min.js");
@@ -253,7 +253,7 @@ pub fn request<T>(staff: &Staff, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request
         .extensions_mut()
-        .insert(ConsoleUser(staff.username.clone()));
+        .insert(Actor::console(&staff.username));
     request
 }
 

@@ -1,0 +1,187 @@
+//! Consultations: a core team asks one or more partner teams for advice on a case, and each
+//! partner answers on its own copy.
+//!
+//! A consultation is all or nothing: every partner's copy is prepared and checked before any
+//! is stored, and then all copies are stored in one transaction, so a refusal for any partner
+//! leaves no partner's copy sent.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Actor, App, AppError};
+use crate::referral::{
+    AssessmentOutcome, ConsultationDetails, NewReferral, Purpose, ReferralStatus,
+};
+use crate::store::{StatusEvent, StoredReferral, Submission};
+use crate::trust::Role;
+
+/// A consultation asked for by staff.
+#[derive(Debug, Clone)]
+pub struct ConsultationRequest {
+    /// The partner teams, as team ids or identity URIs.
+    pub partners: Vec<String>,
+    /// What the core team asks.
+    pub question: String,
+    /// When an answer is needed.
+    pub due: Option<OffsetDateTime>,
+    /// The case to consult on; its recipient is ignored (each partner is one), and its purpose
+    /// is always consultation.
+    pub case: NewReferral,
+}
+
+/// One consultation this node asked for, with every partner's answer so far.
+#[derive(Debug, Clone)]
+pub struct Consultation {
+    /// The consultation's id, shared by every partner's copy.
+    pub id: Uuid,
+    /// What was asked.
+    pub question: String,
+    /// When an answer is needed.
+    pub due: Option<OffsetDateTime>,
+    /// Each partner's copy and where it stands.
+    pub answers: Vec<PartnerAnswer>,
+    /// The partners that have not answered or declined yet, as identity URIs.
+    pub awaiting: Vec<String>,
+}
+
+/// One partner's copy of a consultation.
+#[derive(Debug, Clone)]
+pub struct PartnerAnswer {
+    /// The partner, as an identity URI.
+    pub partner: String,
+    /// Its copy's referral id.
+    pub referral_id: Uuid,
+    /// Where its copy stands.
+    pub status: ReferralStatus,
+    /// Its advice, once it completed its consultation.
+    pub answer: Option<AssessmentOutcome>,
+    /// Its reason, if it declined (and the reason was not withheld).
+    pub decline_reason: Option<String>,
+}
+
+impl Consultation {
+    /// The view of one consultation from every partner's copy.
+    fn of(id: Uuid, copies: &[(StoredReferral, Vec<StatusEvent>)]) -> Self {
+        use ReferralStatus as S;
+        let details = copies
+            .iter()
+            .find_map(|(stored, _)| stored.referral.consultation.clone());
+        let answers = copies
+            .iter()
+            .map(|(stored, events)| PartnerAnswer {
+                partner: stored.referral.recipient.uri(),
+                referral_id: stored.referral.id,
+                status: stored.status,
+                answer: events
+                    .iter()
+                    .rev()
+                    .find(|e| e.status == S::Completed)
+                    .and_then(|e| e.outcome.clone()),
+                decline_reason: events
+                    .iter()
+                    .rev()
+                    .find(|e| e.status == S::Declined)
+                    .and_then(|e| e.reason.clone()),
+            })
+            .collect();
+        let awaiting = copies
+            .iter()
+            .filter(|(stored, _)| {
+                !matches!(
+                    stored.status,
+                    S::Completed | S::Declined | S::Closed | S::Cancelled
+                )
+            })
+            .map(|(stored, _)| stored.referral.recipient.uri())
+            .collect();
+        Self {
+            id,
+            question: details
+                .as_ref()
+                .map(|d| d.question.clone())
+                .unwrap_or_default(),
+            due: details.and_then(|d| d.due),
+            answers,
+            awaiting,
+        }
+    }
+}
+
+impl App {
+    /// Asks every partner in `request` for a consultation, all or nothing.
+    pub async fn request_consultation(
+        &self,
+        request: ConsultationRequest,
+        actor: &Actor,
+    ) -> Result<Consultation, AppError> {
+        if request.partners.is_empty() {
+            return Err(AppError::invalid(
+                "partners",
+                "name at least one partner team",
+            ));
+        }
+        if self.trust.state().local.role != Role::Core {
+            return Err(AppError::Precondition(
+                "only a core team asks partners for consultations; this node's team is not one"
+                    .into(),
+            ));
+        }
+        if request.question.trim().is_empty() {
+            return Err(AppError::invalid("question", "is required"));
+        }
+        let mut case = request.case;
+        case.purpose = Purpose::Consultation;
+        let details = ConsultationDetails {
+            id: Uuid::now_v7(),
+            question: request.question,
+            due: request.due,
+        };
+        // Every partner's copy is prepared and checked before any is stored, so one unknown
+        // partner, or one the policy would send nothing to, leaves nothing half-sent.
+        let mut prepared = Vec::new();
+        for partner in &request.partners {
+            let draft = NewReferral {
+                recipient: partner.clone(),
+                ..case.clone()
+            };
+            let (disclosure, subject) = self
+                .prepare(draft, Some(details.clone()), None, Vec::new())
+                .await?;
+            Self::refuse_if_empty(&disclosure, Some(partner))?;
+            prepared.push((disclosure, subject));
+        }
+        let actor = actor.to_string();
+        for (disclosure, subject) in &prepared {
+            self.commit(
+                disclosure,
+                &Submission {
+                    subject: subject.as_deref(),
+                    actor: &actor,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        }
+        tracing::info!(consultation_id = %details.id, partners = prepared.len(), "consultation fanned out");
+        self.consultation(details.id).await
+    }
+
+    /// Every consultation this node asked for.
+    pub async fn consultations(&self) -> Result<Vec<Consultation>, AppError> {
+        let all = self.store.consultations(None).await?;
+        Ok(all
+            .iter()
+            .map(|(id, copies)| Consultation::of(*id, copies))
+            .collect())
+    }
+
+    /// One consultation this node asked for.
+    pub async fn consultation(&self, id: Uuid) -> Result<Consultation, AppError> {
+        let found = self.store.consultations(Some(id)).await?;
+        let (id, copies) = found
+            .into_iter()
+            .next()
+            .ok_or_else(|| AppError::NotFound(format!("no consultation {id} on this node")))?;
+        Ok(Consultation::of(id, &copies))
+    }
+}

@@ -1,0 +1,92 @@
+//! The application layer: every use case of a team's own staff, as domain methods.
+//!
+//! The edges (the Agency gRPC service, the console) turn their requests into domain types,
+//! build the [`Actor`] they authenticated, and call one method here; they hold no policy,
+//! lifecycle or transaction logic. A method here decides what the domain allows, runs the
+//! filter, and hands the store one write that commits all of it or none of it; it then wakes
+//! the outbox for the peers that have something new. Failures are [`AppError`]s, which each
+//! edge maps once to its own protocol.
+//!
+//! Data flows one way: edge → app → (trust, policy, filter, lifecycle) → store → outbox.
+//!
+//! # Layout
+//! - [`error`]: what a use case can refuse.
+//! - [`referrals`]: preview, submit, read, inbox, status changes.
+//! - [`forwarding`]: passing a received referral on to another team.
+//! - [`consultations`]: a core team's question to partner teams, and their answers.
+//! - [`consents`]: recording, reading and revoking consents; retraction and tombstones.
+//! - [`deliveries`]: the outbox as staff see it: listing, retrying dead letters, watching.
+
+use std::sync::Arc;
+
+use crate::filter::CaseKey;
+use crate::outbox::Outbox;
+use crate::policy::Policy;
+use crate::store::Store;
+use crate::trust::Trust;
+
+pub mod consents;
+pub mod consultations;
+pub mod deliveries;
+pub mod error;
+pub mod forwarding;
+pub mod referrals;
+
+pub use crate::actor::Actor;
+pub use consultations::{Consultation, ConsultationRequest, PartnerAnswer};
+pub use error::AppError;
+pub use forwarding::Forward;
+pub use referrals::{Disclosed, Held, Idempotency, StatusChange};
+
+/// How many rows a list returns when the caller does not say.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// The most rows one list call returns.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// A list's length as asked for: 0 means the default, and no caller gets more than
+/// [`MAX_LIMIT`].
+pub fn list_limit(requested: u32) -> u32 {
+    match requested {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    }
+}
+
+/// The team's node as its staff use it.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Resolves recipients to known peers, and names this node's own team.
+    trust: Trust,
+    /// Referrals, consents, the outbox and the audit log.
+    store: Store,
+    /// Woken for each peer with a newly queued message.
+    outbox: Outbox,
+    /// The law as code.
+    policy: Arc<Policy>,
+    /// Keys the pseudonymous case handles.
+    case_key: Arc<CaseKey>,
+}
+
+impl App {
+    /// The use cases over the node's shared state.
+    pub fn new(
+        trust: Trust,
+        store: Store,
+        outbox: Outbox,
+        policy: Arc<Policy>,
+        case_key: Arc<CaseKey>,
+    ) -> Self {
+        Self {
+            trust,
+            store,
+            outbox,
+            policy,
+            case_key,
+        }
+    }
+
+    /// This node's trust: its own team, its peers.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+}

@@ -1,0 +1,366 @@
+//! Referrals as staff handle them: preview what would leave, submit, read, list the inbox, and
+//! move a referral through its lifecycle.
+//!
+//! Submitting resolves the recipient, validates the draft, runs the filter and hands the store
+//! the filtered referral with its decisions in one write; a dry run stops after the filter.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Actor, App, AppError};
+use crate::audit;
+use crate::consent::Consent;
+use crate::filter::{self, Disclosure, FieldDecision};
+use crate::lifecycle::Side;
+use crate::policy::Exchange;
+use crate::referral::{
+    AssessmentOutcome, ConsultationDetails, Hop, NewReferral, Referral, ReferralStatus,
+    StatusUpdate,
+};
+use crate::store::{Direction, StatusEvent, StoredReferral, Submission, Submitted};
+
+/// The longest idempotency key a client may send.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// What a submission or forward shows staff: exactly what leaves (or, for a dry run, would
+/// leave) and every decision of the filter behind it.
+#[derive(Debug, Clone)]
+pub struct Disclosed {
+    /// The referral as it leaves.
+    pub referral: Referral,
+    /// One decision per category the draft carried.
+    pub decisions: Vec<FieldDecision>,
+    /// Whether nothing was stored or sent.
+    pub dry_run: bool,
+}
+
+impl Disclosed {
+    fn of(disclosure: Disclosure, dry_run: bool) -> Self {
+        Self {
+            referral: disclosure.outgoing,
+            decisions: disclosure.decisions,
+            dry_run,
+        }
+    }
+}
+
+/// A client's idempotency key, with the digest of the draft it came with, so that a retry of
+/// the same draft can be told apart from another draft under a reused key.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// The key, trimmed; empty means none.
+    pub key: String,
+    /// The digest of the draft exactly as the client sent it.
+    pub draft_digest: String,
+}
+
+/// A status change asked for by staff.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    /// The referral.
+    pub referral_id: Uuid,
+    /// The status it should reach.
+    pub status: ReferralStatus,
+    /// Why, in free text; it passes the filter as NARRATIVE.
+    pub reason: Option<String>,
+    /// A completed assessment's outcome; it passes the filter as ASSESSMENT.
+    pub outcome: Option<AssessmentOutcome>,
+}
+
+/// A referral with its timeline.
+pub type Held = (StoredReferral, Vec<StatusEvent>);
+
+impl App {
+    /// What submitting `draft` would send, and why; stores nothing.
+    pub async fn preview(&self, draft: NewReferral) -> Result<Disclosed, AppError> {
+        let (disclosure, _) = self.prepare(draft, None, None, Vec::new()).await?;
+        Ok(Disclosed::of(disclosure, true))
+    }
+
+    /// Filters `draft` for its recipient, stores it and queues it, in one transaction. A
+    /// retried submission with the same idempotency key and draft answers with what the first
+    /// one stored, and stores nothing.
+    pub async fn submit(
+        &self,
+        draft: NewReferral,
+        idempotency: Option<Idempotency>,
+        actor: &Actor,
+    ) -> Result<Disclosed, AppError> {
+        let idempotency = idempotency.filter(|i| !i.key.trim().is_empty());
+        if let Some(i) = &idempotency
+            && i.key.trim().len() > MAX_IDEMPOTENCY_KEY
+        {
+            return Err(AppError::invalid(
+                "idempotency_key",
+                format!("at most {MAX_IDEMPOTENCY_KEY} characters"),
+            ));
+        }
+        let (disclosure, subject) = self.prepare(draft, None, None, Vec::new()).await?;
+        let actor = actor.to_string();
+        let submitted = self
+            .commit(
+                &disclosure,
+                &Submission {
+                    forwarded_from: None,
+                    subject: subject.as_deref(),
+                    actor: &actor,
+                    idempotency: idempotency
+                        .as_ref()
+                        .map(|i| (i.key.trim(), i.draft_digest.as_str())),
+                },
+            )
+            .await?;
+        if let Submitted::Earlier(id) = submitted {
+            // The first call's answer: what was stored then, with its decisions.
+            let (stored, _) = self.held(id).await?;
+            return Ok(Disclosed {
+                referral: stored.referral,
+                decisions: stored.decisions,
+                dry_run: false,
+            });
+        }
+        Ok(Disclosed::of(disclosure, false))
+    }
+
+    /// A referral with its timeline, for staff to read. Reading a received referral is on
+    /// record before anything is shown.
+    pub async fn read(&self, id: Uuid, actor: &Actor) -> Result<Held, AppError> {
+        let held = self.held(id).await?;
+        if held.0.direction == Direction::Inbound {
+            self.store
+                .record_audit(&audit::case_read(&held.0.referral, &actor.to_string()))
+                .await?;
+            tracing::info!(referral_id = %id, "received referral read by staff");
+        }
+        Ok(held)
+    }
+
+    /// The newest received referrals, at most `limit`; the read is on record.
+    pub async fn inbox(&self, limit: u32, actor: &Actor) -> Result<Vec<StoredReferral>, AppError> {
+        let stored = self.store.inbox(super::list_limit(limit)).await?;
+        self.store
+            .record_audit(&audit::inbox_read(stored.len(), &actor.to_string()))
+            .await?;
+        Ok(stored)
+    }
+
+    /// Moves a referral to a new status on this team's side, and queues the update for the
+    /// other team. The update passes the filter like any disclosure: its reason is free text
+    /// (NARRATIVE) and its outcome an assessment (ASSESSMENT). Returns the referral as it now
+    /// stands; seeing one's own change is not a new read.
+    pub async fn change_status(
+        &self,
+        change: StatusChange,
+        actor: &Actor,
+    ) -> Result<Held, AppError> {
+        let id = change.referral_id;
+        let (stored, _) = self.held(id).await?;
+        let referral = &stored.referral;
+        let (side, author, other) = match stored.direction {
+            Direction::Outbound => (Side::Sender, &referral.sender, &referral.recipient),
+            Direction::Inbound => (Side::Recipient, &referral.recipient, &referral.sender),
+        };
+        let state = self.trust.state();
+        let other_peer = state
+            .peer(other)
+            .map(|entry| entry.peer.clone())
+            .ok_or_else(|| {
+                AppError::Precondition(format!("{other} is no longer a peer of this node"))
+            })?;
+        let mut update = StatusUpdate {
+            id: Uuid::now_v7(),
+            referral_id: id,
+            author: author.clone(),
+            status: change.status,
+            at: OffsetDateTime::now_utc(),
+            reason: change.reason.filter(|reason| !reason.trim().is_empty()),
+            outcome: change.outcome,
+            withheld: Vec::new(),
+            forwarded_to: None,
+        };
+        let exchange = Exchange {
+            sender: filter::local_party(&state.local, author),
+            recipient: filter::party_of_peer(&other_peer),
+            purpose: referral.purpose,
+            basis: referral.legal_basis,
+            justified: filter::justified(referral.justification.as_deref()),
+            reidentify: false,
+        };
+        filter::filter_status_update(&self.policy, &exchange, &mut update);
+        self.store
+            .change_status(&update, side, other, &actor.to_string())
+            .await??;
+        tracing::info!(referral_id = %id, status = %change.status, to = %other, "status changed and queued for the other party");
+        self.outbox.notify(other);
+        self.held(id).await
+    }
+
+    /// A referral on this node with its timeline; a purged one is reported as purged, with
+    /// when and why, so staff are not left wondering whether it ever existed.
+    pub(super) async fn held(&self, id: Uuid) -> Result<Held, AppError> {
+        if let Some(found) = self.store.referral(id).await? {
+            return Ok(found);
+        }
+        Err(match self.store.tombstone(id).await? {
+            Some(t) => AppError::Purged(Box::new(t)),
+            None => AppError::NoSuchReferral(id),
+        })
+    }
+
+    /// Validates a draft for its recipient and runs the filter; stores nothing. A forward
+    /// passes the consent its original sender attached (`given_consent`) instead of naming
+    /// one on file here. Returns the disclosure and the agency's own reference for the
+    /// subject, for its accounting of disclosures.
+    pub(super) async fn prepare(
+        &self,
+        draft: NewReferral,
+        consultation: Option<ConsultationDetails>,
+        given_consent: Option<Option<Consent>>,
+        provenance: Vec<Hop>,
+    ) -> Result<(Disclosure, Option<String>), AppError> {
+        let state = self.trust.state();
+        let recipient = state.resolve_recipient(&draft.recipient)?;
+        // The sender is this node's identity in the recipient's federation: anchors are never
+        // merged, so that is the only identity the recipient can verify.
+        let sender = state
+            .own_identity_in(&recipient.identity.federation)
+            .cloned()
+            .ok_or_else(|| {
+                AppError::Precondition(format!(
+                    "this node is not a member of {}",
+                    recipient.identity.federation
+                ))
+            })?;
+        let draft_referral = Referral {
+            id: Uuid::now_v7(),
+            sender: sender.clone(),
+            recipient: recipient.identity.clone(),
+            created_at: OffsetDateTime::now_utc(),
+            purpose: draft.purpose,
+            level_of_concern: draft.level_of_concern,
+            legal_basis: draft.legal_basis,
+            justification: draft.justification,
+            consent_ref: draft.consent_ref,
+            content: draft.content,
+            labels: Default::default(),
+            withheld: Vec::new(),
+            case_handle: None,
+            consultation,
+            provenance,
+            consent_scope: None,
+        };
+        draft_referral.validate()?;
+        let consent = match given_consent {
+            Some(consent) => consent,
+            None => {
+                self.named_consent(draft_referral.consent_ref.as_deref())
+                    .await?
+            }
+        };
+        let exchange = Exchange {
+            sender: filter::local_party(&state.local, &sender),
+            recipient: filter::party_of_peer(recipient),
+            purpose: draft_referral.purpose,
+            basis: draft_referral.legal_basis,
+            justified: filter::justified(draft_referral.justification.as_deref()),
+            reidentify: draft.reidentify,
+        };
+        let subject = draft
+            .case_ref
+            .clone()
+            .or_else(|| consent.as_ref().map(|c| c.subject.clone()))
+            .filter(|s| !s.is_empty());
+        let disclosure = filter::filter_outbound(
+            &self.policy,
+            &exchange,
+            recipient,
+            consent.as_ref(),
+            &self.case_key,
+            draft.case_ref.as_deref(),
+            draft_referral,
+        );
+        Ok((disclosure, subject))
+    }
+
+    /// Refuses a disclosure that would carry nothing: every category withheld and no case
+    /// handle. `to` names the recipient where several are being prepared together.
+    pub(super) fn refuse_if_empty(
+        disclosure: &Disclosure,
+        to: Option<&str>,
+    ) -> Result<(), AppError> {
+        let outgoing = &disclosure.outgoing;
+        if outgoing.categories().is_empty() && outgoing.case_handle.is_none() {
+            return Err(AppError::Precondition(match to {
+                None => "the policy withholds every category for this recipient, so nothing would be sent; preview it to see why".to_owned(),
+                Some(team) => format!(
+                    "the policy withholds every category for {team}, so nothing would be sent to it and nothing was sent to any team; preview it to see why"
+                ),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Stores a filtered referral with its decisions and queues it, in one transaction.
+    /// Returns what the store did: stored it now, or found an earlier submission with the same
+    /// idempotency key and draft.
+    pub(super) async fn commit(
+        &self,
+        disclosure: &Disclosure,
+        submission: &Submission<'_>,
+    ) -> Result<Submitted, AppError> {
+        Self::refuse_if_empty(disclosure, None)?;
+        let outgoing = &disclosure.outgoing;
+        let submitted = self
+            .store
+            .submit_referral(outgoing, &disclosure.decisions, submission)
+            .await?;
+        match submitted {
+            Submitted::New => {}
+            Submitted::Earlier(id) => {
+                tracing::info!(referral_id = %id, "a retried submission answered from the first one");
+                return Ok(submitted);
+            }
+            Submitted::KeyReused => return Err(AppError::IdempotencyKeyReused),
+        }
+        log_queued(disclosure);
+        self.outbox.notify(&outgoing.recipient);
+        Ok(submitted)
+    }
+
+    /// The consent a draft names, which must be on file here.
+    async fn named_consent(&self, consent_ref: Option<&str>) -> Result<Option<Consent>, AppError> {
+        let Some(text) = consent_ref else {
+            return Ok(None);
+        };
+        let id = Uuid::parse_str(text).map_err(|_| {
+            AppError::invalid("consent_ref", "is not a consent id recorded on this node")
+        })?;
+        let federation = self.trust.state().local.identity.federation.clone();
+        let consent = self.store.consent(id, &federation).await?.ok_or_else(|| {
+            AppError::invalid(
+                "consent_ref",
+                format!("no consent {id} is recorded on this node"),
+            )
+        })?;
+        Ok(Some(consent))
+    }
+}
+
+/// One line per queued disclosure: ids, categories and the basis, never content.
+pub(super) fn log_queued(disclosure: &Disclosure) {
+    let outgoing = &disclosure.outgoing;
+    let sent: Vec<&str> = outgoing.categories().iter().map(|c| c.as_str()).collect();
+    let withheld: Vec<&str> = outgoing
+        .withheld
+        .iter()
+        .map(|w| w.category.as_str())
+        .collect();
+    tracing::info!(
+        referral_id = %outgoing.id,
+        recipient = %outgoing.recipient,
+        categories = ?sent,
+        withheld = ?withheld,
+        basis = ?outgoing.legal_basis,
+        "referral filtered and queued for delivery"
+    );
+}
