@@ -138,17 +138,7 @@ impl RunningNode {
     /// longer is cut off rather than allowed to hold the node up.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        for mut task in self.tasks {
-            match tokio::time::timeout_at(deadline, &mut task).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "a node task ended abnormally"),
-                Err(_) => {
-                    tracing::warn!("a node task did not stop within the grace period; aborting it");
-                    task.abort();
-                }
-            }
-        }
+        stop_all(self.tasks).await;
         self.store.close().await;
         let _ = std::fs::remove_file(&self.agency_socket);
         let _ = std::fs::remove_file(&self.admin_socket);
@@ -163,10 +153,72 @@ pub async fn start(config: Config) -> Result<RunningNode, StartError> {
 
 /// Starts a node on an already-bound Federation listener, so a caller can learn the port
 /// before the node exists (tests and the demo use this to wire peers to each other).
+///
+/// A start that fails part way stops everything it had spawned, and waits for it, before it
+/// returns the error: no delivery worker, job or listener outlives a node that never ran.
 pub async fn start_with_listener(
     config: Config,
     listener: Option<std::net::TcpListener>,
 ) -> Result<RunningNode, StartError> {
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    match serve(config, listener, &shutdown, &mut tasks).await {
+        Ok(serving) => Ok(RunningNode {
+            federation_addr: serving.federation_addr,
+            agency_socket: serving.agency_socket,
+            admin_socket: serving.admin_socket,
+            console_addr: serving.console_addr,
+            shutdown,
+            tasks,
+            store: serving.store,
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, spawned = tasks.len(), "start-up failed; stopping what it had started");
+            shutdown.cancel();
+            stop_all(tasks).await;
+            Err(e)
+        }
+    }
+}
+
+/// What a successful [`serve`] hands to its [`RunningNode`].
+struct Serving {
+    /// Where the Federation API listens.
+    federation_addr: SocketAddr,
+    /// The Agency API socket.
+    agency_socket: PathBuf,
+    /// The Admin API socket.
+    admin_socket: PathBuf,
+    /// Where the staff console listens, when it is on.
+    console_addr: Option<SocketAddr>,
+    /// Closed last, after every task has stopped.
+    store: Store,
+}
+
+/// Waits up to [`SHUTDOWN_GRACE`] in all for `tasks`, whose shutdown was signalled, and aborts
+/// any still running then.
+async fn stop_all(tasks: Vec<JoinHandle<()>>) {
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    for mut task in tasks {
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "a node task ended abnormally"),
+            Err(_) => {
+                tracing::warn!("a node task did not stop within the grace period; aborting it");
+                task.abort();
+            }
+        }
+    }
+}
+
+/// Loads, opens and binds everything, spawning each task into `tasks` as it goes, all under
+/// `shutdown`.
+async fn serve(
+    config: Config,
+    listener: Option<std::net::TcpListener>,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<Serving, StartError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| StartError::Io { path, source }
@@ -231,8 +283,6 @@ pub async fn start_with_listener(
     for warning in crate::admin::warnings(&trust.state()) {
         tracing::warn!("{warning}");
     }
-    let shutdown = CancellationToken::new();
-
     let witness =
         crate::witness::Witness::new(store.clone(), trust.clone(), config.delivery.clone());
     let (outbox, supervisor) = Outbox::start(
@@ -242,7 +292,7 @@ pub async fn start_with_listener(
         witness.clone(),
         shutdown.clone(),
     );
-    let mut tasks = vec![supervisor];
+    tasks.push(supervisor);
     tasks.push(tokio::spawn(crate::refresh::run(
         trust.clone(),
         config.directory.clone(),
@@ -439,13 +489,11 @@ pub async fn start_with_listener(
         peers = config.peers.len(),
         "node serving"
     );
-    Ok(RunningNode {
+    Ok(Serving {
         federation_addr,
         agency_socket: socket,
         admin_socket,
         console_addr,
-        shutdown,
-        tasks,
         store,
     })
 }
