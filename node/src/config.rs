@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tatmx_certs::{FederationId, TeamId, TeamIdentity};
 
 use crate::retention::RetentionSettings;
-use crate::trust::{Discipline, LocalTeam, Peer, Role};
+use crate::team::{Discipline, LocalTeam, Peer, Role};
 
 /// The default limit on one decoded gRPC message.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;

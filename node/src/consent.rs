@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::category::DataCategory;
 use crate::policy::ConsentVerdict;
-use crate::referral::Purpose;
-use crate::trust::{Discipline, Peer};
+use crate::purpose::Purpose;
+use crate::team::{Discipline, Peer};
 
 /// Who granted a consent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,7 +197,7 @@ fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trust::Role;
+    use crate::team::Role;
 
     fn peer(team: &str, discipline: Discipline) -> Peer {
         Peer {

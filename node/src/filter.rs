@@ -24,7 +24,7 @@ use crate::policy::{Action, ConsentVerdict, Exchange, Party, Policy};
 use crate::referral::{
     MIN_JUSTIFICATION_CHARS, NO_REDISCLOSURE, Purpose, Referral, StatusUpdate, Withheld,
 };
-use crate::trust::{LocalTeam, Peer};
+use crate::team::{LocalTeam, Peer};
 use tatmx_certs::TeamIdentity;
 
 /// The categories a de-identified consultation replaces with the case handle.

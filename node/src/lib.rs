@@ -14,9 +14,11 @@
 //! # Layout
 //! - [`config`]: the TOML file, parsed into types once.
 //! - [`category`]: the data categories every field carries.
+//! - [`purpose`]: why a disclosure is made, and on what legal basis.
 //! - [`referral`]: the referral and status update as domain types, with their rules.
 //! - [`lifecycle`]: the closed loop: which status may follow which, and who may move it.
 //! - [`convert`]: the only place wire types become domain types and back.
+//! - [`team`]: a team's role and discipline, and what the node knows of itself and its peers.
 //! - [`tls`]: mutual TLS 1.3: certificates in, a [`tls::PeerCertificate`] out.
 //! - [`trust`]: anchors, revocation and peers, swapped live; makes the [`trust::VerifiedPeer`].
 //! - [`consent`]: consent records after FHIR Consent, and what they permit.
@@ -62,12 +64,14 @@ pub mod metrics;
 pub mod node;
 pub mod outbox;
 pub mod policy;
+pub mod purpose;
 pub mod referral;
 pub mod refresh;
 pub mod retention;
 pub mod retraction;
 pub mod signing;
 pub mod store;
+pub mod team;
 pub mod tls;
 pub mod trust;
 pub mod vault;

@@ -18,46 +18,7 @@ use uuid::Uuid;
 
 use crate::category::DataCategory;
 
-/// Why a referral is being shared; the policy decides per purpose what may go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Purpose {
-    /// An affiliate asks a core team to assess a person of concern.
-    ThreatAssessment,
-    /// Teams coordinate an existing management plan.
-    ThreatManagement,
-    /// A core team asks a partner for advice.
-    Consultation,
-}
-
-/// The legal basis on which a disclosure is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LegalBasis {
-    /// The subject or a guardian consented; the consent record is named.
-    Consent,
-    /// HIPAA 45 CFR 164.512(j); requires a written justification.
-    SeriousImminentThreat,
-    /// FERPA 34 CFR 99.36; requires a written justification.
-    HealthSafetyEmergency,
-    /// Between criminal-justice agencies.
-    LawEnforcement,
-    /// No direct identifiers are disclosed.
-    DeIdentified,
-}
-
-impl LegalBasis {
-    /// The exceptions to consent, which the law only allows with a written justification.
-    pub fn needs_justification(self) -> bool {
-        matches!(
-            self,
-            Self::SeriousImminentThreat | Self::HealthSafetyEmergency
-        )
-    }
-}
-
-/// The shortest justification accepted for an exception basis: about a sentence.
-pub const MIN_JUSTIFICATION_CHARS: usize = 20;
+pub use crate::purpose::{LegalBasis, MIN_JUSTIFICATION_CHARS, Purpose};
 
 /// Where a referral is in its closed loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

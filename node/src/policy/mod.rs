@@ -21,8 +21,8 @@ use cedar_policy::{
 use miette::Diagnostic;
 
 use crate::category::DataCategory;
-use crate::referral::{LegalBasis, Purpose};
-use crate::trust::{Discipline, Role};
+use crate::purpose::{LegalBasis, Purpose};
+use crate::team::{Discipline, Role};
 
 /// The default policy pack.
 pub const DEFAULT_PACK: &str = include_str!("default.cedar");
