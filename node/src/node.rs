@@ -378,7 +378,7 @@ pub async fn start_with_listener(
         }
     }));
 
-    // One Agency service serves the socket and, in-process, the staff console.
+    // One application layer under the Agency and Admin APIs and the staff console.
     let app = crate::app::App::new(trust.clone(), store.clone(), outbox, policy, case_key);
     let agency_service = AgencyService::new(app.clone());
     let console_addr = match config.console.clone() {
@@ -386,8 +386,7 @@ pub async fn start_with_listener(
             let services = crate::console::Services {
                 store: store.clone(),
                 trust: trust.clone(),
-                agency: agency_service.clone(),
-                admin: AdminService::new(trust.clone(), store.clone(), app.clone()),
+                app: app.clone(),
             };
             let (addr, task) = crate::console::start(settings, services, shutdown.clone()).await?;
             tasks.push(task);
