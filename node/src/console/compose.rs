@@ -400,3 +400,81 @@ pub async fn submit(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(body: &str) -> Fields {
+        Fields::parse(body.as_bytes())
+    }
+
+    #[test]
+    fn the_form_becomes_a_draft_with_only_the_sections_filled_in() {
+        let draft = draft(&form(
+            "recipient=county-core&purpose=threat-assessment&legal_basis=health-safety-emergency\
+             &justification=+Said+so+today+&case_ref=&loc_scheme=CSTAG&loc_value=&identity_name=J\
+             &behavior=LEAKAGE+2026-11-20%0D%0A%0D%0AFIXATION&weapons_access=yes",
+        ))
+        .unwrap();
+        assert_eq!(draft.recipient, "county-core");
+        assert_eq!(draft.purpose, Purpose::ThreatAssessment);
+        assert_eq!(draft.legal_basis, LegalBasis::HealthSafetyEmergency);
+        assert_eq!(draft.justification.as_deref(), Some("Said so today"));
+        assert_eq!(draft.case_ref, None);
+        assert_eq!(draft.consent_ref, None);
+        assert_eq!(
+            draft.level_of_concern,
+            Some(LevelOfConcern {
+                scheme: "CSTAG".into(),
+                value: String::new()
+            })
+        );
+        let c = &draft.content;
+        assert_eq!(c.identity.as_ref().map(|i| i.full_name.as_str()), Some("J"));
+        let observed: Vec<(&str, &str)> = c
+            .behavior
+            .iter()
+            .flat_map(|b| &b.observations)
+            .map(|o| (o.code.as_str(), o.observed_on.as_str()))
+            .collect();
+        assert_eq!(observed, [("LEAKAGE", "2026-11-20"), ("FIXATION", "")]);
+        assert!(c.threat.as_ref().is_some_and(|t| t.weapons_access));
+        assert!(c.contact.is_none() && c.narrative.is_none() && c.third_parties.is_empty());
+    }
+
+    #[test]
+    fn a_value_the_form_never_offers_is_refused_by_field() {
+        let refused = |body: &str| draft(&form(body)).unwrap_err().to_string();
+        assert_eq!(
+            refused("purpose=threat-assessment&legal_basis=consent"),
+            "referral.recipient: is required"
+        );
+        assert_eq!(
+            refused("recipient=x&purpose=PURPOSE_THREAT_ASSESSMENT&legal_basis=consent"),
+            "referral.purpose: is required"
+        );
+        assert_eq!(
+            refused("recipient=x&purpose=consultation&legal_basis=unspecified"),
+            "referral.legal_basis: is required"
+        );
+    }
+
+    #[test]
+    fn the_same_form_sent_twice_has_the_same_digest_and_another_draft_another() {
+        let fields = form(
+            "recipient=x&purpose=threat-assessment&legal_basis=consent&narrative=a&idempotency_key=k",
+        );
+        let first = idempotency(&fields, &draft(&fields).unwrap());
+        let again = idempotency(&fields, &draft(&fields).unwrap());
+        assert_eq!(first.key, "k");
+        assert_eq!(first.draft_digest, again.draft_digest);
+        let other = form(
+            "recipient=x&purpose=threat-assessment&legal_basis=consent&narrative=b&idempotency_key=k",
+        );
+        assert_ne!(
+            first.draft_digest,
+            idempotency(&other, &draft(&other).unwrap()).draft_digest
+        );
+    }
+}

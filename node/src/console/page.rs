@@ -403,3 +403,78 @@ pub fn age(at: Option<OffsetDateTime>) -> String {
         format!("{} min", elapsed.whole_minutes().max(0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::referral::ReferralStatus;
+
+    fn refusal(error: AppError) -> (StatusCode, String, &'static str) {
+        let r = Refusal::of(&error);
+        (r.status, r.message, r.advice)
+    }
+
+    #[test]
+    fn a_request_the_user_can_correct_reads_as_a_sentence_with_what_to_do() {
+        let (status, message, advice) = refusal(AppError::invalid("referral_id", "is not a UUID"));
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(message, "Referral_id: is not a UUID.");
+        assert_eq!(advice, CORRECT_IT);
+        for error in [
+            AppError::Precondition("the referral is closed".into()),
+            AppError::IdempotencyKeyReused,
+            AppError::Transition(TransitionError::NotFromHere {
+                current: ReferralStatus::Closed,
+                next: ReferralStatus::Accepted,
+            }),
+            AppError::Transition(TransitionError::Missing("reason: is required")),
+        ] {
+            assert_eq!(refusal(error).0, StatusCode::UNPROCESSABLE_ENTITY);
+        }
+    }
+
+    #[test]
+    fn what_is_not_here_is_404_and_what_is_not_ours_to_change_is_403() {
+        let (status, message, _) = refusal(AppError::NoSuchReferral(Uuid::nil()));
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            message,
+            "No referral 00000000-0000-0000-0000-000000000000 on this node."
+        );
+        assert_eq!(
+            refusal(AppError::NotFound("no consent x on this node".into())).0,
+            StatusCode::NOT_FOUND
+        );
+        let wrong_party = AppError::Transition(TransitionError::WrongParty {
+            allowed: "recipient",
+            next: ReferralStatus::Accepted,
+        });
+        assert_eq!(refusal(wrong_party).0, StatusCode::FORBIDDEN);
+        assert_eq!(
+            refusal(AppError::NotAllowed("no".into())).0,
+            StatusCode::FORBIDDEN
+        );
+    }
+
+    #[test]
+    fn a_store_failure_never_shows_the_database_s_words() {
+        let busy = AppError::Store(StoreError::Database(sqlx::Error::PoolTimedOut));
+        let (status, message, advice) = refusal(busy);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(message, "The node's store is busy; retry later.");
+        assert_eq!(advice, WAIT);
+        let broken = AppError::Store(StoreError::Corrupt {
+            table: "referrals",
+            id: "CANARY-ROW".into(),
+            problem: "CANARY-PROBLEM".into(),
+        });
+        let (status, message, advice) = refusal(broken);
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            message,
+            "The node could not store the message; nothing was saved."
+        );
+        assert!(!message.contains("CANARY"));
+        assert_eq!(advice, TRY_AGAIN);
+    }
+}
