@@ -12,6 +12,9 @@ use tatmx_proto::v1::admin_server::Admin;
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
+use crate::app::App;
+use crate::app::audit::{AuditQuery, DisclosureRecord, audit_kind, entry_time};
+pub use crate::app::trust::{EXPIRY_WARNING_DAYS, warnings};
 use crate::console::{StaffRole, credentials};
 use crate::convert::{role_from_proto, role_to_proto, timestamp_to_proto};
 use crate::federation::store_status;
@@ -23,40 +26,21 @@ use crate::trust::{
     TrustState,
 };
 
-/// How many days before expiry a certificate is worth a warning.
-pub const EXPIRY_WARNING_DAYS: i64 = 30;
-
 /// The admin-facing gRPC service.
 #[derive(Debug, Clone)]
 pub struct AdminService {
     /// The trust it manages.
     trust: Trust,
-    /// Where the audit log is.
+    /// Where the console accounts and witness conflicts are.
     store: Store,
+    /// The audit use cases it adapts.
+    app: App,
 }
 
 impl AdminService {
-    /// Builds the service over the node's trust and store.
-    pub fn new(trust: Trust, store: Store) -> Self {
-        Self { trust, store }
-    }
-
-    /// Whether a checkpoint's certificate is one of this node's own, issued by an anchor it
-    /// trusts, and valid when the checkpoint was signed.
-    fn own_certificate(&self, checkpoint: &crate::audit::Checkpoint) -> Result<(), String> {
-        let state = self.trust.state();
-        let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-            u64::try_from(checkpoint.at_ms / 1000).unwrap_or(0),
-        ));
-        let identity = state
-            .check_presented(&checkpoint.certificate, at, webpki::KeyUsage::client_auth())
-            .map_err(|e| format!("its certificate is not trusted: {e}"))?;
-        if state.own_identity_in(&identity.federation) != Some(&identity)
-            || identity.uri() != checkpoint.team
-        {
-            return Err(format!("it was signed by {identity}, not by this node"));
-        }
-        Ok(())
+    /// Builds the service over the node's trust and store, and the use cases it adapts.
+    pub fn new(trust: Trust, store: Store, app: App) -> Self {
+        Self { trust, store, app }
     }
 
     fn identity(&self, team: &str) -> Result<TeamIdentity, Status> {
@@ -150,62 +134,6 @@ fn certificate_info(credentials: &Credentials) -> pb::CertificateInfo {
     }
 }
 
-/// What an admin should act on, in plain words.
-pub fn warnings(state: &TrustState) -> Vec<String> {
-    let now = OffsetDateTime::now_utc();
-    let mut warnings = Vec::new();
-    for credentials in state.identities.all() {
-        let days = (credentials.not_after() - now).whole_days();
-        if days < EXPIRY_WARNING_DAYS {
-            warnings.push(format!(
-                "this node's certificate for {} expires in {days} days ({}); run `tatmx cert renew`",
-                credentials.identity().federation,
-                credentials.not_after().date()
-            ));
-        }
-    }
-    for anchor in state.anchors() {
-        let days = (anchor.not_after - now).whole_days();
-        if days < EXPIRY_WARNING_DAYS {
-            warnings.push(format!(
-                "trust anchor {} of {} expires in {days} days; plan the CA rotation",
-                &anchor.fingerprint[..16],
-                anchor.federation
-            ));
-        }
-    }
-    for directory in state.directories() {
-        let age = now - directory.issued_at;
-        let max_age =
-            time::Duration::try_from(state.max_directory_age).unwrap_or(time::Duration::MAX);
-        if !state.is_stale(directory) && age > max_age * 3 / 4 {
-            warnings.push(format!(
-                "the directory of {} (sequence {}) becomes stale in {} hours; import a newer one",
-                directory.federation,
-                directory.sequence,
-                (max_age - age).whole_hours()
-            ));
-        }
-        if state.is_stale(directory) {
-            warnings.push(format!(
-                "the directory of {} (sequence {}) was issued {} days ago and is stale; import a newer one",
-                directory.federation,
-                directory.sequence,
-                (now - directory.issued_at).whole_days()
-            ));
-        }
-    }
-    for crl in state.crls() {
-        if crl.next_update.is_some_and(|next| next < now) {
-            warnings.push(format!(
-                "the CRL of {} (number {}) is past its next update; import a newer one",
-                crl.federation, crl.crl_number
-            ));
-        }
-    }
-    warnings
-}
-
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn trust_status(
@@ -254,14 +182,7 @@ impl Admin for AdminService {
         &self,
         _request: Request<pb::VerifyAuditRequest>,
     ) -> Result<Response<pb::AuditVerification>, Status> {
-        let found = self
-            .store
-            .verify_audit(|c| self.own_certificate(c))
-            .await
-            .map_err(|e| store_status(&e))?;
-        if let Some((seq, _)) = &found.first_bad {
-            tracing::error!(seq, "the audit chain failed verification");
-        }
+        let found = self.app.verify_audit().await?;
         Ok(Response::new(pb::AuditVerification {
             ok: found.first_bad.is_none(),
             entries: found.entries,
@@ -270,9 +191,7 @@ impl Admin for AdminService {
             problem: found.first_bad.map(|b| b.1).unwrap_or_default(),
             last_checkpoint_at: found
                 .last_checkpoint_at_ms
-                .and_then(|ms| {
-                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-                })
+                .and_then(entry_time)
                 .map(timestamp_to_proto),
         }))
     }
@@ -287,34 +206,17 @@ impl Admin for AdminService {
             .map(|t| crate::convert::timestamp_from_proto(Some(t), "since"))
             .transpose()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let kind = (!r.kind.is_empty()).then_some(r.kind);
-        if let Some(kind) = &kind
-            && crate::audit::AuditKind::parse(kind).is_none()
-        {
-            let names: Vec<&str> = crate::audit::AuditKind::ALL
-                .iter()
-                .map(|k| k.as_str())
-                .collect();
-            return Err(Status::invalid_argument(format!(
-                "kind: expected one of {}",
-                names.join(", ")
-            )));
-        }
-        let peer = if r.peer.is_empty() {
-            None
-        } else {
-            Some(self.identity(&r.peer)?.uri())
+        let kind = match r.kind.as_str() {
+            "" => None,
+            name => Some(audit_kind(name)?),
         };
-        let limit = if r.limit == 0 {
-            100
-        } else {
-            r.limit.min(10_000)
+        let query = AuditQuery {
+            since,
+            kind,
+            peer: Some(r.peer),
+            limit: r.limit,
         };
-        let entries = self
-            .store
-            .audit_entries(since, kind.as_deref(), peer.as_deref(), limit)
-            .await
-            .map_err(|e| store_status(&e))?;
+        let entries = self.app.audit_entries(query).await?;
         Ok(Response::new(pb::QueryAuditResponse {
             entries: entries.iter().map(audit_entry).collect(),
         }))
@@ -325,23 +227,14 @@ impl Admin for AdminService {
         request: Request<pb::AccountDisclosuresRequest>,
     ) -> Result<Response<pb::AccountDisclosuresResponse>, Status> {
         let r = request.into_inner();
-        if r.subject.trim().is_empty() {
-            return Err(Status::invalid_argument(
-                "subject: give the agency's own reference for the subject",
-            ));
-        }
         let since = r
             .since
             .map(|t| crate::convert::timestamp_from_proto(Some(t), "since"))
             .transpose()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let entries = self
-            .store
-            .disclosure_entries(&r.subject, since)
-            .await
-            .map_err(|e| store_status(&e))?;
+        let records = self.app.disclosures(&r.subject, since).await?;
         Ok(Response::new(pb::AccountDisclosuresResponse {
-            disclosures: entries.iter().map(disclosure_record).collect(),
+            disclosures: records.iter().map(disclosure_record).collect(),
         }))
     }
 
@@ -675,9 +568,7 @@ fn user_info(account: &crate::store::accounts::Account) -> pb::UserInfo {
 fn audit_entry(e: &crate::audit::AuditEntry) -> pb::AuditEntry {
     pb::AuditEntry {
         seq: e.seq,
-        at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.at_ms) * 1_000_000)
-            .ok()
-            .map(timestamp_to_proto),
+        at: entry_time(e.at_ms).map(timestamp_to_proto),
         kind: e.kind.clone(),
         actor: e.actor.clone(),
         peer: e.peer.clone().unwrap_or_default(),
@@ -688,56 +579,34 @@ fn audit_entry(e: &crate::audit::AuditEntry) -> pb::AuditEntry {
     }
 }
 
-/// One line of the accounting of disclosures, read back from the entry that recorded it.
-fn disclosure_record(e: &crate::audit::AuditEntry) -> pb::DisclosureRecord {
-    let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
-    let text = |key: &str| detail[key].as_str().unwrap_or_default().to_owned();
-    let categories = |value: &serde_json::Value| -> Vec<i32> {
-        value
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c.as_str().or_else(|| c["category"].as_str()))
-                    .filter_map(crate::category::DataCategory::parse)
-                    .map(|c| crate::convert::category_to_proto(c).into())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let purpose: Option<crate::referral::Purpose> =
-        serde_json::from_value(detail["purpose"].clone()).ok();
-    let basis: Option<crate::referral::LegalBasis> =
-        serde_json::from_value(detail["legal_basis"].clone()).ok();
+/// One line of the accounting of disclosures on the wire.
+fn disclosure_record(r: &DisclosureRecord) -> pb::DisclosureRecord {
     pb::DisclosureRecord {
-        at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.at_ms) * 1_000_000)
-            .ok()
-            .map(timestamp_to_proto),
-        recipient: e.peer.clone().unwrap_or_default(),
-        referral_id: e.referral_id.clone().unwrap_or_default(),
-        kind: if e.kind == "status-change" {
-            "status-update".into()
-        } else {
-            text("message")
-        },
-        purpose: purpose
+        at: r.at.map(timestamp_to_proto),
+        recipient: r.recipient.clone().unwrap_or_default(),
+        referral_id: r.referral_id.clone().unwrap_or_default(),
+        kind: r.kind.clone(),
+        purpose: r
+            .purpose
             .map(crate::convert::purpose_to_proto)
             .unwrap_or(pb::Purpose::Unspecified)
             .into(),
-        legal_basis: basis
+        legal_basis: r
+            .legal_basis
             .map(crate::convert::basis_to_proto)
             .unwrap_or(pb::LegalBasis::Unspecified)
             .into(),
-        consent_id: text("consent_id"),
-        categories: categories(&detail["categories"]),
-        withheld: categories(&detail["withheld"]),
-        rules: detail["rules"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        audit_seq: e.seq,
+        consent_id: r.consent_id.clone().unwrap_or_default(),
+        categories: categories(&r.categories),
+        withheld: categories(&r.withheld),
+        rules: r.rules.clone(),
+        audit_seq: r.audit_seq,
     }
+}
+
+fn categories(categories: &[crate::category::DataCategory]) -> Vec<i32> {
+    categories
+        .iter()
+        .map(|c| crate::convert::category_to_proto(*c).into())
+        .collect()
 }

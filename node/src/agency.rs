@@ -42,15 +42,9 @@ impl AgencyService {
 
 /// The actor of an Agency or Admin API call: the Unix user the socket connection proves
 /// (`SO_PEERCRED`), and the staff name a client such as a case system passes in the
-/// `x-tatmx-staff` header, which is only as good as that client.
-///
-/// A call the node's own console makes in-process carries its signed-in user as an [`Actor`]
-/// in the request's extensions instead. Extensions are never read from the wire, so a remote
-/// caller cannot claim to be a console user.
+/// `x-tatmx-staff` header, which is only as good as that client. (The console does not come
+/// through here: it calls the [`App`] with its signed-in user as the actor.)
 pub fn caller<T>(request: &Request<T>) -> Actor {
-    if let Some(actor) = request.extensions().get::<Actor>() {
-        return actor.clone();
-    }
     let uid = request
         .extensions()
         .get::<tonic::transport::server::UdsConnectInfo>()

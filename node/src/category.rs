@@ -3,13 +3,30 @@
 //! The category decides which law protects a field, and so whether it may leave the node. It is
 //! fixed by the section of the referral a field sits in.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 /// One category of case data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Its one name table is derived (strum, the same case as serde): `MENTAL_HEALTH` in the store,
+/// logs, the CLI and the console alike.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::Display,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum DataCategory {
     /// Subject name, date of birth, identifiers.
     Identity,
@@ -56,31 +73,12 @@ impl DataCategory {
 
     /// The stable name used in the store, logs and CLI output.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Identity => "IDENTITY",
-            Self::Contact => "CONTACT",
-            Self::Behavior => "BEHAVIOR",
-            Self::Threat => "THREAT",
-            Self::Narrative => "NARRATIVE",
-            Self::MentalHealth => "MENTAL_HEALTH",
-            Self::SubstanceUse => "SUBSTANCE_USE",
-            Self::EducationRecord => "EDUCATION_RECORD",
-            Self::CriminalHistory => "CRIMINAL_HISTORY",
-            Self::ReporterIdentity => "REPORTER_IDENTITY",
-            Self::ThirdParty => "THIRD_PARTY",
-            Self::Assessment => "ASSESSMENT",
-        }
+        self.into()
     }
 
     /// The inverse of [`Self::as_str`].
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == name)
-    }
-}
-
-impl fmt::Display for DataCategory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        name.parse().ok()
     }
 }
 
@@ -94,5 +92,17 @@ mod tests {
             assert_eq!(DataCategory::parse(c.as_str()), Some(c));
         }
         assert_eq!(DataCategory::parse("SECRET"), None);
+    }
+
+    #[test]
+    fn the_name_table_is_the_serde_names_and_all_lists_every_category() {
+        use strum::IntoEnumIterator;
+        assert_eq!(DataCategory::iter().collect::<Vec<_>>(), DataCategory::ALL);
+        for c in DataCategory::ALL {
+            assert_eq!(serde_json::to_value(c).ok(), Some(c.as_str().into()));
+            assert_eq!(c.to_string(), c.as_str());
+        }
+        assert_eq!(DataCategory::MentalHealth.as_str(), "MENTAL_HEALTH");
+        assert_eq!(DataCategory::EducationRecord.as_str(), "EDUCATION_RECORD");
     }
 }

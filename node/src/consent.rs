@@ -18,11 +18,18 @@ use crate::purpose::Purpose;
 use crate::team::{Discipline, Peer};
 
 /// Who granted a consent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its one name table is derived (strum, the same names as serde's `kind` tag): `self` or
+/// `guardian`; a guardian parsed from its name alone has an empty name, to be filled in.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Grantor {
     /// The subject.
     #[serde(rename = "self")]
+    #[strum(serialize = "self")]
     Subject,
     /// A parent or legal guardian, named.
     Guardian {
@@ -32,8 +39,22 @@ pub enum Grantor {
 }
 
 /// Permit or deny.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its one name table is derived (strum, the same case as serde): `permit` or `deny`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum ProvisionKind {
     /// Allows what it covers.
     Permit,
@@ -301,5 +322,28 @@ mod tests {
             !c.verdict(DataCategory::Threat, &core, Purpose::ThreatAssessment, now)
                 .permits
         );
+    }
+
+    #[test]
+    fn grantor_and_provision_kind_names_are_their_serde_names() {
+        use strum::IntoEnumIterator;
+        let guardian = Grantor::Guardian { name: "G".into() };
+        for grantor in [Grantor::Subject, guardian] {
+            let name: &'static str = (&grantor).into();
+            let json = serde_json::to_value(&grantor).unwrap();
+            assert_eq!(json["kind"].as_str(), Some(name));
+        }
+        assert_eq!("self".parse::<Grantor>(), Ok(Grantor::Subject));
+        assert_eq!(
+            "guardian".parse::<Grantor>(),
+            Ok(Grantor::Guardian {
+                name: String::new()
+            })
+        );
+        assert!("subject".parse::<Grantor>().is_err());
+        for kind in ProvisionKind::iter() {
+            let name: &'static str = kind.into();
+            assert_eq!(serde_json::to_value(kind).ok(), Some(name.into()));
+        }
     }
 }

@@ -37,7 +37,7 @@
 //! - [`app`]: the application layer: every staff use case, over domain types.
 //! - [`agency`]: the staff-facing gRPC service, an adapter over [`app`].
 //! - [`admin`]: the admin-facing gRPC service (trust management, console accounts).
-//! - [`console`]: the staff console: HTTPS pages for browsers, over the same services.
+//! - [`console`]: the staff console: HTTPS pages for browsers, an adapter over [`app`].
 //! - [`refresh`]: fetching newer federation directories from peers.
 //! - [`metrics`]: Prometheus counters and gauges, served on a local endpoint when configured.
 //! - [`health`]: gRPC health for probes, and the store check behind readiness.

@@ -428,16 +428,15 @@ async fn serve(
         }
     }));
 
-    // One Agency service serves the socket and, in-process, the staff console.
+    // One application layer under the Agency and Admin APIs and the staff console.
     let app = crate::app::App::new(trust.clone(), store.clone(), outbox, policy, case_key);
-    let agency_service = AgencyService::new(app);
+    let agency_service = AgencyService::new(app.clone());
     let console_addr = match config.console.clone() {
         Some(settings) => {
             let services = crate::console::Services {
                 store: store.clone(),
                 trust: trust.clone(),
-                agency: agency_service.clone(),
-                admin: AdminService::new(trust.clone(), store.clone()),
+                app: app.clone(),
             };
             let (addr, task) = crate::console::start(settings, services, shutdown.clone()).await?;
             tasks.push(task);
@@ -471,6 +470,7 @@ async fn serve(
         .add_service(AdminServer::new(AdminService::new(
             trust.clone(),
             store.clone(),
+            app,
         )))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::UnixListenerStream::new(admin_uds),

@@ -4,8 +4,24 @@
 use serde::{Deserialize, Serialize};
 
 /// Why a referral is being shared; the policy decides per purpose what may go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Its one name table is derived (strum, the same case as serde): `threat-assessment`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::Display,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Purpose {
     /// An affiliate asks a core team to assess a person of concern.
     ThreatAssessment,
@@ -16,8 +32,24 @@ pub enum Purpose {
 }
 
 /// The legal basis on which a disclosure is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Its one name table is derived (strum, the same case as serde): `serious-imminent-threat`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::Display,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum LegalBasis {
     /// The subject or a guardian consented; the consent record is named.
     Consent,
@@ -31,7 +63,29 @@ pub enum LegalBasis {
     DeIdentified,
 }
 
+impl Purpose {
+    /// The stable name used in the policy, the console and the CLI.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// The inverse of [`Self::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        name.parse().ok()
+    }
+}
+
 impl LegalBasis {
+    /// The stable name used in the policy, the console and the CLI.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// The inverse of [`Self::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        name.parse().ok()
+    }
+
     /// The exceptions to consent, which the law only allows with a written justification.
     pub fn needs_justification(self) -> bool {
         matches!(

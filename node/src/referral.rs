@@ -9,7 +9,6 @@
 //! names staff write.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use tatmx_certs::TeamIdentity;
@@ -21,8 +20,24 @@ use crate::category::DataCategory;
 pub use crate::purpose::{LegalBasis, MIN_JUSTIFICATION_CHARS, Purpose};
 
 /// Where a referral is in its closed loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Its one name table is derived (strum, the same case as serde): `in-assessment`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::Display,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum ReferralStatus {
     /// Submitted by the sender and queued for delivery.
     Sent,
@@ -63,29 +78,12 @@ impl ReferralStatus {
 
     /// The stable name used in the store and the CLI.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sent => "sent",
-            Self::Received => "received",
-            Self::Accepted => "accepted",
-            Self::Declined => "declined",
-            Self::InfoRequested => "info-requested",
-            Self::InAssessment => "in-assessment",
-            Self::Completed => "completed",
-            Self::Closed => "closed",
-            Self::Cancelled => "cancelled",
-            Self::Forwarded => "forwarded",
-        }
+        self.into()
     }
 
     /// The inverse of [`Self::as_str`].
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-}
-
-impl fmt::Display for ReferralStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        name.parse().ok()
     }
 }
 
@@ -640,5 +638,37 @@ mod tests {
         let mut r = referral();
         r.content = ReferralContent::default();
         assert!(r.validate().is_err());
+    }
+
+    #[test]
+    fn each_enum_has_one_name_table_and_it_is_the_serde_names() {
+        use strum::IntoEnumIterator;
+        fn same<T: Serialize + Copy>(all: impl Iterator<Item = T>, name: fn(T) -> &'static str) {
+            for v in all {
+                assert_eq!(serde_json::to_value(v).ok(), Some(name(v).into()));
+            }
+        }
+        same(Purpose::iter(), Purpose::as_str);
+        same(LegalBasis::iter(), LegalBasis::as_str);
+        same(ReferralStatus::iter(), ReferralStatus::as_str);
+        assert_eq!(
+            ReferralStatus::iter().collect::<Vec<_>>(),
+            ReferralStatus::ALL
+        );
+        let names: Vec<&str> = Purpose::iter().map(Purpose::as_str).collect();
+        assert_eq!(
+            names,
+            ["threat-assessment", "threat-management", "consultation"]
+        );
+        assert_eq!(
+            LegalBasis::parse("serious-imminent-threat"),
+            Some(LegalBasis::SeriousImminentThreat)
+        );
+        assert_eq!(
+            ReferralStatus::parse("in-assessment"),
+            Some(ReferralStatus::InAssessment)
+        );
+        assert_eq!(ReferralStatus::InfoRequested.to_string(), "info-requested");
+        assert_eq!(Purpose::parse("ThreatAssessment"), None);
     }
 }

@@ -16,6 +16,9 @@
 //! - [`consultations`]: a core team's question to partner teams, and their answers.
 //! - [`consents`]: recording, reading and revoking consents; retraction and tombstones.
 //! - [`deliveries`]: the outbox as staff see it: listing, retrying dead letters, watching.
+//! - [`audit`]: the audit log as an auditor reads it: verification, queries, the accounting
+//!   of disclosures.
+//! - [`trust`]: what in this node's trust needs acting on.
 
 use std::sync::Arc;
 
@@ -25,12 +28,14 @@ use crate::policy::Policy;
 use crate::store::Store;
 use crate::trust::Trust;
 
+pub mod audit;
 pub mod consents;
 pub mod consultations;
 pub mod deliveries;
 pub mod error;
 pub mod forwarding;
 pub mod referrals;
+pub mod trust;
 
 pub use crate::actor::Actor;
 pub use consultations::{Consultation, ConsultationRequest, PartnerAnswer};

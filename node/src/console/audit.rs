@@ -9,13 +9,14 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
-use tatmx_proto::v1 as pb;
-use tatmx_proto::v1::admin_server::Admin as _;
 
-use super::page::{self, Fields, request};
+use super::page::{self, Fields};
 use super::session::Staff;
 use super::{Capability, Console};
+use crate::app::audit::{AuditQuery, DisclosureRecord, audit_kind, entry_time};
 use crate::audit::AuditKind;
+use crate::category::DataCategory;
+use crate::referral::{LegalBasis, Purpose};
 
 /// The log's filters: a kind and how many; neither is personal data.
 #[derive(Debug, Deserialize)]
@@ -33,43 +34,40 @@ pub async fn page(
     if !staff.role.may(Capability::ReadAudit) {
         return page::forbidden(&console, &staff, "read the audit log");
     }
-    let verification = match console
-        .admin()
-        .verify_audit(request(&staff, pb::VerifyAuditRequest {}))
-        .await
-    {
-        Ok(response) => response.into_inner(),
-        Err(status) => return page::refused(&console, &staff, &status),
+    let verification = match console.app().verify_audit().await {
+        Ok(verification) => verification,
+        Err(e) => return page::refused(&console, &staff, &e),
     };
     let kind = filter.kind.filter(|k| !k.is_empty());
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
-    let entries = match console
-        .admin()
-        .query_audit(request(
-            &staff,
-            pb::QueryAuditRequest {
-                since: None,
-                kind: kind.clone().unwrap_or_default(),
-                peer: String::new(),
-                limit,
-            },
-        ))
-        .await
-    {
-        Ok(response) => response.into_inner().entries,
-        Err(status) => return page::refused(&console, &staff, &status),
+    let query = kind
+        .as_deref()
+        .map(audit_kind)
+        .transpose()
+        .map(|kind| AuditQuery {
+            kind,
+            limit,
+            ..AuditQuery::default()
+        });
+    let entries = match query {
+        Ok(query) => console.app().audit_entries(query).await,
+        Err(e) => Err(e),
+    };
+    let entries = match entries {
+        Ok(entries) => entries,
+        Err(e) => return page::refused(&console, &staff, &e),
     };
     let body = html! {
         h2 id="verification-heading" { "Chain verification" }
-        @if verification.ok {
-            div.notice.ok role="status" id="verification" {
-                "The audit chain is intact: " (verification.entries) " entries and " (verification.checkpoints)
-                " signed checkpoints verified; the last checkpoint was signed " (page::time(verification.last_checkpoint_at.as_ref())) "."
+        @if let Some((first_bad_seq, problem)) = &verification.first_bad {
+            div.notice.error role="alert" id="verification" {
+                "The audit chain does not verify, from entry " (first_bad_seq) ": " (problem)
+                " Tell your security officer, and keep a copy of the database as it is."
             }
         } @else {
-            div.notice.error role="alert" id="verification" {
-                "The audit chain does not verify, from entry " (verification.first_bad_seq) ": " (verification.problem)
-                " Tell your security officer, and keep a copy of the database as it is."
+            div.notice.ok role="status" id="verification" {
+                "The audit chain is intact: " (verification.entries) " entries and " (verification.checkpoints)
+                " signed checkpoints verified; the last checkpoint was signed " (page::time(verification.last_checkpoint_at_ms.and_then(entry_time))) "."
             }
         }
         h2 id="log-heading" { "Log" }
@@ -103,12 +101,12 @@ pub async fn page(
                 @for e in &entries {
                     tr data-kind=(e.kind) {
                         td { (e.seq) }
-                        td { (page::time(e.at.as_ref())) }
+                        td { (page::time(entry_time(e.at_ms))) }
                         td { (e.kind) }
                         td { (e.actor) }
-                        td { (page::team(&e.peer)) }
-                        td.mono { (e.referral_id) }
-                        td.mono { (e.detail_json) }
+                        td { (page::team(e.peer.as_deref().unwrap_or_default())) }
+                        td.mono { (e.referral_id.as_deref().unwrap_or_default()) }
+                        td.mono { (e.detail) }
                     }
                 }
             }
@@ -134,19 +132,12 @@ async fn accounting(
     console: &Console,
     staff: &Staff,
     subject: &str,
-) -> Result<Vec<pb::DisclosureRecord>, Response> {
+) -> Result<Vec<DisclosureRecord>, Response> {
     console
-        .admin()
-        .account_disclosures(request(
-            staff,
-            pb::AccountDisclosuresRequest {
-                subject: subject.to_owned(),
-                since: None,
-            },
-        ))
+        .app()
+        .disclosures(subject, None)
         .await
-        .map(|r| r.into_inner().disclosures)
-        .map_err(|status| page::refused(console, staff, &status))
+        .map_err(|e| page::refused(console, staff, &e))
 }
 
 /// `POST /audit/disclosures`
@@ -178,14 +169,14 @@ pub async fn disclosures(
                 tbody {
                     @for r in &records {
                         tr {
-                            td { (page::time(r.at.as_ref())) }
-                            td { (page::team(&r.recipient)) }
+                            td { (page::time(r.at)) }
+                            td { (page::team(r.recipient.as_deref().unwrap_or_default())) }
                             td { (r.kind) }
-                            td { (page::purpose_word(r.purpose)) }
-                            td { (page::basis_word(r.legal_basis)) }
+                            td { (purpose_name(r.purpose)) }
+                            td { (basis_name(r.legal_basis)) }
                             td { (names(&r.categories)) }
                             td { (names(&r.withheld)) }
-                            td.mono { (r.referral_id) }
+                            td.mono { (r.referral_id.as_deref().unwrap_or_default()) }
                         }
                     }
                 }
@@ -207,12 +198,22 @@ pub async fn disclosures(
     .into_response()
 }
 
-fn names(categories: &[i32]) -> String {
+fn names(categories: &[DataCategory]) -> String {
     categories
         .iter()
-        .map(|c| page::category_name(*c))
+        .map(|c| c.as_str())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A disclosure's purpose; an entry that does not say reads `unspecified`, as it always has.
+fn purpose_name(purpose: Option<Purpose>) -> &'static str {
+    purpose.map_or("unspecified", Purpose::as_str)
+}
+
+/// A disclosure's legal basis; an entry that does not say reads `unspecified`.
+fn basis_name(basis: Option<LegalBasis>) -> &'static str {
+    basis.map_or("unspecified", LegalBasis::as_str)
 }
 
 /// One CSV field, quoted when it needs to be; a leading `= + - @` is prefixed with `'` so a
@@ -249,16 +250,16 @@ pub async fn disclosures_csv(
     );
     for r in &records {
         let row = [
-            page::time(r.at.as_ref()),
-            r.recipient.clone(),
+            page::time(r.at),
+            r.recipient.clone().unwrap_or_default(),
             r.kind.clone(),
-            page::purpose_word(r.purpose),
-            page::basis_word(r.legal_basis),
-            r.consent_id.clone(),
+            purpose_name(r.purpose).to_owned(),
+            basis_name(r.legal_basis).to_owned(),
+            r.consent_id.clone().unwrap_or_default(),
             names(&r.categories),
             names(&r.withheld),
             r.rules.join(" "),
-            r.referral_id.clone(),
+            r.referral_id.clone().unwrap_or_default(),
             r.audit_seq.to_string(),
         ];
         csv.push_str(

@@ -1,38 +1,50 @@
 //! A new referral: a form by category, and beside it a live preview that runs the node's own
-//! dry run (the Agency API's `SubmitReferral` with `dry_run`) each time the form changes, and
-//! shows per category what reaches the chosen recipient and which rule withholds the rest.
-//! Sending is the same call without `dry_run`, with an idempotency key from the form, so a
-//! double click sends once.
+//! dry run (the same preview the Agency API's `SubmitReferral` with `dry_run` runs) each time
+//! the form changes, and shows per category what reaches the chosen recipient and which rule
+//! withholds the rest. Sending submits the same draft, with an idempotency key from the form,
+//! so a double click sends once.
 
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use tatmx_proto::v1 as pb;
-use tatmx_proto::v1::agency_server::Agency as _;
+use sha2::{Digest, Sha256};
 
-use super::page::{self, Fields, request};
+use super::page::{self, Fields, Refusal};
 use super::session::Staff;
 use super::{Capability, Console};
+use crate::app::{AppError, Idempotency};
+use crate::consent::Consent;
+use crate::referral::{
+    Behavior, CriminalHistory, EducationRecord, LegalBasis, LevelOfConcern, MentalHealth,
+    Narrative, NewReferral, ObservedBehavior, Purpose, ReferralContent, ReporterIdentity,
+    SubjectContact, SubjectIdentity, SubstanceUse, ThirdParty, ThreatDetails,
+};
 
-/// The purposes and bases a referral may name, as (value, label).
-const PURPOSES: [(&str, &str); 2] = [
-    ("threat-assessment", "Threat assessment"),
-    ("threat-management", "Threat management"),
+/// The purposes and bases a referral may name, with their labels.
+const PURPOSES: [(Purpose, &str); 2] = [
+    (Purpose::ThreatAssessment, "Threat assessment"),
+    (Purpose::ThreatManagement, "Threat management"),
 ];
-const BASES: [(&str, &str); 5] = [
-    ("consent", "Consent (name the consent below)"),
+const BASES: [(LegalBasis, &str); 5] = [
+    (LegalBasis::Consent, "Consent (name the consent below)"),
     (
-        "serious-imminent-threat",
+        LegalBasis::SeriousImminentThreat,
         "Serious and imminent threat (HIPAA 164.512(j))",
     ),
     (
-        "health-safety-emergency",
+        LegalBasis::HealthSafetyEmergency,
         "Health or safety emergency (FERPA 99.36)",
     ),
-    ("law-enforcement", "Between criminal-justice agencies"),
-    ("de-identified", "De-identified (no direct identifiers)"),
+    (
+        LegalBasis::LawEnforcement,
+        "Between criminal-justice agencies",
+    ),
+    (
+        LegalBasis::DeIdentified,
+        "De-identified (no direct identifiers)",
+    ),
 ];
 
 fn text(id: &str, label: &str, fields: &Fields) -> Markup {
@@ -63,7 +75,7 @@ fn check(id: &str, label: &str, fields: &Fields) -> Markup {
 }
 
 /// The form, filled from `fields` (empty for a new one).
-fn form(console: &Console, staff: &Staff, fields: &Fields, consents: &[pb::Consent]) -> Markup {
+fn form(console: &Console, staff: &Staff, fields: &Fields, consents: &[Consent]) -> Markup {
     let state = console.trust().state();
     let peers: Vec<String> = state
         .peers()
@@ -93,13 +105,13 @@ fn form(console: &Console, staff: &Staff, fields: &Fields, consents: &[pb::Conse
                 }
                 label for="purpose" { "Purpose" }
                 select id="purpose" name="purpose" {
-                    @for (value, label) in PURPOSES {
+                    @for (value, label) in PURPOSES.map(|(p, label)| (p.as_str(), label)) {
                         option value=(value) selected[fields.get("purpose") == value] { (label) }
                     }
                 }
                 label for="legal_basis" { "Legal basis" }
                 select id="legal_basis" name="legal_basis" {
-                    @for (value, label) in BASES {
+                    @for (value, label) in BASES.map(|(b, label)| (b.as_str(), label)) {
                         option value=(value) selected[fields.get("legal_basis") == value] { (label) }
                     }
                 }
@@ -107,7 +119,8 @@ fn form(console: &Console, staff: &Staff, fields: &Fields, consents: &[pb::Conse
                 select id="consent_ref" name="consent_ref" {
                     option value="" { "No consent" }
                     @for c in consents.iter().filter(|c| c.revoked_at.is_none()) {
-                        option value=(c.id) selected[fields.get("consent_ref") == c.id] { (c.subject) " (" (c.id) ")" }
+                        @let id = c.id.to_string();
+                        option value=(id) selected[fields.get("consent_ref") == id] { (c.subject) " (" (id) ")" }
                     }
                 }
                 (area("justification", "Justification", Some("Required for the emergency and threat bases. Say why; never name the person here."), fields))
@@ -158,34 +171,39 @@ fn form(console: &Console, staff: &Staff, fields: &Fields, consents: &[pb::Conse
 }
 
 /// The draft the form describes; a section is present only when one of its fields is filled.
-fn draft(fields: &Fields) -> pb::NewReferral {
+/// A recipient, purpose or basis the form does not offer is refused as the Agency API refuses
+/// it, by field.
+fn draft(fields: &Fields) -> Result<NewReferral, AppError> {
     let some = |values: &[&str]| values.iter().any(|v| !fields.get(v).is_empty());
-    let word = |name: &str, prefix: &str| -> String {
-        format!(
-            "{prefix}{}",
-            fields.get(name).to_ascii_uppercase().replace('-', "_")
-        )
-    };
-    let content = pb::ReferralContent {
-        identity: some(&["identity_name", "identity_dob"]).then(|| pb::SubjectIdentity {
-            full_name: fields.get("identity_name").into(),
-            date_of_birth: fields.get("identity_dob").into(),
+    let text = |name: &str| fields.get(name).to_owned();
+    let optional = |name: &str| Some(text(name)).filter(|v| !v.is_empty());
+    if fields.get("recipient").is_empty() {
+        return Err(AppError::invalid("referral.recipient", "is required"));
+    }
+    let purpose = Purpose::parse(fields.get("purpose"))
+        .ok_or_else(|| AppError::invalid("referral.purpose", "is required"))?;
+    let legal_basis = LegalBasis::parse(fields.get("legal_basis"))
+        .ok_or_else(|| AppError::invalid("referral.legal_basis", "is required"))?;
+    let content = ReferralContent {
+        identity: some(&["identity_name", "identity_dob"]).then(|| SubjectIdentity {
+            full_name: text("identity_name"),
+            date_of_birth: text("identity_dob"),
             identifiers: vec![],
         }),
         contact: some(&["contact_address", "contact_phone", "contact_email"]).then(|| {
-            pb::SubjectContact {
-                address: fields.get("contact_address").into(),
-                phone: fields.get("contact_phone").into(),
-                email: fields.get("contact_email").into(),
+            SubjectContact {
+                address: text("contact_address"),
+                phone: text("contact_phone"),
+                email: text("contact_email"),
             }
         }),
-        behavior: some(&["behavior"]).then(|| pb::Behavior {
+        behavior: some(&["behavior"]).then(|| Behavior {
             observations: fields
                 .lines("behavior")
                 .into_iter()
                 .map(|line| {
                     let (code, on) = line.split_once(' ').unwrap_or((line.as_str(), ""));
-                    pb::ObservedBehavior {
+                    ObservedBehavior {
                         code: code.trim().into(),
                         observed_on: on.trim().into(),
                     }
@@ -194,87 +212,90 @@ fn draft(fields: &Fields) -> pb::NewReferral {
         }),
         threat: (some(&["threat_type", "target_type", "grievance_code"])
             || fields.checked("weapons_access"))
-        .then(|| pb::ThreatDetails {
-            threat_type: fields.get("threat_type").into(),
-            target_type: fields.get("target_type").into(),
+        .then(|| ThreatDetails {
+            threat_type: text("threat_type"),
+            target_type: text("target_type"),
             weapons_access: fields.checked("weapons_access"),
-            grievance_code: fields.get("grievance_code").into(),
+            grievance_code: text("grievance_code"),
         }),
-        narrative: some(&["narrative"]).then(|| pb::Narrative {
-            text: fields.get("narrative").into(),
+        narrative: some(&["narrative"]).then(|| Narrative {
+            text: text("narrative"),
         }),
-        mental_health: some(&["mh_diagnoses", "mh_treatment"]).then(|| pb::MentalHealth {
+        mental_health: some(&["mh_diagnoses", "mh_treatment"]).then(|| MentalHealth {
             diagnoses: fields.lines("mh_diagnoses"),
-            treatment: fields.get("mh_treatment").into(),
+            treatment: text("mh_treatment"),
         }),
-        substance_use: some(&["su_record"]).then(|| pb::SubstanceUse {
-            treatment_record: fields.get("su_record").into(),
+        substance_use: some(&["su_record"]).then(|| SubstanceUse {
+            treatment_record: text("su_record"),
         }),
         education_record: (some(&["edu_school", "edu_grade", "edu_discipline"])
             || fields.checked("edu_iep"))
-        .then(|| pb::EducationRecord {
-            school: fields.get("edu_school").into(),
-            grade: fields.get("edu_grade").into(),
+        .then(|| EducationRecord {
+            school: text("edu_school"),
+            grade: text("edu_grade"),
             iep_or_504: fields.checked("edu_iep"),
             discipline: fields.lines("edu_discipline"),
         }),
         criminal_history: some(&["crim_arrests", "crim_orders", "crim_firearms"]).then(|| {
-            pb::CriminalHistory {
+            CriminalHistory {
                 arrests: fields.lines("crim_arrests"),
                 protective_orders: fields.lines("crim_orders"),
                 firearm_records: fields.lines("crim_firearms"),
             }
         }),
         reporter: some(&["reporter_name", "reporter_relationship", "reporter_contact"]).then(
-            || pb::ReporterIdentity {
-                name: fields.get("reporter_name").into(),
-                relationship: fields.get("reporter_relationship").into(),
-                contact: fields.get("reporter_contact").into(),
+            || ReporterIdentity {
+                name: text("reporter_name"),
+                relationship: text("reporter_relationship"),
+                contact: text("reporter_contact"),
             },
         ),
         third_parties: if some(&["third_name", "third_role"]) {
-            vec![pb::ThirdParty {
-                name: fields.get("third_name").into(),
-                role: fields.get("third_role").into(),
+            vec![ThirdParty {
+                name: text("third_name"),
+                role: text("third_role"),
             }]
         } else {
             vec![]
         },
     };
-    pb::NewReferral {
-        recipient: fields.get("recipient").into(),
-        purpose: pb::Purpose::from_str_name(&word("purpose", "PURPOSE_"))
-            .unwrap_or(pb::Purpose::Unspecified)
-            .into(),
-        level_of_concern: some(&["loc_scheme", "loc_value"]).then(|| pb::LevelOfConcern {
-            scheme: fields.get("loc_scheme").into(),
-            value: fields.get("loc_value").into(),
+    Ok(NewReferral {
+        recipient: text("recipient"),
+        purpose,
+        level_of_concern: some(&["loc_scheme", "loc_value"]).then(|| LevelOfConcern {
+            scheme: text("loc_scheme"),
+            value: text("loc_value"),
         }),
-        legal_basis: pb::LegalBasis::from_str_name(&word("legal_basis", "LEGAL_BASIS_"))
-            .unwrap_or(pb::LegalBasis::Unspecified)
-            .into(),
-        justification: fields.get("justification").into(),
-        consent_ref: fields.get("consent_ref").into(),
-        content: Some(content),
-        case_ref: fields.get("case_ref").into(),
+        legal_basis,
+        justification: optional("justification"),
+        consent_ref: optional("consent_ref"),
+        content,
+        case_ref: optional("case_ref"),
         reidentify: false,
+    })
+}
+
+/// The form's idempotency key, with the digest of the draft it came with, so that sending the
+/// same form twice sends once and a reused key with another draft is refused.
+fn idempotency(fields: &Fields, draft: &NewReferral) -> Idempotency {
+    // A draft is plain strings, lists and flags, which JSON always encodes; were it ever to
+    // fail, every draft would share one digest and a reused key would send nothing twice.
+    let encoded = serde_json::to_vec(draft).unwrap_or_default();
+    Idempotency {
+        key: fields.get("idempotency_key").to_owned(),
+        draft_digest: hex::encode(Sha256::digest(encoded)),
     }
 }
 
-async fn consents(console: &Console, staff: &Staff) -> Vec<pb::Consent> {
-    console
-        .agency()
-        .list_consents(request(staff, pb::ListConsentsRequest { limit: 200 }))
-        .await
-        .map(|r| r.into_inner().consents)
-        .unwrap_or_default()
+async fn consents(console: &Console) -> Vec<Consent> {
+    console.app().consents(200).await.unwrap_or_default()
 }
 
 fn whole_page(
     console: &Console,
     staff: &Staff,
     fields: &Fields,
-    consents: &[pb::Consent],
+    consents: &[Consent],
     message: Option<&str>,
 ) -> Markup {
     let body = html! {
@@ -298,7 +319,7 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
     if !staff.role.may(Capability::CreateReferrals) {
         return page::forbidden(&console, &staff, "create referrals");
     }
-    let consents = consents(&console, &staff).await;
+    let consents = consents(&console).await;
     whole_page(&console, &staff, &Fields::default(), &consents, None).into_response()
 }
 
@@ -316,32 +337,25 @@ pub async fn preview(
         return html! { p id="preview-waiting" { "Choose a recipient team to see what would reach it." } }
             .into_response();
     }
-    let draft = draft(&fields);
-    let recipient = page::team(&draft.recipient).to_owned();
-    let dry_run = pb::SubmitReferralRequest {
-        referral: Some(draft),
-        dry_run: true,
-        idempotency_key: String::new(),
+    let recipient = page::team(fields.get("recipient")).to_owned();
+    let previewed = match draft(&fields) {
+        Ok(draft) => console.app().preview(draft).await,
+        Err(e) => Err(e),
     };
-    match console
-        .agency()
-        .submit_referral(request(&staff, dry_run))
-        .await
-    {
-        Ok(response) => {
-            let response = response.into_inner();
-            let reaching = response.categories_disclosed.len();
+    match previewed {
+        Ok(disclosed) => {
+            let reaching = disclosed.referral.categories().len();
             html! {
                 p id="preview-summary" {
-                    (reaching) " of " (response.decisions.len()) " categories would reach " strong { (recipient) } "."
+                    (reaching) " of " (disclosed.decisions.len()) " categories would reach " strong { (recipient) } "."
                 }
-                (super::referral::decisions(&response.decisions, &recipient))
+                (super::referral::decisions(&disclosed.decisions, &recipient))
             }
             .into_response()
         }
-        Err(status) => html! {
+        Err(e) => html! {
             div.notice.warn id="preview-problem" role="status" {
-                "Not ready to send: " (page::sentence(status.message()))
+                "Not ready to send: " (Refusal::of(&e).message)
             }
         }
         .into_response(),
@@ -358,23 +372,25 @@ pub async fn submit(
         return page::forbidden(&console, &staff, "create referrals");
     }
     let fields = Fields::parse(&body);
-    let send = pb::SubmitReferralRequest {
-        referral: Some(draft(&fields)),
-        dry_run: false,
-        idempotency_key: fields.get("idempotency_key").into(),
+    let sent = match draft(&fields) {
+        Ok(draft) => {
+            let idempotency = idempotency(&fields, &draft);
+            console
+                .app()
+                .submit(draft, Some(idempotency), &page::actor(&staff))
+                .await
+        }
+        Err(e) => Err(e),
     };
-    match console
-        .agency()
-        .submit_referral(request(&staff, send))
-        .await
-    {
-        Ok(response) => Redirect::to(&format!("/referrals/{}", response.into_inner().referral_id))
-            .into_response(),
-        Err(status) => {
-            let consents = consents(&console, &staff).await;
+    match sent {
+        Ok(disclosed) => {
+            Redirect::to(&format!("/referrals/{}", disclosed.referral.id)).into_response()
+        }
+        Err(e) => {
+            let consents = consents(&console).await;
             let message = format!(
                 "The referral was not sent: {} Correct the form and send it again.",
-                page::sentence(status.message())
+                Refusal::of(&e).message
             );
             (
                 axum::http::StatusCode::UNPROCESSABLE_ENTITY,
@@ -382,5 +398,83 @@ pub async fn submit(
             )
                 .into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(body: &str) -> Fields {
+        Fields::parse(body.as_bytes())
+    }
+
+    #[test]
+    fn the_form_becomes_a_draft_with_only_the_sections_filled_in() {
+        let draft = draft(&form(
+            "recipient=county-core&purpose=threat-assessment&legal_basis=health-safety-emergency\
+             &justification=+Said+so+today+&case_ref=&loc_scheme=CSTAG&loc_value=&identity_name=J\
+             &behavior=LEAKAGE+2026-11-20%0D%0A%0D%0AFIXATION&weapons_access=yes",
+        ))
+        .unwrap();
+        assert_eq!(draft.recipient, "county-core");
+        assert_eq!(draft.purpose, Purpose::ThreatAssessment);
+        assert_eq!(draft.legal_basis, LegalBasis::HealthSafetyEmergency);
+        assert_eq!(draft.justification.as_deref(), Some("Said so today"));
+        assert_eq!(draft.case_ref, None);
+        assert_eq!(draft.consent_ref, None);
+        assert_eq!(
+            draft.level_of_concern,
+            Some(LevelOfConcern {
+                scheme: "CSTAG".into(),
+                value: String::new()
+            })
+        );
+        let c = &draft.content;
+        assert_eq!(c.identity.as_ref().map(|i| i.full_name.as_str()), Some("J"));
+        let observed: Vec<(&str, &str)> = c
+            .behavior
+            .iter()
+            .flat_map(|b| &b.observations)
+            .map(|o| (o.code.as_str(), o.observed_on.as_str()))
+            .collect();
+        assert_eq!(observed, [("LEAKAGE", "2026-11-20"), ("FIXATION", "")]);
+        assert!(c.threat.as_ref().is_some_and(|t| t.weapons_access));
+        assert!(c.contact.is_none() && c.narrative.is_none() && c.third_parties.is_empty());
+    }
+
+    #[test]
+    fn a_value_the_form_never_offers_is_refused_by_field() {
+        let refused = |body: &str| draft(&form(body)).unwrap_err().to_string();
+        assert_eq!(
+            refused("purpose=threat-assessment&legal_basis=consent"),
+            "referral.recipient: is required"
+        );
+        assert_eq!(
+            refused("recipient=x&purpose=PURPOSE_THREAT_ASSESSMENT&legal_basis=consent"),
+            "referral.purpose: is required"
+        );
+        assert_eq!(
+            refused("recipient=x&purpose=consultation&legal_basis=unspecified"),
+            "referral.legal_basis: is required"
+        );
+    }
+
+    #[test]
+    fn the_same_form_sent_twice_has_the_same_digest_and_another_draft_another() {
+        let fields = form(
+            "recipient=x&purpose=threat-assessment&legal_basis=consent&narrative=a&idempotency_key=k",
+        );
+        let first = idempotency(&fields, &draft(&fields).unwrap());
+        let again = idempotency(&fields, &draft(&fields).unwrap());
+        assert_eq!(first.key, "k");
+        assert_eq!(first.draft_digest, again.draft_digest);
+        let other = form(
+            "recipient=x&purpose=threat-assessment&legal_basis=consent&narrative=b&idempotency_key=k",
+        );
+        assert_ne!(
+            first.draft_digest,
+            idempotency(&other, &draft(&other).unwrap()).draft_digest
+        );
     }
 }

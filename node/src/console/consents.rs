@@ -7,27 +7,46 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
-use tatmx_proto::v1 as pb;
-use tatmx_proto::v1::agency_server::Agency as _;
+use tatmx_certs::{TeamId, TeamIdentity};
 use time::OffsetDateTime;
 
-use super::page::{self, Fields, request};
+use super::page::{self, Fields};
 use super::session::Staff;
 use super::{Capability, Console};
+use crate::app::AppError;
 use crate::category::DataCategory;
+use crate::consent::{Consent, Grantor, Provision, ProvisionKind, Recipient};
+use crate::referral::Purpose;
+
+/// The purposes a consent may be limited to, with their labels.
+const PURPOSES: [(Purpose, &str); 3] = [
+    (Purpose::ThreatAssessment, "Threat assessment"),
+    (Purpose::ThreatManagement, "Threat management"),
+    (Purpose::Consultation, "Consultation"),
+];
+
+/// The teams a consent names, shortened to their team ids; empty means any team.
+fn teams(consent: &Consent) -> String {
+    consent
+        .provision
+        .recipients
+        .iter()
+        .filter_map(|r| match r {
+            Recipient::Team(team) => Some(page::team(&team.uri()).to_owned()),
+            Recipient::Discipline(_) => None,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// `GET /consents`
 pub async fn page(State(console): State<Console>, Extension(staff): Extension<Staff>) -> Response {
     if !staff.role.may(Capability::CreateReferrals) {
         return page::forbidden(&console, &staff, "read consents");
     }
-    let consents = match console
-        .agency()
-        .list_consents(request(&staff, pb::ListConsentsRequest { limit: 500 }))
-        .await
-    {
-        Ok(response) => response.into_inner().consents,
-        Err(status) => return page::refused(&console, &staff, &status),
+    let consents = match console.app().consents(500).await {
+        Ok(consents) => consents,
+        Err(e) => return page::refused(&console, &staff, &e),
     };
     let state = console.trust().state();
     let peers: Vec<String> = state
@@ -46,14 +65,14 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
                 } }
                 tbody {
                     @for c in &consents {
-                        @let teams = c.provision.as_ref().map(|p| p.recipient_teams.iter().map(|t| page::team(t).to_owned()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                        @let teams = teams(c);
                         tr data-consent-id=(c.id) {
                             td { a href=(format!("/consents/{}", c.id)) { (c.id) } }
                             td { (c.subject) }
-                            td { @if c.grantor == pb::Grantor::Guardian as i32 { "guardian " (c.grantor_name) } @else { "the subject" } }
+                            td { @if let Grantor::Guardian { name } = &c.grantor { "guardian " (name) } @else { "the subject" } }
                             td { @if teams.is_empty() { "any team" } @else { (teams) } }
-                            td { (page::time(c.valid_until.as_ref())) }
-                            td { @if c.revoked_at.is_some() { "revoked " (page::time(c.revoked_at.as_ref())) } @else { "in force" } }
+                            td { (page::time(c.valid_until)) }
+                            td { @if c.revoked_at.is_some() { "revoked " (page::time(c.revoked_at)) } @else { "in force" } }
                         }
                     }
                 }
@@ -66,8 +85,8 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
             input type="text" id="consent-subject" name="subject" required;
             label for="consent-grantor" { "Given by" }
             select id="consent-grantor" name="grantor" {
-                option value="self" { "The subject" }
-                option value="guardian" { "A parent or guardian" }
+                option value=(<&str>::from(&Grantor::Subject)) { "The subject" }
+                option value=(<&str>::from(&Grantor::Guardian { name: String::new() })) { "A parent or guardian" }
             }
             label for="consent-grantor-name" { "The guardian's name, if a guardian gave it" }
             input type="text" id="consent-grantor-name" name="grantor_name";
@@ -80,7 +99,7 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
             }
             fieldset {
                 legend { "Purposes (none ticked: any purpose)" }
-                @for (value, label) in [("threat-assessment", "Threat assessment"), ("threat-management", "Threat management"), ("consultation", "Consultation")] {
+                @for (value, label) in PURPOSES.map(|(p, label)| (p.as_str(), label)) {
                     p { input type="checkbox" id=(format!("consent-purpose-{value}")) name="purpose" value=(value);
                         label.inline for=(format!("consent-purpose-{value}")) { (label) } }
                 }
@@ -116,11 +135,11 @@ pub async fn record(
             date,
             time::macros::format_description!("[year]-[month]-[day]"),
         ) {
-            Ok(date) => Some(crate::convert::timestamp_to_proto(
+            Ok(date) => Some(
                 date.with_hms(23, 59, 59)
                     .map(|t| t.assume_utc())
                     .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            )),
+            ),
             Err(_) => {
                 return page::error_page(
                     &console,
@@ -131,58 +150,79 @@ pub async fn record(
             }
         },
     };
-    let categories = fields
-        .all("category")
-        .iter()
-        .filter_map(|c| DataCategory::parse(c))
-        .map(|c| crate::convert::category_to_proto(c).into())
-        .collect();
-    let purposes = fields
-        .all("purpose")
-        .iter()
-        .filter_map(|p| {
-            pb::Purpose::from_str_name(&format!(
-                "PURPOSE_{}",
-                p.to_ascii_uppercase().replace('-', "_")
-            ))
-        })
-        .map(i32::from)
-        .collect();
-    let consent = pb::Consent {
-        subject: fields.get("subject").into(),
-        grantor: if fields.get("grantor") == "guardian" {
-            pb::Grantor::Guardian
-        } else {
-            pb::Grantor::Self_
-        }
-        .into(),
-        grantor_name: fields.get("grantor_name").into(),
-        provision: Some(pb::Provision {
-            r#type: pb::ProvisionType::Permit.into(),
-            categories,
-            recipient_teams: fields.all("team"),
-            recipient_disciplines: vec![],
-            purposes,
-            provisions: vec![],
-        }),
-        valid_until,
-        ..Default::default()
+    let consent = match consent(&console, &fields, valid_until) {
+        Ok(consent) => consent,
+        Err(e) => return page::refused(&console, &staff, &e),
     };
     match console
-        .agency()
-        .record_consent(request(
-            &staff,
-            pb::RecordConsentRequest {
-                consent: Some(consent),
-            },
-        ))
+        .app()
+        .record_consent(consent, &page::actor(&staff))
         .await
     {
-        Ok(recorded) => {
-            Redirect::to(&format!("/consents/{}", recorded.into_inner().id)).into_response()
-        }
-        Err(status) => page::refused(&console, &staff, &status),
+        Ok(recorded) => Redirect::to(&format!("/consents/{}", recorded.id)).into_response(),
+        Err(e) => page::refused(&console, &staff, &e),
     }
+}
+
+/// The consent the form describes: a permit for the ticked teams, purposes and categories
+/// (none ticked: any). Unknown purposes and categories are dropped, as the form offers none.
+fn consent(
+    console: &Console,
+    fields: &Fields,
+    valid_until: Option<OffsetDateTime>,
+) -> Result<Consent, AppError> {
+    let federation = console.trust().state().local.identity.federation.clone();
+    let recipients = fields
+        .all("team")
+        .into_iter()
+        .map(|team| {
+            let identity = if team.starts_with("spiffe://") {
+                TeamIdentity::parse_uri(&team).ok()
+            } else {
+                TeamId::new(team)
+                    .ok()
+                    .map(|t| TeamIdentity::new(federation.clone(), t))
+            };
+            identity.map(Recipient::Team).ok_or_else(|| {
+                AppError::invalid(
+                    "consent.provision.recipient_teams",
+                    "not a team id or identity",
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let grantor = match fields.get("grantor").parse::<Grantor>() {
+        Ok(Grantor::Guardian { .. }) => Grantor::Guardian {
+            name: fields.get("grantor_name").into(),
+        },
+        _ => Grantor::Subject,
+    };
+    let now = OffsetDateTime::now_utc();
+    Ok(Consent {
+        // The node assigns the id and the time it was recorded.
+        id: uuid::Uuid::nil(),
+        subject: fields.get("subject").into(),
+        grantor,
+        provision: Provision {
+            kind: ProvisionKind::Permit,
+            categories: fields
+                .all("category")
+                .iter()
+                .filter_map(|c| DataCategory::parse(c))
+                .collect(),
+            recipients,
+            purposes: fields
+                .all("purpose")
+                .iter()
+                .filter_map(|p| Purpose::parse(p))
+                .collect(),
+            provisions: Vec::new(),
+        },
+        valid_from: now,
+        valid_until,
+        revoked_at: None,
+        recorded_at: now,
+    })
 }
 
 /// `GET /consents/{id}`: one consent, and its retraction's progress once revoked.
@@ -194,31 +234,16 @@ pub async fn show(
     if !staff.role.may(Capability::CreateReferrals) {
         return page::forbidden(&console, &staff, "read consents");
     }
-    let consent = match console
-        .agency()
-        .get_consent(request(
-            &staff,
-            pb::GetConsentRequest {
-                consent_id: id.clone(),
-            },
-        ))
-        .await
-    {
-        Ok(response) => response.into_inner(),
-        Err(status) => return page::refused(&console, &staff, &status),
+    let id = match page::id(&id, "consent_id") {
+        Ok(id) => id,
+        Err(e) => return page::refused(&console, &staff, &e),
+    };
+    let consent = match console.app().consent(id).await {
+        Ok(consent) => consent,
+        Err(e) => return page::refused(&console, &staff, &e),
     };
     let progress = if consent.revoked_at.is_some() {
-        console
-            .agency()
-            .get_retraction(request(
-                &staff,
-                pb::GetRetractionRequest {
-                    consent_id: id.clone(),
-                },
-            ))
-            .await
-            .ok()
-            .map(|r| r.into_inner())
+        console.app().retraction(id).await.ok()
     } else {
         None
     };
@@ -226,9 +251,9 @@ pub async fn show(
         dl.facts.card {
             dt { "Consent" } dd.mono id="consent-id" { (consent.id) }
             dt { "Subject reference" } dd { (consent.subject) }
-            dt { "Recorded" } dd { (page::time(consent.recorded_at.as_ref())) }
-            dt { "Valid until" } dd { (page::time(consent.valid_until.as_ref())) }
-            dt { "State" } dd id="consent-state" { @if consent.revoked_at.is_some() { "revoked " (page::time(consent.revoked_at.as_ref())) } @else { "in force" } }
+            dt { "Recorded" } dd { (page::time(Some(consent.recorded_at))) }
+            dt { "Valid until" } dd { (page::time(consent.valid_until)) }
+            dt { "State" } dd id="consent-state" { @if consent.revoked_at.is_some() { "revoked " (page::time(consent.revoked_at)) } @else { "in force" } }
         }
         @if consent.revoked_at.is_none() {
             @if staff.role.may(Capability::DecideReferrals) {
@@ -244,7 +269,7 @@ pub async fn show(
         @if let Some(progress) = &progress {
             h2 id="retraction-heading" { "Retraction" }
             p id="retraction-state" {
-                @if progress.complete { "Every copy known so far has been purged and acknowledged." }
+                @if progress.complete() { "Every copy known so far has been purged and acknowledged." }
                 @else { "Still waiting for some teams to acknowledge their purge." }
             }
             @if progress.targets.is_empty() {
@@ -254,13 +279,12 @@ pub async fn show(
                     thead { tr { th scope="col" { "Team" } th scope="col" { "Copy" } th scope="col" { "Reported by" } th scope="col" { "Acknowledged" } th scope="col" { "Purged" } } }
                     tbody {
                         @for t in &progress.targets {
-                            @let target = t.target.clone().unwrap_or_default();
                             tr {
-                                td { (page::team(&target.team)) }
-                                td.mono { (target.referral_id) }
+                                td { (page::team(&t.copy.team.uri())) }
+                                td.mono { (t.copy.referral_id) }
                                 td { (page::team(&t.reported_by)) }
-                                td { @if t.acknowledged { "yes" } @else { "not yet" } }
-                                td { (page::time(t.purged_at.as_ref())) }
+                                td { @if t.acknowledged_at.is_some() { "yes" } @else { "not yet" } }
+                                td { (page::time(t.purged_at)) }
                             }
                         }
                     }
@@ -280,17 +304,12 @@ pub async fn revoke(
     if !staff.role.may(Capability::DecideReferrals) {
         return page::forbidden(&console, &staff, "revoke a consent");
     }
-    match console
-        .agency()
-        .revoke_consent(request(
-            &staff,
-            pb::RevokeConsentRequest {
-                consent_id: id.clone(),
-            },
-        ))
-        .await
-    {
-        Ok(_) => Redirect::to(&format!("/consents/{id}")).into_response(),
-        Err(status) => page::refused(&console, &staff, &status),
+    let revoked = match page::id(&id, "consent_id") {
+        Ok(id) => console.app().revoke_consent(id, &page::actor(&staff)).await,
+        Err(e) => Err(e),
+    };
+    match revoked {
+        Ok(consent) => Redirect::to(&format!("/consents/{}", consent.id)).into_response(),
+        Err(e) => page::refused(&console, &staff, &e),
     }
 }

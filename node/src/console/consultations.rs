@@ -5,38 +5,27 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use maud::html;
-use tatmx_proto::v1 as pb;
-use tatmx_proto::v1::agency_server::Agency as _;
 
-use super::page::{self, request};
+use super::page;
 use super::session::Staff;
 use super::{Capability, Console};
+use crate::referral::Purpose;
 
 /// `GET /consultations`
 pub async fn page(State(console): State<Console>, Extension(staff): Extension<Staff>) -> Response {
     if !staff.role.may(Capability::ReadCases) {
         return page::forbidden(&console, &staff, "read consultations");
     }
-    let sent = match console
-        .agency()
-        .list_consultations(request(&staff, pb::ListConsultationsRequest {}))
-        .await
-    {
-        Ok(response) => response.into_inner().consultations,
-        Err(status) => return page::refused(&console, &staff, &status),
+    let sent = match console.app().consultations().await {
+        Ok(sent) => sent,
+        Err(e) => return page::refused(&console, &staff, &e),
     };
-    let received: Vec<pb::InboxItem> = match console
-        .agency()
-        .list_inbox(request(&staff, pb::ListInboxRequest { limit: 1000 }))
-        .await
-    {
-        Ok(response) => response
-            .into_inner()
-            .items
+    let received: Vec<_> = match console.app().inbox(1000, &page::actor(&staff)).await {
+        Ok(items) => items
             .into_iter()
-            .filter(|i| i.purpose == pb::Purpose::Consultation as i32)
+            .filter(|i| i.referral.purpose == Purpose::Consultation)
             .collect(),
-        Err(status) => return page::refused(&console, &staff, &status),
+        Err(e) => return page::refused(&console, &staff, &e),
     };
     let body = html! {
         h2 id="sent-heading" { "Asked by this team" }
@@ -44,8 +33,8 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
             p { "This team has not asked for a consultation. A chair asks from a received referral's page." }
         }
         @for c in &sent {
-            section.card aria-labelledby=(format!("c-{}", c.consultation_id)) data-consultation-id=(c.consultation_id) {
-                h3 id=(format!("c-{}", c.consultation_id)) { (c.question) }
+            section.card aria-labelledby=(format!("c-{}", c.id)) data-consultation-id=(c.id) {
+                h3 id=(format!("c-{}", c.id)) { (c.question) }
                 @if !c.awaiting.is_empty() {
                     p { "Waiting for: " (c.awaiting.iter().map(|t| page::team(t)).collect::<Vec<_>>().join(", ")) }
                 }
@@ -55,13 +44,13 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
                         @for a in &c.answers {
                             tr {
                                 td { (page::team(&a.partner)) }
-                                td { (page::status_word(a.status)) }
+                                td { (a.status.as_str()) }
                                 td {
                                     @if let Some(answer) = &a.answer {
                                         (answer.advice)
                                         @if !answer.recommendations.is_empty() { " [" (answer.recommendations.join(", ")) "]" }
                                     }
-                                    @if !a.decline_reason.is_empty() { "Declined: " (a.decline_reason) }
+                                    @if let Some(reason) = a.decline_reason.as_deref().filter(|r| !r.is_empty()) { "Declined: " (reason) }
                                 }
                             }
                         }
@@ -78,10 +67,10 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
                 tbody {
                     @for i in &received {
                         tr {
-                            td { a href=(format!("/referrals/{}", i.referral_id)) { (i.referral_id) } }
-                            td { (page::team(&i.sender)) }
-                            td { (page::status_word(i.status)) }
-                            td { (page::time(i.received_at.as_ref())) }
+                            td { a href=(format!("/referrals/{}", i.referral.id)) { (i.referral.id) } }
+                            td { (page::team(&i.referral.sender.uri())) }
+                            td { (i.status.as_str()) }
+                            td { (page::time(Some(i.recorded_at))) }
                         }
                     }
                 }

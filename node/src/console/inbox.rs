@@ -6,12 +6,13 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
-use tatmx_proto::v1 as pb;
-use tatmx_proto::v1::agency_server::Agency as _;
+use strum::IntoEnumIterator;
 
-use super::page::{self, request};
+use super::page;
 use super::session::Staff;
 use super::{Capability, Console};
+use crate::referral::{Purpose, ReferralStatus};
+use crate::store::StoredReferral;
 
 /// The filters; statuses and purposes are not personal data, so they may sit in the URL.
 #[derive(Debug, Deserialize)]
@@ -23,18 +24,16 @@ pub struct Filter {
 }
 
 /// The statuses a received referral can have, for the filter.
-const STATUSES: [&str; 8] = [
-    "received",
-    "accepted",
-    "info-requested",
-    "in-assessment",
-    "completed",
-    "declined",
-    "closed",
-    "cancelled",
+const STATUSES: [ReferralStatus; 8] = [
+    ReferralStatus::Received,
+    ReferralStatus::Accepted,
+    ReferralStatus::InfoRequested,
+    ReferralStatus::InAssessment,
+    ReferralStatus::Completed,
+    ReferralStatus::Declined,
+    ReferralStatus::Closed,
+    ReferralStatus::Cancelled,
 ];
-/// The purposes, for the filter.
-const PURPOSES: [&str; 3] = ["threat-assessment", "threat-management", "consultation"];
 
 /// `GET /inbox`
 pub async fn page(
@@ -45,27 +44,19 @@ pub async fn page(
     if !staff.role.may(Capability::ReadCases) {
         return page::forbidden(&console, &staff, "read the inbox");
     }
-    let items = match console
-        .agency()
-        .list_inbox(request(&staff, pb::ListInboxRequest { limit: 1000 }))
-        .await
-    {
-        Ok(response) => response.into_inner().items,
-        Err(status) => return page::refused(&console, &staff, &status),
+    let items = match console.app().inbox(1000, &page::actor(&staff)).await {
+        Ok(items) => items,
+        Err(e) => return page::refused(&console, &staff, &e),
     };
     let status = filter.status.filter(|s| !s.is_empty());
     let purpose = filter.purpose.filter(|p| !p.is_empty());
-    let shown: Vec<&pb::InboxItem> = items
+    let shown: Vec<&StoredReferral> = items
         .iter()
-        .filter(|i| {
-            status
-                .as_deref()
-                .is_none_or(|s| page::status_word(i.status) == s)
-        })
+        .filter(|i| status.as_deref().is_none_or(|s| i.status.as_str() == s))
         .filter(|i| {
             purpose
                 .as_deref()
-                .is_none_or(|p| page::purpose_word(i.purpose) == p)
+                .is_none_or(|p| i.referral.purpose.as_str() == p)
         })
         .collect();
     let body = html! {
@@ -74,7 +65,7 @@ pub async fn page(
                 label for="filter-status" { "Status" }
                 select id="filter-status" name="status" {
                     option value="" { "Any status" }
-                    @for s in STATUSES {
+                    @for s in STATUSES.map(ReferralStatus::as_str) {
                         option value=(s) selected[status.as_deref() == Some(s)] { (s) }
                     }
                 }
@@ -83,7 +74,7 @@ pub async fn page(
                 label for="filter-purpose" { "Purpose" }
                 select id="filter-purpose" name="purpose" {
                     option value="" { "Any purpose" }
-                    @for p in PURPOSES {
+                    @for p in Purpose::iter().map(Purpose::as_str) {
                         option value=(p) selected[purpose.as_deref() == Some(p)] { (p) }
                     }
                 }
@@ -105,15 +96,16 @@ pub async fn page(
                 } }
                 tbody {
                     @for item in &shown {
-                        tr data-referral-id=(item.referral_id) {
-                            td { a href=(format!("/referrals/{}", item.referral_id)) { (item.referral_id) } }
-                            td { (page::team(&item.sender)) }
-                            td { (page::purpose_word(item.purpose)) }
-                            td { @if let Some(l) = &item.level_of_concern { (l.scheme) ": " (l.value) } @else { "-" } }
-                            td.status { (page::status_word(item.status)) }
-                            td { (page::time(item.received_at.as_ref())) }
-                            td { (page::age(item.received_at.as_ref())) }
-                            td { (item.categories.iter().map(|c| page::category_name(*c)).collect::<Vec<_>>().join(", ")) }
+                        @let r = &item.referral;
+                        tr data-referral-id=(r.id) {
+                            td { a href=(format!("/referrals/{}", r.id)) { (r.id) } }
+                            td { (page::team(&r.sender.uri())) }
+                            td { (r.purpose.as_str()) }
+                            td { @if let Some(l) = &r.level_of_concern { (l.scheme) ": " (l.value) } @else { "-" } }
+                            td.status { (item.status.as_str()) }
+                            td { (page::time(Some(item.recorded_at))) }
+                            td { (page::age(Some(item.recorded_at))) }
+                            td { (r.categories().iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")) }
                         }
                     }
                 }

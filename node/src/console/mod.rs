@@ -1,10 +1,11 @@
 //! The staff console: the node's own web pages for school counsellors, clinicians, detectives
 //! and MDT chairs, who will not write TOML files.
 //!
-//! It is a front end over the node's domain layer, not a second implementation: every page
-//! calls the same Agency and Admin services the CLI uses, in-process, as the signed-in user
-//! (a console [`crate::actor::Actor`] on the request), so the filter, the lifecycle and the audit
-//! apply exactly as they do to the CLI. Staff sign in with a password (argon2id) and a TOTP
+//! It is an adapter over the node's application layer ([`crate::app`]), not a second
+//! implementation: every page turns its form into domain values, calls one use case of the
+//! same [`App`] the Agency API adapts, as the signed-in user (a console
+//! [`crate::actor::Actor`]), and renders the domain answer; so the filter, the lifecycle and
+//! the audit apply exactly as they do to the CLI. No protobuf type reaches it. Staff sign in with a password (argon2id) and a TOTP
 //! code; each role sees only its pages, and the server refuses anything else whatever the
 //! browser sends. Pages are rendered on the server with maud; htmx (served by the node, no
 //! CDN) does the few live parts, such as the disclosure preview beside a new referral.
@@ -16,7 +17,8 @@
 //! - [`account`]: the signed-in user's own account: changing their password.
 //! - [`credentials`]: argon2id passwords and TOTP codes.
 //! - [`role`]: what each role may do.
-//! - [`page`]: the layout every page shares, and how errors read.
+//! - [`page`]: the layout every page shares, and how refusals read (the one mapping from
+//!   [`crate::app::AppError`] to a response).
 //! - [`inbox`], [`referral`], [`compose`], [`consultations`], [`consents`], [`outbox`],
 //!   [`audit`], [`trust`]: the pages.
 
@@ -30,8 +32,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::AdminService;
-use crate::agency::AgencyService;
+use crate::app::App;
 use crate::config::ConsoleSettings;
 use crate::store::Store;
 use crate::trust::Trust;
@@ -86,10 +87,9 @@ pub struct Services {
     pub store: Store,
     /// This node's team, its peers, and its certificate.
     pub trust: Trust,
-    /// Referrals, inbox, outbox, consents, consultations: the same service as the Agency API.
-    pub agency: AgencyService,
-    /// Audit and trust status: the same service as the Admin API.
-    pub admin: AdminService,
+    /// Referrals, inbox, outbox, consents, consultations and the audit: the same use cases
+    /// the Agency and Admin APIs adapt.
+    pub app: App,
 }
 
 /// What every handler shares.
@@ -114,12 +114,8 @@ impl Console {
         &self.inner.services.store
     }
 
-    fn agency(&self) -> &AgencyService {
-        &self.inner.services.agency
-    }
-
-    fn admin(&self) -> &AdminService {
-        &self.inner.services.admin
+    fn app(&self) -> &App {
+        &self.inner.services.app
     }
 
     fn trust(&self) -> &Trust {

@@ -1,17 +1,20 @@
 //! What every page shares: the layout (skip link, navigation by role, headings in order), the
-//! assets served by the node, form fields, wire values in words, and errors as plain
-//! sentences that say what to do.
+//! assets served by the node, form fields, times in words, and errors as plain sentences that
+//! say what to do. A use case's refusal becomes a response in one place, [`refused`].
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
-use tatmx_proto::v1 as pb;
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
+use uuid::Uuid;
 
 use super::account::PASSWORD_PAGE;
 use super::session::Staff;
 use super::{Capability, Console};
 use crate::actor::Actor;
+use crate::app::AppError;
+use crate::lifecycle::TransitionError;
+use crate::store::StoreError;
 
 /// htmx 2, vendored (see `assets/htmx-LICENSE.txt`).
 const HTMX: &[u8] = include_bytes!("assets/htmx.min.js");
@@ -207,33 +210,97 @@ pub fn forbidden(console: &Console, staff: &Staff, what: &str) -> Response {
     )
 }
 
-/// A service's refusal, as a page: its message is already a sentence about what was wrong.
-pub fn refused(console: &Console, staff: &Staff, status: &tonic::Status) -> Response {
-    use tonic::Code;
-    let (code, advice) = match status.code() {
-        Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Go back, correct it, and try again.",
-        ),
-        Code::NotFound => (
-            StatusCode::NOT_FOUND,
-            "Check the link, or go back to the list.",
-        ),
-        Code::PermissionDenied => (
-            StatusCode::FORBIDDEN,
-            "Only the team allowed to make this change can make it.",
-        ),
-        Code::Unavailable | Code::ResourceExhausted => (
+/// How the console answers a use case's refusal: the HTTP status, what was wrong, and what to
+/// do about it. This is the console's one mapping from [`AppError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What was wrong, as a sentence; never personal data, never the database's own words.
+    pub message: String,
+    /// What the user can do about it.
+    pub advice: &'static str,
+}
+
+/// What a user can do about a request they can correct.
+const CORRECT_IT: &str = "Go back, correct it, and try again.";
+/// What a user can do about a refusal that is not theirs to fix.
+const TRY_AGAIN: &str = "Try again; if it keeps happening, tell your node's admin.";
+/// What a user can do while the node is busy.
+const WAIT: &str = "Wait a minute and try again.";
+
+impl Refusal {
+    /// The console's answer to `error`.
+    pub fn of(error: &AppError) -> Self {
+        let (status, advice) = match error {
+            AppError::Invalid(_)
+            | AppError::Precondition(_)
+            | AppError::IdempotencyKeyReused
+            | AppError::Transition(TransitionError::NotFromHere { .. })
+            | AppError::Transition(TransitionError::Missing(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, CORRECT_IT)
+            }
+            AppError::NoSuchReferral(_) | AppError::Purged(_) | AppError::NotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "Check the link, or go back to the list.",
+            ),
+            AppError::NotAllowed(_) | AppError::Transition(TransitionError::WrongParty { .. }) => (
+                StatusCode::FORBIDDEN,
+                "Only the team allowed to make this change can make it.",
+            ),
+            AppError::Store(store) => {
+                let (status, message) = store_refusal(store);
+                return Self {
+                    status,
+                    message: sentence(message),
+                    advice: if status == StatusCode::SERVICE_UNAVAILABLE {
+                        WAIT
+                    } else {
+                        TRY_AGAIN
+                    },
+                };
+            }
+        };
+        Self {
+            status,
+            message: sentence(&error.to_string()),
+            advice,
+        }
+    }
+}
+
+/// A store failure in the words the node uses for it everywhere (the Agency API says the
+/// same): busy or full is worth waiting for, anything else is logged for the admin.
+fn store_refusal(error: &StoreError) -> (StatusCode, &'static str) {
+    if error.is_busy() {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            "Wait a minute and try again.",
-        ),
-        _ => (
+            "the node's store is busy; retry later",
+        )
+    } else if error.is_full() {
+        tracing::error!(error = %error, "the store's disk is full");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node's disk is full; nothing was saved; retry once an admin has freed space",
+        )
+    } else {
+        tracing::error!(error = %error, "store operation failed");
+        (
             StatusCode::INTERNAL_SERVER_ERROR,
-            "Try again; if it keeps happening, tell your node's admin.",
-        ),
-    };
-    let message = sentence(status.message());
-    error_page(console, staff, code, &format!("{message} {advice}"))
+            "the node could not store the message; nothing was saved",
+        )
+    }
+}
+
+/// A use case's refusal, as a page that says what was wrong and what to do.
+pub fn refused(console: &Console, staff: &Staff, error: &AppError) -> Response {
+    let refusal = Refusal::of(error);
+    error_page(
+        console,
+        staff,
+        refusal.status,
+        &format!("{} {}", refusal.message, refusal.advice),
+    )
 }
 
 /// A service message as a sentence: capitalised, ending in a full stop.
@@ -248,13 +315,14 @@ pub fn sentence(message: &str) -> String {
     text
 }
 
-/// A request into the node's services, made for the signed-in user.
-pub fn request<T>(staff: &Staff, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .extensions_mut()
-        .insert(Actor::console(&staff.username));
-    request
+/// Who the signed-in user is to the node's use cases, for the audit and the timelines.
+pub fn actor(staff: &Staff) -> Actor {
+    Actor::console(&staff.username)
+}
+
+/// An id from the page's address; `field` names it as the Agency API would.
+pub fn id(text: &str, field: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(text).map_err(|_| AppError::invalid(field, "is not a UUID"))
 }
 
 /// The fields of a url-encoded form, in order; a field may repeat.
@@ -304,66 +372,26 @@ impl Fields {
     }
 }
 
-/// An enum's wire name in the console's words: `REFERRAL_STATUS_IN_ASSESSMENT` → `in-assessment`.
-pub fn word(name: &str, prefix: &str) -> String {
-    name.trim_start_matches(prefix)
-        .to_ascii_lowercase()
-        .replace('_', "-")
-}
-
-/// A referral status as a word.
-pub fn status_word(value: i32) -> String {
-    pb::ReferralStatus::try_from(value)
-        .map(|s| word(s.as_str_name(), "REFERRAL_STATUS_"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// A purpose as a word.
-pub fn purpose_word(value: i32) -> String {
-    pb::Purpose::try_from(value)
-        .map(|s| word(s.as_str_name(), "PURPOSE_"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// A legal basis as a word.
-pub fn basis_word(value: i32) -> String {
-    pb::LegalBasis::try_from(value)
-        .map(|s| word(s.as_str_name(), "LEGAL_BASIS_"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// A data category's name, such as `MENTAL_HEALTH`.
-pub fn category_name(value: i32) -> String {
-    pb::DataCategory::try_from(value)
-        .map(|c| {
-            c.as_str_name()
-                .trim_start_matches("DATA_CATEGORY_")
-                .to_owned()
-        })
-        .unwrap_or_else(|_| "UNKNOWN".into())
-}
-
 /// A team identity URI shortened to its team id.
 pub fn team(uri: &str) -> &str {
     uri.rsplit('/').next().unwrap_or(uri)
 }
 
-/// A wire time as `2026-11-27 14:05 UTC`, or `-`.
-pub fn time(ts: Option<&prost_types::Timestamp>) -> String {
-    ts.and_then(|ts| OffsetDateTime::from_unix_timestamp(ts.seconds).ok())
-        .map(datetime)
-        .unwrap_or_else(|| "-".into())
+/// A time as `2026-11-27 14:05 UTC`, or `-`.
+pub fn time(at: Option<OffsetDateTime>) -> String {
+    at.map(datetime).unwrap_or_else(|| "-".into())
 }
 
 /// A time as `2026-11-27 14:05 UTC`.
 pub fn datetime(at: OffsetDateTime) -> String {
+    let at = at.to_offset(UtcOffset::UTC);
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     at.format(&format).unwrap_or_else(|_| at.to_string())
 }
 
-/// How long ago a wire time was, in the largest whole unit: `5 min`, `3 h`, `2 days`.
-pub fn age(ts: Option<&prost_types::Timestamp>) -> String {
-    let Some(at) = ts.and_then(|ts| OffsetDateTime::from_unix_timestamp(ts.seconds).ok()) else {
+/// How long ago a time was, in the largest whole unit: `5 min`, `3 h`, `2 days`.
+pub fn age(at: Option<OffsetDateTime>) -> String {
+    let Some(at) = at else {
         return "-".into();
     };
     let elapsed = OffsetDateTime::now_utc() - at;
@@ -373,5 +401,80 @@ pub fn age(ts: Option<&prost_types::Timestamp>) -> String {
         format!("{} h", elapsed.whole_hours())
     } else {
         format!("{} min", elapsed.whole_minutes().max(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::referral::ReferralStatus;
+
+    fn refusal(error: AppError) -> (StatusCode, String, &'static str) {
+        let r = Refusal::of(&error);
+        (r.status, r.message, r.advice)
+    }
+
+    #[test]
+    fn a_request_the_user_can_correct_reads_as_a_sentence_with_what_to_do() {
+        let (status, message, advice) = refusal(AppError::invalid("referral_id", "is not a UUID"));
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(message, "Referral_id: is not a UUID.");
+        assert_eq!(advice, CORRECT_IT);
+        for error in [
+            AppError::Precondition("the referral is closed".into()),
+            AppError::IdempotencyKeyReused,
+            AppError::Transition(TransitionError::NotFromHere {
+                current: ReferralStatus::Closed,
+                next: ReferralStatus::Accepted,
+            }),
+            AppError::Transition(TransitionError::Missing("reason: is required")),
+        ] {
+            assert_eq!(refusal(error).0, StatusCode::UNPROCESSABLE_ENTITY);
+        }
+    }
+
+    #[test]
+    fn what_is_not_here_is_404_and_what_is_not_ours_to_change_is_403() {
+        let (status, message, _) = refusal(AppError::NoSuchReferral(Uuid::nil()));
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            message,
+            "No referral 00000000-0000-0000-0000-000000000000 on this node."
+        );
+        assert_eq!(
+            refusal(AppError::NotFound("no consent x on this node".into())).0,
+            StatusCode::NOT_FOUND
+        );
+        let wrong_party = AppError::Transition(TransitionError::WrongParty {
+            allowed: "recipient",
+            next: ReferralStatus::Accepted,
+        });
+        assert_eq!(refusal(wrong_party).0, StatusCode::FORBIDDEN);
+        assert_eq!(
+            refusal(AppError::NotAllowed("no".into())).0,
+            StatusCode::FORBIDDEN
+        );
+    }
+
+    #[test]
+    fn a_store_failure_never_shows_the_database_s_words() {
+        let busy = AppError::Store(StoreError::Database(sqlx::Error::PoolTimedOut));
+        let (status, message, advice) = refusal(busy);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(message, "The node's store is busy; retry later.");
+        assert_eq!(advice, WAIT);
+        let broken = AppError::Store(StoreError::Corrupt {
+            table: "referrals",
+            id: "CANARY-ROW".into(),
+            problem: "CANARY-PROBLEM".into(),
+        });
+        let (status, message, advice) = refusal(broken);
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            message,
+            "The node could not store the message; nothing was saved."
+        );
+        assert!(!message.contains("CANARY"));
+        assert_eq!(advice, TRY_AGAIN);
     }
 }

@@ -10,17 +10,20 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use tatmx_proto::v1 as pb;
-use tatmx_proto::v1::agency_server::Agency as _;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::page::{self, Fields, request};
+use super::page::{self, Fields};
 use super::session::Staff;
 use super::{Capability, Console};
-use crate::convert;
+use crate::app::{ConsultationRequest, Forward, StatusChange};
+use crate::filter::{FieldDecision, Outcome};
 use crate::lifecycle::{self, Side};
-use crate::referral::{AssessmentOutcome, ReferralStatus, StatusUpdate};
+use crate::referral::{
+    AssessmentOutcome, LegalBasis, LevelOfConcern, NewReferral, Purpose, Referral, ReferralContent,
+    ReferralStatus, StatusUpdate, ThreatDetails,
+};
+use crate::store::{Direction, StatusEvent, StoredReferral};
 
 /// `GET /referrals/{id}`
 pub async fn page(
@@ -31,19 +34,24 @@ pub async fn page(
     if !staff.role.may(Capability::ReadCases) {
         return page::forbidden(&console, &staff, "read referrals");
     }
-    match console
-        .agency()
-        .get_referral(request(&staff, pb::GetReferralRequest { referral_id: id }))
-        .await
-    {
-        Ok(record) => render(&console, &staff, &record.into_inner()).into_response(),
-        Err(status) => page::refused(&console, &staff, &status),
+    let read = match page::id(&id, "referral_id") {
+        Ok(id) => console.app().read(id, &page::actor(&staff)).await,
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok((stored, events)) => render(&console, &staff, &stored, &events).into_response(),
+        Err(e) => page::refused(&console, &staff, &e),
     }
 }
 
-fn render(console: &Console, staff: &Staff, record: &pb::ReferralRecord) -> Markup {
-    let referral = record.referral.clone().unwrap_or_default();
-    let inbound = record.direction == pb::Direction::Inbound as i32;
+fn render(
+    console: &Console,
+    staff: &Staff,
+    stored: &StoredReferral,
+    timeline: &[StatusEvent],
+) -> Markup {
+    let referral = &stored.referral;
+    let inbound = stored.direction == Direction::Inbound;
     let title = if referral.consultation.is_some() {
         "Consultation request"
     } else {
@@ -53,33 +61,33 @@ fn render(console: &Console, staff: &Staff, record: &pb::ReferralRecord) -> Mark
         dl.facts.card id="referral-facts" {
             dt { "Referral" } dd.mono id="referral-id" { (referral.id) }
             @if inbound {
-                dt { "From" } dd id="referral-from" { (page::team(&referral.sender)) }
+                dt { "From" } dd id="referral-from" { (page::team(&referral.sender.uri())) }
             } @else {
-                dt { "To" } dd id="referral-to" { (page::team(&referral.recipient)) }
+                dt { "To" } dd id="referral-to" { (page::team(&referral.recipient.uri())) }
             }
-            dt { "Status" } dd id="referral-status" { (page::status_word(record.status)) }
-            dt { "Purpose" } dd { (page::purpose_word(referral.purpose)) }
-            dt { "Legal basis" } dd { (page::basis_word(referral.legal_basis)) }
+            dt { "Status" } dd id="referral-status" { (stored.status.as_str()) }
+            dt { "Purpose" } dd { (referral.purpose.as_str()) }
+            dt { "Legal basis" } dd { (referral.legal_basis.as_str()) }
             @if let Some(l) = &referral.level_of_concern {
                 dt { "Level of concern" } dd { (l.scheme) ": " (l.value) }
             }
-            @if !referral.case_handle.is_empty() {
-                dt { "Case handle" } dd.mono { (referral.case_handle) }
+            @if let Some(handle) = referral.case_handle.as_deref().filter(|h| !h.is_empty()) {
+                dt { "Case handle" } dd.mono { (handle) }
             }
             @if let Some(c) = &referral.consultation {
                 dt { "Question" } dd { (c.question) }
             }
-            dt { "Created" } dd { (page::time(referral.created_at.as_ref())) }
-            @if record.retain_until.is_some() {
-                dt { "Kept until" } dd { (page::time(record.retain_until.as_ref())) }
+            dt { "Created" } dd { (page::time(Some(referral.created_at))) }
+            @if stored.retain_until.is_some() {
+                dt { "Kept until" } dd { (page::time(stored.retain_until)) }
             }
             @if !referral.provenance.is_empty() {
                 dt { "Passed through" }
-                dd { (referral.provenance.iter().map(|h| page::team(&h.team)).collect::<Vec<_>>().join(" → ")) }
+                dd { (referral.provenance.iter().map(|h| page::team(&h.team.uri()).to_owned()).collect::<Vec<_>>().join(" → ")) }
             }
         }
         h2 id="content-heading" { @if inbound { "What this team received" } @else { "What was sent" } }
-        (content(referral.content.as_ref()))
+        (content(&referral.content))
         h2 id="withheld-heading" { "What the sender's filter withheld, and why" }
         @if referral.withheld.is_empty() {
             p id="withheld-none" { "Nothing was withheld." }
@@ -88,8 +96,8 @@ fn render(console: &Console, staff: &Staff, record: &pb::ReferralRecord) -> Mark
                 thead { tr { th scope="col" { "Category" } th scope="col" { "What happened" } th scope="col" { "Why" } th scope="col" { "Rules" } } }
                 tbody {
                     @for w in &referral.withheld {
-                        tr data-category=(page::category_name(w.category)) {
-                            td { (page::category_name(w.category)) }
+                        tr data-category=(w.category.as_str()) {
+                            td { (w.category.as_str()) }
                             td { @if w.pseudonymized { "replaced by the case handle" } @else { "withheld" } }
                             td { (w.reasons.join(" ")) }
                             td.mono { (w.rules.join(", ")) }
@@ -98,36 +106,36 @@ fn render(console: &Console, staff: &Staff, record: &pb::ReferralRecord) -> Mark
                 }
             }
         }
-        @if !inbound && !record.decisions.is_empty() {
+        @if !inbound && !stored.decisions.is_empty() {
             h2 { "The filter's decision for each category" }
-            (decisions(&record.decisions, page::team(&referral.recipient)))
+            (decisions(&stored.decisions, page::team(&referral.recipient.uri())))
         }
         h2 id="timeline-heading" { "Timeline" }
         table id="timeline" {
             thead { tr { th scope="col" { "Status" } th scope="col" { "When" } th scope="col" { "By" } th scope="col" { "Details" } } }
             tbody {
-                @for e in &record.timeline {
+                @for e in timeline {
                     tr {
-                        td { (page::status_word(e.status)) }
-                        td { (page::time(e.at.as_ref())) }
+                        td { (e.status.as_str()) }
+                        td { (page::time(Some(e.at))) }
                         td { (page::team(&e.actor)) }
                         td {
-                            @if !e.reason.is_empty() { "Reason: " (e.reason) " " }
+                            @if let Some(reason) = e.reason.as_deref().filter(|r| !r.is_empty()) { "Reason: " (reason) " " }
                             @if let Some(o) = &e.outcome { (outcome_text(o)) }
-                            @if !e.forwarded_to.is_empty() { "Forwarded to " (page::team(&e.forwarded_to)) }
+                            @if let Some(to) = e.forwarded_to.as_deref().filter(|t| !t.is_empty()) { "Forwarded to " (page::team(to)) }
                         }
                     }
                 }
             }
         }
         h2 id="actions-heading" { "Actions" }
-        (actions(console, staff, record, &referral, inbound))
+        (actions(console, staff, stored.status, referral, inbound))
     };
     page::layout(console, staff, title, "/inbox", body)
 }
 
 /// A completed assessment's outcome in words.
-fn outcome_text(o: &pb::AssessmentOutcome) -> String {
+fn outcome_text(o: &AssessmentOutcome) -> String {
     let mut parts = Vec::new();
     if let Some(l) = &o.level_of_concern {
         parts.push(format!("Level of concern {}: {}.", l.scheme, l.value));
@@ -149,19 +157,19 @@ fn outcome_text(o: &pb::AssessmentOutcome) -> String {
 }
 
 /// The filter's decisions as a table, as the preview and a sent referral show them.
-pub fn decisions(decisions: &[pb::FieldDecision], recipient: &str) -> Markup {
+pub fn decisions(decisions: &[FieldDecision], recipient: &str) -> Markup {
     html! {
         table.decisions {
             thead { tr { th scope="col" { "Category" } th scope="col" { "Outcome" } th scope="col" { "Why" } th scope="col" { "Rules" } } }
             tbody {
                 @for d in decisions {
-                    @let (class, text) = match pb::DisclosureOutcome::try_from(d.outcome) {
-                        Ok(pb::DisclosureOutcome::Disclose) => ("outcome-disclose", format!("reaches {recipient}")),
-                        Ok(pb::DisclosureOutcome::Pseudonymize) => ("outcome-pseudonymize", "replaced by the case handle".to_owned()),
-                        _ => ("outcome-withhold", "withheld".to_owned()),
+                    @let (class, text) = match d.outcome {
+                        Outcome::Disclose => ("outcome-disclose", format!("reaches {recipient}")),
+                        Outcome::Pseudonymize => ("outcome-pseudonymize", "replaced by the case handle".to_owned()),
+                        Outcome::Withhold => ("outcome-withhold", "withheld".to_owned()),
                     };
-                    tr data-category=(page::category_name(d.category)) data-outcome=(text) {
-                        th scope="row" { (page::category_name(d.category)) }
+                    tr data-category=(d.category.as_str()) data-outcome=(text) {
+                        th scope="row" { (d.category.as_str()) }
                         td { span class=(format!("badge {class}")) { (text) } }
                         td { (d.reasons.join(" ")) }
                         td.mono { (d.rules.join(", ")) }
@@ -173,10 +181,7 @@ pub fn decisions(decisions: &[pb::FieldDecision], recipient: &str) -> Markup {
 }
 
 /// The content sections present, one per category.
-fn content(content: Option<&pb::ReferralContent>) -> Markup {
-    let Some(c) = content else {
-        return html! { p { "No content." } };
-    };
+fn content(c: &ReferralContent) -> Markup {
     let lines = |items: &[String]| items.join("; ");
     html! {
         div.card id="referral-content" {
@@ -230,7 +235,7 @@ fn content(content: Option<&pb::ReferralContent>) -> Markup {
 }
 
 /// Threat details in words, leaving out what was not filled in.
-fn threat_text(t: &pb::ThreatDetails) -> String {
+fn threat_text(t: &ThreatDetails) -> String {
     let mut parts = Vec::new();
     if !t.threat_type.is_empty() {
         parts.push(t.threat_type.clone());
@@ -251,15 +256,12 @@ fn threat_text(t: &pb::ThreatDetails) -> String {
 /// Whether `side` may move the referral from `current` to `next` now: the lifecycle's own
 /// rule, asked with a reason and an outcome given, so a form can then ask for them.
 fn allowed(
-    current: i32,
+    current: ReferralStatus,
     next: ReferralStatus,
     side: Side,
     consultation: bool,
     author: &tatmx_certs::TeamIdentity,
 ) -> bool {
-    let Ok(current) = convert::status_from_proto(current, "status") else {
-        return false;
-    };
     let probe = StatusUpdate {
         id: Uuid::nil(),
         referral_id: Uuid::nil(),
@@ -282,8 +284,8 @@ fn allowed(
 fn actions(
     console: &Console,
     staff: &Staff,
-    record: &pb::ReferralRecord,
-    referral: &pb::Referral,
+    status: ReferralStatus,
+    referral: &Referral,
     inbound: bool,
 ) -> Markup {
     if !staff.role.may(Capability::DecideReferrals) {
@@ -297,7 +299,7 @@ fn actions(
     };
     let state = console.trust().state();
     let me = state.local.identity.clone();
-    let may = |next| allowed(record.status, next, side, consultation, &me);
+    let may = |next| allowed(status, next, side, consultation, &me);
     let action = format!("/referrals/{}/status", referral.id);
     let simple = |status: &str, label: &str, id: &str| {
         html! {
@@ -311,7 +313,7 @@ fn actions(
     let others: Vec<String> = state
         .peers()
         .into_iter()
-        .filter(|p| !p.blocked && p.peer.identity.uri() != referral.sender)
+        .filter(|p| !p.blocked && p.peer.identity != referral.sender)
         .map(|p| p.peer.identity.uri())
         .collect();
     let partners: Vec<String> = state
@@ -417,10 +419,7 @@ pub async fn change_status(
         return page::forbidden(&console, &staff, "change a referral's status");
     }
     let fields = Fields::parse(&body);
-    let Some(status) = pb::ReferralStatus::from_str_name(&format!(
-        "REFERRAL_STATUS_{}",
-        fields.get("status").to_ascii_uppercase().replace('-', "_")
-    )) else {
+    let Some(status) = ReferralStatus::parse(fields.get("status")) else {
         return page::error_page(
             &console,
             &staff,
@@ -428,38 +427,49 @@ pub async fn change_status(
             "That is not a status a referral can take. Go back and choose one of the buttons.",
         );
     };
-    let outcome = (status == pb::ReferralStatus::Completed).then(|| {
+    let outcome = (status == ReferralStatus::Completed).then(|| {
         let recommendations = fields.lines("recommendations");
         if !fields.get("advice").is_empty() || !recommendations.is_empty() {
-            pb::AssessmentOutcome {
+            AssessmentOutcome {
+                level_of_concern: None,
+                management_plan: false,
                 advice: fields.get("advice").to_owned(),
                 recommendations,
-                ..Default::default()
             }
         } else {
-            pb::AssessmentOutcome {
-                level_of_concern: Some(pb::LevelOfConcern {
-                    scheme: fields.get("scheme").to_owned(),
-                    value: fields.get("level").to_owned(),
+            let (scheme, value) = (fields.get("scheme"), fields.get("level"));
+            AssessmentOutcome {
+                // An empty scheme and level is no level at all, as on the Agency API.
+                level_of_concern: (!(scheme.is_empty() && value.is_empty())).then(|| {
+                    LevelOfConcern {
+                        scheme: scheme.to_owned(),
+                        value: value.to_owned(),
+                    }
                 }),
                 management_plan: fields.checked("management_plan"),
-                ..Default::default()
+                advice: String::new(),
+                recommendations: Vec::new(),
             }
         }
     });
-    let update = pb::UpdateReferralStatusRequest {
-        referral_id: id.clone(),
-        status: status.into(),
-        reason: fields.get("reason").to_owned(),
-        outcome,
+    let changed = match page::id(&id, "referral_id") {
+        Ok(referral_id) => {
+            let change = StatusChange {
+                referral_id,
+                status,
+                reason: Some(fields.get("reason").to_owned()),
+                outcome,
+            };
+            console
+                .app()
+                .change_status(change, &page::actor(&staff))
+                .await
+        }
+        Err(e) => Err(e),
     };
-    match console
-        .agency()
-        .update_referral_status(request(&staff, update))
-        .await
-    {
+    match changed {
         Ok(_) => Redirect::to(&format!("/referrals/{id}")).into_response(),
-        Err(status) => page::refused(&console, &staff, &status),
+        Err(e) => page::refused(&console, &staff, &e),
     }
 }
 
@@ -474,20 +484,25 @@ pub async fn forward(
         return page::forbidden(&console, &staff, "forward a referral");
     }
     let fields = Fields::parse(&body);
-    let forward = pb::ForwardReferralRequest {
-        referral_id: id,
-        recipient: fields.get("recipient").to_owned(),
-        ..Default::default()
-    };
-    match console
-        .agency()
-        .forward_referral(request(&staff, forward))
-        .await
-    {
-        Ok(sent) => {
-            Redirect::to(&format!("/referrals/{}", sent.into_inner().referral_id)).into_response()
+    let forwarded = match page::id(&id, "referral_id") {
+        Ok(referral_id) => {
+            let forward = Forward {
+                referral_id,
+                recipient: fields.get("recipient").to_owned(),
+                purpose: None,
+                legal_basis: None,
+                justification: None,
+            };
+            console
+                .app()
+                .forward(forward, false, &page::actor(&staff))
+                .await
         }
-        Err(status) => page::refused(&console, &staff, &status),
+        Err(e) => Err(e),
+    };
+    match forwarded {
+        Ok(sent) => Redirect::to(&format!("/referrals/{}", sent.referral.id)).into_response(),
+        Err(e) => page::refused(&console, &staff, &e),
     }
 }
 
@@ -503,44 +518,36 @@ pub async fn consult(
         return page::forbidden(&console, &staff, "ask partners for a consultation");
     }
     let fields = Fields::parse(&body);
+    let actor = page::actor(&staff);
     // The case as this team holds it; reading it again for this purpose is audited too.
-    let record = match console
-        .agency()
-        .get_referral(request(
-            &staff,
-            pb::GetReferralRequest {
-                referral_id: id.clone(),
-            },
-        ))
-        .await
-    {
-        Ok(record) => record.into_inner(),
-        Err(status) => return page::refused(&console, &staff, &status),
+    let read = match page::id(&id, "referral_id") {
+        Ok(id) => console.app().read(id, &actor).await,
+        Err(e) => Err(e),
     };
-    let referral = record.referral.unwrap_or_default();
-    let case = pb::NewReferral {
+    let referral = match read {
+        Ok((stored, _)) => stored.referral,
+        Err(e) => return page::refused(&console, &staff, &e),
+    };
+    // De-identified: the subject becomes a case handle derived from this referral's id.
+    let case = NewReferral {
         recipient: String::new(),
-        purpose: pb::Purpose::Consultation.into(),
+        purpose: Purpose::Consultation,
         level_of_concern: referral.level_of_concern,
-        legal_basis: pb::LegalBasis::DeIdentified.into(),
-        justification: String::new(),
-        consent_ref: String::new(),
+        legal_basis: LegalBasis::DeIdentified,
+        justification: None,
+        consent_ref: None,
         content: referral.content,
-        case_ref: id,
+        case_ref: Some(referral.id.to_string()),
         reidentify: false,
     };
-    let asked = pb::RequestConsultationRequest {
+    let asked = ConsultationRequest {
         partners: fields.all("partner"),
         question: fields.get("question").to_owned(),
         due: None,
-        referral: Some(case),
+        case,
     };
-    match console
-        .agency()
-        .request_consultation(request(&staff, asked))
-        .await
-    {
+    match console.app().request_consultation(asked, &actor).await {
         Ok(_) => Redirect::to("/consultations").into_response(),
-        Err(status) => page::refused(&console, &staff, &status),
+        Err(e) => page::refused(&console, &staff, &e),
     }
 }

@@ -6,10 +6,9 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use maud::html;
-use tatmx_proto::v1 as pb;
-use tatmx_proto::v1::admin_server::Admin as _;
+use time::OffsetDateTime;
 
-use super::page::{self, request};
+use super::page;
 use super::session::Staff;
 use super::{Capability, Console};
 
@@ -18,28 +17,29 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
     if !staff.role.may(Capability::ReadTrust) {
         return page::forbidden(&console, &staff, "read trust status");
     }
-    let status = match console
-        .admin()
-        .trust_status(request(&staff, pb::TrustStatusRequest {}))
-        .await
-    {
-        Ok(response) => response.into_inner(),
-        Err(status) => return page::refused(&console, &staff, &status),
-    };
+    let trust = console.trust();
+    let state = trust.state();
+    let warnings = crate::app::trust::warnings(&state);
+    let now = OffsetDateTime::now_utc();
+    let directories: Vec<_> = state.directories().collect();
+    let crls: Vec<_> = state.crls().collect();
     let body = html! {
-        @if status.warnings.is_empty() {
+        @if warnings.is_empty() {
             div.notice.ok role="status" id="trust-warnings" { "Nothing needs attention." }
         } @else {
             div.notice.warn role="status" id="trust-warnings" {
-                ul { @for w in &status.warnings { li { (w) } } }
+                ul { @for w in &warnings { li { (w) } } }
             }
         }
         h2 { "This node's certificates" }
         table id="certificates-table" {
             thead { tr { th scope="col" { "Identity" } th scope="col" { "Serial" } th scope="col" { "Expires" } th scope="col" { "Days left" } } }
             tbody {
-                @for c in &status.memberships {
-                    tr { td { (c.identity) } td.mono { (c.serial) } td { (page::time(c.not_after.as_ref())) } td { (c.days_until_expiry) } }
+                @for c in state.identities.all() {
+                    tr {
+                        td { (c.identity().uri()) } td.mono { (c.serial_hex()) } td { (page::time(Some(c.not_after()))) }
+                        td { ((c.not_after() - now).whole_days()) }
+                    }
                 }
             }
         }
@@ -47,24 +47,24 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
         table id="directories-table" {
             thead { tr { th scope="col" { "Federation" } th scope="col" { "Sequence" } th scope="col" { "Issued" } th scope="col" { "Age" } th scope="col" { "Members" } th scope="col" { "Fresh" } } }
             tbody {
-                @for d in &status.directories {
+                @for d in &directories {
                     tr {
-                        td { (d.federation) } td { (d.sequence) } td { (page::time(d.issued_at.as_ref())) }
-                        td { (page::age(d.issued_at.as_ref())) } td { (d.members) }
-                        td { @if d.stale { "stale: import a newer one" } @else { "yes" } }
+                        td { (d.federation) } td { (d.sequence) } td { (page::time(Some(d.issued_at))) }
+                        td { (page::age(Some(d.issued_at))) } td { (d.members) }
+                        td { @if state.is_stale(d) { "stale: import a newer one" } @else { "yes" } }
                     }
                 }
             }
         }
-        @if status.directories.is_empty() { p { "No signed directory has been imported; peers come from the config file." } }
+        @if directories.is_empty() { p { "No signed directory has been imported; peers come from the config file." } }
         h2 { "Revocation lists" }
-        @if status.crls.is_empty() { p { "No CRL has been imported." } }
+        @if crls.is_empty() { p { "No CRL has been imported." } }
         @else {
             table id="crls-table" {
                 thead { tr { th scope="col" { "Federation" } th scope="col" { "Number" } th scope="col" { "Issued" } th scope="col" { "Next update" } th scope="col" { "Revoked" } } }
-                tbody { @for c in &status.crls { tr {
-                    td { (c.federation) } td { (c.crl_number) } td { (page::time(c.this_update.as_ref())) }
-                    td { (page::time(c.next_update.as_ref())) } td { (c.revoked) }
+                tbody { @for c in &crls { tr {
+                    td { (c.federation) } td { (c.crl_number) } td { (page::time(Some(c.this_update))) }
+                    td { (page::time(c.next_update)) } td { (c.revoked.len()) }
                 } } }
             }
         }
@@ -75,15 +75,16 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
                 th scope="col" { "State" } th scope="col" { "Last contact" } th scope="col" { "Last error" }
             } }
             tbody {
-                @for p in &status.peers {
+                @for p in state.peers() {
+                    @let health = trust.health(&p.peer.identity);
                     tr {
-                        td { (p.identity) }
-                        td { (pb::Role::try_from(p.role).map(|r| page::word(r.as_str_name(), "ROLE_")).unwrap_or_default()) }
-                        td { (p.discipline) }
-                        td { (p.source) }
+                        td { (p.peer.identity.uri()) }
+                        td { (p.peer.role.as_str()) }
+                        td { (p.peer.discipline.as_str()) }
+                        td { (p.source.as_str()) }
                         td { @if p.blocked { "blocked" } @else { "admitted" } }
-                        td { (page::time(p.last_contact.as_ref())) }
-                        td { (p.last_error) }
+                        td { (page::time(health.last_contact)) }
+                        td { (health.last_error.as_ref().map(|(_, e)| e.as_str()).unwrap_or_default()) }
                     }
                 }
             }

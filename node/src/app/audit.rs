@@ -1,0 +1,251 @@
+//! The audit log as an auditor reads it: whether the chain verifies, the log with filters, and
+//! the accounting of disclosures about one subject.
+//!
+//! Reading is all this does; the entries themselves are written by the use cases that act.
+
+use time::OffsetDateTime;
+
+use super::{App, AppError};
+use crate::audit::{AuditEntry, AuditKind, Checkpoint, Verification};
+use crate::category::DataCategory;
+use crate::referral::{LegalBasis, Purpose};
+
+/// How many entries a query returns when the caller does not say.
+pub const DEFAULT_AUDIT_LIMIT: u32 = 100;
+/// The most entries one query returns.
+pub const MAX_AUDIT_LIMIT: u32 = 10_000;
+
+/// Which audit entries to read, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only entries written at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Only entries of this kind.
+    pub kind: Option<AuditKind>,
+    /// Only entries about this team, as a team id or identity URI.
+    pub peer: Option<String>,
+    /// At most this many; 0 means [`DEFAULT_AUDIT_LIMIT`], and none gets more than
+    /// [`MAX_AUDIT_LIMIT`].
+    pub limit: u32,
+}
+
+/// One line of the accounting of disclosures, read back from the audit entry that recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisclosureRecord {
+    /// When it was disclosed.
+    pub at: Option<OffsetDateTime>,
+    /// The team it went to, as an identity URI.
+    pub recipient: Option<String>,
+    /// The referral it belongs to.
+    pub referral_id: Option<String>,
+    /// What left: `referral`, `forward`, `consultation`, `status-update`, ...
+    pub kind: String,
+    /// Why, when the entry says.
+    pub purpose: Option<Purpose>,
+    /// On what basis, when the entry says.
+    pub legal_basis: Option<LegalBasis>,
+    /// The consent it was made on, if any.
+    pub consent_id: Option<String>,
+    /// The categories that left.
+    pub categories: Vec<DataCategory>,
+    /// The categories the filter withheld.
+    pub withheld: Vec<DataCategory>,
+    /// The rules that decided.
+    pub rules: Vec<String>,
+    /// The audit entry it was read from.
+    pub audit_seq: u64,
+}
+
+/// An audit kind by its name; the message lists every kind there is.
+pub fn audit_kind(name: &str) -> Result<AuditKind, AppError> {
+    AuditKind::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = AuditKind::ALL.iter().map(|k| k.as_str()).collect();
+        AppError::invalid("kind", format!("expected one of {}", names.join(", ")))
+    })
+}
+
+impl App {
+    /// Walks the whole audit chain and every signed checkpoint. A chain that does not verify
+    /// is an answer, not an error: the first bad entry and what is wrong with it.
+    pub async fn verify_audit(&self) -> Result<Verification, AppError> {
+        let found = self
+            .store
+            .verify_audit(|c| self.own_checkpoint_certificate(c))
+            .await?;
+        if let Some((seq, _)) = &found.first_bad {
+            tracing::error!(seq, "the audit chain failed verification");
+        }
+        Ok(found)
+    }
+
+    /// The newest audit entries that match `query`.
+    pub async fn audit_entries(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, AppError> {
+        let peer = match query.peer.as_deref().filter(|p| !p.is_empty()) {
+            None => None,
+            Some(team) => Some(
+                self.trust
+                    .state()
+                    .identity_of(team)
+                    .map_err(|e| AppError::Invalid(e.to_string()))?
+                    .uri(),
+            ),
+        };
+        let limit = match query.limit {
+            0 => DEFAULT_AUDIT_LIMIT,
+            n => n.min(MAX_AUDIT_LIMIT),
+        };
+        Ok(self
+            .store
+            .audit_entries(
+                query.since,
+                query.kind.map(AuditKind::as_str),
+                peer.as_deref(),
+                limit,
+            )
+            .await?)
+    }
+
+    /// Every disclosure about `subject` (the agency's own reference) since a time, oldest
+    /// first: the accounting a subject may ask for.
+    pub async fn disclosures(
+        &self,
+        subject: &str,
+        since: Option<OffsetDateTime>,
+    ) -> Result<Vec<DisclosureRecord>, AppError> {
+        if subject.trim().is_empty() {
+            return Err(AppError::invalid(
+                "subject",
+                "give the agency's own reference for the subject",
+            ));
+        }
+        let entries = self.store.disclosure_entries(subject, since).await?;
+        Ok(entries.iter().map(disclosure_record).collect())
+    }
+
+    /// Whether a checkpoint's certificate is one of this node's own, issued by an anchor it
+    /// trusts, and valid when the checkpoint was signed.
+    fn own_checkpoint_certificate(&self, checkpoint: &Checkpoint) -> Result<(), String> {
+        let state = self.trust.state();
+        let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(checkpoint.at_ms / 1000).unwrap_or(0),
+        ));
+        let identity = state
+            .check_presented(&checkpoint.certificate, at, webpki::KeyUsage::client_auth())
+            .map_err(|e| format!("its certificate is not trusted: {e}"))?;
+        if state.own_identity_in(&identity.federation) != Some(&identity)
+            || identity.uri() != checkpoint.team
+        {
+            return Err(format!("it was signed by {identity}, not by this node"));
+        }
+        Ok(())
+    }
+}
+
+/// An audit entry's time, from its Unix milliseconds.
+pub fn entry_time(at_ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000).ok()
+}
+
+/// One line of the accounting, read back from the entry that recorded it. A field the entry
+/// does not carry is left empty rather than guessed.
+fn disclosure_record(e: &AuditEntry) -> DisclosureRecord {
+    let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
+    let categories = |value: &serde_json::Value| -> Vec<DataCategory> {
+        value
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().or_else(|| c["category"].as_str()))
+                    .filter_map(DataCategory::parse)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let text = |key: &str| detail[key].as_str().map(str::to_owned);
+    DisclosureRecord {
+        at: entry_time(e.at_ms),
+        recipient: e.peer.clone(),
+        referral_id: e.referral_id.clone(),
+        kind: if e.kind == "status-change" {
+            "status-update".into()
+        } else {
+            text("message").unwrap_or_default()
+        },
+        purpose: serde_json::from_value(detail["purpose"].clone()).ok(),
+        legal_basis: serde_json::from_value(detail["legal_basis"].clone()).ok(),
+        consent_id: text("consent_id"),
+        categories: categories(&detail["categories"]),
+        withheld: categories(&detail["withheld"]),
+        rules: detail["rules"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        audit_seq: e.seq,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: &str, detail: &str) -> AuditEntry {
+        AuditEntry {
+            seq: 7,
+            at_ms: 1_764_000_000_000,
+            kind: kind.into(),
+            actor: "console alice".into(),
+            peer: Some("spiffe://f.example/team/core".into()),
+            referral_id: Some("r".into()),
+            subject: Some("case-1".into()),
+            detail: detail.into(),
+            prev_hash: Vec::new(),
+            hash: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_disclosure_is_read_back_from_its_entry() {
+        let record = disclosure_record(&entry(
+            "disclosure",
+            r#"{"message":"referral","purpose":"threat-assessment","legal_basis":"consent",
+                "consent_id":"c","categories":["IDENTITY","THREAT"],
+                "withheld":[{"category":"MENTAL_HEALTH"}],"rules":["r1","r2"]}"#,
+        ));
+        assert_eq!(record.kind, "referral");
+        assert_eq!(record.purpose, Some(Purpose::ThreatAssessment));
+        assert_eq!(record.legal_basis, Some(LegalBasis::Consent));
+        assert_eq!(record.consent_id.as_deref(), Some("c"));
+        assert_eq!(
+            record.categories,
+            [DataCategory::Identity, DataCategory::Threat]
+        );
+        assert_eq!(record.withheld, [DataCategory::MentalHealth]);
+        assert_eq!(record.rules, ["r1", "r2"]);
+        assert_eq!(record.audit_seq, 7);
+        assert!(record.at.is_some());
+    }
+
+    #[test]
+    fn a_status_change_reads_as_a_status_update_and_missing_fields_stay_empty() {
+        let record = disclosure_record(&entry("status-change", "{}"));
+        assert_eq!(record.kind, "status-update");
+        assert_eq!(record.purpose, None);
+        assert_eq!(record.legal_basis, None);
+        assert_eq!(record.consent_id, None);
+        assert!(record.categories.is_empty() && record.rules.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_kind_is_refused_with_every_kind_named() {
+        assert_eq!(audit_kind("disclosure").ok(), Some(AuditKind::Disclosure));
+        let refused = audit_kind("nonsense").unwrap_err().to_string();
+        assert!(
+            refused.starts_with("kind: expected one of disclosure"),
+            "{refused}"
+        );
+    }
+}
