@@ -17,6 +17,7 @@
 //! - [`referral`]: the referral and status update as domain types, with their rules.
 //! - [`lifecycle`]: the closed loop: which status may follow which, and who may move it.
 //! - [`convert`]: the only place wire types become domain types and back.
+//! - [`wire`]: the canonical bytes of each message: what is signed, stored and sent.
 //! - [`tls`]: mutual TLS 1.3: certificates in, a [`tls::PeerCertificate`] out.
 //! - [`trust`]: anchors, revocation and peers, swapped live; makes the [`trust::VerifiedPeer`].
 //! - [`consent`]: consent records after FHIR Consent, and what they permit.
@@ -67,6 +68,7 @@ pub mod store;
 pub mod tls;
 pub mod trust;
 pub mod vault;
+pub mod wire;
 pub mod witness;
 
 pub use category::DataCategory;

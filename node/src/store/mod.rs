@@ -12,19 +12,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use prost::Message;
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use tatmx_certs::TeamIdentity;
-use tatmx_proto::v1 as pb;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::category::DataCategory;
 pub use crate::config::StoreLocation;
 use crate::consent::Consent;
-use crate::convert;
 use crate::filter::{FieldDecision, Outcome};
 use crate::lifecycle::{self, Side, TransitionError};
 use crate::referral::{
@@ -33,7 +30,7 @@ use crate::referral::{
 use crate::retraction::{
     Copy, PurgeCause, Retraction, RetractionAck, RetractionProgress, TargetProgress, Tombstone,
 };
-use crate::vault;
+use crate::{vault, wire};
 
 pub mod accounts;
 mod audit_log;
@@ -239,7 +236,7 @@ pub struct DueMessage {
     pub peer: String,
     /// When it was queued.
     pub created_at: OffsetDateTime,
-    /// The encoded wire message (`pb::Referral` or `pb::StatusUpdate`).
+    /// The message's canonical bytes ([`crate::wire`]).
     pub body: Vec<u8>,
     /// Attempts so far.
     pub attempts: u32,
@@ -427,10 +424,8 @@ async fn open_sqlite(path: &Path) -> Result<AnyPool, StoreError> {
     Ok(pool)
 }
 
-/// The canonical bytes of a referral: what is stored, digested, and sent.
-pub fn encode_referral(referral: &Referral) -> Vec<u8> {
-    convert::referral_to_proto(referral).encode_to_vec()
-}
+/// The canonical bytes of a referral: what is stored, digested, and sent ([`crate::wire`]).
+pub use crate::wire::encode_referral;
 
 impl Store {
     /// Starts a write, in the batch of the next group commit ([`writer`]).
@@ -651,7 +646,7 @@ impl Store {
             now,
         )
         .await?;
-        let ack_body = convert::status_update_to_proto(ack).encode_to_vec();
+        let ack_body = wire::encode_status_update(ack);
         enqueue(
             &mut tx,
             ack.id,
@@ -682,7 +677,7 @@ impl Store {
         from: &TeamIdentity,
         proof: &MessageProof,
     ) -> Result<Result<Inbound, TransitionError>, StoreError> {
-        let body = convert::status_update_to_proto(update).encode_to_vec();
+        let body = wire::encode_status_update(update);
         let digest = digest(&body);
         let now = OffsetDateTime::now_utc();
         let mut tx = self.write().await?;
@@ -749,7 +744,7 @@ impl Store {
         other_party: &TeamIdentity,
         actor: &str,
     ) -> Result<Result<(), TransitionError>, StoreError> {
-        let body = convert::status_update_to_proto(update).encode_to_vec();
+        let body = wire::encode_status_update(update);
         let mut tx = self.write().await?;
         let row = sqlx::query(
             "SELECT direction, status, consultation_id, subject FROM referrals WHERE id = $1",
@@ -842,8 +837,7 @@ impl Store {
                 reason: row.try_get("reason")?,
                 outcome: row
                     .try_get::<Option<Vec<u8>>, _>("outcome")?
-                    .and_then(|b| pb::AssessmentOutcome::decode(b.as_slice()).ok())
-                    .map(convert::outcome_from_proto),
+                    .and_then(|b| wire::decode_outcome(&b).ok()),
                 forwarded_to: row.try_get("forwarded_to")?,
             })
         })
@@ -1167,12 +1161,7 @@ async fn insert_status(tx: &mut Tx, update: &StatusUpdate, moves: bool) -> Resul
     .bind(update.author.uri())
     .bind(ms(update.at))
     .bind(&update.reason)
-    .bind(
-        update
-            .outcome
-            .as_ref()
-            .map(|o| convert::outcome_to_proto(o).encode_to_vec()),
-    )
+    .bind(update.outcome.as_ref().map(wire::encode_outcome))
     .bind(update.forwarded_to.as_ref().map(TeamIdentity::uri))
     .execute(&mut **tx)
     .await?;
@@ -1375,8 +1364,7 @@ fn stored_referral(row: &AnyRow) -> Result<StoredReferral, StoreError> {
         }
         None => body,
     };
-    let wire = pb::Referral::decode(body.as_slice()).map_err(|e| corrupt(e.to_string()))?;
-    let referral = convert::referral_from_proto(wire).map_err(|e| corrupt(e.to_string()))?;
+    let referral = wire::decode_referral(&body).map_err(|e| corrupt(e.to_string()))?;
     let direction = match row.try_get::<String, _>("direction")?.as_str() {
         "outbound" => Direction::Outbound,
         "inbound" => Direction::Inbound,
@@ -1837,7 +1825,7 @@ fn decisions_from_json(json: &str) -> Result<Vec<FieldDecision>, String> {
 impl Store {
     /// Records a consent.
     pub async fn put_consent(&self, consent: &Consent, actor: &str) -> Result<(), StoreError> {
-        let body = convert::consent_to_proto(consent).encode_to_vec();
+        let body = wire::encode_consent(consent);
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO consents (id, recorded_at, revoked_at, body) VALUES ($1, $2, $3, $4)",
@@ -2016,7 +2004,7 @@ impl Store {
         local: &TeamIdentity,
         proof: &MessageProof,
     ) -> Result<Applied, StoreError> {
-        let body = convert::retraction_to_proto(retraction).encode_to_vec();
+        let body = wire::encode_retraction(retraction);
         let digest = digest(&body);
         let now = OffsetDateTime::now_utc();
         let mut tx = self.write().await?;
@@ -2134,7 +2122,7 @@ impl Store {
         from: &TeamIdentity,
         proof: &MessageProof,
     ) -> Result<Applied, StoreError> {
-        let body = convert::retraction_ack_to_proto(ack).encode_to_vec();
+        let body = wire::encode_retraction_ack(ack);
         let digest = digest(&body);
         let now = OffsetDateTime::now_utc();
         let mut tx = self.write().await?;
@@ -2325,7 +2313,7 @@ async fn retract_copy(
     .bind(retraction.author.uri())
     .execute(&mut **tx)
     .await?;
-    let body = convert::retraction_to_proto(retraction).encode_to_vec();
+    let body = wire::encode_retraction(retraction);
     enqueue(
         tx,
         retraction.id,
@@ -2345,7 +2333,7 @@ async fn enqueue_ack(
     to: &TeamIdentity,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let body = convert::retraction_ack_to_proto(ack).encode_to_vec();
+    let body = wire::encode_retraction_ack(ack);
     enqueue(
         tx,
         ack.id,
@@ -2516,9 +2504,8 @@ fn consent_row(
         id: id.clone(),
         problem,
     };
-    let wire = pb::Consent::decode(body.as_slice()).map_err(|e| corrupt(e.to_string()))?;
     let mut consent =
-        convert::consent_from_proto(wire, federation).map_err(|e| corrupt(e.to_string()))?;
+        wire::decode_consent(&body, federation).map_err(|e| corrupt(e.to_string()))?;
     consent.revoked_at = row.try_get::<Option<i64>, _>("revoked_at")?.map(from_ms);
     Ok(consent)
 }
