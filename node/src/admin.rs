@@ -13,9 +13,9 @@ use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
 use crate::audit;
-use crate::console::{StaffRole, credentials};
 use crate::convert::{role_from_proto, role_to_proto, timestamp_to_proto};
 use crate::federation::store_status;
+use crate::staff::{StaffRole, credentials};
 use crate::store::Store;
 use crate::store::accounts::Credentials as AccountCredentials;
 use crate::tls::Credentials;

@@ -35,6 +35,7 @@
 //! - [`agency`]: the staff-facing gRPC service.
 //! - [`admin`]: the admin-facing gRPC service (trust management, console accounts).
 //! - [`console`]: the staff console: HTTPS pages for browsers, over the same services.
+//! - [`staff`]: staff roles, what each may do, and their credentials (argon2id, TOTP).
 //! - [`refresh`]: fetching newer federation directories from peers.
 //! - [`metrics`]: Prometheus counters and gauges, served on a local endpoint when configured.
 //! - [`health`]: gRPC health for probes, and the store check behind readiness.
@@ -64,6 +65,7 @@ pub mod refresh;
 pub mod retention;
 pub mod retraction;
 pub mod signing;
+pub mod staff;
 pub mod store;
 pub mod tls;
 pub mod trust;

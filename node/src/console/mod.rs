@@ -14,8 +14,6 @@
 //! - [`session`]: cookies, sessions in the store, the idle lock, CSRF, security headers.
 //! - [`signin`]: sign-in, the lock screen, sign-out, and the per-address limit.
 //! - [`account`]: the signed-in user's own account: changing their password.
-//! - [`credentials`]: argon2id passwords and TOTP codes.
-//! - [`role`]: what each role may do.
 //! - [`page`]: the layout every page shares, and how errors read.
 //! - [`inbox`], [`referral`], [`compose`], [`consultations`], [`consents`], [`outbox`],
 //!   [`audit`], [`trust`]: the pages.
@@ -41,18 +39,18 @@ mod audit;
 mod compose;
 mod consents;
 mod consultations;
-pub mod credentials;
 mod inbox;
 mod listener;
 mod outbox;
 mod page;
 mod referral;
-mod role;
 mod session;
 mod signin;
 mod trust;
 
-pub use role::{Capability, StaffRole};
+// Kept at their old paths while callers move to [`crate::staff`].
+pub use crate::staff::credentials;
+pub use crate::staff::{Capability, StaffRole};
 pub use session::CSP as CSP_HEADER;
 
 /// The console could not start.
