@@ -533,17 +533,15 @@ impl Agency for AgencyService {
         request: Request<pb::ListOutboxRequest>,
     ) -> Result<Response<pb::ListOutboxResponse>, Status> {
         let request = request.into_inner();
-        let entries = self
-            .store
-            .outbox(limit(request.limit))
-            .await
-            .map_err(|e| store_status(&e))?;
+        let limit = limit(request.limit);
+        let entries = if request.dead_only {
+            self.store.dead_letters(limit).await
+        } else {
+            self.store.outbox(limit).await
+        }
+        .map_err(|e| store_status(&e))?;
         Ok(Response::new(pb::ListOutboxResponse {
-            entries: entries
-                .iter()
-                .filter(|e| !request.dead_only || e.state == DeliveryState::Dead)
-                .map(outbox_entry)
-                .collect(),
+            entries: entries.iter().map(outbox_entry).collect(),
         }))
     }
 

@@ -3,10 +3,10 @@
 //!
 //! These are the store's own promises, below the services: a submission is stored and queued
 //! at once and only once, a delivery is claimed and settled, a received message is stored once
-//! and a different message under its id is refused, and a purge leaves nothing to read. They
-//! live here, as an integration test, because they use only what the rest of the node uses
-//! (`tatmx_node::store`), and because the harness's `backend` module already knows how to make
-//! and drop a PostgreSQL database.
+//! and a different message under its id is refused, a purge leaves nothing to read, and dead
+//! letters are found however old they are. They live here, as an integration test, because
+//! they use only what the rest of the node uses (`tatmx_node::store`), and because the
+//! harness's `backend` module already knows how to make and drop a PostgreSQL database.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
 
@@ -398,5 +398,54 @@ async fn purging_an_expired_referral_removes_its_body_and_its_data_key() {
             store.purge_expired(now + Duration::hours(2)).await.unwrap(),
             0
         );
+    }
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_listed_however_many_messages_came_after_it() {
+    for t in stores().await {
+        let store = &t.store;
+        let dead = referral("riverside-mh", "lincoln-high");
+        store
+            .submit_referral(&dead, &[], &Submission::default())
+            .await
+            .unwrap();
+        let seq = store.next_for_peer(&dead.recipient).await.unwrap().unwrap();
+        assert!(store.mark_dead(seq.seq, "refused", true).await.unwrap());
+
+        // 150 newer messages, half of them delivered, half still pending.
+        for n in 0..150 {
+            let later = referral("riverside-mh", "county-core");
+            store
+                .submit_referral(&later, &[], &Submission::default())
+                .await
+                .unwrap();
+            if n % 2 == 0 {
+                let queued = store.outbox_entry(later.id).await.unwrap().unwrap();
+                store
+                    .mark_delivered(
+                        queued.seq,
+                        &proof(later.id, MessageKind::Referral, &later.recipient),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+
+        // The newest 100 of the whole outbox do not reach it...
+        let newest = store.outbox(100).await.unwrap();
+        assert!(newest.iter().all(|e| e.message_id != dead.id));
+        // ...but the dead letters do.
+        let letters = store.dead_letters(100).await.unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].message_id, dead.id);
+        assert_eq!(letters[0].state, DeliveryState::Dead);
+        assert_eq!(letters[0].last_error.as_deref(), Some("refused"));
+        // Retried, it is no longer one.
+        assert_eq!(
+            store.retry_dead(dead.id).await.unwrap(),
+            Some(dead.recipient.uri())
+        );
+        assert!(store.dead_letters(100).await.unwrap().is_empty());
     }
 }

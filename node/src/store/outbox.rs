@@ -147,6 +147,20 @@ impl Store {
         rows.iter().map(outbox_entry).collect()
     }
 
+    /// The dead letters, newest first: the messages waiting for an admin. They are selected
+    /// before the limit applies, so a dead letter shows however many messages came after it.
+    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, message_id, kind, referral_id, peer, state, attempts, created_at,
+                    next_attempt_at, delivered_at, last_error
+             FROM outbox WHERE state = 'dead' ORDER BY seq DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_entry).collect()
+    }
+
     /// One outbox entry by message id.
     pub async fn outbox_entry(&self, message_id: Uuid) -> Result<Option<OutboxEntry>, StoreError> {
         let row = sqlx::query(
