@@ -46,7 +46,7 @@ async fn an_admin_adds_lists_disables_and_resets_console_accounts() {
     assert!(account.0.starts_with("$argon2id$"), "the node keeps a hash");
     assert!(!account.0.contains(&password));
     assert_eq!(
-        tatmx_node::console::credentials::secret_base32(&account.1),
+        tatmx_node::staff::credentials::secret_base32(&account.1),
         secret
     );
 

@@ -19,6 +19,7 @@
 //! - [`lifecycle`]: the closed loop: which status may follow which, and who may move it.
 //! - [`convert`]: the only place wire types become domain types and back.
 //! - [`team`]: a team's role and discipline, and what the node knows of itself and its peers.
+//! - [`wire`]: the canonical bytes of each message: what is signed, stored and sent.
 //! - [`tls`]: mutual TLS 1.3: certificates in, a [`tls::PeerCertificate`] out.
 //! - [`trust`]: anchors, revocation and peers, swapped live; makes the [`trust::VerifiedPeer`].
 //! - [`consent`]: consent records after FHIR Consent, and what they permit.
@@ -38,6 +39,7 @@
 //! - [`agency`]: the staff-facing gRPC service, an adapter over [`app`].
 //! - [`admin`]: the admin-facing gRPC service (trust management, console accounts).
 //! - [`console`]: the staff console: HTTPS pages for browsers, an adapter over [`app`].
+//! - [`staff`]: staff roles, what each may do, and their credentials (argon2id, TOTP).
 //! - [`refresh`]: fetching newer federation directories from peers.
 //! - [`metrics`]: Prometheus counters and gauges, served on a local endpoint when configured.
 //! - [`health`]: gRPC health for probes, and the store check behind readiness.
@@ -70,11 +72,13 @@ pub mod refresh;
 pub mod retention;
 pub mod retraction;
 pub mod signing;
+pub mod staff;
 pub mod store;
 pub mod team;
 pub mod tls;
 pub mod trust;
 pub mod vault;
+pub mod wire;
 pub mod witness;
 
 pub use category::DataCategory;

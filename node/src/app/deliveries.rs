@@ -5,16 +5,18 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::{App, AppError};
-use crate::store::{DeliveryState, OutboxEntry};
+use crate::store::OutboxEntry;
 
 impl App {
     /// The newest outbox messages, at most `limit`; with `dead_only`, only dead letters.
     pub async fn outbox(&self, limit: u32, dead_only: bool) -> Result<Vec<OutboxEntry>, AppError> {
-        let entries = self.store.outbox(super::list_limit(limit)).await?;
-        Ok(entries
-            .into_iter()
-            .filter(|e| !dead_only || e.state == DeliveryState::Dead)
-            .collect())
+        let limit = super::list_limit(limit);
+        // Selected in SQL: a dead letter older than the newest `limit` messages still shows.
+        Ok(if dead_only {
+            self.store.dead_letters(limit).await?
+        } else {
+            self.store.outbox(limit).await?
+        })
     }
 
     /// Queues a dead letter again, and wakes delivery to its peer.

@@ -14,11 +14,12 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::Console;
 use super::listener::ClientAddr;
 use super::page::{self, Fields};
 use super::session::{self, Staff};
 use super::signin::{self, policy};
-use super::{Console, credentials};
+use crate::staff::credentials;
 
 /// Where the page lives; the header links here for every role.
 pub const PASSWORD_PAGE: &str = "/account/password";

@@ -10,13 +10,14 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::Console;
 use super::page::{self, Fields};
 use super::session::Staff;
-use super::{Capability, Console};
 use crate::app::audit::{AuditQuery, DisclosureRecord, audit_kind, entry_time};
 use crate::audit::AuditKind;
 use crate::category::DataCategory;
 use crate::referral::{LegalBasis, Purpose};
+use crate::staff::Capability;
 
 /// The log's filters: a kind and how many; neither is personal data.
 #[derive(Debug, Deserialize)]

@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use sha2::{Digest, Sha256};
 
+use super::Console;
 use super::page::{self, Fields, Refusal};
 use super::session::Staff;
-use super::{Capability, Console};
 use crate::app::{AppError, Idempotency};
 use crate::consent::Consent;
 use crate::referral::{
@@ -21,6 +21,7 @@ use crate::referral::{
     Narrative, NewReferral, ObservedBehavior, Purpose, ReferralContent, ReporterIdentity,
     SubjectContact, SubjectIdentity, SubstanceUse, ThirdParty, ThreatDetails,
 };
+use crate::staff::Capability;
 
 /// The purposes and bases a referral may name, with their labels.
 const PURPOSES: [(Purpose, &str); 2] = [

@@ -10,13 +10,14 @@ use maud::html;
 use tatmx_certs::{TeamId, TeamIdentity};
 use time::OffsetDateTime;
 
+use super::Console;
 use super::page::{self, Fields};
 use super::session::Staff;
-use super::{Capability, Console};
 use crate::app::AppError;
 use crate::category::DataCategory;
 use crate::consent::{Consent, Grantor, Provision, ProvisionKind, Recipient};
 use crate::referral::Purpose;
+use crate::staff::Capability;
 
 /// The purposes a consent may be limited to, with their labels.
 const PURPOSES: [(Purpose, &str); 3] = [

@@ -6,10 +6,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
+use super::Console;
 use super::page;
 use super::session::Staff;
-use super::{Capability, Console};
 use crate::referral::Purpose;
+use crate::staff::Capability;
 
 /// `GET /consultations`
 pub async fn page(State(console): State<Console>, Extension(staff): Extension<Staff>) -> Response {

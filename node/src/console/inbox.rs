@@ -8,10 +8,11 @@ use maud::html;
 use serde::Deserialize;
 use strum::IntoEnumIterator;
 
+use super::Console;
 use super::page;
 use super::session::Staff;
-use super::{Capability, Console};
 use crate::referral::{Purpose, ReferralStatus};
+use crate::staff::Capability;
 use crate::store::StoredReferral;
 
 /// The filters; statuses and purposes are not personal data, so they may sit in the URL.

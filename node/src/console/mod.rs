@@ -15,8 +15,6 @@
 //! - [`session`]: cookies, sessions in the store, the idle lock, CSRF, security headers.
 //! - [`signin`]: sign-in, the lock screen, sign-out, and the per-address limit.
 //! - [`account`]: the signed-in user's own account: changing their password.
-//! - [`credentials`]: argon2id passwords and TOTP codes.
-//! - [`role`]: what each role may do.
 //! - [`page`]: the layout every page shares, and how refusals read (the one mapping from
 //!   [`crate::app::AppError`] to a response).
 //! - [`inbox`], [`referral`], [`compose`], [`consultations`], [`consents`], [`outbox`],
@@ -42,18 +40,15 @@ mod audit;
 mod compose;
 mod consents;
 mod consultations;
-pub mod credentials;
 mod inbox;
 mod listener;
 mod outbox;
 mod page;
 mod referral;
-mod role;
 mod session;
 mod signin;
 mod trust;
 
-pub use role::{Capability, StaffRole};
 pub use session::CSP as CSP_HEADER;
 
 /// The console could not start.

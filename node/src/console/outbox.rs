@@ -6,9 +6,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
+use super::Console;
 use super::page;
 use super::session::Staff;
-use super::{Capability, Console};
+use crate::staff::Capability;
 use crate::store::DeliveryState;
 
 /// `?dead=1` shows only dead letters.

@@ -8,12 +8,13 @@ use maud::{DOCTYPE, Markup, html};
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
+use super::Console;
 use super::account::PASSWORD_PAGE;
 use super::session::Staff;
-use super::{Capability, Console};
 use crate::actor::Actor;
 use crate::app::AppError;
 use crate::lifecycle::TransitionError;
+use crate::staff::Capability;
 use crate::store::StoreError;
 
 /// htmx 2, vendored (see `assets/htmx-LICENSE.txt`).

@@ -13,9 +13,9 @@ use maud::{Markup, html};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::Console;
 use super::page::{self, Fields};
 use super::session::Staff;
-use super::{Capability, Console};
 use crate::app::{ConsultationRequest, Forward, StatusChange};
 use crate::filter::{FieldDecision, Outcome};
 use crate::lifecycle::{self, Side};
@@ -23,6 +23,7 @@ use crate::referral::{
     AssessmentOutcome, LegalBasis, LevelOfConcern, NewReferral, Purpose, Referral, ReferralContent,
     ReferralStatus, StatusUpdate, ThreatDetails,
 };
+use crate::staff::Capability;
 use crate::store::{Direction, StatusEvent, StoredReferral};
 
 /// `GET /referrals/{id}`

@@ -17,8 +17,9 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::credentials::constant_time_eq;
-use super::{Console, StaffRole, page};
+use super::{Console, page};
+use crate::staff::StaffRole;
+use crate::staff::credentials::constant_time_eq;
 
 /// The session cookie. `__Host-` makes browsers refuse it unless it is Secure, has Path=/
 /// and no Domain, so no other host or path can set or shadow it.

@@ -19,10 +19,11 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use time::OffsetDateTime;
 
+use super::Console;
 use super::listener::ClientAddr;
 use super::page::{self, Fields};
 use super::session::{self, Staff};
-use super::{Console, credentials};
+use crate::staff::credentials;
 use crate::store::accounts::{Account, LockoutPolicy};
 
 /// Consecutive failures that lock an account.

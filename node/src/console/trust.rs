@@ -8,9 +8,10 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use time::OffsetDateTime;
 
+use super::Console;
 use super::page;
 use super::session::Staff;
-use super::{Capability, Console};
+use crate::staff::Capability;
 
 /// `GET /trust`
 pub async fn page(State(console): State<Console>, Extension(staff): Extension<Staff>) -> Response {

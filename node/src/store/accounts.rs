@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::{Store, StoreError, Tx, audit_log, from_ms, ms};
 use crate::audit::{self, AuditKind};
-use crate::console::StaffRole;
+use crate::staff::StaffRole;
 
 /// A console account as stored, credentials included. `Debug` leaves the credentials out.
 #[derive(Clone)]

@@ -1,7 +1,11 @@
-//! Staff roles in the console, and what each may do. Every page and action asks here, on the
-//! server, before it reads or changes anything; the pages only hide what a role may not do.
+//! Staff: the roles of a team's people and what each may do, and their credentials. Every
+//! console page and action asks here, on the server, before it reads or changes anything; the
+//! pages only hide what a role may not do. The store keeps accounts by these roles, and the
+//! admin API issues these credentials, so neither depends on the console.
 
 use std::fmt;
+
+pub mod credentials;
 
 /// What a console account may do. Deny by default: each capability names the roles that have
 /// it, and a role not named does not.

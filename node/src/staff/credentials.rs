@@ -1,4 +1,4 @@
-//! Console credentials: generated passwords hashed with argon2id, and TOTP second factors
+//! Staff credentials for the console: generated passwords hashed with argon2id, and TOTP second factors
 //! (RFC 6238: HMAC-SHA-1, 6 digits, 30-second steps, what authenticator apps expect).
 //!
 //! The admin API issues credentials (`tatmx user add|reset`) and shows them once; the store

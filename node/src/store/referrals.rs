@@ -1,0 +1,621 @@
+//! Referrals' SQL: a submission stored with its queued delivery, a received referral with its
+//! acknowledgement, status changes from either party with the lifecycle checked against the
+//! stored status, and the inbox, one referral's timeline, and consultations for staff.
+
+use sqlx::Row;
+use tatmx_certs::TeamIdentity;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::codec::{
+    categories_text, decisions_json, digest, from_ms, ms, purpose_name, stored_referral,
+    stored_status,
+};
+use super::outbox::enqueue;
+use super::{
+    Direction, Inbound, MessageKind, MessageProof, Sealing, Store, StoreError, Tx, audit_log,
+    check_replay, record_received,
+};
+use crate::audit;
+use crate::filter::FieldDecision;
+use crate::lifecycle::{self, Side, TransitionError};
+use crate::referral::{AssessmentOutcome, LegalBasis, Referral, ReferralStatus, StatusUpdate};
+use crate::{vault, wire};
+
+/// A referral as stored here, decoded.
+#[derive(Debug, Clone)]
+pub struct StoredReferral {
+    /// For a sent referral, the filter's decisions; empty for a received one.
+    pub decisions: Vec<FieldDecision>,
+    /// The referral.
+    pub referral: Referral,
+    /// Sent or received.
+    pub direction: Direction,
+    /// Its current status as this node knows it.
+    pub status: ReferralStatus,
+    /// When this node stored it.
+    pub recorded_at: OffsetDateTime,
+    /// For a received referral: when retention purges it.
+    pub retain_until: Option<OffsetDateTime>,
+}
+
+/// One step of a referral's timeline.
+#[derive(Debug, Clone)]
+pub struct StatusEvent {
+    /// The status reached.
+    pub status: ReferralStatus,
+    /// When.
+    pub at: OffsetDateTime,
+    /// Who caused it, as an identity URI.
+    pub actor: String,
+    /// Why, when a reason was given (and not withheld).
+    pub reason: Option<String>,
+    /// A completed assessment's outcome.
+    pub outcome: Option<AssessmentOutcome>,
+    /// For a forward: the team it went to, as an identity URI.
+    pub forwarded_to: Option<String>,
+}
+
+/// Who submitted a referral, and what makes the submission itself recognisable.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Submission<'a> {
+    /// For a forward: the received referral it was made from.
+    pub forwarded_from: Option<Uuid>,
+    /// The agency's own reference for the subject.
+    pub subject: Option<&'a str>,
+    /// Who submitted it.
+    pub actor: &'a str,
+    /// The client's idempotency key, and the digest of the draft it came with.
+    pub idempotency: Option<(&'a str, &'a str)>,
+}
+
+/// What a submission did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// Stored and queued now.
+    New,
+    /// The same key and draft were submitted before, as this referral; nothing was stored.
+    Earlier(Uuid),
+    /// The key was used before for another draft; nothing was stored.
+    KeyReused,
+}
+
+impl Store {
+    /// Stores a referral this node is sending (exactly what leaves) with the filter's decisions,
+    /// and queues it for delivery, atomically. A forward names the received referral it was
+    /// made from, and is sealed under that referral's data key, so purging one purges both.
+    /// A submission whose idempotency key was seen before stores nothing and names the earlier
+    /// referral.
+    pub async fn submit_referral(
+        &self,
+        referral: &Referral,
+        decisions: &[FieldDecision],
+        submission: &Submission<'_>,
+    ) -> Result<Submitted, StoreError> {
+        let body = wire::encode_referral(referral);
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.write().await?;
+        if let Some((key, draft_digest)) = submission.idempotency {
+            let earlier = sqlx::query(
+                "SELECT referral_id, draft_digest FROM submissions WHERE idempotency_key = $1",
+            )
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = earlier {
+                let id: String = row.try_get("referral_id")?;
+                let digest: String = row.try_get("draft_digest")?;
+                if digest != draft_digest {
+                    return Ok(Submitted::KeyReused);
+                }
+                return Uuid::parse_str(&id).map(Submitted::Earlier).map_err(|_| {
+                    StoreError::Corrupt {
+                        table: "submissions",
+                        id: key.to_owned(),
+                        problem: "referral id".into(),
+                    }
+                });
+            }
+            sqlx::query(
+                "INSERT INTO submissions (idempotency_key, referral_id, draft_digest, submitted_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(key)
+            .bind(referral.id.to_string())
+            .bind(draft_digest)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let Submission {
+            forwarded_from,
+            subject,
+            actor,
+            ..
+        } = *submission;
+        let sealing = match forwarded_from {
+            Some(source) => sealing_of(&mut tx, source).await?,
+            None => None,
+        };
+        insert_referral(
+            &mut tx,
+            referral,
+            Direction::Outbound,
+            ReferralStatus::Sent,
+            &body,
+            now,
+            &RowExtras {
+                sealing: sealing.as_ref(),
+                forwarded_from,
+                retain_until: None,
+            },
+        )
+        .await?;
+        sqlx::query("UPDATE referrals SET decisions = $1, subject = $2 WHERE id = $3")
+            .bind(decisions_json(decisions))
+            .bind(subject)
+            .bind(referral.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        audit_log::append(
+            &mut tx,
+            &audit::disclosure(referral, decisions, forwarded_from, subject, actor),
+        )
+        .await?;
+        insert_event(
+            &mut tx,
+            referral.id,
+            ReferralStatus::Sent,
+            &referral.sender,
+            now,
+        )
+        .await?;
+        enqueue(
+            &mut tx,
+            referral.id,
+            MessageKind::Referral,
+            referral.id,
+            &referral.recipient,
+            &body,
+            now,
+            sealing.as_ref(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Submitted::New)
+    }
+
+    /// Stores a referral delivered by its sender, sealed under a new data key and kept until
+    /// `retain_until`, and queues the `received` acknowledgement back to the sender,
+    /// atomically. A redelivery changes nothing, even after the referral was purged.
+    pub async fn receive_referral(
+        &self,
+        referral: &Referral,
+        ack: &StatusUpdate,
+        retain_until: OffsetDateTime,
+        proof: &MessageProof,
+    ) -> Result<Inbound, StoreError> {
+        let body = wire::encode_referral(referral);
+        let digest = digest(&body);
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.write().await?;
+        if let Some(outcome) = check_replay(&mut tx, referral.id, &digest).await? {
+            return Ok(outcome);
+        }
+        record_received(
+            &mut tx,
+            referral.id,
+            MessageKind::Referral,
+            &referral.sender,
+            &digest,
+            now,
+        )
+        .await?;
+        let sealing = Sealing {
+            key_id: referral.id.to_string(),
+            key: vault::new_key()?,
+        };
+        sqlx::query("INSERT INTO data_keys (id, key, created_at) VALUES ($1, $2, $3)")
+            .bind(&sealing.key_id)
+            .bind(&sealing.key)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        insert_referral(
+            &mut tx,
+            referral,
+            Direction::Inbound,
+            ReferralStatus::Received,
+            &body,
+            now,
+            &RowExtras {
+                sealing: Some(&sealing),
+                forwarded_from: None,
+                retain_until: Some(retain_until),
+            },
+        )
+        .await?;
+        insert_event(
+            &mut tx,
+            referral.id,
+            ReferralStatus::Received,
+            &referral.recipient,
+            now,
+        )
+        .await?;
+        let ack_body = wire::encode_status_update(ack);
+        enqueue(
+            &mut tx,
+            ack.id,
+            MessageKind::StatusUpdate,
+            referral.id,
+            &referral.sender,
+            &ack_body,
+            now,
+            None,
+        )
+        .await?;
+        audit_log::put_proof(&mut tx, proof, "received").await?;
+        audit_log::append(
+            &mut tx,
+            &audit::receipt(referral, &hex::encode(&proof.digest)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Inbound::Stored)
+    }
+
+    /// Applies a status update from the other party of a referral: the recipient of one this
+    /// node sent, or the sender of one it received. The lifecycle is checked inside the
+    /// transaction, against the status as stored.
+    pub async fn receive_status_update(
+        &self,
+        update: &StatusUpdate,
+        from: &TeamIdentity,
+        proof: &MessageProof,
+    ) -> Result<Result<Inbound, TransitionError>, StoreError> {
+        let body = wire::encode_status_update(update);
+        let digest = digest(&body);
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.write().await?;
+        if let Some(outcome) = check_replay(&mut tx, update.id, &digest).await? {
+            return Ok(Ok(outcome));
+        }
+        let row = sqlx::query(
+            "SELECT direction, status, consultation_id, subject FROM referrals WHERE id = $1
+               AND ((direction = 'outbound' AND recipient = $2) OR (direction = 'inbound' AND sender = $3))",
+        )
+        .bind(update.referral_id.to_string())
+        .bind(from.uri())
+        .bind(from.uri())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Ok(Inbound::UnknownReferral));
+        };
+        // The author is the other party: the recipient of our outbound referral, or the sender
+        // of one we received.
+        let side = match row.try_get::<String, _>("direction")?.as_str() {
+            "outbound" => Side::Recipient,
+            _ => Side::Sender,
+        };
+        let current = stored_status(&row, update.referral_id)?;
+        let consultation = row
+            .try_get::<Option<String>, _>("consultation_id")?
+            .is_some();
+        if let Err(e) = lifecycle::check(current, update, side, consultation) {
+            return Ok(Err(e));
+        }
+        record_received(
+            &mut tx,
+            update.id,
+            MessageKind::StatusUpdate,
+            from,
+            &digest,
+            now,
+        )
+        .await?;
+        insert_status(
+            &mut tx,
+            update,
+            lifecycle::moves_status(current, update.status),
+        )
+        .await?;
+        audit_log::put_proof(&mut tx, proof, "received").await?;
+        let subject: Option<String> = row.try_get("subject")?;
+        audit_log::append(
+            &mut tx,
+            &audit::status_change(update, false, &from.uri(), subject.as_deref(), &from.uri()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(Inbound::Stored))
+    }
+
+    /// Applies a status change made by this node's staff and queues it to the other party, in
+    /// one transaction; the lifecycle is checked against the status as stored.
+    pub async fn change_status(
+        &self,
+        update: &StatusUpdate,
+        side: Side,
+        other_party: &TeamIdentity,
+        actor: &str,
+    ) -> Result<Result<(), TransitionError>, StoreError> {
+        let body = wire::encode_status_update(update);
+        let mut tx = self.write().await?;
+        let row = sqlx::query(
+            "SELECT direction, status, consultation_id, subject FROM referrals WHERE id = $1",
+        )
+        .bind(update.referral_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Err(TransitionError::Missing(
+                "referral_id: no such referral on this node",
+            )));
+        };
+        let current = stored_status(&row, update.referral_id)?;
+        let consultation = row
+            .try_get::<Option<String>, _>("consultation_id")?
+            .is_some();
+        if let Err(e) = lifecycle::check(current, update, side, consultation) {
+            return Ok(Err(e));
+        }
+        insert_status(
+            &mut tx,
+            update,
+            lifecycle::moves_status(current, update.status),
+        )
+        .await?;
+        enqueue(
+            &mut tx,
+            update.id,
+            MessageKind::StatusUpdate,
+            update.referral_id,
+            other_party,
+            &body,
+            OffsetDateTime::now_utc(),
+            None,
+        )
+        .await?;
+        let subject: Option<String> = row.try_get("subject")?;
+        audit_log::append(
+            &mut tx,
+            &audit::status_change(update, true, &other_party.uri(), subject.as_deref(), actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// Received referrals, newest first.
+    pub async fn inbox(&self, limit: u32) -> Result<Vec<StoredReferral>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{REFERRAL_COLUMNS} WHERE r.direction = 'inbound'
+             ORDER BY r.recorded_at DESC, r.id DESC LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_referral).collect()
+    }
+
+    /// One referral, sent or received, with its timeline.
+    pub async fn referral(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(StoredReferral, Vec<StatusEvent>)>, StoreError> {
+        let Some(row) = sqlx::query(&format!("{REFERRAL_COLUMNS} WHERE r.id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let stored = stored_referral(&row)?;
+        let events = sqlx::query(
+            "SELECT status, at, actor, reason, outcome, forwarded_to FROM status_events
+             WHERE referral_id = $1 ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            let status: String = row.try_get("status")?;
+            Ok(StatusEvent {
+                status: ReferralStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
+                    table: "status_events",
+                    id: id.to_string(),
+                    problem: "unknown status".into(),
+                })?,
+                at: from_ms(row.try_get("at")?),
+                actor: row.try_get("actor")?,
+                reason: row.try_get("reason")?,
+                outcome: row
+                    .try_get::<Option<Vec<u8>>, _>("outcome")?
+                    .and_then(|b| wire::decode_outcome(&b).ok()),
+                forwarded_to: row.try_get("forwarded_to")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((stored, events)))
+    }
+}
+
+impl Store {
+    /// Every partner's copy of consultations this node asked for, grouped by consultation id,
+    /// newest first.
+    pub async fn consultations(
+        &self,
+        only: Option<Uuid>,
+    ) -> Result<Vec<(Uuid, Vec<(StoredReferral, Vec<StatusEvent>)>)>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT consultation_id FROM referrals
+             WHERE direction = 'outbound' AND consultation_id IS NOT NULL
+               AND ($1 IS NULL OR consultation_id = $2)
+             GROUP BY consultation_id ORDER BY MAX(recorded_at) DESC LIMIT 1000",
+        )
+        .bind(only.map(|u| u.to_string()))
+        .bind(only.map(|u| u.to_string()))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut grouped = Vec::new();
+        for id in ids {
+            let referral_ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM referrals WHERE direction = 'outbound' AND consultation_id = $1
+                 ORDER BY recipient",
+            )
+            .bind(&id)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut copies = Vec::new();
+            for referral_id in referral_ids {
+                let Ok(uuid) = Uuid::parse_str(&referral_id) else {
+                    continue;
+                };
+                if let Some(copy) = self.referral(uuid).await? {
+                    copies.push(copy);
+                }
+            }
+            if let Ok(uuid) = Uuid::parse_str(&id) {
+                grouped.push((uuid, copies));
+            }
+        }
+        Ok(grouped)
+    }
+
+    /// How many referrals are stored, by direction; for tests and status.
+    pub async fn count_referrals(&self, direction: Direction) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM referrals WHERE direction = $1")
+                .bind(direction.as_str())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+/// Records a status change: the event, and (when `moves`) the referral's current status.
+async fn insert_status(tx: &mut Tx, update: &StatusUpdate, moves: bool) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO status_events (referral_id, status, actor, at, reason, outcome, forwarded_to)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(update.referral_id.to_string())
+    .bind(update.status.as_str())
+    .bind(update.author.uri())
+    .bind(ms(update.at))
+    .bind(&update.reason)
+    .bind(update.outcome.as_ref().map(wire::encode_outcome))
+    .bind(update.forwarded_to.as_ref().map(TeamIdentity::uri))
+    .execute(&mut **tx)
+    .await?;
+    if moves {
+        sqlx::query("UPDATE referrals SET status = $1 WHERE id = $2")
+            .bind(update.status.as_str())
+            .bind(update.referral_id.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The columns of a referral row beyond the referral itself.
+struct RowExtras<'a> {
+    /// Seal the body under this key.
+    sealing: Option<&'a Sealing>,
+    /// For a forward: the received referral it was made from.
+    forwarded_from: Option<Uuid>,
+    /// For a received referral: when retention purges it.
+    retain_until: Option<OffsetDateTime>,
+}
+
+/// Every referral column a [`StoredReferral`] needs, with the data key that opens its body.
+const REFERRAL_COLUMNS: &str = "SELECT r.id, r.direction, r.status, r.recorded_at, r.body,
+        r.decisions, r.data_key, r.retain_until, k.key AS sealing_key
+    FROM referrals r LEFT JOIN data_keys k ON k.id = r.data_key";
+
+/// The data key a received referral's body is sealed under, for sealing what is made from it.
+async fn sealing_of(tx: &mut Tx, referral_id: Uuid) -> Result<Option<Sealing>, StoreError> {
+    let row = sqlx::query(
+        "SELECT k.id, k.key FROM referrals r JOIN data_keys k ON k.id = r.data_key
+         WHERE r.id = $1",
+    )
+    .bind(referral_id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|row| {
+        Ok(Sealing {
+            key_id: row.try_get("id")?,
+            key: row.try_get("key")?,
+        })
+    })
+    .transpose()
+}
+
+async fn insert_referral(
+    tx: &mut Tx,
+    referral: &Referral,
+    direction: Direction,
+    status: ReferralStatus,
+    body: &[u8],
+    now: OffsetDateTime,
+    extras: &RowExtras<'_>,
+) -> Result<(), StoreError> {
+    let id = referral.id.to_string();
+    let stored_body = match extras.sealing {
+        Some(sealing) => vault::seal(&sealing.key, &format!("referrals/{id}"), body)?,
+        None => body.to_vec(),
+    };
+    // Only a disclosure made on the basis of consent is retracted when the consent is revoked;
+    // one made under a legal exception stands on its own.
+    let consent_ref = referral
+        .consent_ref
+        .as_deref()
+        .filter(|_| referral.legal_basis == LegalBasis::Consent);
+    sqlx::query(
+        "INSERT INTO referrals (id, direction, sender, recipient, created_at, recorded_at,
+                                purpose, status, categories, digest, body, consultation_id,
+                                data_key, consent_ref, forwarded_from, retain_until)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(&id)
+    .bind(direction.as_str())
+    .bind(referral.sender.uri())
+    .bind(referral.recipient.uri())
+    .bind(ms(referral.created_at))
+    .bind(ms(now))
+    .bind(purpose_name(referral.purpose))
+    .bind(status.as_str())
+    .bind(categories_text(referral))
+    .bind(digest(body))
+    .bind(stored_body)
+    .bind(referral.consultation.as_ref().map(|c| c.id.to_string()))
+    .bind(extras.sealing.map(|s| s.key_id.as_str()))
+    .bind(consent_ref)
+    .bind(extras.forwarded_from.map(|f| f.to_string()))
+    .bind(extras.retain_until.map(ms))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_event(
+    tx: &mut Tx,
+    referral_id: Uuid,
+    status: ReferralStatus,
+    actor: &TeamIdentity,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO status_events (referral_id, status, actor, at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(referral_id.to_string())
+    .bind(status.as_str())
+    .bind(actor.uri())
+    .bind(ms(at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,451 @@
+//! The store's public API against a real database: a temporary SQLite file always, and a fresh
+//! PostgreSQL database as well when `TATMX_TEST_POSTGRES` names a server (as `.ci/run` sets it).
+//!
+//! These are the store's own promises, below the services: a submission is stored and queued
+//! at once and only once, a delivery is claimed and settled, a received message is stored once
+//! and a different message under its id is refused, a purge leaves nothing to read, and dead
+//! letters are found however old they are. They live here, as an integration test, because
+//! they use only what the rest of the node uses (`tatmx_node::store`), and because the
+//! harness's `backend` module already knows how to make and drop a PostgreSQL database.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
+
+use std::path::Path;
+
+use sqlx::{AnyConnection, Connection};
+use tatmx_certs::TeamIdentity;
+use tatmx_node::config::Config;
+use tatmx_node::referral::{
+    LegalBasis, Narrative, Purpose, Referral, ReferralContent, ReferralStatus, StatusUpdate,
+};
+use tatmx_node::retraction::PurgeCause;
+use tatmx_node::store::{
+    Backend, DeliveryState, Direction, Inbound, MessageKind, MessageProof, Store, StoreLocation,
+    Submission, Submitted,
+};
+use tatmx_tests::backend;
+use tempfile::TempDir;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+/// One store under test, with what must be cleaned up after it.
+struct TestStore {
+    /// The store.
+    store: Store,
+    /// Where it lives, for reading its tables directly.
+    url: String,
+    /// The SQLite file's directory, removed when the test ends.
+    _dir: Option<TempDir>,
+    /// The PostgreSQL server and database to drop when the test ends.
+    postgres: Option<(String, String)>,
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some((base, name)) = self.postgres.take() {
+            backend::drop_databases(&base, vec![name]);
+        }
+    }
+}
+
+impl TestStore {
+    /// A connection straight to the store's database, to check what is (not) left in it.
+    async fn raw(&self) -> AnyConnection {
+        sqlx::any::install_default_drivers();
+        AnyConnection::connect(&self.url).await.unwrap()
+    }
+
+    /// How many rows `sql` (a `SELECT COUNT(*) ... $1`) counts for `id`.
+    async fn count(&self, sql: &str, id: Uuid) -> i64 {
+        let mut connection = self.raw().await;
+        let n = sqlx::query_scalar(sql)
+            .bind(id.to_string())
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        connection.close().await.ok();
+        n
+    }
+}
+
+/// A new store on each backend under test: SQLite, and PostgreSQL when it is configured.
+async fn stores() -> Vec<TestStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tatmx.db");
+    let mut stores = vec![TestStore {
+        store: Store::open(&file).await.unwrap(),
+        url: format!("sqlite://{}?mode=rw", file.display()),
+        _dir: Some(dir),
+        postgres: None,
+    }];
+    if let Some(base) = backend::postgres() {
+        let (url, name) = backend::create_database(base);
+        let store = Store::open_at(&postgres_location(&url)).await.unwrap();
+        assert_eq!(store.backend(), Backend::Postgres);
+        stores.push(TestStore {
+            store,
+            url,
+            _dir: None,
+            postgres: Some((base.to_owned(), name)),
+        });
+    }
+    stores
+}
+
+/// A PostgreSQL location, made the way a node makes one: from its config. (A database URL may
+/// hold a password, so its type has no other public way in.)
+fn postgres_location(url: &str) -> StoreLocation {
+    let text = format!(
+        r#"
+        [node]
+        federation = "county-mdt.example"
+        team = "county-core"
+        role = "core"
+        discipline = "law-enforcement"
+        data_dir = "data"
+
+        [tls]
+        ca = "ca.pem"
+        cert = "node.pem"
+        key = "node.key"
+
+        [federation_api]
+        listen = "127.0.0.1:7443"
+
+        [store]
+        url = "{url}"
+        "#
+    );
+    Config::from_toml(&text, Path::new("."))
+        .map_err(|e| format!("{e:?}"))
+        .unwrap()
+        .store
+}
+
+fn team(name: &str) -> TeamIdentity {
+    TeamIdentity::parse_uri(&format!("spiffe://county-mdt.example/team/{name}")).unwrap()
+}
+
+/// A small referral from `sender` to `recipient`: one narrative, on consent.
+fn referral(sender: &str, recipient: &str) -> Referral {
+    Referral {
+        id: Uuid::now_v7(),
+        sender: team(sender),
+        recipient: team(recipient),
+        created_at: OffsetDateTime::now_utc(),
+        purpose: Purpose::ThreatAssessment,
+        level_of_concern: None,
+        legal_basis: LegalBasis::Consent,
+        justification: None,
+        consent_ref: Some(Uuid::now_v7().to_string()),
+        content: ReferralContent {
+            narrative: Some(Narrative {
+                text: "A teacher overheard a specific plan.".into(),
+            }),
+            ..ReferralContent::default()
+        },
+        labels: Default::default(),
+        withheld: Vec::new(),
+        case_handle: None,
+        consultation: None,
+        provenance: Vec::new(),
+        consent_scope: None,
+    }
+}
+
+/// The recipient's `received` acknowledgement of `referral`.
+fn received(referral: &Referral) -> StatusUpdate {
+    StatusUpdate {
+        id: Uuid::now_v7(),
+        referral_id: referral.id,
+        author: referral.recipient.clone(),
+        status: ReferralStatus::Received,
+        at: OffsetDateTime::now_utc(),
+        reason: None,
+        outcome: None,
+        withheld: Vec::new(),
+        forwarded_to: None,
+    }
+}
+
+/// The evidence kept beside a message. The store keeps it as given; the federation service
+/// checks signatures before it gets here.
+fn proof(message_id: Uuid, kind: MessageKind, peer: &TeamIdentity) -> MessageProof {
+    MessageProof {
+        message_id,
+        kind: kind.as_str(),
+        peer: peer.uri(),
+        digest: vec![7; 32],
+        signature: vec![1; 64],
+        sender_certificate: vec![2; 16],
+        receipt_signature: Some(vec![3; 64]),
+        receipt_certificate: Some(vec![4; 16]),
+        received_at: Some(OffsetDateTime::now_utc()),
+    }
+}
+
+fn submission(key: &'static str, draft: &'static str) -> Submission<'static> {
+    Submission {
+        actor: "case-worker",
+        idempotency: Some((key, draft)),
+        ..Submission::default()
+    }
+}
+
+#[tokio::test]
+async fn a_submission_is_stored_and_queued_once() {
+    for t in stores().await {
+        let store = &t.store;
+        let sent = referral("riverside-mh", "county-core");
+        let first = store
+            .submit_referral(&sent, &[], &submission("key-1", "draft-a"))
+            .await
+            .unwrap();
+        assert_eq!(first, Submitted::New);
+        let (stored, timeline) = store.referral(sent.id).await.unwrap().unwrap();
+        assert_eq!(stored.referral, sent);
+        assert_eq!(stored.direction, Direction::Outbound);
+        assert_eq!(stored.status, ReferralStatus::Sent);
+        assert_eq!(timeline.len(), 1);
+        let queued = store.outbox_entry(sent.id).await.unwrap().unwrap();
+        assert_eq!(queued.kind, MessageKind::Referral);
+        assert_eq!(queued.state, DeliveryState::Pending);
+        assert_eq!(queued.peer, sent.recipient.uri());
+
+        // The same key and draft again, even as a new referral, names the first one.
+        let again = referral("riverside-mh", "county-core");
+        let resubmitted = store
+            .submit_referral(&again, &[], &submission("key-1", "draft-a"))
+            .await
+            .unwrap();
+        assert_eq!(resubmitted, Submitted::Earlier(sent.id));
+        // The same key for another draft is refused.
+        let reused = store
+            .submit_referral(&again, &[], &submission("key-1", "draft-b"))
+            .await
+            .unwrap();
+        assert_eq!(reused, Submitted::KeyReused);
+        assert_eq!(store.count_referrals(Direction::Outbound).await.unwrap(), 1);
+        assert!(store.outbox_entry(again.id).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_queued_message_is_claimed_then_settled_by_its_acknowledgement() {
+    for t in stores().await {
+        let store = &t.store;
+        let sent = referral("riverside-mh", "county-core");
+        store
+            .submit_referral(&sent, &[], &submission("key-1", "draft-a"))
+            .await
+            .unwrap();
+        let window = store.queued_for_peer(&sent.recipient, 10).await.unwrap();
+        assert_eq!(window.len(), 1);
+        assert_eq!(window[0].message_id, sent.id);
+        assert_eq!(window[0].body, tatmx_node::wire::encode_referral(&sent));
+        let seqs = [window[0].seq];
+        let until = OffsetDateTime::now_utc() + Duration::minutes(1);
+        assert_eq!(
+            store.claim(&seqs, "replica-a", until).await.unwrap(),
+            seqs.to_vec()
+        );
+        if store.backend() == Backend::Postgres {
+            // Another replica finds it held; the holder may claim it again.
+            assert!(
+                store
+                    .claim(&seqs, "replica-b", until)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert_eq!(
+                store.claim(&seqs, "replica-a", until).await.unwrap(),
+                seqs.to_vec()
+            );
+        }
+
+        store
+            .mark_delivered(
+                seqs[0],
+                &proof(sent.id, MessageKind::Referral, &sent.recipient),
+            )
+            .await
+            .unwrap();
+        let delivered = store.outbox_entry(sent.id).await.unwrap().unwrap();
+        assert_eq!(delivered.state, DeliveryState::Delivered);
+        assert_eq!(delivered.attempts, 1);
+        assert!(delivered.delivered_at.is_some());
+        assert!(
+            store
+                .queued_for_peer(&sent.recipient, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Once settled, nobody can claim it.
+        if store.backend() == Backend::Postgres {
+            assert!(
+                store
+                    .claim(&seqs, "replica-a", until)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_received_referral_is_stored_once_and_a_different_one_under_its_id_is_refused() {
+    for t in stores().await {
+        let store = &t.store;
+        let delivered = referral("riverside-mh", "county-core");
+        let ack = received(&delivered);
+        let keep_until = OffsetDateTime::now_utc() + Duration::days(30);
+        let evidence = proof(delivered.id, MessageKind::Referral, &delivered.sender);
+        let first = store
+            .receive_referral(&delivered, &ack, keep_until, &evidence)
+            .await
+            .unwrap();
+        assert_eq!(first, Inbound::Stored);
+        let inbox = store.inbox(10).await.unwrap();
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(inbox[0].referral, delivered);
+        assert_eq!(inbox[0].status, ReferralStatus::Received);
+        let acknowledgement = store.outbox_entry(ack.id).await.unwrap().unwrap();
+        assert_eq!(acknowledgement.kind, MessageKind::StatusUpdate);
+        assert_eq!(acknowledgement.peer, delivered.sender.uri());
+
+        // The sender's retry of the same message changes nothing, not even its ack.
+        let replay = store
+            .receive_referral(&delivered, &received(&delivered), keep_until, &evidence)
+            .await
+            .unwrap();
+        assert_eq!(replay, Inbound::Duplicate);
+        // Different content under the same id is refused, and the first content stays.
+        let mut altered = delivered.clone();
+        altered.justification = Some("something else".into());
+        let conflict = store
+            .receive_referral(&altered, &received(&altered), keep_until, &evidence)
+            .await
+            .unwrap();
+        assert_eq!(conflict, Inbound::Conflict);
+        assert_eq!(store.count_referrals(Direction::Inbound).await.unwrap(), 1);
+        let (kept, _) = store.referral(delivered.id).await.unwrap().unwrap();
+        assert_eq!(kept.referral, delivered);
+        assert_eq!(
+            t.count(
+                "SELECT COUNT(*) FROM outbox WHERE referral_id = $1",
+                delivered.id
+            )
+            .await,
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn purging_an_expired_referral_removes_its_body_and_its_data_key() {
+    for t in stores().await {
+        let store = &t.store;
+        let now = OffsetDateTime::now_utc();
+        let expiring = referral("riverside-mh", "county-core");
+        let kept = referral("riverside-mh", "county-core");
+        for (referral, until) in [
+            (&expiring, now + Duration::hours(1)),
+            (&kept, now + Duration::days(30)),
+        ] {
+            let evidence = proof(referral.id, MessageKind::Referral, &referral.sender);
+            store
+                .receive_referral(referral, &received(referral), until, &evidence)
+                .await
+                .unwrap();
+        }
+        let key = "SELECT COUNT(*) FROM data_keys WHERE id = $1";
+        assert_eq!(t.count(key, expiring.id).await, 1);
+
+        // Nothing is due yet; two hours on, one is.
+        assert_eq!(store.purge_expired(now).await.unwrap(), 0);
+        assert_eq!(
+            store.purge_expired(now + Duration::hours(2)).await.unwrap(),
+            1
+        );
+
+        assert!(store.referral(expiring.id).await.unwrap().is_none());
+        assert_eq!(
+            t.count("SELECT COUNT(*) FROM referrals WHERE id = $1", expiring.id)
+                .await,
+            0
+        );
+        assert_eq!(t.count(key, expiring.id).await, 0);
+        // Its acknowledgement's body is emptied too, sent or not.
+        assert_eq!(
+            t.count(
+                "SELECT COUNT(*) FROM outbox WHERE referral_id = $1 AND LENGTH(body) > 0",
+                expiring.id
+            )
+            .await,
+            0
+        );
+        let tombstone = store.tombstone(expiring.id).await.unwrap().unwrap();
+        assert_eq!(tombstone.cause, PurgeCause::Retention);
+        assert!(tombstone.inbound);
+        // The other referral is untouched.
+        assert!(store.referral(kept.id).await.unwrap().is_some());
+        assert_eq!(t.count(key, kept.id).await, 1);
+        // Purging again finds nothing more.
+        assert_eq!(
+            store.purge_expired(now + Duration::hours(2)).await.unwrap(),
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_listed_however_many_messages_came_after_it() {
+    for t in stores().await {
+        let store = &t.store;
+        let dead = referral("riverside-mh", "lincoln-high");
+        store
+            .submit_referral(&dead, &[], &Submission::default())
+            .await
+            .unwrap();
+        let seq = store.next_for_peer(&dead.recipient).await.unwrap().unwrap();
+        assert!(store.mark_dead(seq.seq, "refused", true).await.unwrap());
+
+        // 150 newer messages, half of them delivered, half still pending.
+        for n in 0..150 {
+            let later = referral("riverside-mh", "county-core");
+            store
+                .submit_referral(&later, &[], &Submission::default())
+                .await
+                .unwrap();
+            if n % 2 == 0 {
+                let queued = store.outbox_entry(later.id).await.unwrap().unwrap();
+                store
+                    .mark_delivered(
+                        queued.seq,
+                        &proof(later.id, MessageKind::Referral, &later.recipient),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+
+        // The newest 100 of the whole outbox do not reach it...
+        let newest = store.outbox(100).await.unwrap();
+        assert!(newest.iter().all(|e| e.message_id != dead.id));
+        // ...but the dead letters do.
+        let letters = store.dead_letters(100).await.unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].message_id, dead.id);
+        assert_eq!(letters[0].state, DeliveryState::Dead);
+        assert_eq!(letters[0].last_error.as_deref(), Some("refused"));
+        // Retried, it is no longer one.
+        assert_eq!(
+            store.retry_dead(dead.id).await.unwrap(),
+            Some(dead.recipient.uri())
+        );
+        assert!(store.dead_letters(100).await.unwrap().is_empty());
+    }
+}
