@@ -16,12 +16,10 @@
 //! ([`crate::witness`]), so even a rewrite re-signed with the node's own key is caught.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::consent::Consent;
@@ -705,49 +703,6 @@ pub fn inbound_rejected(
         referral_id: None,
         subject: None,
         detail: json!({ "method": method, "code": format!("{code:?}"), "reason": message }),
-    }
-}
-
-/// Signs a checkpoint every `checkpoint_interval` when anything new was written, and once
-/// more when the node stops; removes entries past the audit retention period once an hour
-/// (or once per retention period, if that is shorter).
-pub async fn run(
-    store: crate::store::Store,
-    trust: crate::trust::Trust,
-    settings: crate::config::AuditSettings,
-    shutdown: CancellationToken,
-) {
-    let mut last_retention: Option<std::time::Instant> = None;
-    loop {
-        let stopping = tokio::select! {
-            _ = tokio::time::sleep(settings.checkpoint_interval) => false,
-            _ = shutdown.cancelled() => true,
-        };
-        let sweep_every = settings.retention.min(Duration::from_secs(3600));
-        if !stopping && last_retention.is_none_or(|t| t.elapsed() >= sweep_every) {
-            last_retention = Some(std::time::Instant::now());
-            let period =
-                time::Duration::try_from(settings.retention).unwrap_or(time::Duration::MAX);
-            let cutoff = OffsetDateTime::now_utc().saturating_sub(period);
-            match store.purge_audit_before(cutoff).await {
-                Ok(0) => {}
-                Ok(removed) => tracing::info!(removed, "audit entries past retention removed"),
-                Err(e) => tracing::error!(error = %e, "audit retention failed; will try again"),
-            }
-        }
-        let state = trust.state();
-        let credentials = state.identities.primary();
-        match store
-            .checkpoint_audit(credentials.signer(), &credentials.identity().uri())
-            .await
-        {
-            Ok(Some(seq)) => tracing::debug!(seq, "audit checkpoint signed"),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "signing an audit checkpoint failed"),
-        }
-        if stopping {
-            return;
-        }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::referral::{
 use crate::retraction::{
     Copy, PurgeCause, Retraction, RetractionAck, RetractionCause, RetractionProgress, Tombstone,
 };
-use crate::trust::{Discipline, Role};
+use crate::team::{Discipline, Role};
 
 /// A wire message could not become a domain value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

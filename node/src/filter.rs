@@ -191,7 +191,7 @@ pub fn filter_outbound(
             continue;
         }
         pseudonymized |= decision.outcome == Outcome::Pseudonymize;
-        crate::metrics::get().count_withheld(decision.category, decision.outcome);
+        crate::metrics::get().count_withheld(decision.category, decision.outcome.as_str());
         if decision.outcome == Outcome::Pseudonymize && decision.category == DataCategory::Identity
         {
             outgoing.case_handle = Some(case_key.handle(
@@ -250,7 +250,7 @@ pub fn filter_status_update(policy: &Policy, exchange: &Exchange, update: &mut S
         if decided.permitted {
             continue;
         }
-        crate::metrics::get().count_withheld(category, Outcome::Withhold);
+        crate::metrics::get().count_withheld(category, Outcome::Withhold.as_str());
         match category {
             DataCategory::Narrative => update.reason = None,
             _ => update.outcome = None,

@@ -27,7 +27,8 @@
 //! - [`filter`]: applies consent and policy to a referral, outbound and inbound.
 //! - [`vault`]: per-record data keys; purging deletes the key (crypto-shredding).
 //! - [`retraction`]: consent revoked, data pulled back hop by hop, purges and tombstones.
-//! - [`retention`]: how long a received referral is kept, and the job that purges it after.
+//! - [`retention`]: how long a received referral is kept.
+//! - [`jobs`]: the background jobs: retention purges, audit checkpoints.
 //! - [`signing`]: the node key's signatures over messages, receipts and checkpoints.
 //! - [`audit`]: the hash-chained audit log: what each entry records, checkpoints, verification.
 //! - [`witness`]: checking that peers' audit checkpoints only ever extend each other.
@@ -42,6 +43,7 @@
 //! - [`staff`]: staff roles, what each may do, and their credentials (argon2id, TOTP).
 //! - [`refresh`]: fetching newer federation directories from peers.
 //! - [`metrics`]: Prometheus counters and gauges, served on a local endpoint when configured.
+//! - [`scrape`]: the `/metrics` endpoint, reading the node's gauges at each scrape.
 //! - [`health`]: gRPC health for probes, and the store check behind readiness.
 //! - [`node`]: wiring everything together, and shutting it down.
 //! - [`client`]: connecting to a node's own APIs.
@@ -61,6 +63,7 @@ pub mod convert;
 pub mod federation;
 pub mod filter;
 pub mod health;
+pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;
 pub mod node;
@@ -71,6 +74,7 @@ pub mod referral;
 pub mod refresh;
 pub mod retention;
 pub mod retraction;
+pub mod scrape;
 pub mod signing;
 pub mod staff;
 pub mod store;

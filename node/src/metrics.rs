@@ -9,16 +9,9 @@
 //! stale. Labels carry peer teams, federations, methods, codes, reasons, categories and causes:
 //! never ids, and never anything about a person.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -26,25 +19,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use time::OffsetDateTime;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::category::DataCategory;
-use crate::filter::Outcome;
-use crate::health::StoreUp;
-use crate::store::Store;
-use crate::store::observe::{AuditLag, PeerDepth};
-use crate::trust::{Trust, TrustError};
 
 /// Label pairs, such as `[("method", "Retract")]`.
 type Labels = Vec<(&'static str, String)>;
 
 /// A gauge with a fractional value (ages, days).
 type FloatGauge = Gauge<f64, AtomicU64>;
-
-/// How long a scrape waits for the store before it answers without the store's gauges: a
-/// scrape must still answer (with `tatmx_store_up 0`) while the store does not.
-const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Delivery-latency buckets, in seconds: from a fast loopback round trip, through retries with
 /// backoff, to a peer that was down for hours or days (a message waits up to the seven-day
@@ -107,11 +89,11 @@ impl Metrics {
     }
 
     /// Counts one category the filter took out of an outgoing message.
-    pub fn count_withheld(&self, category: DataCategory, outcome: Outcome) {
+    pub fn count_withheld(&self, category: DataCategory, outcome: &str) {
         self.withheld
             .get_or_create(&vec![
                 ("category", category.as_str().to_owned()),
-                ("outcome", outcome.as_str().to_owned()),
+                ("outcome", outcome.to_owned()),
             ])
             .inc();
     }
@@ -245,21 +227,6 @@ impl Refusal {
         }
     }
 
-    /// The reason for a refusal decided by the trust state.
-    pub fn of_trust(error: &TrustError) -> Self {
-        match error {
-            TrustError::NoCertificate | TrustError::NoIdentity => Self::NotAuthenticated,
-            TrustError::ForeignFederation(_) | TrustError::Certificate { .. } => {
-                Self::UntrustedCertificate
-            }
-            TrustError::Revoked { .. } => Self::Revoked,
-            TrustError::UnknownPeer(_) => Self::UnknownPeer,
-            TrustError::Blocked(_) => Self::Blocked,
-            TrustError::NotPinned(_) => Self::NotPinned,
-            TrustError::InvalidRecipient(_) => Self::NotAuthorized,
-        }
-    }
-
     /// Marks `status` with this reason, for [`Refusal::of`] to find. The mark stays inside the
     /// node: a status's source is not sent to the caller.
     pub fn attach(self, mut status: tonic::Status) -> tonic::Status {
@@ -289,111 +256,51 @@ impl Refusal {
     }
 }
 
-/// What the endpoint reads its gauges from: the node that serves it.
-#[derive(Debug, Clone)]
-pub struct Sources {
-    /// Outbox depths and audit lag.
-    pub store: Store,
-    /// The node's certificates, peers and directories.
-    pub trust: Trust,
-    /// The last result of the store check behind readiness.
-    pub store_up: StoreUp,
+/// One peer's part of the outbox that is not settled: what waits, and what gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerDepth {
+    /// The peer, as an identity URI: a team, never a person.
+    pub peer: String,
+    /// Messages still to be delivered (pending; neither delivered, dead nor cancelled).
+    pub pending: u64,
+    /// When the oldest of them was queued; `None` when nothing is pending.
+    pub oldest: Option<OffsetDateTime>,
+    /// Dead letters waiting for an admin's retry.
+    pub dead: u64,
+}
+
+/// How much of the audit log no signed checkpoint covers yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditLag {
+    /// Entries appended since the newest checkpoint.
+    pub entries: u64,
+    /// When the oldest of those entries was written; `None` when every entry is covered.
+    pub oldest: Option<OffsetDateTime>,
+    /// When the newest checkpoint was signed; `None` before the first.
+    pub checkpoint_at: Option<OffsetDateTime>,
 }
 
 /// One node's gauges, read at one scrape.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// Whether the last store check succeeded.
-    store_up: bool,
+    pub store_up: bool,
     /// Every peer's unsettled messages; peers with none are listed with zeros. `None` when
     /// the store did not answer.
-    outbox: Option<Vec<PeerDepth>>,
+    pub outbox: Option<Vec<PeerDepth>>,
     /// How far the audit log is past its last checkpoint; `None` when the store did not
     /// answer.
-    audit: Option<AuditLag>,
+    pub audit: Option<AuditLag>,
     /// Days until this node's certificate in each federation expires.
-    certificates: Vec<(String, f64)>,
+    pub certificates: Vec<(String, f64)>,
     /// For each federation this node belongs to, the age in seconds of its imported
     /// directory, or `None` when none was imported.
-    directories: Vec<(String, Option<f64>)>,
+    pub directories: Vec<(String, Option<f64>)>,
     /// When it was read.
-    at: Option<OffsetDateTime>,
+    pub at: Option<OffsetDateTime>,
 }
 
 impl Snapshot {
-    /// Reads the gauges of the node behind `sources`.
-    pub async fn read(sources: &Sources) -> Self {
-        let now = OffsetDateTime::now_utc();
-        let state = sources.trust.state();
-        let store = async {
-            let depths = sources.store.outbox_depths().await;
-            let lag = sources.store.audit_lag().await;
-            (depths, lag)
-        };
-        let (depths, lag) = match tokio::time::timeout(STORE_TIMEOUT, store).await {
-            Ok((depths, lag)) => (
-                depths
-                    .map_err(|e| tracing::warn!(error = %e, "metrics: reading the outbox failed"))
-                    .ok(),
-                lag.map_err(
-                    |e| tracing::warn!(error = %e, "metrics: reading the audit log failed"),
-                )
-                .ok(),
-            ),
-            Err(_) => {
-                tracing::warn!(
-                    "metrics: the store did not answer in time; its gauges are left out"
-                );
-                (None, None)
-            }
-        };
-        // Every current peer gets a depth, so "delivered everything" reads as 0, not as a
-        // missing series; a removed peer still listed by the store keeps its own row.
-        let outbox = depths.map(|mut depths| {
-            for entry in state.peers() {
-                let peer = entry.peer.identity.uri();
-                if !depths.iter().any(|d| d.peer == peer) {
-                    depths.push(PeerDepth {
-                        peer,
-                        pending: 0,
-                        oldest: None,
-                        dead: 0,
-                    });
-                }
-            }
-            depths
-        });
-        let certificates = state
-            .identities
-            .all()
-            .into_iter()
-            .map(|c| {
-                let days = (c.not_after() - now).as_seconds_f64() / 86_400.0;
-                (c.identity().federation.to_string(), days)
-            })
-            .collect();
-        let directories = state
-            .identities
-            .all()
-            .into_iter()
-            .map(|c| {
-                let federation = &c.identity().federation;
-                let age = state
-                    .directory(federation)
-                    .map(|d| (now - d.issued_at).as_seconds_f64().max(0.0));
-                (federation.to_string(), age)
-            })
-            .collect();
-        Self {
-            store_up: sources.store_up.get(),
-            outbox,
-            audit: lag,
-            certificates,
-            directories,
-            at: Some(now),
-        }
-    }
-
     /// Adds these gauges to `registry`. They are made afresh for each scrape, so a peer that
     /// is gone leaves no stale series behind.
     fn register(&self, registry: &mut Registry) {
@@ -508,60 +415,6 @@ impl Snapshot {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the node stops, with the gauges of the node
-/// behind `sources`.
-pub async fn serve(listener: TcpListener, sources: Sources, shutdown: CancellationToken) {
-    let sources = Arc::new(sources);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.cancelled() => return,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let shutdown = shutdown.clone();
-        let sources = sources.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let sources = sources.clone();
-                async move { answer(request, &sources).await }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = connection => {}
-                _ = shutdown.cancelled() => {}
-            }
-        });
-    }
-}
-
-async fn answer(
-    request: Request<hyper::body::Incoming>,
-    sources: &Sources,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let response = if request.uri().path() == "/metrics" {
-        let snapshot = Snapshot::read(sources).await;
-        Response::builder()
-            .header(
-                "content-type",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )
-            .body(Full::new(Bytes::from(get().render(Some(&snapshot)))))
-    } else {
-        Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .body(Full::new(Bytes::from_static(
-                b"only /metrics is served here\n",
-            )))
-    };
-    Ok(response.unwrap_or_default())
-}
-
-/// Binds the metrics address from the config.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,7 +438,7 @@ mod tests {
             "referral",
             OffsetDateTime::now_utc(),
         );
-        get().count_withheld(DataCategory::ReporterIdentity, Outcome::Withhold);
+        get().count_withheld(DataCategory::ReporterIdentity, "withhold");
         let text = get().render(Some(&Snapshot {
             store_up: true,
             outbox: Some(vec![PeerDepth {

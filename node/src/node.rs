@@ -299,7 +299,7 @@ async fn serve(
         config.delivery.clone(),
         shutdown.clone(),
     )));
-    tasks.push(tokio::spawn(crate::retention::run(
+    tasks.push(tokio::spawn(crate::jobs::retention::run(
         store.clone(),
         config.retention.clone(),
         shutdown.clone(),
@@ -314,16 +314,16 @@ async fn serve(
     }
     let store_up = crate::health::StoreUp::default();
     if let Some(addr) = config.metrics_listen {
-        let listener = crate::metrics::bind(addr)
+        let listener = crate::scrape::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
         if !addr.ip().is_loopback() {
             // The page names peer teams and federations, and has no authentication.
             tracing::warn!(%addr, "metrics are served beyond this host; firewall the port");
         }
-        tasks.push(tokio::spawn(crate::metrics::serve(
+        tasks.push(tokio::spawn(crate::scrape::serve(
             listener,
-            crate::metrics::Sources {
+            crate::scrape::Sources {
                 store: store.clone(),
                 trust: trust.clone(),
                 store_up: store_up.clone(),
@@ -340,7 +340,7 @@ async fn serve(
         ),
         None => None,
     };
-    tasks.push(tokio::spawn(crate::audit::run(
+    tasks.push(tokio::spawn(crate::jobs::audit_checkpoints::run(
         store.clone(),
         trust.clone(),
         config.audit.clone(),
@@ -438,7 +438,11 @@ async fn serve(
                 trust: trust.clone(),
                 app: app.clone(),
             };
-            let (addr, task) = crate::console::start(settings, services, shutdown.clone()).await?;
+            // A second less than the node's own grace, so the console is done before the node
+            // stops waiting for it.
+            let grace = SHUTDOWN_GRACE.saturating_sub(Duration::from_secs(1));
+            let (addr, task) =
+                crate::console::start(settings, services, shutdown.clone(), grace).await?;
             tasks.push(task);
             Some(addr)
         }

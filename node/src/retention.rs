@@ -1,4 +1,4 @@
-//! How long a received referral is kept, and the background job that purges it afterwards.
+//! How long a received referral is kept; [`crate::jobs::retention`] purges it afterwards.
 //!
 //! A received referral's deadline is fixed when it arrives: the time of receipt plus the period
 //! configured for its purpose. The job purges expired referrals the same way a retraction does
@@ -8,10 +8,7 @@
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::referral::Purpose;
-use crate::store::Store;
 
 /// One year, as the schedules count it.
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -48,21 +45,6 @@ impl RetentionSettings {
             Purpose::ThreatAssessment => self.threat_assessment,
             Purpose::ThreatManagement => self.threat_management,
             Purpose::Consultation => self.consultation,
-        }
-    }
-}
-
-/// Purges expired referrals every `sweep_interval` until the node stops.
-pub async fn run(store: Store, settings: RetentionSettings, shutdown: CancellationToken) {
-    loop {
-        match store.purge_expired(time::OffsetDateTime::now_utc()).await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "retention purged expired referrals"),
-            Err(e) => tracing::error!(error = %e, "retention purge failed; will try again"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(settings.sweep_interval) => {}
-            _ = shutdown.cancelled() => return,
         }
     }
 }

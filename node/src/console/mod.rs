@@ -128,11 +128,13 @@ impl Console {
 }
 
 /// Binds the console's address and starts serving it until `shutdown`; returns the bound
-/// address and the server task.
+/// address and the server task. Once `shutdown` fires, requests in flight get `grace` to
+/// finish.
 pub async fn start(
     settings: ConsoleSettings,
     services: Services,
     shutdown: CancellationToken,
+    grace: std::time::Duration,
 ) -> Result<(SocketAddr, JoinHandle<()>), ConsoleError> {
     let tls = listener::server_config(&services.trust, settings.certificate.as_ref())?;
     let tcp = TcpListener::bind(settings.listen)
@@ -156,7 +158,6 @@ pub async fn start(
         }),
     };
     let app = router(console);
-    let grace = crate::node::SHUTDOWN_GRACE.saturating_sub(std::time::Duration::from_secs(1));
     let task = tokio::spawn(listener::serve(tcp, tls, app, shutdown, grace));
     tracing::info!(%addr, "console serving");
     Ok((addr, task))

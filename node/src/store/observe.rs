@@ -7,33 +7,10 @@
 //! same on SQLite and PostgreSQL.
 
 use sqlx::Row;
-use time::OffsetDateTime;
 
 use super::{Store, StoreError, from_ms};
 
-/// One peer's part of the outbox that is not settled: what waits, and what gave up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerDepth {
-    /// The peer, as an identity URI: a team, never a person.
-    pub peer: String,
-    /// Messages still to be delivered (pending; neither delivered, dead nor cancelled).
-    pub pending: u64,
-    /// When the oldest of them was queued; `None` when nothing is pending.
-    pub oldest: Option<OffsetDateTime>,
-    /// Dead letters waiting for an admin's retry.
-    pub dead: u64,
-}
-
-/// How much of the audit log no signed checkpoint covers yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuditLag {
-    /// Entries appended since the newest checkpoint.
-    pub entries: u64,
-    /// When the oldest of those entries was written; `None` when every entry is covered.
-    pub oldest: Option<OffsetDateTime>,
-    /// When the newest checkpoint was signed; `None` before the first.
-    pub checkpoint_at: Option<OffsetDateTime>,
-}
+pub use crate::metrics::{AuditLag, PeerDepth};
 
 fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)

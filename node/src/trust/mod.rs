@@ -138,3 +138,22 @@ pub enum TrustError {
     #[error("recipient {0:?} is neither a team id nor a team identity URI")]
     InvalidRecipient(String),
 }
+
+/// The metrics' label for a refusal the trust state decided; here, so that [`crate::metrics`]
+/// needs nothing of trust.
+impl crate::metrics::Refusal {
+    /// The reason for a refusal decided by the trust state.
+    pub fn of_trust(error: &TrustError) -> Self {
+        match error {
+            TrustError::NoCertificate | TrustError::NoIdentity => Self::NotAuthenticated,
+            TrustError::ForeignFederation(_) | TrustError::Certificate { .. } => {
+                Self::UntrustedCertificate
+            }
+            TrustError::Revoked { .. } => Self::Revoked,
+            TrustError::UnknownPeer(_) => Self::UnknownPeer,
+            TrustError::Blocked(_) => Self::Blocked,
+            TrustError::NotPinned(_) => Self::NotPinned,
+            TrustError::InvalidRecipient(_) => Self::NotAuthorized,
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Signing the audit log's head at intervals, so that peers can witness it and a rewrite is
+//! caught, and removing entries older than the audit retention period.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AuditSettings;
+use crate::store::Store;
+use crate::trust::Trust;
+
+/// Signs a checkpoint every `checkpoint_interval` when anything new was written, and once
+/// more when the node stops; removes entries past the audit retention period once an hour
+/// (or once per retention period, if that is shorter).
+pub async fn run(store: Store, trust: Trust, settings: AuditSettings, shutdown: CancellationToken) {
+    let mut last_retention: Option<std::time::Instant> = None;
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(settings.checkpoint_interval) => false,
+            _ = shutdown.cancelled() => true,
+        };
+        let sweep_every = settings.retention.min(Duration::from_secs(3600));
+        if !stopping && last_retention.is_none_or(|t| t.elapsed() >= sweep_every) {
+            last_retention = Some(std::time::Instant::now());
+            let period =
+                time::Duration::try_from(settings.retention).unwrap_or(time::Duration::MAX);
+            let cutoff = OffsetDateTime::now_utc().saturating_sub(period);
+            match store.purge_audit_before(cutoff).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "audit entries past retention removed"),
+                Err(e) => tracing::error!(error = %e, "audit retention failed; will try again"),
+            }
+        }
+        let state = trust.state();
+        let credentials = state.identities.primary();
+        match store
+            .checkpoint_audit(credentials.signer(), &credentials.identity().uri())
+            .await
+        {
+            Ok(Some(seq)) => tracing::debug!(seq, "audit checkpoint signed"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "signing an audit checkpoint failed"),
+        }
+        if stopping {
+            return;
+        }
+    }
+}
