@@ -29,8 +29,10 @@
 //! - [`audit`]: the hash-chained audit log: what each entry records, checkpoints, verification.
 //! - [`witness`]: checking that peers' audit checkpoints only ever extend each other.
 //! - [`store`]: SQLite, and the only module with SQL.
-//! - [`outbox`]: durable, ordered, retried delivery to each peer.
-//! - [`federation`]: the peer-facing gRPC service.
+//! - [`outbox`]: durable, ordered, retried delivery to each peer: schedules and records.
+//! - [`federation`]: the federation protocol: the peer-facing service, the client that calls
+//!   peers, and the evidence (signatures, receipts) both keep.
+//! - [`refusal`]: the stable reason codes every refusal carries in its details.
 //! - [`agency`]: the staff-facing gRPC service.
 //! - [`admin`]: the admin-facing gRPC service (trust management, console accounts).
 //! - [`console`]: the staff console: HTTPS pages for browsers, over the same services.
@@ -60,6 +62,7 @@ pub mod outbox;
 pub mod policy;
 pub mod referral;
 pub mod refresh;
+pub mod refusal;
 pub mod retention;
 pub mod retraction;
 pub mod signing;
