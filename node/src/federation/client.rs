@@ -279,7 +279,7 @@ pub fn classify(status: &tonic::Status) -> DeliveryError {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    if reason == Some(Reason::ClockSkew) || tls.is_some_and(not_valid_yet) {
+    if reason == Some(Reason::ClockSkew) || tls.as_ref().is_some_and(not_valid_yet) {
         text.push_str(
             " (check both nodes' clocks: a certificate not valid yet usually means clock skew)",
         );
@@ -302,7 +302,7 @@ pub fn classify(status: &tonic::Status) -> DeliveryError {
         DeliveryError::Transient {
             reason: text,
             certificates: reason.is_some_and(Reason::concerns_certificates)
-                || tls.is_some_and(concerns_certificates),
+                || tls.as_ref().is_some_and(concerns_certificates),
         }
     } else {
         DeliveryError::Permanent { reason: text }
@@ -312,22 +312,42 @@ pub fn classify(status: &tonic::Status) -> DeliveryError {
 /// The TLS error under a failed call, if the connection failed in the handshake or was closed
 /// by a TLS alert. rustls reports through `std::io::Error`, whose `source` skips the error it
 /// wraps, so each link of the chain is also looked into.
-fn tls_error(status: &tonic::Status) -> Option<&rustls::Error> {
+pub fn tls_error(status: &tonic::Status) -> Option<rustls::Error> {
     let mut source = std::error::Error::source(status);
     while let Some(cause) = source {
         if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return Some(tls);
+            return Some(tls.clone());
         }
-        if let Some(tls) = cause
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(tls);
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                return Some(tls.clone());
+            }
+            if let Some(alert) = alert_in_h2_text(io) {
+                return Some(alert);
+            }
         }
         source = cause.source();
     }
     None
+}
+
+/// The one transport failure read from text. h2 keeps only the kind and the text of an io
+/// error, so a TLS alert that arrives after the handshake (as a TLS 1.3 server's refusal of a
+/// client certificate does) reaches the caller as rustls's fixed wording, and not as a
+/// `rustls::Error`. Only that wording is read, and only into an alert name rustls defines.
+fn alert_in_h2_text(io: &std::io::Error) -> Option<rustls::Error> {
+    if io.kind() != std::io::ErrorKind::InvalidData {
+        return None;
+    }
+    let text = io.to_string();
+    let name = text.strip_prefix("received fatal alert: ")?;
+    (0..=u8::MAX)
+        .map(rustls::AlertDescription::from)
+        .find(|alert| format!("{alert:?}") == name)
+        .map(rustls::Error::AlertReceived)
 }
 
 /// Whether a TLS failure is about a certificate: this node refused the peer's, or the peer
