@@ -47,7 +47,7 @@ pub async fn refresh_once(
     let federation = state.local.identity.federation.clone();
     for team in &settings.refresh_from {
         let identity = TeamIdentity::new(federation.clone(), team.clone());
-        let Ok(client) = PeerClient::to_admitted(trust, &identity, delivery) else {
+        let Ok(client) = PeerClient::admitted(trust, &identity, delivery) else {
             tracing::debug!(peer = %identity, "directory source is not an admitted peer; skipped");
             continue;
         };

@@ -159,7 +159,7 @@ impl Witness {
         from: u64,
         to: u64,
     ) -> Result<Vec<Vec<u8>>, String> {
-        PeerClient::to_admitted(&self.trust, peer, &self.delivery)
+        PeerClient::admitted(&self.trust, peer, &self.delivery)
             .map_err(|e| e.to_string())?
             .audit_consistency(from, to)
             .await

@@ -101,7 +101,7 @@ impl PeerClient {
     }
 
     /// A client for `peer` if it is admitted now (a peer, not blocked), at its endpoint.
-    pub fn to_admitted(
+    pub fn admitted(
         trust: &Trust,
         peer: &TeamIdentity,
         settings: &DeliverySettings,
