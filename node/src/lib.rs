@@ -33,8 +33,10 @@
 //! - [`audit`]: the hash-chained audit log: what each entry records, checkpoints, verification.
 //! - [`witness`]: checking that peers' audit checkpoints only ever extend each other.
 //! - [`store`]: SQLite, and the only module with SQL.
-//! - [`outbox`]: durable, ordered, retried delivery to each peer.
-//! - [`federation`]: the peer-facing gRPC service.
+//! - [`outbox`]: durable, ordered, retried delivery to each peer: schedules and records.
+//! - [`federation`]: the federation protocol: the peer-facing service, the client that calls
+//!   peers, and the evidence (signatures, receipts) both keep.
+//! - [`refusal`]: the stable reason codes every refusal carries in its details.
 //! - [`actor`]: who did something, built once at the edge that authenticated them.
 //! - [`app`]: the application layer: every staff use case, over domain types.
 //! - [`agency`]: the staff-facing gRPC service, an adapter over [`app`].
@@ -72,6 +74,7 @@ pub mod policy;
 pub mod purpose;
 pub mod referral;
 pub mod refresh;
+pub mod refusal;
 pub mod retention;
 pub mod retraction;
 pub mod scrape;

@@ -21,31 +21,27 @@
 //! message. Each replica also looks for unclaimed messages every few seconds, since the one that
 //! queued a message may not be the one to send it.
 //!
-//! Each attempt is signed with this node's key, and counts as delivered only with the peer's
-//! receipt signed over the message's digest by a certificate of that peer; both are stored, so
-//! either side can later prove what was sent and received.
+//! The outbox only schedules and records: the call itself, with its signature and the check
+//! of the peer's receipt, is [`crate::federation::client`]'s, which also says whether a failed
+//! attempt is worth retrying. A message counts as delivered only with a receipt that checks
+//! out; the evidence of both sides is stored with it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prost::Message;
 use tatmx_certs::TeamIdentity;
-use tatmx_proto::v1 as pb;
-use tatmx_proto::v1::federation_client::FederationClient;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::config::DeliverySettings;
 use crate::convert;
-use crate::signing;
-use crate::store::{DeliveryState, DueMessage, MessageKind, MessageProof, OutboxEntry, Store};
+use crate::federation::client::{Delivered, DeliveryError, PeerClient};
+use crate::store::{DeliveryState, DueMessage, MessageProof, OutboxEntry, Store};
 use crate::trust::Trust;
 use crate::witness::Witness;
-use sha2::{Digest, Sha256};
 
 /// How many settled messages a slow watcher may fall behind before it is cut off.
 const WATCH_BACKLOG: usize = 8192;
@@ -192,32 +188,14 @@ impl Outbox {
     }
 }
 
-/// One long-lived HTTP/2 channel to a peer. It connects lazily and reconnects by itself, so a
-/// peer that is down at start-up costs nothing until it comes back; each connection uses the
-/// trust current when it is made.
-pub fn peer_channel(
-    trust: &Trust,
-    peer: &TeamIdentity,
-    endpoint: &http::Uri,
-    settings: &DeliverySettings,
-) -> Channel {
-    Endpoint::from(endpoint.clone())
-        .connect_timeout(settings.connect_timeout)
-        .timeout(settings.request_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .connect_with_connector_lazy(crate::tls::connector(trust.states(), peer.clone()))
-}
-
 /// Drains one peer's queue.
 struct PeerWorker {
     /// The peer this worker delivers to.
     peer: TeamIdentity,
     /// Whether, and where, the peer may be reached now.
     trust: Trust,
-    /// Its Federation API over the pooled channel, and the endpoint that channel dials.
-    client: Option<(http::Uri, FederationClient<Channel>)>,
+    /// Its Federation API over one pooled channel, made once there is something to send.
+    client: Option<PeerClient>,
     /// Where the queue lives.
     store: Store,
     /// Backoff and timeouts.
@@ -250,13 +228,8 @@ struct Window {
 /// enough to keep a peer's store busy while its answers travel back.
 const WINDOW: usize = 64;
 
-/// How an attempt failed.
-enum Failure {
-    /// Worth retrying: the peer was unreachable, slow, or busy.
-    Transient(String),
-    /// The peer refused the message itself; retrying cannot help.
-    Permanent(String),
-}
+/// The most of a failure's text kept in `last_error`.
+const MAX_REASON: usize = 400;
 
 impl PeerWorker {
     async fn run(mut self) {
@@ -292,9 +265,17 @@ impl PeerWorker {
             }
             // The channel is made only once there is something to send: most peers of a large
             // federation are quiet, and each channel holds a task and buffers.
-            if self.client.as_ref().is_none_or(|(uri, _)| uri != &endpoint) {
-                let channel = peer_channel(&self.trust, &self.peer, &endpoint, &self.settings);
-                self.client = Some((endpoint, FederationClient::new(channel)));
+            if self
+                .client
+                .as_ref()
+                .is_none_or(|client| client.endpoint() != &endpoint)
+            {
+                self.client = Some(PeerClient::new(
+                    &self.trust,
+                    &self.peer,
+                    &endpoint,
+                    &self.settings,
+                ));
             }
             let window = self.window(queued);
             for message in &window.expired {
@@ -413,7 +394,7 @@ impl PeerWorker {
     /// Sends a window of messages side by side over the one channel, then records the
     /// outcomes: every acknowledgement in one transaction, each failure on its own.
     async fn attempt(&mut self, due: Vec<DueMessage>) {
-        let Some((_, client)) = self.client.clone() else {
+        let Some(client) = self.client.clone() else {
             return;
         };
         let due = match self.claim(due).await {
@@ -431,7 +412,7 @@ impl PeerWorker {
         let shutdown = self.shutdown.clone();
         let sending = due
             .iter()
-            .map(|message| self.send(client.clone(), message, checkpoint.clone()));
+            .map(|message| client.deliver(message, checkpoint.clone()));
         let results = tokio::select! {
             results = futures_util::future::join_all(sending) => results,
             // Stopping mid-attempt is safe: the messages stay pending and go out again.
@@ -442,7 +423,14 @@ impl PeerWorker {
         let mut failed = Vec::new();
         for (message, result) in due.iter().zip(results) {
             match result {
-                Ok((duplicate, proof)) => delivered.push((message, duplicate, proof)),
+                Ok(Delivered {
+                    duplicate,
+                    proof,
+                    checkpoint,
+                }) => {
+                    self.witness.observe(&self.peer, checkpoint);
+                    delivered.push((message, duplicate, proof));
+                }
                 Err(failure) => failed.push((message, failure)),
             }
         }
@@ -483,11 +471,17 @@ impl PeerWorker {
         let mut retries = Vec::new();
         for (message, failure) in failed {
             match failure {
-                Failure::Transient(reason) => {
-                    let next = self.retry_later(message, &reason);
+                DeliveryError::Transient {
+                    reason,
+                    certificates,
+                } => {
+                    let reason = truncate(&reason, MAX_REASON).to_owned();
+                    let next = self.retry_later(message, &reason, certificates);
                     retries.push((message.seq, reason, next));
                 }
-                Failure::Permanent(reason) => self.give_up(message, &reason).await,
+                DeliveryError::Permanent { reason } => {
+                    self.give_up(message, truncate(&reason, MAX_REASON)).await
+                }
             }
         }
         if !retries.is_empty() {
@@ -534,13 +528,20 @@ impl PeerWorker {
         }
     }
 
-    /// Notes an attempt that may succeed later, and returns when to try again.
-    fn retry_later(&mut self, message: &DueMessage, reason: &str) -> OffsetDateTime {
+    /// Notes an attempt that may succeed later, and returns when to try again. A failure that
+    /// concerns `certificates` also asks for a directory refresh: the federation may have
+    /// rotated its CA or re-issued the peer's certificate since.
+    fn retry_later(
+        &mut self,
+        message: &DueMessage,
+        reason: &str,
+        certificates: bool,
+    ) -> OffsetDateTime {
         self.trust.record_contact(&self.peer, Err(reason));
         // The next attempt dials afresh: a connection made before a certificate or CA
         // rotation may be refused for good, while a new handshake would succeed.
         self.client = None;
-        if reason.contains("certificate") {
+        if certificates {
             self.trust.request_refresh();
         }
         let delay = backoff(
@@ -583,196 +584,6 @@ impl PeerWorker {
             }
         }
     }
-
-    /// Signs and sends one message; once the peer has acknowledged it with a receipt that
-    /// verifies, returns whether it was a duplicate and the evidence of both sides.
-    async fn send(
-        &self,
-        mut client: FederationClient<Channel>,
-        message: &DueMessage,
-        checkpoint: Option<pb::SignedCheckpoint>,
-    ) -> Result<(bool, MessageProof), Failure> {
-        let state = self.trust.state();
-        let own = state
-            .identities
-            .get(&self.peer.federation)
-            .cloned()
-            .ok_or_else(|| {
-                Failure::Permanent(format!(
-                    "this node is not a member of {}",
-                    self.peer.federation
-                ))
-            })?;
-        let signature = own
-            .signer()
-            .sign(&signing::message_payload(
-                message.kind.as_str(),
-                &message.body,
-            ))
-            .map_err(|e| Failure::Transient(format!("signing failed: {e}")))?;
-        let wire_signature = Some(pb::MessageSignature {
-            scheme: signing::SCHEME_ECDSA_P256_SHA256,
-            value: signature.clone(),
-            certificate: own.signer().certificate().to_vec(),
-        });
-        let corrupt =
-            |e: prost::DecodeError| Failure::Permanent(format!("stored body unreadable: {e}"));
-        let receipt = match message.kind {
-            MessageKind::Referral => {
-                let referral = pb::Referral::decode(message.body.as_slice()).map_err(corrupt)?;
-                client
-                    .deliver_referral(stamped(pb::DeliverReferralRequest {
-                        referral: Some(referral),
-                        signature: wire_signature,
-                        checkpoint,
-                    }))
-                    .await
-            }
-            MessageKind::StatusUpdate => {
-                let update = pb::StatusUpdate::decode(message.body.as_slice()).map_err(corrupt)?;
-                client
-                    .update_status(stamped(pb::UpdateStatusRequest {
-                        update: Some(update),
-                        signature: wire_signature,
-                        checkpoint,
-                    }))
-                    .await
-            }
-            MessageKind::Retraction => {
-                let retraction =
-                    pb::Retraction::decode(message.body.as_slice()).map_err(corrupt)?;
-                client
-                    .retract(stamped(pb::RetractRequest {
-                        retraction: Some(retraction),
-                        signature: wire_signature,
-                        checkpoint,
-                    }))
-                    .await
-            }
-            MessageKind::RetractionAck => {
-                let ack = pb::RetractionAck::decode(message.body.as_slice()).map_err(corrupt)?;
-                client
-                    .acknowledge_retraction(stamped(pb::AcknowledgeRetractionRequest {
-                        ack: Some(ack),
-                        signature: wire_signature,
-                        checkpoint,
-                    }))
-                    .await
-            }
-        }
-        .map_err(classify)?
-        .into_inner();
-        if receipt.message_id != message.message_id.to_string() {
-            return Err(Failure::Transient(
-                "the peer acknowledged a different message id".into(),
-            ));
-        }
-        self.witness.observe(&self.peer, receipt.checkpoint.clone());
-        let proof = self.check_receipt(message, &receipt, signature, own.signer().certificate())?;
-        Ok((receipt.duplicate, proof))
-    }
-
-    /// A receipt counts only if it names the digest of exactly what was sent and is signed by
-    /// a certificate of the peer that chains to a trusted anchor.
-    fn check_receipt(
-        &self,
-        message: &DueMessage,
-        receipt: &pb::DeliveryReceipt,
-        signature: Vec<u8>,
-        own_certificate: &[u8],
-    ) -> Result<MessageProof, Failure> {
-        let bad = |why: &str| Failure::Transient(format!("the peer's receipt {why}"));
-        let digest = Sha256::digest(&message.body).to_vec();
-        if receipt.digest != digest {
-            return Err(bad("names another digest than the message sent"));
-        }
-        let received_at = convert::timestamp_from_proto(receipt.received_at, "received_at")
-            .map_err(|_| bad("has no time"))?;
-        let receipt_signature = receipt
-            .signature
-            .clone()
-            .ok_or_else(|| bad("is not signed"))?;
-        signing::verify(
-            &receipt.signer_certificate,
-            receipt_signature.scheme,
-            &signing::receipt_payload(
-                &receipt.message_id,
-                &receipt.digest,
-                (received_at.unix_timestamp_nanos() / 1_000_000) as i64,
-            ),
-            &receipt_signature.value,
-        )
-        .map_err(|e| bad(&format!("signature {e}")))?;
-        let signer = self
-            .trust
-            .state()
-            .check_presented(
-                &receipt.signer_certificate,
-                rustls_pki_types::UnixTime::now(),
-                webpki::KeyUsage::server_auth(),
-            )
-            .map_err(|e| bad(&format!("certificate is not trusted: {e}")))?;
-        if signer != self.peer {
-            return Err(bad("is signed by another team"));
-        }
-        Ok(MessageProof {
-            message_id: message.message_id,
-            kind: message.kind.as_str(),
-            peer: self.peer.uri(),
-            digest,
-            signature,
-            sender_certificate: own_certificate.to_vec(),
-            receipt_signature: Some(receipt_signature.value),
-            receipt_certificate: Some(receipt.signer_certificate.clone()),
-            received_at: Some(received_at),
-        })
-    }
-}
-
-/// A request stamped with the time it is sent, so the peer can refuse a skewed clock by name.
-fn stamped<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    if let Ok(value) = now_ms.to_string().parse() {
-        request
-            .metadata_mut()
-            .insert(crate::federation::SENT_AT_HEADER, value);
-    }
-    request
-}
-
-/// Sorts a peer's refusal into retry-later or give-up.
-fn classify(status: tonic::Status) -> Failure {
-    use tonic::Code;
-    let mut reason = format!("{:?}: {}", status.code(), status.message());
-    // The transport's own error (a refused TLS handshake, say) says more than "transport error".
-    let mut source = std::error::Error::source(&status);
-    while let Some(cause) = source {
-        reason.push_str(": ");
-        reason.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    if reason.contains("NotValidYet") || reason.contains("clock skew") {
-        reason.push_str(
-            " (check both nodes' clocks: a certificate not valid yet usually means clock skew)",
-        );
-    }
-    let reason = truncate(&reason, 400).to_owned();
-    if status.message().starts_with("clock skew") {
-        // Healed by fixing a clock, not by changing the message.
-        return Failure::Transient(reason);
-    }
-    match status.code() {
-        // The message itself is wrong; sending it again gets the same answer.
-        Code::InvalidArgument
-        | Code::AlreadyExists
-        | Code::OutOfRange
-        | Code::Unimplemented
-        | Code::NotFound
-        | Code::FailedPrecondition => Failure::Permanent(reason),
-        // Unreachable, slow, overloaded, or not (yet) trusted by the peer: all can heal.
-        _ => Failure::Transient(reason),
-    }
 }
 
 fn truncate(text: &str, max: usize) -> &str {
@@ -809,21 +620,5 @@ mod tests {
         }
         assert!(backoff(1, initial, max) <= initial);
         assert!(backoff(30, initial, max) >= max / 2);
-    }
-
-    #[test]
-    fn refusals_are_sorted_by_whether_retrying_can_help() {
-        assert!(matches!(
-            classify(tonic::Status::unavailable("down")),
-            Failure::Transient(_)
-        ));
-        assert!(matches!(
-            classify(tonic::Status::permission_denied("not yet a peer")),
-            Failure::Transient(_)
-        ));
-        assert!(matches!(
-            classify(tonic::Status::invalid_argument("bad")),
-            Failure::Permanent(_)
-        ));
     }
 }

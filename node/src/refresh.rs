@@ -8,11 +8,10 @@
 //! once it is older than `directory.max_age`.
 
 use tatmx_certs::TeamIdentity;
-use tatmx_proto::v1 as pb;
-use tatmx_proto::v1::federation_client::FederationClient;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DeliverySettings, DirectorySettings};
+use crate::federation::client::PeerClient;
 use crate::trust::Trust;
 
 /// Runs until `shutdown`.
@@ -48,18 +47,12 @@ pub async fn refresh_once(
     let federation = state.local.identity.federation.clone();
     for team in &settings.refresh_from {
         let identity = TeamIdentity::new(federation.clone(), team.clone());
-        let Ok(entry) = state.admit(&identity) else {
+        let Ok(client) = PeerClient::admitted(trust, &identity, delivery) else {
             tracing::debug!(peer = %identity, "directory source is not an admitted peer; skipped");
             continue;
         };
-        let channel = crate::outbox::peer_channel(trust, &identity, &entry.peer.endpoint, delivery);
-        let answer = FederationClient::new(channel)
-            .get_directory(pb::GetDirectoryRequest {
-                federation: federation.to_string(),
-            })
-            .await;
-        let document = match answer {
-            Ok(response) => response.into_inner().document,
+        let document = match client.directory(&federation).await {
+            Ok(document) => document,
             Err(status) => {
                 tracing::warn!(peer = %identity, code = ?status.code(), "directory refresh failed; keeping the last good directory");
                 continue;

@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use tatmx_certs::{CertificateSummary, TeamIdentity};
 use tatmx_proto::v1 as pb;
-use tatmx_proto::v1::federation_client::FederationClient;
 use time::OffsetDateTime;
 
 use crate::audit::{self, Checkpoint};
 use crate::config::DeliverySettings;
+use crate::federation::client::PeerClient;
 use crate::store::{Store, WitnessConflict};
 use crate::trust::Trust;
 
@@ -159,21 +159,11 @@ impl Witness {
         from: u64,
         to: u64,
     ) -> Result<Vec<Vec<u8>>, String> {
-        let endpoint = self
-            .trust
-            .state()
-            .admit(peer)
-            .map(|entry| entry.peer.endpoint.clone())
-            .map_err(|e| e.to_string())?;
-        let channel = crate::outbox::peer_channel(&self.trust, peer, &endpoint, &self.delivery);
-        let answer = FederationClient::new(channel)
-            .get_audit_consistency(pb::GetAuditConsistencyRequest {
-                from_seq: from,
-                to_seq: to,
-            })
+        PeerClient::admitted(&self.trust, peer, &self.delivery)
+            .map_err(|e| e.to_string())?
+            .audit_consistency(from, to)
             .await
-            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
-        Ok(answer.into_inner().leaf_hashes)
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
     }
 
     async fn conflict(

@@ -1,17 +1,16 @@
-//! The Federation API: what other nodes may ask of this one.
+//! The Federation API, server side: what other nodes may ask of this one.
 //!
 //! Every handler starts by turning the connection's verified certificate into a
 //! [`VerifiedPeer`] through [`Trust::authorize`]; there is no other way to learn who is calling,
 //! and a message body's claim about its sender is only compared against it, never believed.
 //! A message is acknowledged only after it is committed to disk, with a receipt signed by this
 //! node over the message's digest; the sender's own signature over the message is checked
-//! first and kept with it. Every refused call is written to the audit log.
+//! first and kept with it ([`super::evidence`]). Every refusal carries a stable reason code
+//! ([`crate::refusal`]) and is written to the audit log.
 
 use std::sync::Arc;
 
 use prost::Message;
-use sha2::{Digest, Sha256};
-
 use tatmx_certs::{FederationId, TeamIdentity};
 use tatmx_proto::v1 as pb;
 use tatmx_proto::v1::federation_server::Federation;
@@ -19,14 +18,16 @@ use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use super::SENT_AT_HEADER;
+use super::evidence::{self, EvidenceError};
 use crate::audit;
 use crate::convert;
 use crate::filter;
 use crate::outbox::Outbox;
 use crate::policy::{Exchange, Policy};
 use crate::referral::{ReferralStatus, StatusUpdate};
+use crate::refusal::{Reason, refuse, refuse_with};
 use crate::retention::RetentionSettings;
-use crate::signing;
 use crate::store::{Applied, Inbound, MessageKind, MessageProof, Store, StoreError};
 use crate::tls::PeerCertificate;
 use crate::trust::{Trust, TrustError, VerifiedPeer};
@@ -35,9 +36,6 @@ use crate::witness::Witness;
 /// The most two nodes' clocks may differ. Beyond it, certificate validity, receipts and audit
 /// times stop meaning what they say, so a call is refused with a message that names the cause.
 pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
-
-/// The header in which a sender states when it sent a call, Unix milliseconds.
-pub const SENT_AT_HEADER: &str = "x-tatmx-sent-at";
 
 /// The peer-facing gRPC service.
 #[derive(Debug, Clone)]
@@ -95,16 +93,11 @@ impl FederationService {
             .authorize(certificate.map(Arc::as_ref))
             .map_err(|e| {
                 tracing::warn!(method, serial = certificate.map(|c| c.serial_hex()), error = %e, "federation call refused");
-                crate::metrics::Refusal::of_trust(&e).attach(match e {
-                    TrustError::NoCertificate | TrustError::NoIdentity => {
-                        Status::unauthenticated(e.to_string())
-                    }
-                    _ => Status::permission_denied(e.to_string()),
-                })
+                crate::metrics::Refusal::of_trust(&e).attach(refuse(trust_reason(&e), e.to_string()))
             })?;
         let certificate = certificate
             .cloned()
-            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+            .ok_or_else(|| refuse(Reason::NotAuthenticated, "no client certificate"))?;
         check_clock(request)?;
         Ok((peer, certificate))
     }
@@ -120,76 +113,12 @@ impl FederationService {
         wire: &[u8],
         signature: Option<pb::MessageSignature>,
     ) -> Result<MessageProof, Status> {
-        let signature = signature.ok_or_else(|| {
-            Status::invalid_argument(format!("signature: {}", signing::SignatureError::Missing))
-        })?;
-        // Usually the connection's own certificate signed; after a rotation on the sender's
-        // side a newer one may, and then it must prove the same team and chain to an anchor.
-        let signer = if signature.certificate.is_empty()
-            || signature.certificate.as_slice() == certificate.der()
-        {
-            certificate.der().to_vec()
-        } else {
-            let signer = self
-                .trust
-                .state()
-                .check_presented(
-                    &signature.certificate,
-                    rustls_pki_types::UnixTime::now(),
-                    webpki::KeyUsage::client_auth(),
-                )
-                .map_err(|e| {
-                    Status::invalid_argument(format!("signature.certificate: is not trusted: {e}"))
-                })?;
-            if &signer != peer.identity() {
-                return Err(Status::permission_denied(format!(
-                    "signature.certificate: is for {signer}, not for your team, {}",
-                    peer.identity()
-                )));
-            }
-            signature.certificate.clone()
-        };
-        signing::verify(
-            &signer,
-            signature.scheme,
-            &signing::message_payload(kind.as_str(), wire),
-            &signature.value,
-        )
-        .map_err(|e| Status::invalid_argument(format!("signature: {e}")))?;
-        let digest = Sha256::digest(wire).to_vec();
-        let received_at = OffsetDateTime::now_utc();
         let state = self.trust.state();
-        let own = state
-            .identities
-            .get(&peer.identity().federation)
-            .ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "this node is not a member of {}",
-                    peer.identity().federation
-                ))
-            })?;
-        let receipt_signature = own
-            .signer()
-            .sign(&signing::receipt_payload(
-                &message_id.to_string(),
-                &digest,
-                millis(received_at),
-            ))
-            .map_err(|e| {
-                tracing::error!(error = %e, "signing a receipt failed");
-                Status::internal("this node could not sign a receipt; nothing was saved")
-            })?;
-        Ok(MessageProof {
-            message_id,
-            kind: kind.as_str(),
-            peer: peer.identity().uri(),
-            digest,
-            signature: signature.value,
-            sender_certificate: signer,
-            receipt_signature: Some(receipt_signature),
-            receipt_certificate: Some(own.signer().certificate().to_vec()),
-            received_at: Some(received_at),
-        })
+        let verified =
+            evidence::verify_message(&state, peer, certificate.der(), kind, wire, signature)
+                .map_err(|e| evidence_status(&e))?;
+        evidence::sign_receipt(&state, peer, kind, message_id, wire, verified)
+            .map_err(|e| evidence_status(&e))
     }
 
     /// The signed receipt for a message, with this node's latest audit checkpoint.
@@ -203,22 +132,11 @@ impl FederationService {
             .latest_checkpoint()
             .await
             .map_err(|e| store_status(&e))?;
-        Ok(Response::new(pb::DeliveryReceipt {
-            message_id: proof.message_id.to_string(),
-            received_at: proof.received_at.map(convert::timestamp_to_proto),
+        Ok(Response::new(evidence::receipt(
+            proof,
             duplicate,
-            digest: proof.digest.clone(),
-            signature: proof
-                .receipt_signature
-                .clone()
-                .map(|value| pb::MessageSignature {
-                    scheme: signing::SCHEME_ECDSA_P256_SHA256,
-                    value,
-                    certificate: Vec::new(),
-                }),
-            signer_certificate: proof.receipt_certificate.clone().unwrap_or_default(),
-            checkpoint: checkpoint.as_ref().map(convert::checkpoint_to_proto),
-        }))
+            checkpoint.as_ref().map(convert::checkpoint_to_proto),
+        )))
     }
 
     /// Writes a refused call to the audit log: which peer (as its certificate claims, even if
@@ -263,11 +181,11 @@ impl FederationService {
         self.witness.observe(peer.identity(), message.checkpoint);
         let wire = message
             .referral
-            .ok_or_else(|| Status::invalid_argument("referral: is required"))?;
+            .ok_or_else(|| refuse(Reason::InvalidMessage, "referral: is required"))?;
         let bytes = wire.encode_to_vec();
         let referral = convert::referral_from_proto(wire).map_err(|e| {
             tracing::warn!(peer = %peer.identity(), field = %e.field, "inbound referral invalid");
-            Status::invalid_argument(e.to_string())
+            refuse(Reason::InvalidMessage, e.to_string())
         })?;
         sent_as("referral.sender", &referral.sender, &peer)?;
         let proof = self.evidence(
@@ -280,24 +198,31 @@ impl FederationService {
         )?;
         let state = self.trust.state();
         let Some(local) = state.own_identity_in(&referral.sender.federation) else {
-            return Err(Status::invalid_argument(format!(
-                "this node is not a member of {}",
-                referral.sender.federation
-            )));
+            return Err(refuse(
+                Reason::NotAMember,
+                format!(
+                    "this node is not a member of {}",
+                    referral.sender.federation
+                ),
+            ));
         };
         if &referral.recipient != local {
-            return Err(Status::invalid_argument(format!(
-                "referral.recipient {} is not this node's team, {local}",
-                referral.recipient
-            )));
+            return Err(refuse(
+                Reason::WrongRecipient,
+                format!(
+                    "referral.recipient {} is not this node's team, {local}",
+                    referral.recipient
+                ),
+            ));
         }
         // The receiver enforces too: nothing is kept that this node may not hold.
         let sender_peer = state
             .peer(peer.identity())
             .map(|entry| entry.peer.clone())
-            .ok_or_else(|| Status::permission_denied("the caller is no longer a peer"))?;
+            .ok_or_else(|| refuse(Reason::UnknownPeer, "the caller is no longer a peer"))?;
         if referral.consultation.is_some() && sender_peer.role != crate::trust::Role::Core {
-            return Err(Status::permission_denied(
+            return Err(refuse(
+                Reason::RoleRefused,
                 "only a core team asks for consultations, and your team is not one",
             ));
         }
@@ -318,7 +243,7 @@ impl FederationService {
                 "inbound referral refused by this node's hold policy"
             );
             return Err(crate::metrics::Refusal::PolicyDenied
-                .attach(Status::failed_precondition(refusal.to_string())));
+                .attach(refuse(Reason::PolicyRefused, refusal.to_string())));
         }
         let ack = StatusUpdate {
             id: Uuid::now_v7(),
@@ -359,7 +284,7 @@ impl FederationService {
                 tracing::warn!(referral_id = %referral.id, from = %peer.identity(), "message id reused with different content");
                 Err(replayed(referral.id))
             }
-            Ok(Inbound::UnknownReferral) => Err(Status::internal("unexpected store outcome")),
+            Ok(Inbound::UnknownReferral) => Err(unexpected()),
             Err(e) => Err(store_status(&e)),
         }
     }
@@ -373,10 +298,10 @@ impl FederationService {
         self.witness.observe(peer.identity(), message.checkpoint);
         let wire = message
             .update
-            .ok_or_else(|| Status::invalid_argument("update: is required"))?;
+            .ok_or_else(|| refuse(Reason::InvalidMessage, "update: is required"))?;
         let bytes = wire.encode_to_vec();
         let update = convert::status_update_from_proto(wire)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| refuse(Reason::InvalidMessage, e.to_string()))?;
         sent_as("update.author", &update.author, &peer)?;
         let proof = self.evidence(
             &peer,
@@ -402,10 +327,14 @@ impl FederationService {
             }
             Ok(Ok(Inbound::Duplicate)) => self.receipt(&proof, true).await,
             Ok(Ok(Inbound::Conflict)) => Err(replayed(update.id)),
-            Ok(Ok(Inbound::UnknownReferral)) => Err(Status::not_found(format!(
-                "no referral {} is shared between your team and this one",
-                update.referral_id
-            ))),
+            Ok(Ok(Inbound::UnknownReferral)) => Err(refuse_with(
+                Reason::UnknownReferral,
+                format!(
+                    "no referral {} is shared between your team and this one",
+                    update.referral_id
+                ),
+                [("referral_id", update.referral_id.to_string())],
+            )),
             Ok(Err(refused)) => {
                 tracing::warn!(
                     referral_id = %update.referral_id,
@@ -414,7 +343,7 @@ impl FederationService {
                     error = %refused,
                     "status update refused by the lifecycle"
                 );
-                Err(Status::failed_precondition(refused.to_string()))
+                Err(refuse(Reason::TransitionRefused, refused.to_string()))
             }
             Err(e) => Err(store_status(&e)),
         }
@@ -429,10 +358,10 @@ impl FederationService {
         self.witness.observe(peer.identity(), message.checkpoint);
         let wire = message
             .retraction
-            .ok_or_else(|| Status::invalid_argument("retraction: is required"))?;
+            .ok_or_else(|| refuse(Reason::InvalidMessage, "retraction: is required"))?;
         let bytes = wire.encode_to_vec();
         let retraction = convert::retraction_from_proto(wire)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| refuse(Reason::InvalidMessage, e.to_string()))?;
         sent_as("retraction.author", &retraction.author, &peer)?;
         let proof = self.evidence(
             &peer,
@@ -444,10 +373,13 @@ impl FederationService {
         )?;
         let state = self.trust.state();
         let Some(local) = state.own_identity_in(&peer.identity().federation) else {
-            return Err(Status::invalid_argument(format!(
-                "this node is not a member of {}",
-                peer.identity().federation
-            )));
+            return Err(refuse(
+                Reason::NotAMember,
+                format!(
+                    "this node is not a member of {}",
+                    peer.identity().federation
+                ),
+            ));
         };
         let applied = self
             .store
@@ -463,10 +395,7 @@ impl FederationService {
                 "retraction applied; the referral is purged"
             );
         }
-        self.answer(&applied, &proof, || {
-            Status::internal("unexpected store outcome")
-        })
-        .await
+        self.answer(&applied, &proof, unexpected).await
     }
 
     /// The answer to a retraction or acknowledgement once the store has applied it.
@@ -496,10 +425,10 @@ impl FederationService {
         self.witness.observe(peer.identity(), message.checkpoint);
         let wire = message
             .ack
-            .ok_or_else(|| Status::invalid_argument("ack: is required"))?;
+            .ok_or_else(|| refuse(Reason::InvalidMessage, "ack: is required"))?;
         let bytes = wire.encode_to_vec();
         let ack = convert::retraction_ack_from_proto(wire)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| refuse(Reason::InvalidMessage, e.to_string()))?;
         sent_as("ack.author", &ack.author, &peer)?;
         let proof = self.evidence(
             &peer,
@@ -526,10 +455,17 @@ impl FederationService {
             );
         }
         self.answer(&applied, &proof, || {
-            Status::not_found(format!(
-                "no copy {} under retraction {} was reported to this node by your team",
-                ack.purged.referral_id, ack.retraction_id
-            ))
+            refuse_with(
+                Reason::UnknownRetraction,
+                format!(
+                    "no copy {} under retraction {} was reported to this node by your team",
+                    ack.purged.referral_id, ack.retraction_id
+                ),
+                [
+                    ("referral_id", ack.purged.referral_id.to_string()),
+                    ("retraction_id", ack.retraction_id.to_string()),
+                ],
+            )
         })
         .await
     }
@@ -545,20 +481,26 @@ fn check_clock<T>(request: &Request<T>) -> Result<(), Status> {
         .to_str()
         .ok()
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| Status::invalid_argument(format!("{SENT_AT_HEADER}: is not a number")))?;
-    let skew_ms = millis(OffsetDateTime::now_utc()).saturating_sub(sent_ms);
+        .ok_or_else(|| {
+            refuse(
+                Reason::InvalidMessage,
+                format!("{SENT_AT_HEADER}: is not a number"),
+            )
+        })?;
+    let skew_ms = evidence::millis(OffsetDateTime::now_utc()).saturating_sub(sent_ms);
     let skew = time::Duration::milliseconds(skew_ms);
     if skew.abs() > MAX_CLOCK_SKEW {
         let seconds = skew.whole_seconds();
-        return Err(
-            crate::metrics::Refusal::ClockSkew.attach(Status::failed_precondition(format!(
+        return Err(crate::metrics::Refusal::ClockSkew.attach(refuse(
+            Reason::ClockSkew,
+            format!(
                 "clock skew: your node's clock is {} s {} this node's, more than the {} s allowed; \
              fix the time (NTP) on one of them",
                 seconds.abs(),
                 if seconds > 0 { "behind" } else { "ahead of" },
                 MAX_CLOCK_SKEW.whole_seconds()
-            ))),
-        );
+            ),
+        )));
     }
     Ok(())
 }
@@ -570,21 +512,59 @@ fn sent_as(field: &str, claimed: &TeamIdentity, peer: &VerifiedPeer) -> Result<(
         return Ok(());
     }
     tracing::warn!(peer = %peer.identity(), field, "envelope sender differs from certificate");
-    Err(Status::permission_denied(format!(
-        "{field} {claimed} is not the identity of your certificate, {}",
-        peer.identity()
-    )))
+    Err(refuse(
+        Reason::SenderMismatch,
+        format!(
+            "{field} {claimed} is not the identity of your certificate, {}",
+            peer.identity()
+        ),
+    ))
 }
 
 /// A message id used again for different content: a replay, not a redelivery.
 fn replayed(message_id: Uuid) -> Status {
-    Status::already_exists(format!(
-        "message id {message_id} was already received with different content"
-    ))
+    refuse_with(
+        Reason::ConflictingContent,
+        format!("message id {message_id} was already received with different content"),
+        [("message_id", message_id.to_string())],
+    )
 }
 
-fn millis(at: OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
+/// A store outcome that the call cannot have: a defect of this node, not of the message.
+fn unexpected() -> Status {
+    refuse(Reason::Internal, "unexpected store outcome")
+}
+
+/// The reason for a refusal decided by the trust state.
+fn trust_reason(error: &TrustError) -> Reason {
+    match error {
+        TrustError::NoCertificate | TrustError::NoIdentity => Reason::NotAuthenticated,
+        TrustError::ForeignFederation(_) | TrustError::Certificate { .. } => {
+            Reason::CertificateUntrusted
+        }
+        TrustError::Revoked { .. } => Reason::CertificateRevoked,
+        TrustError::NotPinned(_) => Reason::CertificateNotPinned,
+        TrustError::UnknownPeer(_) | TrustError::InvalidRecipient(_) => Reason::UnknownPeer,
+        TrustError::Blocked(_) => Reason::PeerBlocked,
+    }
+}
+
+/// Maps a refused signature, or a receipt this node could not sign, to its refusal.
+fn evidence_status(error: &EvidenceError) -> Status {
+    let reason = match error {
+        EvidenceError::Unsigned | EvidenceError::Signature(_) => Reason::BadSignature,
+        EvidenceError::SignerUntrusted(_) => Reason::SignerUntrusted,
+        EvidenceError::SignerMismatch { .. } => Reason::SenderMismatch,
+        EvidenceError::NotAMember(_) => Reason::NotAMember,
+        EvidenceError::Signing(e) => {
+            tracing::error!(error = %e, "signing a receipt failed");
+            return refuse(
+                Reason::Internal,
+                "this node could not sign a receipt; nothing was saved",
+            );
+        }
+    };
+    refuse(reason, error.to_string())
 }
 
 /// The identity a call's certificate claims, trusted or not, for the audit of refusals.
@@ -598,15 +578,19 @@ fn claimed<T>(request: &Request<T>) -> Option<String> {
 /// Maps a store failure to a status that tells the caller whether to retry, without detail.
 pub(crate) fn store_status(error: &StoreError) -> Status {
     if error.is_busy() {
-        Status::unavailable("the node's store is busy; retry later")
+        refuse(Reason::StoreBusy, "the node's store is busy; retry later")
     } else if error.is_full() {
         tracing::error!(error = %error, "the store's disk is full");
-        Status::resource_exhausted(
+        refuse(
+            Reason::StoreFull,
             "the node's disk is full; nothing was saved; retry once an admin has freed space",
         )
     } else {
         tracing::error!(error = %error, "store operation failed");
-        Status::internal("the node could not store the message; nothing was saved")
+        refuse(
+            Reason::StoreFailed,
+            "the node could not store the message; nothing was saved",
+        )
     }
 }
 
@@ -661,7 +645,7 @@ impl Federation for FederationService {
         let result = (|| {
             let (peer, _) = self.caller(&request, "GetDirectory")?;
             let federation = FederationId::new(request.get_ref().federation.clone())
-                .map_err(|e| Status::invalid_argument(format!("federation: {e}")))?;
+                .map_err(|e| refuse(Reason::InvalidMessage, format!("federation: {e}")))?;
             let document = self
                 .trust
                 .state()
@@ -701,7 +685,8 @@ impl Federation for FederationService {
             let (peer, _) = self.caller(&request, "GetAuditConsistency")?;
             let r = request.get_ref();
             if r.to_seq < r.from_seq || r.to_seq - r.from_seq > 100_000 {
-                return Err(Status::out_of_range(
+                return Err(refuse(
+                    Reason::AuditRangeInvalid,
                     "to_seq must be at or after from_seq, and at most 100000 entries later",
                 ));
             }
@@ -711,7 +696,7 @@ impl Federation for FederationService {
                 .await
                 .map_err(|e| store_status(&e))?
                 .ok_or_else(|| {
-                    Status::failed_precondition(format!(
+                    refuse(Reason::AuditRangeMissing, format!(
                         "entries {} to {} are not all in this node's audit log",
                         r.from_seq + 1,
                         r.to_seq

@@ -1,0 +1,274 @@
+//! The evidence both ends of a delivery keep: the sender's signature over the message, and
+//! the receiver's signed receipt for it.
+//!
+//! The sender signs ([`sign_message`]); the receiver checks that signature against the caller
+//! ([`verify_message`]) and signs a receipt over the message's digest ([`sign_receipt`]); the
+//! sender counts the message delivered only once that receipt checks out ([`check_receipt`]).
+//! Each side stores the pair as a [`MessageProof`], so either can later prove what was sent and
+//! received. The key and payload formats are [`crate::signing`]'s; this module is how the
+//! protocol uses them.
+
+use sha2::{Digest, Sha256};
+use tatmx_certs::{FederationId, TeamIdentity};
+use tatmx_proto::v1 as pb;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::convert;
+use crate::signing::{self, NodeSigner, SignatureError};
+use crate::store::{MessageKind, MessageProof};
+use crate::trust::{TrustState, VerifiedPeer};
+
+/// Why a message's signature was refused, or a receipt could not be signed. The texts name
+/// the field at fault and never the message's content.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// The message came without a signature.
+    #[error("signature: {}", SignatureError::Missing)]
+    Unsigned,
+    /// The signature does not verify, or uses a scheme protocol v1 does not have.
+    #[error("signature: {0}")]
+    Signature(SignatureError),
+    /// The signature names a signing certificate that does not chain to a trusted anchor.
+    #[error("signature.certificate: is not trusted: {0}")]
+    SignerUntrusted(String),
+    /// The signing certificate is another team's than the caller's.
+    #[error("signature.certificate: is for {signer}, not for your team, {caller}")]
+    SignerMismatch {
+        /// Whom the signing certificate names.
+        signer: TeamIdentity,
+        /// Who called.
+        caller: TeamIdentity,
+    },
+    /// This node has no identity in the federation, so it has nothing to sign with there.
+    #[error("this node is not a member of {0}")]
+    NotAMember(FederationId),
+    /// This node's key failed to sign.
+    #[error("signing failed: {0}")]
+    Signing(SignatureError),
+}
+
+/// Why a peer's receipt does not count as proof of delivery.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptError {
+    /// The digest is not that of the bytes sent.
+    #[error("the peer's receipt names another digest than the message sent")]
+    Digest,
+    /// No time of receipt.
+    #[error("the peer's receipt has no time")]
+    Time,
+    /// No signature at all.
+    #[error("the peer's receipt is not signed")]
+    Unsigned,
+    /// The signature does not verify.
+    #[error("the peer's receipt signature {0}")]
+    Signature(SignatureError),
+    /// The signing certificate does not chain to a trusted anchor.
+    #[error("the peer's receipt certificate is not trusted: {0}")]
+    CertificateUntrusted(String),
+    /// The signing certificate is another team's.
+    #[error("the peer's receipt is signed by another team")]
+    OtherTeam,
+}
+
+impl ReceiptError {
+    /// Whether this node's view of the federation (CA, revocations) may be what is out of
+    /// date, so that a directory refresh may help.
+    pub fn concerns_certificates(&self) -> bool {
+        matches!(self, ReceiptError::CertificateUntrusted(_))
+    }
+}
+
+/// A sender's signature that verified, as the receiver keeps it.
+#[derive(Debug)]
+pub struct VerifiedSignature {
+    /// The certificate that signed, DER: the connection's own, or a newer one of the same team.
+    signer: Vec<u8>,
+    /// The signature value.
+    value: Vec<u8>,
+}
+
+/// The signing identity this node uses in `federation`.
+pub fn own_signer<'a>(
+    state: &'a TrustState,
+    federation: &FederationId,
+) -> Result<&'a NodeSigner, EvidenceError> {
+    state
+        .identities
+        .get(federation)
+        .map(|identity| identity.signer())
+        .ok_or_else(|| EvidenceError::NotAMember(federation.clone()))
+}
+
+/// The sender's side: signs a stored message's canonical bytes for the wire.
+pub fn sign_message(
+    signer: &NodeSigner,
+    kind: MessageKind,
+    body: &[u8],
+) -> Result<pb::MessageSignature, EvidenceError> {
+    let value = signer
+        .sign(&signing::message_payload(kind.as_str(), body))
+        .map_err(EvidenceError::Signing)?;
+    Ok(pb::MessageSignature {
+        scheme: signing::SCHEME_ECDSA_P256_SHA256,
+        value,
+        certificate: signer.certificate().to_vec(),
+    })
+}
+
+/// The receiver's side: checks the signature over `wire` (the message's canonical encoding)
+/// against the caller. Usually the connection's own certificate signed; after a rotation on
+/// the sender's side a newer one may, and then it must prove the same team and chain to an
+/// anchor.
+pub fn verify_message(
+    state: &TrustState,
+    caller: &VerifiedPeer,
+    connection_certificate: &[u8],
+    kind: MessageKind,
+    wire: &[u8],
+    signature: Option<pb::MessageSignature>,
+) -> Result<VerifiedSignature, EvidenceError> {
+    let signature = signature.ok_or(EvidenceError::Unsigned)?;
+    let signer = if signature.certificate.is_empty()
+        || signature.certificate.as_slice() == connection_certificate
+    {
+        connection_certificate.to_vec()
+    } else {
+        let signer = state
+            .check_presented(
+                &signature.certificate,
+                rustls_pki_types::UnixTime::now(),
+                webpki::KeyUsage::client_auth(),
+            )
+            .map_err(|e| EvidenceError::SignerUntrusted(e.to_string()))?;
+        if &signer != caller.identity() {
+            return Err(EvidenceError::SignerMismatch {
+                signer,
+                caller: caller.identity().clone(),
+            });
+        }
+        signature.certificate
+    };
+    signing::verify(
+        &signer,
+        signature.scheme,
+        &signing::message_payload(kind.as_str(), wire),
+        &signature.value,
+    )
+    .map_err(EvidenceError::Signature)?;
+    Ok(VerifiedSignature {
+        signer,
+        value: signature.value,
+    })
+}
+
+/// The receiver's side: signs a receipt for a message whose signature verified, and returns
+/// the evidence this node keeps with it.
+pub fn sign_receipt(
+    state: &TrustState,
+    caller: &VerifiedPeer,
+    kind: MessageKind,
+    message_id: Uuid,
+    wire: &[u8],
+    signature: VerifiedSignature,
+) -> Result<MessageProof, EvidenceError> {
+    let digest = Sha256::digest(wire).to_vec();
+    let received_at = OffsetDateTime::now_utc();
+    let own = own_signer(state, &caller.identity().federation)?;
+    let receipt_signature = own
+        .sign(&signing::receipt_payload(
+            &message_id.to_string(),
+            &digest,
+            millis(received_at),
+        ))
+        .map_err(EvidenceError::Signing)?;
+    Ok(MessageProof {
+        message_id,
+        kind: kind.as_str(),
+        peer: caller.identity().uri(),
+        digest,
+        signature: signature.value,
+        sender_certificate: signature.signer,
+        receipt_signature: Some(receipt_signature),
+        receipt_certificate: Some(own.certificate().to_vec()),
+        received_at: Some(received_at),
+    })
+}
+
+/// The receipt as it goes back to the sender, with this node's latest audit checkpoint.
+pub fn receipt(
+    proof: &MessageProof,
+    duplicate: bool,
+    checkpoint: Option<pb::SignedCheckpoint>,
+) -> pb::DeliveryReceipt {
+    pb::DeliveryReceipt {
+        message_id: proof.message_id.to_string(),
+        received_at: proof.received_at.map(convert::timestamp_to_proto),
+        duplicate,
+        digest: proof.digest.clone(),
+        signature: proof
+            .receipt_signature
+            .clone()
+            .map(|value| pb::MessageSignature {
+                scheme: signing::SCHEME_ECDSA_P256_SHA256,
+                value,
+                certificate: Vec::new(),
+            }),
+        signer_certificate: proof.receipt_certificate.clone().unwrap_or_default(),
+        checkpoint,
+    }
+}
+
+/// The sender's side: a receipt counts only if it names the digest of exactly what was sent
+/// and is signed by a certificate of `peer` that chains to a trusted anchor. Returns the
+/// evidence of both sides, to store with the delivered message.
+pub fn check_receipt(
+    state: &TrustState,
+    peer: &TeamIdentity,
+    message_id: Uuid,
+    kind: MessageKind,
+    body: &[u8],
+    sent: &pb::MessageSignature,
+    receipt: &pb::DeliveryReceipt,
+) -> Result<MessageProof, ReceiptError> {
+    let digest = Sha256::digest(body).to_vec();
+    if receipt.digest != digest {
+        return Err(ReceiptError::Digest);
+    }
+    let received_at = convert::timestamp_from_proto(receipt.received_at, "received_at")
+        .map_err(|_| ReceiptError::Time)?;
+    let receipt_signature = receipt.signature.clone().ok_or(ReceiptError::Unsigned)?;
+    signing::verify(
+        &receipt.signer_certificate,
+        receipt_signature.scheme,
+        &signing::receipt_payload(&receipt.message_id, &receipt.digest, millis(received_at)),
+        &receipt_signature.value,
+    )
+    .map_err(ReceiptError::Signature)?;
+    let signer = state
+        .check_presented(
+            &receipt.signer_certificate,
+            rustls_pki_types::UnixTime::now(),
+            webpki::KeyUsage::server_auth(),
+        )
+        .map_err(|e| ReceiptError::CertificateUntrusted(e.to_string()))?;
+    if &signer != peer {
+        return Err(ReceiptError::OtherTeam);
+    }
+    Ok(MessageProof {
+        message_id,
+        kind: kind.as_str(),
+        peer: peer.uri(),
+        digest,
+        signature: sent.value.clone(),
+        sender_certificate: sent.certificate.clone(),
+        receipt_signature: Some(receipt_signature.value),
+        receipt_certificate: Some(receipt.signer_certificate.clone()),
+        received_at: Some(received_at),
+    })
+}
+
+/// Unix milliseconds, as the signed payloads and the clock header carry time.
+pub(crate) fn millis(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}

@@ -1,0 +1,352 @@
+//! Refusals with a stable reason code: what a caller reads to decide what to do, instead of
+//! the English message, which is for people and may change.
+//!
+//! Every refusal travels as a `tonic::Status` with the gRPC code of its [`Reason`] and, in its
+//! details, a `google.rpc.ErrorInfo` whose `reason` is the code (`CLOCK_SKEW`, ...) and whose
+//! `domain` is [`DOMAIN`]. Its metadata carries ids at most, never personal data. The codes
+//! are part of the protocol: a code is never renamed or reused for another meaning, only added.
+//! The table in `docs/REFUSALS.md` lists them, with which a sender retries.
+//!
+//! This module depends on nothing in the node, so any service (the Federation API today, the
+//! Agency API next) can refuse with the same codes.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `ErrorInfo.domain` of every tatmx refusal: whose codes these are.
+pub const DOMAIN: &str = "tatmx.org";
+
+/// Why a call was refused: a closed set of stable codes.
+///
+/// Each code has one gRPC [`Code`] ([`Reason::code`]) and one answer to "may the sender try
+/// the same message again?" ([`Reason::retry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No verified client certificate, or one that names no team. Retried: the caller's
+    /// credentials may be fixed.
+    NotAuthenticated,
+    /// The caller's certificate does not chain to an anchor of its federation, has expired, or
+    /// belongs to a federation this node does not trust. Retried: a CA rotation or a directory
+    /// update heals it.
+    CertificateUntrusted,
+    /// The caller's certificate is on its federation's revocation list. Retried: the team gets
+    /// a new certificate, and the same message then goes through.
+    CertificateRevoked,
+    /// The caller's certificate is not the one the federation directory lists for its team.
+    /// Retried: the directory catches up with a rotation.
+    CertificateNotPinned,
+    /// The caller's team is not a peer of this node. Retried: an admin may add it.
+    UnknownPeer,
+    /// An admin of this node blocked the caller's team. Retried: the block may be lifted.
+    PeerBlocked,
+    /// The message names, or is signed by, another team than the caller's certificate.
+    /// Retried, as every refusal of who the caller is: trust may change on either side.
+    SenderMismatch,
+    /// The caller's team has a role that may not send this (only a core team asks for
+    /// consultations). Retried: the federation directory may change the role.
+    RoleRefused,
+    /// The caller's clock is more than the allowed skew from this node's. Retried: it heals
+    /// when a clock is fixed, not by changing the message.
+    ClockSkew,
+    /// The message or request is malformed: a required field missing, a value out of its
+    /// domain, a header that is not a number. Not retried: the same bytes get the same answer.
+    InvalidMessage,
+    /// The sender's signature is missing, of an unsupported scheme, or does not verify over
+    /// the message. Not retried.
+    BadSignature,
+    /// The signature names a signing certificate that does not chain to a trusted anchor.
+    /// Not retried: the signature is part of the stored message.
+    SignerUntrusted,
+    /// This node is not a member of the federation the message belongs to. Not retried.
+    NotAMember,
+    /// The message is addressed to another team than this node's. Not retried.
+    WrongRecipient,
+    /// This node's policy may not hold what the message carries. Not retried.
+    PolicyRefused,
+    /// The lifecycle does not allow this status change now. Not retried.
+    TransitionRefused,
+    /// The message id was already received with different content: a replay, not a
+    /// redelivery. Not retried.
+    ConflictingContent,
+    /// No referral with this id is shared between the caller's team and this node. Not
+    /// retried.
+    UnknownReferral,
+    /// No copy under this retraction was reported to this node by the caller's team. Not
+    /// retried.
+    UnknownRetraction,
+    /// An audit range asked for is reversed or too long. Not retried.
+    AuditRangeInvalid,
+    /// Part of an audit range asked for is not in this node's log. Not retried.
+    AuditRangeMissing,
+    /// This node's store is busy or locked. Retried.
+    StoreBusy,
+    /// This node's disk is full; nothing was saved. Retried once an admin has freed space.
+    StoreFull,
+    /// This node's store failed; nothing was saved. Retried.
+    StoreFailed,
+    /// Something failed inside this node (signing a receipt, say). Retried.
+    Internal,
+}
+
+impl Reason {
+    /// Every code, for tables and tests.
+    pub const ALL: [Reason; 25] = [
+        Reason::NotAuthenticated,
+        Reason::CertificateUntrusted,
+        Reason::CertificateRevoked,
+        Reason::CertificateNotPinned,
+        Reason::UnknownPeer,
+        Reason::PeerBlocked,
+        Reason::SenderMismatch,
+        Reason::RoleRefused,
+        Reason::ClockSkew,
+        Reason::InvalidMessage,
+        Reason::BadSignature,
+        Reason::SignerUntrusted,
+        Reason::NotAMember,
+        Reason::WrongRecipient,
+        Reason::PolicyRefused,
+        Reason::TransitionRefused,
+        Reason::ConflictingContent,
+        Reason::UnknownReferral,
+        Reason::UnknownRetraction,
+        Reason::AuditRangeInvalid,
+        Reason::AuditRangeMissing,
+        Reason::StoreBusy,
+        Reason::StoreFull,
+        Reason::StoreFailed,
+        Reason::Internal,
+    ];
+
+    /// The code on the wire, in `ErrorInfo.reason`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotAuthenticated => "NOT_AUTHENTICATED",
+            Reason::CertificateUntrusted => "CERTIFICATE_UNTRUSTED",
+            Reason::CertificateRevoked => "CERTIFICATE_REVOKED",
+            Reason::CertificateNotPinned => "CERTIFICATE_NOT_PINNED",
+            Reason::UnknownPeer => "UNKNOWN_PEER",
+            Reason::PeerBlocked => "PEER_BLOCKED",
+            Reason::SenderMismatch => "SENDER_MISMATCH",
+            Reason::RoleRefused => "ROLE_REFUSED",
+            Reason::ClockSkew => "CLOCK_SKEW",
+            Reason::InvalidMessage => "INVALID_MESSAGE",
+            Reason::BadSignature => "BAD_SIGNATURE",
+            Reason::SignerUntrusted => "SIGNER_UNTRUSTED",
+            Reason::NotAMember => "NOT_A_MEMBER",
+            Reason::WrongRecipient => "WRONG_RECIPIENT",
+            Reason::PolicyRefused => "POLICY_REFUSED",
+            Reason::TransitionRefused => "TRANSITION_REFUSED",
+            Reason::ConflictingContent => "CONFLICTING_CONTENT",
+            Reason::UnknownReferral => "UNKNOWN_REFERRAL",
+            Reason::UnknownRetraction => "UNKNOWN_RETRACTION",
+            Reason::AuditRangeInvalid => "AUDIT_RANGE_INVALID",
+            Reason::AuditRangeMissing => "AUDIT_RANGE_MISSING",
+            Reason::StoreBusy => "STORE_BUSY",
+            Reason::StoreFull => "STORE_FULL",
+            Reason::StoreFailed => "STORE_FAILED",
+            Reason::Internal => "INTERNAL",
+        }
+    }
+
+    /// The gRPC code a refusal with this reason carries, so that a client that reads no
+    /// details still gets the right broad answer.
+    pub const fn code(self) -> Code {
+        match self {
+            Reason::NotAuthenticated => Code::Unauthenticated,
+            Reason::CertificateUntrusted
+            | Reason::CertificateRevoked
+            | Reason::CertificateNotPinned
+            | Reason::UnknownPeer
+            | Reason::PeerBlocked
+            | Reason::SenderMismatch
+            | Reason::RoleRefused => Code::PermissionDenied,
+            Reason::ClockSkew
+            | Reason::PolicyRefused
+            | Reason::TransitionRefused
+            | Reason::AuditRangeMissing => Code::FailedPrecondition,
+            Reason::InvalidMessage
+            | Reason::BadSignature
+            | Reason::SignerUntrusted
+            | Reason::NotAMember
+            | Reason::WrongRecipient => Code::InvalidArgument,
+            Reason::ConflictingContent => Code::AlreadyExists,
+            Reason::UnknownReferral | Reason::UnknownRetraction => Code::NotFound,
+            Reason::AuditRangeInvalid => Code::OutOfRange,
+            Reason::StoreBusy => Code::Unavailable,
+            Reason::StoreFull => Code::ResourceExhausted,
+            Reason::StoreFailed | Reason::Internal => Code::Internal,
+        }
+    }
+
+    /// Whether sending the same message again may succeed: the refusal is about who is
+    /// calling, when, or the receiver's state, not about the message itself.
+    pub const fn retry(self) -> bool {
+        match self {
+            Reason::NotAuthenticated
+            | Reason::CertificateUntrusted
+            | Reason::CertificateRevoked
+            | Reason::CertificateNotPinned
+            | Reason::UnknownPeer
+            | Reason::PeerBlocked
+            | Reason::SenderMismatch
+            | Reason::RoleRefused
+            | Reason::ClockSkew
+            | Reason::StoreBusy
+            | Reason::StoreFull
+            | Reason::StoreFailed
+            | Reason::Internal => true,
+            Reason::InvalidMessage
+            | Reason::BadSignature
+            | Reason::SignerUntrusted
+            | Reason::NotAMember
+            | Reason::WrongRecipient
+            | Reason::PolicyRefused
+            | Reason::TransitionRefused
+            | Reason::ConflictingContent
+            | Reason::UnknownReferral
+            | Reason::UnknownRetraction
+            | Reason::AuditRangeInvalid
+            | Reason::AuditRangeMissing => false,
+        }
+    }
+
+    /// Whether the refusal is about a certificate, so that the sender's view of the
+    /// federation (CA, revocations, pinned certificates) may be out of date.
+    pub const fn concerns_certificates(self) -> bool {
+        matches!(
+            self,
+            Reason::CertificateUntrusted
+                | Reason::CertificateRevoked
+                | Reason::CertificateNotPinned
+        )
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A code this node does not know: sent by a newer peer, or not a tatmx code at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a tatmx refusal code")]
+pub struct UnknownReason(pub String);
+
+impl FromStr for Reason {
+    type Err = UnknownReason;
+
+    fn from_str(code: &str) -> Result<Self, Self::Err> {
+        Reason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == code)
+            .ok_or_else(|| UnknownReason(code.to_owned()))
+    }
+}
+
+/// A refusal: the reason's gRPC code, `message` for people, and the reason in an `ErrorInfo`.
+pub fn refuse(reason: Reason, message: impl Into<String>) -> Status {
+    refuse_with(reason, message, [])
+}
+
+/// [`refuse`] with `ErrorInfo.metadata`: ids only (a message id, a referral id), never
+/// personal data, since the caller may log it.
+pub fn refuse_with<const N: usize>(
+    reason: Reason,
+    message: impl Into<String>,
+    metadata: [(&'static str, String); N],
+) -> Status {
+    let metadata: HashMap<String, String> = metadata
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+    Status::with_error_details(
+        reason.code(),
+        message,
+        ErrorDetails::with_error_info(reason.as_str(), DOMAIN, metadata),
+    )
+}
+
+/// The reason a refusal carries, if it carries one of this domain that this node knows.
+/// `None` for a status with no details (a transport failure, an older peer): the caller then
+/// goes by the gRPC code alone, never by the message text.
+pub fn reason(status: &Status) -> Option<Reason> {
+    let info = status.get_details_error_info()?;
+    if info.domain != DOMAIN {
+        return None;
+    }
+    info.reason.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_survives_the_round_trip_through_a_status() {
+        for reason in Reason::ALL {
+            let status = refuse(reason, "for people");
+            assert_eq!(status.code(), reason.code(), "{reason}");
+            assert_eq!(status.message(), "for people");
+            assert_eq!(super::reason(&status), Some(reason));
+            // What the wire carries: the status rebuilt from its code, message and details.
+            let received = Status::with_details(
+                status.code(),
+                status.message(),
+                status.details().to_vec().into(),
+            );
+            assert_eq!(super::reason(&received), Some(reason));
+        }
+    }
+
+    #[test]
+    fn codes_are_distinct_screaming_snake_names() {
+        let names: std::collections::HashSet<&str> =
+            Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), Reason::ALL.len());
+        for name in names {
+            assert!(
+                name.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_travels_with_the_code() {
+        let status = refuse_with(
+            Reason::ConflictingContent,
+            "replayed",
+            [("message_id", "0190-abc".to_owned())],
+        );
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "CONFLICTING_CONTENT");
+        assert_eq!(info.domain, DOMAIN);
+        assert_eq!(
+            info.metadata.get("message_id").map(String::as_str),
+            Some("0190-abc")
+        );
+    }
+
+    #[test]
+    fn a_status_without_a_known_code_has_no_reason() {
+        assert_eq!(reason(&Status::invalid_argument("CLOCK_SKEW")), None);
+        let foreign = Status::with_error_details(
+            Code::FailedPrecondition,
+            "x",
+            ErrorDetails::with_error_info("CLOCK_SKEW", "example.com", HashMap::new()),
+        );
+        assert_eq!(reason(&foreign), None);
+        let newer = Status::with_error_details(
+            Code::FailedPrecondition,
+            "x",
+            ErrorDetails::with_error_info("A_CODE_FROM_THE_FUTURE", DOMAIN, HashMap::new()),
+        );
+        assert_eq!(reason(&newer), None);
+    }
+}
