@@ -13,7 +13,7 @@
 //! The node signs the head (`seq`, `hash_seq`) with its key at an interval and on shutdown:
 //! a checkpoint. [`ChainVerifier`] walks the chain and the checkpoints and names the first
 //! entry that was changed, deleted, inserted or reordered. Peers keep each other's checkpoints
-//! ([`crate::witness`]), so even a rewrite re-signed with the node's own key is caught.
+//! ([`crate::federation::witness`]), so even a rewrite re-signed with the node's own key is caught.
 
 use std::collections::BTreeMap;
 

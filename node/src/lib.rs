@@ -31,9 +31,9 @@
 //! - [`jobs`]: the background jobs: retention purges, audit checkpoints.
 //! - [`signing`]: the node key's signatures over messages, receipts and checkpoints.
 //! - [`audit`]: the hash-chained audit log: what each entry records, checkpoints, verification.
-//! - [`witness`]: checking that peers' audit checkpoints only ever extend each other.
 //! - [`store`]: SQLite, and the only module with SQL.
-//! - [`outbox`]: durable, ordered, retried delivery to each peer: schedules and records.
+//! - [`outbox`]: the queue of outbound messages: the handle that wakes delivery, and watchers.
+//! - [`delivery`]: durable, ordered, retried delivery to each peer: schedules and records.
 //! - [`federation`]: the federation protocol: the peer-facing service, the client that calls
 //!   peers, and the evidence (signatures, receipts) both keep.
 //! - [`refusal`]: the stable reason codes every refusal carries in its details.
@@ -62,6 +62,7 @@ pub mod config;
 pub mod consent;
 pub mod console;
 pub mod convert;
+pub mod delivery;
 pub mod federation;
 pub mod filter;
 pub mod health;
@@ -86,7 +87,6 @@ pub mod tls;
 pub mod trust;
 pub mod vault;
 pub mod wire;
-pub mod witness;
 
 pub use category::DataCategory;
 pub use config::Config;

@@ -25,7 +25,6 @@ use crate::admin::AdminService;
 use crate::agency::AgencyService;
 use crate::config::Config;
 use crate::federation::FederationService;
-use crate::outbox::Outbox;
 use crate::store::Store;
 use crate::tls::{Credentials, Identities, TlsError};
 use crate::trust::{Trust, TrustChangeError, TrustConfig};
@@ -283,9 +282,12 @@ async fn serve(
     for warning in crate::admin::warnings(&trust.state()) {
         tracing::warn!("{warning}");
     }
-    let witness =
-        crate::witness::Witness::new(store.clone(), trust.clone(), config.delivery.clone());
-    let (outbox, supervisor) = Outbox::start(
+    let witness = crate::federation::witness::Witness::new(
+        store.clone(),
+        trust.clone(),
+        config.delivery.clone(),
+    );
+    let (outbox, supervisor) = crate::delivery::start(
         store.clone(),
         trust.clone(),
         config.delivery.clone(),

@@ -1,6 +1,7 @@
 //! The federation protocol, both ends of it: what peers may ask of this node ([`server`]),
-//! every call this node makes to a peer ([`client`]), and the evidence both keep of each
-//! message: the sender's signature and the receiver's receipt ([`evidence`]).
+//! every call this node makes to a peer ([`client`]), the evidence both keep of each
+//! message: the sender's signature and the receiver's receipt ([`evidence`]), and the
+//! witnessing of each other's audit logs ([`witness`]).
 //!
 //! # Layout
 //! - [`server`]: the peer-facing gRPC service; every refusal carries a [`crate::refusal`]
@@ -8,10 +9,13 @@
 //! - [`client`]: delivering messages, asking for audit consistency proofs and directories;
 //!   sorts a peer's refusal by its code.
 //! - [`evidence`]: sign a message, verify a sender's signature, sign and check a receipt.
+//! - [`witness`]: checking that peers' audit checkpoints only ever extend each other; both
+//!   ends show their checkpoint, so both ends witness.
 
 pub mod client;
 pub mod evidence;
 pub mod server;
+pub mod witness;
 
 pub use client::{DeliveryError, PeerClient};
 pub(crate) use server::store_status;

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::SENT_AT_HEADER;
 use super::evidence::{self, EvidenceError};
+use super::witness::Witness;
 use crate::audit;
 use crate::convert;
 use crate::filter;
@@ -31,7 +32,6 @@ use crate::retention::RetentionSettings;
 use crate::store::{Applied, Inbound, MessageKind, MessageProof, Store, StoreError};
 use crate::tls::PeerCertificate;
 use crate::trust::{Trust, TrustError, VerifiedPeer};
-use crate::witness::Witness;
 
 /// The most two nodes' clocks may differ. Beyond it, certificate validity, receipts and audit
 /// times stop meaning what they say, so a call is refused with a message that names the cause.

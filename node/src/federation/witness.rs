@@ -17,9 +17,9 @@ use tatmx_certs::{CertificateSummary, TeamIdentity};
 use tatmx_proto::v1 as pb;
 use time::OffsetDateTime;
 
+use super::client::PeerClient;
 use crate::audit::{self, Checkpoint};
 use crate::config::DeliverySettings;
-use crate::federation::client::PeerClient;
 use crate::store::{Store, WitnessConflict};
 use crate::trust::Trust;
 
