@@ -20,7 +20,7 @@
 //! - [`convert`]: the only place wire types become domain types and back.
 //! - [`team`]: a team's role and discipline, and what the node knows of itself and its peers.
 //! - [`wire`]: the canonical bytes of each message: what is signed, stored and sent.
-//! - [`tls`]: mutual TLS 1.3: certificates in, a [`tls::PeerCertificate`] out.
+//! - [`tls`]: the node's own certificates and keys, and the PEM files they live in.
 //! - [`trust`]: anchors, revocation and peers, swapped live; makes the [`trust::VerifiedPeer`].
 //! - [`consent`]: consent records after FHIR Consent, and what they permit.
 //! - [`policy`]: the law as Cedar rules: may a category leave, may it be held.

@@ -409,7 +409,7 @@ async fn serve(
         witness,
     ))
     .max_decoding_message_size(config.federation.max_message_bytes);
-    let incoming = crate::tls::accept(
+    let incoming = crate::trust::handshake::accept(
         tcp,
         trust.server_configs(),
         trust.states(),

@@ -323,7 +323,10 @@ pub fn federation_channel(
         .expect("endpoint")
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(5))
-        .connect_with_connector_lazy(tatmx_node::tls::connector(states, target.identity.clone()))
+        .connect_with_connector_lazy(tatmx_node::trust::handshake::connector(
+            states,
+            target.identity.clone(),
+        ))
 }
 
 /// What `team`'s node signs with, loaded from its files.

@@ -1,6 +1,6 @@
 //! Whether the node answers on its Admin socket, and whether each configured peer answers over
 //! mutual TLS. The peer check is the handshake the node's delivery worker makes: the node's own
-//! client configuration from [`tatmx_node::tls::client_config`], this node's certificate
+//! client configuration from [`tatmx_node::trust::handshake::client_config`], this node's certificate
 //! offered, the peer's certificate checked against the configured CA and the identity the
 //! config expects. Under TLS 1.3 the peer's verdict on this node's certificate arrives after
 //! the handshake, so the check then opens HTTP/2 and reads the peer's first answer: its
@@ -226,7 +226,7 @@ async fn probe(
             format!("give `{key}` a port, such as https://host:7443"),
         );
     };
-    let client = match tatmx_node::tls::client_config(state, peer.identity.clone()) {
+    let client = match tatmx_node::trust::handshake::client_config(state, peer.identity.clone()) {
         Ok(client) => client,
         Err(e) => {
             return fail(

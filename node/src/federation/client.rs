@@ -251,7 +251,10 @@ fn peer_channel(
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
-        .connect_with_connector_lazy(crate::tls::connector(trust.states(), peer.clone()))
+        .connect_with_connector_lazy(crate::trust::handshake::connector(
+            trust.states(),
+            peer.clone(),
+        ))
 }
 
 /// A request stamped with the time it is sent, so the peer can refuse a skewed clock by name.

@@ -30,7 +30,7 @@ use crate::referral::{ReferralStatus, StatusUpdate};
 use crate::refusal::{Reason, refuse, refuse_with};
 use crate::retention::RetentionSettings;
 use crate::store::{Applied, Inbound, MessageKind, MessageProof, Store, StoreError};
-use crate::tls::PeerCertificate;
+use crate::trust::PeerCertificate;
 use crate::trust::{Trust, TrustError, VerifiedPeer};
 
 /// The most two nodes' clocks may differ. Beyond it, certificate validity, receipts and audit

@@ -17,6 +17,7 @@ use tatmx_certs::{FederationId, TeamIdentity};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use super::PeerCertificate;
 use super::state::{TrustInputs, parse_anchors, parse_crl};
 use super::{
     Anchor, DirectoryRecord, LocalTeam, Peer, PeerEntry, RevocationList, Source, TrustBuildError,
@@ -26,7 +27,7 @@ use crate::audit;
 use crate::store::{
     Store, StoreError, StoredAnchor, StoredCrl, StoredDirectory, StoredPeer, StoredTrust,
 };
-use crate::tls::{Credentials, Identities, PeerCertificate, TlsError};
+use crate::tls::{Credentials, Identities, TlsError};
 
 /// A trust change was refused; nothing changed.
 #[derive(Debug, thiserror::Error)]
@@ -677,6 +678,6 @@ fn build_view(
         stored,
         max_directory_age: config.max_directory_age,
     })?);
-    let server_config = crate::tls::server_config(state.clone())?;
+    let server_config = super::handshake::server_config(state.clone())?;
     Ok((state, server_config))
 }

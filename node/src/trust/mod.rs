@@ -13,13 +13,17 @@
 //! # Layout
 //! - [`state`]: the immutable view, certificate checks and authorization.
 //! - [`live`]: the shared handle that persists changes and swaps views.
+//! - [`handshake`]: mutual TLS 1.3 as this trust decides it: the verifiers, the accept loop
+//!   and the connector.
 
+pub mod handshake;
 mod live;
 mod state;
 
 use tatmx_certs::TeamIdentity;
 
 pub use crate::team::{Discipline, LocalTeam, Peer, Role};
+pub use handshake::PeerCertificate;
 pub use live::{PeerHealth, Trust, TrustChangeError, TrustConfig};
 pub use state::{
     Anchor, CheckedCertificate, DirectoryRecord, PeerEntry, RevocationList, TrustBuildError,

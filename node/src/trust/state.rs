@@ -13,9 +13,10 @@ use tatmx_certs::{CertificateSummary, FederationId, TeamId, TeamIdentity};
 use time::OffsetDateTime;
 use webpki::KeyUsage;
 
+use super::PeerCertificate;
 use super::{Discipline, LocalTeam, Peer, Role, Source, TrustError, VerifiedPeer};
 use crate::store::StoredTrust;
-use crate::tls::{Identities, PeerCertificate};
+use crate::tls::Identities;
 
 /// A trust state could not be built from its inputs.
 #[derive(Debug, thiserror::Error)]
