@@ -8,11 +8,12 @@
 //! retracted from both hops when the consent is withdrawn. Everything lives in a temporary
 //! directory that is removed at the end unless `--keep` is given.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use tatmx_node::loopback::{self, NodeToml, ReservedPort};
 use tatmx_proto::v1 as pb;
 
 use crate::agency;
@@ -185,15 +186,13 @@ async fn run_in(root: &Path, console: bool) -> anyhow::Result<()> {
         );
     }
 
-    let listeners = TEAMS
+    // Every port is reserved before any config names it, and stays the node's until the end.
+    let reserved = TEAMS
         .iter()
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .map(|_| ReservedPort::new())
         .collect::<Result<Vec<_>, _>>()
         .context("cannot reserve loopback ports")?;
-    let ports = listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ports: Vec<u16> = reserved.iter().map(ReservedPort::port).collect();
     let location = directory::Location {
         ca_dir: ca_dir.clone(),
         draft: None,
@@ -222,16 +221,14 @@ async fn run_in(root: &Path, console: bool) -> anyhow::Result<()> {
 
     println!("\n2. Starting the four nodes");
     let mut nodes = Vec::new();
-    for ((i, team), listener) in TEAMS.iter().enumerate().zip(listeners) {
-        let config_path = root.join(team.id).join("node.toml");
-        let mut config_text = node_config(i, &ports, &ca_dir);
+    for (team, port) in TEAMS.iter().zip(&ports) {
+        let mut toml = node_config(team, *port, &ca_dir);
         if console && CONSOLE_TEAMS.contains(&team.id) {
             // Any free port on this host only; the address is printed once it is bound.
-            config_text.push_str("\n[console]\nlisten = \"127.0.0.1:0\"\n");
+            toml.extra = "[console]\nlisten = \"127.0.0.1:0\"\n".into();
         }
-        std::fs::write(&config_path, config_text)?;
-        let config = tatmx_node::Config::load(&config_path)?;
-        let node = tatmx_node::start_with_listener(config, Some(listener))
+        let config = toml.write(&root.join(team.id).join("node.toml"))?;
+        let node = loopback::start(config)
             .await
             .with_context(|| format!("the {} node could not start", team.id))?;
         let mut admin = trust::client(node.admin_socket()).await?;
@@ -705,41 +702,25 @@ where
     }
 }
 
-/// The config file of team `index`. It lists no peers: they come from the signed directory.
-fn node_config(index: usize, ports: &[u16], ca_dir: &Path) -> String {
-    let team = &TEAMS[index];
-    let ca: PathBuf = ca_dir.join("ca.pem");
-    format!(
-        r#"# {name}
-[node]
-federation = "{FEDERATION}"
-team = "{id}"
-role = "{role}"
-discipline = "{discipline}"
-jurisdiction = "Lincoln County"
-data_dir = "data"
-
-[tls]
-ca = "{ca}"
-cert = "node.pem"
-key = "node.key"
-
-[federation_api]
-listen = "127.0.0.1:{port}"
-
-[delivery]
-initial_backoff = "100ms"
-max_backoff = "2s"
-
-# A real node signs its audit chain every five minutes; the demo is over sooner.
-[audit]
-checkpoint_interval = "300ms"
-"#,
-        name = team.name,
-        id = team.id,
-        role = team.role,
-        discipline = team.discipline,
-        ca = ca.display(),
-        port = ports[index],
-    )
+/// The config of `team`'s node, on `port`. It lists no peers: they come from the signed
+/// directory.
+fn node_config(team: &Team, port: u16, ca_dir: &Path) -> NodeToml {
+    let mut toml = NodeToml::new(
+        FEDERATION,
+        team.id,
+        team.role,
+        team.discipline,
+        &ca_dir.join("ca.pem"),
+        port,
+    );
+    toml.comment = Some(team.name.into());
+    toml.jurisdiction = Some("Lincoln County".into());
+    toml.delivery = Some(loopback::Delivery {
+        initial_backoff: Some(Duration::from_millis(100)),
+        max_backoff: Some(Duration::from_secs(2)),
+        ..Default::default()
+    });
+    // A real node signs its audit chain every five minutes; the demo is over sooner.
+    toml.checkpoint_interval = Some(Duration::from_millis(300));
+    toml
 }

@@ -49,6 +49,8 @@
 //! - [`health`]: gRPC health for probes, and the store check behind readiness.
 //! - [`node`]: wiring everything together, and shutting it down.
 //! - [`client`]: connecting to a node's own APIs.
+//! - [`loopback`]: a federation of real nodes on loopback, for the demo, the benchmark and the
+//!   tests.
 #![forbid(unsafe_code)]
 
 pub mod actor;
@@ -68,6 +70,7 @@ pub mod filter;
 pub mod health;
 pub mod jobs;
 pub mod lifecycle;
+pub mod loopback;
 pub mod metrics;
 pub mod node;
 pub mod outbox;

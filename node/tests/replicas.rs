@@ -89,7 +89,7 @@ fn setup() -> Option<Setup> {
         );
         return None;
     }
-    let (fed, core, school_a) = core_and_school();
+    let (mut fed, core, school_a) = core_and_school();
     let dir_b = school_a.dir.with_file_name("lincoln-high-b");
     std::fs::create_dir_all(&dir_b).unwrap();
     for file in ["node.pem", "node.key"] {
@@ -97,7 +97,7 @@ fn setup() -> Option<Setup> {
     }
     let school_b = TeamSpec {
         dir: dir_b,
-        port: free_port(),
+        port: fed.port(),
         ..school_a.clone()
     };
     fed.write_config(&school_b, &[&core], "");

@@ -1,9 +1,10 @@
 //! The harness for end-to-end tests: a real federation on loopback.
 //!
-//! A [`TestFederation`] owns a temporary directory, a federation CA made with `tatmx-certs`,
-//! and any number of teams, each with its own key, certificate, TOML config and SQLite file.
-//! Nodes are started with the same `tatmx_node::start*` functions the binary uses, so every
-//! test goes through real mutual TLS, a real store and the real delivery worker.
+//! A [`TestFederation`] owns a temporary directory and a [`LoopbackFederation`] (the builder
+//! `tatmx demo` and `tatmx bench` use too): a federation CA made with `tatmx-certs`, and any
+//! number of teams, each with its own key, certificate, reserved port, TOML config and SQLite
+//! file. Nodes are started with the same `tatmx_node::start_with_listener` the binary's start
+//! uses, so every test goes through real mutual TLS, a real store and the real delivery worker.
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -13,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
-use tatmx_certs::files::{write_public, write_secret};
-use tatmx_certs::{CertificateAuthority, FederationId, NodeKey, TeamId, TeamIdentity};
+use tatmx_certs::{CertificateAuthority, TeamId, TeamIdentity};
 
 use arc_swap::ArcSwap;
+use tatmx_node::loopback::{self, LoopbackFederation, NodeToml};
 use tatmx_node::store::StoredTrust;
 use tatmx_node::tls::{Credentials, Identities};
 use tatmx_node::trust::{LocalTeam, TrustInputs, TrustState};
@@ -26,20 +27,31 @@ use tatmx_proto::v1::agency_client::AgencyClient;
 use tatmx_proto::v1::federation_client::FederationClient;
 use tonic::transport::Channel;
 
-/// A federation under test.
+/// A federation under test: a [`LoopbackFederation`] (its CA, teams and reserved ports, read
+/// through `Deref`: `fed.id`, `fed.ca`, `fed.ca_path`) in a temporary directory, with each
+/// team's PostgreSQL database when the tests run on PostgreSQL.
 pub struct TestFederation {
-    /// Everything lives here and is removed with it.
-    pub dir: tempfile::TempDir,
-    /// The federation id.
-    pub id: FederationId,
-    /// The federation CA.
-    pub ca: CertificateAuthority,
-    /// ca.pem
-    pub ca_path: PathBuf,
-    /// The teams made so far.
-    teams: Vec<TeamSpec>,
-    /// The PostgreSQL databases made for them, dropped with the federation.
+    /// The CA, the teams' reserved ports: the builder the demo and the benchmark share.
+    loopback: LoopbackFederation,
+    /// The PostgreSQL databases made for the teams, dropped with the federation.
     databases: Vec<String>,
+    /// Everything lives here and is removed with it (declared last: dropped after the rest).
+    pub dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestFederation {
+    type Target = LoopbackFederation;
+
+    fn deref(&self) -> &LoopbackFederation {
+        &self.loopback
+    }
+}
+
+/// A test may replace the CA (one that lives longer, say) before it enrols any team.
+impl std::ops::DerefMut for TestFederation {
+    fn deref_mut(&mut self) -> &mut LoopbackFederation {
+        &mut self.loopback
+    }
 }
 
 impl Drop for TestFederation {
@@ -61,7 +73,7 @@ pub struct TeamSpec {
     pub discipline: &'static str,
     /// Its directory (keys, config, data).
     pub dir: PathBuf,
-    /// Its Federation port.
+    /// Its Federation port, reserved for as long as its federation lives.
     pub port: u16,
     /// Whether it may hold criminal-justice information (law-enforcement teams).
     pub cjis: bool,
@@ -85,16 +97,29 @@ impl TeamSpec {
     pub fn endpoint(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
     }
+
+    /// How a peer's config lists it.
+    pub fn as_peer(&self) -> loopback::Peer {
+        loopback::Peer {
+            team: self.identity.team.to_string(),
+            federation: self.identity.federation.to_string(),
+            port: self.port,
+            role: self.role.into(),
+            discipline: self.discipline.into(),
+            cjis_authorized: self.cjis,
+        }
+    }
 }
 
 /// Fast retries, so tests of recovery do not wait long.
-pub const TEST_DELIVERY: &str = r#"
-[delivery]
-initial_backoff = "50ms"
-max_backoff = "400ms"
-request_timeout = "5s"
-connect_timeout = "2s"
-"#;
+pub fn test_delivery() -> loopback::Delivery {
+    loopback::Delivery {
+        initial_backoff: Some(Duration::from_millis(50)),
+        max_backoff: Some(Duration::from_millis(400)),
+        request_timeout: Some(Duration::from_secs(5)),
+        connect_timeout: Some(Duration::from_secs(2)),
+    }
+}
 
 impl TestFederation {
     /// A new federation with its CA.
@@ -103,99 +128,66 @@ impl TestFederation {
             .prefix("tatmx-test-")
             .tempdir()
             .expect("temp dir");
-        let id = FederationId::new(name).expect("federation id");
-        let ca = CertificateAuthority::create(id.clone(), 2).expect("CA");
-        let ca_path = dir.path().join("ca.pem");
-        write_public(&ca_path, ca.cert_pem()).expect("write CA");
+        let loopback = LoopbackFederation::create(dir.path(), name).expect("federation CA");
         Self {
-            dir,
-            id,
-            ca,
-            ca_path,
-            teams: Vec::new(),
+            loopback,
             databases: Vec::new(),
+            dir,
         }
     }
 
-    /// Enrols a team: its own key and CSR, signed by the CA, and a free port.
+    /// Enrols a team: its own key and CSR, signed by the CA, and a reserved port.
     pub fn team(&mut self, team: &str, role: &'static str, discipline: &'static str) -> TeamSpec {
-        let identity = TeamIdentity::new(self.id.clone(), TeamId::new(team).expect("team id"));
-        let dir = self.dir.path().join(team);
-        std::fs::create_dir_all(&dir).expect("team dir");
-        issue_into(&self.ca, &identity, &dir);
-        let spec = TeamSpec {
-            identity,
+        let enrolled = self.loopback.enrol(team).expect("team enrolled");
+        TeamSpec {
+            identity: enrolled.identity,
             role,
             discipline,
-            dir,
-            port: free_port(),
+            dir: enrolled.dir,
+            port: enrolled.port,
             cjis: discipline == "law-enforcement",
             database: backend::postgres().map(|base| {
                 let (url, name) = backend::create_database(base);
                 self.databases.push(name);
                 url
             }),
-        };
-        self.teams.push(spec.clone());
-        spec
+        }
+    }
+
+    /// Reserves a loopback port for as long as the federation lives: a second replica's
+    /// Federation port, or a metrics or health listener.
+    pub fn port(&mut self) -> u16 {
+        self.loopback.reserve_port().expect("a loopback port")
+    }
+
+    /// `team`'s config as the harness writes it, with `peers` as its peers and the fast
+    /// [`test_delivery`] timings; change it, then [`TestFederation::write`] it.
+    pub fn config(&self, team: &TeamSpec, peers: &[&TeamSpec]) -> NodeToml {
+        let mut toml = NodeToml::new(
+            self.id.to_string(),
+            team.identity.team.to_string(),
+            team.role,
+            team.discipline,
+            &self.ca_path,
+            team.port,
+        );
+        toml.cjis_authorized = Some(team.cjis);
+        toml.store_url = team.database.clone();
+        toml.delivery = Some(test_delivery());
+        toml.peers = peers.iter().map(|p| p.as_peer()).collect();
+        toml
+    }
+
+    /// Writes `toml` as `team`'s config, and returns it loaded.
+    pub fn write(&self, team: &TeamSpec, toml: &NodeToml) -> Config {
+        toml.write(&team.config_path()).expect("valid config")
     }
 
     /// Writes `team`'s config with `peers` as its peers, and extra TOML appended.
     pub fn write_config(&self, team: &TeamSpec, peers: &[&TeamSpec], extra: &str) -> Config {
-        let mut text = format!(
-            r#"[node]
-federation = "{fed}"
-team = "{team}"
-role = "{role}"
-discipline = "{discipline}"
-cjis_authorized = {cjis}
-data_dir = "data"
-
-[tls]
-ca = "{ca}"
-cert = "node.pem"
-key = "node.key"
-
-[federation_api]
-listen = "127.0.0.1:{port}"
-{store}
-{TEST_DELIVERY}
-{extra}
-"#,
-            store = team
-                .database
-                .as_ref()
-                .map(|url| format!("[store]\nurl = \"{url}\"\n"))
-                .unwrap_or_default(),
-            fed = self.id,
-            team = team.identity.team,
-            role = team.role,
-            discipline = team.discipline,
-            cjis = team.cjis,
-            ca = self.ca_path.display(),
-            port = team.port,
-        );
-        for peer in peers {
-            text.push_str(&format!(
-                r#"
-[[peers]]
-team = "{team}"
-federation = "{fed}"
-endpoint = "{endpoint}"
-role = "{role}"
-discipline = "{discipline}"
-cjis_authorized = {cjis}
-"#,
-                cjis = peer.cjis,
-                team = peer.identity.team,
-                fed = peer.identity.federation,
-                endpoint = peer.endpoint(),
-                role = peer.role,
-                discipline = peer.discipline,
-            ));
-        }
-        std::fs::write(team.config_path(), text).expect("write config");
-        Config::load(&team.config_path()).expect("valid config")
+        let mut toml = self.config(team, peers);
+        toml.extra = extra.to_owned();
+        self.write(team, &toml)
     }
 }
 
@@ -216,13 +208,7 @@ pub fn issue_into(ca: &CertificateAuthority, identity: &TeamIdentity, dir: &Path
 
 /// Makes `<stem>.key`, `<stem>.csr` and `<stem>.pem` for `identity` in `dir`, signed by `ca`.
 pub fn issue_named(ca: &CertificateAuthority, identity: &TeamIdentity, dir: &Path, stem: &str) {
-    let key = NodeKey::generate(identity).expect("node key");
-    write_secret(&dir.join(format!("{stem}.key")), &key.key_pem).expect("write key");
-    write_public(&dir.join(format!("{stem}.csr")), &key.csr_pem).expect("write csr");
-    let issued = ca
-        .sign_csr(&key.csr_pem, identity.team.clone(), 2)
-        .expect("sign");
-    write_public(&dir.join(format!("{stem}.pem")), &issued.cert_pem).expect("write cert");
+    loopback::issue(ca, identity, dir, stem).expect("certificate issued");
 }
 
 impl TestFederation {
@@ -238,31 +224,10 @@ impl TestFederation {
     }
 }
 
-/// A loopback port nobody is listening on right now, from below the kernel's ephemeral range
-/// (32768 and up on Linux). A node binds it only later; a port from the ephemeral range could be
-/// taken in between by any test's outgoing connection, and was, once in CI.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    // Test binaries started one after another still start at different places.
-    let start = (std::process::id() % 60) * 200;
-    for _ in 0..SPAN {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
-        // At most LOW + SPAN - 1 = 31999, so it fits.
-        let port = (LOW + (start + offset) % SPAN) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port between 20000 and 31999")
-}
-
-/// Starts a node from its config file.
+/// Starts a node from its config file, on its reserved port.
 pub async fn start(team: &TeamSpec) -> RunningNode {
     let config = Config::load(&team.config_path()).expect("config");
-    tatmx_node::start(config).await.expect("node starts")
+    loopback::start(config).await.expect("node starts")
 }
 
 /// The Agency API of a running node.
@@ -408,14 +373,63 @@ pub async fn scrape_metrics(port: u16) -> String {
     page
 }
 
-/// Collects every log line written through it, for tests that search the logs.
-#[derive(Clone, Default)]
-pub struct Logs(pub Arc<std::sync::Mutex<Vec<u8>>>);
+/// The log lines of one test that searches the logs, from a capture shared by the whole
+/// process: the end-to-end tests run side by side in one binary, and a process has one
+/// tracing subscriber.
+///
+/// A test run with [`Logs::run`] gets a runtime of its own whose threads carry a name of their
+/// own, so the lines its nodes log are told apart from other tests' lines: [`Logs::own_text`]
+/// holds only those, and [`Logs::text`] holds every line the process logged while the test ran
+/// (its own and any other test's), for checks that nothing was logged that should not be.
+#[derive(Clone)]
+pub struct Logs(Arc<LogSink>);
 
-impl std::io::Write for Logs {
+/// Where one test's lines go.
+struct LogSink {
+    /// The name of every thread of the test's runtime.
+    runtime: String,
+    /// The name of the thread the test itself runs on (libtest names it after the test).
+    caller: Option<String>,
+    /// Lines from the test's own threads.
+    own: std::sync::Mutex<Vec<u8>>,
+    /// Every line of the process.
+    all: std::sync::Mutex<Vec<u8>>,
+}
+
+/// How many tests collect logs now.
+static COLLECTING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Drop for LogSink {
+    fn drop(&mut self) {
+        COLLECTING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The tests collecting logs now.
+static SINKS: std::sync::Mutex<Vec<std::sync::Weak<LogSink>>> = std::sync::Mutex::new(Vec::new());
+
+/// Where the process's subscriber writes: one event at a time, on the thread that logged it.
+struct SinkWriter {
+    /// The name of that thread.
+    thread: Option<String>,
+}
+
+impl std::io::Write for SinkWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut logs) = self.0.lock() {
-            logs.extend_from_slice(buf);
+        let sinks: Vec<Arc<LogSink>> = SINKS
+            .lock()
+            .map(|sinks| sinks.iter().filter_map(std::sync::Weak::upgrade).collect())
+            .unwrap_or_default();
+        for sink in sinks {
+            let own = self.thread.as_deref().is_some_and(|thread| {
+                thread == sink.runtime || Some(thread) == sink.caller.as_deref()
+            });
+            if own && let Ok(mut lines) = sink.own.lock() {
+                lines.extend_from_slice(buf);
+            }
+            if let Ok(mut lines) = sink.all.lock() {
+                lines.extend_from_slice(buf);
+            }
         }
         Ok(buf.len())
     }
@@ -425,22 +439,71 @@ impl std::io::Write for Logs {
 }
 
 impl Logs {
-    /// Sends this process's logs, at every level of every tatmx crate, here.
-    pub fn capture() -> Self {
-        let logs = Self::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info,tatmx_node=trace"))
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .init();
-        logs
+    /// Runs `test` on a runtime of its own (two worker threads, as
+    /// `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` gives), with every log
+    /// line at every level of the tatmx crates collected from its start.
+    pub fn run<F, Fut>(test: F)
+    where
+        F: FnOnce(Logs) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        install_log_capture();
+        let runtime = format!("tatmx-logs-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let sink = Arc::new(LogSink {
+            runtime: runtime.clone(),
+            caller: std::thread::current().name().map(str::to_owned),
+            own: Default::default(),
+            all: Default::default(),
+        });
+        COLLECTING.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut sinks) = SINKS.lock() {
+            sinks.retain(|sink| sink.strong_count() > 0);
+            sinks.push(Arc::downgrade(&sink));
+        }
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(runtime)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(test(Logs(sink)));
     }
 
-    /// Everything logged so far.
+    /// Everything the process logged since the test began: its own lines and other tests'.
     pub fn text(&self) -> Vec<u8> {
-        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+        self.0.all.lock().map(|l| l.clone()).unwrap_or_default()
     }
+
+    /// What the test's own threads logged.
+    pub fn own_text(&self) -> Vec<u8> {
+        self.0.own.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+/// Installs the process's subscriber once. It formats events only while some test collects
+/// them, so the other tests do not pay for trace-level logging.
+fn install_log_capture() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let collecting = tracing_subscriber::filter::filter_fn(|_| {
+            COLLECTING.load(std::sync::atomic::Ordering::Relaxed) > 0
+        });
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(|| SinkWriter {
+                thread: std::thread::current().name().map(str::to_owned),
+            })
+            .with_ansi(false)
+            .with_filter(collecting);
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new("info,tatmx_node=trace"))
+            .with(layer);
+        tracing_subscriber::util::SubscriberInitExt::try_init(subscriber)
+            .expect("the process's only subscriber");
+    });
 }
 
 /// Records at `team`'s node the subject's consent to share with `recipients`, and returns its id.

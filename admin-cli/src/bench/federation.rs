@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use tatmx_node::loopback::{Delivery, NodeToml, ReservedPort};
 use tatmx_proto::v1 as pb;
 use tokio::process::{Child, Command};
 
@@ -73,11 +74,15 @@ pub struct Federation {
     node_bin: PathBuf,
     /// With `--postgres`: the server, and the databases made for the nodes.
     postgres: Option<(String, Vec<String>)>,
+    /// Every team's Federation port, held until the benchmark ends: a node stopped for the
+    /// outage phase finds its port free for it again, and no outgoing connection of the
+    /// thousands the benchmark makes can take it meanwhile.
+    _ports: Vec<ReservedPort>,
 }
 
 impl Federation {
-    /// Makes the CA and enrols `teams` (id, role, discipline), each with a free loopback port
-    /// and, with `postgres` (a server URL without a database), a database of its own there.
+    /// Makes the CA and enrols `teams` (id, role, discipline), each with a reserved loopback
+    /// port and, with `postgres` (a server URL without a database), a database of its own there.
     pub async fn create(
         root: &Path,
         node_bin: PathBuf,
@@ -92,6 +97,7 @@ impl Federation {
             days: 30,
         })?;
         let mut enrolled = Vec::new();
+        let mut ports = Vec::new();
         for (id, role, discipline) in teams {
             let dir = root.join(id);
             let files = pki::node_init(&pki::NodeInitArgs {
@@ -108,7 +114,9 @@ impl Federation {
                 discipline: Some((*discipline).into()),
                 out: Some(dir.join("node.pem")),
             })?;
-            let port = free_port()?;
+            let reserved = ReservedPort::new().context("cannot reserve a loopback port")?;
+            let port = reserved.port();
+            ports.push(reserved);
             let team = Team {
                 id: id.clone(),
                 role,
@@ -119,13 +127,10 @@ impl Federation {
             let mut config = node_config(&team, &ca_dir);
             if let Some(server) = postgres {
                 let name = create_database(server, id).await?;
-                config.push_str(&format!(
-                    "\n[store]\nurl = \"{}/{name}\"\n",
-                    server.trim_end_matches('/')
-                ));
+                config.store_url = Some(format!("{}/{name}", server.trim_end_matches('/')));
                 databases.push(name);
             }
-            std::fs::write(team.config(), config)?;
+            config.write(&team.config())?;
             enrolled.push(team);
         }
         let federation = Self {
@@ -133,6 +138,7 @@ impl Federation {
             teams: enrolled,
             node_bin,
             postgres: postgres.map(|server| (server.to_owned(), databases)),
+            _ports: ports,
         };
         for team in &federation.teams {
             federation.list(&team.id, team.role, team.discipline, team.port)?;
@@ -358,57 +364,31 @@ impl Federation {
     }
 }
 
-/// A loopback port that was free a moment ago, from below the kernel's ephemeral range: the
-/// node binds it only later, and the benchmark's own outgoing connections (thousands, in the
-/// handshake and drain phases) take their ports from that range, so none of them can take it
-/// in between.
-pub fn free_port() -> anyhow::Result<u16> {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    // Spread concurrent benchmark runs apart by process id.
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    let start = (std::process::id() % 50) * 200;
-    for _ in 0..SPAN {
-        let offset = u32::from(NEXT.fetch_add(1, Ordering::Relaxed));
-        // At most LOW + SPAN - 1 = 31999, so it fits.
-        let port = (LOW + (start + offset) % SPAN) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    anyhow::bail!("no free loopback port between 20000 and 32000")
+/// A port for a team that is listed in the directory and never runs: free a moment ago, and
+/// never connected to, so it need not stay reserved.
+pub fn quiet_port() -> anyhow::Result<u16> {
+    Ok(ReservedPort::new()
+        .context("cannot reserve a loopback port")?
+        .port())
 }
 
 /// The config of a benchmark node: as shipped, with delivery retrying quickly so the drain
 /// phase measures delivery rather than the backoff left over from the outage.
-fn node_config(team: &Team, ca_dir: &Path) -> String {
-    format!(
-        r#"# Benchmark node {id}
-[node]
-federation = "{FEDERATION}"
-team = "{id}"
-role = "{role}"
-discipline = "{discipline}"
-jurisdiction = "Bench County"
-data_dir = "data"
-
-[tls]
-ca = "{ca}"
-cert = "node.pem"
-key = "node.key"
-
-[federation_api]
-listen = "127.0.0.1:{port}"
-
-[delivery]
-initial_backoff = "50ms"
-max_backoff = "500ms"
-"#,
-        id = team.id,
-        role = team.role,
-        discipline = team.discipline,
-        ca = ca_dir.join("ca.pem").display(),
-        port = team.port,
-    )
+fn node_config(team: &Team, ca_dir: &Path) -> NodeToml {
+    let mut toml = NodeToml::new(
+        FEDERATION,
+        team.id.as_str(),
+        team.role,
+        team.discipline,
+        &ca_dir.join("ca.pem"),
+        team.port,
+    );
+    toml.comment = Some(format!("Benchmark node {}", team.id));
+    toml.jurisdiction = Some("Bench County".into());
+    toml.delivery = Some(Delivery {
+        initial_backoff: Some(Duration::from_millis(50)),
+        max_backoff: Some(Duration::from_millis(500)),
+        ..Default::default()
+    });
+    toml
 }

@@ -369,7 +369,7 @@ async fn run_in(root: &Path, node_bin: PathBuf, args: &BenchArgs) -> anyhow::Res
                 &format!("listed-{i:04}"),
                 "affiliate",
                 "education",
-                federation::free_port()?,
+                federation::quiet_port()?,
             )?;
             progress.inc(1);
         }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -13,33 +14,99 @@ use tatmx_proto::v1 as pb;
 use tatmx_tests::{TeamSpec, TestFederation, console_section, web_certificate};
 use totp_rs::{Algorithm, Secret, TOTP};
 
-/// A console account's credentials, as `tatmx user add` prints them.
+/// A console account's credentials, as `tatmx user add` prints them, and the TOTP time steps
+/// the test has spent with them.
+///
+/// The node takes a code for the step just before, at or just after its own
+/// (`credentials::check_code`), and only for a step later than the last one the account spent
+/// (`store::accounts`). So every code this harness offers is for a step at or after the
+/// current one, never the one before: whichever step boundary passes between making the code
+/// and the node checking it, the code is still within the node's window. That leaves two codes
+/// per step; a third waits for the next step, the only time a test waits on the clock.
 struct Login {
     username: String,
     password: String,
     secret: Vec<u8>,
+    /// The last step whose code this test spent or will spend (0: none yet).
+    spent: std::sync::atomic::AtomicU64,
 }
 
+/// Seconds per TOTP step, as the node and authenticator apps count them (RFC 6238's default).
+const STEP: u64 = 30;
+
 impl Login {
-    /// The code an authenticator app shows `ahead` seconds from now (or showed, when it is
-    /// negative). A code works once and the node accepts one step either side of now, so a
-    /// test that needs three codes in a row uses -30, 0 and 30.
-    fn code(&self, ahead: i64) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs();
+    fn new(username: &str, password: String, secret: Vec<u8>) -> Self {
+        Self {
+            username: username.into(),
+            password,
+            secret,
+            spent: Default::default(),
+        }
+    }
+
+    /// The same account and secret, with another password (after a change): the steps spent
+    /// stay spent.
+    fn with_password(&self, password: &str) -> Self {
+        Self {
+            username: self.username.clone(),
+            password: password.into(),
+            secret: self.secret.clone(),
+            spent: self.spent.load(Relaxed).into(),
+        }
+    }
+
+    /// The code an authenticator app shows for time step `step`.
+    fn code_at(&self, step: u64) -> String {
         TOTP::new(
             Algorithm::SHA1,
             6,
             1,
-            30,
+            STEP,
             self.secret.clone(),
             None,
             "t".into(),
         )
         .expect("totp")
-        .generate(now.saturating_add_signed(ahead))
+        .generate(step * STEP)
+    }
+
+    /// The earliest step later than the last spent one whose code the node takes however the
+    /// clock moves on meanwhile: the current step or the next; waits for the next step when
+    /// both are spent.
+    async fn next_step(&self) -> u64 {
+        loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock");
+            let current = now.as_secs() / STEP;
+            let step = (self.spent.load(Relaxed) + 1).max(current);
+            if step <= current + 1 {
+                return step;
+            }
+            let next = Duration::from_secs((current + 1) * STEP);
+            tokio::time::sleep(next.saturating_sub(now) + Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A code for the next step, counted as spent: for a sign-in, unlock or password change
+    /// that is to succeed (or to be refused for a reason that does not spend it, when the same
+    /// code is then used again).
+    async fn fresh_code(&self) -> String {
+        let step = self.next_step().await;
+        self.spent.store(step, Relaxed);
+        self.code_at(step)
+    }
+
+    /// A code the node would take now, not counted as spent: for an attempt refused for
+    /// another reason (a wrong password), so the refusal is not the code's.
+    async fn unspent_code(&self) -> String {
+        let step = self.next_step().await;
+        self.code_at(step)
+    }
+
+    /// The code of the last step spent: one the node has seen.
+    fn spent_code(&self) -> String {
+        self.code_at(self.spent.load(Relaxed))
     }
 }
 
@@ -197,14 +264,20 @@ impl Browser {
         self.post(path, &all).await
     }
 
-    async fn sign_in(&mut self, login: &Login, ahead: i64) -> Page {
-        let code = login.code(ahead);
+    /// Signs in with a fresh code.
+    async fn sign_in(&mut self, login: &Login) -> Page {
+        let code = login.fresh_code().await;
+        self.sign_in_with(login, &code).await
+    }
+
+    /// Signs in with `code`.
+    async fn sign_in_with(&mut self, login: &Login, code: &str) -> Page {
         self.post(
             "/sign-in",
             &[
                 ("username", &login.username),
                 ("password", &login.password),
-                ("code", &code),
+                ("code", code),
             ],
         )
         .await
@@ -239,13 +312,13 @@ async fn add_user(team: &TeamSpec, username: &str, role: &str) -> Login {
         "{}",
         issued.totp_uri
     );
-    Login {
-        username: username.into(),
-        password: issued.password,
-        secret: Secret::Encoded(issued.totp_secret)
+    Login::new(
+        username,
+        issued.password,
+        Secret::Encoded(issued.totp_secret)
             .to_bytes()
             .expect("base32 secret"),
-    }
+    )
 }
 
 fn browser(node: &tatmx_node::RunningNode, fed: &TestFederation) -> Browser {
@@ -329,7 +402,7 @@ async fn sign_in_takes_password_and_code_and_five_failures_lock_the_account_audi
         )
         .await;
     assert_eq!(wrong_code.status, 401);
-    let code = alice.code(0);
+    let code = alice.unspent_code().await;
     for attempt in 2..=5 {
         let page = web
             .post(
@@ -349,7 +422,7 @@ async fn sign_in_takes_password_and_code_and_five_failures_lock_the_account_audi
         }
     }
     // Locked: even the right password and code are refused now.
-    let page = web.sign_in(&alice, 0).await;
+    let page = web.sign_in_with(&alice, &alice.unspent_code().await).await;
     assert_eq!(page.status, 403);
     assert!(web.cookie.is_none());
 
@@ -390,14 +463,14 @@ async fn sign_in_takes_password_and_code_and_five_failures_lock_the_account_audi
         .await
         .expect("reset")
         .into_inner();
-    let alice = Login {
-        username: "alice".into(),
-        password: issued.password,
-        secret: Secret::Encoded(issued.totp_secret)
+    let alice = Login::new(
+        "alice",
+        issued.password,
+        Secret::Encoded(issued.totp_secret)
             .to_bytes()
             .expect("secret"),
-    };
-    let used = alice.code(0);
+    );
+    let used = alice.fresh_code().await;
     let page = web
         .post(
             "/sign-in",
@@ -474,7 +547,7 @@ async fn a_post_without_the_csrf_token_is_refused_and_a_case_worker_cannot_accep
     let worker = add_user(&core, "bob", "case-worker").await;
     let chair = add_user(&core, "carol", "chair").await;
     let mut web = browser(&core_node, &fed);
-    assert_eq!(web.sign_in(&worker, 0).await.status, 303);
+    assert_eq!(web.sign_in(&worker).await.status, 303);
     let page = web.get(&format!("/referrals/{id}")).await;
     assert_eq!(page.status, 200);
     assert!(
@@ -504,7 +577,7 @@ async fn a_post_without_the_csrf_token_is_refused_and_a_case_worker_cannot_accep
     );
 
     let mut chair_web = browser(&core_node, &fed);
-    assert_eq!(chair_web.sign_in(&chair, 0).await.status, 303);
+    assert_eq!(chair_web.sign_in(&chair).await.status, 303);
     let page = chair_web.get(&format!("/referrals/{id}")).await;
     assert!(
         page.body.contains("action-accept"),
@@ -572,7 +645,7 @@ async fn a_referral_made_in_the_console_previews_its_filter_and_reaches_the_core
     let worker = add_user(&school, "dana", "case-worker").await;
     let chair = add_user(&core, "erin", "chair").await;
     let mut web = browser(&school_node, &fed);
-    assert_eq!(web.sign_in(&worker, 0).await.status, 303);
+    assert_eq!(web.sign_in(&worker).await.status, 303);
     let form = web.get("/referrals/new").await;
     assert_eq!(form.status, 200);
     assert!(form.body.contains(r#"id="preview""#));
@@ -632,7 +705,7 @@ async fn a_referral_made_in_the_console_previews_its_filter_and_reaches_the_core
     tatmx_tests::delivered(&school, &id).await;
 
     let mut core_web = browser(&core_node, &fed);
-    assert_eq!(core_web.sign_in(&chair, 0).await.status, 303);
+    assert_eq!(core_web.sign_in(&chair).await.status, 303);
     let inbox = core_web.get("/inbox").await;
     assert!(
         inbox.body.contains(&id),
@@ -678,7 +751,7 @@ async fn an_idle_session_locks_and_unlocks_with_the_password_and_a_new_code() {
     let node = tatmx_tests::start(&school).await;
     let worker = add_user(&school, "frank", "case-worker").await;
     let mut web = browser(&node, &fed);
-    assert_eq!(web.sign_in(&worker, 0).await.status, 303);
+    assert_eq!(web.sign_in(&worker).await.status, 303);
     assert_eq!(web.get("/inbox").await.status, 200);
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let locked = web.get("/inbox").await;
@@ -694,7 +767,7 @@ async fn an_idle_session_locks_and_unlocks_with_the_password_and_a_new_code() {
             &[
                 ("csrf", &csrf),
                 ("password", "wrong"),
-                ("code", &worker.code(30)),
+                ("code", &worker.unspent_code().await),
             ],
         )
         .await;
@@ -705,7 +778,7 @@ async fn an_idle_session_locks_and_unlocks_with_the_password_and_a_new_code() {
             &[
                 ("csrf", &csrf),
                 ("password", &worker.password),
-                ("code", &worker.code(30)),
+                ("code", &worker.fresh_code().await),
             ],
         )
         .await;
@@ -730,7 +803,7 @@ async fn an_auditor_exports_the_accounting_and_each_role_sees_only_its_pages() {
     let worker = add_user(&school, "ivy", "case-worker").await;
 
     let mut web = browser(&school_node, &fed);
-    let signed_in = web.sign_in(&auditor, 0).await;
+    let signed_in = web.sign_in(&auditor).await;
     assert_eq!(signed_in.location(), "/audit");
     let audit = web.get("/audit").await;
     assert_eq!(audit.status, 200);
@@ -788,7 +861,7 @@ async fn an_auditor_exports_the_accounting_and_each_role_sees_only_its_pages() {
     );
 
     let mut web = browser(&school_node, &fed);
-    assert_eq!(web.sign_in(&admin, 0).await.location(), "/trust");
+    assert_eq!(web.sign_in(&admin).await.location(), "/trust");
     let trust = web.get("/trust").await;
     assert_eq!(trust.status, 200);
     assert!(
@@ -799,7 +872,7 @@ async fn an_auditor_exports_the_accounting_and_each_role_sees_only_its_pages() {
     }
 
     let mut web = browser(&school_node, &fed);
-    assert_eq!(web.sign_in(&worker, 0).await.location(), "/inbox");
+    assert_eq!(web.sign_in(&worker).await.location(), "/inbox");
     for page in ["/audit", "/trust"] {
         assert_eq!(
             web.get(page).await.status,
@@ -909,7 +982,7 @@ async fn a_holder_changes_their_password_and_only_the_new_one_signs_in() {
     let node = tatmx_tests::start(&school).await;
     let alice = add_user(&school, "alice", "case-worker").await;
     let mut web = browser(&node, &fed);
-    assert_eq!(web.sign_in(&alice, -30).await.status, 303);
+    assert_eq!(web.sign_in(&alice).await.status, 303);
     let inbox = web.get("/inbox").await;
     assert!(
         inbox.body.contains(r#"href="/account/password""#),
@@ -938,7 +1011,7 @@ async fn a_holder_changes_their_password_and_only_the_new_one_signs_in() {
         &alice.password,
         new_password,
         new_password,
-        &alice.code(0),
+        &alice.fresh_code().await,
     )
     .await;
     assert_eq!(changed.status, 303, "{}", changed.body);
@@ -954,14 +1027,12 @@ async fn a_holder_changes_their_password_and_only_the_new_one_signs_in() {
 
     // The old password signs in no more; the new one does.
     let mut other = browser(&node, &fed);
-    let old = other.sign_in(&alice, 30).await;
+    // The same code for both: the old password's refusal is not the code's.
+    let code = alice.fresh_code().await;
+    let old = other.sign_in_with(&alice, &code).await;
     assert_eq!(old.status, 401, "the old password still signs in");
-    let renewed = Login {
-        username: "alice".into(),
-        password: new_password.into(),
-        secret: alice.secret.clone(),
-    };
-    let signed_in = other.sign_in(&renewed, 30).await;
+    let renewed = alice.with_password(new_password);
+    let signed_in = other.sign_in_with(&renewed, &code).await;
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
     assert_eq!(other.get("/inbox").await.status, 200);
 
@@ -984,9 +1055,9 @@ async fn every_other_session_of_the_account_ends_when_its_password_changes() {
     let mut here = browser(&node, &fed);
     let mut elsewhere = browser(&node, &fed);
     let mut colleague = browser(&node, &fed);
-    assert_eq!(here.sign_in(&bob, -30).await.status, 303);
-    assert_eq!(elsewhere.sign_in(&bob, 0).await.status, 303);
-    assert_eq!(colleague.sign_in(&carol, 0).await.status, 303);
+    assert_eq!(here.sign_in(&bob).await.status, 303);
+    assert_eq!(elsewhere.sign_in(&bob).await.status, 303);
+    assert_eq!(colleague.sign_in(&carol).await.status, 303);
     assert_eq!(elsewhere.get("/inbox").await.status, 200);
     // An auditor has the page too: it is every role's.
     assert_eq!(colleague.get("/account/password").await.status, 200);
@@ -997,7 +1068,7 @@ async fn every_other_session_of_the_account_ends_when_its_password_changes() {
         &bob.password,
         new_password,
         new_password,
-        &bob.code(30),
+        &bob.fresh_code().await,
     )
     .await;
     assert_eq!(changed.status, 303, "{}", changed.body);
@@ -1036,8 +1107,8 @@ async fn a_new_password_that_breaks_a_rule_is_refused_with_the_reason() {
     let node = tatmx_tests::start(&school).await;
     let dana = add_user(&school, "dana.mcallister", "case-worker").await;
     let mut web = browser(&node, &fed);
-    assert_eq!(web.sign_in(&dana, 0).await.status, 303);
-    let code = dana.code(30);
+    assert_eq!(web.sign_in(&dana).await.status, 303);
+    let code = dana.fresh_code().await;
     let too_long = "x".repeat(257);
     let cases = [
         ("eleven char", "eleven char", "too short"),
@@ -1081,9 +1152,10 @@ async fn a_wrong_current_password_or_code_is_refused_and_counts_towards_the_lock
     let node = tatmx_tests::start(&school).await;
     let eve = add_user(&school, "eve", "case-worker").await;
     let mut web = browser(&node, &fed);
-    assert_eq!(web.sign_in(&eve, 0).await.status, 303);
+    assert_eq!(web.sign_in(&eve).await.status, 303);
+    let signed_in_with = eve.spent_code();
     let new_password = "CANARY-WANTED-PW long enough";
-    let next = eve.code(30);
+    let next = eve.unspent_code().await;
 
     let wrong_password = change_password(
         &mut web,
@@ -1118,7 +1190,7 @@ async fn a_wrong_current_password_or_code_is_refused_and_counts_towards_the_lock
         &eve.password,
         new_password,
         new_password,
-        &eve.code(0),
+        &signed_in_with,
     )
     .await;
     assert_eq!(spent.status, 401, "{}", spent.body);
@@ -1154,7 +1226,8 @@ async fn a_wrong_current_password_or_code_is_refused_and_counts_towards_the_lock
     assert_eq!(locked[0].actor, "console eve");
     // Locked: the right password and code sign in no more, and nothing was changed.
     let mut again = browser(&node, &fed);
-    assert_eq!(again.sign_in(&eve, 30).await.status, 403);
+    let right = eve.unspent_code().await;
+    assert_eq!(again.sign_in_with(&eve, &right).await.status, 403);
     assert!(password_changes(&school).await.is_empty());
     let everything = format!("{:?}", tatmx_tests::audit_entries(&school, "").await);
     assert!(!everything.contains("CANARY"), "{everything}");
@@ -1167,9 +1240,9 @@ async fn a_password_change_without_the_csrf_token_is_refused() {
     let node = tatmx_tests::start(&school).await;
     let frank = add_user(&school, "frank", "admin").await;
     let mut web = browser(&node, &fed);
-    assert_eq!(web.sign_in(&frank, 0).await.status, 303);
+    assert_eq!(web.sign_in(&frank).await.status, 303);
     let new_password = "a long new passphrase for frank";
-    let code = frank.code(30);
+    let code = frank.fresh_code().await;
     let fields = [
         ("current_password", frank.password.as_str()),
         ("new_password", new_password),
@@ -1204,7 +1277,7 @@ async fn a_password_change_without_the_csrf_token_is_refused() {
     assert!(password_changes(&school).await.is_empty());
     assert_eq!(failed_logins(&school, "frank").await, 0);
     let mut other = browser(&node, &fed);
-    let signed_in = other.sign_in(&frank, 30).await;
+    let signed_in = other.sign_in_with(&frank, &code).await;
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
     node.shutdown().await;
 }

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use tatmx_node::loopback::{self, Delivery, NodeToml, ReservedPort};
+
 const BIN: &str = env!("CARGO_BIN_EXE_tatmx");
 
 /// Runs `tatmx` and returns stdout, failing the test with stderr if it failed.
@@ -31,29 +33,15 @@ fn tatmx_fails(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-fn config(team: &str, role: &str, discipline: &str, ca: &Path) -> String {
-    format!(
-        r#"[node]
-federation = "county-mdt.example"
-team = "{team}"
-role = "{role}"
-discipline = "{discipline}"
-data_dir = "data"
-
-[tls]
-ca = "{ca}"
-cert = "node.pem"
-key = "node.key"
-
-[federation_api]
-listen = "127.0.0.1:0"
-
-[delivery]
-initial_backoff = "50ms"
-max_backoff = "300ms"
-"#,
-        ca = ca.display()
-    )
+/// A node's config: no peers (they come from the signed directory), quick retries.
+fn config(team: &str, role: &str, discipline: &str, ca: &Path, port: u16) -> NodeToml {
+    let mut toml = NodeToml::new("county-mdt.example", team, role, discipline, ca, port);
+    toml.delivery = Some(Delivery {
+        initial_backoff: Some(Duration::from_millis(50)),
+        max_backoff: Some(Duration::from_millis(300)),
+        ..Default::default()
+    });
+    toml
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,6 +66,8 @@ async fn an_admin_runs_a_federation_with_tatmx_alone() {
     ];
     let mut nodes = Vec::new();
     let mut ports = Vec::new();
+    // Held until the test ends, so the ports stay the nodes'.
+    let mut reserved = Vec::new();
     for (team, role, discipline) in teams {
         let dir = p(team);
         tatmx(&[
@@ -111,19 +101,19 @@ async fn an_admin_runs_a_federation_with_tatmx_alone() {
             out.contains(&format!("spiffe://county-mdt.example/team/{team}")),
             "{out}"
         );
-        std::fs::write(
-            root.join(team).join("node.toml"),
-            config(team, role, discipline, &root.join("ca").join("ca.pem")),
+        let port = ReservedPort::new().unwrap();
+        let config = config(
+            team,
+            role,
+            discipline,
+            &root.join("ca").join("ca.pem"),
+            port.port(),
         )
+        .write(&root.join(team).join("node.toml"))
         .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        ports.push(listener.local_addr().unwrap().port());
-        let config = tatmx_node::Config::load(&root.join(team).join("node.toml")).unwrap();
-        nodes.push(
-            tatmx_node::start_with_listener(config, Some(listener))
-                .await
-                .unwrap(),
-        );
+        nodes.push(loopback::start(config).await.unwrap());
+        ports.push(port.port());
+        reserved.push(port);
     }
     let core_admin = p("county-core/data/admin.sock");
     let school_admin = p("lincoln-high/data/admin.sock");

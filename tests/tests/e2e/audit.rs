@@ -365,7 +365,7 @@ async fn both_sides_keep_signed_proof_of_what_was_sent_and_received() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_caught() {
-    let (_fed, core, school, _) = history().await;
+    let (mut _fed, core, school, _) = history().await;
     // The school has witnessed a checkpoint of the county's log.
     let mut db = store_connection(&school, false).await;
     let held: i64 = sqlx::query_scalar("SELECT seq FROM witnessed_checkpoints WHERE peer = $1")
@@ -444,7 +444,7 @@ async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_ca
     .unwrap();
     sqlx::Connection::close(db).await.unwrap();
 
-    let metrics_port = free_port();
+    let metrics_port = _fed.port();
     _fed.write_config(
         &school,
         &[&core],

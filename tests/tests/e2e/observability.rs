@@ -53,7 +53,7 @@ fn federation(name: &str, school_extra: &str) -> (TestFederation, TeamSpec, Team
     let mut fed = TestFederation::new(name);
     let core = fed.team("county-core", "core", "law-enforcement");
     let school = fed.team("lincoln-high", "affiliate", "education");
-    let metrics_port = free_port();
+    let metrics_port = fed.port();
     fed.write_config(&core, &[&school], "");
     fed.write_config(
         &school,
@@ -79,8 +79,8 @@ fn draft_with_reporter(recipient: &str) -> pb::NewReferral {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivered_referral_shows_its_latency_an_empty_queue_and_what_was_withheld() {
-    let (fed, core, school, port) = federation("obs-delivered.example", "");
-    let core_metrics = free_port();
+    let (mut fed, core, school, port) = federation("obs-delivered.example", "");
+    let core_metrics = fed.port();
     // The core team signs audit checkpoints five times a second; the school keeps the
     // default five minutes, so its new entries stay uncovered during the test.
     fed.write_config(
@@ -448,7 +448,9 @@ impl Outage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_health_listener_answers_probes_and_readiness_follows_the_store() {
-    let health_port = free_port();
+    // Reserved before the federation exists, which is made with the listener in its config.
+    let health = tatmx_node::loopback::ReservedPort::new().expect("a loopback port");
+    let health_port = health.port();
     let (_fed, core, school, metrics_port) = federation(
         "obs-health.example",
         &format!("[health]\nlisten = \"127.0.0.1:{health_port}\"\ncheck_interval = \"200ms\"\n"),

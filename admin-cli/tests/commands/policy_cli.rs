@@ -85,58 +85,17 @@ fn policy_validate_names_file_line_and_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consents_are_recorded_named_in_a_referral_and_revoked() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let ca = root.join("ca");
-    let federation = tatmx_certs::FederationId::new("county-mdt.example").unwrap();
-    let authority = tatmx_certs::CertificateAuthority::create(federation.clone(), 2).unwrap();
-    std::fs::create_dir_all(&ca).unwrap();
-    std::fs::write(ca.join("ca.pem"), authority.cert_pem()).unwrap();
-    let mut ports = Vec::new();
-    let mut listeners = Vec::new();
-    for _ in 0..2 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        ports.push(l.local_addr().unwrap().port());
-        listeners.push(l);
-    }
-    let teams = [
-        ("riverside-mh", "affiliate", "mental-health"),
-        ("county-core", "core", "law-enforcement"),
+    let mut fed = tatmx_tests::TestFederation::new("county-mdt.example");
+    let root = fed.dir.path().to_owned();
+    let riverside = fed.team("riverside-mh", "affiliate", "mental-health");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    fed.write_config(&riverside, &[&core], "");
+    fed.write_config(&core, &[&riverside], "");
+    let nodes = vec![
+        tatmx_tests::start(&riverside).await,
+        tatmx_tests::start(&core).await,
     ];
-    let mut nodes = Vec::new();
-    for (i, ((team, role, discipline), listener)) in teams.iter().zip(listeners).enumerate() {
-        let dir = root.join(team);
-        std::fs::create_dir_all(&dir).unwrap();
-        let identity = tatmx_certs::TeamIdentity::new(
-            federation.clone(),
-            tatmx_certs::TeamId::new(*team).unwrap(),
-        );
-        let key = tatmx_certs::NodeKey::generate(&identity).unwrap();
-        std::fs::write(dir.join("node.key"), &key.key_pem).unwrap();
-        let cert = authority
-            .sign_csr(&key.csr_pem, identity.team.clone(), 2)
-            .unwrap();
-        std::fs::write(dir.join("node.pem"), &cert.cert_pem).unwrap();
-        let (other, other_role, other_discipline) = teams[1 - i];
-        std::fs::write(
-            dir.join("node.toml"),
-            format!(
-                "[node]\nfederation = \"county-mdt.example\"\nteam = \"{team}\"\nrole = \"{role}\"\ndiscipline = \"{discipline}\"\ncjis_authorized = {cjis}\ndata_dir = \"data\"\n[tls]\nca = \"{ca}\"\ncert = \"node.pem\"\nkey = \"node.key\"\n[federation_api]\nlisten = \"127.0.0.1:0\"\n[delivery]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n[[peers]]\nteam = \"{other}\"\nendpoint = \"https://127.0.0.1:{port}\"\nrole = \"{other_role}\"\ndiscipline = \"{other_discipline}\"\ncjis_authorized = {other_cjis}\n",
-                cjis = *discipline == "law-enforcement",
-                ca = ca.join("ca.pem").display(),
-                port = ports[1 - i],
-                other_cjis = other_discipline == "law-enforcement",
-            ),
-        )
-        .unwrap();
-        let config = tatmx_node::Config::load(&dir.join("node.toml")).unwrap();
-        nodes.push(
-            tatmx_node::start_with_listener(config, Some(listener))
-                .await
-                .unwrap(),
-        );
-    }
-    let socket = root.join("riverside-mh/data/agency.sock");
+    let socket = riverside.socket();
     let socket = socket.to_str().unwrap();
 
     // The example consent permits everything to the county team except mental health.

@@ -1,0 +1,11 @@
+//! The `tatmx` command's tests: the binary run as an admin would run it, against real nodes
+//! where a command needs one. One module per area, linked as one test binary.
+
+mod bench_quick;
+mod cli;
+mod doctor;
+mod lists;
+mod manual;
+mod policy_cli;
+mod trust_cli;
+mod user;

@@ -1,0 +1,24 @@
+//! The end-to-end tests: real nodes on loopback, one module per area, compiled and linked as
+//! one test binary (one link instead of one per file). Each test makes its own federation in
+//! its own temporary directory, on ports reserved for it, so the tests run side by side.
+//!
+//! Run one area with its module name as the filter: `cargo test -p tatmx-tests --test e2e
+//! console::`.
+
+mod agency;
+mod audit;
+mod browser;
+mod canaries;
+mod console;
+mod consultations;
+mod delivery;
+mod faults;
+mod federations;
+mod forwarding;
+mod hostile;
+mod lifecycle;
+mod lifecycle_canaries;
+mod observability;
+mod policy;
+mod retraction;
+mod trust;
