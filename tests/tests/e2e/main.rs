@@ -20,5 +20,6 @@ mod lifecycle;
 mod lifecycle_canaries;
 mod observability;
 mod policy;
+mod refusals;
 mod retraction;
 mod trust;
