@@ -757,174 +757,9 @@ pub(crate) fn parse_endpoint(s: &str) -> Result<http::Uri, String> {
     Ok(uri)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    node: RawNode,
-    tls: RawTls,
-    federation_api: RawFederationApi,
-    #[serde(default)]
-    agency_api: RawAgencyApi,
-    #[serde(default)]
-    memberships: Vec<RawMembership>,
-    #[serde(default)]
-    policy: RawPolicy,
-    #[serde(default)]
-    admin_api: RawAdminApi,
-    #[serde(default)]
-    directory: RawDirectory,
-    #[serde(default)]
-    delivery: RawDelivery,
-    #[serde(default)]
-    retention: RawRetention,
-    #[serde(default)]
-    audit: RawAudit,
-    #[serde(default)]
-    metrics: RawMetrics,
-    #[serde(default)]
-    health: RawHealth,
-    #[serde(default)]
-    store: RawStore,
-    console: Option<RawConsole>,
-    #[serde(default)]
-    peers: Vec<RawPeer>,
-}
+mod raw;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConsole {
-    listen: Option<String>,
-    idle_lock: Option<String>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNode {
-    federation: String,
-    team: String,
-    role: String,
-    discipline: String,
-    jurisdiction: Option<String>,
-    cjis_authorized: Option<bool>,
-    data_dir: PathBuf,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    #[serde(default)]
-    files: Vec<PathBuf>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFederationApi {
-    listen: String,
-    max_message_bytes: Option<u64>,
-    handshake_timeout: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAgencyApi {
-    socket: Option<PathBuf>,
-    max_message_bytes: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMembership {
-    federation: String,
-    team: String,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAdminApi {
-    socket: Option<PathBuf>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDirectory {
-    max_age: Option<String>,
-    refresh_interval: Option<String>,
-    #[serde(default)]
-    refresh_from: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDelivery {
-    initial_backoff: Option<String>,
-    max_backoff: Option<String>,
-    request_timeout: Option<String>,
-    connect_timeout: Option<String>,
-    max_age: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawStore {
-    url: Option<String>,
-    url_env: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawMetrics {
-    listen: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawHealth {
-    listen: Option<String>,
-    check_interval: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAudit {
-    checkpoint_interval: Option<String>,
-    retention: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawRetention {
-    #[serde(rename = "threat-assessment")]
-    threat_assessment: Option<String>,
-    #[serde(rename = "threat-management")]
-    threat_management: Option<String>,
-    consultation: Option<String>,
-    sweep_interval: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPeer {
-    team: String,
-    federation: Option<String>,
-    endpoint: String,
-    role: String,
-    discipline: String,
-    jurisdiction: Option<String>,
-    cjis_authorized: Option<bool>,
-}
+use raw::*;
 
 #[cfg(test)]
 mod tests {
@@ -992,8 +827,8 @@ mod tests {
     #[test]
     fn the_shipped_examples_are_valid() {
         for text in [
-            include_str!("../../deploy/examples/county-core.toml"),
-            include_str!("../../deploy/examples/lincoln-high.toml"),
+            include_str!("../../../deploy/examples/county-core.toml"),
+            include_str!("../../../deploy/examples/lincoln-high.toml"),
         ] {
             Config::from_toml(text, Path::new("/etc/tatmx")).unwrap();
         }
