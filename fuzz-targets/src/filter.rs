@@ -31,8 +31,8 @@ pub fn filter(data: &[u8]) {
         Some("CASE-1"),
         draft,
     );
-    let leaving = disclosure.outgoing.categories();
-    for decision in &disclosure.decisions {
+    let leaving = disclosure.outgoing().categories();
+    for decision in disclosure.decisions() {
         if decision.outcome != Outcome::Disclose {
             assert!(
                 !leaving.contains(&decision.category),

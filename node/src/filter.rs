@@ -90,12 +90,53 @@ pub struct FieldDecision {
 }
 
 /// The filtered referral and every decision behind it.
+///
+/// Only this module makes one, so a `Disclosure` in hand proves that consent and policy were
+/// applied to exactly what it carries; the store's submit takes nothing else.
 #[derive(Debug, Clone)]
 pub struct Disclosure {
     /// Exactly what leaves.
-    pub outgoing: Referral,
+    outgoing: Referral,
     /// One decision per category the draft carried.
-    pub decisions: Vec<FieldDecision>,
+    decisions: Vec<FieldDecision>,
+}
+
+impl Disclosure {
+    /// Exactly what leaves.
+    pub fn outgoing(&self) -> &Referral {
+        &self.outgoing
+    }
+
+    /// One decision per category the draft carried.
+    pub fn decisions(&self) -> &[FieldDecision] {
+        &self.decisions
+    }
+
+    /// What leaves and the decisions, for showing; what is shown can no longer be submitted.
+    pub fn into_parts(self) -> (Referral, Vec<FieldDecision>) {
+        (self.outgoing, self.decisions)
+    }
+
+    /// Records that `category`, which its sender labelled NO_REDISCLOSURE, was kept back from
+    /// a forward before the filter saw the draft: it appears in the manifest as withheld, and
+    /// among the decisions with the rule that withheld it.
+    pub fn withhold_no_redisclosure(&mut self, category: DataCategory) {
+        let reason =
+            "labelled NO_REDISCLOSURE by its sender: a recipient may never pass it on".to_owned();
+        self.outgoing.withheld.push(Withheld {
+            category,
+            reasons: vec![reason.clone()],
+            rules: vec![NO_REDISCLOSURE_RULE.to_owned()],
+            pseudonymized: false,
+        });
+        self.decisions.push(FieldDecision {
+            category,
+            outcome: Outcome::Withhold,
+            rules: vec![NO_REDISCLOSURE_RULE.to_owned()],
+            reasons: vec![reason],
+            labels: vec![NO_REDISCLOSURE.to_owned()],
+        });
+    }
 }
 
 /// A peer as the policy sees it.

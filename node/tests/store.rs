@@ -14,7 +14,10 @@ use std::path::Path;
 
 use sqlx::{AnyConnection, Connection};
 use tatmx_certs::TeamIdentity;
+use tatmx_node::actor::Actor;
 use tatmx_node::config::Config;
+use tatmx_node::filter::{self, CaseKey, Disclosure};
+use tatmx_node::policy::{Exchange, Policy};
 use tatmx_node::referral::{
     LegalBasis, Narrative, Purpose, Referral, ReferralContent, ReferralStatus, StatusUpdate,
 };
@@ -23,6 +26,7 @@ use tatmx_node::store::{
     Backend, DeliveryState, Direction, Inbound, MessageKind, MessageProof, Store, StoreLocation,
     Submission, Submitted,
 };
+use tatmx_node::team::{Discipline, LocalTeam, Peer, Role};
 use tatmx_tests::backend;
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
@@ -126,7 +130,8 @@ fn team(name: &str) -> TeamIdentity {
     TeamIdentity::parse_uri(&format!("spiffe://county-mdt.example/team/{name}")).unwrap()
 }
 
-/// A small referral from `sender` to `recipient`: one narrative, on consent.
+/// A small referral from `sender` to `recipient`: one narrative, on the serious-and-imminent-
+/// threat basis, which the default policy lets reach a core team.
 fn referral(sender: &str, recipient: &str) -> Referral {
     Referral {
         id: Uuid::now_v7(),
@@ -135,9 +140,9 @@ fn referral(sender: &str, recipient: &str) -> Referral {
         created_at: OffsetDateTime::now_utc(),
         purpose: Purpose::ThreatAssessment,
         level_of_concern: None,
-        legal_basis: LegalBasis::Consent,
-        justification: None,
-        consent_ref: Some(Uuid::now_v7().to_string()),
+        legal_basis: LegalBasis::SeriousImminentThreat,
+        justification: Some("A specific plan against named classmates, this week.".into()),
+        consent_ref: None,
         content: ReferralContent {
             narrative: Some(Narrative {
                 text: "A teacher overheard a specific plan.".into(),
@@ -184,21 +189,72 @@ fn proof(message_id: Uuid, kind: MessageKind, peer: &TeamIdentity) -> MessagePro
     }
 }
 
+/// The actor of every submission here.
+static CASE_WORKER: std::sync::LazyLock<Actor> =
+    std::sync::LazyLock::new(|| Actor::staff(Some(1000), Some("case-worker")));
+
 fn submission(key: &'static str, draft: &'static str) -> Submission<'static> {
     Submission {
-        actor: "case-worker",
+        forwarded_from: None,
+        subject: None,
+        actor: &CASE_WORKER,
         idempotency: Some((key, draft)),
-        ..Submission::default()
     }
+}
+
+fn plain_submission() -> Submission<'static> {
+    Submission {
+        forwarded_from: None,
+        subject: None,
+        actor: &CASE_WORKER,
+        idempotency: None,
+    }
+}
+
+/// `referral` through the real filter, with the default policy, from a mental-health team to
+/// a law-enforcement core team: the store takes nothing else. Returns the disclosure and what
+/// it sends.
+fn disclosed(referral: Referral) -> (Disclosure, Referral) {
+    let policy = Policy::default_pack().unwrap();
+    let recipient = Peer {
+        identity: referral.recipient.clone(),
+        endpoint: "https://127.0.0.1:1".parse().unwrap(),
+        role: Role::Core,
+        discipline: Discipline::LawEnforcement,
+        jurisdiction: String::new(),
+        cjis_authorized: true,
+    };
+    let local = LocalTeam {
+        identity: referral.sender.clone(),
+        role: Role::Affiliate,
+        discipline: Discipline::MentalHealth,
+        jurisdiction: String::new(),
+        cjis_authorized: false,
+    };
+    let exchange = Exchange {
+        sender: filter::local_party(&local, &referral.sender),
+        recipient: filter::party_of_peer(&recipient),
+        purpose: referral.purpose,
+        basis: referral.legal_basis,
+        justified: filter::justified(referral.justification.as_deref()),
+        reidentify: false,
+    };
+    let keys = TempDir::new().unwrap();
+    let case_key = CaseKey::load_or_create(&keys.path().join("case.key")).unwrap();
+    let disclosure = filter::filter_outbound(
+        &policy, &exchange, &recipient, None, &case_key, None, referral,
+    );
+    let sent = disclosure.outgoing().clone();
+    (disclosure, sent)
 }
 
 #[tokio::test]
 async fn a_submission_is_stored_and_queued_once() {
     for t in stores().await {
         let store = &t.store;
-        let sent = referral("riverside-mh", "county-core");
+        let (sent_disclosure, sent) = disclosed(referral("riverside-mh", "county-core"));
         let first = store
-            .submit_referral(&sent, &[], &submission("key-1", "draft-a"))
+            .submit_referral(&sent_disclosure, &submission("key-1", "draft-a"))
             .await
             .unwrap();
         assert_eq!(first, Submitted::New);
@@ -213,15 +269,15 @@ async fn a_submission_is_stored_and_queued_once() {
         assert_eq!(queued.peer, sent.recipient.uri());
 
         // The same key and draft again, even as a new referral, names the first one.
-        let again = referral("riverside-mh", "county-core");
+        let (again_disclosure, again) = disclosed(referral("riverside-mh", "county-core"));
         let resubmitted = store
-            .submit_referral(&again, &[], &submission("key-1", "draft-a"))
+            .submit_referral(&again_disclosure, &submission("key-1", "draft-a"))
             .await
             .unwrap();
         assert_eq!(resubmitted, Submitted::Earlier(sent.id));
         // The same key for another draft is refused.
         let reused = store
-            .submit_referral(&again, &[], &submission("key-1", "draft-b"))
+            .submit_referral(&again_disclosure, &submission("key-1", "draft-b"))
             .await
             .unwrap();
         assert_eq!(reused, Submitted::KeyReused);
@@ -234,9 +290,9 @@ async fn a_submission_is_stored_and_queued_once() {
 async fn a_queued_message_is_claimed_then_settled_by_its_acknowledgement() {
     for t in stores().await {
         let store = &t.store;
-        let sent = referral("riverside-mh", "county-core");
+        let (sent_disclosure, sent) = disclosed(referral("riverside-mh", "county-core"));
         store
-            .submit_referral(&sent, &[], &submission("key-1", "draft-a"))
+            .submit_referral(&sent_disclosure, &submission("key-1", "draft-a"))
             .await
             .unwrap();
         let window = store.queued_for_peer(&sent.recipient, 10).await.unwrap();
@@ -405,9 +461,9 @@ async fn purging_an_expired_referral_removes_its_body_and_its_data_key() {
 async fn a_dead_letter_is_listed_however_many_messages_came_after_it() {
     for t in stores().await {
         let store = &t.store;
-        let dead = referral("riverside-mh", "lincoln-high");
+        let (dead_disclosure, dead) = disclosed(referral("riverside-mh", "lincoln-high"));
         store
-            .submit_referral(&dead, &[], &Submission::default())
+            .submit_referral(&dead_disclosure, &plain_submission())
             .await
             .unwrap();
         let seq = store.next_for_peer(&dead.recipient).await.unwrap().unwrap();
@@ -415,9 +471,9 @@ async fn a_dead_letter_is_listed_however_many_messages_came_after_it() {
 
         // 150 newer messages, half of them delivered, half still pending.
         for n in 0..150 {
-            let later = referral("riverside-mh", "county-core");
+            let (later_disclosure, later) = disclosed(referral("riverside-mh", "county-core"));
             store
-                .submit_referral(&later, &[], &Submission::default())
+                .submit_referral(&later_disclosure, &plain_submission())
                 .await
                 .unwrap();
             if n % 2 == 0 {

@@ -2,8 +2,8 @@
 //! partner answers on its own copy.
 //!
 //! A consultation is all or nothing: every partner's copy is prepared and checked before any
-//! is stored, and then all copies are stored in one transaction, so a refusal for any partner
-//! leaves no partner's copy sent.
+//! is stored, and then all copies are stored in one transaction, so a refusal for any partner,
+//! or a failure while storing, leaves no partner's copy sent.
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -150,17 +150,22 @@ impl App {
             Self::refuse_if_empty(&disclosure, Some(partner))?;
             prepared.push((disclosure, subject));
         }
-        let actor = actor.to_string();
-        for (disclosure, subject) in &prepared {
-            self.commit(
-                disclosure,
-                &Submission {
+        let copies: Vec<_> = prepared
+            .iter()
+            .map(|(disclosure, subject)| {
+                let submission = Submission {
+                    forwarded_from: None,
                     subject: subject.as_deref(),
-                    actor: &actor,
-                    ..Default::default()
-                },
-            )
-            .await?;
+                    actor,
+                    idempotency: None,
+                };
+                (disclosure, submission)
+            })
+            .collect();
+        self.store.submit_consultation(&copies).await?;
+        for (disclosure, _) in &prepared {
+            super::referrals::log_queued(disclosure);
+            self.outbox.notify(&disclosure.outgoing().recipient);
         }
         tracing::info!(consultation_id = %details.id, partners = prepared.len(), "consultation fanned out");
         self.consultation(details.id).await

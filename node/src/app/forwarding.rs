@@ -11,11 +11,9 @@ use uuid::Uuid;
 
 use super::{Actor, App, AppError, Disclosed};
 use crate::consent::{Consent, Grantor};
-use crate::filter::{self, FieldDecision, Outcome};
-use crate::lifecycle::Side;
+use crate::filter;
 use crate::referral::{
     Hop, LegalBasis, NO_REDISCLOSURE, NewReferral, Purpose, Referral, ReferralStatus, StatusUpdate,
-    Withheld,
 };
 use crate::store::{Direction, Submission};
 
@@ -84,41 +82,14 @@ impl App {
             .prepare(draft, None, Some(scope_consent), provenance)
             .await?;
         for category in kept_back {
-            let reason = "labelled NO_REDISCLOSURE by its sender: a recipient may never pass it on"
-                .to_owned();
-            disclosure.outgoing.withheld.push(Withheld {
-                category,
-                reasons: vec![reason.clone()],
-                rules: vec![filter::NO_REDISCLOSURE_RULE.to_owned()],
-                pseudonymized: false,
-            });
-            disclosure.decisions.push(FieldDecision {
-                category,
-                outcome: Outcome::Withhold,
-                rules: vec![filter::NO_REDISCLOSURE_RULE.to_owned()],
-                reasons: vec![reason],
-                labels: vec![NO_REDISCLOSURE.to_owned()],
-            });
+            disclosure.withhold_no_redisclosure(category);
         }
         if dry_run {
-            return Ok(Disclosed {
-                referral: disclosure.outgoing,
-                decisions: disclosure.decisions,
-                dry_run: true,
-            });
+            return Ok(Disclosed::of(disclosure, true));
         }
-        let actor = actor.to_string();
-        self.commit(
-            &disclosure,
-            &Submission {
-                forwarded_from: Some(original.id),
-                actor: &actor,
-                ..Default::default()
-            },
-        )
-        .await?;
-        // The original sender is told where its referral went.
-        let update = StatusUpdate {
+        // The original sender is told where its referral went, in the same transaction as the
+        // forward, so a crash cannot leave one without the other.
+        let notice = StatusUpdate {
             id: Uuid::now_v7(),
             referral_id: original.id,
             author: original.recipient.clone(),
@@ -127,25 +98,35 @@ impl App {
             reason: None,
             outcome: None,
             withheld: Vec::new(),
-            forwarded_to: Some(disclosure.outgoing.recipient.clone()),
+            forwarded_to: Some(disclosure.outgoing().recipient.clone()),
         };
-        if self.trust.state().peer(&original.sender).is_some() {
-            self.store
-                .change_status(&update, Side::Recipient, &original.sender, &actor)
-                .await??;
+        let still_peer = self.trust.state().peer(&original.sender).is_some();
+        Self::refuse_if_empty(&disclosure, None)?;
+        let submission = Submission {
+            forwarded_from: Some(original.id),
+            subject: None,
+            actor,
+            idempotency: None,
+        };
+        self.store
+            .forward(
+                &disclosure,
+                &submission,
+                still_peer.then_some((&notice, &original.sender)),
+            )
+            .await??;
+        super::referrals::log_queued(&disclosure);
+        self.outbox.notify(&disclosure.outgoing().recipient);
+        if still_peer {
             self.outbox.notify(&original.sender);
         }
         tracing::info!(
             referral_id = %original.id,
-            forward_id = %disclosure.outgoing.id,
-            to = %disclosure.outgoing.recipient,
+            forward_id = %disclosure.outgoing().id,
+            to = %disclosure.outgoing().recipient,
             "referral forwarded"
         );
-        Ok(Disclosed {
-            referral: disclosure.outgoing,
-            decisions: disclosure.decisions,
-            dry_run: false,
-        })
+        Ok(Disclosed::of(disclosure, false))
     }
 }
 

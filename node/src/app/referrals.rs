@@ -35,10 +35,11 @@ pub struct Disclosed {
 }
 
 impl Disclosed {
-    fn of(disclosure: Disclosure, dry_run: bool) -> Self {
+    pub(super) fn of(disclosure: Disclosure, dry_run: bool) -> Self {
+        let (referral, decisions) = disclosure.into_parts();
         Self {
-            referral: disclosure.outgoing,
-            decisions: disclosure.decisions,
+            referral,
+            decisions,
             dry_run,
         }
     }
@@ -96,14 +97,13 @@ impl App {
             ));
         }
         let (disclosure, subject) = self.prepare(draft, None, None, Vec::new()).await?;
-        let actor = actor.to_string();
         let submitted = self
             .commit(
                 &disclosure,
                 &Submission {
                     forwarded_from: None,
                     subject: subject.as_deref(),
-                    actor: &actor,
+                    actor,
                     idempotency: idempotency
                         .as_ref()
                         .map(|i| (i.key.trim(), i.draft_digest.as_str())),
@@ -188,7 +188,7 @@ impl App {
         };
         filter::filter_status_update(&self.policy, &exchange, &mut update);
         self.store
-            .change_status(&update, side, other, &actor.to_string())
+            .change_status(&update, side, other, actor)
             .await??;
         tracing::info!(referral_id = %id, status = %change.status, to = %other, "status changed and queued for the other party");
         self.outbox.notify(other);
@@ -288,7 +288,7 @@ impl App {
         disclosure: &Disclosure,
         to: Option<&str>,
     ) -> Result<(), AppError> {
-        let outgoing = &disclosure.outgoing;
+        let outgoing = disclosure.outgoing();
         if outgoing.categories().is_empty() && outgoing.case_handle.is_none() {
             return Err(AppError::Precondition(match to {
                 None => "the policy withholds every category for this recipient, so nothing would be sent; preview it to see why".to_owned(),
@@ -309,11 +309,7 @@ impl App {
         submission: &Submission<'_>,
     ) -> Result<Submitted, AppError> {
         Self::refuse_if_empty(disclosure, None)?;
-        let outgoing = &disclosure.outgoing;
-        let submitted = self
-            .store
-            .submit_referral(outgoing, &disclosure.decisions, submission)
-            .await?;
+        let submitted = self.store.submit_referral(disclosure, submission).await?;
         match submitted {
             Submitted::New => {}
             Submitted::Earlier(id) => {
@@ -323,7 +319,7 @@ impl App {
             Submitted::KeyReused => return Err(AppError::IdempotencyKeyReused),
         }
         log_queued(disclosure);
-        self.outbox.notify(&outgoing.recipient);
+        self.outbox.notify(&disclosure.outgoing().recipient);
         Ok(submitted)
     }
 
@@ -348,7 +344,7 @@ impl App {
 
 /// One line per queued disclosure: ids, categories and the basis, never content.
 pub(super) fn log_queued(disclosure: &Disclosure) {
-    let outgoing = &disclosure.outgoing;
+    let outgoing = disclosure.outgoing();
     let sent: Vec<&str> = outgoing.categories().iter().map(|c| c.as_str()).collect();
     let withheld: Vec<&str> = outgoing
         .withheld

@@ -16,8 +16,9 @@ use super::{
     Direction, Inbound, MessageKind, MessageProof, Sealing, Store, StoreError, Tx, audit_log,
     check_replay, record_received,
 };
+use crate::actor::Actor;
 use crate::audit;
-use crate::filter::FieldDecision;
+use crate::filter::{Disclosure, FieldDecision};
 use crate::lifecycle::{self, Side, TransitionError};
 use crate::referral::{AssessmentOutcome, LegalBasis, Referral, ReferralStatus, StatusUpdate};
 use crate::{vault, wire};
@@ -57,14 +58,14 @@ pub struct StatusEvent {
 }
 
 /// Who submitted a referral, and what makes the submission itself recognisable.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Submission<'a> {
     /// For a forward: the received referral it was made from.
     pub forwarded_from: Option<Uuid>,
     /// The agency's own reference for the subject.
     pub subject: Option<&'a str>,
     /// Who submitted it.
-    pub actor: &'a str,
+    pub actor: &'a Actor,
     /// The client's idempotency key, and the digest of the draft it came with.
     pub idempotency: Option<(&'a str, &'a str)>,
 }
@@ -88,101 +89,67 @@ impl Store {
     /// referral.
     pub async fn submit_referral(
         &self,
-        referral: &Referral,
-        decisions: &[FieldDecision],
+        disclosure: &Disclosure,
         submission: &Submission<'_>,
     ) -> Result<Submitted, StoreError> {
-        let body = wire::encode_referral(referral);
+        let mut tx = self.write().await?;
+        let submitted =
+            submit_in(&mut tx, disclosure, submission, OffsetDateTime::now_utc()).await?;
+        if submitted == Submitted::New {
+            tx.commit().await?;
+        }
+        Ok(submitted)
+    }
+
+    /// Stores every copy of a consultation and queues each to its partner, in one transaction:
+    /// all of them or, if any write fails, none.
+    pub async fn submit_consultation(
+        &self,
+        copies: &[(&Disclosure, Submission<'_>)],
+    ) -> Result<(), StoreError> {
         let now = OffsetDateTime::now_utc();
         let mut tx = self.write().await?;
-        if let Some((key, draft_digest)) = submission.idempotency {
-            let earlier = sqlx::query(
-                "SELECT referral_id, draft_digest FROM submissions WHERE idempotency_key = $1",
-            )
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = earlier {
-                let id: String = row.try_get("referral_id")?;
-                let digest: String = row.try_get("draft_digest")?;
-                if digest != draft_digest {
-                    return Ok(Submitted::KeyReused);
-                }
-                return Uuid::parse_str(&id).map(Submitted::Earlier).map_err(|_| {
-                    StoreError::Corrupt {
-                        table: "submissions",
-                        id: key.to_owned(),
-                        problem: "referral id".into(),
-                    }
-                });
-            }
-            sqlx::query(
-                "INSERT INTO submissions (idempotency_key, referral_id, draft_digest, submitted_at)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(key)
-            .bind(referral.id.to_string())
-            .bind(draft_digest)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
+        for (disclosure, submission) in copies {
+            let submission = Submission {
+                idempotency: None,
+                ..*submission
+            };
+            submit_in(&mut tx, disclosure, &submission, now).await?;
         }
-        let Submission {
-            forwarded_from,
-            subject,
-            actor,
-            ..
-        } = *submission;
-        let sealing = match forwarded_from {
-            Some(source) => sealing_of(&mut tx, source).await?,
-            None => None,
-        };
-        insert_referral(
-            &mut tx,
-            referral,
-            Direction::Outbound,
-            ReferralStatus::Sent,
-            &body,
-            now,
-            &RowExtras {
-                sealing: sealing.as_ref(),
-                forwarded_from,
-                retain_until: None,
-            },
-        )
-        .await?;
-        sqlx::query("UPDATE referrals SET decisions = $1, subject = $2 WHERE id = $3")
-            .bind(decisions_json(decisions))
-            .bind(subject)
-            .bind(referral.id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        audit_log::append(
-            &mut tx,
-            &audit::disclosure(referral, decisions, forwarded_from, subject, actor),
-        )
-        .await?;
-        insert_event(
-            &mut tx,
-            referral.id,
-            ReferralStatus::Sent,
-            &referral.sender,
-            now,
-        )
-        .await?;
-        enqueue(
-            &mut tx,
-            referral.id,
-            MessageKind::Referral,
-            referral.id,
-            &referral.recipient,
-            &body,
-            now,
-            sealing.as_ref(),
-        )
-        .await?;
         tx.commit().await?;
-        Ok(Submitted::New)
+        Ok(())
+    }
+
+    /// Stores a forward and queues it, and records the notice to the original sender that its
+    /// referral was forwarded (`notice`, with the sender to queue it to, when that team is
+    /// still a peer), in one transaction. The notice's lifecycle is checked first; if it may
+    /// not be made, nothing is stored.
+    pub async fn forward(
+        &self,
+        disclosure: &Disclosure,
+        submission: &Submission<'_>,
+        notice: Option<(&StatusUpdate, &TeamIdentity)>,
+    ) -> Result<Result<(), TransitionError>, StoreError> {
+        let mut tx = self.write().await?;
+        if let Some((update, original_sender)) = notice
+            && let Err(e) = change_status_in(
+                &mut tx,
+                update,
+                Side::Recipient,
+                original_sender,
+                submission.actor,
+            )
+            .await?
+        {
+            return Ok(Err(e));
+        }
+        let submission = Submission {
+            idempotency: None,
+            ..*submission
+        };
+        submit_in(&mut tx, disclosure, &submission, OffsetDateTime::now_utc()).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
     }
 
     /// Stores a referral delivered by its sender, sealed under a new data key and kept until
@@ -339,53 +306,14 @@ impl Store {
         update: &StatusUpdate,
         side: Side,
         other_party: &TeamIdentity,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Result<(), TransitionError>, StoreError> {
-        let body = wire::encode_status_update(update);
         let mut tx = self.write().await?;
-        let row = sqlx::query(
-            "SELECT direction, status, consultation_id, subject FROM referrals WHERE id = $1",
-        )
-        .bind(update.referral_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(Err(TransitionError::Missing(
-                "referral_id: no such referral on this node",
-            )));
-        };
-        let current = stored_status(&row, update.referral_id)?;
-        let consultation = row
-            .try_get::<Option<String>, _>("consultation_id")?
-            .is_some();
-        if let Err(e) = lifecycle::check(current, update, side, consultation) {
-            return Ok(Err(e));
+        let changed = change_status_in(&mut tx, update, side, other_party, actor).await?;
+        if changed.is_ok() {
+            tx.commit().await?;
         }
-        insert_status(
-            &mut tx,
-            update,
-            lifecycle::moves_status(current, update.status),
-        )
-        .await?;
-        enqueue(
-            &mut tx,
-            update.id,
-            MessageKind::StatusUpdate,
-            update.referral_id,
-            other_party,
-            &body,
-            OffsetDateTime::now_utc(),
-            None,
-        )
-        .await?;
-        let subject: Option<String> = row.try_get("subject")?;
-        audit_log::append(
-            &mut tx,
-            &audit::status_change(update, true, &other_party.uri(), subject.as_deref(), actor),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        Ok(changed)
     }
 
     /// Received referrals, newest first.
@@ -618,4 +546,158 @@ async fn insert_event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Stores one outgoing referral with its decisions, its audit entry, its first status and its
+/// outbox row, in `tx`; or, for a key seen before, stores nothing and says so.
+async fn submit_in(
+    tx: &mut Tx,
+    disclosure: &Disclosure,
+    submission: &Submission<'_>,
+    now: OffsetDateTime,
+) -> Result<Submitted, StoreError> {
+    let referral = disclosure.outgoing();
+    let decisions = disclosure.decisions();
+    let body = wire::encode_referral(referral);
+    if let Some((key, draft_digest)) = submission.idempotency {
+        let earlier = sqlx::query(
+            "SELECT referral_id, draft_digest FROM submissions WHERE idempotency_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(row) = earlier {
+            let id: String = row.try_get("referral_id")?;
+            let digest: String = row.try_get("draft_digest")?;
+            if digest != draft_digest {
+                return Ok(Submitted::KeyReused);
+            }
+            return Uuid::parse_str(&id)
+                .map(Submitted::Earlier)
+                .map_err(|_| StoreError::Corrupt {
+                    table: "submissions",
+                    id: key.to_owned(),
+                    problem: "referral id".into(),
+                });
+        }
+        sqlx::query(
+            "INSERT INTO submissions (idempotency_key, referral_id, draft_digest, submitted_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(key)
+        .bind(referral.id.to_string())
+        .bind(draft_digest)
+        .bind(ms(now))
+        .execute(&mut **tx)
+        .await?;
+    }
+    let Submission {
+        forwarded_from,
+        subject,
+        actor,
+        ..
+    } = *submission;
+    let sealing = match forwarded_from {
+        Some(source) => sealing_of(tx, source).await?,
+        None => None,
+    };
+    insert_referral(
+        tx,
+        referral,
+        Direction::Outbound,
+        ReferralStatus::Sent,
+        &body,
+        now,
+        &RowExtras {
+            sealing: sealing.as_ref(),
+            forwarded_from,
+            retain_until: None,
+        },
+    )
+    .await?;
+    sqlx::query("UPDATE referrals SET decisions = $1, subject = $2 WHERE id = $3")
+        .bind(decisions_json(decisions))
+        .bind(subject)
+        .bind(referral.id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    audit_log::append(
+        tx,
+        &audit::disclosure(
+            referral,
+            decisions,
+            forwarded_from,
+            subject,
+            &actor.to_string(),
+        ),
+    )
+    .await?;
+    insert_event(tx, referral.id, ReferralStatus::Sent, &referral.sender, now).await?;
+    enqueue(
+        tx,
+        referral.id,
+        MessageKind::Referral,
+        referral.id,
+        &referral.recipient,
+        &body,
+        now,
+        sealing.as_ref(),
+    )
+    .await?;
+    Ok(Submitted::New)
+}
+
+/// Records a status change made here, with its audit entry, and queues it to the other party,
+/// in `tx`, if the lifecycle allows it from the status as stored.
+async fn change_status_in(
+    tx: &mut Tx,
+    update: &StatusUpdate,
+    side: Side,
+    other_party: &TeamIdentity,
+    actor: &Actor,
+) -> Result<Result<(), TransitionError>, StoreError> {
+    let body = wire::encode_status_update(update);
+    let row = sqlx::query(
+        "SELECT direction, status, consultation_id, subject FROM referrals WHERE id = $1",
+    )
+    .bind(update.referral_id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Err(TransitionError::Missing(
+            "referral_id: no such referral on this node",
+        )));
+    };
+    let current = stored_status(&row, update.referral_id)?;
+    let consultation = row
+        .try_get::<Option<String>, _>("consultation_id")?
+        .is_some();
+    if let Err(e) = lifecycle::check(current, update, side, consultation) {
+        return Ok(Err(e));
+    }
+    insert_status(tx, update, lifecycle::moves_status(current, update.status)).await?;
+    enqueue(
+        tx,
+        update.id,
+        MessageKind::StatusUpdate,
+        update.referral_id,
+        other_party,
+        &body,
+        OffsetDateTime::now_utc(),
+        None,
+    )
+    .await?;
+    let subject: Option<String> = row.try_get("subject")?;
+    audit_log::append(
+        tx,
+        &audit::status_change(
+            update,
+            true,
+            &other_party.uri(),
+            subject.as_deref(),
+            &actor.to_string(),
+        ),
+    )
+    .await?;
+    Ok(Ok(()))
 }

@@ -169,3 +169,90 @@ async fn a_consultation_fans_out_is_answered_and_declined() {
         node.shutdown().await;
     }
 }
+
+/// A consultation is all or nothing: when the policy would send nothing to one partner, the
+/// whole request is refused, naming that partner, and no partner's copy is queued, not even
+/// for the partners named before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consultation_refused_for_one_partner_sends_nothing_to_any() {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let state = fed.team("state-bta", "partner", "law-enforcement");
+    let bau = fed.team("fbi-bau", "partner", "federal-partner");
+    // The county's own counsel: nothing goes to federal partners.
+    let local = core.dir.join("local.cedar");
+    std::fs::write(
+        &local,
+        r#"@id("local-nothing-to-federal-partners")
+@reason("this county's agreement with the state does not cover federal agencies")
+forbid (principal, action == Action::"disclose", resource)
+when { context.recipient.discipline == "federal-partner" };
+"#,
+    )
+    .unwrap();
+    let policy = format!("[policy]\nfiles = [\"{}\"]\n", local.display());
+    fed.write_config(&core, &[&state, &bau], &policy);
+    let node = start(&core).await;
+
+    // No direct identifiers, so no case handle stands in for them: a copy the policy empties
+    // would carry nothing at all.
+    let mut case = draft("ignored");
+    case.legal_basis = pb::LegalBasis::DeIdentified.into();
+    case.justification.clear();
+    if let Some(content) = case.content.as_mut() {
+        content.identity = None;
+        content.narrative = None;
+    }
+    let refused = agency(&core)
+        .await
+        .request_consultation(pb::RequestConsultationRequest {
+            partners: vec![
+                state.identity.team.to_string(),
+                bau.identity.team.to_string(),
+            ],
+            question: "Does the pattern of leakage suggest escalation?".into(),
+            due: None,
+            referral: Some(case),
+        })
+        .await
+        .expect_err("nothing may reach the federal partner");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains(&bau.identity.team.to_string())
+            && refused.message().contains("nothing was sent to any team"),
+        "{}",
+        refused.message()
+    );
+    assert!(
+        !refused.message().contains("CANARY"),
+        "{}",
+        refused.message()
+    );
+
+    let outbox = agency(&core)
+        .await
+        .list_outbox(pb::ListOutboxRequest {
+            limit: 0,
+            dead_only: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        outbox.entries.is_empty(),
+        "a refused consultation queued {:?}",
+        outbox.entries
+    );
+    let consultations = agency(&core)
+        .await
+        .list_consultations(pb::ListConsultationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(consultations.consultations.is_empty());
+    node.shutdown().await;
+}

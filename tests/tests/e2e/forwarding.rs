@@ -125,3 +125,72 @@ async fn a_forward_is_refiltered_keeps_back_no_redisclosure_and_tells_the_sender
         node.shutdown().await;
     }
 }
+
+/// A forward and the notice that tells the original sender are one write: when the notice may
+/// not be made (the county declined the referral, and a declined referral is not passed on),
+/// the forward is refused too, and nothing is queued for the team it would have gone to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_whose_notice_is_refused_sends_nothing() {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let state = fed.team("state-police-tat", "core", "law-enforcement");
+    fed.write_config(&school, &[&core], "");
+    fed.write_config(&core, &[&school, &state], "");
+    let mut nodes = Vec::new();
+    for team in [&school, &core] {
+        nodes.push(start(team).await);
+    }
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    delivered(&school, &id).await;
+    agency(&core)
+        .await
+        .update_referral_status(pb::UpdateReferralStatusRequest {
+            referral_id: id.clone(),
+            status: pb::ReferralStatus::Declined.into(),
+            reason: "Not a threat assessment matter.".into(),
+            outcome: None,
+        })
+        .await
+        .unwrap();
+
+    let refused = agency(&core)
+        .await
+        .forward_referral(pb::ForwardReferralRequest {
+            referral_id: id.clone(),
+            recipient: "state-police-tat".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a declined referral is not forwarded");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("declined"),
+        "{}",
+        refused.message()
+    );
+    let outbox = agency(&core)
+        .await
+        .list_outbox(pb::ListOutboxRequest {
+            limit: 0,
+            dead_only: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        outbox
+            .entries
+            .iter()
+            .all(|e| e.peer != state.identity.uri()),
+        "the refused forward was queued for the state team: {:?}",
+        outbox.entries
+    );
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
