@@ -38,6 +38,8 @@ enum Kind {
     Team(TeamIdentity),
     /// The node itself: retention, retraction and the other jobs nobody starts by hand.
     Node,
+    /// One of the node's jobs, saying what it was doing (`directory refresh from <team>`).
+    NodeJob(String),
 }
 
 impl Actor {
@@ -71,6 +73,11 @@ impl Actor {
         Self(Kind::Node)
     }
 
+    /// One of the node's jobs, saying what it does; `what` names teams and jobs, never people.
+    pub fn node_job(what: impl Into<String>) -> Self {
+        Self(Kind::NodeJob(what.into()))
+    }
+
     /// The console username, when a console user is acting.
     pub fn console_username(&self) -> Option<&str> {
         match &self.0 {
@@ -102,6 +109,7 @@ impl fmt::Display for Actor {
             Kind::Console { username } => write!(f, "console {username}"),
             Kind::Team(identity) => f.write_str(&identity.uri()),
             Kind::Node => f.write_str("node"),
+            Kind::NodeJob(what) => write!(f, "node ({what})"),
         }
     }
 }

@@ -268,7 +268,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::AddPeerRequest>,
     ) -> Result<Response<pb::PeerInfo>, Status> {
-        let actor = crate::agency::caller(&request).to_string();
+        let actor = crate::agency::caller(&request);
         let r = request.into_inner();
         let identity = self.identity(&r.team)?;
         let endpoint = crate::config::parse_endpoint(&r.endpoint)
@@ -302,7 +302,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::PeerRef>,
     ) -> Result<Response<pb::PeerInfo>, Status> {
-        let actor = crate::agency::caller(&request).to_string();
+        let actor = crate::agency::caller(&request);
         let identity = self.identity(&request.into_inner().team)?;
         let entry = self
             .trust
@@ -317,7 +317,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::BlockPeerRequest>,
     ) -> Result<Response<pb::PeerInfo>, Status> {
-        let actor = crate::agency::caller(&request).to_string();
+        let actor = crate::agency::caller(&request);
         let r = request.into_inner();
         let identity = self.identity(&r.team)?;
         let entry = self
@@ -343,7 +343,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::AddAnchorRequest>,
     ) -> Result<Response<pb::AnchorInfo>, Status> {
-        let actor = crate::agency::caller(&request).to_string();
+        let actor = crate::agency::caller(&request);
         let added = self
             .trust
             .add_anchor(&request.into_inner().certificate_pem, &actor)
@@ -360,7 +360,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::RemoveAnchorRequest>,
     ) -> Result<Response<pb::AnchorInfo>, Status> {
-        let actor = crate::agency::caller(&request).to_string();
+        let actor = crate::agency::caller(&request);
         let removed = self
             .trust
             .remove_anchor(&request.into_inner().fingerprint, &actor)
@@ -374,7 +374,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ImportDirectoryRequest>,
     ) -> Result<Response<pb::ImportDirectoryResponse>, Status> {
-        let actor = crate::agency::caller(&request).to_string();
+        let actor = crate::agency::caller(&request);
         let (record, unchanged) = self
             .trust
             .import_directory(&request.into_inner().document, &actor)
@@ -394,7 +394,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ImportCrlRequest>,
     ) -> Result<Response<pb::CrlInfo>, Status> {
-        let actor = crate::agency::caller(&request).to_string();
+        let actor = crate::agency::caller(&request);
         let pem = request.into_inner().crl_pem;
         let state = self
             .trust
@@ -415,7 +415,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::InstallCertificateRequest>,
     ) -> Result<Response<pb::CertificateInfo>, Status> {
-        let actor = crate::agency::caller(&request).to_string();
+        let actor = crate::agency::caller(&request);
         let r = request.into_inner();
         let credentials = self
             .trust
@@ -429,7 +429,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::AddUserRequest>,
     ) -> Result<Response<pb::IssuedCredentials>, Status> {
-        let actor = crate::agency::caller(&request).to_string();
+        let actor = crate::agency::caller(&request);
         let r = request.into_inner();
         credentials::check_username(&r.username)
             .map_err(|e| Status::invalid_argument(format!("username: {e}")))?;
@@ -474,7 +474,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::UserRef>,
     ) -> Result<Response<pb::UserInfo>, Status> {
-        let actor = crate::agency::caller(&request).to_string();
+        let actor = crate::agency::caller(&request);
         let username = request.into_inner().username;
         let account = self
             .store
@@ -490,7 +490,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::UserRef>,
     ) -> Result<Response<pb::IssuedCredentials>, Status> {
-        let actor = crate::agency::caller(&request).to_string();
+        let actor = crate::agency::caller(&request);
         let username = request.into_inner().username;
         let issued = issue_credentials().await?;
         let account = self

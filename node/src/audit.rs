@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::actor::Actor;
 use crate::consent::Consent;
 use crate::filter::{FieldDecision, Outcome};
 use crate::referral::{Referral, StatusUpdate};
@@ -416,18 +417,16 @@ impl ChainVerifier {
 /// The actor of the node's own jobs.
 pub const NODE: &str = "node";
 
-/// A console user as an actor: `console <username>`.
-pub fn console_actor(username: &str) -> String {
-    crate::actor::Actor::console(username).to_string()
-}
-
 /// A console sign-in, refused sign-in or lockout. `username` is the account's name when the
 /// account exists; for an unknown name it is `None`, because what was typed may be anything,
 /// even a password typed into the wrong field. The detail holds the reason and counts only.
 pub fn sign_in(kind: AuditKind, username: Option<&str>, detail: Value) -> AuditRecord {
     AuditRecord {
         kind,
-        actor: username.map_or_else(|| "console (unknown account)".to_owned(), console_actor),
+        actor: username.map_or_else(
+            || "console (unknown account)".to_owned(),
+            |u| Actor::console(u).to_string(),
+        ),
         peer: None,
         referral_id: None,
         subject: None,
@@ -437,10 +436,10 @@ pub fn sign_in(kind: AuditKind, username: Option<&str>, detail: Value) -> AuditR
 
 /// An admin added, disabled or reset a console account, or its holder changed its password
 /// (`actor` is then the holder). Never the password or secret.
-pub fn account_change(action: &str, username: &str, role: &str, actor: &str) -> AuditRecord {
+pub fn account_change(action: &str, username: &str, role: &str, actor: &Actor) -> AuditRecord {
     AuditRecord {
         kind: AuditKind::AccountChange,
-        actor: actor.to_owned(),
+        actor: actor.to_string(),
         peer: None,
         referral_id: None,
         subject: None,
@@ -458,7 +457,7 @@ pub fn disclosure(
     decisions: &[FieldDecision],
     forwarded_from: Option<Uuid>,
     subject: Option<&str>,
-    actor: &str,
+    actor: &Actor,
 ) -> AuditRecord {
     let withheld: Vec<Value> = decisions
         .iter()
@@ -487,7 +486,7 @@ pub fn disclosure(
     };
     AuditRecord {
         kind: AuditKind::Disclosure,
-        actor: actor.to_owned(),
+        actor: actor.to_string(),
         peer: Some(referral.recipient.uri()),
         referral_id: Some(referral.id),
         subject: subject.map(str::to_owned),
@@ -532,7 +531,7 @@ pub fn status_change(
     outbound: bool,
     peer: &str,
     subject: Option<&str>,
-    actor: &str,
+    actor: &Actor,
 ) -> AuditRecord {
     let mut categories = Vec::new();
     if update.reason.is_some() {
@@ -543,7 +542,7 @@ pub fn status_change(
     }
     AuditRecord {
         kind: AuditKind::StatusChange,
-        actor: actor.to_owned(),
+        actor: actor.to_string(),
         peer: Some(peer.to_owned()),
         referral_id: Some(update.referral_id),
         subject: subject.map(str::to_owned),
@@ -559,10 +558,10 @@ pub fn status_change(
 }
 
 /// A consent recorded.
-pub fn consent_recorded(consent: &Consent, actor: &str) -> AuditRecord {
+pub fn consent_recorded(consent: &Consent, actor: &Actor) -> AuditRecord {
     AuditRecord {
         kind: AuditKind::ConsentRecorded,
-        actor: actor.to_owned(),
+        actor: actor.to_string(),
         peer: None,
         referral_id: None,
         subject: Some(consent.subject.clone()),
@@ -582,11 +581,11 @@ pub fn consent_revoked(
     consent: &Consent,
     retraction_id: Uuid,
     targets: &[(String, Uuid)],
-    actor: &str,
+    actor: &Actor,
 ) -> AuditRecord {
     AuditRecord {
         kind: AuditKind::ConsentRevoked,
-        actor: actor.to_owned(),
+        actor: actor.to_string(),
         peer: None,
         referral_id: None,
         subject: Some(consent.subject.clone()),
@@ -654,10 +653,10 @@ pub fn purge(
 }
 
 /// A change to whom this node trusts.
-pub fn trust_change(action: &str, object: Value, actor: &str) -> AuditRecord {
+pub fn trust_change(action: &str, object: Value, actor: &Actor) -> AuditRecord {
     AuditRecord {
         kind: AuditKind::TrustChange,
-        actor: actor.to_owned(),
+        actor: actor.to_string(),
         peer: None,
         referral_id: None,
         subject: None,
@@ -666,10 +665,10 @@ pub fn trust_change(action: &str, object: Value, actor: &str) -> AuditRecord {
 }
 
 /// Staff read a received referral.
-pub fn case_read(referral: &Referral, actor: &str) -> AuditRecord {
+pub fn case_read(referral: &Referral, actor: &Actor) -> AuditRecord {
     AuditRecord {
         kind: AuditKind::CaseRead,
-        actor: actor.to_owned(),
+        actor: actor.to_string(),
         peer: Some(referral.sender.uri()),
         referral_id: Some(referral.id),
         subject: None,
@@ -678,10 +677,10 @@ pub fn case_read(referral: &Referral, actor: &str) -> AuditRecord {
 }
 
 /// Staff listed the inbox.
-pub fn inbox_read(count: usize, actor: &str) -> AuditRecord {
+pub fn inbox_read(count: usize, actor: &Actor) -> AuditRecord {
     AuditRecord {
         kind: AuditKind::InboxRead,
-        actor: actor.to_owned(),
+        actor: actor.to_string(),
         peer: None,
         referral_id: None,
         subject: None,

@@ -61,7 +61,7 @@ pub async fn refresh_once(
         if document.is_empty() {
             continue;
         }
-        let actor = format!("node (directory refresh from {identity})");
+        let actor = crate::actor::Actor::node_job(format!("directory refresh from {identity}"));
         match trust.import_directory(&document, &actor).await {
             Ok((record, true)) => {
                 tracing::debug!(peer = %identity, sequence = record.sequence, "directory is current");

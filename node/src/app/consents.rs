@@ -20,7 +20,7 @@ impl App {
         consent.recorded_at = OffsetDateTime::now_utc();
         consent.revoked_at = None;
         consent.validate()?;
-        self.store.put_consent(&consent, &actor.to_string()).await?;
+        self.store.put_consent(&consent, actor).await?;
         tracing::info!(consent_id = %consent.id, "consent recorded");
         Ok(consent)
     }
@@ -49,12 +49,7 @@ impl App {
         let federation = self.trust.state().local.identity.federation.clone();
         let (consent, notify) = self
             .store
-            .revoke_consent(
-                id,
-                OffsetDateTime::now_utc(),
-                &federation,
-                &actor.to_string(),
-            )
+            .revoke_consent(id, OffsetDateTime::now_utc(), &federation, actor)
             .await?
             .ok_or_else(|| no_consent(id))?;
         for peer in &notify {

@@ -128,7 +128,7 @@ impl App {
         let held = self.held(id).await?;
         if held.0.direction == Direction::Inbound {
             self.store
-                .record_audit(&audit::case_read(&held.0.referral, &actor.to_string()))
+                .record_audit(&audit::case_read(&held.0.referral, actor))
                 .await?;
             tracing::info!(referral_id = %id, "received referral read by staff");
         }
@@ -139,7 +139,7 @@ impl App {
     pub async fn inbox(&self, limit: u32, actor: &Actor) -> Result<Vec<StoredReferral>, AppError> {
         let stored = self.store.inbox(super::list_limit(limit)).await?;
         self.store
-            .record_audit(&audit::inbox_read(stored.len(), &actor.to_string()))
+            .record_audit(&audit::inbox_read(stored.len(), actor))
             .await?;
         Ok(stored)
     }

@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
 use super::{Store, StoreError, Tx, audit_log, from_ms, ms};
+use crate::actor::Actor;
 use crate::audit::{self, AuditKind};
 use crate::staff::StaffRole;
 
@@ -123,7 +124,7 @@ impl Store {
         username: &str,
         role: StaffRole,
         credentials: &Credentials<'_>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<bool, StoreError> {
         let now = ms(OffsetDateTime::now_utc());
         let mut tx = self.write().await?;
@@ -181,7 +182,7 @@ impl Store {
     pub async fn disable_account(
         &self,
         username: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Option<Account>, StoreError> {
         let mut tx = self.write().await?;
         let changed = sqlx::query(
@@ -206,7 +207,7 @@ impl Store {
         &self,
         username: &str,
         credentials: &Credentials<'_>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Option<Account>, StoreError> {
         let mut tx = self.write().await?;
         let changed = sqlx::query(
@@ -435,7 +436,7 @@ impl Store {
             "password changed by its holder",
             username,
             &role,
-            &audit::console_actor(username),
+            &Actor::console(username),
         );
         if let Some(detail) = record.detail.as_object_mut() {
             detail.insert("other_sessions_ended".into(), json!(ended));
@@ -541,7 +542,7 @@ async fn ended_by_admin(
     mut tx: Tx,
     username: &str,
     action: &str,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<Account, StoreError> {
     sqlx::query("DELETE FROM console_sessions WHERE username = $1")
         .bind(username)

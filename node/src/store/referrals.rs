@@ -292,7 +292,13 @@ impl Store {
         let subject: Option<String> = row.try_get("subject")?;
         audit_log::append(
             &mut tx,
-            &audit::status_change(update, false, &from.uri(), subject.as_deref(), &from.uri()),
+            &audit::status_change(
+                update,
+                false,
+                &from.uri(),
+                subject.as_deref(),
+                &Actor::team(from.clone()),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -623,13 +629,7 @@ async fn submit_in(
         .await?;
     audit_log::append(
         tx,
-        &audit::disclosure(
-            referral,
-            decisions,
-            forwarded_from,
-            subject,
-            &actor.to_string(),
-        ),
+        &audit::disclosure(referral, decisions, forwarded_from, subject, actor),
     )
     .await?;
     insert_event(tx, referral.id, ReferralStatus::Sent, &referral.sender, now).await?;
@@ -690,13 +690,7 @@ async fn change_status_in(
     let subject: Option<String> = row.try_get("subject")?;
     audit_log::append(
         tx,
-        &audit::status_change(
-            update,
-            true,
-            &other_party.uri(),
-            subject.as_deref(),
-            &actor.to_string(),
-        ),
+        &audit::status_change(update, true, &other_party.uri(), subject.as_deref(), actor),
     )
     .await?;
     Ok(Ok(()))

@@ -13,6 +13,7 @@ use super::{
     Applied, Backend, Inbound, MessageKind, MessageProof, Store, StoreError, Tx, audit_log,
     check_replay, record_received,
 };
+use crate::actor::Actor;
 use crate::audit;
 use crate::consent::Consent;
 use crate::retraction::{
@@ -22,7 +23,7 @@ use crate::wire;
 
 impl Store {
     /// Records a consent.
-    pub async fn put_consent(&self, consent: &Consent, actor: &str) -> Result<(), StoreError> {
+    pub async fn put_consent(&self, consent: &Consent, actor: &Actor) -> Result<(), StoreError> {
         let body = wire::encode_consent(consent);
         let mut tx = self.write().await?;
         sqlx::query(
@@ -79,7 +80,7 @@ impl Store {
         id: Uuid,
         at: OffsetDateTime,
         federation: &tatmx_certs::FederationId,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Option<(Consent, Vec<TeamIdentity>)>, StoreError> {
         let mut tx = self.write().await?;
         let revoked =

@@ -23,6 +23,7 @@ use super::{
     Anchor, DirectoryRecord, LocalTeam, Peer, PeerEntry, RevocationList, Source, TrustBuildError,
     TrustError, TrustState, VerifiedPeer,
 };
+use crate::actor::Actor;
 use crate::audit;
 use crate::store::{
     Store, StoreError, StoredAnchor, StoredCrl, StoredDirectory, StoredPeer, StoredTrust,
@@ -208,7 +209,7 @@ impl Trust {
     }
 
     /// Adds (or replaces) a peer; it can connect at once.
-    pub async fn add_peer(&self, peer: Peer, actor: &str) -> Result<PeerEntry, TrustChangeError> {
+    pub async fn add_peer(&self, peer: Peer, actor: &Actor) -> Result<PeerEntry, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         if self.state().own_identity_in(&peer.identity.federation) == Some(&peer.identity) {
             return Err(TrustChangeError::Conflict(
@@ -248,7 +249,7 @@ impl Trust {
     pub async fn remove_peer(
         &self,
         identity: &TeamIdentity,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<PeerEntry, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         let entry = self.peer_entry(identity)?;
@@ -267,7 +268,7 @@ impl Trust {
         &self,
         identity: &TeamIdentity,
         blocked: bool,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<PeerEntry, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         self.peer_entry(identity)?;
@@ -289,7 +290,7 @@ impl Trust {
     pub async fn add_anchor(
         &self,
         pem: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Vec<Anchor>, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         let parsed = parse_anchors(pem, Source::Admin).map_err(TrustChangeError::Invalid)?;
@@ -323,7 +324,7 @@ impl Trust {
     pub async fn remove_anchor(
         &self,
         fingerprint: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Anchor, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         let fingerprint = fingerprint.to_ascii_lowercase();
@@ -377,7 +378,7 @@ impl Trust {
     pub async fn import_crl(
         &self,
         pem: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Arc<TrustState>, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         let state = self.state();
@@ -424,7 +425,7 @@ impl Trust {
     pub async fn import_directory(
         &self,
         document: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(DirectoryRecord, bool), TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         let signed = SignedDirectory::from_json(document)?;
@@ -540,7 +541,7 @@ impl Trust {
         &self,
         cert_pem: &str,
         key_path: &std::path::Path,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Arc<Credentials>, TrustChangeError> {
         let _guard = self.inner.lock.lock().await;
         let state = self.state();
