@@ -1,7 +1,10 @@
 //! The tatmx wire protocol, version 1: generated gRPC services and messages.
 //!
-//! These types are the wire format only. The node converts them to its own domain types in one
-//! place (`tatmx_node::convert`) and never lets them reach its store or policy directly.
+//! These types are the wire format only. In the node they stop at the edges that speak gRPC (the
+//! Agency and Admin services and the federation protocol), which convert them to the node's own
+//! domain types through `tatmx_node::convert`. The application layer, the policy, the console
+//! and the store never see them: the store keeps a message's canonical bytes, which it gets from
+//! `tatmx_node::wire` as plain bytes (see the project's `docs/ARCHITECTURE.md`).
 #![forbid(unsafe_code)]
 
 /// Package `tatmx.v1`.

@@ -169,7 +169,26 @@ impl Snapshot {
             None => {
                 let live = data_dir.join("tatmx.db");
                 let copy = data_dir.join("snapshot.db");
-                std::fs::copy(&live, &copy).expect("copy the database file");
+                // SQLite's own consistent copy, with whatever is still in the WAL: a copy of
+                // the file alone could miss pages the node's last connection is still
+                // checkpointing into it as it closes (seen under load as an empty database).
+                let _ = std::fs::remove_file(&copy);
+                let url = format!("sqlite://{}?mode=ro", live.display());
+                let statement = format!(
+                    "VACUUM INTO '{}'",
+                    copy.display().to_string().replace('\'', "''")
+                );
+                on_own_runtime(async move {
+                    sqlx::any::install_default_drivers();
+                    let mut connection = AnyConnection::connect(&url)
+                        .await
+                        .expect("open the database");
+                    sqlx::query(&statement)
+                        .execute(&mut connection)
+                        .await
+                        .expect("copy the database");
+                    connection.close().await.ok();
+                });
                 SnapshotKind::Sqlite { live, copy }
             }
             Some(url) => {
