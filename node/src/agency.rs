@@ -67,7 +67,6 @@ impl From<AppError> for Status {
                 Status::not_found(message)
             }
             AppError::Precondition(_) => Status::failed_precondition(message),
-            AppError::NotAllowed(_) => Status::permission_denied(message),
             AppError::Transition(t) => match t {
                 TransitionError::WrongParty { .. } => Status::permission_denied(message),
                 TransitionError::NotFromHere { .. } => Status::failed_precondition(message),

@@ -1,7 +1,8 @@
 //! What a use case can refuse, in the domain's words.
 //!
 //! Each edge maps an [`AppError`] to its own protocol once: the Agency API to a gRPC status
-//! (`agency::status`), the console to a page. A message says what was wrong and what to do,
+//! (`impl From<AppError> for Status` in `agency.rs`), the console to a page
+//! (`console::page`). A message says what was wrong and what to do,
 //! and never carries personal data: only field names, ids, states and team identities.
 
 use uuid::Uuid;
@@ -40,9 +41,6 @@ pub enum AppError {
     /// The referral's lifecycle does not allow this move now.
     #[error(transparent)]
     Transition(#[from] TransitionError),
-    /// The caller's side of the referral may not make this move.
-    #[error("{0}")]
-    NotAllowed(String),
     /// An idempotency key was used before for a different draft.
     #[error("idempotency_key: was used before for a different draft; nothing was sent")]
     IdempotencyKeyReused,

@@ -245,7 +245,7 @@ impl Refusal {
                 StatusCode::NOT_FOUND,
                 "Check the link, or go back to the list.",
             ),
-            AppError::NotAllowed(_) | AppError::Transition(TransitionError::WrongParty { .. }) => (
+            AppError::Transition(TransitionError::WrongParty { .. }) => (
                 StatusCode::FORBIDDEN,
                 "Only the team allowed to make this change can make it.",
             ),
@@ -451,10 +451,6 @@ mod tests {
             next: ReferralStatus::Accepted,
         });
         assert_eq!(refusal(wrong_party).0, StatusCode::FORBIDDEN);
-        assert_eq!(
-            refusal(AppError::NotAllowed("no".into())).0,
-            StatusCode::FORBIDDEN
-        );
     }
 
     #[test]
