@@ -414,9 +414,6 @@ impl ChainVerifier {
     }
 }
 
-/// The actor of the node's own jobs.
-pub const NODE: &str = "node";
-
 /// A console sign-in, refused sign-in or lockout. `username` is the account's name when the
 /// account exists; for an unknown name it is `None`, because what was typed may be anything,
 /// even a password typed into the wrong field. The detail holds the reason and counts only.
@@ -639,7 +636,7 @@ pub fn purge(
 ) -> AuditRecord {
     AuditRecord {
         kind: AuditKind::Purge,
-        actor: NODE.to_owned(),
+        actor: Actor::node().to_string(),
         peer: None,
         referral_id: Some(referral_id),
         subject: None,

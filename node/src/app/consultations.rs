@@ -164,8 +164,7 @@ impl App {
             .collect();
         self.store.submit_consultation(&copies).await?;
         for (disclosure, _) in &prepared {
-            super::referrals::log_queued(disclosure);
-            self.outbox.notify(&disclosure.outgoing().recipient);
+            self.queued(disclosure);
         }
         tracing::info!(consultation_id = %details.id, partners = prepared.len(), "consultation fanned out");
         self.consultation(details.id).await

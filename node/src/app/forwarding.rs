@@ -115,8 +115,7 @@ impl App {
                 still_peer.then_some((&notice, &original.sender)),
             )
             .await??;
-        super::referrals::log_queued(&disclosure);
-        self.outbox.notify(&disclosure.outgoing().recipient);
+        self.queued(&disclosure);
         if still_peer {
             self.outbox.notify(&original.sender);
         }

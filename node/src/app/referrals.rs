@@ -318,9 +318,29 @@ impl App {
             }
             Submitted::KeyReused => return Err(AppError::IdempotencyKeyReused),
         }
-        log_queued(disclosure);
-        self.outbox.notify(&disclosure.outgoing().recipient);
+        self.queued(disclosure);
         Ok(submitted)
+    }
+
+    /// Logs a disclosure the store has just queued (ids, categories and the basis, never
+    /// content) and wakes delivery to its recipient.
+    pub(super) fn queued(&self, disclosure: &Disclosure) {
+        let outgoing = disclosure.outgoing();
+        let sent: Vec<&str> = outgoing.categories().iter().map(|c| c.as_str()).collect();
+        let withheld: Vec<&str> = outgoing
+            .withheld
+            .iter()
+            .map(|w| w.category.as_str())
+            .collect();
+        tracing::info!(
+            referral_id = %outgoing.id,
+            recipient = %outgoing.recipient,
+            categories = ?sent,
+            withheld = ?withheld,
+            basis = ?outgoing.legal_basis,
+            "referral filtered and queued for delivery"
+        );
+        self.outbox.notify(&outgoing.recipient);
     }
 
     /// The consent a draft names, which must be on file here.
@@ -340,23 +360,4 @@ impl App {
         })?;
         Ok(Some(consent))
     }
-}
-
-/// One line per queued disclosure: ids, categories and the basis, never content.
-pub(super) fn log_queued(disclosure: &Disclosure) {
-    let outgoing = disclosure.outgoing();
-    let sent: Vec<&str> = outgoing.categories().iter().map(|c| c.as_str()).collect();
-    let withheld: Vec<&str> = outgoing
-        .withheld
-        .iter()
-        .map(|w| w.category.as_str())
-        .collect();
-    tracing::info!(
-        referral_id = %outgoing.id,
-        recipient = %outgoing.recipient,
-        categories = ?sent,
-        withheld = ?withheld,
-        basis = ?outgoing.legal_basis,
-        "referral filtered and queued for delivery"
-    );
 }

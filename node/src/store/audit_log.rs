@@ -429,7 +429,7 @@ impl Store {
             &mut tx,
             &AuditRecord {
                 kind: audit::AuditKind::AuditRetention,
-                actor: audit::NODE.to_owned(),
+                actor: crate::actor::Actor::node().to_string(),
                 peer: None,
                 referral_id: None,
                 subject: None,
