@@ -466,7 +466,10 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
         let accounts = self.store.accounts().await.map_err(|e| store_status(&e))?;
         Ok(Response::new(pb::ListUsersResponse {
-            users: accounts.iter().map(user_info).collect(),
+            users: accounts
+                .iter()
+                .map(|account| user_info(account, self.store.clock().now()))
+                .collect(),
         }))
     }
 
@@ -483,7 +486,7 @@ impl Admin for AdminService {
             .map_err(|e| store_status(&e))?
             .ok_or_else(|| no_account(&username))?;
         tracing::info!(role = %account.role, "console account disabled");
-        Ok(Response::new(user_info(&account)))
+        Ok(Response::new(user_info(&account, self.store.clock().now())))
     }
 
     async fn reset_user(
@@ -526,7 +529,7 @@ impl AdminService {
             .ok_or_else(|| no_account(username))?;
         let issuer = format!("tatmx {}", self.trust.state().local.identity.team);
         Ok(Response::new(pb::IssuedCredentials {
-            user: Some(user_info(&account)),
+            user: Some(user_info(&account, self.store.clock().now())),
             password: issued.password.clone(),
             totp_secret: credentials::secret_base32(&issued.totp_secret),
             totp_uri: credentials::otpauth_uri(&issued.totp_secret, &issuer, username)
@@ -550,7 +553,7 @@ fn no_account(username: &str) -> Status {
 }
 
 /// A console account on the wire, without its credentials.
-fn user_info(account: &crate::store::accounts::Account) -> pb::UserInfo {
+fn user_info(account: &crate::store::accounts::Account, now: OffsetDateTime) -> pb::UserInfo {
     pb::UserInfo {
         username: account.username.clone(),
         role: account.role.as_str().into(),
@@ -558,7 +561,7 @@ fn user_info(account: &crate::store::accounts::Account) -> pb::UserInfo {
         failed_logins: account.failed_logins,
         locked_until: account
             .locked_until
-            .filter(|until| *until > OffsetDateTime::now_utc())
+            .filter(|until| *until > now)
             .map(timestamp_to_proto),
         created_at: Some(timestamp_to_proto(account.created_at)),
         last_sign_in: account.last_sign_in.map(timestamp_to_proto),

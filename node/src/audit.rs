@@ -227,14 +227,15 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Signs the head `(seq, head_hash)` of `team`'s chain now.
+    /// Signs the head `(seq, head_hash)` of `team`'s chain as it stands `at`.
     pub fn sign(
         signer: &NodeSigner,
         team: &str,
         seq: u64,
         head_hash: &[u8],
+        at: OffsetDateTime,
     ) -> Result<Self, signing::SignatureError> {
-        let at_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let at_ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
         let signature = signer.sign(&signing::checkpoint_payload(team, seq, head_hash, at_ms))?;
         Ok(Self {
             team: team.to_owned(),

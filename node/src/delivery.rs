@@ -245,7 +245,7 @@ impl PeerWorker {
     /// message of each referral may go, so a status update never overtakes its referral, nor a
     /// retraction the messages before it; messages of different referrals go side by side.
     fn window(&self, queued: Vec<DueMessage>) -> Window {
-        let now = OffsetDateTime::now_utc();
+        let now = self.store.clock().now();
         let max_age =
             time::Duration::try_from(self.settings.max_age).unwrap_or(time::Duration::MAX);
         let mut heads = std::collections::HashSet::new();
@@ -310,7 +310,7 @@ impl PeerWorker {
         attempts: u32,
         last_error: Option<&str>,
     ) {
-        let now = OffsetDateTime::now_utc();
+        let now = self.store.clock().now();
         // No watcher is the normal case, and not an error.
         let _ = self.settled.send(OutboxEntry {
             seq: message.seq,
@@ -399,6 +399,7 @@ impl PeerWorker {
                             &message.peer,
                             message.kind.as_str(),
                             message.created_at,
+                            self.store.clock().now(),
                         );
                         let attempts = message.attempts.saturating_add(1);
                         self.announce(message, DeliveryState::Delivered, attempts, None);
@@ -445,7 +446,7 @@ impl PeerWorker {
     /// send. `None` if the store could not be asked (after a pause, so the loop does not spin).
     async fn claim(&self, due: Vec<DueMessage>) -> Option<Vec<DueMessage>> {
         let seqs: Vec<i64> = due.iter().map(|m| m.seq).collect();
-        let until = OffsetDateTime::now_utc()
+        let until = self.store.clock().now()
             + time::Duration::try_from(self.settings.claim_lease()).unwrap_or(time::Duration::MAX);
         match self.store.claim(&seqs, &self.replica, until).await {
             Ok(claimed) => {
@@ -501,7 +502,7 @@ impl PeerWorker {
             reason = %reason,
             "delivery failed; will retry"
         );
-        OffsetDateTime::now_utc() + delay
+        self.store.clock().now() + delay
     }
 
     /// Makes a message the peer refused for good a dead letter.

@@ -16,7 +16,6 @@ use std::path::Path;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use time::OffsetDateTime;
 
 use crate::category::DataCategory;
 use crate::consent::Consent;
@@ -177,7 +176,8 @@ pub fn filter_outbound(
     case_ref: Option<&str>,
     draft: Referral,
 ) -> Disclosure {
-    let now = OffsetDateTime::now_utc();
+    // A consent is judged as it stood when the referral was made, by the node's clock.
+    let now = draft.created_at;
     let mut decisions = Vec::new();
     for category in draft.categories() {
         let labels: Vec<String> = if category == DataCategory::SubstanceUse {

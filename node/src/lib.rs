@@ -49,6 +49,7 @@
 //! - [`health`]: gRPC health for probes, and the store check behind readiness.
 //! - [`node`]: wiring everything together, and shutting it down.
 //! - [`client`]: connecting to a node's own APIs.
+//! - [`clock`]: where the node reads the date and time; tests move it with tokio's clock.
 //! - [`loopback`]: a federation of real nodes on loopback, for the demo, the benchmark and the
 //!   tests.
 #![forbid(unsafe_code)]
@@ -60,6 +61,7 @@ pub mod app;
 pub mod audit;
 pub mod category;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod console;
@@ -93,6 +95,6 @@ pub mod wire;
 
 pub use category::DataCategory;
 pub use config::Config;
-pub use node::{RunningNode, StartError, start, start_with_listener};
+pub use node::{RunningNode, StartError, start, start_with_clock, start_with_listener};
 pub use referral::{NewReferral, Referral, ReferralContent, ReferralStatus};
 pub use trust::{Discipline, Role};

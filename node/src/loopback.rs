@@ -27,6 +27,7 @@ use std::time::Duration;
 use tatmx_certs::files::{write_public, write_secret};
 use tatmx_certs::{CertError, CertificateAuthority, FederationId, NodeKey, TeamId, TeamIdentity};
 
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::node::{RunningNode, StartError};
 
@@ -97,9 +98,14 @@ pub fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 
 /// Starts a node in this process on the Federation port its config names (a reserved one).
 pub async fn start(config: Config) -> Result<RunningNode, StartError> {
+    start_with_clock(config, Clock::system()).await
+}
+
+/// As [`start`], with the node reading the time from `clock`.
+pub async fn start_with_clock(config: Config, clock: Clock) -> Result<RunningNode, StartError> {
     let addr = config.federation.listen;
     let listener = listener(addr).map_err(|source| StartError::Bind { addr, source })?;
-    crate::node::start_with_listener(config, Some(listener)).await
+    crate::node::start_with_clock(config, Some(listener), clock).await
 }
 
 /// How a loopback node retries deliveries; `None` fields keep the node's defaults.

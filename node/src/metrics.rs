@@ -78,10 +78,16 @@ impl Metrics {
         }
     }
 
-    /// Records the acknowledgement of a message to `peer` (an identity URI) that was queued at
-    /// `queued_at`.
-    pub fn observe_delivery(&self, peer: &str, kind: &'static str, queued_at: OffsetDateTime) {
-        let seconds = (OffsetDateTime::now_utc() - queued_at).as_seconds_f64();
+    /// Records the acknowledgement, at `delivered_at`, of a message to `peer` (an identity URI)
+    /// that was queued at `queued_at`.
+    pub fn observe_delivery(
+        &self,
+        peer: &str,
+        kind: &'static str,
+        queued_at: OffsetDateTime,
+        delivered_at: OffsetDateTime,
+    ) {
+        let seconds = (delivered_at - queued_at).as_seconds_f64();
         self.delivery_latency
             .get_or_create(&vec![("peer", peer.to_owned()), ("kind", kind.to_owned())])
             // A clock stepped back can make the wait negative; it was not.
@@ -436,6 +442,7 @@ mod tests {
         get().observe_delivery(
             "spiffe://f.example/team/t",
             "referral",
+            OffsetDateTime::now_utc() - time::Duration::seconds(2),
             OffsetDateTime::now_utc(),
         );
         get().count_withheld(DataCategory::ReporterIdentity, "withhold");

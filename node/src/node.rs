@@ -23,6 +23,7 @@ use tonic::transport::Server;
 
 use crate::admin::AdminService;
 use crate::agency::AgencyService;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::federation::FederationService;
 use crate::store::Store;
@@ -159,9 +160,20 @@ pub async fn start_with_listener(
     config: Config,
     listener: Option<std::net::TcpListener>,
 ) -> Result<RunningNode, StartError> {
+    start_with_clock(config, listener, Clock::system()).await
+}
+
+/// As [`start_with_listener`], with the node reading the date and time from `clock` rather
+/// than the system's. Tests give it a [`Clock::tokio`], so that under tokio's paused time
+/// retries, dead letters, session locks and checkpoints come due when the test says.
+pub async fn start_with_clock(
+    config: Config,
+    listener: Option<std::net::TcpListener>,
+    clock: Clock,
+) -> Result<RunningNode, StartError> {
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
-    match serve(config, listener, &shutdown, &mut tasks).await {
+    match serve(config, listener, clock, &shutdown, &mut tasks).await {
         Ok(serving) => Ok(RunningNode {
             federation_addr: serving.federation_addr,
             agency_socket: serving.agency_socket,
@@ -215,6 +227,7 @@ async fn stop_all(tasks: Vec<JoinHandle<()>>) {
 async fn serve(
     config: Config,
     listener: Option<std::net::TcpListener>,
+    clock: Clock,
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<Serving, StartError> {
@@ -266,7 +279,8 @@ async fn serve(
         .map_err(|source| StartError::Store {
             location: config.store.to_string(),
             source,
-        })?;
+        })?
+        .with_clock(clock);
     let trust = Trust::load(
         TrustConfig {
             local: config.local.clone(),

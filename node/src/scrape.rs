@@ -40,6 +40,8 @@ pub struct Sources {
 
 /// Reads the gauges of the node behind `sources`.
 pub async fn snapshot(sources: &Sources) -> Snapshot {
+    // Certificate and directory ages are trust's, on the system clock as the handshake's are
+    // (docs/ARCHITECTURE.md, "Time").
     let now = OffsetDateTime::now_utc();
     let state = sources.trust.state();
     let store = async {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use tatmx_certs::{CertificateAuthority, TeamId, TeamIdentity};
 
 use arc_swap::ArcSwap;
+use tatmx_node::clock::Clock;
 use tatmx_node::loopback::{self, LoopbackFederation, NodeToml};
 use tatmx_node::store::StoredTrust;
 use tatmx_node::tls::{Credentials, Identities};
@@ -228,6 +229,31 @@ impl TestFederation {
 pub async fn start(team: &TeamSpec) -> RunningNode {
     let config = Config::load(&team.config_path()).expect("config");
     loopback::start(config).await.expect("node starts")
+}
+
+/// Starts a node whose clock follows tokio's, starting from now: a test that pauses tokio's
+/// time and advances it ([`skip_ahead`]) moves this node's dates and deadlines by as much, at
+/// once.
+pub async fn start_on_tokio_time(team: &TeamSpec) -> RunningNode {
+    start_with_clock(team, Clock::tokio(time::OffsetDateTime::now_utc())).await
+}
+
+/// Starts a node that reads the time from `clock`.
+pub async fn start_with_clock(team: &TeamSpec, clock: Clock) -> RunningNode {
+    let config = Config::load(&team.config_path()).expect("config");
+    loopback::start_with_clock(config, clock)
+        .await
+        .expect("node starts")
+}
+
+/// Moves tokio's clock, and with it every node started by [`start_on_tokio_time`], `by`
+/// ahead at once: the timers due in that span fire, in order, and real time then goes on.
+///
+/// Needs the test's runtime to be tokio's current-thread one (`#[tokio::test]`'s default).
+pub async fn skip_ahead(by: std::time::Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
 }
 
 /// The Agency API of a running node.

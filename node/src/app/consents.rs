@@ -1,7 +1,6 @@
 //! Consents as staff record them, and what revoking one sets in motion: every disclosure made
 //! on it is retracted, hop by hop, and what was purged leaves a tombstone.
 
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Actor, App, AppError};
@@ -17,7 +16,7 @@ impl App {
         actor: &Actor,
     ) -> Result<Consent, AppError> {
         consent.id = Uuid::now_v7();
-        consent.recorded_at = OffsetDateTime::now_utc();
+        consent.recorded_at = self.now();
         consent.revoked_at = None;
         consent.validate()?;
         self.store.put_consent(&consent, actor).await?;
@@ -49,7 +48,7 @@ impl App {
         let federation = self.trust.state().local.identity.federation.clone();
         let (consent, notify) = self
             .store
-            .revoke_consent(id, OffsetDateTime::now_utc(), &federation, actor)
+            .revoke_consent(id, self.now(), &federation, actor)
             .await?
             .ok_or_else(|| no_consent(id))?;
         for peer in &notify {

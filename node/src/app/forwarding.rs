@@ -71,7 +71,7 @@ impl App {
             valid_from: OffsetDateTime::UNIX_EPOCH,
             valid_until: scope.valid_until,
             revoked_at: None,
-            recorded_at: OffsetDateTime::now_utc(),
+            recorded_at: self.now(),
         });
         let mut provenance = original.provenance.clone();
         provenance.push(Hop {
@@ -94,7 +94,7 @@ impl App {
             referral_id: original.id,
             author: original.recipient.clone(),
             status: ReferralStatus::Forwarded,
-            at: OffsetDateTime::now_utc(),
+            at: self.now(),
             reason: None,
             outcome: None,
             withheld: Vec::new(),

@@ -22,6 +22,8 @@
 
 use std::sync::Arc;
 
+use time::OffsetDateTime;
+
 use crate::filter::CaseKey;
 use crate::outbox::Outbox;
 use crate::policy::Policy;
@@ -73,6 +75,11 @@ pub struct App {
 }
 
 impl App {
+    /// Now, by the node's clock ([`crate::clock`]): the time every use case records.
+    pub fn now(&self) -> OffsetDateTime {
+        self.store.clock().now()
+    }
+
     /// The use cases over the node's shared state.
     pub fn new(
         trust: Trust,

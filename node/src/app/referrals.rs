@@ -4,7 +4,6 @@
 //! Submitting resolves the recipient, validates the draft, runs the filter and hands the store
 //! the filtered referral with its decisions in one write; a dry run stops after the filter.
 
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Actor, App, AppError};
@@ -172,7 +171,7 @@ impl App {
             referral_id: id,
             author: author.clone(),
             status: change.status,
-            at: OffsetDateTime::now_utc(),
+            at: self.now(),
             reason: change.reason.filter(|reason| !reason.trim().is_empty()),
             outcome: change.outcome,
             withheld: Vec::new(),
@@ -235,7 +234,7 @@ impl App {
             id: Uuid::now_v7(),
             sender: sender.clone(),
             recipient: recipient.identity.clone(),
-            created_at: OffsetDateTime::now_utc(),
+            created_at: self.now(),
             purpose: draft.purpose,
             level_of_concern: draft.level_of_concern,
             legal_basis: draft.legal_basis,

@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
-use time::OffsetDateTime;
 
 use super::Console;
 use super::listener::ClientAddr;
@@ -174,7 +173,7 @@ pub async fn change_password(
     if let Some(until) = account
         .as_ref()
         .and_then(|a| a.locked_until)
-        .filter(|until| *until > OffsetDateTime::now_utc())
+        .filter(|until| *until > console.now())
     {
         if let Err(e) = store
             .sign_in_failed(Some(&staff.username), "the account is locked", policy())
@@ -189,7 +188,8 @@ pub async fn change_password(
             Some(("error", &signin::locked_text(until))),
         );
     }
-    let Some(step) = signin::check(account.as_ref(), current.to_owned(), code).await else {
+    let Some(step) = signin::check(account.as_ref(), current.to_owned(), code, console.now()).await
+    else {
         return failed(
             &console,
             &staff,

@@ -198,7 +198,7 @@ fn consent(
         },
         _ => Grantor::Subject,
     };
-    let now = OffsetDateTime::now_utc();
+    let now = console.now();
     Ok(Consent {
         // The node assigns the id and the time it was recorded.
         id: uuid::Uuid::nil(),

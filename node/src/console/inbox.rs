@@ -60,6 +60,7 @@ pub async fn page(
                 .is_none_or(|p| i.referral.purpose.as_str() == p)
         })
         .collect();
+    let now = console.now();
     let body = html! {
         form.filters method="get" action="/inbox" aria-label="Filter the inbox" {
             div {
@@ -105,7 +106,7 @@ pub async fn page(
                             td { @if let Some(l) = &r.level_of_concern { (l.scheme) ": " (l.value) } @else { "-" } }
                             td.status { (item.status.as_str()) }
                             td { (page::time(Some(item.recorded_at))) }
-                            td { (page::age(Some(item.recorded_at))) }
+                            td { (page::age(Some(item.recorded_at), now)) }
                             td { (r.categories().iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")) }
                         }
                     }

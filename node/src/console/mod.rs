@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -115,6 +116,11 @@ impl Console {
 
     fn trust(&self) -> &Trust {
         &self.inner.services.trust
+    }
+
+    /// Now, by the node's clock: sessions lock, sign-ins lock out and codes step by it.
+    fn now(&self) -> OffsetDateTime {
+        self.store().clock().now()
     }
 
     fn settings(&self) -> &ConsoleSettings {

@@ -391,11 +391,11 @@ pub fn datetime(at: OffsetDateTime) -> String {
 }
 
 /// How long ago a time was, in the largest whole unit: `5 min`, `3 h`, `2 days`.
-pub fn age(at: Option<OffsetDateTime>) -> String {
+pub fn age(at: Option<OffsetDateTime>, now: OffsetDateTime) -> String {
     let Some(at) = at else {
         return "-".into();
     };
-    let elapsed = OffsetDateTime::now_utc() - at;
+    let elapsed = now - at;
     if elapsed.whole_days() >= 1 {
         format!("{} days", elapsed.whole_days())
     } else if elapsed.whole_hours() >= 1 {

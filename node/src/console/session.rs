@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
 
 use super::{Console, page};
 use crate::staff::StaffRole;
@@ -136,7 +135,7 @@ async fn guard(console: Console, request: Request, next: Next, allow_locked: boo
         }
         Err(e) => return page::store_failure(&e),
     };
-    let now = OffsetDateTime::now_utc();
+    let now = console.now();
     let max = time::Duration::try_from(MAX_SESSION).unwrap_or(time::Duration::MAX);
     if now - session.created_at > max {
         if let Err(e) = console.store().end_session(&id_hash).await {

@@ -9,7 +9,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -85,10 +87,6 @@ pub(super) fn policy() -> LockoutPolicy {
     }
 }
 
-fn now_secs() -> u64 {
-    u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0)
-}
-
 fn form(message: Option<(&str, &str)>, username: &str) -> Markup {
     html! {
         @if let Some((kind, text)) = message {
@@ -123,9 +121,15 @@ pub(super) fn refuse(status: StatusCode, text: &str, username: &str) -> Response
         .into_response()
 }
 
-/// Checks the password (off the async threads: argon2id is slow on purpose) and the code;
-/// returns the code's time step when both are right.
-pub(super) async fn check(account: Option<&Account>, password: String, code: &str) -> Option<u64> {
+/// Checks the password (off the async threads: argon2id is slow on purpose) and the code as
+/// of `now`; returns the code's time step when both are right.
+pub(super) async fn check(
+    account: Option<&Account>,
+    password: String,
+    code: &str,
+    now: OffsetDateTime,
+) -> Option<u64> {
+    let now_secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
     let hash = account.map(|a| a.password_hash.clone());
     let password_ok = tokio::task::spawn_blocking(move || match hash {
         Some(hash) => credentials::verify_password(&hash, &password),
@@ -136,7 +140,7 @@ pub(super) async fn check(account: Option<&Account>, password: String, code: &st
     })
     .await
     .unwrap_or(false);
-    let step = account.and_then(|a| credentials::check_code(&a.totp_secret, code, now_secs()));
+    let step = account.and_then(|a| credentials::check_code(&a.totp_secret, code, now_secs));
     // Both are checked whatever the first said, so timing does not tell which was wrong.
     if password_ok { step } else { None }
 }
@@ -178,7 +182,7 @@ pub async fn submit(
             &username,
         );
     }
-    let now = OffsetDateTime::now_utc();
+    let now = console.now();
     if let Some(account) = &account
         && let Some(until) = account.locked_until.filter(|until| *until > now)
     {
@@ -194,6 +198,7 @@ pub async fn submit(
         account.as_ref(),
         fields.get("password").to_owned(),
         fields.get("code"),
+        now,
     )
     .await;
     let Some(account) = account else {
@@ -316,6 +321,7 @@ pub async fn unlock(
         account.as_ref(),
         fields.get("password").to_owned(),
         fields.get("code"),
+        console.now(),
     )
     .await;
     let unlocked = match step {

@@ -21,6 +21,7 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
     let trust = console.trust();
     let state = trust.state();
     let warnings = crate::app::trust::warnings(&state);
+    // Trust's times are the system clock's, as the handshake's are (docs/ARCHITECTURE.md).
     let now = OffsetDateTime::now_utc();
     let directories: Vec<_> = state.directories().collect();
     let crls: Vec<_> = state.crls().collect();
@@ -51,7 +52,7 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
                 @for d in &directories {
                     tr {
                         td { (d.federation) } td { (d.sequence) } td { (page::time(Some(d.issued_at))) }
-                        td { (page::age(Some(d.issued_at))) } td { (d.members) }
+                        td { (page::age(Some(d.issued_at), now)) } td { (d.members) }
                         td { @if state.is_stale(d) { "stale: import a newer one" } @else { "yes" } }
                     }
                 }

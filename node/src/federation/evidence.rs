@@ -171,9 +171,9 @@ pub fn sign_receipt(
     message_id: Uuid,
     wire: &[u8],
     signature: VerifiedSignature,
+    received_at: OffsetDateTime,
 ) -> Result<MessageProof, EvidenceError> {
     let digest = Sha256::digest(wire).to_vec();
-    let received_at = OffsetDateTime::now_utc();
     let own = own_signer(state, &caller.identity().federation)?;
     let receipt_signature = own
         .sign(&signing::receipt_payload(

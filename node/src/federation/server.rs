@@ -117,7 +117,8 @@ impl FederationService {
         let verified =
             evidence::verify_message(&state, peer, certificate.der(), kind, wire, signature)
                 .map_err(|e| evidence_status(&e))?;
-        evidence::sign_receipt(&state, peer, kind, message_id, wire, verified)
+        let received_at = self.store.clock().now();
+        evidence::sign_receipt(&state, peer, kind, message_id, wire, verified, received_at)
             .map_err(|e| evidence_status(&e))
     }
 
@@ -250,7 +251,7 @@ impl FederationService {
             referral_id: referral.id,
             author: local.clone(),
             status: ReferralStatus::Received,
-            at: OffsetDateTime::now_utc(),
+            at: self.store.clock().now(),
             reason: None,
             outcome: None,
             withheld: Vec::new(),
@@ -258,7 +259,7 @@ impl FederationService {
         };
         let period = time::Duration::try_from(self.retention.period(referral.purpose))
             .unwrap_or(time::Duration::MAX);
-        let retain_until = OffsetDateTime::now_utc().saturating_add(period);
+        let retain_until = self.store.clock().now().saturating_add(period);
         match self
             .store
             .receive_referral(&referral, &ack, retain_until, &proof)

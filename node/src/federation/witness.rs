@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use tatmx_certs::{CertificateSummary, TeamIdentity};
 use tatmx_proto::v1 as pb;
-use time::OffsetDateTime;
 
 use super::client::PeerClient;
 use crate::audit::{self, Checkpoint};
@@ -197,7 +196,7 @@ impl Witness {
                 held_seq: held.seq,
                 shown_seq: shown.seq,
                 problem: problem.to_owned(),
-                detected_at: OffsetDateTime::now_utc(),
+                detected_at: self.store.clock().now(),
             })
             .await
             .map_err(|e| e.to_string())

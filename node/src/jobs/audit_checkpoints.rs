@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AuditSettings;
@@ -14,7 +13,8 @@ use crate::trust::Trust;
 /// more when the node stops; removes entries past the audit retention period once an hour
 /// (or once per retention period, if that is shorter).
 pub async fn run(store: Store, trust: Trust, settings: AuditSettings, shutdown: CancellationToken) {
-    let mut last_retention: Option<std::time::Instant> = None;
+    // On tokio's clock, as the sleeps are, so a paused test can step through sweeps.
+    let mut last_retention: Option<tokio::time::Instant> = None;
     loop {
         let stopping = tokio::select! {
             _ = tokio::time::sleep(settings.checkpoint_interval) => false,
@@ -22,10 +22,10 @@ pub async fn run(store: Store, trust: Trust, settings: AuditSettings, shutdown: 
         };
         let sweep_every = settings.retention.min(Duration::from_secs(3600));
         if !stopping && last_retention.is_none_or(|t| t.elapsed() >= sweep_every) {
-            last_retention = Some(std::time::Instant::now());
+            last_retention = Some(tokio::time::Instant::now());
             let period =
                 time::Duration::try_from(settings.retention).unwrap_or(time::Duration::MAX);
-            let cutoff = OffsetDateTime::now_utc().saturating_sub(period);
+            let cutoff = store.clock().now().saturating_sub(period);
             match store.purge_audit_before(cutoff).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "audit entries past retention removed"),

@@ -9,7 +9,7 @@ use crate::store::Store;
 /// Purges expired referrals every `sweep_interval` until the node stops.
 pub async fn run(store: Store, settings: RetentionSettings, shutdown: CancellationToken) {
     loop {
-        match store.purge_expired(time::OffsetDateTime::now_utc()).await {
+        match store.purge_expired(store.clock().now()).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "retention purged expired referrals"),
             Err(e) => tracing::error!(error = %e, "retention purge failed; will try again"),

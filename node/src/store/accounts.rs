@@ -126,7 +126,7 @@ impl Store {
         credentials: &Credentials<'_>,
         actor: &Actor,
     ) -> Result<bool, StoreError> {
-        let now = ms(OffsetDateTime::now_utc());
+        let now = ms(self.clock.now());
         let mut tx = self.write().await?;
         let added = sqlx::query(
             "INSERT INTO console_accounts (username, role, password_hash, totp_secret,
@@ -188,7 +188,7 @@ impl Store {
         let changed = sqlx::query(
             "UPDATE console_accounts SET disabled = 1, changed_at = $1 WHERE username = $2",
         )
-        .bind(ms(OffsetDateTime::now_utc()))
+        .bind(ms(self.clock.now()))
         .bind(username)
         .execute(&mut *tx)
         .await?
@@ -218,7 +218,7 @@ impl Store {
         )
         .bind(credentials.password_hash)
         .bind(credentials.totp_secret.to_vec())
-        .bind(ms(OffsetDateTime::now_utc()))
+        .bind(ms(self.clock.now()))
         .bind(username)
         .execute(&mut *tx)
         .await?
@@ -238,7 +238,7 @@ impl Store {
         reason: &str,
         policy: LockoutPolicy,
     ) -> Result<Option<OffsetDateTime>, StoreError> {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let mut tx = self.write().await?;
         let Some(username) = username else {
             audit_log::append(
@@ -324,7 +324,7 @@ impl Store {
         csrf: &str,
         expired_before: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let now = ms(OffsetDateTime::now_utc());
+        let now = ms(self.clock.now());
         let mut tx = self.write().await?;
         if !spend_code(&mut tx, username, totp_step, now).await? {
             return Ok(false);
@@ -365,7 +365,7 @@ impl Store {
         username: &str,
         totp_step: u64,
     ) -> Result<bool, StoreError> {
-        let now = ms(OffsetDateTime::now_utc());
+        let now = ms(self.clock.now());
         let mut tx = self.write().await?;
         if !spend_code(&mut tx, username, totp_step, now).await? {
             return Ok(false);
@@ -409,7 +409,7 @@ impl Store {
         )
         .bind(password_hash)
         .bind(step_param(totp_step))
-        .bind(ms(OffsetDateTime::now_utc()))
+        .bind(ms(self.clock.now()))
         .bind(username)
         .bind(step_param(totp_step))
         .execute(&mut *tx)
@@ -483,7 +483,7 @@ impl Store {
     pub async fn touch_session(&self, session_id_hash: &str) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query("UPDATE console_sessions SET last_seen = $1 WHERE id_hash = $2")
-            .bind(ms(OffsetDateTime::now_utc()))
+            .bind(ms(self.clock.now()))
             .bind(session_id_hash)
             .execute(&mut *tx)
             .await?;

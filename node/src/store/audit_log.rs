@@ -106,7 +106,7 @@ pub(crate) async fn append(tx: &mut Tx, record: &AuditRecord) -> Result<u64, Sto
     }
     let (last, prev_hash) = head(tx).await?;
     let seq = last + 1;
-    let at_ms = ms(OffsetDateTime::now_utc());
+    let at_ms = ms(tx.now());
     let referral_id = record.referral_id.map(|r| r.to_string());
     let detail = record.detail.to_string();
     let leaf = audit::leaf_hash(
@@ -239,12 +239,13 @@ impl Store {
         if seq == 0 || covered.map(seq_of) == Some(seq) {
             return Ok(None);
         }
-        let checkpoint =
-            Checkpoint::sign(signer, team, seq, &hash).map_err(|e| StoreError::Corrupt {
+        let checkpoint = Checkpoint::sign(signer, team, seq, &hash, tx.now()).map_err(|e| {
+            StoreError::Corrupt {
                 table: "audit_checkpoints",
                 id: seq.to_string(),
                 problem: e.to_string(),
-            })?;
+            }
+        })?;
         sqlx::query(
             "INSERT INTO audit_checkpoints (seq, head_hash, at, signer, scheme, signature,
                                             certificate)
@@ -473,7 +474,7 @@ impl Store {
         .bind(checkpoint.at_ms)
         .bind(&checkpoint.signature)
         .bind(&checkpoint.certificate)
-        .bind(ms(OffsetDateTime::now_utc()))
+        .bind(ms(self.clock.now()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -35,6 +35,7 @@ use tatmx_certs::TeamIdentity;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 pub use crate::config::StoreLocation;
 use crate::vault;
 
@@ -201,6 +202,8 @@ pub struct Store {
     backend: Backend,
     /// Write transactions, batched into group commits.
     writer: writer::Writer,
+    /// The node's one clock: every date the store records is read from it.
+    clock: Clock,
 }
 
 /// Connects to the SQLite file at `path`, creating it if needed.
@@ -239,7 +242,7 @@ async fn open_sqlite(path: &Path) -> Result<AnyPool, StoreError> {
 impl Store {
     /// Starts a write, in the batch of the next group commit ([`writer`]).
     async fn write(&self) -> Result<Tx, StoreError> {
-        self.writer.begin(&self.pool).await
+        self.writer.begin(&self.pool, &self.clock).await
     }
 
     /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to
@@ -280,7 +283,21 @@ impl Store {
             pool,
             backend,
             writer: writer::Writer::new(backend),
+            clock: Clock::system(),
         })
+    }
+
+    /// This store, reading the time from `clock` instead of the system's clock. The node sets
+    /// its clock here once, at start-up, before anything else holds the store.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The node's clock. The store carries it because every layer that needs the time holds
+    /// the store, and the dates it records must agree with the deadlines computed from them.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Which database this store runs on.

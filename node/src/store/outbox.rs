@@ -223,7 +223,7 @@ impl Store {
         if self.backend == Backend::Sqlite || candidates.is_empty() {
             return Ok(candidates.to_vec());
         }
-        let now = ms(OffsetDateTime::now_utc());
+        let now = ms(self.clock.now());
         // The Any driver binds no arrays, so the candidates are numbered placeholders.
         let list = (0..candidates.len())
             .map(|i| format!("${}", i + 4))
@@ -250,7 +250,7 @@ impl Store {
     /// The peers with messages due now that no replica holds: what a replica looks for when
     /// it did not queue the messages itself, or their claimant died.
     pub async fn peers_with_unclaimed(&self) -> Result<Vec<String>, StoreError> {
-        let now = ms(OffsetDateTime::now_utc());
+        let now = ms(self.clock.now());
         Ok(sqlx::query_scalar(
             "SELECT DISTINCT peer FROM outbox
              WHERE state = 'pending' AND next_attempt_at <= $1
@@ -273,7 +273,7 @@ impl Store {
         delivered: &[(i64, &MessageProof)],
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        let now = ms(OffsetDateTime::now_utc());
+        let now = ms(self.clock.now());
         for (seq, proof) in delivered {
             sqlx::query(
                 "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = $1,
@@ -342,7 +342,7 @@ impl Store {
     /// Sends a dead letter again: pending from now, its maximum age counted afresh. Returns
     /// the peer it goes to, or `None` if there is no such dead letter.
     pub async fn retry_dead(&self, message_id: Uuid) -> Result<Option<String>, StoreError> {
-        let now = ms(OffsetDateTime::now_utc());
+        let now = ms(self.clock.now());
         let peer: Option<String> = sqlx::query_scalar(
             "UPDATE outbox SET state = 'pending', next_attempt_at = $1, retried_at = $2
              WHERE message_id = $3 AND state = 'dead' RETURNING peer",

@@ -93,8 +93,7 @@ impl Store {
         submission: &Submission<'_>,
     ) -> Result<Submitted, StoreError> {
         let mut tx = self.write().await?;
-        let submitted =
-            submit_in(&mut tx, disclosure, submission, OffsetDateTime::now_utc()).await?;
+        let submitted = submit_in(&mut tx, disclosure, submission, self.clock.now()).await?;
         if submitted == Submitted::New {
             tx.commit().await?;
         }
@@ -107,7 +106,7 @@ impl Store {
         &self,
         copies: &[(&Disclosure, Submission<'_>)],
     ) -> Result<(), StoreError> {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let mut tx = self.write().await?;
         for (disclosure, submission) in copies {
             let submission = Submission {
@@ -147,7 +146,7 @@ impl Store {
             idempotency: None,
             ..*submission
         };
-        submit_in(&mut tx, disclosure, &submission, OffsetDateTime::now_utc()).await?;
+        submit_in(&mut tx, disclosure, &submission, self.clock.now()).await?;
         tx.commit().await?;
         Ok(Ok(()))
     }
@@ -164,7 +163,7 @@ impl Store {
     ) -> Result<Inbound, StoreError> {
         let body = wire::encode_referral(referral);
         let digest = digest(&body);
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let mut tx = self.write().await?;
         if let Some(outcome) = check_replay(&mut tx, referral.id, &digest).await? {
             return Ok(outcome);
@@ -243,7 +242,7 @@ impl Store {
     ) -> Result<Result<Inbound, TransitionError>, StoreError> {
         let body = wire::encode_status_update(update);
         let digest = digest(&body);
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let mut tx = self.write().await?;
         if let Some(outcome) = check_replay(&mut tx, update.id, &digest).await? {
             return Ok(Ok(outcome));
@@ -683,7 +682,7 @@ async fn change_status_in(
         update.referral_id,
         other_party,
         &body,
-        OffsetDateTime::now_utc(),
+        tx.now(),
         None,
     )
     .await?;

@@ -205,7 +205,7 @@ impl Store {
     ) -> Result<Applied, StoreError> {
         let body = wire::encode_retraction(retraction);
         let digest = digest(&body);
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let mut tx = self.write().await?;
         if let Some(outcome) = check_replay(&mut tx, retraction.id, &digest).await? {
             return Ok(Applied {
@@ -323,7 +323,7 @@ impl Store {
     ) -> Result<Applied, StoreError> {
         let body = wire::encode_retraction_ack(ack);
         let digest = digest(&body);
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let mut tx = self.write().await?;
         if let Some(outcome) = check_replay(&mut tx, ack.id, &digest).await? {
             return Ok(Applied {

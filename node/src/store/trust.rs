@@ -194,7 +194,7 @@ impl Store {
              ON CONFLICT (identity) DO UPDATE SET removed_at = excluded.removed_at",
         )
         .bind(identity)
-        .bind(ms(OffsetDateTime::now_utc()))
+        .bind(ms(self.clock.now()))
         .execute(&mut *tx)
         .await?;
         audit_log::append(&mut tx, audit).await?;
@@ -216,7 +216,7 @@ impl Store {
                  ON CONFLICT (identity) DO UPDATE SET blocked_at = excluded.blocked_at",
             )
             .bind(identity)
-            .bind(ms(OffsetDateTime::now_utc()))
+            .bind(ms(self.clock.now()))
         } else {
             sqlx::query("DELETE FROM blocked_peers WHERE identity = $1").bind(identity)
         };
@@ -331,7 +331,7 @@ async fn insert_peer(tx: &mut Tx, peer: &StoredPeer) -> Result<(), StoreError> {
     .bind(i64::from(peer.cjis_authorized))
     .bind(&peer.pinned_sha256)
     .bind(&peer.source)
-    .bind(ms(OffsetDateTime::now_utc()))
+    .bind(ms(tx.now()))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -348,7 +348,7 @@ async fn insert_anchor(tx: &mut Tx, anchor: &StoredAnchor) -> Result<(), StoreEr
     .bind(&anchor.federation)
     .bind(&anchor.pem)
     .bind(&anchor.source)
-    .bind(ms(OffsetDateTime::now_utc()))
+    .bind(ms(tx.now()))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -364,7 +364,7 @@ async fn insert_crl(tx: &mut Tx, crl: &StoredCrl) -> Result<(), StoreError> {
     .bind(&crl.federation)
     .bind(to_i64(crl.crl_number))
     .bind(&crl.pem)
-    .bind(ms(OffsetDateTime::now_utc()))
+    .bind(ms(tx.now()))
     .execute(&mut **tx)
     .await?;
     Ok(())

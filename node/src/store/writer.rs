@@ -22,7 +22,10 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
+use time::OffsetDateTime;
+
 use super::{Backend, StoreError};
+use crate::clock::Clock;
 
 /// The key of the PostgreSQL advisory lock that makes replicas' write transactions take turns
 /// (an arbitrary constant: "tatmx" in ASCII).
@@ -164,11 +167,13 @@ impl Writer {
     }
 
     /// Waits for the turn to write, and starts this writer's part of the current batch (or a
-    /// new one).
-    pub(super) async fn begin(&self, pool: &AnyPool) -> Result<Tx, StoreError> {
+    /// new one). The writer's time is read from `clock` once it has the turn, so the times of
+    /// the writes in one batch follow the order of the writes.
+    pub(super) async fn begin(&self, pool: &AnyPool, clock: &Clock) -> Result<Tx, StoreError> {
         let mut queued = Queued::new(self);
         let mut turn = self.open.clone().lock_owned().await;
         queued.served();
+        let now = clock.now();
         let batch = match turn.take() {
             Some(batch) => batch,
             None => Batch::begin(pool, self.backend).await?,
@@ -177,6 +182,7 @@ impl Writer {
             batch: Some(batch),
             turn: Some(turn),
             writer: self.clone(),
+            now,
         };
         sqlx::query("SAVEPOINT writer").execute(&mut *tx).await?;
         Ok(tx)
@@ -254,9 +260,17 @@ pub(crate) struct Tx {
     /// The turn, while this writer holds it.
     turn: Option<OwnedMutexGuard<Option<Batch>>>,
     writer: Writer,
+    /// When this write happened, by the store's clock.
+    now: OffsetDateTime,
 }
 
 impl Tx {
+    /// When this write happened: every date the write records (the audit entry, the queued
+    /// message, the status) is this one, so one action carries one time.
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.now
+    }
+
     /// Makes this writer's part final, and returns once its batch is committed.
     pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
         let (Some(mut batch), Some(turn)) = (self.batch.take(), self.turn.take()) else {
@@ -368,7 +382,7 @@ mod tests {
 
     /// Writes row `n`; with `fail`, writes it and then gives up, as an error on the way would.
     async fn write(writer: Writer, pool: AnyPool, n: i64, fail: bool) -> Result<(), StoreError> {
-        let mut tx = writer.begin(&pool).await?;
+        let mut tx = writer.begin(&pool, &Clock::system()).await?;
         sqlx::query("INSERT INTO written (n) VALUES ($1)")
             .bind(n)
             .execute(&mut *tx)
@@ -435,7 +449,7 @@ mod tests {
         let first = tokio::spawn(write(writer.clone(), pool.clone(), 1, false));
         let queued = tokio::spawn({
             let (writer, pool) = (writer.clone(), pool.clone());
-            async move { writer.begin(&pool).await.map(drop) }
+            async move { writer.begin(&pool, &Clock::system()).await.map(drop) }
         });
         queued.abort();
         tokio::time::timeout(Duration::from_secs(10), first)

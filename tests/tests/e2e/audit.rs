@@ -423,6 +423,7 @@ async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_ca
         &core.identity.uri(),
         last as u64,
         &head,
+        time::OffsetDateTime::now_utc(),
     )
     .unwrap();
     sqlx::query("DELETE FROM audit_checkpoints")
@@ -516,4 +517,38 @@ async fn audit_retention_removes_old_entries_and_the_chain_still_verifies() {
     assert!(found.ok, "{found:?}");
     core_node.shutdown().await;
     school_node.shutdown().await;
+}
+
+/// The newest signed checkpoint of `team`'s audit log: its seq and its time in milliseconds.
+async fn latest_checkpoint(team: &TeamSpec) -> Option<(i64, i64)> {
+    let mut db = store_connection(team, false).await;
+    let latest = sqlx::query_as("SELECT seq, at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut db)
+        .await
+        .unwrap();
+    sqlx::Connection::close(db).await.ok();
+    latest
+}
+
+#[tokio::test]
+async fn a_checkpoint_comes_due_on_the_node_clock_and_carries_its_time() {
+    let (_fed, _core, school) = core_and_school();
+    let started = time::OffsetDateTime::now_utc();
+    let node = start_with_clock(&school, tatmx_node::clock::Clock::tokio(started)).await;
+    submit(&mut agency(&school).await, draft("county-core")).await;
+    // The default interval is five minutes: nothing is signed yet.
+    assert_eq!(latest_checkpoint(&school).await, None);
+
+    skip_ahead(Duration::from_secs(5 * 60 + 1)).await;
+    let (seq, at_ms) = eventually(Duration::from_secs(10), "a checkpoint", || {
+        latest_checkpoint(&school)
+    })
+    .await;
+    assert!(seq > 0);
+    let due = started + time::Duration::minutes(5);
+    assert!(
+        at_ms >= (due.unix_timestamp_nanos() / 1_000_000) as i64,
+        "the checkpoint is dated by the node's clock, five minutes on: {at_ms}"
+    );
+    node.shutdown().await;
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use tatmx_node::clock::Clock;
 use tatmx_proto::v1 as pb;
 use tatmx_tests::{TeamSpec, TestFederation, console_section, web_certificate};
 use totp_rs::{Algorithm, Secret, TOTP};
@@ -29,6 +30,8 @@ struct Login {
     secret: Vec<u8>,
     /// The last step whose code this test spent or will spend (0: none yet).
     spent: std::sync::atomic::AtomicU64,
+    /// The clock the authenticator app reads: the node's, so both count the same steps.
+    clock: Clock,
 }
 
 /// Seconds per TOTP step, as the node and authenticator apps count them (RFC 6238's default).
@@ -41,7 +44,13 @@ impl Login {
             password,
             secret,
             spent: Default::default(),
+            clock: Clock::system(),
         }
+    }
+
+    /// This login, with an authenticator app that reads `clock` (a node's on tokio time).
+    fn reading(self, clock: Clock) -> Self {
+        Self { clock, ..self }
     }
 
     /// The same account and secret, with another password (after a change): the steps spent
@@ -52,6 +61,7 @@ impl Login {
             password: password.into(),
             secret: self.secret.clone(),
             spent: self.spent.load(Relaxed).into(),
+            clock: self.clock,
         }
     }
 
@@ -75,9 +85,8 @@ impl Login {
     /// both are spent.
     async fn next_step(&self) -> u64 {
         loop {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock");
+            let now = self.clock.now() - time::OffsetDateTime::UNIX_EPOCH;
+            let now = Duration::try_from(now).expect("a time after 1970");
             let current = now.as_secs() / STEP;
             let step = (self.spent.load(Relaxed) + 1).max(current);
             if step <= current + 1 {
@@ -747,13 +756,20 @@ async fn a_referral_made_in_the_console_previews_its_filter_and_reaches_the_core
 
 #[tokio::test]
 async fn an_idle_session_locks_and_unlocks_with_the_password_and_a_new_code() {
-    let (fed, _core, school) = federation("1s");
-    let node = tatmx_tests::start(&school).await;
-    let worker = add_user(&school, "frank", "case-worker").await;
+    let (fed, _core, school) = federation("15m");
+    let clock = Clock::tokio(time::OffsetDateTime::now_utc());
+    let node = tatmx_tests::start_with_clock(&school, clock).await;
+    let worker = add_user(&school, "frank", "case-worker")
+        .await
+        .reading(clock);
     let mut web = browser(&node, &fed);
     assert_eq!(web.sign_in(&worker).await.status, 303);
     assert_eq!(web.get("/inbox").await.status, 200);
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // Fourteen minutes away from the desk: still open.
+    tatmx_tests::skip_ahead(Duration::from_secs(14 * 60)).await;
+    assert_eq!(web.get("/inbox").await.status, 200);
+    // Then sixteen minutes more without a click: past the fifteen-minute idle lock.
+    tatmx_tests::skip_ahead(Duration::from_secs(16 * 60)).await;
     let locked = web.get("/inbox").await;
     assert_eq!(locked.status, 303);
     assert_eq!(locked.location(), "/unlock");
