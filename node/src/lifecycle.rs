@@ -3,9 +3,10 @@
 //!
 //! ```text
 //!   sent ──▶ received ──▶ accepted ──▶ in-assessment ──▶ completed ──▶ under-management ──▶ closed
-//!              │  ▲                                           └──────────────────────────▲
-//!              │  └── info-requested ──▶ accepted | declined
-//!              └──▶ declined ──▶ closed
+//!            │  ▲                                           │                                ▲
+//!            │  │                                           └────────────────────────────────┘
+//!            │  └── info-requested ──▶ accepted | declined
+//!            └──▶ declined ──▶ closed
 //!   the sender may cancel anything not yet completed, declined, closed or cancelled
 //! ```
 //!
