@@ -955,3 +955,66 @@ async fn received_case_texts_are_sealed_and_shredded_with_their_referral() {
     school_node.shutdown().await;
     core_node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_a_case_was_forwarded_to_sends_new_information_back_to_the_team_that_forwarded_it() {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let state = fed.team("state-police-tat", "core", "law-enforcement");
+    fed.write_config(&school, &[&core], "");
+    fed.write_config(&core, &[&school, &state], "");
+    fed.write_config(&state, &[&core], "");
+    let mut nodes = Vec::new();
+    for team in [&school, &core, &state] {
+        nodes.push(start(team).await);
+    }
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    delivered(&school, &id).await;
+    let forward = agency(&core)
+        .await
+        .forward_referral(pb::ForwardReferralRequest {
+            referral_id: id.clone(),
+            recipient: "state-police-tat".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .referral_id;
+    delivered(&core, &forward).await;
+
+    // The state team talks to the county on the forward, the case they share.
+    let news = inform(
+        &state,
+        &forward,
+        pb::InformationKind::PrecipitatingEvent,
+        false,
+        "The subject was suspended from a second school this week.",
+    )
+    .await
+    .unwrap();
+    assert_eq!(news.recipient, core.identity.uri());
+    let held = arrived(&core, &forward, &news.message_id).await;
+    assert_eq!(held.direction, pb::Direction::Inbound as i32);
+    let message = held.message.unwrap();
+    assert_eq!(message.author, state.identity.uri());
+    let Some(Body::NewInformation(body)) = message.body else {
+        panic!("not new information")
+    };
+    assert!(body.text.contains("suspended"), "{body:?}");
+    // The school's referral is not shared with the state team: it cannot write on it.
+    let refused = inform(
+        &state,
+        &id,
+        pb::InformationKind::PrecipitatingEvent,
+        false,
+        "x",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
