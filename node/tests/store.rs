@@ -13,20 +13,23 @@
 use std::path::Path;
 
 use sqlx::{AnyConnection, Connection};
-use tatmx_certs::TeamIdentity;
+use tatmx_certs::{CertificateAuthority, NodeKey, TeamIdentity};
 use tatmx_node::actor::Actor;
 use tatmx_node::config::Config;
 use tatmx_node::filter::{self, CaseKey, Disclosure};
 use tatmx_node::policy::{Exchange, Policy};
+use tatmx_node::received::{Received, SenderChecked};
 use tatmx_node::referral::{
     LegalBasis, Narrative, Purpose, Referral, ReferralContent, ReferralStatus, StatusUpdate,
 };
 use tatmx_node::retraction::PurgeCause;
+use tatmx_node::signing;
 use tatmx_node::store::{
     Backend, DeliveryState, Direction, Inbound, MessageKind, MessageProof, Store, StoreLocation,
     Submission, Submitted,
 };
 use tatmx_node::team::{Discipline, LocalTeam, Peer, Role};
+use tatmx_node::tls::Credentials;
 use tatmx_tests::backend;
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
@@ -173,8 +176,43 @@ fn received(referral: &Referral) -> StatusUpdate {
     }
 }
 
-/// The evidence kept beside a message. The store keeps it as given; the federation service
-/// checks signatures before it gets here.
+/// A node of `identity`'s team, with a key and a certificate `ca` issued for it, as
+/// `tatmx node init` and `tatmx ca sign` make them.
+fn node(ca: &CertificateAuthority, identity: &TeamIdentity) -> Credentials {
+    let key = NodeKey::generate(identity).unwrap();
+    let issued = ca.sign_csr(&key.csr_pem, identity.team.clone(), 1).unwrap();
+    Credentials::from_pem(&issued.cert_pem, &key.key_pem, identity, "test").unwrap()
+}
+
+/// `referral` as the Federation server hands it to the store: decoded from the bytes its
+/// sender signed, with its sender checked, its signature verified and the recipient's receipt
+/// signed, by keys a test federation's CA certified. The store takes a received message in no
+/// other form.
+fn as_received(referral: &Referral) -> Received<Referral> {
+    let ca = CertificateAuthority::create(referral.sender.federation.clone(), 1).unwrap();
+    let (sender, recipient) = (node(&ca, &referral.sender), node(&ca, &referral.recipient));
+    let bytes = tatmx_node::wire::encode_referral(referral);
+    let signature = sender
+        .signer()
+        .sign(&signing::message_payload(
+            MessageKind::Referral.as_str(),
+            &bytes,
+        ))
+        .unwrap();
+    SenderChecked::<Referral>::decode(bytes, &referral.sender)
+        .unwrap()
+        .verify_signature(
+            sender.signer().certificate().to_vec(),
+            signing::SCHEME_ECDSA_P256_SHA256,
+            signature,
+        )
+        .unwrap()
+        .receipt(recipient.signer(), OffsetDateTime::now_utc())
+        .unwrap()
+}
+
+/// The evidence kept beside a message sent and delivered. The store keeps it as given; the
+/// delivery worker checks the receipt before it gets here.
 fn proof(message_id: Uuid, kind: MessageKind, peer: &TeamIdentity) -> MessageProof {
     MessageProof {
         message_id,
@@ -358,9 +396,8 @@ async fn a_received_referral_is_stored_once_and_a_different_one_under_its_id_is_
         let delivered = referral("riverside-mh", "county-core");
         let ack = received(&delivered);
         let keep_until = OffsetDateTime::now_utc() + Duration::days(30);
-        let evidence = proof(delivered.id, MessageKind::Referral, &delivered.sender);
         let first = store
-            .receive_referral(&delivered, &ack, keep_until, &evidence)
+            .receive_referral(&as_received(&delivered), &ack, keep_until)
             .await
             .unwrap();
         assert_eq!(first, Inbound::Stored);
@@ -374,15 +411,15 @@ async fn a_received_referral_is_stored_once_and_a_different_one_under_its_id_is_
 
         // The sender's retry of the same message changes nothing, not even its ack.
         let replay = store
-            .receive_referral(&delivered, &received(&delivered), keep_until, &evidence)
+            .receive_referral(&as_received(&delivered), &received(&delivered), keep_until)
             .await
             .unwrap();
         assert_eq!(replay, Inbound::Duplicate);
         // Different content under the same id is refused, and the first content stays.
         let mut altered = delivered.clone();
-        altered.justification = Some("something else".into());
+        altered.justification = Some("Another account of the plan, from a parent.".into());
         let conflict = store
-            .receive_referral(&altered, &received(&altered), keep_until, &evidence)
+            .receive_referral(&as_received(&altered), &received(&altered), keep_until)
             .await
             .unwrap();
         assert_eq!(conflict, Inbound::Conflict);
@@ -411,9 +448,8 @@ async fn purging_an_expired_referral_removes_its_body_and_its_data_key() {
             (&expiring, now + Duration::hours(1)),
             (&kept, now + Duration::days(30)),
         ] {
-            let evidence = proof(referral.id, MessageKind::Referral, &referral.sender);
             store
-                .receive_referral(referral, &received(referral), until, &evidence)
+                .receive_referral(&as_received(referral), &received(referral), until)
                 .await
                 .unwrap();
         }

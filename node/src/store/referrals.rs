@@ -13,13 +13,14 @@ use super::codec::{
 };
 use super::outbox::enqueue;
 use super::{
-    Direction, Inbound, MessageKind, MessageProof, Sealing, Store, StoreError, Tx, audit_log,
-    check_replay, record_received,
+    Direction, Inbound, MessageKind, Sealing, Store, StoreError, Tx, audit_log, check_replay,
+    record_received,
 };
 use crate::actor::Actor;
 use crate::audit;
 use crate::filter::{Disclosure, FieldDecision};
 use crate::lifecycle::{self, Side, TransitionError};
+use crate::received::Received;
 use crate::referral::{AssessmentOutcome, LegalBasis, Referral, ReferralStatus, StatusUpdate};
 use crate::{vault, wire};
 
@@ -152,15 +153,17 @@ impl Store {
     }
 
     /// Stores a referral delivered by its sender, sealed under a new data key and kept until
-    /// `retain_until`, and queues the `received` acknowledgement back to the sender,
-    /// atomically. A redelivery changes nothing, even after the referral was purged.
+    /// `retain_until`, with its proof, and queues the `received` acknowledgement back to the
+    /// sender, atomically. A redelivery changes nothing, even after the referral was purged.
+    /// Only a [`Received`] is taken: its sender and signature were checked.
     pub async fn receive_referral(
         &self,
-        referral: &Referral,
+        referral: &Received<Referral>,
         ack: &StatusUpdate,
         retain_until: OffsetDateTime,
-        proof: &MessageProof,
     ) -> Result<Inbound, StoreError> {
+        let proof = referral.proof();
+        let referral = referral.message();
         let body = wire::encode_referral(referral);
         let digest = digest(&body);
         let now = self.clock.now();
@@ -232,14 +235,14 @@ impl Store {
     }
 
     /// Applies a status update from the other party of a referral: the recipient of one this
-    /// node sent, or the sender of one it received. The lifecycle is checked inside the
-    /// transaction, against the status as stored.
+    /// node sent, or the sender of one it received, the [`Received`]'s checked sender. The
+    /// lifecycle is checked inside the transaction, against the status as stored.
     pub async fn receive_status_update(
         &self,
-        update: &StatusUpdate,
-        from: &TeamIdentity,
-        proof: &MessageProof,
+        update: &Received<StatusUpdate>,
     ) -> Result<Result<Inbound, TransitionError>, StoreError> {
+        let (from, proof) = (update.sender(), update.proof());
+        let update = update.message();
         let body = wire::encode_status_update(update);
         let digest = digest(&body);
         let now = self.clock.now();
