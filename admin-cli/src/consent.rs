@@ -265,8 +265,8 @@ pub async fn run(socket: &Path, cmd: ConsentCommand) -> anyhow::Result<()> {
             } else {
                 println!("Consent {} recorded.", recorded.id);
                 println!(
-                    "Name it in a referral with consent_ref = \"{}\".",
-                    recorded.id
+                    "Name it in a referral with consent_ref = \"{}\" and subject_ref = \"{}\".",
+                    recorded.id, recorded.subject
                 );
             }
         }

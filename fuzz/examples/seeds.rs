@@ -375,6 +375,7 @@ fn status_updates() -> Vec<(&'static str, StatusUpdate)> {
         status: ReferralStatus::Accepted,
         at: at(60),
         reason: None,
+        reason_code: None,
         outcome: None,
         withheld: vec![],
         forwarded_to: None,
@@ -384,6 +385,7 @@ fn status_updates() -> Vec<(&'static str, StatusUpdate)> {
         status: ReferralStatus::Completed,
         at: at(86_400),
         reason: Some(text("Plan in place with the school.")),
+        reason_code: None,
         outcome: Some(AssessmentOutcome {
             level_of_concern: Some(LevelOfConcern {
                 scheme: text("CSTAG"),

@@ -383,6 +383,7 @@ mod tests {
             status: ReferralStatus::Received,
             at: OffsetDateTime::now_utc(),
             reason: None,
+            reason_code: None,
             outcome: None,
             withheld: Vec::new(),
             forwarded_to: None,

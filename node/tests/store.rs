@@ -170,6 +170,7 @@ fn received(referral: &Referral) -> StatusUpdate {
         status: ReferralStatus::Received,
         at: OffsetDateTime::now_utc(),
         reason: None,
+        reason_code: None,
         outcome: None,
         withheld: Vec::new(),
         forwarded_to: None,

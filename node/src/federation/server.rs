@@ -242,6 +242,7 @@ impl FederationService {
             status: ReferralStatus::Received,
             at: self.store.clock().now(),
             reason: None,
+            reason_code: None,
             outcome: None,
             withheld: Vec::new(),
             forwarded_to: None,

@@ -81,6 +81,7 @@ async fn a_consultation_fans_out_is_answered_and_declined() {
                 referral_id: answer.referral_id.clone(),
                 status: pb::ReferralStatus::Completed.into(),
                 reason: String::new(),
+                reason_code: pb::ReasonCode::Unspecified.into(),
                 outcome: Some(pb::AssessmentOutcome {
                     advice: format!("Advice from {}", partner.identity.team),
                     recommendations: vec!["MH-EVAL".into()],
@@ -96,6 +97,7 @@ async fn a_consultation_fans_out_is_answered_and_declined() {
             referral_id: consultation.answers[2].referral_id.clone(),
             status: pb::ReferralStatus::Declined.into(),
             reason: "Outside our remit.".into(),
+            reason_code: pb::ReasonCode::NotAThreatAssessmentMatter.into(),
             outcome: None,
         })
         .await
@@ -107,6 +109,7 @@ async fn a_consultation_fans_out_is_answered_and_declined() {
             referral_id: consultation.answers[1].referral_id.clone(),
             status: pb::ReferralStatus::Completed.into(),
             reason: String::new(),
+            reason_code: pb::ReasonCode::Unspecified.into(),
             outcome: Some(pb::AssessmentOutcome::default()),
         })
         .await

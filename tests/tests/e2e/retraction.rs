@@ -15,6 +15,7 @@ fn consented_draft(recipient: &str, consent: &str) -> pb::NewReferral {
     draft.legal_basis = pb::LegalBasis::Consent.into();
     draft.justification.clear();
     draft.consent_ref = consent.to_owned();
+    draft.subject_ref = "CASE-RETRACT".into();
     if let Some(content) = draft.content.as_mut() {
         content.narrative = Some(pb::Narrative {
             text: CANARY.into(),
