@@ -72,6 +72,21 @@ pub struct StatusChange {
 /// A referral with its timeline.
 pub type Held = (StoredReferral, Vec<StatusEvent>);
 
+/// A status change staff asked for, filtered for the other team, with what deciding whether
+/// it may be made needs.
+struct StatusDraft {
+    /// The update as it would leave.
+    update: StatusUpdate,
+    /// This team's side of the referral.
+    side: Side,
+    /// The other team.
+    other: tatmx_certs::TeamIdentity,
+    /// The referral's status as stored when the draft was made.
+    current: ReferralStatus,
+    /// Whether the referral is a consultation request.
+    consultation: bool,
+}
+
 impl App {
     /// What submitting `draft` would send, and why; stores nothing.
     pub async fn preview(&self, draft: NewReferral) -> Result<Disclosed, AppError> {
@@ -155,7 +170,12 @@ impl App {
         actor: &Actor,
     ) -> Result<Held, AppError> {
         let id = change.referral_id;
-        let (update, side, other) = self.filtered_status_update(change).await?;
+        let StatusDraft {
+            update,
+            side,
+            other,
+            ..
+        } = self.filtered_status_update(change).await?;
         self.store
             .change_status(&update, side, &other, actor)
             .await??;
@@ -171,19 +191,14 @@ impl App {
         &self,
         change: StatusChange,
     ) -> Result<StatusUpdate, AppError> {
-        let (update, side, _) = self.filtered_status_update(change).await?;
-        let (stored, _) = self.held(update.referral_id).await?;
-        let consultation = stored.referral.consultation.is_some();
-        crate::lifecycle::check(stored.status, &update, side, consultation)?;
-        Ok(update)
+        let draft = self.filtered_status_update(change).await?;
+        crate::lifecycle::check(draft.current, &draft.update, draft.side, draft.consultation)?;
+        Ok(draft.update)
     }
 
     /// Builds the update staff asked for on this team's side of a referral, filtered for the
-    /// other team; returns it with this team's side and the other team.
-    async fn filtered_status_update(
-        &self,
-        change: StatusChange,
-    ) -> Result<(StatusUpdate, Side, tatmx_certs::TeamIdentity), AppError> {
+    /// other team.
+    async fn filtered_status_update(&self, change: StatusChange) -> Result<StatusDraft, AppError> {
         let id = change.referral_id;
         let (stored, _) = self.held(id).await?;
         let referral = &stored.referral;
@@ -219,7 +234,13 @@ impl App {
             reidentify: false,
         };
         filter::filter_status_update(&self.policy, &exchange, &mut update);
-        Ok((update, side, other.clone()))
+        Ok(StatusDraft {
+            update,
+            side,
+            other: other.clone(),
+            current: stored.status,
+            consultation: referral.consultation.is_some(),
+        })
     }
 
     /// A referral on this node with its timeline; a purged one is reported as purged, with
