@@ -22,7 +22,7 @@ pub enum ReferralCommand {
     Show(ShowArgs),
     /// Accept a referral this team received.
     Accept(IdArgs),
-    /// Decline a referral this team received, with a reason.
+    /// Decline a referral this team received, with a coded reason.
     Decline(ReasonArgs),
     /// Set another status of the closed loop: info-requested, in-assessment or
     /// under-management.
@@ -31,7 +31,7 @@ pub enum ReferralCommand {
     Complete(CompleteArgs),
     /// Close a completed or declined referral.
     Close(IdArgs),
-    /// Cancel a referral this team sent, with a reason.
+    /// Cancel a referral this team sent, with a coded reason.
     Cancel(ReasonArgs),
     /// Forward a referral this team received to another team, filtered again.
     Forward(ForwardArgs),
@@ -77,17 +77,37 @@ pub struct IdArgs {
     pub json: bool,
 }
 
-/// A referral id and a reason.
+/// A referral id and why: a code, and words if wanted.
 #[derive(Args)]
 pub struct ReasonArgs {
     /// The referral id.
     pub id: String,
-    /// Why. It goes to the other team only if the policy lets free text go to it.
+    /// Why, as a code the other team always receives: not-a-threat-assessment-matter,
+    /// outside-jurisdiction, referred-elsewhere, insufficient-information, duplicate or other.
+    #[arg(long, value_parser = reason_code)]
+    pub code: pb::ReasonCode,
+    /// Why, in your words (optional). They go to the other team only if the policy lets free
+    /// text go to it; --preview shows whether it would.
     #[arg(long)]
-    pub reason: String,
+    pub reason: Option<String>,
+    /// Show what the other team would receive, and change nothing.
+    #[arg(long)]
+    pub preview: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A reason code by its name (`referred-elsewhere`).
+fn reason_code(name: &str) -> Result<pb::ReasonCode, String> {
+    tatmx_node::referral::ReasonCode::parse(name)
+        .map(tatmx_node::convert::reason_code_to_proto)
+        .ok_or_else(|| {
+            let names: Vec<&str> = tatmx_node::referral::ReasonCode::all()
+                .map(tatmx_node::referral::ReasonCode::as_str)
+                .collect();
+            format!("not a reason code; use one of {}", names.join(", "))
+        })
 }
 
 /// Arguments of `tatmx referral status`.
@@ -240,28 +260,8 @@ pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result
             )
             .await
         }
-        ReferralCommand::Decline(args) => {
-            change(
-                socket,
-                &args.id,
-                pb::ReferralStatus::Declined,
-                Some(args.reason),
-                None,
-                args.json,
-            )
-            .await
-        }
-        ReferralCommand::Cancel(args) => {
-            change(
-                socket,
-                &args.id,
-                pb::ReferralStatus::Cancelled,
-                Some(args.reason),
-                None,
-                args.json,
-            )
-            .await
-        }
+        ReferralCommand::Decline(args) => decide(socket, pb::ReferralStatus::Declined, args).await,
+        ReferralCommand::Cancel(args) => decide(socket, pb::ReferralStatus::Cancelled, args).await,
         ReferralCommand::Close(args) => {
             change(
                 socket,
@@ -341,6 +341,92 @@ pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result
     }
 }
 
+/// Declines or cancels a referral with its reason, or with `--preview` shows what the other
+/// team would receive: the code always, the words only as far as the policy lets them go.
+pub async fn decide(
+    socket: &Path,
+    status: pb::ReferralStatus,
+    args: ReasonArgs,
+) -> anyhow::Result<()> {
+    let request = pb::UpdateReferralStatusRequest {
+        referral_id: args.id.clone(),
+        status: status.into(),
+        reason: args.reason.unwrap_or_default(),
+        reason_code: args.code.into(),
+        outcome: None,
+    };
+    let mut client = errors::agency(socket).await?;
+    if args.preview {
+        let update = client
+            .preview_status_change(request)
+            .await
+            .map_err(refused)?
+            .into_inner();
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&update_json(&update))?);
+        } else {
+            print!("{}", describe_update(&update));
+        }
+        return Ok(());
+    }
+    let record = client
+        .update_referral_status(request)
+        .await
+        .map_err(refused)?
+        .into_inner();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&record_json(&record))?);
+    } else {
+        println!(
+            "Referral {} is now {}; the other team is told through its node.",
+            args.id,
+            output::status(record.status)
+        );
+        print!("{}", describe_timeline(&record));
+    }
+    Ok(())
+}
+
+/// What a previewed status change would send, for people.
+fn describe_update(u: &pb::StatusUpdate) -> String {
+    let mut out = format!("The other team would receive: {}", output::status(u.status));
+    if let Ok(code) = pb::ReasonCode::try_from(u.reason_code)
+        && code != pb::ReasonCode::Unspecified
+    {
+        out.push_str(&format!(
+            ", because: {}",
+            output::reason_code(u.reason_code)
+        ));
+    }
+    out.push('\n');
+    if !u.reason.is_empty() {
+        out.push_str(&format!("Your words would go with it: {}\n", u.reason));
+    }
+    for w in &u.withheld {
+        out.push_str(&format!(
+            "Kept back: {} ({})\n",
+            output::categories(&[w.category]).join(""),
+            w.reasons.join("; ")
+        ));
+    }
+    out.push_str("Nothing was changed or sent.\n");
+    out
+}
+
+/// A previewed status change, for scripts.
+fn update_json(u: &pb::StatusUpdate) -> serde_json::Value {
+    json!({
+        "status": output::status(u.status),
+        "reason_code": output::reason_code(u.reason_code),
+        "reason": (!u.reason.is_empty()).then_some(&u.reason),
+        "withheld": u.withheld.iter().map(|w| json!({
+            "category": output::categories(&[w.category]).join(""),
+            "reasons": w.reasons,
+            "rules": w.rules,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// Moves a referral along its closed loop and prints the new timeline.
 async fn change(
     socket: &Path,
@@ -378,6 +464,7 @@ pub async fn update_status(
             status: status.into(),
             reason: reason.unwrap_or_default(),
             outcome,
+            ..Default::default()
         })
         .await
         .map_err(refused)?
@@ -588,6 +675,7 @@ pub fn inbox_table(items: &[pb::InboxItem]) -> String {
             vec![
                 output::time(i.received_at.as_ref()),
                 output::team(&i.sender).to_owned(),
+                asked(i),
                 match (i.urgent, i.unseen_messages) {
                     (true, _) => format!("{} (URGENT news)", output::status(i.status)),
                     (false, 0) => output::status(i.status),
@@ -603,6 +691,7 @@ pub fn inbox_table(items: &[pb::InboxItem]) -> String {
         &[
             "RECEIVED",
             "FROM",
+            "PURPOSE",
             "STATUS",
             "CONCERN",
             "CATEGORIES",
@@ -642,6 +731,21 @@ pub fn case_messages_table(messages: &[&pb::CaseMessageSummary]) -> String {
         &["RECEIVED", "FROM", "MESSAGE", "CATEGORIES", "REFERRAL"],
         &rows,
     )
+}
+
+/// The purpose of an inbox item; for a consultation request, the start of its question, so a
+/// partner sees at a glance what is asked (`referral show` prints it whole).
+fn asked(i: &pb::InboxItem) -> String {
+    let purpose = output::purpose(i.purpose);
+    if i.question.trim().is_empty() {
+        return purpose;
+    }
+    const SHOWN: usize = 40;
+    let question = i.question.trim();
+    match question.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{purpose}: {}…", &question[..end]),
+        None => format!("{purpose}: {question}"),
+    }
 }
 
 /// The outbox as a table.
@@ -687,6 +791,7 @@ fn inbox_json(i: &pb::InboxItem) -> serde_json::Value {
         "level_of_concern": i.level_of_concern.as_ref().map(|l| json!({"scheme": l.scheme, "value": l.value})),
         "status": output::status(i.status),
         "categories": output::categories(&i.categories),
+        "question": (!i.question.is_empty()).then_some(&i.question),
         "urgent": i.urgent,
         "unseen_messages": i.unseen_messages,
     })
@@ -750,6 +855,8 @@ fn record_json(r: &pb::ReferralRecord) -> serde_json::Value {
             "at": output::time_json(e.at.as_ref()),
             "actor": e.actor,
             "reason": (!e.reason.is_empty()).then_some(&e.reason),
+            "reason_code": (e.reason_code != pb::ReasonCode::Unspecified as i32)
+                .then(|| output::reason_code(e.reason_code)),
             "outcome": e.outcome.as_ref().map(|o| json!({
                 "level_of_concern": o.level_of_concern.as_ref().map(|l| json!({"scheme": l.scheme, "value": l.value})),
                 "management_plan": o.management_plan,
@@ -901,6 +1008,27 @@ pub fn describe_record(r: &pb::ReferralRecord) -> String {
     if !referral.case_handle.is_empty() {
         out.push_str(&format!("  case handle: {}\n", referral.case_handle));
     }
+    if let Some(consultation) = &referral.consultation {
+        out.push_str(&format!(
+            "\nConsultation requested by {}\n",
+            output::team(&referral.sender)
+        ));
+        out.push_str(&format!("  question:    {}\n", consultation.question));
+        if consultation.due.is_some() {
+            out.push_str(&format!(
+                "  answer by:   {}\n",
+                output::time(consultation.due.as_ref())
+            ));
+        }
+        if referral.case_handle.is_empty() {
+            out.push_str("  the case:    identified (re-identification was allowed)\n");
+        } else {
+            out.push_str(&format!(
+                "  the case:    de-identified, known here only as {}\n",
+                referral.case_handle
+            ));
+        }
+    }
     if r.retain_until.is_some() {
         out.push_str(&format!(
             "  kept until:  {} (then purged by retention)\n",
@@ -953,8 +1081,21 @@ pub fn describe_timeline(r: &pb::ReferralRecord) -> String {
             output::status(event.status),
             output::team(&event.actor)
         ));
+        if event.reason_code != pb::ReasonCode::Unspecified as i32 {
+            out.push_str(&format!(
+                ", because: {}",
+                output::reason_code(event.reason_code)
+            ));
+        }
         if !event.reason.is_empty() {
             out.push_str(&format!(": {}", event.reason));
+        }
+        if event
+            .withheld
+            .iter()
+            .any(|w| w.category == pb::DataCategory::Narrative as i32)
+        {
+            out.push_str(" (the words were kept back by the policy)");
         }
         if !event.forwarded_to.is_empty() {
             out.push_str(&format!(" to {}", output::team(&event.forwarded_to)));

@@ -135,6 +135,16 @@ pub fn purpose(name: &str) -> anyhow::Result<i32> {
     .with_context(|| format!("unknown purpose {name:?}"))
 }
 
+/// A consent valid until a date is valid through that whole day, as a person reads it (and
+/// as the console records it): 23:59:59 UTC, not the midnight that begins it. So a consent
+/// given today "until today" is in force, rather than refused as ending before it began.
+fn through_the_day(start: prost_types::Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: start.seconds + 86_399,
+        nanos: 0,
+    }
+}
+
 fn date(text: &str, field: &str) -> anyhow::Result<prost_types::Timestamp> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let day = time::Date::parse(text, format)
@@ -198,7 +208,7 @@ pub fn read_consent_file(path: &Path) -> anyhow::Result<pb::Consent> {
         valid_until: file
             .valid_until
             .as_deref()
-            .map(|d| date(d, "valid_until"))
+            .map(|d| date(d, "valid_until").map(through_the_day))
             .transpose()?,
         ..Default::default()
     })
@@ -265,8 +275,8 @@ pub async fn run(socket: &Path, cmd: ConsentCommand) -> anyhow::Result<()> {
             } else {
                 println!("Consent {} recorded.", recorded.id);
                 println!(
-                    "Name it in a referral with consent_ref = \"{}\".",
-                    recorded.id
+                    "Name it in a referral with consent_ref = \"{}\" and subject_ref = \"{}\".",
+                    recorded.id, recorded.subject
                 );
             }
         }
@@ -445,4 +455,19 @@ fn progress_json(progress: &pb::RetractionProgress) -> serde_json::Value {
             })
         }).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consent_until_a_date_is_in_force_through_that_day() {
+        let until = date("2027-11-30", "valid_until")
+            .map(through_the_day)
+            .expect("a date");
+        let end = time::OffsetDateTime::from_unix_timestamp(until.seconds).expect("a time");
+        assert_eq!(end.to_string(), "2027-11-30 23:59:59.0 +00:00:00");
+        assert!(date("30/11/2027", "valid_until").is_err());
+    }
 }

@@ -223,15 +223,7 @@ pub async fn run(socket: &Path, cmd: ConsultCommand) -> anyhow::Result<()> {
             }
         }
         ConsultCommand::Decline(args) => {
-            agency::update_status(
-                socket,
-                &args.id,
-                pb::ReferralStatus::Declined,
-                Some(args.reason),
-                None,
-            )
-            .await?;
-            println!("Consultation {} declined.", args.id);
+            agency::decide(socket, pb::ReferralStatus::Declined, args).await?;
         }
         ConsultCommand::List(args) => {
             let mut client = errors::agency(socket).await?;

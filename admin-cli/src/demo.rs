@@ -517,6 +517,7 @@ async fn consent_loop(root: &Path) -> anyhow::Result<()> {
     std::fs::write(&file, SHARED_ON_CONSENT)?;
     let mut draft = agency::read_referral_file(&file)?;
     draft.consent_ref = Some(consent.id.clone());
+    draft.subject_ref = Some(consent.subject.clone());
     let shared = agency::submit(&riverside, &draft, false, None).await?;
     let shared_id = shared.referral_id.clone();
     wait_for(Duration::from_secs(20), || async {

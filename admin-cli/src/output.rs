@@ -77,6 +77,15 @@ pub fn purpose(value: i32) -> String {
     )
 }
 
+/// A reason code in lower case, such as `referred-elsewhere`.
+pub fn reason_code(value: i32) -> String {
+    enum_name(
+        pb::ReasonCode::try_from(value).map(|s| s.as_str_name()),
+        "REASON_CODE_",
+        value,
+    )
+}
+
 /// A legal basis in lower case, such as `health-safety-emergency`.
 pub fn basis(value: i32) -> String {
     enum_name(

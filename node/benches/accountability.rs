@@ -127,6 +127,7 @@ async fn one_referral(ends: &Ends, accountable: bool) {
         status: ReferralStatus::Received,
         at: now,
         reason: None,
+        reason_code: None,
         outcome: None,
         withheld: Vec::new(),
         forwarded_to: None,

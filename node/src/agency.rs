@@ -123,6 +123,18 @@ fn referral_record(stored: &StoredReferral, events: &[StatusEvent]) -> pb::Refer
                 reason: e.reason.clone().unwrap_or_default(),
                 outcome: e.outcome.as_ref().map(convert::outcome_to_proto),
                 forwarded_to: e.forwarded_to.clone().unwrap_or_default(),
+                reason_code: e
+                    .reason_code
+                    .map_or(pb::ReasonCode::Unspecified, convert::reason_code_to_proto)
+                    .into(),
+                withheld: e
+                    .withheld
+                    .iter()
+                    .map(|c| pb::WithheldCategory {
+                        category: convert::category_to_proto(*c).into(),
+                        ..Default::default()
+                    })
+                    .collect(),
             })
             .collect(),
         categories: categories(&stored.referral),
@@ -261,6 +273,18 @@ fn categories(referral: &Referral) -> Vec<i32> {
         .collect()
 }
 
+/// The status change a request asks for, as the application takes it.
+fn status_change(r: pb::UpdateReferralStatusRequest) -> Result<StatusChange, Status> {
+    Ok(StatusChange {
+        referral_id: uuid(&r.referral_id, "referral_id")?,
+        status: convert::status_from_proto(r.status, "status").map_err(invalid)?,
+        reason_code: convert::reason_code_from_proto(r.reason_code, "reason_code")
+            .map_err(invalid)?,
+        reason: Some(r.reason),
+        outcome: r.outcome.map(convert::outcome_from_proto),
+    })
+}
+
 fn inbox_item(stored: &StoredReferral, unseen: Unseen) -> pb::InboxItem {
     let r = &stored.referral;
     pb::InboxItem {
@@ -276,6 +300,11 @@ fn inbox_item(stored: &StoredReferral, unseen: Unseen) -> pb::InboxItem {
         categories: categories(r),
         urgent: unseen.urgent,
         unseen_messages: unseen.count,
+        question: r
+            .consultation
+            .as_ref()
+            .map(|c| c.question.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -502,15 +531,18 @@ impl Agency for AgencyService {
         request: Request<pb::UpdateReferralStatusRequest>,
     ) -> Result<Response<pb::ReferralRecord>, Status> {
         let actor = caller(&request);
-        let r = request.into_inner();
-        let change = StatusChange {
-            referral_id: uuid(&r.referral_id, "referral_id")?,
-            status: convert::status_from_proto(r.status, "status").map_err(invalid)?,
-            reason: Some(r.reason),
-            outcome: r.outcome.map(convert::outcome_from_proto),
-        };
+        let change = status_change(request.into_inner())?;
         let (stored, events) = self.app.change_status(change, &actor).await?;
         Ok(Response::new(referral_record(&stored, &events)))
+    }
+
+    async fn preview_status_change(
+        &self,
+        request: Request<pb::UpdateReferralStatusRequest>,
+    ) -> Result<Response<pb::StatusUpdate>, Status> {
+        let change = status_change(request.into_inner())?;
+        let update = self.app.preview_status_change(change).await?;
+        Ok(Response::new(convert::status_update_to_proto(&update)))
     }
 
     async fn retry_message(

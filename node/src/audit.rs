@@ -623,6 +623,7 @@ pub fn status_change(
         detail: json!({
             "direction": if outbound { "sent" } else { "received" },
             "status": update.status.as_str(),
+            "reason_code": update.reason_code.map(|c| c.as_str()),
             "update_id": update.id,
             "categories": categories,
             "withheld": update.withheld.iter().map(|w| w.category.as_str()).collect::<Vec<_>>(),

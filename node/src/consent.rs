@@ -142,7 +142,9 @@ impl Consent {
             .valid_until
             .is_some_and(|until| until <= self.valid_from)
         {
-            return Err(ConsentError("valid_until: must be after valid_from".into()));
+            return Err(ConsentError(
+                "valid_until: must be after valid_from (when none is given, the moment the consent is recorded): a consent cannot end before it begins".into(),
+            ));
         }
         Ok(())
     }

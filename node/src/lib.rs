@@ -31,7 +31,10 @@
 //! - [`retraction`]: consent revoked, data pulled back hop by hop, purges and tombstones.
 //! - [`retention`]: how long a received referral is kept.
 //! - [`jobs`]: the background jobs: retention purges, audit checkpoints.
-//! - [`signing`]: the node key's signatures over messages, receipts and checkpoints.
+//! - [`signing`]: the node key's signatures over messages, receipts and checkpoints, and the
+//!   proof kept of each message.
+//! - [`received`]: a delivered message once its sender and signature were checked: the only
+//!   thing the store's `receive_*` methods take.
 //! - [`audit`]: the hash-chained audit log: what each entry records, checkpoints, verification.
 //! - [`store`]: SQLite, and the only module with SQL.
 //! - [`outbox`]: the queue of outbound messages: the handle that wakes delivery, and watchers.
@@ -81,6 +84,7 @@ pub mod node;
 pub mod outbox;
 pub mod policy;
 pub mod purpose;
+pub mod received;
 pub mod referral;
 pub mod refresh;
 pub mod refusal;

@@ -11,10 +11,11 @@
 //! ```
 //!
 //! The recipient moves every status but `cancelled`, which only the sender may set. Declining
-//! and cancelling need a reason; completing needs the outcome. Completing ends the assessment,
-//! not the case: a case the core team manages is `under-management` (set by hand, or by
-//! recording a plan or reassessment on a completed case, [`crate::case_message::moves_to`])
-//! until it is closed, and case messages flow until then.
+//! and cancelling need a coded reason (words beside it are optional); completing needs the
+//! outcome. Completing ends the assessment, not the case: a case the core team manages is
+//! `under-management` (set by hand, or by recording a plan or reassessment on a completed
+//! case, [`crate::case_message::moves_to`]) until it is closed, and case messages flow until
+//! then.
 
 use crate::category::DataCategory;
 use crate::referral::{ReferralStatus, StatusUpdate};
@@ -114,18 +115,14 @@ pub fn check(
     }
     // A reason or outcome the filter withheld was still given; the manifest says so.
     let withheld = |category| update.withheld.iter().any(|w| w.category == category);
-    let has_reason = update
-        .reason
-        .as_deref()
-        .is_some_and(|r| !r.trim().is_empty())
-        || withheld(DataCategory::Narrative);
+    let has_reason = update.reason_code.is_some();
     let has_outcome = update.outcome.is_some() || withheld(DataCategory::Assessment);
     match next {
-        S::Declined if !has_reason => {
-            Err(TransitionError::Missing("reason: declining needs a reason"))
-        }
+        S::Declined if !has_reason => Err(TransitionError::Missing(
+            "reason_code: declining needs a coded reason (not-a-threat-assessment-matter, outside-jurisdiction, referred-elsewhere, insufficient-information, duplicate or other)",
+        )),
         S::Cancelled if !has_reason => Err(TransitionError::Missing(
-            "reason: cancelling needs a reason",
+            "reason_code: cancelling needs a coded reason (not-a-threat-assessment-matter, outside-jurisdiction, referred-elsewhere, insufficient-information, duplicate or other)",
         )),
         S::Completed if !has_outcome => Err(TransitionError::Missing(
             "outcome: completing needs the level of concern and whether a management plan is in place",
@@ -150,6 +147,7 @@ mod tests {
             status,
             at: OffsetDateTime::now_utc(),
             reason: Some("because".into()),
+            reason_code: Some(crate::referral::ReasonCode::Other),
             outcome: Some(AssessmentOutcome {
                 level_of_concern: None,
                 management_plan: true,
@@ -243,11 +241,21 @@ mod tests {
     }
 
     #[test]
-    fn declining_needs_a_reason_and_completing_an_outcome() {
+    fn declining_needs_a_coded_reason_and_completing_an_outcome() {
         use ReferralStatus as S;
         let mut decline = update(S::Declined);
-        decline.reason = None;
+        decline.reason_code = None;
+        assert!(matches!(
+            check(S::Received, &decline, Side::Recipient, false),
+            Err(TransitionError::Missing(m)) if m.starts_with("reason_code")
+        ));
+        // Words alone are not a reason the other team can rely on receiving.
+        decline.reason = Some("we are not the right team".into());
         assert!(check(S::Received, &decline, Side::Recipient, false).is_err());
+        // A code alone is: the words are optional.
+        decline.reason_code = Some(crate::referral::ReasonCode::OutsideJurisdiction);
+        decline.reason = None;
+        check(S::Received, &decline, Side::Recipient, false).unwrap();
         let mut complete = update(S::Completed);
         complete.outcome = None;
         assert!(check(S::InAssessment, &complete, Side::Recipient, false).is_err());

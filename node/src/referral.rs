@@ -391,6 +391,10 @@ pub struct NewReferral {
     /// For a consultation: disclose direct identifiers instead of the case handle.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reidentify: bool,
+    /// The agency's own reference for the subject, as its consents name it. Kept here, never
+    /// sent; when the draft names a consent it must be that consent's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_ref: Option<String>,
 }
 
 /// A category the sender's filter removed, and why; never any of its content.
@@ -597,14 +601,81 @@ pub struct StatusUpdate {
     pub status: ReferralStatus,
     /// When the change was made.
     pub at: OffsetDateTime,
-    /// Why; required to decline or cancel. Category NARRATIVE.
+    /// Why, in the author's words. Category NARRATIVE: the filter may withhold it.
     pub reason: Option<String>,
+    /// Why, as a code; required to decline or cancel. Not about the person, so not filtered.
+    pub reason_code: Option<ReasonCode>,
     /// The minimal outcome of a completed assessment. Category ASSESSMENT.
     pub outcome: Option<AssessmentOutcome>,
     /// What the filter withheld from this update.
     pub withheld: Vec<Withheld>,
     /// For a forward: the team it went to.
     pub forwarded_to: Option<TeamIdentity>,
+}
+
+/// Why a team declined or cancelled a referral, from a fixed vocabulary that every team's
+/// node knows. A code says nothing about the person, so the policy never withholds it: the
+/// other team always learns why, even when the free text beside it stays behind.
+///
+/// Its one name table is derived (strum, the same case as serde): `outside-jurisdiction`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::Display,
+)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum ReasonCode {
+    /// The concern is not one for threat assessment.
+    NotAThreatAssessmentMatter,
+    /// The subject or the concern is outside the team's jurisdiction.
+    OutsideJurisdiction,
+    /// Another team or service is taking it.
+    ReferredElsewhere,
+    /// There is not enough to act on.
+    InsufficientInformation,
+    /// The same concern was referred already.
+    Duplicate,
+    /// None of these; the free text says more.
+    Other,
+}
+
+impl ReasonCode {
+    /// The code's name: `referred-elsewhere`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// The code named `name`, if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        name.parse().ok()
+    }
+
+    /// Every code, in the order forms offer them.
+    pub fn all() -> impl Iterator<Item = Self> {
+        <Self as strum::IntoEnumIterator>::iter()
+    }
+
+    /// What the code means, in words a case worker uses.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::NotAThreatAssessmentMatter => "not a threat assessment matter",
+            Self::OutsideJurisdiction => "outside our jurisdiction",
+            Self::ReferredElsewhere => "referred elsewhere",
+            Self::InsufficientInformation => "not enough information to act on",
+            Self::Duplicate => "already referred (a duplicate)",
+            Self::Other => "another reason",
+        }
+    }
 }
 
 /// The minimal outcome a core team reports when an assessment is completed.

@@ -6,6 +6,10 @@
 //! certificate stored beside it. Every signed payload starts with `tatmx/v1 `, a context name
 //! and a zero byte: the key also signs TLS handshakes, and the prefix keeps a signature made for
 //! one use from ever being valid for another.
+//!
+//! The evidence kept of each message, the [`MessageProof`], and the [`MessageKind`] every
+//! signature names live here too: they are what these signatures are made over and kept in,
+//! and the store, the Federation server and [`crate::received`] all share them.
 
 use std::sync::Arc;
 
@@ -13,6 +17,8 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 use rustls::SignatureScheme;
 use rustls::sign::SigningKey;
 use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
+use uuid::Uuid;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// ECDSA P-256 with SHA-256, ASN.1 DER: the only scheme of protocol v1.
@@ -39,6 +45,73 @@ pub enum SignatureError {
     /// The signature does not match the bytes and the certificate.
     #[error("does not verify over the message with the signer's certificate")]
     Invalid,
+}
+
+/// The kinds of message nodes exchange: what an outbox entry carries, and the kind a message
+/// signature names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A referral, for `Federation.DeliverReferral`.
+    Referral,
+    /// A status update, for `Federation.UpdateStatus`.
+    StatusUpdate,
+    /// A request to purge, for `Federation.Retract`.
+    Retraction,
+    /// A purge report, for `Federation.AcknowledgeRetraction`.
+    RetractionAck,
+    /// A message about a shared referral, for `Federation.DeliverCaseMessage`.
+    CaseMessage,
+}
+
+impl MessageKind {
+    /// The stored name; also the kind a message signature names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Referral => "referral",
+            Self::StatusUpdate => "status-update",
+            Self::Retraction => "retraction",
+            Self::RetractionAck => "retraction-ack",
+            Self::CaseMessage => "case-message",
+        }
+    }
+
+    /// The kind with this stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "referral" => Some(Self::Referral),
+            "status-update" => Some(Self::StatusUpdate),
+            "retraction" => Some(Self::Retraction),
+            "retraction-ack" => Some(Self::RetractionAck),
+            "case-message" => Some(Self::CaseMessage),
+            _ => None,
+        }
+    }
+}
+
+/// The evidence of one message: the sender's signature, and the receiver's receipt.
+///
+/// A plain record, as stored and read back. That a received message's record was checked is
+/// not this type's promise but [`crate::received::Received`]'s, which carries one.
+#[derive(Debug, Clone)]
+pub struct MessageProof {
+    /// The message.
+    pub message_id: Uuid,
+    /// Its kind, as stored in the outbox.
+    pub kind: &'static str,
+    /// The other node, as an identity URI.
+    pub peer: String,
+    /// SHA-256 of the canonical encoding.
+    pub digest: Vec<u8>,
+    /// The sender's signature over [`message_payload`].
+    pub signature: Vec<u8>,
+    /// The sender's certificate, DER.
+    pub sender_certificate: Vec<u8>,
+    /// The receiver's signature over [`receipt_payload`].
+    pub receipt_signature: Option<Vec<u8>>,
+    /// The receiver's certificate, DER.
+    pub receipt_certificate: Option<Vec<u8>>,
+    /// When the receiver says it received it.
+    pub received_at: Option<OffsetDateTime>,
 }
 
 /// What a node signs with.
@@ -124,6 +197,11 @@ pub fn receipt_payload(message_id: &str, digest: &[u8], received_at_ms: i64) -> 
         "receipt",
         &[message_id.as_bytes(), digest, &received_at_ms.to_be_bytes()],
     )
+}
+
+/// Unix milliseconds, as the signed payloads and the clock header carry time.
+pub fn millis(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// What a node signs of its audit chain: its head after entry `seq`, at a time.

@@ -138,6 +138,7 @@ mod tests {
             status: ReferralStatus::Received,
             at: at(),
             reason: Some("seen".into()),
+            reason_code: None,
             outcome: None,
             withheld: Vec::new(),
             forwarded_to: Some(team("south")),

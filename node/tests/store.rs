@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use sqlx::{AnyConnection, Connection};
-use tatmx_certs::TeamIdentity;
+use tatmx_certs::{CertificateAuthority, NodeKey, TeamIdentity};
 use tatmx_node::actor::Actor;
 use tatmx_node::case_message::{
     CaseBody, CaseMessage, CaseRefusal, InformationKind, Intervention, InterventionCode, Plan,
@@ -24,16 +24,19 @@ use tatmx_node::config::Config;
 use tatmx_node::filter::{self, CaseDisclosure, CaseKey, Disclosure};
 use tatmx_node::lifecycle::Side;
 use tatmx_node::policy::{Exchange, Policy};
+use tatmx_node::received::{Receivable, Received, SenderChecked};
 use tatmx_node::referral::{
     AssessmentOutcome, LegalBasis, LevelOfConcern, Narrative, Purpose, Referral, ReferralContent,
     ReferralStatus, StatusUpdate,
 };
 use tatmx_node::retraction::PurgeCause;
+use tatmx_node::signing;
 use tatmx_node::store::{
     Backend, DeliveryState, Direction, Inbound, MessageKind, MessageProof, Store, StoreLocation,
     Submission, Submitted,
 };
 use tatmx_node::team::{Discipline, LocalTeam, Peer, Role};
+use tatmx_node::tls::Credentials;
 use tatmx_tests::backend;
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
@@ -174,14 +177,50 @@ fn received(referral: &Referral) -> StatusUpdate {
         status: ReferralStatus::Received,
         at: OffsetDateTime::now_utc(),
         reason: None,
+        reason_code: None,
         outcome: None,
         withheld: Vec::new(),
         forwarded_to: None,
     }
 }
 
-/// The evidence kept beside a message. The store keeps it as given; the federation service
-/// checks signatures before it gets here.
+/// A node of `identity`'s team, with a key and a certificate `ca` issued for it, as
+/// `tatmx node init` and `tatmx ca sign` make them.
+fn node(ca: &CertificateAuthority, identity: &TeamIdentity) -> Credentials {
+    let key = NodeKey::generate(identity).unwrap();
+    let issued = ca.sign_csr(&key.csr_pem, identity.team.clone(), 1).unwrap();
+    Credentials::from_pem(&issued.cert_pem, &key.key_pem, identity, "test").unwrap()
+}
+
+/// `referral` as the Federation server hands it to the store: decoded from the bytes its
+/// sender signed, with its sender checked, its signature verified and the recipient's receipt
+/// signed, by keys a test federation's CA certified. The store takes a received message in no
+/// other form.
+fn as_received(referral: &Referral) -> Received<Referral> {
+    let ca = CertificateAuthority::create(referral.sender.federation.clone(), 1).unwrap();
+    let (sender, recipient) = (node(&ca, &referral.sender), node(&ca, &referral.recipient));
+    let bytes = tatmx_node::wire::encode_referral(referral);
+    let signature = sender
+        .signer()
+        .sign(&signing::message_payload(
+            MessageKind::Referral.as_str(),
+            &bytes,
+        ))
+        .unwrap();
+    SenderChecked::<Referral>::decode(bytes, &referral.sender)
+        .unwrap()
+        .verify_signature(
+            sender.signer().certificate().to_vec(),
+            signing::SCHEME_ECDSA_P256_SHA256,
+            signature,
+        )
+        .unwrap()
+        .receipt(recipient.signer(), OffsetDateTime::now_utc())
+        .unwrap()
+}
+
+/// The evidence kept beside a message sent and delivered. The store keeps it as given; the
+/// delivery worker checks the receipt before it gets here.
 fn proof(message_id: Uuid, kind: MessageKind, peer: &TeamIdentity) -> MessageProof {
     MessageProof {
         message_id,
@@ -365,9 +404,8 @@ async fn a_received_referral_is_stored_once_and_a_different_one_under_its_id_is_
         let delivered = referral("riverside-mh", "county-core");
         let ack = received(&delivered);
         let keep_until = OffsetDateTime::now_utc() + Duration::days(30);
-        let evidence = proof(delivered.id, MessageKind::Referral, &delivered.sender);
         let first = store
-            .receive_referral(&delivered, &ack, keep_until, &evidence)
+            .receive_referral(&as_received(&delivered), &ack, keep_until)
             .await
             .unwrap();
         assert_eq!(first, Inbound::Stored);
@@ -381,15 +419,15 @@ async fn a_received_referral_is_stored_once_and_a_different_one_under_its_id_is_
 
         // The sender's retry of the same message changes nothing, not even its ack.
         let replay = store
-            .receive_referral(&delivered, &received(&delivered), keep_until, &evidence)
+            .receive_referral(&as_received(&delivered), &received(&delivered), keep_until)
             .await
             .unwrap();
         assert_eq!(replay, Inbound::Duplicate);
         // Different content under the same id is refused, and the first content stays.
         let mut altered = delivered.clone();
-        altered.justification = Some("something else".into());
+        altered.justification = Some("Another account of the plan, from a parent.".into());
         let conflict = store
-            .receive_referral(&altered, &received(&altered), keep_until, &evidence)
+            .receive_referral(&as_received(&altered), &received(&altered), keep_until)
             .await
             .unwrap();
         assert_eq!(conflict, Inbound::Conflict);
@@ -418,9 +456,8 @@ async fn purging_an_expired_referral_removes_its_body_and_its_data_key() {
             (&expiring, now + Duration::hours(1)),
             (&kept, now + Duration::days(30)),
         ] {
-            let evidence = proof(referral.id, MessageKind::Referral, &referral.sender);
             store
-                .receive_referral(referral, &received(referral), until, &evidence)
+                .receive_referral(&as_received(referral), &received(referral), until)
                 .await
                 .unwrap();
         }
@@ -515,6 +552,46 @@ async fn a_dead_letter_is_listed_however_many_messages_came_after_it() {
 
 // ---- case messages ----
 
+/// `message`, sent by its author to `to`, as the Federation server hands it to the store:
+/// decoded from the bytes its author's node signed, checked, and receipted by `to`'s node.
+fn arrived<M: Receivable + Encoded>(message: &M, to: &TeamIdentity) -> Received<M> {
+    let from = message.sender().clone();
+    let ca = CertificateAuthority::create(from.federation.clone(), 1).unwrap();
+    let (sender, recipient) = (node(&ca, &from), node(&ca, to));
+    let bytes = message.bytes();
+    let signature = sender
+        .signer()
+        .sign(&signing::message_payload(M::KIND.as_str(), &bytes))
+        .unwrap();
+    SenderChecked::<M>::decode(bytes, &from)
+        .unwrap()
+        .verify_signature(
+            sender.signer().certificate().to_vec(),
+            signing::SCHEME_ECDSA_P256_SHA256,
+            signature,
+        )
+        .unwrap()
+        .receipt(recipient.signer(), OffsetDateTime::now_utc())
+        .unwrap()
+}
+
+/// A message's canonical bytes, as its sender's node signs them.
+trait Encoded {
+    fn bytes(&self) -> Vec<u8>;
+}
+
+impl Encoded for CaseMessage {
+    fn bytes(&self) -> Vec<u8> {
+        tatmx_node::wire::encode_case_message(self)
+    }
+}
+
+impl Encoded for StatusUpdate {
+    fn bytes(&self) -> Vec<u8> {
+        tatmx_node::wire::encode_status_update(self)
+    }
+}
+
 /// The policy's parties for a case message from `author` (with `role`) to `to`.
 fn case_exchange(author: &TeamIdentity, role: Role, to: &Peer, on: &Referral) -> Exchange {
     let local = LocalTeam {
@@ -594,6 +671,7 @@ async fn move_to(store: &Store, on: &Referral, status: ReferralStatus) {
             advice: String::new(),
             recommendations: Vec::new(),
         }),
+        reason_code: None,
         withheld: Vec::new(),
         forwarded_to: None,
     };
@@ -609,10 +687,9 @@ async fn a_case_message_is_sent_with_its_record_and_refused_when_the_case_does_n
     for t in stores().await {
         let store = &t.store;
         let held = referral("riverside-mh", "county-core");
-        let evidence = proof(held.id, MessageKind::Referral, &held.sender);
         let until = OffsetDateTime::now_utc() + Duration::days(30);
         store
-            .receive_referral(&held, &received(&held), until, &evidence)
+            .receive_referral(&as_received(&held), &received(&held), until)
             .await
             .unwrap();
 
@@ -738,9 +815,8 @@ async fn a_received_case_message_is_stored_once_comes_first_until_read_and_is_pu
             (&first, now + Duration::hours(1)),
             (&second, now + Duration::days(30)),
         ] {
-            let evidence = proof(held.id, MessageKind::Referral, &held.sender);
             store
-                .receive_referral(held, &received(held), until, &evidence)
+                .receive_referral(&as_received(held), &received(held), until)
                 .await
                 .unwrap();
         }
@@ -754,9 +830,8 @@ async fn a_received_case_message_is_stored_once_comes_first_until_read_and_is_pu
                 content: ReferralContent::default(),
             },
         );
-        let evidence = proof(news.id, MessageKind::CaseMessage, &first.sender);
         let stored = store
-            .receive_case_message(&news, &first.sender, &evidence)
+            .receive_case_message(&arrived(&news, &first.recipient))
             .await
             .unwrap()
             .unwrap();
@@ -764,7 +839,7 @@ async fn a_received_case_message_is_stored_once_comes_first_until_read_and_is_pu
         // Once: a redelivery changes nothing, other content under its id is refused, and a
         // team the referral is not shared with is told so.
         let again = store
-            .receive_case_message(&news, &first.sender, &evidence)
+            .receive_case_message(&arrived(&news, &first.recipient))
             .await
             .unwrap()
             .unwrap();
@@ -778,7 +853,7 @@ async fn a_received_case_message_is_stored_once_comes_first_until_read_and_is_pu
         };
         assert_eq!(
             store
-                .receive_case_message(&altered, &first.sender, &evidence)
+                .receive_case_message(&arrived(&altered, &first.recipient))
                 .await
                 .unwrap()
                 .unwrap(),
@@ -789,7 +864,7 @@ async fn a_received_case_message_is_stored_once_comes_first_until_read_and_is_pu
         stranger.author = team("lincoln-high");
         assert_eq!(
             store
-                .receive_case_message(&stranger, &team("lincoln-high"), &evidence)
+                .receive_case_message(&arrived(&stranger, &first.recipient))
                 .await
                 .unwrap()
                 .unwrap(),
@@ -842,13 +917,11 @@ async fn a_plan_puts_a_completed_case_under_management_and_the_latest_says_when_
         let store = &t.store;
         let today = OffsetDateTime::now_utc().date();
         let held = referral("riverside-mh", "county-core");
-        let evidence = proof(held.id, MessageKind::Referral, &held.sender);
         store
             .receive_referral(
-                &held,
+                &as_received(&held),
                 &received(&held),
                 OffsetDateTime::now_utc() + Duration::days(30),
-                &evidence,
             )
             .await
             .unwrap();
@@ -922,9 +995,8 @@ async fn a_plan_received_on_a_referral_sent_from_here_is_sealed_under_a_key_made
             status: ReferralStatus::Accepted,
             ..received(&sent)
         };
-        let evidence = proof(accepted.id, MessageKind::StatusUpdate, &sent.recipient);
         store
-            .receive_status_update(&accepted, &sent.recipient, &evidence)
+            .receive_status_update(&arrived(&accepted, &sent.sender))
             .await
             .unwrap()
             .unwrap();
@@ -943,10 +1015,9 @@ async fn a_plan_received_on_a_referral_sent_from_here_is_sealed_under_a_key_made
                 )),
             },
         );
-        let evidence = proof(plan.id, MessageKind::CaseMessage, &sent.recipient);
         assert_eq!(
             store
-                .receive_case_message(&plan, &sent.recipient, &evidence)
+                .receive_case_message(&arrived(&plan, &sent.sender))
                 .await
                 .unwrap()
                 .unwrap(),
@@ -975,10 +1046,9 @@ async fn a_plan_received_on_a_referral_sent_from_here_is_sealed_under_a_key_made
                 },
             },
         );
-        let evidence = proof(wrong.id, MessageKind::CaseMessage, &sent.recipient);
         assert!(matches!(
             store
-                .receive_case_message(&wrong, &sent.recipient, &evidence)
+                .receive_case_message(&arrived(&wrong, &sent.sender))
                 .await
                 .unwrap(),
             Err(CaseRefusal::WrongParty { .. })

@@ -580,6 +580,7 @@ pub fn draft(recipient: &str) -> pb::NewReferral {
         consent_ref: String::new(),
         case_ref: String::new(),
         reidentify: false,
+        subject_ref: String::new(),
         content: Some(pb::ReferralContent {
             identity: Some(pb::SubjectIdentity {
                 full_name: "CANARY-NAME-7f3a".into(),

@@ -254,3 +254,56 @@ fn a_node_that_is_not_running_is_named_with_the_way_to_start_it() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_reads_the_question_it_is_asked_in_its_inbox_and_in_the_referral() {
+    let mut fed = tatmx_tests::TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let partner = fed.team("fbi-bau", "partner", "federal-partner");
+    fed.write_config(&core, &[&partner], "");
+    fed.write_config(&partner, &[&core], "");
+    let _core_node = tatmx_tests::start(&core).await;
+    let _partner_node = tatmx_tests::start(&partner).await;
+    let mut case = tatmx_tests::draft("ignored");
+    case.legal_basis = tatmx_proto::v1::LegalBasis::DeIdentified.into();
+    case.justification.clear();
+    case.case_ref = "CASE-2026-0099".into();
+    let question = "Does the pattern of leakage suggest escalation toward the school?";
+    let consultation = tatmx_tests::agency(&core)
+        .await
+        .request_consultation(tatmx_proto::v1::RequestConsultationRequest {
+            partners: vec!["fbi-bau".into()],
+            question: question.into(),
+            due: None,
+            referral: Some(case),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let id = consultation.answers[0].referral_id.clone();
+    tatmx_tests::referral_when(&partner, &id, "the partner's copy", |_| true).await;
+
+    let (ok, inbox, stderr) = tatmx(&partner.dir, &["inbox"]).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        inbox.contains("consultation: Does the pattern of leakage suggest esca…"),
+        "{inbox}"
+    );
+    let listed = json(&partner.dir, &["inbox", "--json"]).await;
+    assert_eq!(listed[0]["question"], question, "{listed}");
+
+    let (ok, shown, stderr) = tatmx(&partner.dir, &["referral", "show", &id]).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        shown.contains("Consultation requested by county-core"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("question:    {question}")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("de-identified, known here only as case-"),
+        "{shown}"
+    );
+}

@@ -120,7 +120,7 @@ async fn consents_are_recorded_named_in_a_referral_and_revoked() {
     std::fs::write(
         &referral,
         format!(
-            "recipient = \"county-core\"\npurpose = \"threat-assessment\"\nlegal_basis = \"consent\"\nconsent_ref = \"{id}\"\n[content.threat]\nthreat_type = \"targeted-violence\"\n[content.contact]\nphone = \"CANARY-PHONE\"\n[content.mental_health]\ndiagnoses = [\"CANARY-DX\"]\n"
+            "recipient = \"county-core\"\npurpose = \"threat-assessment\"\nlegal_basis = \"consent\"\nconsent_ref = \"{id}\"\nsubject_ref = \"CASE-2026-0042\"\n[content.threat]\nthreat_type = \"targeted-violence\"\n[content.contact]\nphone = \"CANARY-PHONE\"\n[content.mental_health]\ndiagnoses = [\"CANARY-DX\"]\n"
         ),
     )
     .unwrap();

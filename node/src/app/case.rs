@@ -373,7 +373,9 @@ impl App {
 
     /// The consent a case message is filtered against: the consent on file when this node
     /// made the referral itself, else the scope its original sender attached (as a forward
-    /// is filtered), which stands in for a consent kept at another node.
+    /// is filtered), which stands in for a consent kept at another node. Either way it is the
+    /// referral's own consent, whose subject was bound to the referral when it was submitted:
+    /// a case message names no consent of its own, so it cannot carry another subject's.
     async fn case_consent(
         &self,
         direction: &Direction,

@@ -148,6 +148,13 @@ impl App {
                 .prepare(draft, Some(details.clone()), None, Vec::new())
                 .await?;
             Self::refuse_if_empty(&disclosure, Some(partner))?;
+            // The question travels as ASSESSMENT. A copy without it is one the partner cannot
+            // answer, so it is not sent, and neither is any other partner's.
+            if disclosure.outgoing().consultation.is_none() {
+                return Err(AppError::Precondition(format!(
+                    "the policy withholds the question (ASSESSMENT) from {partner}, so it could not answer; nothing was sent to any team"
+                )));
+            }
             prepared.push((disclosure, subject));
         }
         let copies: Vec<_> = prepared

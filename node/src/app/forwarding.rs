@@ -58,6 +58,8 @@ impl App {
                 .filter(|j| !j.trim().is_empty())
                 .or(original.justification.clone()),
             consent_ref: original.consent_ref.clone(),
+            // The original's consent travels with it (`given_consent`), about its own subject.
+            subject_ref: None,
             content,
             case_ref: None,
             reidentify: false,
@@ -96,6 +98,7 @@ impl App {
             status: ReferralStatus::Forwarded,
             at: self.now(),
             reason: None,
+            reason_code: None,
             outcome: None,
             withheld: Vec::new(),
             forwarded_to: Some(disclosure.outgoing().recipient.clone()),

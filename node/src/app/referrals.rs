@@ -13,7 +13,7 @@ use crate::filter::{self, Disclosure, FieldDecision};
 use crate::lifecycle::Side;
 use crate::policy::Exchange;
 use crate::referral::{
-    AssessmentOutcome, ConsultationDetails, Hop, NewReferral, Referral, ReferralStatus,
+    AssessmentOutcome, ConsultationDetails, Hop, NewReferral, ReasonCode, Referral, ReferralStatus,
     StatusUpdate,
 };
 use crate::store::{Direction, StatusEvent, StoredReferral, Submission, Submitted};
@@ -61,7 +61,9 @@ pub struct StatusChange {
     pub referral_id: Uuid,
     /// The status it should reach.
     pub status: ReferralStatus,
-    /// Why, in free text; it passes the filter as NARRATIVE.
+    /// Why, as a code; required to decline or cancel. It always reaches the other team.
+    pub reason_code: Option<ReasonCode>,
+    /// Why, in free text beside the code; it passes the filter as NARRATIVE.
     pub reason: Option<String>,
     /// A completed assessment's outcome; it passes the filter as ASSESSMENT.
     pub outcome: Option<AssessmentOutcome>,
@@ -69,6 +71,21 @@ pub struct StatusChange {
 
 /// A referral with its timeline.
 pub type Held = (StoredReferral, Vec<StatusEvent>);
+
+/// A status change staff asked for, filtered for the other team, with what deciding whether
+/// it may be made needs.
+struct StatusDraft {
+    /// The update as it would leave.
+    update: StatusUpdate,
+    /// This team's side of the referral.
+    side: Side,
+    /// The other team.
+    other: tatmx_certs::TeamIdentity,
+    /// The referral's status as stored when the draft was made.
+    current: ReferralStatus,
+    /// Whether the referral is a consultation request.
+    consultation: bool,
+}
 
 impl App {
     /// What submitting `draft` would send, and why; stores nothing.
@@ -163,6 +180,36 @@ impl App {
         actor: &Actor,
     ) -> Result<Held, AppError> {
         let id = change.referral_id;
+        let StatusDraft {
+            update,
+            side,
+            other,
+            ..
+        } = self.filtered_status_update(change).await?;
+        self.store
+            .change_status(&update, side, &other, actor)
+            .await??;
+        tracing::info!(referral_id = %id, status = %update.status, to = %other, "status changed and queued for the other party");
+        self.outbox.notify(&other);
+        self.held(id).await
+    }
+
+    /// What [`Self::change_status`] would send the other team: the update as it would leave,
+    /// with what the filter would keep back and why. Refused as the change itself would be
+    /// (the lifecycle is checked against the status as stored); changes and sends nothing.
+    pub async fn preview_status_change(
+        &self,
+        change: StatusChange,
+    ) -> Result<StatusUpdate, AppError> {
+        let draft = self.filtered_status_update(change).await?;
+        crate::lifecycle::check(draft.current, &draft.update, draft.side, draft.consultation)?;
+        Ok(draft.update)
+    }
+
+    /// Builds the update staff asked for on this team's side of a referral, filtered for the
+    /// other team.
+    async fn filtered_status_update(&self, change: StatusChange) -> Result<StatusDraft, AppError> {
+        let id = change.referral_id;
         let (stored, _) = self.held(id).await?;
         let referral = &stored.referral;
         let (side, author, other) = match stored.direction {
@@ -183,6 +230,7 @@ impl App {
             status: change.status,
             at: self.now(),
             reason: change.reason.filter(|reason| !reason.trim().is_empty()),
+            reason_code: change.reason_code,
             outcome: change.outcome,
             withheld: Vec::new(),
             forwarded_to: None,
@@ -196,12 +244,13 @@ impl App {
             reidentify: false,
         };
         filter::filter_status_update(&self.policy, &exchange, &mut update);
-        self.store
-            .change_status(&update, side, other, actor)
-            .await??;
-        tracing::info!(referral_id = %id, status = %change.status, to = %other, "status changed and queued for the other party");
-        self.outbox.notify(other);
-        self.held(id).await
+        Ok(StatusDraft {
+            update,
+            side,
+            other: other.clone(),
+            current: stored.status,
+            consultation: referral.consultation.is_some(),
+        })
     }
 
     /// A referral on this node with its timeline; a purged one is reported as purged, with
@@ -260,10 +309,16 @@ impl App {
         };
         draft_referral.validate()?;
         let consent = match given_consent {
+            // A forward's consent is the original's, about the referral's own subject.
             Some(consent) => consent,
             None => {
-                self.named_consent(draft_referral.consent_ref.as_deref())
-                    .await?
+                let consent = self
+                    .named_consent(draft_referral.consent_ref.as_deref())
+                    .await?;
+                if let Some(consent) = &consent {
+                    check_subject(consent, draft.subject_ref.as_deref())?;
+                }
+                consent
             }
         };
         let exchange = Exchange {
@@ -275,8 +330,9 @@ impl App {
             reidentify: draft.reidentify,
         };
         let subject = draft
-            .case_ref
+            .subject_ref
             .clone()
+            .or_else(|| draft.case_ref.clone())
             .or_else(|| consent.as_ref().map(|c| c.subject.clone()))
             .filter(|s| !s.is_empty());
         let disclosure = filter::filter_outbound(
@@ -369,4 +425,24 @@ impl App {
         })?;
         Ok(Some(consent))
     }
+}
+
+/// A consent is a basis only for a referral about its own subject: the draft must carry the
+/// agency's reference for the subject, and it must be the one the consent was given for.
+/// The refusal names the consent, never either subject.
+fn check_subject(consent: &Consent, subject_ref: Option<&str>) -> Result<(), AppError> {
+    let Some(subject_ref) = subject_ref.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Err(AppError::invalid(
+            "subject_ref",
+            "is required when a consent is named: give this agency's reference for the subject, as the consent names it",
+        ));
+    };
+    if subject_ref != consent.subject.trim() {
+        return Err(AppError::Precondition(format!(
+            "consent {} was given for another subject than this referral's subject reference; \
+             nothing was sent. Check that the consent and the subject reference are for the same person",
+            consent.id
+        )));
+    }
+    Ok(())
 }

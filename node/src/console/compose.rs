@@ -125,6 +125,7 @@ fn form(console: &Console, staff: &Staff, fields: &Fields, consents: &[Consent])
                     }
                 }
                 (area("justification", "Justification", Some("Required for the emergency and threat bases. Say why; never name the person here."), fields))
+                (text("subject_ref", "Your reference for this person, as on their consent (kept here, never sent)", fields))
                 (text("case_ref", "Your case number (kept here, never sent)", fields))
                 (text("loc_scheme", "Level of concern: scheme", fields))
                 (text("loc_value", "Level of concern: value", fields))
@@ -273,6 +274,7 @@ fn draft(fields: &Fields) -> Result<NewReferral, AppError> {
         content,
         case_ref: optional("case_ref"),
         reidentify: false,
+        subject_ref: optional("subject_ref"),
     })
 }
 

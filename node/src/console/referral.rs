@@ -20,8 +20,8 @@ use crate::app::{ConsultationRequest, Forward, StatusChange};
 use crate::filter::{FieldDecision, Outcome};
 use crate::lifecycle::{self, Side};
 use crate::referral::{
-    AssessmentOutcome, LegalBasis, LevelOfConcern, NewReferral, Purpose, Referral, ReferralContent,
-    ReferralStatus, StatusUpdate, ThreatDetails,
+    AssessmentOutcome, LegalBasis, LevelOfConcern, NewReferral, Purpose, ReasonCode, Referral,
+    ReferralContent, ReferralStatus, StatusUpdate, ThreatDetails,
 };
 use crate::staff::Capability;
 use crate::store::{Direction, StatusEvent, StoredReferral};
@@ -121,7 +121,9 @@ fn render(
                         td { (page::time(Some(e.at))) }
                         td { (page::team(&e.actor)) }
                         td {
-                            @if let Some(reason) = e.reason.as_deref().filter(|r| !r.is_empty()) { "Reason: " (reason) " " }
+                            @if let Some(code) = e.reason_code { "Why: " (code.describe()) ". " }
+                            @if let Some(reason) = e.reason.as_deref().filter(|r| !r.is_empty()) { "In their words: " (reason) " " }
+                            @if e.withheld.contains(&crate::category::DataCategory::Narrative) { "(The words were kept back: the law that governs them does not let them reach the other team.) " }
                             @if let Some(o) = &e.outcome { (outcome_text(o)) }
                             @if let Some(to) = e.forwarded_to.as_deref().filter(|t| !t.is_empty()) { "Forwarded to " (page::team(to)) }
                         }
@@ -271,6 +273,7 @@ fn allowed(
         // The lifecycle's rules do not depend on the time.
         at: OffsetDateTime::UNIX_EPOCH,
         reason: Some("probe".into()),
+        reason_code: None,
         outcome: Some(AssessmentOutcome {
             level_of_concern: None,
             management_plan: false,
@@ -364,8 +367,9 @@ fn actions(
                 h3 { "Decline" }
                 (page::csrf_field(staff))
                 input type="hidden" name="status" value="declined";
-                label for="decline-reason" { "Reason (the sender sees it, as far as the law allows)" }
-                textarea id="decline-reason" name="reason" required {}
+                (reason_codes("decline"))
+                label for="decline-reason" { "In your own words (optional; the sender sees them only as far as the law allows)" }
+                textarea id="decline-reason" name="reason" {}
                 p { button.danger type="submit" id="action-decline" { "Decline" } }
             }
         }
@@ -374,8 +378,9 @@ fn actions(
                 h3 { "Cancel this referral" }
                 (page::csrf_field(staff))
                 input type="hidden" name="status" value="cancelled";
-                label for="cancel-reason" { "Reason" }
-                textarea id="cancel-reason" name="reason" required {}
+                (reason_codes("cancel"))
+                label for="cancel-reason" { "In your own words (optional; the team sees them only as far as the law allows)" }
+                textarea id="cancel-reason" name="reason" {}
                 p { button.danger type="submit" id="action-cancel" { "Cancel the referral" } }
             }
         }
@@ -405,6 +410,20 @@ fn actions(
                 label for="consult-question" { "Question" }
                 textarea id="consult-question" name="question" required {}
                 p { button type="submit" id="action-consult" { "Ask for advice" } }
+            }
+        }
+    }
+}
+
+/// The choice of a coded reason, which always reaches the other team.
+fn reason_codes(form: &str) -> Markup {
+    let id = format!("{form}-reason-code");
+    html! {
+        label for=(id) { "Why (the other team always sees this)" }
+        select id=(id) name="reason_code" required {
+            option value="" { "Choose a reason" }
+            @for code in ReasonCode::all() {
+                option value=(code.as_str()) { (code.describe()) }
             }
         }
     }
@@ -459,6 +478,7 @@ pub async fn change_status(
             let change = StatusChange {
                 referral_id,
                 status,
+                reason_code: ReasonCode::parse(fields.get("reason_code")),
                 reason: Some(fields.get("reason").to_owned()),
                 outcome,
             };
@@ -541,6 +561,7 @@ pub async fn consult(
         content: referral.content,
         case_ref: Some(referral.id.to_string()),
         reidentify: false,
+        subject_ref: None,
     };
     let asked = ConsultationRequest {
         partners: fields.all("partner"),

@@ -24,7 +24,7 @@ use crate::consent::{Consent, Grantor, Provision, ProvisionKind, Recipient};
 use crate::referral::{
     AssessmentOutcome, Behavior, ConsentScope, ConsultationDetails, CriminalHistory,
     EducationRecord, ExternalId, Hop, LegalBasis, LevelOfConcern, MentalHealth, Narrative,
-    NewReferral, ObservedBehavior, Purpose, Referral, ReferralContent, ReferralStatus,
+    NewReferral, ObservedBehavior, Purpose, ReasonCode, Referral, ReferralContent, ReferralStatus,
     ReporterIdentity, StatusUpdate, SubjectContact, SubjectIdentity, SubstanceUse, ThirdParty,
     ThreatDetails, Withheld,
 };

@@ -360,6 +360,7 @@ pub fn new_referral_to_proto(r: &NewReferral) -> pb::NewReferral {
         content: Some(content_to_proto(&r.content)),
         case_ref: r.case_ref.clone().unwrap_or_default(),
         reidentify: r.reidentify,
+        subject_ref: r.subject_ref.clone().unwrap_or_default(),
     }
 }
 
@@ -379,6 +380,7 @@ pub fn new_referral_from_proto(r: pb::NewReferral) -> Result<NewReferral, Conver
         content: content_from_proto(r.content),
         case_ref: non_empty(r.case_ref),
         reidentify: r.reidentify,
+        subject_ref: non_empty(r.subject_ref),
     })
 }
 
@@ -391,6 +393,10 @@ pub fn status_update_to_proto(u: &StatusUpdate) -> pb::StatusUpdate {
         status: status_to_proto(u.status).into(),
         at: Some(timestamp_to_proto(u.at)),
         reason: u.reason.clone().unwrap_or_default(),
+        reason_code: u
+            .reason_code
+            .map_or(pb::ReasonCode::Unspecified, reason_code_to_proto)
+            .into(),
         outcome: u.outcome.as_ref().map(outcome_to_proto),
         withheld: u.withheld.iter().map(withheld_to_proto).collect(),
         forwarded_to: u
@@ -430,6 +436,7 @@ pub fn status_update_from_proto(u: pb::StatusUpdate) -> Result<StatusUpdate, Con
         status: status_from_proto(u.status, "update.status")?,
         at: timestamp_from_proto(u.at, "update.at")?,
         reason: non_empty(u.reason),
+        reason_code: reason_code_from_proto(u.reason_code, "update.reason_code")?,
         outcome: u.outcome.map(outcome_from_proto),
         withheld: withheld_from_proto(u.withheld)?,
         forwarded_to: if u.forwarded_to.is_empty() {
@@ -438,4 +445,47 @@ pub fn status_update_from_proto(u: pb::StatusUpdate) -> Result<StatusUpdate, Con
             Some(identity_from_proto(&u.forwarded_to, "update.forwarded_to")?)
         },
     })
+}
+
+/// Domain reason code to wire.
+pub fn reason_code_to_proto(code: ReasonCode) -> pb::ReasonCode {
+    use pb::ReasonCode as P;
+    match code {
+        ReasonCode::NotAThreatAssessmentMatter => P::NotAThreatAssessmentMatter,
+        ReasonCode::OutsideJurisdiction => P::OutsideJurisdiction,
+        ReasonCode::ReferredElsewhere => P::ReferredElsewhere,
+        ReasonCode::InsufficientInformation => P::InsufficientInformation,
+        ReasonCode::Duplicate => P::Duplicate,
+        ReasonCode::Other => P::Other,
+    }
+}
+
+/// Wire reason code to domain: unspecified is none; a number this node does not know is
+/// refused, naming the field, rather than read as none.
+pub fn reason_code_from_proto(
+    value: i32,
+    field: &str,
+) -> Result<Option<ReasonCode>, ConversionError> {
+    use pb::ReasonCode as P;
+    Ok(Some(match P::try_from(value) {
+        Ok(P::Unspecified) => return Ok(None),
+        Ok(P::NotAThreatAssessmentMatter) => ReasonCode::NotAThreatAssessmentMatter,
+        Ok(P::OutsideJurisdiction) => ReasonCode::OutsideJurisdiction,
+        Ok(P::ReferredElsewhere) => ReasonCode::ReferredElsewhere,
+        Ok(P::InsufficientInformation) => ReasonCode::InsufficientInformation,
+        Ok(P::Duplicate) => ReasonCode::Duplicate,
+        Ok(P::Other) => ReasonCode::Other,
+        Err(_) => {
+            return Err(ConversionError {
+                field: field.to_owned(),
+                problem: format!(
+                    "unknown reason code {value}; the codes are {}",
+                    ReasonCode::all()
+                        .map(ReasonCode::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }))
 }

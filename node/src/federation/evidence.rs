@@ -6,7 +6,9 @@
 //! sender counts the message delivered only once that receipt checks out ([`check_receipt`]).
 //! Each side stores the pair as a [`MessageProof`], so either can later prove what was sent and
 //! received. The key and payload formats are [`crate::signing`]'s; this module is how the
-//! protocol uses them.
+//! protocol uses them. On the receiver's side it is where trust meets [`crate::received`]: it
+//! picks the signing certificate trust vouches for, and the steps there make the
+//! [`Received`] the store takes.
 
 use sha2::{Digest, Sha256};
 use tatmx_certs::{FederationId, TeamIdentity};
@@ -15,6 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::convert;
+use crate::received::{Receivable, Received, SenderChecked, SignatureChecked, SignatureRefused};
 use crate::signing::{self, NodeSigner, SignatureError};
 use crate::store::{MessageKind, MessageProof};
 use crate::trust::{TrustState, VerifiedPeer};
@@ -79,15 +82,6 @@ impl ReceiptError {
     }
 }
 
-/// A sender's signature that verified, as the receiver keeps it.
-#[derive(Debug)]
-pub struct VerifiedSignature {
-    /// The certificate that signed, DER: the connection's own, or a newer one of the same team.
-    signer: Vec<u8>,
-    /// The signature value.
-    value: Vec<u8>,
-}
-
 /// The signing identity this node uses in `federation`.
 pub fn own_signer<'a>(
     state: &'a TrustState,
@@ -116,18 +110,16 @@ pub fn sign_message(
     })
 }
 
-/// The receiver's side: checks the signature over `wire` (the message's canonical encoding)
-/// against the caller. Usually the connection's own certificate signed; after a rotation on
-/// the sender's side a newer one may, and then it must prove the same team and chain to an
-/// anchor.
-pub fn verify_message(
+/// The receiver's side: checks the signature over the bytes `message` was decoded from against
+/// the caller. Usually the connection's own certificate signed; after a rotation on the
+/// sender's side a newer one may, and then it must prove the same team and chain to an anchor.
+pub fn verify_message<M: Receivable>(
     state: &TrustState,
     caller: &VerifiedPeer,
     connection_certificate: &[u8],
-    kind: MessageKind,
-    wire: &[u8],
+    message: SenderChecked<M>,
     signature: Option<pb::MessageSignature>,
-) -> Result<VerifiedSignature, EvidenceError> {
+) -> Result<SignatureChecked<M>, EvidenceError> {
     let signature = signature.ok_or(EvidenceError::Unsigned)?;
     let signer = if signature.certificate.is_empty()
         || signature.certificate.as_slice() == connection_certificate
@@ -149,50 +141,29 @@ pub fn verify_message(
         }
         signature.certificate
     };
-    signing::verify(
-        &signer,
-        signature.scheme,
-        &signing::message_payload(kind.as_str(), wire),
-        &signature.value,
-    )
-    .map_err(EvidenceError::Signature)?;
-    Ok(VerifiedSignature {
-        signer,
-        value: signature.value,
-    })
+    message
+        .verify_signature(signer, signature.scheme, signature.value)
+        .map_err(|refused| match refused {
+            SignatureRefused::SignerMismatch { signer, sender } => EvidenceError::SignerMismatch {
+                signer,
+                caller: sender,
+            },
+            SignatureRefused::Signature(e) => EvidenceError::Signature(e),
+        })
 }
 
 /// The receiver's side: signs a receipt for a message whose signature verified, and returns
-/// the evidence this node keeps with it.
-pub fn sign_receipt(
+/// it as [`Received`], with the evidence this node keeps.
+pub fn sign_receipt<M: Receivable>(
     state: &TrustState,
     caller: &VerifiedPeer,
-    kind: MessageKind,
-    message_id: Uuid,
-    wire: &[u8],
-    signature: VerifiedSignature,
+    message: SignatureChecked<M>,
     received_at: OffsetDateTime,
-) -> Result<MessageProof, EvidenceError> {
-    let digest = Sha256::digest(wire).to_vec();
+) -> Result<Received<M>, EvidenceError> {
     let own = own_signer(state, &caller.identity().federation)?;
-    let receipt_signature = own
-        .sign(&signing::receipt_payload(
-            &message_id.to_string(),
-            &digest,
-            millis(received_at),
-        ))
-        .map_err(EvidenceError::Signing)?;
-    Ok(MessageProof {
-        message_id,
-        kind: kind.as_str(),
-        peer: caller.identity().uri(),
-        digest,
-        signature: signature.value,
-        sender_certificate: signature.signer,
-        receipt_signature: Some(receipt_signature),
-        receipt_certificate: Some(own.certificate().to_vec()),
-        received_at: Some(received_at),
-    })
+    message
+        .receipt(own, received_at)
+        .map_err(EvidenceError::Signing)
 }
 
 /// The receipt as it goes back to the sender, with this node's latest audit checkpoint.
@@ -269,6 +240,4 @@ pub fn check_receipt(
 }
 
 /// Unix milliseconds, as the signed payloads and the clock header carry time.
-pub(crate) fn millis(at: OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
-}
+pub(crate) use crate::signing::millis;

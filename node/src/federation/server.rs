@@ -5,13 +5,14 @@
 //! and a message body's claim about its sender is only compared against it, never believed.
 //! A message is acknowledged only after it is committed to disk, with a receipt signed by this
 //! node over the message's digest; the sender's own signature over the message is checked
-//! first and kept with it ([`super::evidence`]). Every refusal carries a stable reason code
-//! ([`crate::refusal`]) and is written to the audit log.
+//! first and kept with it ([`super::evidence`]). Those checks are the steps to a [`Received`],
+//! the only form in which the store takes a received message. Every refusal carries a stable
+//! reason code ([`crate::refusal`]) and is written to the audit log.
 
 use std::sync::Arc;
 
 use prost::Message;
-use tatmx_certs::{FederationId, TeamIdentity};
+use tatmx_certs::FederationId;
 use tatmx_proto::v1 as pb;
 use tatmx_proto::v1::federation_server::Federation;
 use time::OffsetDateTime;
@@ -22,15 +23,17 @@ use super::SENT_AT_HEADER;
 use super::evidence::{self, EvidenceError};
 use super::witness::Witness;
 use crate::audit;
-use crate::case_message::{CaseMessageKind, CaseRefusal};
+use crate::case_message::{CaseMessage, CaseMessageKind, CaseRefusal};
 use crate::convert;
 use crate::filter;
 use crate::outbox::Outbox;
 use crate::policy::{Exchange, Policy};
-use crate::referral::{ReferralStatus, StatusUpdate};
+use crate::received::{Receivable, ReceiveError, Received, SenderChecked};
+use crate::referral::{Referral, ReferralStatus, StatusUpdate};
 use crate::refusal::{Reason, refuse, refuse_with};
 use crate::retention::RetentionSettings;
-use crate::store::{Applied, Inbound, MessageKind, MessageProof, Store, StoreError};
+use crate::retraction::{Retraction, RetractionAck};
+use crate::store::{Applied, Inbound, MessageProof, Store, StoreError};
 use crate::trust::PeerCertificate;
 use crate::trust::{Trust, TrustError, VerifiedPeer};
 
@@ -104,23 +107,20 @@ impl FederationService {
     }
 
     /// Checks the sender's signature over a message and signs this node's receipt for it: the
-    /// evidence both sides keep.
-    fn evidence(
+    /// evidence both sides keep, with the message as the store takes it.
+    fn evidence<M: Receivable>(
         &self,
         peer: &VerifiedPeer,
         certificate: &PeerCertificate,
-        kind: MessageKind,
-        message_id: Uuid,
-        wire: &[u8],
+        message: SenderChecked<M>,
         signature: Option<pb::MessageSignature>,
-    ) -> Result<MessageProof, Status> {
+    ) -> Result<Received<M>, Status> {
         let state = self.trust.state();
         let verified =
-            evidence::verify_message(&state, peer, certificate.der(), kind, wire, signature)
+            evidence::verify_message(&state, peer, certificate.der(), message, signature)
                 .map_err(|e| evidence_status(&e))?;
         let received_at = self.store.clock().now();
-        evidence::sign_receipt(&state, peer, kind, message_id, wire, verified, received_at)
-            .map_err(|e| evidence_status(&e))
+        evidence::sign_receipt(&state, peer, verified, received_at).map_err(|e| evidence_status(&e))
     }
 
     /// The signed receipt for a message, with this node's latest audit checkpoint.
@@ -184,20 +184,9 @@ impl FederationService {
         let wire = message
             .referral
             .ok_or_else(|| refuse(Reason::InvalidMessage, "referral: is required"))?;
-        let bytes = wire.encode_to_vec();
-        let referral = convert::referral_from_proto(wire).map_err(|e| {
-            tracing::warn!(peer = %peer.identity(), field = %e.field, "inbound referral invalid");
-            refuse(Reason::InvalidMessage, e.to_string())
-        })?;
-        sent_as("referral.sender", &referral.sender, &peer)?;
-        let proof = self.evidence(
-            &peer,
-            &certificate,
-            MessageKind::Referral,
-            referral.id,
-            &bytes,
-            message.signature,
-        )?;
+        let referral = sent_as::<Referral>(wire.encode_to_vec(), &peer)?;
+        let received = self.evidence(&peer, &certificate, referral, message.signature)?;
+        let referral = received.message();
         let state = self.trust.state();
         let Some(local) = state.own_identity_in(&referral.sender.federation) else {
             return Err(refuse(
@@ -236,7 +225,7 @@ impl FederationService {
             justified: filter::justified(referral.justification.as_deref()),
             reidentify: false,
         };
-        if let Err(refusal) = filter::check_inbound(&self.policy, &exchange, &referral) {
+        if let Err(refusal) = filter::check_inbound(&self.policy, &exchange, referral) {
             tracing::warn!(
                 referral_id = %referral.id,
                 from = %peer.identity(),
@@ -254,6 +243,7 @@ impl FederationService {
             status: ReferralStatus::Received,
             at: self.store.clock().now(),
             reason: None,
+            reason_code: None,
             outcome: None,
             withheld: Vec::new(),
             forwarded_to: None,
@@ -263,7 +253,7 @@ impl FederationService {
         let retain_until = self.store.clock().now().saturating_add(period);
         match self
             .store
-            .receive_referral(&referral, &ack, retain_until, &proof)
+            .receive_referral(&received, &ack, retain_until)
             .await
         {
             Ok(Inbound::Stored) => {
@@ -276,11 +266,11 @@ impl FederationService {
                     "referral received"
                 );
                 self.outbox.notify(&referral.sender);
-                self.receipt(&proof, false).await
+                self.receipt(received.proof(), false).await
             }
             Ok(Inbound::Duplicate) => {
                 tracing::info!(referral_id = %referral.id, from = %peer.identity(), "duplicate referral acknowledged again");
-                self.receipt(&proof, true).await
+                self.receipt(received.proof(), true).await
             }
             Ok(Inbound::Conflict) => {
                 tracing::warn!(referral_id = %referral.id, from = %peer.identity(), "message id reused with different content");
@@ -301,23 +291,10 @@ impl FederationService {
         let wire = message
             .update
             .ok_or_else(|| refuse(Reason::InvalidMessage, "update: is required"))?;
-        let bytes = wire.encode_to_vec();
-        let update = convert::status_update_from_proto(wire)
-            .map_err(|e| refuse(Reason::InvalidMessage, e.to_string()))?;
-        sent_as("update.author", &update.author, &peer)?;
-        let proof = self.evidence(
-            &peer,
-            &certificate,
-            MessageKind::StatusUpdate,
-            update.id,
-            &bytes,
-            message.signature,
-        )?;
-        match self
-            .store
-            .receive_status_update(&update, peer.identity(), &proof)
-            .await
-        {
+        let update = sent_as::<StatusUpdate>(wire.encode_to_vec(), &peer)?;
+        let received = self.evidence(&peer, &certificate, update, message.signature)?;
+        let update = received.message();
+        match self.store.receive_status_update(&received).await {
             Ok(Ok(Inbound::Stored)) => {
                 tracing::info!(
                     referral_id = %update.referral_id,
@@ -325,9 +302,9 @@ impl FederationService {
                     status = %update.status,
                     "status update received"
                 );
-                self.receipt(&proof, false).await
+                self.receipt(received.proof(), false).await
             }
-            Ok(Ok(Inbound::Duplicate)) => self.receipt(&proof, true).await,
+            Ok(Ok(Inbound::Duplicate)) => self.receipt(received.proof(), true).await,
             Ok(Ok(Inbound::Conflict)) => Err(replayed(update.id)),
             Ok(Ok(Inbound::UnknownReferral)) => Err(refuse_with(
                 Reason::UnknownReferral,
@@ -361,20 +338,9 @@ impl FederationService {
         let wire = message
             .message
             .ok_or_else(|| refuse(Reason::InvalidMessage, "message: is required"))?;
-        let bytes = wire.encode_to_vec();
-        let case = convert::case_message_from_proto(wire).map_err(|e| {
-            tracing::warn!(peer = %peer.identity(), field = %e.field, "inbound case message invalid");
-            refuse(Reason::InvalidMessage, e.to_string())
-        })?;
-        sent_as("message.author", &case.author, &peer)?;
-        let proof = self.evidence(
-            &peer,
-            &certificate,
-            MessageKind::CaseMessage,
-            case.id,
-            &bytes,
-            message.signature,
-        )?;
+        let checked = sent_as::<CaseMessage>(wire.encode_to_vec(), &peer)?;
+        let received = self.evidence(&peer, &certificate, checked, message.signature)?;
+        let case = received.message();
         let unknown = || {
             refuse_with(
                 Reason::UnknownReferral,
@@ -428,7 +394,7 @@ impl FederationService {
             justified: filter::justified(held.referral.justification.as_deref()),
             reidentify: false,
         };
-        if let Err(refusal) = filter::check_inbound_case(&self.policy, &exchange, &case) {
+        if let Err(refusal) = filter::check_inbound_case(&self.policy, &exchange, case) {
             tracing::warn!(
                 referral_id = %case.referral_id,
                 from = %peer.identity(),
@@ -439,11 +405,7 @@ impl FederationService {
             return Err(crate::metrics::Refusal::PolicyDenied
                 .attach(refuse(Reason::PolicyRefused, refusal.to_string())));
         }
-        match self
-            .store
-            .receive_case_message(&case, peer.identity(), &proof)
-            .await
-        {
+        match self.store.receive_case_message(&received).await {
             Ok(Ok(Inbound::Stored)) => {
                 let categories: Vec<&str> = case.categories().iter().map(|c| c.as_str()).collect();
                 tracing::info!(
@@ -455,9 +417,9 @@ impl FederationService {
                     categories = ?categories,
                     "case message received"
                 );
-                self.receipt(&proof, false).await
+                self.receipt(received.proof(), false).await
             }
-            Ok(Ok(Inbound::Duplicate)) => self.receipt(&proof, true).await,
+            Ok(Ok(Inbound::Duplicate)) => self.receipt(received.proof(), true).await,
             Ok(Ok(Inbound::Conflict)) => Err(replayed(case.id)),
             Ok(Ok(Inbound::UnknownReferral)) => Err(unknown()),
             Ok(Err(refused)) => {
@@ -488,18 +450,9 @@ impl FederationService {
         let wire = message
             .retraction
             .ok_or_else(|| refuse(Reason::InvalidMessage, "retraction: is required"))?;
-        let bytes = wire.encode_to_vec();
-        let retraction = convert::retraction_from_proto(wire)
-            .map_err(|e| refuse(Reason::InvalidMessage, e.to_string()))?;
-        sent_as("retraction.author", &retraction.author, &peer)?;
-        let proof = self.evidence(
-            &peer,
-            &certificate,
-            MessageKind::Retraction,
-            retraction.id,
-            &bytes,
-            message.signature,
-        )?;
+        let retraction = sent_as::<Retraction>(wire.encode_to_vec(), &peer)?;
+        let received = self.evidence(&peer, &certificate, retraction, message.signature)?;
+        let retraction = received.message();
         let state = self.trust.state();
         let Some(local) = state.own_identity_in(&peer.identity().federation) else {
             return Err(refuse(
@@ -512,7 +465,7 @@ impl FederationService {
         };
         let applied = self
             .store
-            .receive_retraction(&retraction, peer.identity(), local, &proof)
+            .receive_retraction(&received, local)
             .await
             .map_err(|e| store_status(&e))?;
         if applied.outcome == Inbound::Stored {
@@ -524,7 +477,7 @@ impl FederationService {
                 "retraction applied; the referral is purged"
             );
         }
-        self.answer(&applied, &proof, unexpected).await
+        self.answer(&applied, received.proof(), unexpected).await
     }
 
     /// The answer to a retraction or acknowledgement once the store has applied it.
@@ -555,21 +508,12 @@ impl FederationService {
         let wire = message
             .ack
             .ok_or_else(|| refuse(Reason::InvalidMessage, "ack: is required"))?;
-        let bytes = wire.encode_to_vec();
-        let ack = convert::retraction_ack_from_proto(wire)
-            .map_err(|e| refuse(Reason::InvalidMessage, e.to_string()))?;
-        sent_as("ack.author", &ack.author, &peer)?;
-        let proof = self.evidence(
-            &peer,
-            &certificate,
-            MessageKind::RetractionAck,
-            ack.id,
-            &bytes,
-            message.signature,
-        )?;
+        let ack = sent_as::<RetractionAck>(wire.encode_to_vec(), &peer)?;
+        let received = self.evidence(&peer, &certificate, ack, message.signature)?;
+        let ack = received.message();
         let applied = self
             .store
-            .receive_retraction_ack(&ack, peer.identity(), &proof)
+            .receive_retraction_ack(&received)
             .await
             .map_err(|e| store_status(&e))?;
         if applied.outcome == Inbound::Stored {
@@ -583,7 +527,7 @@ impl FederationService {
                 "retraction acknowledged"
             );
         }
-        self.answer(&applied, &proof, || {
+        self.answer(&applied, received.proof(), || {
             refuse_with(
                 Reason::UnknownRetraction,
                 format!(
@@ -634,20 +578,22 @@ fn check_clock<T>(request: &Request<T>) -> Result<(), Status> {
     Ok(())
 }
 
-/// Refuses a message whose body names a sender other than the caller's certificate: the body's
-/// claim is compared, never believed.
-fn sent_as(field: &str, claimed: &TeamIdentity, peer: &VerifiedPeer) -> Result<(), Status> {
-    if claimed == peer.identity() {
-        return Ok(());
-    }
-    tracing::warn!(peer = %peer.identity(), field, "envelope sender differs from certificate");
-    Err(refuse(
-        Reason::SenderMismatch,
-        format!(
-            "{field} {claimed} is not the identity of your certificate, {}",
-            peer.identity()
-        ),
-    ))
+/// Decodes a message from the bytes that came, and refuses it if they are not a valid message
+/// or if its body names a sender other than the caller's certificate: the body's claim is
+/// compared, never believed. The first step to a [`Received`].
+fn sent_as<M: Receivable>(wire: Vec<u8>, peer: &VerifiedPeer) -> Result<SenderChecked<M>, Status> {
+    SenderChecked::decode(wire, peer.identity()).map_err(|e| match &e {
+        ReceiveError::Invalid(invalid) => {
+            if let crate::wire::WireError::Invalid(conversion) = invalid {
+                tracing::warn!(peer = %peer.identity(), kind = M::KIND.as_str(), field = %conversion.field, "inbound message invalid");
+            }
+            refuse(Reason::InvalidMessage, e.to_string())
+        }
+        ReceiveError::SenderMismatch { field, .. } => {
+            tracing::warn!(peer = %peer.identity(), field, "envelope sender differs from certificate");
+            refuse(Reason::SenderMismatch, e.to_string())
+        }
+    })
 }
 
 /// A message id used again for different content: a replay, not a redelivery.

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Store, StoreError, Tx, from_ms, ms};
+use super::{MessageKind, MessageProof, Store, StoreError, Tx, from_ms, ms};
 use crate::audit::{self, AuditEntry, AuditRecord, ChainVerifier, Checkpoint, Verification};
 use crate::signing::NodeSigner;
 
@@ -33,29 +33,6 @@ fn accountable() -> bool {
     {
         true
     }
-}
-
-/// The evidence of one message: the sender's signature, and the receiver's receipt.
-#[derive(Debug, Clone)]
-pub struct MessageProof {
-    /// The message.
-    pub message_id: Uuid,
-    /// Its kind, as stored in the outbox.
-    pub kind: &'static str,
-    /// The other node, as an identity URI.
-    pub peer: String,
-    /// SHA-256 of the canonical encoding.
-    pub digest: Vec<u8>,
-    /// The sender's signature over [`crate::signing::message_payload`].
-    pub signature: Vec<u8>,
-    /// The sender's certificate, DER.
-    pub sender_certificate: Vec<u8>,
-    /// The receiver's signature over [`crate::signing::receipt_payload`].
-    pub receipt_signature: Option<Vec<u8>>,
-    /// The receiver's certificate, DER.
-    pub receipt_certificate: Option<Vec<u8>>,
-    /// When the receiver says it received it.
-    pub received_at: Option<OffsetDateTime>,
 }
 
 /// A peer's history contradicting a checkpoint this node held.
@@ -539,7 +516,7 @@ impl Store {
         let kind: String = row.try_get("kind")?;
         Ok(Some(MessageProof {
             message_id,
-            kind: super::MessageKind::parse(&kind).map_or("unknown", super::MessageKind::as_str),
+            kind: MessageKind::parse(&kind).map_or("unknown", MessageKind::as_str),
             peer: row.try_get("peer")?,
             digest: row.try_get("digest")?,
             signature: row.try_get("signature")?,

@@ -19,8 +19,8 @@ use super::codec::{decisions_from_json, decisions_json, digest, from_ms, ms, sto
 use super::outbox::enqueue;
 use super::referrals::{insert_event, sealing_of};
 use super::{
-    Direction, Inbound, MessageKind, MessageProof, Sealing, Store, StoreError, Tx, audit_log,
-    check_replay, record_received,
+    Direction, Inbound, MessageKind, Sealing, Store, StoreError, Tx, audit_log, check_replay,
+    record_received,
 };
 use crate::actor::Actor;
 use crate::audit;
@@ -31,6 +31,7 @@ use crate::case_message::{
 use crate::category::DataCategory;
 use crate::filter::{CaseDisclosure, FieldDecision};
 use crate::lifecycle::Side;
+use crate::received::Received;
 use crate::referral::{Referral, ReferralStatus};
 use crate::{vault, wire};
 
@@ -204,10 +205,10 @@ impl Store {
     /// it. A redelivery changes nothing.
     pub async fn receive_case_message(
         &self,
-        message: &CaseMessage,
-        from: &TeamIdentity,
-        proof: &MessageProof,
+        message: &Received<CaseMessage>,
     ) -> Result<Result<Inbound, CaseRefusal>, StoreError> {
+        let (from, proof) = (message.sender(), message.proof());
+        let message = message.message();
         let body = wire::encode_case_message(message);
         let digest = digest(&body);
         let now = self.clock.now();

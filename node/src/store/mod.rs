@@ -52,13 +52,14 @@ mod retraction;
 mod trust;
 mod writer;
 
+pub use crate::signing::{MessageKind, MessageProof};
 /// The canonical bytes of a referral: what is stored, digested, and sent ([`crate::wire`]).
 pub use crate::wire::encode_referral;
+pub use audit_log::WitnessConflict;
 #[cfg(feature = "bench-internals")]
 pub use audit_log::disable_accountability_for_benchmarks;
-pub use audit_log::{MessageProof, WitnessConflict};
 pub use case_messages::{CaseMessageSummary, DueReassessment, StoredCaseMessage, Unseen};
-pub use outbox::{DeliveryState, DueMessage, MessageKind, OutboxEntry};
+pub use outbox::{DeliveryState, DueMessage, OutboxEntry};
 pub use referrals::{StatusEvent, StoredReferral, Submission, Submitted};
 pub use trust::{StoredAnchor, StoredCrl, StoredDirectory, StoredPeer, StoredTrust};
 

@@ -6,48 +6,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::codec::{due_message, ms, outbox_entry};
-use super::{Backend, MessageProof, Sealing, Store, StoreError, Tx, audit_log};
+use super::{Backend, MessageKind, MessageProof, Sealing, Store, StoreError, Tx, audit_log};
 use crate::vault;
-
-/// What an outbox entry carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageKind {
-    /// A referral, for `Federation.DeliverReferral`.
-    Referral,
-    /// A status update, for `Federation.UpdateStatus`.
-    StatusUpdate,
-    /// A request to purge, for `Federation.Retract`.
-    Retraction,
-    /// A purge report, for `Federation.AcknowledgeRetraction`.
-    RetractionAck,
-    /// A message about a shared referral, for `Federation.DeliverCaseMessage`.
-    CaseMessage,
-}
-
-impl MessageKind {
-    /// The stored name; also the kind a message signature names.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Referral => "referral",
-            Self::StatusUpdate => "status-update",
-            Self::Retraction => "retraction",
-            Self::RetractionAck => "retraction-ack",
-            Self::CaseMessage => "case-message",
-        }
-    }
-
-    /// The kind with this stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "referral" => Some(Self::Referral),
-            "status-update" => Some(Self::StatusUpdate),
-            "retraction" => Some(Self::Retraction),
-            "retraction-ack" => Some(Self::RetractionAck),
-            "case-message" => Some(Self::CaseMessage),
-            _ => None,
-        }
-    }
-}
 
 /// Where an outbox entry stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,14 +13,18 @@ use super::codec::{
 };
 use super::outbox::enqueue;
 use super::{
-    Direction, Inbound, MessageKind, MessageProof, Sealing, Store, StoreError, Tx, audit_log,
-    check_replay, record_received,
+    Direction, Inbound, MessageKind, Sealing, Store, StoreError, Tx, audit_log, check_replay,
+    record_received,
 };
 use crate::actor::Actor;
 use crate::audit;
+use crate::category::DataCategory;
 use crate::filter::{Disclosure, FieldDecision};
 use crate::lifecycle::{self, Side, TransitionError};
-use crate::referral::{AssessmentOutcome, LegalBasis, Referral, ReferralStatus, StatusUpdate};
+use crate::received::Received;
+use crate::referral::{
+    AssessmentOutcome, LegalBasis, ReasonCode, Referral, ReferralStatus, StatusUpdate,
+};
 use crate::{vault, wire};
 
 /// A referral as stored here, decoded.
@@ -49,8 +53,12 @@ pub struct StatusEvent {
     pub at: OffsetDateTime,
     /// Who caused it, as an identity URI.
     pub actor: String,
-    /// Why, when a reason was given (and not withheld).
+    /// Why, in words, when they were given (and not withheld).
     pub reason: Option<String>,
+    /// Why, as a code: there for every decline and cancellation.
+    pub reason_code: Option<ReasonCode>,
+    /// What the filter kept back of this change, by category.
+    pub withheld: Vec<DataCategory>,
     /// A completed assessment's outcome.
     pub outcome: Option<AssessmentOutcome>,
     /// For a forward: the team it went to, as an identity URI.
@@ -152,15 +160,17 @@ impl Store {
     }
 
     /// Stores a referral delivered by its sender, sealed under a new data key and kept until
-    /// `retain_until`, and queues the `received` acknowledgement back to the sender,
-    /// atomically. A redelivery changes nothing, even after the referral was purged.
+    /// `retain_until`, with its proof, and queues the `received` acknowledgement back to the
+    /// sender, atomically. A redelivery changes nothing, even after the referral was purged.
+    /// Only a [`Received`] is taken: its sender and signature were checked.
     pub async fn receive_referral(
         &self,
-        referral: &Referral,
+        referral: &Received<Referral>,
         ack: &StatusUpdate,
         retain_until: OffsetDateTime,
-        proof: &MessageProof,
     ) -> Result<Inbound, StoreError> {
+        let proof = referral.proof();
+        let referral = referral.message();
         let body = wire::encode_referral(referral);
         let digest = digest(&body);
         let now = self.clock.now();
@@ -232,14 +242,14 @@ impl Store {
     }
 
     /// Applies a status update from the other party of a referral: the recipient of one this
-    /// node sent, or the sender of one it received. The lifecycle is checked inside the
-    /// transaction, against the status as stored.
+    /// node sent, or the sender of one it received, the [`Received`]'s checked sender. The
+    /// lifecycle is checked inside the transaction, against the status as stored.
     pub async fn receive_status_update(
         &self,
-        update: &StatusUpdate,
-        from: &TeamIdentity,
-        proof: &MessageProof,
+        update: &Received<StatusUpdate>,
     ) -> Result<Result<Inbound, TransitionError>, StoreError> {
+        let (from, proof) = (update.sender(), update.proof());
+        let update = update.message();
         let body = wire::encode_status_update(update);
         let digest = digest(&body);
         let now = self.clock.now();
@@ -281,10 +291,12 @@ impl Store {
             now,
         )
         .await?;
+        let sealing = sealing_of(&mut tx, update.referral_id).await?;
         insert_status(
             &mut tx,
             update,
             lifecycle::moves_status(current, update.status),
+            sealing.as_ref(),
         )
         .await?;
         audit_log::put_proof(&mut tx, proof, "received").await?;
@@ -352,30 +364,18 @@ impl Store {
         };
         let stored = stored_referral(&row)?;
         let events = sqlx::query(
-            "SELECT status, at, actor, reason, outcome, forwarded_to FROM status_events
-             WHERE referral_id = $1 ORDER BY seq",
+            "SELECT e.status, e.at, e.actor, e.reason, e.outcome, e.forwarded_to, e.reason_code,
+                    e.withheld, e.reason_sealed, e.outcome_sealed, k.key AS sealing_key
+             FROM status_events e
+             LEFT JOIN referrals r ON r.id = e.referral_id
+             LEFT JOIN data_keys k ON k.id = r.data_key
+             WHERE e.referral_id = $1 ORDER BY e.seq",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|row| {
-            let status: String = row.try_get("status")?;
-            Ok(StatusEvent {
-                status: ReferralStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
-                    table: "status_events",
-                    id: id.to_string(),
-                    problem: "unknown status".into(),
-                })?,
-                at: from_ms(row.try_get("at")?),
-                actor: row.try_get("actor")?,
-                reason: row.try_get("reason")?,
-                outcome: row
-                    .try_get::<Option<Vec<u8>>, _>("outcome")?
-                    .and_then(|b| wire::decode_outcome(&b).ok()),
-                forwarded_to: row.try_get("forwarded_to")?,
-            })
-        })
+        .map(|row| status_event(row, id))
         .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some((stored, events)))
     }
@@ -435,18 +435,60 @@ impl Store {
 }
 
 /// Records a status change: the event, and (when `moves`) the referral's current status.
-async fn insert_status(tx: &mut Tx, update: &StatusUpdate, moves: bool) -> Result<(), StoreError> {
+/// Records a status event. With `sealing` (the referral's data key: a received referral), its
+/// free text and outcome are kept only sealed under that key, so purging the key shreds them;
+/// the code, the status and the names of what was withheld are not about the person and stay
+/// readable for the timeline.
+async fn insert_status(
+    tx: &mut Tx,
+    update: &StatusUpdate,
+    moves: bool,
+    sealing: Option<&Sealing>,
+) -> Result<(), StoreError> {
+    let outcome = update.outcome.as_ref().map(wire::encode_outcome);
+    let (reason, outcome, reason_sealed, outcome_sealed) = match sealing {
+        None => (update.reason.clone(), outcome, None, None),
+        Some(sealing) => {
+            let seal = |what: &str, plain: &[u8]| {
+                vault::seal(
+                    &sealing.key,
+                    &status_text_context(update.referral_id, what),
+                    plain,
+                )
+            };
+            (
+                None,
+                None,
+                update
+                    .reason
+                    .as_ref()
+                    .map(|r| seal("reason", r.as_bytes()))
+                    .transpose()?,
+                outcome.map(|o| seal("outcome", &o)).transpose()?,
+            )
+        }
+    };
+    let withheld: Vec<&str> = update
+        .withheld
+        .iter()
+        .map(|w| w.category.as_str())
+        .collect();
     sqlx::query(
-        "INSERT INTO status_events (referral_id, status, actor, at, reason, outcome, forwarded_to)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO status_events (referral_id, status, actor, at, reason, outcome, forwarded_to,
+                                    reason_code, withheld, reason_sealed, outcome_sealed)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(update.referral_id.to_string())
     .bind(update.status.as_str())
     .bind(update.author.uri())
     .bind(ms(update.at))
-    .bind(&update.reason)
-    .bind(update.outcome.as_ref().map(wire::encode_outcome))
+    .bind(reason)
+    .bind(outcome)
     .bind(update.forwarded_to.as_ref().map(TeamIdentity::uri))
+    .bind(update.reason_code.map(ReasonCode::as_str))
+    .bind((!withheld.is_empty()).then(|| withheld.join(",")))
+    .bind(reason_sealed)
+    .bind(outcome_sealed)
     .execute(&mut **tx)
     .await?;
     if moves {
@@ -682,7 +724,16 @@ async fn change_status_in(
     if let Err(e) = lifecycle::check(current, update, side, consultation) {
         return Ok(Err(e));
     }
-    insert_status(tx, update, lifecycle::moves_status(current, update.status)).await?;
+    // On a received referral, its texts and the queued update that carries them are sealed
+    // under its data key, so a purge shreds them with the rest.
+    let sealing = sealing_of(tx, update.referral_id).await?;
+    insert_status(
+        tx,
+        update,
+        lifecycle::moves_status(current, update.status),
+        sealing.as_ref(),
+    )
+    .await?;
     enqueue(
         tx,
         update.id,
@@ -691,7 +742,7 @@ async fn change_status_in(
         other_party,
         &body,
         tx.now(),
-        None,
+        sealing.as_ref(),
     )
     .await?;
     let subject: Option<String> = row.try_get("subject")?;
@@ -701,4 +752,64 @@ async fn change_status_in(
     )
     .await?;
     Ok(Ok(()))
+}
+
+/// The sealing context of a status event's `what` (its reason or outcome): bound to the
+/// referral, so a sealed text cannot be moved to another referral's timeline.
+fn status_text_context(referral_id: Uuid, what: &str) -> String {
+    format!("status_events/{referral_id}/{what}")
+}
+
+/// One row of a referral's timeline, its sealed texts opened with the referral's data key.
+fn status_event(row: &sqlx::any::AnyRow, id: Uuid) -> Result<StatusEvent, StoreError> {
+    let corrupt = |problem: &str| StoreError::Corrupt {
+        table: "status_events",
+        id: id.to_string(),
+        problem: problem.into(),
+    };
+    let status: String = row.try_get("status")?;
+    let key: Option<Vec<u8>> = row.try_get("sealing_key")?;
+    let open = |what: &str, sealed: Option<Vec<u8>>| -> Result<Option<Vec<u8>>, StoreError> {
+        match (sealed, &key) {
+            (None, _) => Ok(None),
+            (Some(sealed), Some(key)) => Ok(Some(vault::open(
+                key,
+                &status_text_context(id, what),
+                &sealed,
+            )?)),
+            (Some(_), None) => Err(corrupt("its data key is gone")),
+        }
+    };
+    let reason = match open("reason", row.try_get("reason_sealed")?)? {
+        Some(plain) => Some(String::from_utf8(plain).map_err(|_| corrupt("reason is not text"))?),
+        None => row.try_get("reason")?,
+    };
+    let outcome = match open("outcome", row.try_get("outcome_sealed")?)? {
+        Some(plain) => Some(plain),
+        None => row.try_get::<Option<Vec<u8>>, _>("outcome")?,
+    };
+    let reason_code = match row.try_get::<Option<String>, _>("reason_code")? {
+        Some(code) => Some(ReasonCode::parse(&code).ok_or_else(|| corrupt("unknown reason code"))?),
+        None => None,
+    };
+    let withheld = row
+        .try_get::<Option<String>, _>("withheld")?
+        .map(|names| {
+            names
+                .split(',')
+                .map(|name| DataCategory::parse(name).ok_or_else(|| corrupt("unknown category")))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    Ok(StatusEvent {
+        status: ReferralStatus::parse(&status).ok_or_else(|| corrupt("unknown status"))?,
+        at: from_ms(row.try_get("at")?),
+        actor: row.try_get("actor")?,
+        reason,
+        reason_code,
+        outcome: outcome.and_then(|b| wire::decode_outcome(&b).ok()),
+        forwarded_to: row.try_get("forwarded_to")?,
+        withheld,
+    })
 }

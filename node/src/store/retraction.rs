@@ -10,12 +10,13 @@ use uuid::Uuid;
 use super::codec::{consent_row, copy_of, digest, from_ms, identity_column, ms, tombstone_row};
 use super::outbox::enqueue;
 use super::{
-    Applied, Backend, Inbound, MessageKind, MessageProof, Store, StoreError, Tx, audit_log,
-    check_replay, record_received,
+    Applied, Backend, Inbound, MessageKind, Store, StoreError, Tx, audit_log, check_replay,
+    record_received,
 };
 use crate::actor::Actor;
 use crate::audit;
 use crate::consent::Consent;
+use crate::received::Received;
 use crate::retraction::{
     Copy, PurgeCause, Retraction, RetractionAck, RetractionProgress, TargetProgress, Tombstone,
 };
@@ -202,16 +203,17 @@ impl Store {
 
     /// Applies a retraction from the sender of a referral this node received: purges the
     /// referral and every forward made from it, keeps tombstones, retracts those forwards
-    /// from their recipients, and queues the acknowledgement to `from`, all in one
-    /// transaction. A retraction of something this node does not hold from `from` is
-    /// acknowledged as not held, so a retraction that raced its referral still completes.
+    /// from their recipients, and queues the acknowledgement to `from` (the [`Received`]'s
+    /// checked sender), all in one transaction. A retraction of something this node does not
+    /// hold from `from` is acknowledged as not held, in the name of `local`, so a retraction
+    /// that raced its referral still completes.
     pub async fn receive_retraction(
         &self,
-        retraction: &Retraction,
-        from: &TeamIdentity,
+        retraction: &Received<Retraction>,
         local: &TeamIdentity,
-        proof: &MessageProof,
     ) -> Result<Applied, StoreError> {
+        let (from, proof) = (retraction.sender(), retraction.proof());
+        let retraction = retraction.message();
         let body = wire::encode_retraction(retraction);
         let digest = digest(&body);
         let now = self.clock.now();
@@ -322,14 +324,15 @@ impl Store {
     }
 
     /// Records a report that a copy was purged: from its holder, or relayed by the hop that
-    /// forwarded it. Copies the report names as forwarded on become targets too, and the
-    /// report is relayed upstream when this node is itself passing the retraction on.
+    /// forwarded it (the [`Received`]'s checked sender). Copies the report names as forwarded
+    /// on become targets too, and the report is relayed upstream when this node is itself
+    /// passing the retraction on.
     pub async fn receive_retraction_ack(
         &self,
-        ack: &RetractionAck,
-        from: &TeamIdentity,
-        proof: &MessageProof,
+        ack: &Received<RetractionAck>,
     ) -> Result<Applied, StoreError> {
+        let (from, proof) = (ack.sender(), ack.proof());
+        let ack = ack.message();
         let body = wire::encode_retraction_ack(ack);
         let digest = digest(&body);
         let now = self.clock.now();

@@ -107,6 +107,93 @@ async fn a_dry_run_shows_what_would_go_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn a_consent_is_a_basis_only_for_a_referral_about_its_own_subject() {
+    let (_fed, core, school) = core_and_school();
+    let node = start(&school).await;
+    let mut client = agency(&school).await;
+    let consent = consent_for(&school, "LHS-2026-0117", &[&core]).await;
+    let on_consent = |subject_ref: &str| {
+        let mut d = draft("county-core");
+        d.legal_basis = pb::LegalBasis::Consent.into();
+        d.justification.clear();
+        d.consent_ref = consent.clone();
+        d.subject_ref = subject_ref.into();
+        d
+    };
+
+    // Another student's reference: refused, naming the consent and neither subject.
+    for dry_run in [true, false] {
+        let status = client
+            .submit_referral(pb::SubmitReferralRequest {
+                referral: Some(on_consent("LHS-2026-0999")),
+                dry_run,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+        assert!(status.message().contains(&consent), "{status:?}");
+        assert!(!status.message().contains("LHS-2026"), "{status:?}");
+        assert!(!status.message().contains("CANARY"), "{status:?}");
+    }
+    // No reference at all: the node cannot tell whose referral it is.
+    let status = client
+        .submit_referral(pb::SubmitReferralRequest {
+            referral: Some(on_consent("")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("subject_ref"), "{status:?}");
+    assert_eq!(outbox_len(&school).await, 0);
+
+    // The consent's own subject: sent.
+    submit(&mut client, on_consent("LHS-2026-0117")).await;
+    assert_eq!(outbox_len(&school).await, 1);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_consent_may_be_given_with_only_an_end_date() {
+    let (_fed, core, school) = core_and_school();
+    let node = start(&school).await;
+    let mut client = agency(&school).await;
+    // Until the end of a day a year ahead, as a form with only "valid until" gives it.
+    let until = time::OffsetDateTime::now_utc()
+        .date()
+        .saturating_add(time::Duration::days(365));
+    let recorded = client
+        .record_consent(pb::RecordConsentRequest {
+            consent: Some(pb::Consent {
+                subject: "LHS-2026-0117".into(),
+                grantor: pb::Grantor::Self_.into(),
+                provision: Some(pb::Provision {
+                    r#type: pb::ProvisionType::Permit.into(),
+                    recipient_teams: vec![core.identity.uri()],
+                    ..Default::default()
+                }),
+                valid_until: Some(prost_types::Timestamp {
+                    seconds: until.midnight().assume_utc().unix_timestamp(),
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("a consent with only an end date is recorded")
+        .into_inner();
+    assert!(recorded.valid_until.is_some());
+    let mut d = draft("county-core");
+    d.legal_basis = pb::LegalBasis::Consent.into();
+    d.justification.clear();
+    d.consent_ref = recorded.id;
+    d.subject_ref = "LHS-2026-0117".into();
+    submit(&mut client, d).await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
 async fn invalid_submissions_are_refused_precisely_and_leave_no_rows() {
     let (_fed, _core, school) = single();
     let node = start(&school).await;

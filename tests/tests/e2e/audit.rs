@@ -44,6 +44,7 @@ async fn history() -> (TestFederation, TeamSpec, TeamSpec, Vec<String>) {
             referral_id: ids[2].clone(),
             status: pb::ReferralStatus::Cancelled.into(),
             reason: "CANARY-REASON-31 the family moved away".into(),
+            reason_code: pb::ReasonCode::OutsideJurisdiction.into(),
             ..Default::default()
         })
         .await

@@ -209,6 +209,7 @@ async fn no_withheld_canary_reaches_the_recipient_its_store_or_any_log_in(logs: 
             content: Some(content),
             case_ref: format!("CASE{case}"),
             reidentify: rng.random_bool(0.2),
+            subject_ref: format!("SUBJECT{case}"),
         };
         let response = agency(&teams[from])
             .await

@@ -154,8 +154,8 @@ async fn set(team: &TeamSpec, id: &str, status: pb::ReferralStatus) {
         .update_referral_status(pb::UpdateReferralStatusRequest {
             referral_id: id.to_owned(),
             status: status.into(),
-            reason: String::new(),
             outcome,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -856,6 +856,7 @@ async fn received_case_texts_are_sealed_and_shredded_with_their_referral() {
     referral.legal_basis = pb::LegalBasis::Consent.into();
     referral.justification.clear();
     referral.consent_ref = consent.clone();
+    referral.subject_ref = "CASE-SHRED".into();
     let id = submit(&mut agency(&school).await, referral).await;
     delivered(&school, &id).await;
 

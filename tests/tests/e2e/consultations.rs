@@ -81,6 +81,7 @@ async fn a_consultation_fans_out_is_answered_and_declined() {
                 referral_id: answer.referral_id.clone(),
                 status: pb::ReferralStatus::Completed.into(),
                 reason: String::new(),
+                reason_code: pb::ReasonCode::Unspecified.into(),
                 outcome: Some(pb::AssessmentOutcome {
                     advice: format!("Advice from {}", partner.identity.team),
                     recommendations: vec!["MH-EVAL".into()],
@@ -96,6 +97,7 @@ async fn a_consultation_fans_out_is_answered_and_declined() {
             referral_id: consultation.answers[2].referral_id.clone(),
             status: pb::ReferralStatus::Declined.into(),
             reason: "Outside our remit.".into(),
+            reason_code: pb::ReasonCode::NotAThreatAssessmentMatter.into(),
             outcome: None,
         })
         .await
@@ -107,6 +109,7 @@ async fn a_consultation_fans_out_is_answered_and_declined() {
             referral_id: consultation.answers[1].referral_id.clone(),
             status: pb::ReferralStatus::Completed.into(),
             reason: String::new(),
+            reason_code: pb::ReasonCode::Unspecified.into(),
             outcome: Some(pb::AssessmentOutcome::default()),
         })
         .await
@@ -254,5 +257,63 @@ when { context.recipient.discipline == "federal-partner" };
         .unwrap()
         .into_inner();
     assert!(consultations.consultations.is_empty());
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_consultation_whose_question_the_policy_withholds_is_not_sent() {
+    let mut fed = TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let bau = fed.team("fbi-bau", "partner", "federal-partner");
+    // The county's counsel keeps assessments (and so the question) from federal partners.
+    let local = core.dir.join("local.cedar");
+    std::fs::write(
+        &local,
+        r#"@id("local-no-assessment-to-federal-partners")
+@reason("this county's assessments stay with its own teams")
+forbid (principal, action == Action::"disclose", resource == Category::"ASSESSMENT")
+when { context.recipient.discipline == "federal-partner" };
+"#,
+    )
+    .unwrap();
+    let policy = format!("[policy]\nfiles = [\"{}\"]\n", local.display());
+    fed.write_config(&core, &[&bau], &policy);
+    let node = start(&core).await;
+
+    let mut case = draft("ignored");
+    case.legal_basis = pb::LegalBasis::DeIdentified.into();
+    case.justification.clear();
+    let refused = agency(&core)
+        .await
+        .request_consultation(pb::RequestConsultationRequest {
+            partners: vec![bau.identity.team.to_string()],
+            question: "CANARY-QUESTION-17 does the leakage suggest escalation?".into(),
+            due: None,
+            referral: Some(case),
+        })
+        .await
+        .expect_err("a partner cannot answer a question it is not given");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("withholds the question")
+            && refused.message().contains("fbi-bau")
+            && !refused.message().contains("CANARY"),
+        "{}",
+        refused.message()
+    );
+    let outbox = agency(&core)
+        .await
+        .list_outbox(pb::ListOutboxRequest {
+            limit: 0,
+            dead_only: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(outbox.entries.is_empty(), "{:?}", outbox.entries);
     node.shutdown().await;
 }

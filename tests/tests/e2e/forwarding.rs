@@ -28,6 +28,7 @@ async fn a_forward_is_refiltered_keeps_back_no_redisclosure_and_tells_the_sender
     first.legal_basis = pb::LegalBasis::Consent.into();
     first.justification.clear();
     first.consent_ref = consent;
+    first.subject_ref = "CASE-7".into();
     if let Some(content) = first.content.as_mut() {
         content.substance_use = Some(pb::SubstanceUse {
             treatment_record: "CANARY-PART2".into(),
@@ -149,6 +150,7 @@ async fn a_forward_whose_notice_is_refused_sends_nothing() {
             referral_id: id.clone(),
             status: pb::ReferralStatus::Declined.into(),
             reason: "Not a threat assessment matter.".into(),
+            reason_code: pb::ReasonCode::NotAThreatAssessmentMatter.into(),
             outcome: None,
         })
         .await

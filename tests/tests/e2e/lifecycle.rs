@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
 
+use std::time::Duration;
+
 use tatmx_proto::v1 as pb;
 use tatmx_tests::*;
 
@@ -20,6 +22,28 @@ async fn set(
             status: status.into(),
             reason: reason.into(),
             outcome,
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Declines or cancels at `team`'s node, with a code and (optionally) words.
+async fn decide(
+    team: &TeamSpec,
+    id: &str,
+    status: pb::ReferralStatus,
+    code: pb::ReasonCode,
+    reason: &str,
+) -> Result<pb::ReferralRecord, tonic::Status> {
+    agency(team)
+        .await
+        .update_referral_status(pb::UpdateReferralStatusRequest {
+            referral_id: id.to_owned(),
+            status: status.into(),
+            reason: reason.into(),
+            reason_code: code.into(),
+            outcome: None,
         })
         .await
         .map(|r| r.into_inner())
@@ -111,19 +135,73 @@ async fn invalid_transitions_and_the_wrong_party_are_refused() {
     let status = set(&core, &id, S::Cancelled, "no", None).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     assert!(status.message().contains("only the sender"), "{status:?}");
-    let status = set(&core, &id, S::Declined, "", None).await.unwrap_err();
+    // Words alone are no reason: the code is what the other team can count on receiving.
+    let status = set(&core, &id, S::Declined, "Not ours.", None)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains("reason"), "{status:?}");
+    assert!(status.message().contains("reason_code"), "{status:?}");
+    let status = decide(&core, &id, S::Declined, pb::ReasonCode::Unspecified, "")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("reason_code"), "{status:?}");
+    let mut unknown = pb::UpdateReferralStatusRequest {
+        referral_id: id.clone(),
+        status: S::Declined.into(),
+        ..Default::default()
+    };
+    unknown.reason_code = 99;
+    let status = agency(&core)
+        .await
+        .update_referral_status(unknown)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("unknown reason code 99"),
+        "{status:?}"
+    );
     let status = set(&core, &id, S::Unspecified, "", None).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
 
-    // Declined, with a free-text reason the policy does not let reach a school.
-    set(
+    // Declined, with a free-text reason the policy does not let reach a school. The chair
+    // sees that before confirming: the preview keeps the words back and says why.
+    let words = "CANARY-DECLINE-88 the family lives in the next county";
+    let preview = agency(&core)
+        .await
+        .preview_status_change(pb::UpdateReferralStatusRequest {
+            referral_id: id.clone(),
+            status: S::Declined.into(),
+            reason: words.into(),
+            reason_code: pb::ReasonCode::OutsideJurisdiction.into(),
+            outcome: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(preview.reason.is_empty(), "{preview:?}");
+    assert_eq!(
+        preview.reason_code,
+        pb::ReasonCode::OutsideJurisdiction as i32
+    );
+    let narrative = preview
+        .withheld
+        .iter()
+        .find(|w| w.category == pb::DataCategory::Narrative as i32)
+        .expect("the preview says the words are kept back");
+    assert!(!narrative.reasons.is_empty(), "{preview:?}");
+    assert_eq!(
+        reaches(&core, &id, S::Received).await.status,
+        S::Received as i32,
+        "a preview changes nothing"
+    );
+    decide(
         &core,
         &id,
         S::Declined,
-        "Outside this team's jurisdiction.",
-        None,
+        pb::ReasonCode::OutsideJurisdiction,
+        words,
     )
     .await
     .unwrap();
@@ -136,6 +214,18 @@ async fn invalid_transitions_and_the_wrong_party_are_refused() {
     assert!(
         declined.reason.is_empty(),
         "the reason was withheld by policy: {declined:?}"
+    );
+    assert_eq!(
+        declined.reason_code,
+        pb::ReasonCode::OutsideJurisdiction as i32,
+        "the code always arrives: {declined:?}"
+    );
+    assert!(
+        declined
+            .withheld
+            .iter()
+            .any(|w| w.category == pb::DataCategory::Narrative as i32),
+        "the school is told the words were kept back: {declined:?}"
     );
     // A declined referral cannot be cancelled any more.
     let status = set(&school, &id, S::Cancelled, "changed our mind", None)
@@ -175,12 +265,12 @@ async fn a_cancel_sent_before_its_referral_was_delivered_arrives_after_it() {
     let school_node = start(&school).await;
     // The core team's node is down: both the referral and its cancellation wait in the outbox.
     let id = submit(&mut agency(&school).await, draft("county-core")).await;
-    set(
+    decide(
         &school,
         &id,
         pb::ReferralStatus::Cancelled,
+        pb::ReasonCode::ReferredElsewhere,
         "Resolved by the school counsellor.",
-        None,
     )
     .await
     .unwrap();
@@ -224,4 +314,59 @@ async fn a_cancel_sent_before_its_referral_was_delivered_arrives_after_it() {
     );
     school_node.shutdown().await;
     core_node.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_words_of_status_changes_are_sealed_at_the_recipient_and_shredded_by_a_purge() {
+    let (_fed, core, school) = core_and_school();
+    let core_node = start_on_tokio_time(&core).await;
+    let school_node = start(&school).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    reaches(&core, &id, pb::ReferralStatus::Received).await;
+
+    // The school cancels in its own words, which the policy lets reach the county.
+    let received = "CANARY-RECEIVED-WORDS-62 the family moved away";
+    decide(
+        &school,
+        &id,
+        pb::ReferralStatus::Cancelled,
+        pb::ReasonCode::OutsideJurisdiction,
+        received,
+    )
+    .await
+    .unwrap();
+    let record = reaches(&core, &id, pb::ReferralStatus::Cancelled).await;
+    let words: Vec<&str> = record.timeline.iter().map(|e| e.reason.as_str()).collect();
+    assert!(words.contains(&received), "{words:?}");
+
+    // Read back through the referral's data key, but never on disk in the clear.
+    let bytes = database_bytes(&core);
+    assert!(
+        !contains(&bytes, &received.as_bytes()[..24]),
+        "the words are on disk in the clear"
+    );
+
+    // Three years on, retention purges the referral: its key goes, and the words with it.
+    let key = data_key(&core, &id)
+        .await
+        .expect("a received referral has a data key");
+    skip_ahead(Duration::from_secs(3 * 366 * 24 * 3600)).await;
+    eventually(Duration::from_secs(10), "the retention purge", || {
+        let (core, id) = (core.clone(), id.clone());
+        async move { data_key(&core, &id).await.is_none().then_some(()) }
+    })
+    .await;
+    let status = agency(&core)
+        .await
+        .get_referral(pb::GetReferralRequest {
+            referral_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+    let bytes = database_bytes(&core);
+    assert!(!contains(&bytes, &key), "the data key is shredded");
+    assert!(!contains(&bytes, &received.as_bytes()[..24]));
 }

@@ -131,6 +131,7 @@ async fn no_canary_leaks_along_the_whole_loop_in(logs: Logs) {
     referral.legal_basis = pb::LegalBasis::Consent.into();
     referral.justification.clear();
     referral.consent_ref = consent.id.clone();
+    referral.subject_ref = "CASE-LC".into();
     referral.case_ref = "CASE-LC".into();
     referral.content = Some(content.clone());
     let id = submit(&mut agency(&school).await, referral.clone()).await;

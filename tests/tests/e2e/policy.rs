@@ -400,6 +400,7 @@ async fn the_default_policy_table_holds_through_real_nodes() {
             content: Some(row.content.clone()),
             case_ref: "CASE-2026-0042".into(),
             reidentify: false,
+            subject_ref: "CASE-2026-0042".into(),
         };
         let response = agency(from)
             .await

@@ -149,6 +149,7 @@ async fn every_refused_delivery_names_its_reason_in_the_details() {
                 author: school.identity.uri(),
                 status: pb::ReferralStatus::Cancelled.into(),
                 reason: "withdrawn".into(),
+                reason_code: pb::ReasonCode::Other.into(),
                 at: Some(prost_types::Timestamp {
                     seconds: 1_790_000_000,
                     nanos: 0,
