@@ -135,6 +135,7 @@ async fn cancel_once(school: &TeamSpec, id: &str) {
             .update_referral_status(pb::UpdateReferralStatusRequest {
                 referral_id: id.to_owned(),
                 status: pb::ReferralStatus::Cancelled.into(),
+                reason_code: pb::ReasonCode::Duplicate.into(),
                 reason: "withdrawn by the school".into(),
                 ..Default::default()
             })
