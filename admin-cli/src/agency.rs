@@ -9,7 +9,7 @@ use tatmx_node::NewReferral;
 use tatmx_proto::v1 as pb;
 
 use crate::errors::{self, refused};
-use crate::output;
+use crate::{case, output};
 
 /// `tatmx referral ...`
 #[derive(Subcommand)]
@@ -24,7 +24,8 @@ pub enum ReferralCommand {
     Accept(IdArgs),
     /// Decline a referral this team received, with a coded reason.
     Decline(ReasonArgs),
-    /// Set another status of the closed loop: info-requested or in-assessment.
+    /// Set another status of the closed loop: info-requested, in-assessment or
+    /// under-management.
     Status(StatusArgs),
     /// Complete the assessment, with its minimal outcome.
     Complete(CompleteArgs),
@@ -34,6 +35,20 @@ pub enum ReferralCommand {
     Cancel(ReasonArgs),
     /// Forward a referral this team received to another team, filtered again.
     Forward(ForwardArgs),
+    /// Ask the team that sent a referral for information: a question, and the categories
+    /// wanted.
+    Ask(case::AskArgs),
+    /// Answer a question (or add to a referral this team sent) with a supplement.
+    Answer(case::AnswerArgs),
+    /// Send new information on a case: a tripwire report, a precipitating event, a
+    /// protective factor; --urgent puts it first in the other team's inbox.
+    Inform(case::InformArgs),
+    /// Record the management plan of a case this core team accepted.
+    Plan(case::PlanArgs),
+    /// Record a reassessment: a new level of concern and plan.
+    Reassess(case::ReassessArgs),
+    /// The reassessments overdue and coming due.
+    Due(case::DueArgs),
 }
 
 /// Arguments of `tatmx referral forward`.
@@ -100,7 +115,7 @@ fn reason_code(name: &str) -> Result<pb::ReasonCode, String> {
 pub struct StatusArgs {
     /// The referral id.
     pub id: String,
-    /// info-requested or in-assessment.
+    /// info-requested, in-assessment or under-management.
     pub status: String,
     /// Why (optional).
     #[arg(long)]
@@ -262,8 +277,9 @@ pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result
             let status = match args.status.as_str() {
                 "info-requested" => pb::ReferralStatus::InfoRequested,
                 "in-assessment" => pb::ReferralStatus::InAssessment,
+                "under-management" => pb::ReferralStatus::UnderManagement,
                 other => anyhow::bail!(
-                    "status {other:?}: use info-requested or in-assessment (accept, decline, complete, close and cancel have their own commands)"
+                    "status {other:?}: use info-requested, in-assessment or under-management (accept, decline, complete, close and cancel have their own commands)"
                 ),
             };
             change(socket, &args.id, status, args.reason, None, args.json).await
@@ -307,6 +323,12 @@ pub async fn run_referral(socket: &Path, cmd: ReferralCommand) -> anyhow::Result
             }
             Ok(())
         }
+        ReferralCommand::Ask(args) => case::ask(socket, args).await,
+        ReferralCommand::Answer(args) => case::answer(socket, args).await,
+        ReferralCommand::Inform(args) => case::inform(socket, args).await,
+        ReferralCommand::Plan(args) => case::plan(socket, args).await,
+        ReferralCommand::Reassess(args) => case::reassess(socket, args).await,
+        ReferralCommand::Due(args) => case::due(socket, args).await,
         ReferralCommand::Show(args) => {
             let record = show(socket, &args.id).await?;
             if args.json {
@@ -521,14 +543,28 @@ pub async fn list_outbox(
 
 /// `tatmx inbox`
 pub async fn inbox(socket: &Path, args: &ListArgs) -> anyhow::Result<()> {
-    let items = list_inbox(socket, args.limit).await?;
+    let mut client = errors::agency(socket).await?;
+    let inbox = client
+        .list_inbox(pb::ListInboxRequest { limit: args.limit })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let items = &inbox.items;
     if args.json {
         let rows: Vec<_> = items.iter().map(inbox_json).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if items.is_empty() {
         println!("The inbox is empty.");
     } else {
-        print!("{}", inbox_table(&items));
+        print!("{}", inbox_table(items));
+    }
+    if !args.json {
+        let unread: Vec<&pb::CaseMessageSummary> =
+            inbox.messages.iter().filter(|m| !m.seen).collect();
+        if !unread.is_empty() {
+            println!("\nCase messages not read yet (urgent first)");
+            print!("{}", case_messages_table(&unread));
+        }
     }
     Ok(())
 }
@@ -640,7 +676,11 @@ pub fn inbox_table(items: &[pb::InboxItem]) -> String {
                 output::time(i.received_at.as_ref()),
                 output::team(&i.sender).to_owned(),
                 asked(i),
-                output::status(i.status),
+                match (i.urgent, i.unseen_messages) {
+                    (true, _) => format!("{} (URGENT news)", output::status(i.status)),
+                    (false, 0) => output::status(i.status),
+                    (false, n) => format!("{} ({n} new)", output::status(i.status)),
+                },
                 level(i.level_of_concern.as_ref()),
                 output::categories(&i.categories).join(", "),
                 i.referral_id.clone(),
@@ -657,6 +697,38 @@ pub fn inbox_table(items: &[pb::InboxItem]) -> String {
             "CATEGORIES",
             "REFERRAL",
         ],
+        &rows,
+    )
+}
+
+/// Received case messages as a table: what and from whom, never their content.
+pub fn case_messages_table(messages: &[&pb::CaseMessageSummary]) -> String {
+    let rows: Vec<Vec<String>> = messages
+        .iter()
+        .map(|m| {
+            let kind = pb::CaseMessageKind::try_from(m.kind)
+                .map(|k| {
+                    k.as_str_name()
+                        .trim_start_matches("CASE_MESSAGE_KIND_")
+                        .to_ascii_lowercase()
+                        .replace('_', "-")
+                })
+                .unwrap_or_default();
+            vec![
+                output::time(m.received_at.as_ref()),
+                output::team(&m.author).to_owned(),
+                if m.urgent {
+                    format!("{kind} URGENT")
+                } else {
+                    kind
+                },
+                output::categories(&m.categories).join(", "),
+                m.referral_id.clone(),
+            ]
+        })
+        .collect();
+    output::table(
+        &["RECEIVED", "FROM", "MESSAGE", "CATEGORIES", "REFERRAL"],
         &rows,
     )
 }
@@ -720,6 +792,8 @@ fn inbox_json(i: &pb::InboxItem) -> serde_json::Value {
         "status": output::status(i.status),
         "categories": output::categories(&i.categories),
         "question": (!i.question.is_empty()).then_some(&i.question),
+        "urgent": i.urgent,
+        "unseen_messages": i.unseen_messages,
     })
 }
 
@@ -765,7 +839,11 @@ fn decisions_json(decisions: &[pb::FieldDecision]) -> serde_json::Value {
 }
 
 fn record_json(r: &pb::ReferralRecord) -> serde_json::Value {
+    let (case_messages, merged_content, content_parts) = case::case_json(r);
     json!({
+        "case_messages": case_messages,
+        "merged_content": merged_content,
+        "content_parts": content_parts,
         "referral": r.referral.as_ref().map(referral_json),
         "direction": pb::Direction::try_from(r.direction).map(|d| d.as_str_name().trim_start_matches("DIRECTION_").to_ascii_lowercase()).unwrap_or_default(),
         "status": output::status(r.status),
@@ -989,6 +1067,7 @@ pub fn describe_record(r: &pb::ReferralRecord) -> String {
     }
     out.push('\n');
     out.push_str(&describe_timeline(r));
+    out.push_str(&case::describe_case(r));
     out
 }
 

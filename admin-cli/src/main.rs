@@ -7,6 +7,7 @@
 mod agency;
 mod audit;
 mod bench;
+mod case;
 mod consent;
 mod consult;
 mod demo;

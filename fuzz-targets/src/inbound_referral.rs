@@ -1,5 +1,6 @@
 //! What a peer can send over the Federation API: the first byte picks the message (referral,
-//! status update, retraction, retraction acknowledgement), the rest is its protobuf encoding.
+//! status update, retraction, retraction acknowledgement, case message), the rest is its
+//! protobuf encoding.
 //!
 //! Each message is decoded and converted as `federation.rs` does it. A message the node accepts
 //! must also survive the way it is stored and forwarded: encoded again and read back, it must
@@ -14,7 +15,7 @@ pub fn inbound_referral(data: &[u8]) {
     let Some((&kind, body)) = data.split_first() else {
         return;
     };
-    match kind % 4 {
+    match kind % 5 {
         0 => {
             let Ok(wire) = pb::Referral::decode(body) else {
                 return;
@@ -57,6 +58,27 @@ pub fn inbound_referral(data: &[u8]) {
             let again = convert::retraction_from_proto(convert::retraction_to_proto(&retraction))
                 .expect("re-encoded retraction converts");
             assert_eq!(again, retraction, "retraction changed when encoded again");
+        }
+        4 => {
+            let Ok(wire) = pb::CaseMessage::decode(body) else {
+                return;
+            };
+            let Ok(message) = convert::case_message_from_proto(wire) else {
+                return;
+            };
+            assert!(
+                message.validate().is_ok(),
+                "converted case message fails validate()"
+            );
+            let stored = convert::case_message_to_proto(&message).encode_to_vec();
+            let read = pb::CaseMessage::decode(stored.as_slice())
+                .expect("re-encoded case message decodes");
+            let read =
+                convert::case_message_from_proto(read).expect("re-encoded case message converts");
+            assert_eq!(
+                read, message,
+                "case message changed through the store's encoding"
+            );
         }
         _ => {
             let Ok(wire) = pb::RetractionAck::decode(body) else {

@@ -16,6 +16,7 @@ use tatmx_certs::{
     CertificateAuthority, FederationId, RevocationReason, RevokedCertificate, TeamIdentity,
 };
 use tatmx_fuzz_targets::FEDERATION;
+use tatmx_node::case_message::{CaseBody, CaseMessage, Intervention, InterventionCode, Plan};
 use tatmx_node::convert;
 use tatmx_node::referral::*;
 use tatmx_node::retraction::{Copy, Retraction, RetractionAck, RetractionCause};
@@ -51,6 +52,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, ack) in retraction_acks() {
         let body = convert::retraction_ack_to_proto(&ack).encode_to_vec();
         fs::write(dir.join(format!("retraction-ack-{name}")), tagged(3, body))?;
+    }
+    for (name, message) in case_messages() {
+        let body = convert::case_message_to_proto(&message).encode_to_vec();
+        fs::write(dir.join(format!("case-message-{name}")), tagged(4, body))?;
     }
 
     // filter: a bare referral, no tag byte.
@@ -146,7 +151,8 @@ fn check(root: &Path, ca: &CertificateAuthority) -> Result<(), Box<dyn std::erro
             0 => convert::referral_from_proto(Message::decode(body)?).map(drop),
             1 => convert::status_update_from_proto(Message::decode(body)?).map(drop),
             2 => convert::retraction_from_proto(Message::decode(body)?).map(drop),
-            _ => convert::retraction_ack_from_proto(Message::decode(body)?).map(drop),
+            3 => convert::retraction_ack_from_proto(Message::decode(body)?).map(drop),
+            _ => convert::case_message_from_proto(Message::decode(body)?).map(drop),
         };
         result.map_err(|e| refused(&name, e.to_string()))?;
     }
@@ -399,6 +405,58 @@ fn status_updates() -> Vec<(&'static str, StatusUpdate)> {
         ..accepted.clone()
     };
     vec![("accepted", accepted), ("completed", completed)]
+}
+
+/// A core team's reassessment with its plan, and a school's supplement answering a question,
+/// with a manifest of what its filter withheld.
+fn case_messages() -> Vec<(&'static str, CaseMessage)> {
+    let reassessment = CaseMessage {
+        id: id(30),
+        referral_id: id(1),
+        author: identity("county-core"),
+        at: at(172_800),
+        body: CaseBody::Reassessment {
+            level_of_concern: Some(LevelOfConcern {
+                scheme: text("CSTAG"),
+                value: text("transient"),
+            }),
+            plan: Some(Plan {
+                interventions: vec![Intervention {
+                    code: InterventionCode::CheckIns,
+                    responsible: identity("lincoln-high"),
+                }],
+                next_reassessment: time::Date::from_calendar_date(2027, time::Month::January, 15)
+                    .expect("a date"),
+            }),
+        },
+        labels: Default::default(),
+        withheld: vec![],
+    };
+    let supplement = CaseMessage {
+        id: id(31),
+        author: identity("riverside-mh"),
+        at: at(3_600),
+        body: CaseBody::Supplement {
+            answers: Some(id(32)),
+            content: ReferralContent {
+                narrative: Some(Narrative {
+                    text: text("Two classmates saw it."),
+                }),
+                ..Default::default()
+            },
+        },
+        withheld: vec![Withheld {
+            category: tatmx_node::DataCategory::EducationRecord,
+            reasons: vec![text("FERPA 34 CFR 99.36 needs a health or safety emergency")],
+            rules: vec![],
+            pseudonymized: false,
+        }],
+        ..reassessment.clone()
+    };
+    vec![
+        ("reassessment", reassessment),
+        ("supplement-with-manifest", supplement),
+    ]
 }
 
 fn retraction() -> Retraction {

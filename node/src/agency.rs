@@ -17,13 +17,19 @@ use uuid::Uuid;
 
 use crate::actor::Actor;
 use crate::app::consultations::ConsultationRequest;
-use crate::app::{App, AppError, Consultation, Disclosed, Forward, Idempotency, StatusChange};
+use crate::app::{
+    App, AppError, CaseDisclosed, CaseDraft, CaseRecord, Consultation, Disclosed, Forward,
+    Idempotency, StatusChange,
+};
+use crate::case_message;
+use crate::case_message::CaseRefusal;
 use crate::convert;
 use crate::filter::{FieldDecision, Outcome};
 use crate::lifecycle::TransitionError;
 use crate::referral::Referral;
 use crate::store::{
-    DeliveryState, Direction, MessageKind, OutboxEntry, StatusEvent, StoredReferral,
+    CaseMessageSummary, DeliveryState, Direction, DueReassessment, MessageKind, OutboxEntry,
+    StatusEvent, StoredReferral, Unseen,
 };
 
 /// The staff-facing gRPC service.
@@ -71,6 +77,17 @@ impl From<AppError> for Status {
                 TransitionError::WrongParty { .. } => Status::permission_denied(message),
                 TransitionError::NotFromHere { .. } => Status::failed_precondition(message),
                 TransitionError::Missing(_) => Status::invalid_argument(message),
+            },
+            AppError::Case(c) => match c {
+                CaseRefusal::NotShared(_) | CaseRefusal::UnknownRequest(_) => {
+                    Status::not_found(message)
+                }
+                CaseRefusal::WrongParty { .. } | CaseRefusal::NotCore { .. } => {
+                    Status::permission_denied(message)
+                }
+                CaseRefusal::Ended { .. }
+                | CaseRefusal::NotYet { .. }
+                | CaseRefusal::Consultation(_) => Status::failed_precondition(message),
             },
             AppError::IdempotencyKeyReused => Status::already_exists(message),
             AppError::Store(store) => crate::federation::store_status(&store),
@@ -123,7 +140,102 @@ fn referral_record(stored: &StoredReferral, events: &[StatusEvent]) -> pb::Refer
         categories: categories(&stored.referral),
         decisions: stored.decisions.iter().map(decision_to_proto).collect(),
         retain_until: stored.retain_until.map(convert::timestamp_to_proto),
+        case_messages: Vec::new(),
+        merged_content: None,
+        content_parts: Vec::new(),
     }
+}
+
+/// A case as staff read it: the referral and its timeline, every case message, and the merged
+/// content with where each section came from.
+fn case_record(case: &CaseRecord) -> pb::ReferralRecord {
+    let (stored, events) = &case.held;
+    pb::ReferralRecord {
+        case_messages: case
+            .messages
+            .iter()
+            .map(|m| pb::CaseMessageRecord {
+                message: Some(convert::case_message_to_proto(&m.message)),
+                direction: direction_to_proto(m.direction).into(),
+                recorded_at: Some(convert::timestamp_to_proto(m.recorded_at)),
+                decisions: m.decisions.iter().map(decision_to_proto).collect(),
+                seen: m.seen,
+            })
+            .collect(),
+        merged_content: Some(convert::content_to_proto(&case.merged)),
+        content_parts: case
+            .parts
+            .iter()
+            .map(|p| pb::ContentPart {
+                category: convert::category_to_proto(p.category).into(),
+                message_id: p.message_id.map(|id| id.to_string()).unwrap_or_default(),
+                at: Some(convert::timestamp_to_proto(p.at)),
+            })
+            .collect(),
+        ..referral_record(stored, events)
+    }
+}
+
+fn direction_to_proto(direction: Direction) -> pb::Direction {
+    match direction {
+        Direction::Outbound => pb::Direction::Outbound,
+        Direction::Inbound => pb::Direction::Inbound,
+    }
+}
+
+/// What sending a case message tells staff: exactly what goes, and every decision.
+fn case_response(disclosed: &CaseDisclosed) -> pb::CaseMessageResponse {
+    pb::CaseMessageResponse {
+        message_id: disclosed.outgoing.id.to_string(),
+        dry_run: disclosed.dry_run,
+        outgoing: Some(convert::case_message_to_proto(&disclosed.outgoing)),
+        categories_disclosed: disclosed
+            .outgoing
+            .categories()
+            .into_iter()
+            .map(|c| convert::category_to_proto(c).into())
+            .collect(),
+        decisions: disclosed.decisions.iter().map(decision_to_proto).collect(),
+        recipient: disclosed.recipient.uri(),
+    }
+}
+
+fn summary_to_proto(m: &CaseMessageSummary) -> pb::CaseMessageSummary {
+    pb::CaseMessageSummary {
+        message_id: m.id.to_string(),
+        referral_id: m.referral_id.to_string(),
+        author: m.author.clone(),
+        kind: convert::case_kind_to_proto(m.kind).into(),
+        information_kind: m
+            .information_kind
+            .map(|k| convert::information_kind_to_proto(k).into())
+            .unwrap_or_default(),
+        urgent: m.urgent,
+        received_at: Some(convert::timestamp_to_proto(m.received_at)),
+        categories: m
+            .categories
+            .iter()
+            .map(|c| convert::category_to_proto(*c).into())
+            .collect(),
+        seen: m.seen,
+    }
+}
+
+fn due_to_proto(d: &DueReassessment, today: time::Date) -> pb::DueReassessment {
+    pb::DueReassessment {
+        referral_id: d.referral_id.to_string(),
+        other_team: d.other_team.clone(),
+        direction: direction_to_proto(d.direction).into(),
+        status: convert::status_to_proto(d.status).into(),
+        next_reassessment: case_message::format_date(d.next_reassessment),
+        days: i32::try_from((d.next_reassessment - today).whole_days()).unwrap_or(i32::MIN),
+        message_id: d.message_id.to_string(),
+    }
+}
+
+/// A content section from a request: absent means none.
+fn content_of(content: Option<pb::ReferralContent>) -> crate::referral::ReferralContent {
+    convert::content_from_proto(content)
 }
 
 /// What a submission or forward tells staff: exactly what goes, and every decision.
@@ -173,7 +285,7 @@ fn status_change(r: pb::UpdateReferralStatusRequest) -> Result<StatusChange, Sta
     })
 }
 
-fn inbox_item(stored: &StoredReferral) -> pb::InboxItem {
+fn inbox_item(stored: &StoredReferral, unseen: Unseen) -> pb::InboxItem {
     let r = &stored.referral;
     pb::InboxItem {
         referral_id: r.id.to_string(),
@@ -186,6 +298,8 @@ fn inbox_item(stored: &StoredReferral) -> pb::InboxItem {
         }),
         status: convert::status_to_proto(stored.status).into(),
         categories: categories(r),
+        urgent: unseen.urgent,
+        unseen_messages: unseen.count,
         question: r
             .consultation
             .as_ref()
@@ -202,6 +316,7 @@ fn outbox_entry(entry: &OutboxEntry) -> pb::OutboxEntry {
             MessageKind::StatusUpdate => pb::MessageKind::StatusUpdate,
             MessageKind::Retraction => pb::MessageKind::Retraction,
             MessageKind::RetractionAck => pb::MessageKind::RetractionAck,
+            MessageKind::CaseMessage => pb::MessageKind::CaseMessage,
         }
         .into(),
         referral_id: entry.referral_id.to_string(),
@@ -275,9 +390,18 @@ impl Agency for AgencyService {
         request: Request<pb::ListInboxRequest>,
     ) -> Result<Response<pb::ListInboxResponse>, Status> {
         let actor = caller(&request);
-        let stored = self.app.inbox(request.into_inner().limit, &actor).await?;
+        let limit = request.into_inner().limit;
+        let stored = self.app.inbox(limit, &actor).await?;
+        let case = self.app.case_inbox(limit).await?;
         Ok(Response::new(pb::ListInboxResponse {
-            items: stored.iter().map(inbox_item).collect(),
+            items: stored
+                .iter()
+                .map(|s| {
+                    let unseen = case.unseen.get(&s.referral.id).copied().unwrap_or_default();
+                    inbox_item(s, unseen)
+                })
+                .collect(),
+            messages: case.messages.iter().map(summary_to_proto).collect(),
         }))
     }
 
@@ -287,8 +411,8 @@ impl Agency for AgencyService {
     ) -> Result<Response<pb::ReferralRecord>, Status> {
         let actor = caller(&request);
         let id = uuid(&request.into_inner().referral_id, "referral_id")?;
-        let (stored, events) = self.app.read(id, &actor).await?;
-        Ok(Response::new(referral_record(&stored, &events)))
+        let case = self.app.read_case(id, &actor).await?;
+        Ok(Response::new(case_record(&case)))
     }
 
     async fn list_outbox(
@@ -505,5 +629,123 @@ impl Agency for AgencyService {
         };
         let disclosed = self.app.forward(forward, r.dry_run, &actor).await?;
         Ok(Response::new(submission(&disclosed)))
+    }
+
+    async fn request_information(
+        &self,
+        request: Request<pb::RequestInformationRequest>,
+    ) -> Result<Response<pb::CaseMessageResponse>, Status> {
+        let actor = caller(&request);
+        let r = request.into_inner();
+        let draft = CaseDraft::Ask {
+            question: r.question,
+            wanted: convert::categories_from_proto(&r.wanted, "wanted").map_err(invalid)?,
+        };
+        let id = uuid(&r.referral_id, "referral_id")?;
+        let disclosed = self
+            .app
+            .send_case_message(id, draft, r.dry_run, &actor)
+            .await?;
+        Ok(Response::new(case_response(&disclosed)))
+    }
+
+    async fn send_supplement(
+        &self,
+        request: Request<pb::SendSupplementRequest>,
+    ) -> Result<Response<pb::CaseMessageResponse>, Status> {
+        let actor = caller(&request);
+        let r = request.into_inner();
+        let answers = if r.answers.trim().is_empty() {
+            None
+        } else {
+            Some(uuid(&r.answers, "answers")?)
+        };
+        let draft = CaseDraft::Answer {
+            answers,
+            content: content_of(r.content),
+        };
+        let id = uuid(&r.referral_id, "referral_id")?;
+        let disclosed = self
+            .app
+            .send_case_message(id, draft, r.dry_run, &actor)
+            .await?;
+        Ok(Response::new(case_response(&disclosed)))
+    }
+
+    async fn send_new_information(
+        &self,
+        request: Request<pb::SendNewInformationRequest>,
+    ) -> Result<Response<pb::CaseMessageResponse>, Status> {
+        let actor = caller(&request);
+        let r = request.into_inner();
+        let draft = CaseDraft::Inform {
+            kind: convert::information_kind_from_proto(r.kind, "kind").map_err(invalid)?,
+            urgent: r.urgent,
+            text: r.text,
+            content: content_of(r.content),
+        };
+        let id = uuid(&r.referral_id, "referral_id")?;
+        let disclosed = self
+            .app
+            .send_case_message(id, draft, r.dry_run, &actor)
+            .await?;
+        Ok(Response::new(case_response(&disclosed)))
+    }
+
+    async fn record_management_plan(
+        &self,
+        request: Request<pb::RecordManagementPlanRequest>,
+    ) -> Result<Response<pb::CaseMessageResponse>, Status> {
+        let actor = caller(&request);
+        let r = request.into_inner();
+        let draft =
+            CaseDraft::Plan(convert::plan_draft_from_proto(r.plan, "plan").map_err(invalid)?);
+        let id = uuid(&r.referral_id, "referral_id")?;
+        let disclosed = self
+            .app
+            .send_case_message(id, draft, r.dry_run, &actor)
+            .await?;
+        Ok(Response::new(case_response(&disclosed)))
+    }
+
+    async fn record_reassessment(
+        &self,
+        request: Request<pb::RecordReassessmentRequest>,
+    ) -> Result<Response<pb::CaseMessageResponse>, Status> {
+        let actor = caller(&request);
+        let r = request.into_inner();
+        let draft = CaseDraft::Reassess {
+            level_of_concern: convert::level_of_concern_from_proto(r.level_of_concern),
+            plan: convert::plan_draft_from_proto(r.plan, "plan").map_err(invalid)?,
+        };
+        let id = uuid(&r.referral_id, "referral_id")?;
+        let disclosed = self
+            .app
+            .send_case_message(id, draft, r.dry_run, &actor)
+            .await?;
+        Ok(Response::new(case_response(&disclosed)))
+    }
+
+    async fn list_due_reassessments(
+        &self,
+        request: Request<pb::ListDueReassessmentsRequest>,
+    ) -> Result<Response<pb::ListDueReassessmentsResponse>, Status> {
+        let due = self
+            .app
+            .due_reassessments(request.into_inner().within_days)
+            .await?;
+        Ok(Response::new(pb::ListDueReassessmentsResponse {
+            today: case_message::format_date(due.today),
+            overdue: due
+                .overdue
+                .iter()
+                .map(|d| due_to_proto(d, due.today))
+                .collect(),
+            coming_due: due
+                .coming_due
+                .iter()
+                .map(|d| due_to_proto(d, due.today))
+                .collect(),
+        }))
     }
 }

@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::actor::Actor;
+use crate::case_message::{CaseBody, CaseMessage};
 use crate::consent::Consent;
 use crate::filter::{FieldDecision, Outcome};
 use crate::referral::{Referral, StatusUpdate};
@@ -518,6 +519,81 @@ pub fn receipt(referral: &Referral, digest: &str) -> AuditRecord {
             "categories": categories_of(referral),
             "withheld_by_sender": referral.withheld.iter().map(|w| w.category.as_str()).collect::<Vec<_>>(),
             "provenance": referral.provenance.iter().map(|h| h.team.uri()).collect::<Vec<_>>(),
+            "digest": digest,
+        }),
+    }
+}
+
+/// A case message sent to the other team of its referral: a disclosure, as a referral is one,
+/// with what left (`outgoing`), what the filter withheld and the rules that decided. The
+/// basis and consent are the referral's, on which the message is shared.
+pub fn case_disclosure(
+    outgoing: &CaseMessage,
+    decisions: &[FieldDecision],
+    referral: &Referral,
+    recipient: &tatmx_certs::TeamIdentity,
+    subject: Option<&str>,
+    actor: &Actor,
+) -> AuditRecord {
+    let withheld: Vec<Value> = decisions
+        .iter()
+        .filter(|d| d.outcome != Outcome::Disclose)
+        .map(|d| {
+            json!({
+                "category": d.category.as_str(),
+                "outcome": d.outcome.as_str(),
+                "rules": d.rules,
+                "reasons": d.reasons,
+            })
+        })
+        .collect();
+    let mut rules: Vec<&str> = decisions
+        .iter()
+        .flat_map(|d| d.rules.iter().map(String::as_str))
+        .collect();
+    rules.sort_unstable();
+    rules.dedup();
+    let categories: Vec<&str> = outgoing.categories().iter().map(|c| c.as_str()).collect();
+    AuditRecord {
+        kind: AuditKind::Disclosure,
+        actor: actor.to_string(),
+        peer: Some(recipient.uri()),
+        referral_id: Some(outgoing.referral_id),
+        subject: subject.map(str::to_owned),
+        detail: json!({
+            "message": outgoing.kind().as_str(),
+            "case_message_id": outgoing.id,
+            "recipient": recipient.uri(),
+            "purpose": referral.purpose,
+            "legal_basis": referral.legal_basis,
+            "consent_id": referral.consent_ref,
+            "categories": categories,
+            "withheld": withheld,
+            "rules": rules,
+            "urgent": outgoing.urgent(),
+            "information_kind": match &outgoing.body {
+                CaseBody::NewInformation { kind, .. } => Some(kind.as_str()),
+                _ => None,
+            },
+        }),
+    }
+}
+
+/// A case message received: what kind from whom, the categories it carried, and the digest of
+/// exactly what arrived.
+pub fn case_receipt(message: &CaseMessage, digest: &str) -> AuditRecord {
+    AuditRecord {
+        kind: AuditKind::Receipt,
+        actor: message.author.uri(),
+        peer: Some(message.author.uri()),
+        referral_id: Some(message.referral_id),
+        subject: None,
+        detail: json!({
+            "message": message.kind().as_str(),
+            "case_message_id": message.id,
+            "categories": message.categories().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            "withheld_by_sender": message.withheld.iter().map(|w| w.category.as_str()).collect::<Vec<_>>(),
+            "urgent": message.urgent(),
             "digest": digest,
         }),
     }

@@ -17,6 +17,7 @@ use std::path::Path;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::case_message::CaseMessage;
 use crate::category::DataCategory;
 use crate::consent::Consent;
 use crate::policy::{Action, ConsentVerdict, Exchange, Party, Policy};
@@ -200,22 +201,7 @@ pub fn filter_outbound(
                 labels,
             }
         } else {
-            let verdict = consent
-                .map(|c| c.verdict(category, recipient, exchange.purpose, now))
-                .unwrap_or_default();
-            let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-            let decided = policy.decide(Action::Disclose, category, exchange, verdict, &label_refs);
-            FieldDecision {
-                category,
-                outcome: if decided.permitted {
-                    Outcome::Disclose
-                } else {
-                    Outcome::Withhold
-                },
-                rules: decided.rules,
-                reasons: decided.reasons,
-                labels,
-            }
+            decide(policy, exchange, recipient, consent, now, category, labels)
         };
         decisions.push(decision);
     }
@@ -269,6 +255,145 @@ pub fn filter_outbound(
     }
 }
 
+/// The policy's decision on one category, with what the consent on file says about it as it
+/// stood at `at`.
+fn decide(
+    policy: &Policy,
+    exchange: &Exchange,
+    recipient: &Peer,
+    consent: Option<&Consent>,
+    at: time::OffsetDateTime,
+    category: DataCategory,
+    labels: Vec<String>,
+) -> FieldDecision {
+    let verdict = consent
+        .map(|c| c.verdict(category, recipient, exchange.purpose, at))
+        .unwrap_or_default();
+    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let decided = policy.decide(Action::Disclose, category, exchange, verdict, &label_refs);
+    FieldDecision {
+        category,
+        outcome: if decided.permitted {
+            Outcome::Disclose
+        } else {
+            Outcome::Withhold
+        },
+        rules: decided.rules,
+        reasons: decided.reasons,
+        labels,
+    }
+}
+
+/// A case message filtered for the other team of its referral, with every decision behind it.
+///
+/// As with [`Disclosure`], only this module makes one, so holding a `CaseDisclosure` proves that
+/// consent and policy were applied to exactly what it sends; the store's send takes nothing
+/// else. It also keeps the message as its author wrote it: the author's own record.
+#[derive(Debug, Clone)]
+pub struct CaseDisclosure {
+    /// The message as its author wrote it, before the filter.
+    written: CaseMessage,
+    /// Exactly what leaves.
+    outgoing: CaseMessage,
+    /// One decision per category the message carried.
+    decisions: Vec<FieldDecision>,
+}
+
+impl CaseDisclosure {
+    /// The message as its author wrote it: the author's own record of it.
+    pub fn written(&self) -> &CaseMessage {
+        &self.written
+    }
+
+    /// Exactly what leaves.
+    pub fn outgoing(&self) -> &CaseMessage {
+        &self.outgoing
+    }
+
+    /// One decision per category the message carried.
+    pub fn decisions(&self) -> &[FieldDecision] {
+        &self.decisions
+    }
+}
+
+/// Filters a case message for `recipient`, the other team of its referral, on the referral's
+/// purpose and basis (`exchange`) and with the consent that covers the case, if any. Each
+/// category it carries gets one decision, exactly as a referral's would: free text is
+/// NARRATIVE, a plan or level of concern ASSESSMENT, and content sections their own
+/// categories. A withheld part is removed and listed; substance-use records travel labelled
+/// NO_REDISCLOSURE. The coded parts are not case data and always go.
+pub fn filter_case_message(
+    policy: &Policy,
+    exchange: &Exchange,
+    recipient: &Peer,
+    consent: Option<&Consent>,
+    written: CaseMessage,
+) -> CaseDisclosure {
+    let mut outgoing = written.clone();
+    let mut decisions = Vec::new();
+    for category in written.categories() {
+        let labels: Vec<String> = if category == DataCategory::SubstanceUse {
+            vec![NO_REDISCLOSURE.to_owned()]
+        } else {
+            Vec::new()
+        };
+        let decision = decide(
+            policy, exchange, recipient, consent, written.at, category, labels,
+        );
+        if decision.outcome == Outcome::Disclose {
+            if !decision.labels.is_empty() {
+                outgoing.labels.insert(category, decision.labels.clone());
+            }
+        } else {
+            crate::metrics::get().count_withheld(category, decision.outcome.as_str());
+            outgoing.remove(category);
+            outgoing.withheld.push(Withheld {
+                category,
+                reasons: decision.reasons.clone(),
+                rules: decision.rules.clone(),
+                pseudonymized: false,
+            });
+        }
+        decisions.push(decision);
+    }
+    CaseDisclosure {
+        written,
+        outgoing,
+        decisions,
+    }
+}
+
+/// Checks every category of an inbound case message against this node's `hold` rules, as a
+/// referral's are checked.
+pub fn check_inbound_case(
+    policy: &Policy,
+    exchange: &Exchange,
+    message: &CaseMessage,
+) -> Result<(), HoldRefusal> {
+    for category in message.categories() {
+        let labels: Vec<&str> = message
+            .labels
+            .get(&category)
+            .map(|l| l.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        let decision = policy.decide(
+            Action::Hold,
+            category,
+            exchange,
+            ConsentVerdict::default(),
+            &labels,
+        );
+        if !decision.permitted {
+            return Err(HoldRefusal {
+                category,
+                rules: decision.rules,
+                reasons: decision.reasons,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Filters a status update: its reason is NARRATIVE and its outcome ASSESSMENT, so each leaves
 /// only if the policy lets that category go to the other party; a withheld part is removed
 /// and listed, like any withheld category.
@@ -307,23 +432,11 @@ pub fn filter_status_update(policy: &Policy, exchange: &Exchange, update: &mut S
 
 /// Removes one category's section from a referral.
 pub fn remove(referral: &mut Referral, category: DataCategory) {
-    let c = &mut referral.content;
-    match category {
-        DataCategory::Identity => c.identity = None,
-        DataCategory::Contact => c.contact = None,
-        DataCategory::Behavior => c.behavior = None,
-        DataCategory::Threat => c.threat = None,
-        DataCategory::Narrative => c.narrative = None,
-        DataCategory::MentalHealth => c.mental_health = None,
-        DataCategory::SubstanceUse => c.substance_use = None,
-        DataCategory::EducationRecord => c.education_record = None,
-        DataCategory::CriminalHistory => c.criminal_history = None,
-        DataCategory::ReporterIdentity => c.reporter = None,
-        DataCategory::ThirdParty => c.third_parties.clear(),
-        DataCategory::Assessment => {
-            referral.level_of_concern = None;
-            referral.consultation = None;
-        }
+    if category == DataCategory::Assessment {
+        referral.level_of_concern = None;
+        referral.consultation = None;
+    } else {
+        referral.content.remove(category);
     }
 }
 

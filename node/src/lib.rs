@@ -17,6 +17,8 @@
 //! - [`purpose`]: why a disclosure is made, and on what legal basis.
 //! - [`referral`]: the referral and status update as domain types, with their rules.
 //! - [`lifecycle`]: the closed loop: which status may follow which, and who may move it.
+//! - [`case_message`]: what the two teams of a shared case say after the referral: questions
+//!   and answers, new information, management plans, reassessments; who may send which, when.
 //! - [`convert`]: the only place wire types become domain types and back.
 //! - [`team`]: a team's role and discipline, and what the node knows of itself and its peers.
 //! - [`wire`]: the canonical bytes of each message: what is signed, stored and sent.
@@ -62,6 +64,7 @@ pub mod admin;
 pub mod agency;
 pub mod app;
 pub mod audit;
+pub mod case_message;
 pub mod category;
 pub mod client;
 pub mod clock;

@@ -2,16 +2,20 @@
 //! and who may move it.
 //!
 //! ```text
-//!   sent ──▶ received ──▶ accepted ──▶ in-assessment ──▶ completed ──▶ closed
-//!              │  ▲           
-//!              │  └── info-requested ──▶ accepted | declined
-//!              └──▶ declined ──▶ closed
+//!   sent ──▶ received ──▶ accepted ──▶ in-assessment ──▶ completed ──▶ under-management ──▶ closed
+//!            │  ▲                                           │                                ▲
+//!            │  │                                           └────────────────────────────────┘
+//!            │  └── info-requested ──▶ accepted | declined
+//!            └──▶ declined ──▶ closed
 //!   the sender may cancel anything not yet completed, declined, closed or cancelled
 //! ```
 //!
 //! The recipient moves every status but `cancelled`, which only the sender may set. Declining
 //! and cancelling need a coded reason (words beside it are optional); completing needs the
-//! outcome.
+//! outcome. Completing ends the assessment, not the case: a case the core team manages is
+//! `under-management` (set by hand, or by recording a plan or reassessment on a completed
+//! case, [`crate::case_message::moves_to`]) until it is closed, and case messages flow until
+//! then.
 
 use crate::category::DataCategory;
 use crate::referral::{ReferralStatus, StatusUpdate};
@@ -96,7 +100,8 @@ pub fn check(
             S::Sent | S::Received | S::Accepted | S::InAssessment
         ),
         S::Completed => matches!(current, S::InAssessment),
-        S::Closed => matches!(current, S::Completed | S::Declined),
+        S::UnderManagement => !consultation && current == S::Completed,
+        S::Closed => matches!(current, S::Completed | S::Declined | S::UnderManagement),
         S::Cancelled => matches!(
             current,
             S::Sent | S::Received | S::InfoRequested | S::Accepted | S::InAssessment
@@ -168,6 +173,39 @@ mod tests {
         for pair in path.windows(2) {
             check(pair[0], &update(pair[1]), Side::Recipient, false).unwrap();
         }
+        // A managed case goes on after its assessment, until it is closed.
+        check(
+            S::Completed,
+            &update(S::UnderManagement),
+            Side::Recipient,
+            false,
+        )
+        .unwrap();
+        check(
+            S::UnderManagement,
+            &update(S::Closed),
+            Side::Recipient,
+            false,
+        )
+        .unwrap();
+        assert!(
+            check(
+                S::UnderManagement,
+                &update(S::Cancelled),
+                Side::Sender,
+                false
+            )
+            .is_err()
+        );
+        assert!(
+            check(
+                S::InAssessment,
+                &update(S::UnderManagement),
+                Side::Recipient,
+                false
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -34,13 +34,14 @@ use tatmx_certs::{CertificateSummary, TeamIdentity};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::case_message::CaseMessage;
 use crate::referral::{Referral, StatusUpdate};
 use crate::retraction::{Retraction, RetractionAck};
 use crate::signing::{self, MessageKind, MessageProof, NodeSigner, SignatureError};
 use crate::wire::{self, WireError};
 
 /// A kind of message nodes deliver to each other, which a [`Received`] can carry. Sealed: only
-/// the four federation messages are one, so no other type can name a sender of its choosing.
+/// the five federation messages are one, so no other type can name a sender of its choosing.
 pub trait Receivable: sealed::Sealed {
     /// The kind its sender's signature names.
     const KIND: MessageKind;
@@ -349,6 +350,26 @@ impl sealed::Sealed for RetractionAck {
 
     fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         wire::decode_retraction_ack(bytes)
+    }
+}
+
+impl Receivable for CaseMessage {
+    const KIND: MessageKind = MessageKind::CaseMessage;
+
+    fn id(&self) -> Uuid {
+        self.id
+    }
+
+    fn sender(&self) -> &TeamIdentity {
+        &self.author
+    }
+}
+
+impl sealed::Sealed for CaseMessage {
+    const SENDER_FIELD: &'static str = "message.author";
+
+    fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        wire::decode_case_message(bytes)
     }
 }
 

@@ -59,11 +59,14 @@ pub enum ReferralStatus {
     Cancelled,
     /// The recipient forwarded it to another team (a fact in the sender's timeline).
     Forwarded,
+    /// The assessment is complete and the core team manages the case: a plan is in place and
+    /// reassessments follow, until the case is closed.
+    UnderManagement,
 }
 
 impl ReferralStatus {
     /// Every status, in protocol order.
-    pub const ALL: [ReferralStatus; 10] = [
+    pub const ALL: [ReferralStatus; 11] = [
         Self::Sent,
         Self::Received,
         Self::Accepted,
@@ -74,6 +77,7 @@ impl ReferralStatus {
         Self::Closed,
         Self::Cancelled,
         Self::Forwarded,
+        Self::UnderManagement,
     ];
 
     /// The stable name used in the store and the CLI.
@@ -299,6 +303,48 @@ impl ReferralContent {
         .collect()
     }
 
+    /// Removes one category's section; ASSESSMENT is not content, so it removes nothing.
+    pub fn remove(&mut self, category: DataCategory) {
+        match category {
+            DataCategory::Identity => self.identity = None,
+            DataCategory::Contact => self.contact = None,
+            DataCategory::Behavior => self.behavior = None,
+            DataCategory::Threat => self.threat = None,
+            DataCategory::Narrative => self.narrative = None,
+            DataCategory::MentalHealth => self.mental_health = None,
+            DataCategory::SubstanceUse => self.substance_use = None,
+            DataCategory::EducationRecord => self.education_record = None,
+            DataCategory::CriminalHistory => self.criminal_history = None,
+            DataCategory::ReporterIdentity => self.reporter = None,
+            DataCategory::ThirdParty => self.third_parties.clear(),
+            DataCategory::Assessment => {}
+        }
+    }
+
+    /// The sections of `newer` laid over these: each category `newer` carries replaces this
+    /// one's section of that category.
+    pub fn overlay(&mut self, newer: &ReferralContent) {
+        let n = newer.clone();
+        macro_rules! take {
+            ($($field:ident),*) => { $( if n.$field.is_some() { self.$field = n.$field; } )* };
+        }
+        take!(
+            identity,
+            contact,
+            behavior,
+            threat,
+            narrative,
+            mental_health,
+            substance_use,
+            education_record,
+            criminal_history,
+            reporter
+        );
+        if !n.third_parties.is_empty() {
+            self.third_parties = n.third_parties;
+        }
+    }
+
     fn check(&self, problems: &mut Problems) {
         if let Some(identity) = &self.identity {
             problems.date("content.identity.date_of_birth", &identity.date_of_birth);
@@ -510,6 +556,16 @@ pub struct ValidationError {
 
 #[derive(Default)]
 struct Problems(Vec<String>);
+
+impl ReferralContent {
+    /// Checks a content's dates and codes, as a referral's are checked; for content that
+    /// travels on its own, in a case message.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut problems = Problems::default();
+        self.check(&mut problems);
+        problems.into_result()
+    }
+}
 
 impl Problems {
     fn push(&mut self, problem: String) {

@@ -59,6 +59,8 @@ pub enum MessageKind {
     Retraction,
     /// A purge report, for `Federation.AcknowledgeRetraction`.
     RetractionAck,
+    /// A message about a shared referral, for `Federation.DeliverCaseMessage`.
+    CaseMessage,
 }
 
 impl MessageKind {
@@ -69,6 +71,7 @@ impl MessageKind {
             Self::StatusUpdate => "status-update",
             Self::Retraction => "retraction",
             Self::RetractionAck => "retraction-ack",
+            Self::CaseMessage => "case-message",
         }
     }
 
@@ -79,6 +82,7 @@ impl MessageKind {
             "status-update" => Some(Self::StatusUpdate),
             "retraction" => Some(Self::Retraction),
             "retraction-ack" => Some(Self::RetractionAck),
+            "case-message" => Some(Self::CaseMessage),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ use prost::Message;
 use tatmx_certs::FederationId;
 use tatmx_proto::v1 as pb;
 
+use crate::case_message::CaseMessage;
 use crate::consent::Consent;
 use crate::convert::{self, ConversionError};
 use crate::referral::{AssessmentOutcome, Referral, StatusUpdate};
@@ -46,6 +47,18 @@ pub fn decode_status_update(bytes: &[u8]) -> Result<StatusUpdate, WireError> {
     Ok(convert::status_update_from_proto(
         pb::StatusUpdate::decode(bytes)?,
     )?)
+}
+
+/// The canonical bytes of a case message.
+pub fn encode_case_message(message: &CaseMessage) -> Vec<u8> {
+    convert::case_message_to_proto(message).encode_to_vec()
+}
+
+/// A case message from its canonical bytes.
+pub fn decode_case_message(bytes: &[u8]) -> Result<CaseMessage, WireError> {
+    Ok(convert::case_message_from_proto(pb::CaseMessage::decode(
+        bytes,
+    )?)?)
 }
 
 /// The canonical bytes of a retraction.

@@ -3,8 +3,9 @@
 //!
 //! These are the store's own promises, below the services: a submission is stored and queued
 //! at once and only once, a delivery is claimed and settled, a received message is stored once
-//! and a different message under its id is refused, a purge leaves nothing to read, and dead
-//! letters are found however old they are. They live here, as an integration test, because
+//! and a different message under its id is refused, a purge leaves nothing to read, dead
+//! letters are found however old they are, and a case message is sent or kept only when the
+//! case allows it, sealed, and purged with its referral. They live here, as an integration test, because
 //! they use only what the rest of the node uses (`tatmx_node::store`), and because the
 //! harness's `backend` module already knows how to make and drop a PostgreSQL database.
 
@@ -15,12 +16,18 @@ use std::path::Path;
 use sqlx::{AnyConnection, Connection};
 use tatmx_certs::{CertificateAuthority, NodeKey, TeamIdentity};
 use tatmx_node::actor::Actor;
+use tatmx_node::case_message::{
+    CaseBody, CaseMessage, CaseRefusal, InformationKind, Intervention, InterventionCode, Plan,
+};
+use tatmx_node::category::DataCategory;
 use tatmx_node::config::Config;
-use tatmx_node::filter::{self, CaseKey, Disclosure};
+use tatmx_node::filter::{self, CaseDisclosure, CaseKey, Disclosure};
+use tatmx_node::lifecycle::Side;
 use tatmx_node::policy::{Exchange, Policy};
-use tatmx_node::received::{Received, SenderChecked};
+use tatmx_node::received::{Receivable, Received, SenderChecked};
 use tatmx_node::referral::{
-    LegalBasis, Narrative, Purpose, Referral, ReferralContent, ReferralStatus, StatusUpdate,
+    AssessmentOutcome, LegalBasis, LevelOfConcern, Narrative, Purpose, Referral, ReferralContent,
+    ReferralStatus, StatusUpdate,
 };
 use tatmx_node::retraction::PurgeCause;
 use tatmx_node::signing;
@@ -540,5 +547,512 @@ async fn a_dead_letter_is_listed_however_many_messages_came_after_it() {
             Some(dead.recipient.uri())
         );
         assert!(store.dead_letters(100).await.unwrap().is_empty());
+    }
+}
+
+// ---- case messages ----
+
+/// `message`, sent by its author to `to`, as the Federation server hands it to the store:
+/// decoded from the bytes its author's node signed, checked, and receipted by `to`'s node.
+fn arrived<M: Receivable + Encoded>(message: &M, to: &TeamIdentity) -> Received<M> {
+    let from = message.sender().clone();
+    let ca = CertificateAuthority::create(from.federation.clone(), 1).unwrap();
+    let (sender, recipient) = (node(&ca, &from), node(&ca, to));
+    let bytes = message.bytes();
+    let signature = sender
+        .signer()
+        .sign(&signing::message_payload(M::KIND.as_str(), &bytes))
+        .unwrap();
+    SenderChecked::<M>::decode(bytes, &from)
+        .unwrap()
+        .verify_signature(
+            sender.signer().certificate().to_vec(),
+            signing::SCHEME_ECDSA_P256_SHA256,
+            signature,
+        )
+        .unwrap()
+        .receipt(recipient.signer(), OffsetDateTime::now_utc())
+        .unwrap()
+}
+
+/// A message's canonical bytes, as its sender's node signs them.
+trait Encoded {
+    fn bytes(&self) -> Vec<u8>;
+}
+
+impl Encoded for CaseMessage {
+    fn bytes(&self) -> Vec<u8> {
+        tatmx_node::wire::encode_case_message(self)
+    }
+}
+
+impl Encoded for StatusUpdate {
+    fn bytes(&self) -> Vec<u8> {
+        tatmx_node::wire::encode_status_update(self)
+    }
+}
+
+/// The policy's parties for a case message from `author` (with `role`) to `to`.
+fn case_exchange(author: &TeamIdentity, role: Role, to: &Peer, on: &Referral) -> Exchange {
+    let local = LocalTeam {
+        identity: author.clone(),
+        role,
+        discipline: Discipline::LawEnforcement,
+        jurisdiction: String::new(),
+        cjis_authorized: true,
+    };
+    Exchange {
+        sender: filter::local_party(&local, author),
+        recipient: filter::party_of_peer(to),
+        purpose: on.purpose,
+        basis: on.legal_basis,
+        justified: filter::justified(on.justification.as_deref()),
+        reidentify: false,
+    }
+}
+
+fn peer(identity: &TeamIdentity, role: Role) -> Peer {
+    Peer {
+        identity: identity.clone(),
+        endpoint: "https://127.0.0.1:1".parse().unwrap(),
+        role,
+        discipline: Discipline::MentalHealth,
+        jurisdiction: String::new(),
+        cjis_authorized: false,
+    }
+}
+
+fn case_message(on: &Referral, author: &TeamIdentity, body: CaseBody) -> CaseMessage {
+    CaseMessage {
+        id: Uuid::now_v7(),
+        referral_id: on.id,
+        author: author.clone(),
+        at: OffsetDateTime::now_utc(),
+        body,
+        labels: Default::default(),
+        withheld: Vec::new(),
+    }
+}
+
+/// `message` from the core team that received `on`, through the real filter, to its sender.
+fn from_core(on: &Referral, body: CaseBody) -> CaseDisclosure {
+    let to = peer(&on.sender, Role::Affiliate);
+    filter::filter_case_message(
+        &Policy::default_pack().unwrap(),
+        &case_exchange(&on.recipient, Role::Core, &to, on),
+        &to,
+        None,
+        case_message(on, &on.recipient, body),
+    )
+}
+
+fn plan_until(date: time::Date, team: &TeamIdentity) -> Plan {
+    Plan {
+        interventions: vec![Intervention {
+            code: InterventionCode::CheckIns,
+            responsible: team.clone(),
+        }],
+        next_reassessment: date,
+    }
+}
+
+/// The recipient's status change of `on`, as stored by the recipient's store.
+async fn move_to(store: &Store, on: &Referral, status: ReferralStatus) {
+    let update = StatusUpdate {
+        id: Uuid::now_v7(),
+        referral_id: on.id,
+        author: on.recipient.clone(),
+        status,
+        at: OffsetDateTime::now_utc(),
+        reason: None,
+        outcome: (status == ReferralStatus::Completed).then(|| AssessmentOutcome {
+            level_of_concern: None,
+            management_plan: true,
+            advice: String::new(),
+            recommendations: Vec::new(),
+        }),
+        reason_code: None,
+        withheld: Vec::new(),
+        forwarded_to: None,
+    };
+    store
+        .change_status(&update, Side::Recipient, &on.sender, &CASE_WORKER)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_case_message_is_sent_with_its_record_and_refused_when_the_case_does_not_allow_it() {
+    for t in stores().await {
+        let store = &t.store;
+        let held = referral("riverside-mh", "county-core");
+        let until = OffsetDateTime::now_utc() + Duration::days(30);
+        store
+            .receive_referral(&as_received(&held), &received(&held), until)
+            .await
+            .unwrap();
+
+        let question = from_core(
+            &held,
+            CaseBody::InformationRequest {
+                question: Some("What did the teacher overhear?".into()),
+                wanted: [DataCategory::Behavior].into(),
+            },
+        );
+        store
+            .send_case_message(&question, &held, &CASE_WORKER)
+            .await
+            .unwrap()
+            .unwrap();
+        let queued = store
+            .outbox_entry(question.outgoing().id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(queued.kind, MessageKind::CaseMessage);
+        assert_eq!(queued.peer, held.sender.uri());
+        // The default policy withholds free text from a mental-health affiliate: what left is
+        // the categories wanted and the manifest; the county's own record keeps the question.
+        let window = store.queued_for_peer(&held.sender, 10).await.unwrap();
+        let sent = window
+            .iter()
+            .find(|m| m.message_id == question.outgoing().id)
+            .unwrap();
+        let left = tatmx_node::wire::decode_case_message(&sent.body).unwrap();
+        assert_eq!(left, *question.outgoing());
+        assert_eq!(left.withheld[0].category, DataCategory::Narrative);
+        let kept = store.case_messages(held.id).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].direction, Direction::Outbound);
+        assert_eq!(kept[0].message, *question.written());
+        assert_eq!(kept[0].decisions.len(), 1);
+        // Sealed under the received referral's key, in the record and the outbox.
+        assert_eq!(
+            t.count(
+                "SELECT COUNT(*) FROM case_messages WHERE referral_id = $1 AND data_key IS NOT NULL",
+                held.id
+            )
+            .await,
+            1
+        );
+
+        // The recipient cannot answer its own question, nor plan before accepting; a referral
+        // not held here is not shared.
+        let wrong = from_core(
+            &held,
+            CaseBody::Supplement {
+                answers: None,
+                content: ReferralContent {
+                    narrative: Some(Narrative { text: "x".into() }),
+                    ..Default::default()
+                },
+            },
+        );
+        assert!(matches!(
+            store
+                .send_case_message(&wrong, &held, &CASE_WORKER)
+                .await
+                .unwrap(),
+            Err(CaseRefusal::WrongParty {
+                allowed: "sender",
+                ..
+            })
+        ));
+        let early = from_core(
+            &held,
+            CaseBody::ManagementPlan {
+                plan: Some(plan_until(OffsetDateTime::now_utc().date(), &held.sender)),
+            },
+        );
+        assert!(matches!(
+            store
+                .send_case_message(&early, &held, &CASE_WORKER)
+                .await
+                .unwrap(),
+            Err(CaseRefusal::NotYet {
+                state: ReferralStatus::Received,
+                ..
+            })
+        ));
+        let stranger = referral("riverside-mh", "county-core");
+        let unshared = from_core(
+            &stranger,
+            CaseBody::InformationRequest {
+                question: None,
+                wanted: [DataCategory::Threat].into(),
+            },
+        );
+        assert!(matches!(
+            store
+                .send_case_message(&unshared, &stranger, &CASE_WORKER)
+                .await
+                .unwrap(),
+            Err(CaseRefusal::NotShared(_))
+        ));
+        assert_eq!(store.case_messages(held.id).await.unwrap().len(), 1);
+        for refused in [&wrong, &early, &unshared] {
+            assert!(
+                store
+                    .outbox_entry(refused.outgoing().id)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_received_case_message_is_stored_once_comes_first_until_read_and_is_purged_with_its_referral()
+ {
+    for t in stores().await {
+        let store = &t.store;
+        let now = OffsetDateTime::now_utc();
+        let first = referral("riverside-mh", "county-core");
+        let second = referral("riverside-mh", "county-core");
+        for (held, until) in [
+            (&first, now + Duration::hours(1)),
+            (&second, now + Duration::days(30)),
+        ] {
+            store
+                .receive_referral(&as_received(held), &received(held), until)
+                .await
+                .unwrap();
+        }
+        let news = case_message(
+            &first,
+            &first.sender,
+            CaseBody::NewInformation {
+                kind: InformationKind::TripwireReport,
+                urgent: true,
+                text: Some("A post showing a rifle.".into()),
+                content: ReferralContent::default(),
+            },
+        );
+        let stored = store
+            .receive_case_message(&arrived(&news, &first.recipient))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, Inbound::Stored);
+        // Once: a redelivery changes nothing, other content under its id is refused, and a
+        // team the referral is not shared with is told so.
+        let again = store
+            .receive_case_message(&arrived(&news, &first.recipient))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again, Inbound::Duplicate);
+        let mut altered = news.clone();
+        altered.body = CaseBody::NewInformation {
+            kind: InformationKind::TripwireReport,
+            urgent: false,
+            text: Some("Something else.".into()),
+            content: ReferralContent::default(),
+        };
+        assert_eq!(
+            store
+                .receive_case_message(&arrived(&altered, &first.recipient))
+                .await
+                .unwrap()
+                .unwrap(),
+            Inbound::Conflict
+        );
+        let mut stranger = news.clone();
+        stranger.id = Uuid::now_v7();
+        stranger.author = team("lincoln-high");
+        assert_eq!(
+            store
+                .receive_case_message(&arrived(&stranger, &first.recipient))
+                .await
+                .unwrap()
+                .unwrap(),
+            Inbound::UnknownReferral
+        );
+        let kept = store.case_messages(first.id).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].message, news);
+        assert!(!kept[0].seen);
+
+        // Urgent and unread: its referral comes first, though the other arrived later.
+        let inbox = store.inbox(10).await.unwrap();
+        assert_eq!(inbox[0].referral.id, first.id);
+        let unseen = store.unseen_case_messages().await.unwrap();
+        assert_eq!(unseen[&first.id].count, 1);
+        assert!(unseen[&first.id].urgent);
+        let listed = store.received_case_messages(10).await.unwrap();
+        assert_eq!(listed[0].id, news.id);
+        assert_eq!(
+            listed[0].information_kind,
+            Some(InformationKind::TripwireReport)
+        );
+        assert_eq!(store.mark_case_seen(first.id, now).await.unwrap(), 1);
+        assert!(store.unseen_case_messages().await.unwrap().is_empty());
+        assert_eq!(store.inbox(10).await.unwrap()[0].referral.id, second.id);
+
+        // Retention purges the referral, and its case message with it.
+        let key = "SELECT COUNT(*) FROM data_keys WHERE id = $1";
+        assert_eq!(t.count(key, first.id).await, 1);
+        assert_eq!(
+            store.purge_expired(now + Duration::hours(2)).await.unwrap(),
+            1
+        );
+        assert!(store.case_messages(first.id).await.unwrap().is_empty());
+        assert_eq!(
+            t.count(
+                "SELECT COUNT(*) FROM case_messages WHERE referral_id = $1",
+                first.id
+            )
+            .await,
+            0
+        );
+        assert_eq!(t.count(key, first.id).await, 0);
+    }
+}
+
+#[tokio::test]
+async fn a_plan_puts_a_completed_case_under_management_and_the_latest_says_when_it_is_due() {
+    for t in stores().await {
+        let store = &t.store;
+        let today = OffsetDateTime::now_utc().date();
+        let held = referral("riverside-mh", "county-core");
+        store
+            .receive_referral(
+                &as_received(&held),
+                &received(&held),
+                OffsetDateTime::now_utc() + Duration::days(30),
+            )
+            .await
+            .unwrap();
+        for status in [
+            ReferralStatus::Accepted,
+            ReferralStatus::InAssessment,
+            ReferralStatus::Completed,
+        ] {
+            move_to(store, &held, status).await;
+        }
+        let plan = from_core(
+            &held,
+            CaseBody::ManagementPlan {
+                plan: Some(plan_until(today + Duration::days(30), &held.sender)),
+            },
+        );
+        store
+            .send_case_message(&plan, &held, &CASE_WORKER)
+            .await
+            .unwrap()
+            .unwrap();
+        let (stored, timeline) = store.referral(held.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, ReferralStatus::UnderManagement);
+        assert_eq!(
+            timeline.last().map(|e| e.status),
+            Some(ReferralStatus::UnderManagement)
+        );
+        let reassessment = from_core(
+            &held,
+            CaseBody::Reassessment {
+                level_of_concern: Some(LevelOfConcern {
+                    scheme: "CSTAG".into(),
+                    value: "transient".into(),
+                }),
+                plan: Some(plan_until(today - Duration::days(2), &held.sender)),
+            },
+        );
+        store
+            .send_case_message(&reassessment, &held, &CASE_WORKER)
+            .await
+            .unwrap()
+            .unwrap();
+        // The latest plan decides: two days overdue, whatever the first one said.
+        let due = store.due_reassessments(today).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].referral_id, held.id);
+        assert_eq!(due[0].message_id, reassessment.outgoing().id);
+        assert_eq!(due[0].next_reassessment, today - Duration::days(2));
+        assert_eq!(due[0].status, ReferralStatus::UnderManagement);
+        assert_eq!(due[0].other_team, held.sender.uri());
+        assert!(
+            store
+                .due_reassessments(today - Duration::days(3))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_plan_received_on_a_referral_sent_from_here_is_sealed_under_a_key_made_for_the_case() {
+    for t in stores().await {
+        let store = &t.store;
+        let (disclosure, sent) = disclosed(referral("riverside-mh", "county-core"));
+        store
+            .submit_referral(&disclosure, &plain_submission())
+            .await
+            .unwrap();
+        let accepted = StatusUpdate {
+            status: ReferralStatus::Accepted,
+            ..received(&sent)
+        };
+        store
+            .receive_status_update(&arrived(&accepted, &sent.sender))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            t.count("SELECT COUNT(*) FROM data_keys WHERE id = $1", sent.id)
+                .await,
+            0
+        );
+        let plan = case_message(
+            &sent,
+            &sent.recipient,
+            CaseBody::ManagementPlan {
+                plan: Some(plan_until(
+                    OffsetDateTime::now_utc().date() + Duration::days(7),
+                    &sent.sender,
+                )),
+            },
+        );
+        assert_eq!(
+            store
+                .receive_case_message(&arrived(&plan, &sent.sender))
+                .await
+                .unwrap()
+                .unwrap(),
+            Inbound::Stored
+        );
+        // The referral is only accepted: the plan does not move it.
+        let (stored, _) = store.referral(sent.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, ReferralStatus::Accepted);
+        assert_eq!(
+            t.count("SELECT COUNT(*) FROM data_keys WHERE id = $1", sent.id)
+                .await,
+            1
+        );
+        let kept = store.case_messages(sent.id).await.unwrap();
+        assert_eq!(kept[0].message, plan);
+        assert_eq!(kept[0].direction, Direction::Inbound);
+        // A supplement from the core team is not the recipient's to send.
+        let wrong = case_message(
+            &sent,
+            &sent.recipient,
+            CaseBody::Supplement {
+                answers: None,
+                content: ReferralContent {
+                    narrative: Some(Narrative { text: "x".into() }),
+                    ..Default::default()
+                },
+            },
+        );
+        assert!(matches!(
+            store
+                .receive_case_message(&arrived(&wrong, &sent.sender))
+                .await
+                .unwrap(),
+            Err(CaseRefusal::WrongParty { .. })
+        ));
+        assert_eq!(store.case_messages(sent.id).await.unwrap().len(), 1);
     }
 }

@@ -365,6 +365,18 @@ pub fn signed_update(team: &TeamSpec, update: pb::StatusUpdate) -> pb::UpdateSta
     }
 }
 
+/// A case message signed by `team`.
+pub fn signed_case_message(
+    team: &TeamSpec,
+    message: pb::CaseMessage,
+) -> pb::DeliverCaseMessageRequest {
+    pb::DeliverCaseMessageRequest {
+        signature: signature_of(team, "case-message", &message),
+        message: Some(message),
+        checkpoint: None,
+    }
+}
+
 /// A retraction signed by `team`.
 pub fn signed_retraction(team: &TeamSpec, retraction: pb::Retraction) -> pb::RetractRequest {
     pb::RetractRequest {

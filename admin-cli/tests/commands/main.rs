@@ -2,6 +2,7 @@
 //! where a command needs one. One module per area, linked as one test binary.
 
 mod bench_quick;
+mod case_cli;
 mod cli;
 mod doctor;
 mod lists;

@@ -7,6 +7,7 @@
 
 use uuid::Uuid;
 
+use crate::case_message::CaseRefusal;
 use crate::lifecycle::TransitionError;
 use crate::retraction::Tombstone;
 use crate::store::StoreError;
@@ -41,6 +42,9 @@ pub enum AppError {
     /// The referral's lifecycle does not allow this move now.
     #[error(transparent)]
     Transition(#[from] TransitionError),
+    /// The case's rules do not allow this message now, from this team.
+    #[error(transparent)]
+    Case(#[from] CaseRefusal),
     /// An idempotency key was used before for a different draft.
     #[error("idempotency_key: was used before for a different draft; nothing was sent")]
     IdempotencyKeyReused,

@@ -13,6 +13,8 @@
 //! - [`error`]: what a use case can refuse.
 //! - [`referrals`]: preview, submit, read, inbox, status changes.
 //! - [`forwarding`]: passing a received referral on to another team.
+//! - [`case`]: a case in motion: questions and answers, new information, management plans,
+//!   reassessments, a case's timeline and merged content, the reassessments due.
 //! - [`consultations`]: a core team's question to partner teams, and their answers.
 //! - [`consents`]: recording, reading and revoking consents; retraction and tombstones.
 //! - [`deliveries`]: the outbox as staff see it: listing, retrying dead letters, watching.
@@ -31,6 +33,7 @@ use crate::store::Store;
 use crate::trust::Trust;
 
 pub mod audit;
+pub mod case;
 pub mod consents;
 pub mod consultations;
 pub mod deliveries;
@@ -40,6 +43,7 @@ pub mod referrals;
 pub mod trust;
 
 pub use crate::actor::Actor;
+pub use case::{CaseDisclosed, CaseDraft, CaseInbox, CaseRecord, ContentPart, DueList};
 pub use consultations::{Consultation, ConsultationRequest, PartnerAnswer};
 pub use error::AppError;
 pub use forwarding::Forward;

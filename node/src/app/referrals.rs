@@ -143,12 +143,22 @@ impl App {
     pub async fn read(&self, id: Uuid, actor: &Actor) -> Result<Held, AppError> {
         let held = self.held(id).await?;
         if held.0.direction == Direction::Inbound {
-            self.store
-                .record_audit(&audit::case_read(&held.0.referral, actor))
-                .await?;
-            tracing::info!(referral_id = %id, "received referral read by staff");
+            self.record_read(&held.0.referral, actor).await?;
         }
         Ok(held)
+    }
+
+    /// Puts a read of received case data on the audit log, before anything is shown.
+    pub(super) async fn record_read(
+        &self,
+        referral: &Referral,
+        actor: &Actor,
+    ) -> Result<(), AppError> {
+        self.store
+            .record_audit(&audit::case_read(referral, actor))
+            .await?;
+        tracing::info!(referral_id = %referral.id, "received case data read by staff");
+        Ok(())
     }
 
     /// The newest received referrals, at most `limit`; the read is on record.

@@ -13,6 +13,7 @@ use super::account::PASSWORD_PAGE;
 use super::session::Staff;
 use crate::actor::Actor;
 use crate::app::AppError;
+use crate::case_message::CaseRefusal;
 use crate::lifecycle::TransitionError;
 use crate::staff::Capability;
 use crate::store::StoreError;
@@ -245,10 +246,20 @@ impl Refusal {
                 StatusCode::NOT_FOUND,
                 "Check the link, or go back to the list.",
             ),
-            AppError::Transition(TransitionError::WrongParty { .. }) => (
+            AppError::Transition(TransitionError::WrongParty { .. })
+            | AppError::Case(CaseRefusal::WrongParty { .. } | CaseRefusal::NotCore { .. }) => (
                 StatusCode::FORBIDDEN,
                 "Only the team allowed to make this change can make it.",
             ),
+            AppError::Case(CaseRefusal::NotShared(_) | CaseRefusal::UnknownRequest(_)) => (
+                StatusCode::NOT_FOUND,
+                "Check the link, or go back to the list.",
+            ),
+            AppError::Case(
+                CaseRefusal::Ended { .. }
+                | CaseRefusal::NotYet { .. }
+                | CaseRefusal::Consultation(_),
+            ) => (StatusCode::UNPROCESSABLE_ENTITY, CORRECT_IT),
             AppError::Store(store) => {
                 let (status, message) = store_refusal(store);
                 return Self {

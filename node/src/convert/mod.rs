@@ -10,7 +10,9 @@
 //! # Layout
 //! - this file: errors, ids, times, enums and audit checkpoints;
 //! - [`referral`]: referral content, referrals, new referrals, status updates, outcomes;
-//! - [`consent`]: consents, retractions, their acknowledgements and tombstones.
+//! - [`consent`]: consents, retractions, their acknowledgements and tombstones;
+//! - [`case_message`]: case messages (questions, answers, new information, plans,
+//!   reassessments) and the staff's drafts of them.
 
 use tatmx_certs::TeamIdentity;
 use tatmx_proto::v1 as pb;
@@ -160,6 +162,7 @@ pub fn status_from_proto(value: i32, field: &str) -> Result<ReferralStatus, Conv
         Ok(P::Closed) => Ok(ReferralStatus::Closed),
         Ok(P::Cancelled) => Ok(ReferralStatus::Cancelled),
         Ok(P::Forwarded) => Ok(ReferralStatus::Forwarded),
+        Ok(P::UnderManagement) => Ok(ReferralStatus::UnderManagement),
         Ok(P::Unspecified) => Err(invalid(field, "is required")),
         Err(_) => Err(invalid(field, format!("unknown status {value}"))),
     }
@@ -179,6 +182,7 @@ pub fn status_to_proto(status: ReferralStatus) -> pb::ReferralStatus {
         ReferralStatus::Closed => P::Closed,
         ReferralStatus::Cancelled => P::Cancelled,
         ReferralStatus::Forwarded => P::Forwarded,
+        ReferralStatus::UnderManagement => P::UnderManagement,
     }
 }
 
@@ -303,8 +307,10 @@ mod tests {
     }
 }
 
+mod case_message;
 mod consent;
 mod referral;
 
+pub use case_message::*;
 pub use consent::*;
 pub use referral::*;

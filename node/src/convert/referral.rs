@@ -5,14 +5,14 @@ use super::*;
 
 // ---- content ----
 
-fn level_to_proto(level: &LevelOfConcern) -> pb::LevelOfConcern {
+pub(super) fn level_to_proto(level: &LevelOfConcern) -> pb::LevelOfConcern {
     pb::LevelOfConcern {
         scheme: level.scheme.clone(),
         value: level.value.clone(),
     }
 }
 
-fn level_from_proto(level: Option<pb::LevelOfConcern>) -> Option<LevelOfConcern> {
+pub(super) fn level_from_proto(level: Option<pb::LevelOfConcern>) -> Option<LevelOfConcern> {
     level
         .filter(|l| !(l.scheme.is_empty() && l.value.is_empty()))
         .map(|l| LevelOfConcern {
@@ -253,7 +253,7 @@ pub fn withheld_to_proto(w: &Withheld) -> pb::WithheldCategory {
     }
 }
 
-fn labels_from_proto(
+pub(super) fn labels_from_proto(
     labels: Vec<pb::CategoryLabels>,
 ) -> Result<std::collections::BTreeMap<DataCategory, Vec<String>>, ConversionError> {
     labels
@@ -271,7 +271,7 @@ fn labels_from_proto(
         .collect()
 }
 
-fn withheld_from_proto(
+pub(super) fn withheld_from_proto(
     withheld: Vec<pb::WithheldCategory>,
 ) -> Result<Vec<Withheld>, ConversionError> {
     withheld

@@ -1,7 +1,7 @@
 //! The Federation API as this node calls it: every outbound call to a peer.
 //!
-//! [`PeerClient::deliver`] is where a referral, a status update, a retraction or a retraction's
-//! acknowledgement is sent: signed, stamped with the time, and counted only once the peer's
+//! [`PeerClient::deliver`] is where a referral, a status update, a case message, a retraction or
+//! a retraction's acknowledgement is sent: signed, stamped with the time, and counted only once the peer's
 //! receipt checks out. A refusal is sorted into worth-retrying or not by its reason code
 //! ([`crate::refusal`]) and gRPC code, and a transport failure by the type of its error, never
 //! by message text. [`PeerClient::audit_consistency`] serves the witness and
@@ -173,6 +173,16 @@ impl PeerClient {
                 client
                     .acknowledge_retraction(stamped(pb::AcknowledgeRetractionRequest {
                         ack: Some(ack),
+                        signature: wire_signature,
+                        checkpoint,
+                    }))
+                    .await
+            }
+            MessageKind::CaseMessage => {
+                let case_message = pb::CaseMessage::decode(body).map_err(corrupt)?;
+                client
+                    .deliver_case_message(stamped(pb::DeliverCaseMessageRequest {
+                        message: Some(case_message),
                         signature: wire_signature,
                         checkpoint,
                     }))

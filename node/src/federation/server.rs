@@ -23,6 +23,7 @@ use super::SENT_AT_HEADER;
 use super::evidence::{self, EvidenceError};
 use super::witness::Witness;
 use crate::audit;
+use crate::case_message::{CaseMessage, CaseMessageKind, CaseRefusal};
 use crate::convert;
 use crate::filter;
 use crate::outbox::Outbox;
@@ -327,6 +328,118 @@ impl FederationService {
         }
     }
 
+    async fn case_message(
+        &self,
+        request: Request<pb::DeliverCaseMessageRequest>,
+    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
+        let (peer, certificate) = self.caller(&request, "DeliverCaseMessage")?;
+        let message = request.into_inner();
+        self.witness.observe(peer.identity(), message.checkpoint);
+        let wire = message
+            .message
+            .ok_or_else(|| refuse(Reason::InvalidMessage, "message: is required"))?;
+        let checked = sent_as::<CaseMessage>(wire.encode_to_vec(), &peer)?;
+        let received = self.evidence(&peer, &certificate, checked, message.signature)?;
+        let case = received.message();
+        let unknown = || {
+            refuse_with(
+                Reason::UnknownReferral,
+                format!(
+                    "no referral {} is shared between your team and this one",
+                    case.referral_id
+                ),
+                [("referral_id", case.referral_id.to_string())],
+            )
+        };
+        let state = self.trust.state();
+        let sender_peer = state
+            .peer(peer.identity())
+            .map(|entry| entry.peer.clone())
+            .ok_or_else(|| refuse(Reason::UnknownPeer, "the caller is no longer a peer"))?;
+        let kind = case.kind();
+        if matches!(
+            kind,
+            CaseMessageKind::ManagementPlan | CaseMessageKind::Reassessment
+        ) && sender_peer.role != crate::trust::Role::Core
+        {
+            return Err(refuse(
+                Reason::RoleRefused,
+                CaseRefusal::NotCore { kind }.to_string(),
+            ));
+        }
+        // The receiver enforces too: nothing is kept that this node may not hold, judged on
+        // the purpose and basis of the referral the message belongs to.
+        let Some((held, _)) = self
+            .store
+            .referral(case.referral_id)
+            .await
+            .map_err(|e| store_status(&e))?
+        else {
+            return Err(unknown());
+        };
+        let Some(local) = state.own_identity_in(&peer.identity().federation) else {
+            return Err(refuse(
+                Reason::NotAMember,
+                format!(
+                    "this node is not a member of {}",
+                    peer.identity().federation
+                ),
+            ));
+        };
+        let exchange = Exchange {
+            sender: filter::party_of_peer(&sender_peer),
+            recipient: filter::local_party(&state.local, local),
+            purpose: held.referral.purpose,
+            basis: held.referral.legal_basis,
+            justified: filter::justified(held.referral.justification.as_deref()),
+            reidentify: false,
+        };
+        if let Err(refusal) = filter::check_inbound_case(&self.policy, &exchange, case) {
+            tracing::warn!(
+                referral_id = %case.referral_id,
+                from = %peer.identity(),
+                category = %refusal.category,
+                rules = ?refusal.rules,
+                "inbound case message refused by this node's hold policy"
+            );
+            return Err(crate::metrics::Refusal::PolicyDenied
+                .attach(refuse(Reason::PolicyRefused, refusal.to_string())));
+        }
+        match self.store.receive_case_message(&received).await {
+            Ok(Ok(Inbound::Stored)) => {
+                let categories: Vec<&str> = case.categories().iter().map(|c| c.as_str()).collect();
+                tracing::info!(
+                    referral_id = %case.referral_id,
+                    message_id = %case.id,
+                    from = %peer.identity(),
+                    kind = kind.as_str(),
+                    urgent = case.urgent(),
+                    categories = ?categories,
+                    "case message received"
+                );
+                self.receipt(received.proof(), false).await
+            }
+            Ok(Ok(Inbound::Duplicate)) => self.receipt(received.proof(), true).await,
+            Ok(Ok(Inbound::Conflict)) => Err(replayed(case.id)),
+            Ok(Ok(Inbound::UnknownReferral)) => Err(unknown()),
+            Ok(Err(refused)) => {
+                tracing::warn!(
+                    referral_id = %case.referral_id,
+                    from = %peer.identity(),
+                    kind = kind.as_str(),
+                    error = %refused,
+                    "case message refused by the case's rules"
+                );
+                Err(match refused {
+                    CaseRefusal::NotShared(_) => unknown(),
+                    CaseRefusal::NotCore { .. } => refuse(Reason::RoleRefused, refused.to_string()),
+                    _ => refuse(Reason::TransitionRefused, refused.to_string()),
+                })
+            }
+            Err(e) => Err(store_status(&e)),
+        }
+    }
+
     async fn retraction(
         &self,
         request: Request<pb::RetractRequest>,
@@ -597,6 +710,15 @@ impl Federation for FederationService {
         let who = claimed(&request);
         let result = self.status(request).await;
         self.audited(who, "UpdateStatus", result).await
+    }
+
+    async fn deliver_case_message(
+        &self,
+        request: Request<pb::DeliverCaseMessageRequest>,
+    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
+        let who = claimed(&request);
+        let result = self.case_message(request).await;
+        self.audited(who, "DeliverCaseMessage", result).await
     }
 
     async fn get_directory(

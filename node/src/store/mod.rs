@@ -16,6 +16,8 @@
 //! - this file: [`Store`], opening it, [`StoreError`], and what the parts share.
 //! - `referrals`: submitting, receiving and changing the status of referrals; inbox,
 //!   consultations.
+//! - `case_messages`: what the two teams of a case say after its referral, sent and received;
+//!   a case's timeline, and the reassessments due.
 //! - `outbox`: queuing, claiming and settling messages for peers; listing them.
 //! - `trust`: anchors, peers, CRLs and directories.
 //! - `retraction`: consents, their revocation and retraction, acknowledgements, purges and
@@ -41,6 +43,7 @@ use crate::vault;
 
 pub mod accounts;
 mod audit_log;
+mod case_messages;
 mod codec;
 pub mod observe;
 mod outbox;
@@ -55,6 +58,7 @@ pub use crate::wire::encode_referral;
 pub use audit_log::WitnessConflict;
 #[cfg(feature = "bench-internals")]
 pub use audit_log::disable_accountability_for_benchmarks;
+pub use case_messages::{CaseMessageSummary, DueReassessment, StoredCaseMessage, Unseen};
 pub use outbox::{DeliveryState, DueMessage, OutboxEntry};
 pub use referrals::{StatusEvent, StoredReferral, Submission, Submitted};
 pub use trust::{StoredAnchor, StoredCrl, StoredDirectory, StoredPeer, StoredTrust};
@@ -161,7 +165,8 @@ pub enum Inbound {
     Duplicate,
     /// The id was already used for different content; nothing changed.
     Conflict,
-    /// A status update for a referral this node never sent to that peer; nothing changed.
+    /// A status update or case message for a referral not shared with that peer; nothing
+    /// changed.
     UnknownReferral,
 }
 

@@ -333,11 +333,16 @@ impl Store {
         Ok(changed)
     }
 
-    /// Received referrals, newest first.
+    /// Received referrals: those with urgent case messages staff have not read first, then the
+    /// newest first.
     pub async fn inbox(&self, limit: u32) -> Result<Vec<StoredReferral>, StoreError> {
         let rows = sqlx::query(&format!(
             "{REFERRAL_COLUMNS} WHERE r.direction = 'inbound'
-             ORDER BY r.recorded_at DESC, r.id DESC LIMIT $1"
+             ORDER BY CASE WHEN EXISTS (SELECT 1 FROM case_messages m
+                                        WHERE m.referral_id = r.id AND m.direction = 'inbound'
+                                          AND m.urgent = 1 AND m.seen_at IS NULL)
+                      THEN 0 ELSE 1 END,
+                      r.recorded_at DESC, r.id DESC LIMIT $1"
         ))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -512,7 +517,10 @@ const REFERRAL_COLUMNS: &str = "SELECT r.id, r.direction, r.status, r.recorded_a
     FROM referrals r LEFT JOIN data_keys k ON k.id = r.data_key";
 
 /// The data key a received referral's body is sealed under, for sealing what is made from it.
-async fn sealing_of(tx: &mut Tx, referral_id: Uuid) -> Result<Option<Sealing>, StoreError> {
+pub(super) async fn sealing_of(
+    tx: &mut Tx,
+    referral_id: Uuid,
+) -> Result<Option<Sealing>, StoreError> {
     let row = sqlx::query(
         "SELECT k.id, k.key FROM referrals r JOIN data_keys k ON k.id = r.data_key
          WHERE r.id = $1",
@@ -576,7 +584,7 @@ async fn insert_referral(
     Ok(())
 }
 
-async fn insert_event(
+pub(super) async fn insert_event(
     tx: &mut Tx,
     referral_id: Uuid,
     status: ReferralStatus,

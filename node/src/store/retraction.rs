@@ -118,6 +118,15 @@ impl Store {
                 .bind(copy.referral_id.to_string())
                 .execute(&mut *tx)
                 .await?;
+                // What was to follow it on the same consent (a supplement, new information)
+                // never leaves either.
+                sqlx::query(
+                    "UPDATE outbox SET state = 'cancelled'
+                     WHERE referral_id = $1 AND kind = 'case-message' AND state IN ('pending', 'dead')",
+                )
+                .bind(copy.referral_id.to_string())
+                .execute(&mut *tx)
+                .await?;
                 let retraction = Retraction {
                     id: Uuid::now_v7(),
                     retraction_id,
@@ -549,8 +558,8 @@ async fn enqueue_ack(
     .await
 }
 
-/// Purges referrals: their data keys, rows, timelines and unsent messages go, and a tombstone
-/// stays. Bodies of messages already delivered are emptied too: the peer has them, and this
+/// Purges referrals: their data keys, rows, timelines, case messages and unsent messages go,
+/// and a tombstone stays. Bodies of messages already delivered are emptied too: the peer has them, and this
 /// node no longer needs them. Returns how many referrals were purged.
 async fn purge(
     tx: &mut Tx,
@@ -593,9 +602,22 @@ async fn purge(
                 .execute(&mut **tx)
                 .await?;
         }
+        // Its case messages go with it: their keys (the referral's own, or the one made for
+        // the case), then their rows.
+        sqlx::query(
+            "DELETE FROM data_keys WHERE id IN
+                 (SELECT data_key FROM case_messages WHERE referral_id = $1 AND data_key IS NOT NULL)",
+        )
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM case_messages WHERE referral_id = $1")
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
         sqlx::query(
             "UPDATE outbox SET state = 'cancelled'
-             WHERE referral_id = $1 AND kind IN ('referral', 'status-update')
+             WHERE referral_id = $1 AND kind IN ('referral', 'status-update', 'case-message')
                AND state IN ('pending', 'dead')",
         )
         .bind(&id)
@@ -603,7 +625,7 @@ async fn purge(
         .await?;
         sqlx::query(
             "UPDATE outbox SET body = $1 WHERE referral_id = $2
-               AND kind IN ('referral', 'status-update')",
+               AND kind IN ('referral', 'status-update', 'case-message')",
         )
         .bind(Vec::<u8>::new())
         .bind(&id)

@@ -1,6 +1,6 @@
 //! No personal data leaks anywhere along the whole closed loop: a referral with a distinct
-//! canary in every content field goes through status changes, a consultation, a forward and a
-//! retraction, with every node logging at `trace`. No canary may appear in any log line, in any
+//! canary in every content field goes through status changes, case messages (a question, a
+//! supplement, new information), a consultation, a forward and a retraction, with every node logging at `trace`. No canary may appear in any log line, in any
 //! error a caller gets back, in the metrics, or at a node the policy did not let see it.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
@@ -172,6 +172,57 @@ async fn no_canary_leaks_along_the_whole_loop_in(logs: Logs) {
             .await
             .unwrap();
     }
+    // The case goes on: the county asks, the school adds to the case and reports news, each
+    // with a canary; one report is too long and refused without an echo.
+    agency(&core)
+        .await
+        .request_information(pb::RequestInformationRequest {
+            referral_id: id.clone(),
+            question: "CANARY-LC-QUESTION who else was there?".into(),
+            wanted: vec![pb::DataCategory::Behavior.into()],
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    agency(&school)
+        .await
+        .send_supplement(pb::SendSupplementRequest {
+            referral_id: id.clone(),
+            answers: String::new(),
+            content: Some(pb::ReferralContent {
+                narrative: Some(pb::Narrative {
+                    text: "CANARY-LC-SUPPLEMENT two classmates".into(),
+                }),
+                ..Default::default()
+            }),
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    for text in [
+        "CANARY-LC-NEWS a post with a rifle".to_owned(),
+        "CANARY-LC-LONG ".repeat(300),
+    ] {
+        let sent = agency(&school)
+            .await
+            .send_new_information(pb::SendNewInformationRequest {
+                referral_id: id.clone(),
+                kind: pb::InformationKind::TripwireReport.into(),
+                urgent: true,
+                text,
+                content: None,
+                dry_run: false,
+            })
+            .await;
+        if let Err(status) = sent {
+            errors.push_str(status.message());
+        }
+    }
+    referral_when(&core, &id, "the case messages at the county", |r| {
+        r.case_messages.len() == 3
+    })
+    .await;
+
     // An invalid move, with a canary in its reason: refused, nothing echoed.
     let status = agency(&core)
         .await
@@ -300,6 +351,16 @@ async fn no_canary_leaks_along_the_whole_loop_in(logs: Logs) {
     );
     // After the retraction, neither core team's store holds anything the school shared. (The
     // county keeps its own consultation record, which is its own case data.)
+    let case_canaries: Vec<String> = ["QUESTION", "SUPPLEMENT", "NEWS", "LONG"]
+        .iter()
+        .map(|c| format!("CANARY-LC-{c}"))
+        .collect();
+    let bytes = database_bytes(&core);
+    assert!(
+        leaked(&bytes, &case_canaries).is_empty(),
+        "the county still holds {:?}",
+        leaked(&bytes, &case_canaries)
+    );
     for team in [&core, &state] {
         let bytes = database_bytes(team);
         assert!(
@@ -324,6 +385,10 @@ async fn no_canary_leaks_along_the_whole_loop_in(logs: Logs) {
         "CANARY-LC-ADVICE",
         "CANARY-LC-BADDATE",
         "CANARY-LC-BADMOVE",
+        "CANARY-LC-QUESTION",
+        "CANARY-LC-SUPPLEMENT",
+        "CANARY-LC-NEWS",
+        "CANARY-LC-LONG",
     ] {
         assert!(!contains(&logs, extra.as_bytes()), "{extra} in the logs");
     }

@@ -9,6 +9,7 @@ mod agency;
 mod audit;
 mod browser;
 mod canaries;
+mod case;
 mod console;
 mod consultations;
 mod delivery;
