@@ -227,6 +227,16 @@ async fn run_in(root: &Path, console: bool) -> anyhow::Result<()> {
             // Any free port on this host only; the address is printed once it is bound.
             toml.extra = "[console]\nlisten = \"127.0.0.1:0\"\n".into();
         }
+        if team.id == "county-core" {
+            // The county's counsel lets its questions and case notes go back to the school
+            // that referred the case: a local rule beside the default pack (docs/policy.md).
+            let rules = root.join(team.id).join("local.cedar");
+            std::fs::write(&rules, COUNTY_LOCAL_RULES)?;
+            toml.extra.push_str(&format!(
+                "[policy]\nfiles = [{:?}]\n",
+                rules.display().to_string()
+            ));
+        }
         let config = toml.write(&root.join(team.id).join("node.toml"))?;
         let node = loopback::start(config)
             .await
@@ -315,33 +325,11 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
     let received = agency::show(&core_socket, &id).await?;
     indent(&agency::describe_record(&received));
 
-    println!(
-        "\n6. The county team accepts, assesses and completes (tatmx referral accept, complete)"
-    );
+    println!("\n6. The county team accepts and asks the school a question (tatmx referral ask)");
     let county = |status, outcome| agency::update_status(&core_socket, &id, status, None, outcome);
     county(pb::ReferralStatus::Accepted, None).await?;
-    county(pb::ReferralStatus::InAssessment, None).await?;
-    county(
-        pb::ReferralStatus::Completed,
-        Some(pb::AssessmentOutcome {
-            level_of_concern: Some(pb::LevelOfConcern {
-                scheme: "CSTAG".into(),
-                value: "transient".into(),
-            }),
-            management_plan: true,
-            ..Default::default()
-        }),
-    )
-    .await?;
-    let record = wait_for(Duration::from_secs(20), || async {
-        let record = agency::show(&school_socket, &id).await?;
-        Ok((record.status == pb::ReferralStatus::Completed as i32).then_some(record))
-    })
-    .await?
-    .context("the county team's outcome did not reach the school within 20 seconds")?;
-    println!(
-        "   - The school learns the outcome: concern now transient, a management plan is in place."
-    );
+    case_in_motion(&school_socket, &core_socket, &id).await?;
+    let record = agency::show(&school_socket, &id).await?;
 
     println!(
         "\n7. The county team consults the federal partner, de-identified (tatmx consult request)"
@@ -418,6 +406,7 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
     indent(&agency::outbox_table(&outbox));
     println!();
     indent(&agency::describe_timeline(&record));
+    indent(&crate::case::describe_case(&record));
 
     println!(
         "\n12. Counsel's view: the accounting of disclosures (tatmx audit disclosures --subject LHS-2026-0117)"
@@ -466,6 +455,11 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
     println!("\nThe school's referral left the school once, over an authenticated and encrypted");
     println!("channel, and exists only at the school (as sent) and at the county team (as");
     println!("received). The teacher who reported the concern was never named outside the school.");
+    println!("After the referral the two teams kept talking about the case, each message filtered");
+    println!("the same way: a question and its answer, a plan, an urgent tripwire report and a");
+    println!(
+        "reassessment that lowered the concern, all in the school's and the county's timelines."
+    );
     println!("The federal partner advised without ever learning who the student is. When the");
     println!("guardian withdrew consent, what Riverside had shared was purged at both teams that");
     println!("held it, and Riverside's node has each team's acknowledgement.");
@@ -473,6 +467,206 @@ async fn exchange(root: &Path) -> anyhow::Result<()> {
     if !agency::list_inbox(&riverside, 100).await?.is_empty() {
         bail!("a team that was not a recipient received data");
     }
+    Ok(())
+}
+
+/// The county's local rule: its questions and case notes may go back to the school that
+/// referred the case. Without it the default pack keeps a core team's free text from a school,
+/// and the school would learn only which categories the county asks for.
+const COUNTY_LOCAL_RULES: &str = r#"@id("local-case-notes-to-referring-schools")
+@reason("the county's agreement with the school district: case questions and notes may go back to the referring school")
+permit (principal, action == Action::"disclose", resource == Category::"NARRATIVE")
+when { context.recipient.role == "affiliate" && context.recipient.discipline == "education" };
+"#;
+
+/// Scenes 6 to 6d: the case goes on after the referral. The county asks and the school
+/// answers; the county assesses, completes and plans; the school reports a tripwire; the
+/// county reassesses and the school sees the lower concern.
+async fn case_in_motion(school: &Path, county: &Path, id: &str) -> anyhow::Result<()> {
+    let mut county_api = crate::errors::agency(county).await?;
+    let mut school_api = crate::errors::agency(school).await?;
+    let refused = |what: &'static str| {
+        move |s: tonic::Status| anyhow::anyhow!("{what} was refused: {}", s.message())
+    };
+    let asked = county_api
+        .request_information(pb::RequestInformationRequest {
+            referral_id: id.to_owned(),
+            question: "Has the student been absent or disciplined since the essay? Please send attendance and behaviour notes.".into(),
+            wanted: vec![pb::DataCategory::Behavior.into(), pb::DataCategory::EducationRecord.into()],
+            dry_run: false,
+        })
+        .await
+        .map_err(refused("the question"))?
+        .into_inner();
+    let question_seen = wait_for(Duration::from_secs(20), || async {
+        let record = agency::show(school, id).await?;
+        Ok(record
+            .case_messages
+            .iter()
+            .find_map(|m| match m.message.as_ref()?.body.as_ref()? {
+                pb::case_message::Body::InformationRequest(q) => Some(q.clone()),
+                _ => None,
+            }))
+    })
+    .await?
+    .context("the county's question did not reach the school within 20 seconds")?;
+    println!(
+        "   - The school reads the question: \"{}\" (wanted: {})",
+        question_seen.question,
+        crate::output::categories(&question_seen.wanted).join(", ")
+    );
+    println!("\n6a. The school answers with a supplement (tatmx referral answer)");
+    let answer = school_api
+        .send_supplement(pb::SendSupplementRequest {
+            referral_id: id.to_owned(),
+            answers: asked.message_id.clone(),
+            content: Some(pb::ReferralContent {
+                behavior: Some(pb::Behavior {
+                    observations: vec![pb::ObservedBehavior {
+                        code: "ABSENT-3-DAYS".into(),
+                        observed_on: "2026-11-20".into(),
+                    }],
+                }),
+                education_record: Some(pb::EducationRecord {
+                    school: "Lincoln High School".into(),
+                    grade: "10".into(),
+                    iep_or_504: false,
+                    discipline: vec!["DETENTION-2026-11-18".into()],
+                }),
+                ..Default::default()
+            }),
+            dry_run: false,
+        })
+        .await
+        .map_err(refused("the answer"))?
+        .into_inner();
+    println!(
+        "   - Sent, filtered like the referral: {}",
+        crate::output::categories(&answer.categories_disclosed).join(", ")
+    );
+    wait_for(Duration::from_secs(20), || async {
+        let record = agency::show(county, id).await?;
+        Ok(record
+            .case_messages
+            .iter()
+            .any(|m| {
+                m.message
+                    .as_ref()
+                    .is_some_and(|m| m.id == answer.message_id)
+            })
+            .then_some(()))
+    })
+    .await?
+    .context("the school's answer did not reach the county within 20 seconds")?;
+    println!(
+        "   - The county's view of the case now merges the answer into the referral, part by part."
+    );
+
+    println!(
+        "\n6b. The county assesses, completes, and records a management plan (tatmx referral plan)"
+    );
+    let status = |status, outcome| agency::update_status(county, id, status, None, outcome);
+    status(pb::ReferralStatus::InAssessment, None).await?;
+    status(
+        pb::ReferralStatus::Completed,
+        Some(pb::AssessmentOutcome {
+            level_of_concern: Some(pb::LevelOfConcern {
+                scheme: "CSTAG".into(),
+                value: "serious substantive".into(),
+            }),
+            management_plan: true,
+            ..Default::default()
+        }),
+    )
+    .await?;
+    let in_a_month = (time::OffsetDateTime::now_utc() + time::Duration::days(30)).date();
+    let plan = |next: time::Date| pb::ManagementPlan {
+        interventions: vec![
+            pb::Intervention {
+                code: "safety-plan".into(),
+                responsible_team: "lincoln-high".into(),
+            },
+            pb::Intervention {
+                code: "mental-health-referral".into(),
+                responsible_team: "county-core".into(),
+            },
+        ],
+        next_reassessment: next.to_string(),
+    };
+    county_api
+        .record_management_plan(pb::RecordManagementPlanRequest {
+            referral_id: id.to_owned(),
+            plan: Some(plan(in_a_month)),
+            dry_run: false,
+        })
+        .await
+        .map_err(refused("the plan"))?;
+    wait_for(Duration::from_secs(20), || async {
+        let record = agency::show(school, id).await?;
+        Ok((record.status == pb::ReferralStatus::UnderManagement as i32).then_some(()))
+    })
+    .await?
+    .context("the plan did not reach the school within 20 seconds")?;
+    println!(
+        "   - The school sees: concern serious substantive; the case is under management; a safety plan is the school's, reassessment by {in_a_month}."
+    );
+
+    println!(
+        "\n6c. Weeks later, the school reports a tripwire, marked urgent (tatmx referral inform)"
+    );
+    school_api
+        .send_new_information(pb::SendNewInformationRequest {
+            referral_id: id.to_owned(),
+            kind: pb::InformationKind::TripwireReport.into(),
+            urgent: true,
+            text: "A classmate reports the student asked where to buy ammunition.".into(),
+            content: None,
+            dry_run: false,
+        })
+        .await
+        .map_err(refused("the tripwire report"))?;
+    let first = wait_for(Duration::from_secs(20), || async {
+        let inbox = agency::list_inbox(county, 100).await?;
+        Ok(inbox.first().filter(|i| i.referral_id == id).cloned())
+    })
+    .await?
+    .context("the tripwire report did not reach the county within 20 seconds")?;
+    println!(
+        "   - It reaches the county first in its inbox, marked urgent, while the case is {}.",
+        crate::output::status(first.status)
+    );
+
+    println!(
+        "\n6d. The county reassesses and lowers the level of concern (tatmx referral reassess)"
+    );
+    let in_three_months = (time::OffsetDateTime::now_utc() + time::Duration::days(90)).date();
+    county_api
+        .record_reassessment(pb::RecordReassessmentRequest {
+            referral_id: id.to_owned(),
+            level_of_concern: Some(pb::LevelOfConcern {
+                scheme: "CSTAG".into(),
+                value: "transient".into(),
+            }),
+            plan: Some(plan(in_three_months)),
+            dry_run: false,
+        })
+        .await
+        .map_err(refused("the reassessment"))?;
+    let lowered = wait_for(Duration::from_secs(20), || async {
+        let record = agency::show(school, id).await?;
+        Ok(record.case_messages.iter().rev().find_map(|m| {
+            match m.message.as_ref()?.body.as_ref()? {
+                pb::case_message::Body::Reassessment(r) => r.level_of_concern.clone(),
+                _ => None,
+            }
+        }))
+    })
+    .await?
+    .context("the reassessment did not reach the school within 20 seconds")?;
+    println!(
+        "   - The school sees the new level of concern: {} ({}); next reassessment {in_three_months}.",
+        lowered.value, lowered.scheme
+    );
     Ok(())
 }
 
