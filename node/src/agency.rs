@@ -391,8 +391,7 @@ impl Agency for AgencyService {
     ) -> Result<Response<pb::ListInboxResponse>, Status> {
         let actor = caller(&request);
         let limit = request.into_inner().limit;
-        let stored = self.app.inbox(limit, &actor).await?;
-        let case = self.app.case_inbox(limit).await?;
+        let (stored, case) = self.app.inbox_with_case_messages(limit, &actor).await?;
         Ok(Response::new(pb::ListInboxResponse {
             items: stored
                 .iter()

@@ -887,6 +887,12 @@ async fn a_received_case_message_is_stored_once_comes_first_until_read_and_is_pu
             listed[0].information_kind,
             Some(InformationKind::TripwireReport)
         );
+        // The inbox read as one snapshot says the same as the three reads.
+        let snapshot = store.inbox_snapshot(10).await.unwrap();
+        assert_eq!(snapshot.referrals[0].referral.id, first.id);
+        assert_eq!(snapshot.referrals.len(), inbox.len());
+        assert_eq!(snapshot.unseen[&first.id].count, 1);
+        assert_eq!(snapshot.messages[0].id, news.id);
         assert_eq!(store.mark_case_seen(first.id, now).await.unwrap(), 1);
         assert!(store.unseen_case_messages().await.unwrap().is_empty());
         assert_eq!(store.inbox(10).await.unwrap()[0].referral.id, second.id);

@@ -283,18 +283,6 @@ impl App {
         })
     }
 
-    /// What the inbox shows of case messages: which referrals have unread ones, and the
-    /// received messages themselves, without their content.
-    pub async fn case_inbox(&self, limit: u32) -> Result<CaseInbox, AppError> {
-        Ok(CaseInbox {
-            unseen: self.store.unseen_case_messages().await?,
-            messages: self
-                .store
-                .received_case_messages(super::list_limit(limit))
-                .await?,
-        })
-    }
-
     /// The reassessments overdue, and those coming due within `within_days` (0 means
     /// [`DEFAULT_DUE_WINDOW_DAYS`]), by each open case's latest plan.
     pub async fn due_reassessments(&self, within_days: u32) -> Result<DueList, AppError> {

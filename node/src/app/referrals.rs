@@ -170,6 +170,27 @@ impl App {
         Ok(stored)
     }
 
+    /// The inbox with its case messages, read as one snapshot so the two agree: the received
+    /// referrals (unread urgent cases first), what is unread on each, and the received case
+    /// messages; at most `limit` of each. The read is on record.
+    pub async fn inbox_with_case_messages(
+        &self,
+        limit: u32,
+        actor: &Actor,
+    ) -> Result<(Vec<StoredReferral>, super::case::CaseInbox), AppError> {
+        let snapshot = self.store.inbox_snapshot(super::list_limit(limit)).await?;
+        self.store
+            .record_audit(&audit::inbox_read(snapshot.referrals.len(), actor))
+            .await?;
+        Ok((
+            snapshot.referrals,
+            super::case::CaseInbox {
+                unseen: snapshot.unseen,
+                messages: snapshot.messages,
+            },
+        ))
+    }
+
     /// Moves a referral to a new status on this team's side, and queues the update for the
     /// other team. The update passes the filter like any disclosure: its reason is free text
     /// (NARRATIVE) and its outcome an assessment (ASSESSMENT). Returns the referral as it now

@@ -101,6 +101,17 @@ pub struct Unseen {
     pub urgent: bool,
 }
 
+/// The inbox read as one snapshot ([`Store::inbox_snapshot`]).
+#[derive(Debug, Clone)]
+pub struct InboxSnapshot {
+    /// Received referrals, unread urgent cases first, then the newest.
+    pub referrals: Vec<super::StoredReferral>,
+    /// Per referral: received messages staff have not read, and whether one is urgent.
+    pub unseen: HashMap<Uuid, Unseen>,
+    /// Received messages: unread urgent ones first, then the newest.
+    pub messages: Vec<CaseMessageSummary>,
+}
+
 impl Store {
     /// Stores a case message this team writes (its own record, in full, sealed when the
     /// referral has a data key), queues exactly what the filter lets leave to the referral's
@@ -308,64 +319,36 @@ impl Store {
         &self,
         limit: u32,
     ) -> Result<Vec<CaseMessageSummary>, StoreError> {
-        sqlx::query(
-            "SELECT m.id, m.direction, m.recorded_at, m.decisions, m.seen_at, m.data_key, m.body,
-                    m.urgent, k.key AS sealing_key
-             FROM case_messages m LEFT JOIN data_keys k ON k.id = m.data_key
-             WHERE m.direction = 'inbound'
-             ORDER BY CASE WHEN m.urgent = 1 AND m.seen_at IS NULL THEN 0 ELSE 1 END,
-                      m.recorded_at DESC, m.id DESC
-             LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            let stored = stored_case_message(row)?;
-            let m = &stored.message;
-            Ok(CaseMessageSummary {
-                id: m.id,
-                referral_id: m.referral_id,
-                author: m.author.uri(),
-                kind: m.kind(),
-                information_kind: match &m.body {
-                    CaseBody::NewInformation { kind, .. } => Some(*kind),
-                    _ => None,
-                },
-                urgent: m.urgent(),
-                received_at: stored.recorded_at,
-                categories: m.categories().into_iter().collect(),
-                seen: stored.seen,
-            })
-        })
-        .collect()
+        received_in(&mut *self.pool.acquire().await?, limit).await
     }
 
     /// For each referral with received case messages staff have not read: how many, and
     /// whether one is urgent.
     pub async fn unseen_case_messages(&self) -> Result<HashMap<Uuid, Unseen>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT referral_id, COUNT(*) AS n, MAX(urgent) AS urgent FROM case_messages
-             WHERE direction = 'inbound' AND seen_at IS NULL GROUP BY referral_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut unseen = HashMap::new();
-        for row in rows {
-            let id: String = row.try_get("referral_id")?;
-            let Ok(id) = Uuid::parse_str(&id) else {
-                continue;
-            };
-            unseen.insert(
-                id,
-                Unseen {
-                    count: u32::try_from(row.try_get::<i64, _>("n")?).unwrap_or(u32::MAX),
-                    urgent: row.try_get::<i64, _>("urgent")? != 0,
-                },
-            );
+        unseen_in(&mut *self.pool.acquire().await?).await
+    }
+
+    /// The inbox as one snapshot: the received referrals in inbox order, their unread case
+    /// messages, and the received messages themselves (at most `limit` of each). Read in one
+    /// transaction (repeatable read on PostgreSQL), so a message that arrives meanwhile is in
+    /// all three or in none: the inbox never lists a message and orders its case as if it had
+    /// not come.
+    pub async fn inbox_snapshot(&self, limit: u32) -> Result<InboxSnapshot, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == super::Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
         }
-        Ok(unseen)
+        let referrals = super::referrals::inbox_in(&mut tx, limit).await?;
+        let unseen = unseen_in(&mut tx).await?;
+        let messages = received_in(&mut tx, limit).await?;
+        tx.commit().await?;
+        Ok(InboxSnapshot {
+            referrals,
+            unseen,
+            messages,
+        })
     }
 
     /// Records that staff read a case: its received messages are seen from `at`. Returns how
@@ -578,4 +561,70 @@ fn stored_case_message(row: &AnyRow) -> Result<StoredCaseMessage, StoreError> {
         decisions: decisions_from_json(&row.try_get::<String, _>("decisions")?).map_err(corrupt)?,
         seen: row.try_get::<Option<i64>, _>("seen_at")?.is_some(),
     })
+}
+
+/// [`Store::received_case_messages`] on `connection`.
+async fn received_in(
+    connection: &mut sqlx::AnyConnection,
+    limit: u32,
+) -> Result<Vec<CaseMessageSummary>, StoreError> {
+    sqlx::query(
+        "SELECT m.id, m.direction, m.recorded_at, m.decisions, m.seen_at, m.data_key, m.body,
+                    m.urgent, k.key AS sealing_key
+             FROM case_messages m LEFT JOIN data_keys k ON k.id = m.data_key
+             WHERE m.direction = 'inbound'
+             ORDER BY CASE WHEN m.urgent = 1 AND m.seen_at IS NULL THEN 0 ELSE 1 END,
+                      m.recorded_at DESC, m.id DESC
+             LIMIT $1",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(&mut *connection)
+    .await?
+    .iter()
+    .map(|row| {
+        let stored = stored_case_message(row)?;
+        let m = &stored.message;
+        Ok(CaseMessageSummary {
+            id: m.id,
+            referral_id: m.referral_id,
+            author: m.author.uri(),
+            kind: m.kind(),
+            information_kind: match &m.body {
+                CaseBody::NewInformation { kind, .. } => Some(*kind),
+                _ => None,
+            },
+            urgent: m.urgent(),
+            received_at: stored.recorded_at,
+            categories: m.categories().into_iter().collect(),
+            seen: stored.seen,
+        })
+    })
+    .collect()
+}
+
+/// [`Store::unseen_case_messages`] on `connection`.
+async fn unseen_in(
+    connection: &mut sqlx::AnyConnection,
+) -> Result<HashMap<Uuid, Unseen>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT referral_id, COUNT(*) AS n, MAX(urgent) AS urgent FROM case_messages
+             WHERE direction = 'inbound' AND seen_at IS NULL GROUP BY referral_id",
+    )
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut unseen = HashMap::new();
+    for row in rows {
+        let id: String = row.try_get("referral_id")?;
+        let Ok(id) = Uuid::parse_str(&id) else {
+            continue;
+        };
+        unseen.insert(
+            id,
+            Unseen {
+                count: u32::try_from(row.try_get::<i64, _>("n")?).unwrap_or(u32::MAX),
+                urgent: row.try_get::<i64, _>("urgent")? != 0,
+            },
+        );
+    }
+    Ok(unseen)
 }

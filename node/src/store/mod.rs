@@ -58,7 +58,9 @@ pub use crate::wire::encode_referral;
 pub use audit_log::WitnessConflict;
 #[cfg(feature = "bench-internals")]
 pub use audit_log::disable_accountability_for_benchmarks;
-pub use case_messages::{CaseMessageSummary, DueReassessment, StoredCaseMessage, Unseen};
+pub use case_messages::{
+    CaseMessageSummary, DueReassessment, InboxSnapshot, StoredCaseMessage, Unseen,
+};
 pub use outbox::{DeliveryState, DueMessage, OutboxEntry};
 pub use referrals::{StatusEvent, StoredReferral, Submission, Submitted};
 pub use trust::{StoredAnchor, StoredCrl, StoredDirectory, StoredPeer, StoredTrust};

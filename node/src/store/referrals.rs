@@ -336,20 +336,30 @@ impl Store {
     /// Received referrals: those with urgent case messages staff have not read first, then the
     /// newest first.
     pub async fn inbox(&self, limit: u32) -> Result<Vec<StoredReferral>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{REFERRAL_COLUMNS} WHERE r.direction = 'inbound'
-             ORDER BY CASE WHEN EXISTS (SELECT 1 FROM case_messages m
-                                        WHERE m.referral_id = r.id AND m.direction = 'inbound'
-                                          AND m.urgent = 1 AND m.seen_at IS NULL)
-                      THEN 0 ELSE 1 END,
-                      r.recorded_at DESC, r.id DESC LIMIT $1"
-        ))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(stored_referral).collect()
+        inbox_in(&mut *self.pool.acquire().await?, limit).await
     }
+}
 
+/// [`Store::inbox`] on `connection`, so that a caller can read it inside a snapshot.
+pub(super) async fn inbox_in(
+    connection: &mut sqlx::AnyConnection,
+    limit: u32,
+) -> Result<Vec<StoredReferral>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "{REFERRAL_COLUMNS} WHERE r.direction = 'inbound'
+         ORDER BY CASE WHEN EXISTS (SELECT 1 FROM case_messages m
+                                    WHERE m.referral_id = r.id AND m.direction = 'inbound'
+                                      AND m.urgent = 1 AND m.seen_at IS NULL)
+                  THEN 0 ELSE 1 END,
+                  r.recorded_at DESC, r.id DESC LIMIT $1"
+    ))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *connection)
+    .await?;
+    rows.iter().map(stored_referral).collect()
+}
+
+impl Store {
     /// One referral, sent or received, with its timeline.
     pub async fn referral(
         &self,
