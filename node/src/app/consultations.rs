@@ -77,11 +77,16 @@ impl Consultation {
                     .rev()
                     .find(|e| e.status == S::Completed)
                     .and_then(|e| e.outcome.clone()),
+                // The code always arrived; the words only where the policy let them.
                 decline_reason: events
                     .iter()
                     .rev()
                     .find(|e| e.status == S::Declined)
-                    .and_then(|e| e.reason.clone()),
+                    .and_then(|e| match (e.reason_code, e.reason.as_deref()) {
+                        (Some(code), Some(words)) => Some(format!("{}: {words}", code.describe())),
+                        (Some(code), None) => Some(code.describe().to_owned()),
+                        (None, words) => words.map(str::to_owned),
+                    }),
             })
             .collect();
         let awaiting = copies

@@ -160,6 +160,13 @@ async fn a_consultation_fans_out_is_answered_and_declined() {
         .find(|a| a.status == pb::ReferralStatus::Declined as i32)
         .unwrap();
     assert_eq!(declined.partner, partners[2].identity.uri());
+    // The partner's code always arrives, with its words where the policy lets them go.
+    assert!(
+        declined
+            .decline_reason
+            .starts_with("not a threat assessment matter"),
+        "{declined:?}"
+    );
     let listed = agency(&core)
         .await
         .list_consultations(pb::ListConsultationsRequest {})
