@@ -20,9 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool};
-use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
-
 use time::OffsetDateTime;
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 use super::{Backend, StoreError};
 use crate::clock::Clock;
