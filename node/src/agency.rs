@@ -40,6 +40,23 @@ pub struct AgencyService {
 }
 
 impl AgencyService {
+    /// Sends (or, with `dry_run`, previews) a case message on the referral `referral_id`
+    /// names: what every case-message method does once it has built its draft.
+    async fn send_case(
+        &self,
+        referral_id: &str,
+        draft: CaseDraft,
+        dry_run: bool,
+        actor: &Actor,
+    ) -> Result<Response<pb::CaseMessageResponse>, Status> {
+        let id = uuid(referral_id, "referral_id")?;
+        let disclosed = self
+            .app
+            .send_case_message(id, draft, dry_run, actor)
+            .await?;
+        Ok(Response::new(case_response(&disclosed)))
+    }
+
     /// The gRPC face of `app`.
     pub fn new(app: App) -> Self {
         Self { app }
@@ -640,12 +657,8 @@ impl Agency for AgencyService {
             question: r.question,
             wanted: convert::categories_from_proto(&r.wanted, "wanted").map_err(invalid)?,
         };
-        let id = uuid(&r.referral_id, "referral_id")?;
-        let disclosed = self
-            .app
-            .send_case_message(id, draft, r.dry_run, &actor)
-            .await?;
-        Ok(Response::new(case_response(&disclosed)))
+        self.send_case(&r.referral_id, draft, r.dry_run, &actor)
+            .await
     }
 
     async fn send_supplement(
@@ -663,12 +676,8 @@ impl Agency for AgencyService {
             answers,
             content: content_of(r.content),
         };
-        let id = uuid(&r.referral_id, "referral_id")?;
-        let disclosed = self
-            .app
-            .send_case_message(id, draft, r.dry_run, &actor)
-            .await?;
-        Ok(Response::new(case_response(&disclosed)))
+        self.send_case(&r.referral_id, draft, r.dry_run, &actor)
+            .await
     }
 
     async fn send_new_information(
@@ -683,12 +692,8 @@ impl Agency for AgencyService {
             text: r.text,
             content: content_of(r.content),
         };
-        let id = uuid(&r.referral_id, "referral_id")?;
-        let disclosed = self
-            .app
-            .send_case_message(id, draft, r.dry_run, &actor)
-            .await?;
-        Ok(Response::new(case_response(&disclosed)))
+        self.send_case(&r.referral_id, draft, r.dry_run, &actor)
+            .await
     }
 
     async fn record_management_plan(
@@ -699,12 +704,8 @@ impl Agency for AgencyService {
         let r = request.into_inner();
         let draft =
             CaseDraft::Plan(convert::plan_draft_from_proto(r.plan, "plan").map_err(invalid)?);
-        let id = uuid(&r.referral_id, "referral_id")?;
-        let disclosed = self
-            .app
-            .send_case_message(id, draft, r.dry_run, &actor)
-            .await?;
-        Ok(Response::new(case_response(&disclosed)))
+        self.send_case(&r.referral_id, draft, r.dry_run, &actor)
+            .await
     }
 
     async fn record_reassessment(
@@ -717,12 +718,8 @@ impl Agency for AgencyService {
             level_of_concern: convert::level_of_concern_from_proto(r.level_of_concern),
             plan: convert::plan_draft_from_proto(r.plan, "plan").map_err(invalid)?,
         };
-        let id = uuid(&r.referral_id, "referral_id")?;
-        let disclosed = self
-            .app
-            .send_case_message(id, draft, r.dry_run, &actor)
-            .await?;
-        Ok(Response::new(case_response(&disclosed)))
+        self.send_case(&r.referral_id, draft, r.dry_run, &actor)
+            .await
     }
 
     async fn list_due_reassessments(
