@@ -631,6 +631,24 @@ where
     }
 }
 
+/// Forwards referral `id`, which `team` received, to `recipient` (a team id), and waits until
+/// the forward is delivered; returns the forward's referral id.
+pub async fn forward_delivered(team: &TeamSpec, id: &str, recipient: &str) -> String {
+    let forward = agency(team)
+        .await
+        .forward_referral(pb::ForwardReferralRequest {
+            referral_id: id.to_owned(),
+            recipient: recipient.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("forward accepted")
+        .into_inner()
+        .referral_id;
+    delivered(team, &forward).await;
+    forward
+}
+
 /// Polls `team`'s view of referral `id` until `accept` holds, and returns that record.
 pub async fn referral_when(
     team: &TeamSpec,

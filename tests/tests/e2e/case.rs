@@ -972,18 +972,7 @@ async fn a_team_a_case_was_forwarded_to_sends_new_information_back_to_the_team_t
     }
     let id = submit(&mut agency(&school).await, draft("county-core")).await;
     delivered(&school, &id).await;
-    let forward = agency(&core)
-        .await
-        .forward_referral(pb::ForwardReferralRequest {
-            referral_id: id.clone(),
-            recipient: "state-police-tat".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .referral_id;
-    delivered(&core, &forward).await;
+    let forward = forward_delivered(&core, &id, "state-police-tat").await;
 
     // The state team talks to the county on the forward, the case they share.
     let news = inform(

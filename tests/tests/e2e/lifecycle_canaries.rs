@@ -270,18 +270,7 @@ async fn no_canary_leaks_along_the_whole_loop_in(logs: Logs) {
         .unwrap();
 
     // The county forwards to the state team, which the consent names.
-    let forward = agency(&core)
-        .await
-        .forward_referral(pb::ForwardReferralRequest {
-            referral_id: id.clone(),
-            recipient: "state-police-tat".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .referral_id;
-    delivered(&core, &forward).await;
+    forward_delivered(&core, &id, "state-police-tat").await;
 
     // What the partner holds carries no identity, contact or reporter canary.
     let held = agency(&partner)

@@ -69,18 +69,7 @@ async fn a_revoked_consent_is_retracted_from_both_hops_and_shredded() {
     )
     .await;
     delivered(&school, &id).await;
-    let forward = agency(&core)
-        .await
-        .forward_referral(pb::ForwardReferralRequest {
-            referral_id: id.clone(),
-            recipient: "state-police-tat".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .referral_id;
-    delivered(&core, &forward).await;
+    let forward = forward_delivered(&core, &id, "state-police-tat").await;
 
     // Both hops hold the case, readable through their API, sealed on disk under their own key.
     for (team, referral) in [(&core, &id), (&state, &forward)] {
