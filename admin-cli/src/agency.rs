@@ -374,17 +374,7 @@ pub async fn decide(
         .await
         .map_err(refused)?
         .into_inner();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&record_json(&record))?);
-    } else {
-        println!(
-            "Referral {} is now {}; the other team is told through its node.",
-            args.id,
-            output::status(record.status)
-        );
-        print!("{}", describe_timeline(&record));
-    }
-    Ok(())
+    print_changed(&args.id, &record, args.json)
 }
 
 /// What a previewed status change would send, for people.
@@ -437,14 +427,19 @@ async fn change(
     json: bool,
 ) -> anyhow::Result<()> {
     let record = update_status(socket, id, status, reason, outcome).await?;
+    print_changed(id, &record, json)
+}
+
+/// What a status change prints: the referral's new status and timeline, or its JSON.
+fn print_changed(id: &str, record: &pb::ReferralRecord, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&record_json(&record))?);
+        println!("{}", serde_json::to_string_pretty(&record_json(record))?);
     } else {
         println!(
             "Referral {id} is now {}; the other team is told through its node.",
             output::status(record.status)
         );
-        print!("{}", describe_timeline(&record));
+        print!("{}", describe_timeline(record));
     }
     Ok(())
 }
