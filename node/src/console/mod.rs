@@ -17,6 +17,7 @@
 //! - [`account`]: the signed-in user's own account: changing their password.
 //! - [`page`]: the layout every page shares, and how refusals read (the one mapping from
 //!   [`crate::app::AppError`] to a response).
+//! - [`words`]: the vocabulary: every code the node uses, in the words staff use.
 //! - [`inbox`], [`referral`], [`compose`], [`consultations`], [`consents`], [`outbox`],
 //!   [`audit`], [`trust`]: the pages.
 
@@ -49,6 +50,7 @@ mod referral;
 mod session;
 mod signin;
 mod trust;
+mod words;
 
 pub use session::CSP as CSP_HEADER;
 
