@@ -253,6 +253,9 @@ async fn run_in(root: &Path, console: bool) -> anyhow::Result<()> {
 
     let mut outcome = exchange(root).await;
     if console && outcome.is_ok() {
+        outcome = seed_cases(root).await;
+    }
+    if console && outcome.is_ok() {
         outcome = console_logins(root, &nodes).await;
     }
     for node in nodes {
@@ -797,6 +800,122 @@ async fn consent_loop(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many cases `--console` adds, so that the console's list has pages to turn and a case
+/// number to search for.
+const SEEDED_CASES: usize = 64;
+
+/// Fills the consoles with cases in every state a case can be in, so that paging, search and
+/// the status words are real: [`SEEDED_CASES`] fictional referrals from the school (case
+/// numbers `LHS-2026-0200` and up), which the county then accepts, declines, asks about,
+/// assesses, completes, closes, or the school withdraws, one kind in eight.
+async fn seed_cases(root: &Path) -> anyhow::Result<()> {
+    let school = root.join("lincoln-high").join("data").join("agency.sock");
+    let county = root.join("county-core").join("data").join("agency.sock");
+    println!("\n14. Filling the consoles with {SEEDED_CASES} fictional cases in every state");
+    let template: tatmx_node::NewReferral = toml::from_str(REFERRAL)?;
+    let mut ids = Vec::with_capacity(SEEDED_CASES);
+    for n in 0..SEEDED_CASES {
+        let mut draft = template.clone();
+        let case = 200 + n;
+        draft.case_ref = Some(format!("LHS-2026-{case:04}"));
+        if let Some(identity) = draft.content.identity.as_mut() {
+            identity.full_name = format!("Student {case} Example (fictional)");
+        }
+        let submitted = agency::submit(&school, &draft, false, None).await?;
+        ids.push(submitted.referral_id);
+    }
+    let arrived = wait_for(Duration::from_secs(60), || async {
+        let inbox = agency::list_inbox(&county, 1000).await?;
+        Ok((ids
+            .iter()
+            .all(|id| inbox.iter().any(|r| &r.referral_id == id)))
+        .then_some(()))
+    })
+    .await?;
+    arrived.context("the seeded cases did not all reach the county within a minute")?;
+    let status = |socket: &Path,
+                  id: &str,
+                  status: pb::ReferralStatus,
+                  code: Option<pb::ReasonCode>,
+                  outcome: Option<pb::AssessmentOutcome>| {
+        let socket = socket.to_owned();
+        let id = id.to_owned();
+        async move {
+            let mut client = crate::errors::agency(&socket).await?;
+            client
+                .update_referral_status(pb::UpdateReferralStatusRequest {
+                    referral_id: id,
+                    status: status.into(),
+                    reason_code: code.map_or(0, Into::into),
+                    outcome,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| {
+                    anyhow::anyhow!("a seeded status change was refused: {}", s.message())
+                })?;
+            anyhow::Ok(())
+        }
+    };
+    let outcome = || {
+        Some(pb::AssessmentOutcome {
+            level_of_concern: Some(pb::LevelOfConcern {
+                scheme: "CSTAG".into(),
+                value: "transient".into(),
+            }),
+            management_plan: false,
+            ..Default::default()
+        })
+    };
+    use pb::ReferralStatus as S;
+    for (n, id) in ids.iter().enumerate() {
+        match n % 8 {
+            0 => {}
+            1 => status(&county, id, S::Accepted, None, None).await?,
+            2 => status(&county, id, S::InfoRequested, None, None).await?,
+            3 => {
+                status(&county, id, S::Accepted, None, None).await?;
+                status(&county, id, S::InAssessment, None, None).await?;
+            }
+            4 => {
+                let code = if n % 16 == 4 {
+                    pb::ReasonCode::OutsideJurisdiction
+                } else {
+                    pb::ReasonCode::InsufficientInformation
+                };
+                status(&county, id, S::Declined, Some(code), None).await?;
+            }
+            5 => {
+                status(&county, id, S::Accepted, None, None).await?;
+                status(&county, id, S::InAssessment, None, None).await?;
+                status(&county, id, S::Completed, None, outcome()).await?;
+            }
+            6 => {
+                status(&county, id, S::Accepted, None, None).await?;
+                status(&county, id, S::InAssessment, None, None).await?;
+                status(&county, id, S::Completed, None, outcome()).await?;
+                status(&county, id, S::Closed, None, None).await?;
+            }
+            _ => {
+                status(
+                    &school,
+                    id,
+                    S::Cancelled,
+                    Some(pb::ReasonCode::Duplicate),
+                    None,
+                )
+                .await?
+            }
+        }
+    }
+    println!(
+        "   - {SEEDED_CASES} cases, LHS-2026-0200 to LHS-2026-{:04}: new, accepted, asked about, being assessed,",
+        200 + SEEDED_CASES - 1
+    );
+    println!("     declined with a reason, finished, closed, and withdrawn by the school.");
+    Ok(())
+}
+
 /// The teams whose console `--console` turns on: the school and the county team.
 const CONSOLE_TEAMS: [&str; 2] = ["lincoln-high", "county-core"];
 
@@ -804,7 +923,7 @@ const CONSOLE_TEAMS: [&str; 2] = ["lincoln-high", "county-core"];
 /// for Ctrl-C. The passwords and TOTP secrets are printed because this federation is a
 /// throwaway on this computer; a real node shows them once, to the admin who ran `tatmx user`.
 async fn console_logins(root: &Path, nodes: &[tatmx_node::RunningNode]) -> anyhow::Result<()> {
-    println!("\n14. The browser console, for staff who will not use a command line");
+    println!("\n15. The browser console, for staff who will not use a command line");
     let accounts = [
         (
             "lincoln-high",

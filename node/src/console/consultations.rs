@@ -9,8 +9,10 @@ use maud::html;
 use super::Console;
 use super::page;
 use super::session::Staff;
+use super::words;
 use crate::referral::Purpose;
 use crate::staff::Capability;
+use crate::store::Direction;
 
 /// `GET /consultations`
 pub async fn page(State(console): State<Console>, Extension(staff): Extension<Staff>) -> Response {
@@ -37,16 +39,16 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
             section.card aria-labelledby=(format!("c-{}", c.id)) data-consultation-id=(c.id) {
                 h3 id=(format!("c-{}", c.id)) { (c.question) }
                 @if !c.awaiting.is_empty() {
-                    p { "Waiting for: " (c.awaiting.iter().map(|t| page::team(t)).collect::<Vec<_>>().join(", ")) }
+                    p { "Waiting for: " (c.awaiting.iter().map(|t| words::team(page::team(t))).collect::<Vec<_>>().join(", ")) }
                 }
-                table {
+                table.cards {
                     thead { tr { th scope="col" { "Partner" } th scope="col" { "Status" } th scope="col" { "Answer" } } }
                     tbody {
                         @for a in &c.answers {
                             tr {
-                                td { (page::team(&a.partner)) }
-                                td { (a.status.as_str()) }
-                                td {
+                                td data-label="Partner" { (words::team(page::team(&a.partner))) }
+                                td data-label="Status" { (words::status(a.status, Direction::Outbound)) }
+                                td data-label="Answer" {
                                     @if let Some(answer) = &a.answer {
                                         (answer.advice)
                                         @if !answer.recommendations.is_empty() { " [" (answer.recommendations.join(", ")) "]" }
@@ -63,15 +65,17 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
         @if received.is_empty() {
             p { "No team has asked this team for a consultation." }
         } @else {
-            table id="received-consultations" {
+            table.cards id="received-consultations" {
                 thead { tr { th scope="col" { "Request" } th scope="col" { "From" } th scope="col" { "Status" } th scope="col" { "Received" } } }
                 tbody {
                     @for i in &received {
                         tr {
-                            td { a href=(format!("/referrals/{}", i.referral.id)) { (i.referral.id) } }
-                            td { (page::team(&i.referral.sender.uri())) }
-                            td { (i.status.as_str()) }
-                            td { (page::time(Some(i.recorded_at))) }
+                            td data-label="Request" { a href=(format!("/referrals/{}", i.referral.id)) {
+                                @if let Some(c) = &i.referral.consultation { (c.question) } @else { "Open the request" }
+                            } }
+                            td data-label="From" { (words::team(page::team(&i.referral.sender.uri()))) }
+                            td data-label="Status" { (words::status(i.status, Direction::Inbound)) }
+                            td data-label="Received" { (page::time(Some(i.recorded_at))) }
                         }
                     }
                 }

@@ -42,6 +42,8 @@ mod audit;
 mod compose;
 mod consents;
 mod consultations;
+mod disclosure;
+mod form;
 mod inbox;
 mod listener;
 mod outbox;
@@ -213,6 +215,7 @@ fn router(console: Console) -> Router {
         .route("/sign-in", get(signin::page).post(signin::submit))
         .route("/assets/htmx.min.js", get(page::htmx))
         .route("/assets/console.css", get(page::stylesheet))
+        .route("/assets/limits.js", get(page::limits))
         // Browsers ask for it unbidden; answered empty rather than with a 404 in their console.
         .route(
             "/favicon.ico",

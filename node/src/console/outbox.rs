@@ -1,4 +1,5 @@
-//! The outbox: the delivery state of everything this node sent, dead letters, and retry.
+//! Sent messages (the outbox): whether everything this node sent reached the other team, in
+//! words, with what could not be delivered and a chair's retry.
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -9,13 +10,16 @@ use serde::Deserialize;
 use super::Console;
 use super::page;
 use super::session::Staff;
+use super::words;
+use crate::signing::MessageKind;
 use crate::staff::Capability;
 use crate::store::DeliveryState;
 
-/// `?dead=1` shows only dead letters.
+/// `?dead=1` shows only dead letters; `?done=retried` confirms a retry.
 #[derive(Debug, Deserialize)]
 pub struct Filter {
     dead: Option<String>,
+    done: Option<String>,
 }
 
 /// `GET /outbox`
@@ -34,38 +38,45 @@ pub async fn page(
     };
     let may_retry = staff.role.may(Capability::DecideReferrals);
     let body = html! {
+        @if filter.done.as_deref() == Some("retried") {
+            (page::notice("ok", "The message is queued again; the node is trying to deliver it now."))
+        }
+        p { "Everything your node has sent to other teams, newest first, and whether it arrived." }
         p {
             @if dead_only { a href="/outbox" id="show-all" { "Show everything" } }
-            @else { a href="/outbox?dead=1" id="show-dead" { "Show only dead letters" } }
+            @else { a href="/outbox?dead=1" id="show-dead" { "Show only what could not be delivered" } }
         }
         @if entries.is_empty() {
-            p id="outbox-empty" { @if dead_only { "There are no dead letters." } @else { "Nothing has been sent yet." } }
+            p id="outbox-empty" { @if dead_only { "Everything sent so far was delivered or is still on its way." } @else { "Nothing has been sent yet." } }
         } @else {
-            table id="outbox-table" {
+            table.cards id="outbox-table" {
                 thead { tr {
-                    th scope="col" { "Message" } th scope="col" { "Kind" } th scope="col" { "Referral" }
-                    th scope="col" { "To" } th scope="col" { "State" } th scope="col" { "Attempts" }
-                    th scope="col" { "Queued" } th scope="col" { "Delivered" } th scope="col" { "Last error" }
-                    @if may_retry { th scope="col" { "Retry" } }
+                    th scope="col" { "What" } th scope="col" { "To" } th scope="col" { "State" }
+                    th scope="col" { "Sent" } th scope="col" { "Case" }
+                    @if may_retry { th scope="col" { span.visually-hidden { "Actions" } } }
                 } }
                 tbody {
                     @for e in &entries {
-                        @let state = state_name(e.state);
-                        tr data-message-id=(e.message_id) data-state=(state) {
-                            td.mono { (e.message_id) }
-                            td { (e.kind.as_str()) }
-                            td { a href=(format!("/referrals/{}", e.referral_id)) { (e.referral_id) } }
-                            td { (page::team(&e.peer)) }
-                            td { (state) }
-                            td { (e.attempts) }
-                            td { (page::time(Some(e.created_at))) }
-                            td { (page::time(e.delivered_at)) }
-                            td { (e.last_error.as_deref().unwrap_or_default()) }
+                        tr data-message-id=(e.message_id) data-state=(state_name(e.state)) {
+                            td data-label="What" { (kind_words(e.kind)) }
+                            td data-label="To" { (words::team(page::team(&e.peer))) }
+                            td data-label="State" {
+                                (state_words(e))
+                                @if e.last_error.is_some() || e.attempts > 0 {
+                                    details {
+                                        summary { "Details" }
+                                        p.mono { "Message " (e.message_id) ", " (e.attempts) " attempts" }
+                                        @if let Some(error) = &e.last_error { p.mono { "Last error: " (error) } }
+                                    }
+                                }
+                            }
+                            td data-label="Sent" { (page::time(Some(e.created_at))) }
+                            td data-label="Case" { a href=(format!("/referrals/{}", e.referral_id)) { "Open the case" } }
                             @if may_retry {
                                 td { @if e.state == DeliveryState::Dead {
                                     form method="post" action=(format!("/outbox/{}/retry", e.message_id)) {
                                         (page::csrf_field(&staff))
-                                        button type="submit" aria-label=(format!("Retry message {}", e.message_id)) { "Retry" }
+                                        button type="submit" aria-label=(format!("Try again to deliver this {}", kind_words(e.kind).to_lowercase())) { "Try again" }
                                     }
                                 } }
                             }
@@ -75,7 +86,34 @@ pub async fn page(
             }
         }
     };
-    page::layout(&console, &staff, "Outbox", "/outbox", body).into_response()
+    page::layout(&console, &staff, "Sent messages", "/outbox", body).into_response()
+}
+
+/// What a message is, in words.
+fn kind_words(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Referral => "Referral",
+        MessageKind::StatusUpdate => "Status change",
+        MessageKind::Retraction => "Request to delete a case (consent withdrawn)",
+        MessageKind::RetractionAck => "Confirmation that we deleted a case",
+        MessageKind::CaseMessage => "Message about a case",
+    }
+}
+
+/// Where a message's delivery stands, in words.
+fn state_words(entry: &crate::store::OutboxEntry) -> String {
+    match entry.state {
+        DeliveryState::Pending if entry.attempts == 0 => "On its way".to_owned(),
+        DeliveryState::Pending => format!(
+            "Not delivered yet: the other node did not answer; trying again at {}",
+            page::datetime(entry.next_attempt_at)
+        ),
+        DeliveryState::Delivered => format!("Delivered {}", page::time(entry.delivered_at)),
+        DeliveryState::Dead => {
+            "Could not be delivered: the node gave up trying. A chair can try again.".to_owned()
+        }
+        DeliveryState::Cancelled => "Not sent: the case was withdrawn or deleted first".to_owned(),
+    }
 }
 
 /// `POST /outbox/{id}/retry`
@@ -92,7 +130,7 @@ pub async fn retry(
         Err(e) => Err(e),
     };
     match retried {
-        Ok(_) => Redirect::to("/outbox").into_response(),
+        Ok(_) => Redirect::to("/outbox?done=retried").into_response(),
         Err(e) => page::refused(&console, &staff, &e),
     }
 }

@@ -20,6 +20,8 @@ use crate::store::StoreError;
 
 /// htmx 2, vendored (see `assets/htmx-LICENSE.txt`).
 const HTMX: &[u8] = include_bytes!("assets/htmx.min.js");
+/// The live character counts of text fields (see [`super::form`]).
+const LIMITS: &str = include_str!("assets/limits.js");
 /// The console's one stylesheet.
 const STYLESHEET: &str = include_str!("assets/console.css");
 /// htmx settings, in a meta tag since inline scripts are refused: no eval, no inline styles
@@ -29,6 +31,11 @@ const HTMX_CONFIG: &str = r#"{"includeIndicatorStyles":false,"allowEval":false,"
 /// `/assets/htmx.min.js`
 pub async fn htmx() -> Response {
     asset(HTMX.to_vec(), "text/javascript; charset=utf-8")
+}
+
+/// `/assets/limits.js`
+pub async fn limits() -> Response {
+    asset(LIMITS.as_bytes().to_vec(), "text/javascript; charset=utf-8")
 }
 
 /// `/assets/console.css`
@@ -60,7 +67,7 @@ const NAV: [(&str, &str, Capability); 7] = [
     ),
     ("/consultations", "Consultations", Capability::ReadCases),
     ("/consents", "Consents", Capability::CreateReferrals),
-    ("/outbox", "Outbox", Capability::ReadCases),
+    ("/outbox", "Sent messages", Capability::ReadCases),
     ("/audit", "Audit", Capability::ReadAudit),
     ("/trust", "Trust", Capability::ReadTrust),
 ];
@@ -84,6 +91,7 @@ pub fn layout(
                 title { (title) " · tatmx · " (team) }
                 link rel="stylesheet" href="/assets/console.css";
                 script src="/assets/htmx.min.js" defer {}
+                script src="/assets/limits.js" defer {}
             }
             body hx-headers=(format!(r#"{{"X-CSRF-Token":"{}"}}"#, staff.csrf)) {
                 a.skip-link href="#main" { "Skip to main content" }
@@ -382,6 +390,16 @@ impl Fields {
     pub fn checked(&self, name: &str) -> bool {
         !self.get(name).is_empty()
     }
+
+    /// Whether a checkbox of a group (one name, many values) was ticked with `value`.
+    pub fn has(&self, name: &str, value: &str) -> bool {
+        self.0.iter().any(|(k, v)| k == name && v.trim() == value)
+    }
+
+    /// Every field, in order, as the form sent them.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
 }
 
 /// A team identity URI shortened to its team id.
@@ -399,6 +417,12 @@ pub fn datetime(at: OffsetDateTime) -> String {
     let at = at.to_offset(UtcOffset::UTC);
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     at.format(&format).unwrap_or_else(|_| at.to_string())
+}
+
+/// A day as `27 November 2026`.
+pub fn date(at: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[day padding:none] [month repr:long] [year]");
+    at.format(&format).unwrap_or_else(|_| at.date().to_string())
 }
 
 /// How long ago a time was, in the largest whole unit: `5 min`, `3 h`, `2 days`.

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use super::Console;
 use super::page;
 use super::session::Staff;
+use super::words;
 use crate::staff::Capability;
 
 /// `GET /trust`
@@ -34,26 +35,27 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
             }
         }
         h2 { "This node's certificates" }
-        table id="certificates-table" {
+        table.cards id="certificates-table" {
             thead { tr { th scope="col" { "Identity" } th scope="col" { "Serial" } th scope="col" { "Expires" } th scope="col" { "Days left" } } }
             tbody {
                 @for c in state.identities.all() {
                     tr {
-                        td { (c.identity().uri()) } td.mono { (c.serial_hex()) } td { (page::time(Some(c.not_after()))) }
-                        td { ((c.not_after() - now).whole_days()) }
+                        td data-label="Identity" { (words::team(page::team(&c.identity().uri()))) details { summary { "Details" } p.mono { (c.identity().uri()) } } }
+                        td.mono data-label="Serial" { (c.serial_hex()) } td data-label="Expires" { (page::time(Some(c.not_after()))) }
+                        td data-label="Days left" { ((c.not_after() - now).whole_days()) }
                     }
                 }
             }
         }
         h2 { "Federation directories" }
-        table id="directories-table" {
+        table.cards id="directories-table" {
             thead { tr { th scope="col" { "Federation" } th scope="col" { "Sequence" } th scope="col" { "Issued" } th scope="col" { "Age" } th scope="col" { "Members" } th scope="col" { "Fresh" } } }
             tbody {
                 @for d in &directories {
                     tr {
-                        td { (d.federation) } td { (d.sequence) } td { (page::time(Some(d.issued_at))) }
-                        td { (page::age(Some(d.issued_at), now)) } td { (d.members) }
-                        td { @if state.is_stale(d) { "stale: import a newer one" } @else { "yes" } }
+                        td data-label="Federation" { (d.federation) } td data-label="Sequence" { (d.sequence) } td data-label="Issued" { (page::time(Some(d.issued_at))) }
+                        td data-label="Age" { (page::age(Some(d.issued_at), now)) } td data-label="Members" { (d.members) }
+                        td data-label="Fresh" { @if state.is_stale(d) { "stale: import a newer one" } @else { "yes" } }
                     }
                 }
             }
@@ -62,16 +64,16 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
         h2 { "Revocation lists" }
         @if crls.is_empty() { p { "No CRL has been imported." } }
         @else {
-            table id="crls-table" {
+            table.cards id="crls-table" {
                 thead { tr { th scope="col" { "Federation" } th scope="col" { "Number" } th scope="col" { "Issued" } th scope="col" { "Next update" } th scope="col" { "Revoked" } } }
                 tbody { @for c in &crls { tr {
-                    td { (c.federation) } td { (c.crl_number) } td { (page::time(Some(c.this_update))) }
-                    td { (page::time(c.next_update)) } td { (c.revoked.len()) }
+                    td data-label="Federation" { (c.federation) } td data-label="Number" { (c.crl_number) } td data-label="Issued" { (page::time(Some(c.this_update))) }
+                    td data-label="Next update" { (page::time(c.next_update)) } td data-label="Revoked" { (c.revoked.len()) }
                 } } }
             }
         }
         h2 { "Peers" }
-        table id="peers-table" {
+        table.cards id="peers-table" {
             thead { tr {
                 th scope="col" { "Team" } th scope="col" { "Role" } th scope="col" { "Discipline" } th scope="col" { "From" }
                 th scope="col" { "State" } th scope="col" { "Last contact" } th scope="col" { "Last error" }
@@ -80,13 +82,13 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
                 @for p in state.peers() {
                     @let health = trust.health(&p.peer.identity);
                     tr {
-                        td { (p.peer.identity.uri()) }
-                        td { (p.peer.role.as_str()) }
-                        td { (p.peer.discipline.as_str()) }
-                        td { (p.source.as_str()) }
-                        td { @if p.blocked { "blocked" } @else { "admitted" } }
-                        td { (page::time(health.last_contact)) }
-                        td { (health.last_error.as_ref().map(|(_, e)| e.as_str()).unwrap_or_default()) }
+                        td data-label="Team" { (words::team(page::team(&p.peer.identity.uri()))) details { summary { "Details" } p.mono { (p.peer.identity.uri()) } } }
+                        td data-label="Role" { (p.peer.role.as_str()) }
+                        td data-label="Discipline" { (p.peer.discipline.as_str()) }
+                        td data-label="From" { (p.source.as_str()) }
+                        td data-label="State" { @if p.blocked { "blocked" } @else { "admitted" } }
+                        td data-label="Last contact" { (page::time(health.last_contact)) }
+                        td data-label="Last error" { (health.last_error.as_ref().map(|(_, e)| e.as_str()).unwrap_or_default()) }
                     }
                 }
             }

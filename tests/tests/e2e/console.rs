@@ -691,23 +691,42 @@ async fn a_referral_made_in_the_console_previews_its_filter_and_reaches_the_core
     assert!(
         preview
             .body
-            .contains(r#"data-category="MENTAL_HEALTH" data-outcome="withheld""#),
+            .contains(r#"data-category="MENTAL_HEALTH" data-outcome="withhold""#),
         "{}",
         preview.body
     );
     assert!(
         preview
             .body
-            .contains(r#"data-category="THREAT" data-outcome="reaches county-core""#),
+            .contains(r#"data-category="THREAT" data-outcome="disclose""#),
         "{}",
         preview.body
     );
     // A dry run stores nothing.
     assert_eq!(tatmx_tests::inbox_len(&core).await, 0);
 
+    // "Check and send" shows what will reach the county once more and sends nothing.
+    let check = web.post("/referrals", &fields).await;
+    assert_eq!(check.status, 200, "{}", check.body);
+    assert!(
+        check.body.contains(r#"id="confirm-send""#),
+        "{}",
+        check.body
+    );
+    assert!(
+        check.body.contains("Will reach county core"),
+        "{}",
+        check.body
+    );
+    assert_eq!(tatmx_tests::inbox_len(&core).await, 0);
+    let fields = [fields.as_slice(), &[("confirmed", "yes")]].concat();
     let sent = web.post("/referrals", &fields).await;
     assert_eq!(sent.status, 303, "{}", sent.body);
-    let id = sent.location().trim_start_matches("/referrals/").to_owned();
+    let id = sent
+        .location()
+        .trim_start_matches("/referrals/")
+        .trim_end_matches("?done=referral-sent")
+        .to_owned();
     // Sending the same form again (a double click) sends nothing new.
     let again = web.post("/referrals", &fields).await;
     assert_eq!(again.location(), sent.location());

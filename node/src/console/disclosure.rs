@@ -1,0 +1,62 @@
+//! "What will reach them, and why": the filter's decision for each kind of information, in
+//! words, as every outgoing form's live preview and its confirmation step show it.
+//!
+//! The decisions come from the node's own dry run (the same filter that runs when the
+//! message is sent), so what the preview promises is what leaves. The rules' ids, which
+//! counsel and admins need and case workers do not, stay behind a "Details" control.
+
+use maud::{Markup, html};
+
+use super::page;
+use super::words;
+use crate::filter::{FieldDecision, Outcome};
+
+/// What happens to one kind of information, in words, with the CSS class of its badge.
+fn outcome(outcome: Outcome, recipient: &str) -> (&'static str, String) {
+    match outcome {
+        Outcome::Disclose => ("outcome-disclose", format!("Will reach {recipient}")),
+        Outcome::Pseudonymize => (
+            "outcome-pseudonymize",
+            "Replaced by a case code that does not name the person".to_owned(),
+        ),
+        Outcome::Withhold => ("outcome-withhold", "Stays here".to_owned()),
+    }
+}
+
+/// The decisions for `recipient` (a team id or identity URI), one card each: the kind of
+/// information, what happens to it, and why. `id` is the list's element id.
+pub fn decisions(id: &str, decisions: &[FieldDecision], recipient: &str) -> Markup {
+    let recipient = words::team(page::team(recipient));
+    let reaching = decisions
+        .iter()
+        .filter(|d| d.outcome == Outcome::Disclose)
+        .count();
+    html! {
+        p.preview-summary id=(format!("{id}-summary")) {
+            @if reaching == 0 {
+                "None of what you filled in would reach " strong { (recipient) } "."
+            } @else {
+                (reaching) " of the " (decisions.len()) " kinds of information you filled in would reach " strong { (recipient) } "."
+            }
+        }
+        ul.decisions id=(id) {
+            @for d in decisions {
+                @let (class, text) = outcome(d.outcome, &recipient);
+                li.decision data-category=(d.category.as_str()) data-outcome=(d.outcome.as_str()) {
+                    span.decision-what { (words::category(d.category)) }
+                    " "
+                    span class=(format!("badge {class}")) { (text) }
+                    @if !d.reasons.is_empty() {
+                        p.decision-why { "Why: " (d.reasons.iter().map(|r| page::sentence(r)).collect::<Vec<_>>().join(" ")) }
+                    }
+                    @if !d.rules.is_empty() {
+                        details.decision-details {
+                            summary { "Details" span.visually-hidden { " for " (words::category_short(d.category)) } }
+                            p.mono { "Rules: " (d.rules.join(", ")) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
