@@ -1316,5 +1316,26 @@ async fn my_cases_pages_in_the_database_finds_by_digest_and_is_new_for_each_read
                 .await
                 .unwrap()
         );
+
+        // A purge takes a received case's references, their digests and who read it.
+        assert!(store.set_case_references(held[2].id, &changed).await.unwrap());
+        store
+            .mark_case_opened("console erin", held[2].id)
+            .await
+            .unwrap();
+        store
+            .purge_expired(until + Duration::days(1))
+            .await
+            .unwrap();
+        for table in ["case_references", "case_reference_digests", "case_reads"] {
+            let left = t
+                .count(
+                    &format!("SELECT COUNT(*) FROM {table} WHERE referral_id = $1"),
+                    held[2].id,
+                )
+                .await;
+            assert_eq!(left, 0, "{table}");
+        }
+        assert_eq!(store.cases(&by_new).await.unwrap().total, 0);
     }
 }
