@@ -1127,7 +1127,12 @@ async fn my_cases_pages_in_the_database_finds_by_digest_and_is_new_for_each_read
         assert_eq!((first.total, first.pages, first.rows.len()), (15, 3, 5));
         let mut every = std::collections::HashSet::new();
         for page in 1..=3 {
-            for row in store.cases(&query(page, CaseSort::Activity)).await.unwrap().rows {
+            for row in store
+                .cases(&query(page, CaseSort::Activity))
+                .await
+                .unwrap()
+                .rows
+            {
                 assert!(every.insert(row.referral_id), "a case on two pages");
             }
         }
@@ -1139,7 +1144,10 @@ async fn my_cases_pages_in_the_database_finds_by_digest_and_is_new_for_each_read
         let mut sorted = Vec::new();
         for page in 1..=3 {
             sorted.extend(numbers(
-                &store.cases(&query(page, CaseSort::CaseNumber)).await.unwrap(),
+                &store
+                    .cases(&query(page, CaseSort::CaseNumber))
+                    .await
+                    .unwrap(),
             ));
         }
         let mut expected: Vec<Option<String>> =
@@ -1210,7 +1218,15 @@ async fn my_cases_pages_in_the_database_finds_by_digest_and_is_new_for_each_read
             reader: "console finn".into(),
             ..received_only.clone()
         };
-        assert!(store.cases(&finn).await.unwrap().rows.iter().all(|r| r.unread));
+        assert!(
+            store
+                .cases(&finn)
+                .await
+                .unwrap()
+                .rows
+                .iter()
+                .all(|r| r.unread)
+        );
         let sent_only = CaseQuery {
             direction: Some(Direction::Outbound),
             per_page: 20,
@@ -1293,7 +1309,12 @@ async fn my_cases_pages_in_the_database_finds_by_digest_and_is_new_for_each_read
             },
             digests: vec!["digest-cc".into()],
         };
-        assert!(store.set_case_references(held[2].id, &changed).await.unwrap());
+        assert!(
+            store
+                .set_case_references(held[2].id, &changed)
+                .await
+                .unwrap()
+        );
         assert_eq!(
             store.case_references(held[2].id).await.unwrap(),
             changed.references
@@ -1318,7 +1339,12 @@ async fn my_cases_pages_in_the_database_finds_by_digest_and_is_new_for_each_read
         );
 
         // A purge takes a received case's references, their digests and who read it.
-        assert!(store.set_case_references(held[2].id, &changed).await.unwrap());
+        assert!(
+            store
+                .set_case_references(held[2].id, &changed)
+                .await
+                .unwrap()
+        );
         store
             .mark_case_opened("console erin", held[2].id)
             .await

@@ -13,9 +13,7 @@ use uuid::Uuid;
 use super::{Actor, App, AppError};
 use crate::audit;
 use crate::referral::ReferralStatus;
-use crate::store::{
-    CasePage, CaseQuery, CaseReferences, CaseSort, Direction, IndexedReferences,
-};
+use crate::store::{CasePage, CaseQuery, CaseReferences, CaseSort, Direction, IndexedReferences};
 
 /// Cases on one page of "My cases".
 pub const PER_PAGE: u32 = 25;

@@ -46,8 +46,8 @@ pub mod referrals;
 pub mod trust;
 
 pub use crate::actor::Actor;
-pub use cases::CaseFilter;
 pub use case::{CaseDisclosed, CaseDraft, CaseInbox, CaseRecord, ContentPart, DueList};
+pub use cases::CaseFilter;
 pub use consultations::{Consultation, ConsultationRequest, PartnerAnswer};
 pub use error::AppError;
 pub use forwarding::Forward;

@@ -516,9 +516,15 @@ pub async fn set_references(
     .into_iter()
     .filter_map(|(name, value, what)| {
         if value.chars().count() > MAX_REFERENCE {
-            Some((name, format!("{what} is too long: use at most {MAX_REFERENCE} characters.")))
+            Some((
+                name,
+                format!("{what} is too long: use at most {MAX_REFERENCE} characters."),
+            ))
         } else if value.chars().any(char::is_control) {
-            Some((name, format!("{what} holds a character that cannot be kept; type it again.")))
+            Some((
+                name,
+                format!("{what} holds a character that cannot be kept; type it again."),
+            ))
         } else {
             None
         }

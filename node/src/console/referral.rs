@@ -41,7 +41,10 @@ pub async fn page(
     };
     match read {
         Ok((stored, events)) => {
-            console.app().mark_case_opened(stored.referral.id, &page::actor(&staff)).await;
+            console
+                .app()
+                .mark_case_opened(stored.referral.id, &page::actor(&staff))
+                .await;
             render(&console, &staff, &stored, &events).into_response()
         }
         Err(e) => page::refused(&console, &staff, &e),

@@ -534,7 +534,13 @@ pub(super) async fn put_references(
     };
     let seal = |what: &str, text: &Option<String>| {
         text.as_ref()
-            .map(|t| vault::seal(&sealing.key, &reference_context(referral_id, what), t.as_bytes()))
+            .map(|t| {
+                vault::seal(
+                    &sealing.key,
+                    &reference_context(referral_id, what),
+                    t.as_bytes(),
+                )
+            })
             .transpose()
     };
     sqlx::query(

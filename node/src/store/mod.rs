@@ -61,11 +61,11 @@ pub use crate::wire::encode_referral;
 pub use audit_log::WitnessConflict;
 #[cfg(feature = "bench-internals")]
 pub use audit_log::disable_accountability_for_benchmarks;
-pub use cases::{
-    CLOSED, CasePage, CaseQuery, CaseReferences, CaseRow, CaseSort, IndexedReferences,
-};
 pub use case_messages::{
     CaseMessageSummary, DueReassessment, InboxSnapshot, StoredCaseMessage, Unseen,
+};
+pub use cases::{
+    CLOSED, CasePage, CaseQuery, CaseReferences, CaseRow, CaseSort, IndexedReferences,
 };
 pub use outbox::{DeliveryState, DueMessage, OutboxEntry};
 pub use referrals::{StatusEvent, StoredReferral, Submission, Submitted};

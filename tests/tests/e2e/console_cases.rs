@@ -132,8 +132,7 @@ async fn the_school_finds_its_case_in(logs: Logs) {
         .await;
     assert_eq!(too_long.status, 422);
     assert!(
-        too_long.body.contains(r#"aria-invalid="true""#)
-            && too_long.body.contains("too long"),
+        too_long.body.contains(r#"aria-invalid="true""#) && too_long.body.contains("too long"),
         "{}",
         too_long.body
     );
@@ -179,7 +178,10 @@ async fn the_school_finds_its_case_in(logs: Logs) {
     assert_eq!(printed.status, 200, "{}", printed.body);
     assert!(printed.body.contains(&format!("Case {COUNTY_NUMBER}")));
     assert!(printed.body.contains("CANARY-CASES-NAME"));
-    assert!(!printed.body.contains(r#"aria-label="Main""#), "the menu is printed");
+    assert!(
+        !printed.body.contains(r#"aria-label="Main""#),
+        "the menu is printed"
+    );
     assert!(printed.body.contains("accepted the referral"));
     let reads = tatmx_tests::audit_entries(&core, "case-read").await;
     assert!(reads.iter().filter(|e| e.actor == "console erin").count() >= 2);
@@ -261,7 +263,11 @@ async fn thirty_cases_page_in_twenty_fives_and_sort_by_their_numbers() {
     assert_eq!(order(&page_two), expected);
     // A search by a prefix shared by eleven cases pages as a search, by POST.
     let found = web
-        .submit("/cases", "/cases", &[("q", "lhs-1"), ("sort", "case-number")])
+        .submit(
+            "/cases",
+            "/cases",
+            &[("q", "lhs-1"), ("sort", "case-number")],
+        )
         .await;
     assert_eq!(rows(&found), 11, "LHS-1 and LHS-10 to LHS-19");
     assert!(!found.body.contains("Page 1 of"), "{}", found.body);
