@@ -75,6 +75,7 @@ async fn one_referral(ends: &Ends, accountable: bool) {
                 subject: Some("CASE-1"),
                 actor: "uid 1000",
                 idempotency: None,
+                references: None,
             },
         )
         .await

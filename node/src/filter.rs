@@ -546,6 +546,20 @@ impl CaseKey {
         let digest = mac.finalize().into_bytes();
         format!("case-{}", hex::encode(&digest[..16]))
     }
+
+    /// The keyed digest of a piece of a team's own reference (its case number, its reference
+    /// for a person), already normalised: what the search of "My cases" matches instead of
+    /// the sealed text. Keyed by this file-held key, so a copy of the database alone cannot
+    /// test guesses; domain-separated from case handles, so neither stands for the other.
+    pub fn reference_digest(&self, normalised: &str) -> String {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
+            // HMAC takes keys of any length; this branch cannot be reached.
+            return String::new();
+        };
+        mac.update(b"tatmx-local-reference-v1\0");
+        mac.update(normalised.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
 }
 
 #[cfg(test)]

@@ -245,6 +245,7 @@ fn submission(key: &'static str, draft: &'static str) -> Submission<'static> {
         subject: None,
         actor: &CASE_WORKER,
         idempotency: Some((key, draft)),
+        references: None,
     }
 }
 
@@ -254,6 +255,7 @@ fn plain_submission() -> Submission<'static> {
         subject: None,
         actor: &CASE_WORKER,
         idempotency: None,
+        references: None,
     }
 }
 
@@ -1060,5 +1062,306 @@ async fn a_plan_received_on_a_referral_sent_from_here_is_sealed_under_a_key_made
             Err(CaseRefusal::WrongParty { .. })
         ));
         assert_eq!(store.case_messages(sent.id).await.unwrap().len(), 1);
+    }
+}
+
+/// The case numbers of a page of "My cases", in order.
+fn numbers(page: &tatmx_node::store::CasePage) -> Vec<Option<String>> {
+    page.rows
+        .iter()
+        .map(|r| r.references.case_number.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn my_cases_pages_in_the_database_finds_by_digest_and_is_new_for_each_reader_until_opened() {
+    use tatmx_node::store::{CaseQuery, CaseReferences, CaseSort, IndexedReferences};
+    for t in stores().await {
+        let store = &t.store;
+        // Twelve cases sent with this team's case numbers (given as their digests would be),
+        // and three received.
+        for n in 1..=12 {
+            let (disclosure, _) = disclosed(referral("riverside-mh", "county-core"));
+            let indexed = IndexedReferences {
+                references: CaseReferences {
+                    case_number: Some(format!("RMH-{n}")),
+                    local_reference: (n == 7).then(|| "CANARY-PERSON-7".to_owned()),
+                },
+                digests: vec![format!("digest-{n}"), "digest-every".into()],
+            };
+            let submitted = store
+                .submit_referral(
+                    &disclosure,
+                    &Submission {
+                        references: Some(&indexed),
+                        ..plain_submission()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(submitted, Submitted::New);
+        }
+        let until = OffsetDateTime::now_utc() + Duration::days(30);
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let case = referral("lincoln-high", "county-core");
+            store
+                .receive_referral(&as_received(&case), &received(&case), until)
+                .await
+                .unwrap();
+            held.push(case);
+        }
+        let query = |page, sort| CaseQuery {
+            reader: "console erin".into(),
+            search: None,
+            open: None,
+            direction: None,
+            status: None,
+            sort,
+            page,
+            per_page: 5,
+        };
+
+        // Paged by the database: every case once over three pages; past the last, the last.
+        let first = store.cases(&query(1, CaseSort::Priority)).await.unwrap();
+        assert_eq!((first.total, first.pages, first.rows.len()), (15, 3, 5));
+        let mut every = std::collections::HashSet::new();
+        for page in 1..=3 {
+            for row in store
+                .cases(&query(page, CaseSort::Activity))
+                .await
+                .unwrap()
+                .rows
+            {
+                assert!(every.insert(row.referral_id), "a case on two pages");
+            }
+        }
+        assert_eq!(every.len(), 15);
+        let past = store.cases(&query(9, CaseSort::Activity)).await.unwrap();
+        assert_eq!((past.page, past.rows.len()), (3, 5));
+
+        // By case number, numbers by value, across pages; the cases without one last.
+        let mut sorted = Vec::new();
+        for page in 1..=3 {
+            sorted.extend(numbers(
+                &store
+                    .cases(&query(page, CaseSort::CaseNumber))
+                    .await
+                    .unwrap(),
+            ));
+        }
+        let mut expected: Vec<Option<String>> =
+            (1..=12).map(|n| Some(format!("RMH-{n}"))).collect();
+        expected.extend([None, None, None]);
+        assert_eq!(sorted, expected);
+
+        // Found by a digest, on whichever page; the references come back opened.
+        let found = store
+            .cases(&CaseQuery {
+                search: Some("digest-7".into()),
+                ..query(1, CaseSort::Priority)
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.total, 1);
+        assert_eq!(
+            found.rows[0].references,
+            CaseReferences {
+                case_number: Some("RMH-7".into()),
+                local_reference: Some("CANARY-PERSON-7".into()),
+            }
+        );
+        let shared = CaseQuery {
+            search: Some("digest-every".into()),
+            ..query(3, CaseSort::Priority)
+        };
+        let shared = store.cases(&shared).await.unwrap();
+        assert_eq!((shared.total, shared.pages, shared.rows.len()), (12, 3, 2));
+        // Sealed: the database holds no readable reference.
+        let mut raw = t.raw().await;
+        let plain: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM case_references WHERE case_number = $1 OR local_reference = $2",
+        )
+        .bind(b"RMH-7".to_vec())
+        .bind(b"CANARY-PERSON-7".to_vec())
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+        assert_eq!(plain, 0);
+        raw.close().await.ok();
+
+        // What was received is new for each reader until they open it; what this team sent
+        // has nothing new (its recipient's acknowledgement is not news).
+        let received_only = CaseQuery {
+            direction: Some(Direction::Inbound),
+            ..query(1, CaseSort::Activity)
+        };
+        let page = store.cases(&received_only).await.unwrap();
+        assert_eq!(page.total, 3);
+        assert!(page.rows.iter().all(|r| r.unread
+            && r.direction == Direction::Inbound
+            && r.other_team == team("lincoln-high").uri()));
+        store
+            .mark_case_opened("console erin", held[0].id)
+            .await
+            .unwrap();
+        let page = store.cases(&received_only).await.unwrap();
+        let unread: Vec<Uuid> = page
+            .rows
+            .iter()
+            .filter(|r| r.unread)
+            .map(|r| r.referral_id)
+            .collect();
+        assert_eq!(unread.len(), 2);
+        assert!(!unread.contains(&held[0].id));
+        let finn = CaseQuery {
+            reader: "console finn".into(),
+            ..received_only.clone()
+        };
+        assert!(
+            store
+                .cases(&finn)
+                .await
+                .unwrap()
+                .rows
+                .iter()
+                .all(|r| r.unread)
+        );
+        let sent_only = CaseQuery {
+            direction: Some(Direction::Outbound),
+            per_page: 20,
+            ..query(1, CaseSort::Activity)
+        };
+        let sent = store.cases(&sent_only).await.unwrap();
+        assert_eq!(sent.total, 12);
+        assert!(sent.rows.iter().all(|r| !r.unread));
+
+        // Urgent new information comes first, and is news again for the reader who had
+        // opened the case, until they open it again.
+        let news = case_message(
+            &held[0],
+            &held[0].sender,
+            CaseBody::NewInformation {
+                kind: InformationKind::TripwireReport,
+                urgent: true,
+                text: Some("A post showing a rifle.".into()),
+                content: ReferralContent::default(),
+            },
+        );
+        // The arrival is after the open, by this node's clock.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store
+            .receive_case_message(&arrived(&news, &held[0].recipient))
+            .await
+            .unwrap()
+            .unwrap();
+        let top = store.cases(&query(1, CaseSort::Priority)).await.unwrap();
+        assert_eq!(top.rows[0].referral_id, held[0].id);
+        assert!(top.rows[0].urgent && top.rows[0].unread);
+        store
+            .mark_case_opened("console erin", held[0].id)
+            .await
+            .unwrap();
+        let top = store.cases(&query(1, CaseSort::Priority)).await.unwrap();
+        let row = top.rows.iter().find(|r| r.referral_id == held[0].id);
+        assert!(row.is_none_or(|r| !r.urgent && !r.unread));
+
+        // Closed cases: after the open ones, and filtered apart.
+        for status in [
+            ReferralStatus::Accepted,
+            ReferralStatus::InAssessment,
+            ReferralStatus::Completed,
+        ] {
+            move_to(store, &held[1], status).await;
+        }
+        let closed = CaseQuery {
+            open: Some(false),
+            ..query(1, CaseSort::Priority)
+        };
+        let closed = store.cases(&closed).await.unwrap();
+        assert_eq!(closed.total, 1);
+        assert_eq!(closed.rows[0].status, ReferralStatus::Completed);
+        let mut last = None;
+        for page in 1..=3 {
+            if let Some(row) = store
+                .cases(&query(page, CaseSort::Priority))
+                .await
+                .unwrap()
+                .rows
+                .last()
+            {
+                last = Some(row.referral_id);
+            }
+        }
+        assert_eq!(last, Some(held[1].id), "a closed case is listed last");
+        let open = CaseQuery {
+            open: Some(true),
+            status: Some(ReferralStatus::Sent),
+            ..query(1, CaseSort::Status)
+        };
+        assert_eq!(store.cases(&open).await.unwrap().total, 12);
+
+        // Changed, then cleared: the digests go with the values.
+        let changed = IndexedReferences {
+            references: CaseReferences {
+                case_number: Some("CC-1".into()),
+                local_reference: None,
+            },
+            digests: vec!["digest-cc".into()],
+        };
+        assert!(
+            store
+                .set_case_references(held[2].id, &changed)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.case_references(held[2].id).await.unwrap(),
+            changed.references
+        );
+        let by_new = CaseQuery {
+            search: Some("digest-cc".into()),
+            ..query(1, CaseSort::Priority)
+        };
+        assert_eq!(store.cases(&by_new).await.unwrap().total, 1);
+        assert!(
+            store
+                .set_case_references(held[2].id, &IndexedReferences::default())
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.cases(&by_new).await.unwrap().total, 0);
+        assert!(
+            !store
+                .set_case_references(Uuid::now_v7(), &changed)
+                .await
+                .unwrap()
+        );
+
+        // A purge takes a received case's references, their digests and who read it.
+        assert!(
+            store
+                .set_case_references(held[2].id, &changed)
+                .await
+                .unwrap()
+        );
+        store
+            .mark_case_opened("console erin", held[2].id)
+            .await
+            .unwrap();
+        store
+            .purge_expired(until + Duration::days(1))
+            .await
+            .unwrap();
+        for table in ["case_references", "case_reference_digests", "case_reads"] {
+            let left = t
+                .count(
+                    &format!("SELECT COUNT(*) FROM {table} WHERE referral_id = $1"),
+                    held[2].id,
+                )
+                .await;
+            assert_eq!(left, 0, "{table}");
+        }
+        assert_eq!(store.cases(&by_new).await.unwrap().total, 0);
     }
 }

@@ -248,7 +248,7 @@ async function signInWithPasswordAndCode({ browser }) {
   await page.goto(`${SCHOOL}/sign-in`);
   await capture(page, 'sign-in');
   const landed = await signIn(page, SCHOOL, ACCOUNTS.school.worker);
-  assert(landed === '/inbox', `a case worker lands on the inbox, not ${landed}`);
+  assert(landed === '/cases', `a case worker lands on My cases, not ${landed}`);
   const who = await page.locator('#signed-in-as').innerText();
   assert(who.includes(ACCOUNTS.school.worker.username) && who.includes('case worker'), `signed in as: ${who}`);
   const cookies = await context.cookies();
@@ -366,7 +366,7 @@ async function appearsInTheCoreTeamsConsole({ browser }) {
   const context = await browser.newContext(contextOptions);
   const page = await newPage(context, 'core case worker');
   await signIn(page, CORE, ACCOUNTS.core.worker);
-  await until(page, `${CORE}/inbox`, `tr[data-referral-id="${id}"]`, 'the referral in the core inbox');
+  await until(page, `${CORE}/cases`, `tr[data-referral-id="${id}"]`, 'the referral in the core inbox');
   const status = await page.locator(`tr[data-referral-id="${id}"] td.status`).innerText();
   assert(status.trim() === 'received', `its status in the core inbox: ${status}`);
   state.coreWorker = page;
@@ -406,7 +406,7 @@ async function postWithoutCsrfTokenIsRefused({ browser }) {
   const context = await browser.newContext(contextOptions);
   const page = await newPage(context, 'core chair');
   await signIn(page, CORE, ACCOUNTS.core.chair);
-  await until(page, `${CORE}/inbox`, `tr[data-referral-id="${id}"]`, 'the referral in the chair\'s inbox');
+  await until(page, `${CORE}/cases`, `tr[data-referral-id="${id}"]`, 'the referral in the chair\'s inbox');
   await capture(page, 'inbox');
   state.coreChair = page;
   await page.goto(`${CORE}/referrals/${id}`);
@@ -525,8 +525,8 @@ async function holderChangesTheirPassword({ browser }) {
   assert(url.pathname === '/account/password', `after the change: ${page.url()}`);
   const changed = await page.locator('#password-changed').innerText();
   assert(/password was changed/.test(changed), `after the change the page says: ${changed}`);
-  await page.goto(`${SCHOOL}/inbox`);
-  assert(new URL(page.url()).pathname === '/inbox', `after the change the session opened ${page.url()}`);
+  await page.goto(`${SCHOOL}/cases`);
+  assert(new URL(page.url()).pathname === '/cases', `after the change the session opened ${page.url()}`);
   await context.close();
 }
 
@@ -536,7 +536,7 @@ async function idleSessionLocks() {
   const page = needState('coreWorker', 'appears in the core team\'s console');
   const idleFor = Date.now() - state.coreWorkerLastSeen;
   await sleep(Math.max(0, CORE_IDLE_LOCK_MS + 1000 - idleFor));
-  await page.goto(`${CORE}/inbox`);
+  await page.goto(`${CORE}/cases`);
   assert(new URL(page.url()).pathname === '/unlock', `an idle session opened ${page.url()}`);
   await page.locator('#unlock-form').waitFor();
   await capture(page, 'unlock');
@@ -546,7 +546,7 @@ async function idleSessionLocks() {
   // The sign-in used this step's code; the next step's is a new one.
   await page.getByLabel('Code from your authenticator app').fill(totp(ACCOUNTS.core.worker, 30));
   await submit(page, '#unlock');
-  assert(new URL(page.url()).pathname === '/inbox', `after unlocking: ${page.url()}`);
+  assert(new URL(page.url()).pathname === '/cases', `after unlocking: ${page.url()}`);
 }
 
 // The main pages, by the name of their screenshot.

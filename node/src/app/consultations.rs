@@ -170,6 +170,7 @@ impl App {
                     subject: subject.as_deref(),
                     actor,
                     idempotency: None,
+                    references: None,
                 };
                 (disclosure, submission)
             })

@@ -110,6 +110,7 @@ impl App {
             subject: None,
             actor,
             idempotency: None,
+            references: None,
         };
         self.store
             .forward(

@@ -13,6 +13,8 @@
 //! - [`error`]: what a use case can refuse.
 //! - [`referrals`]: preview, submit, read, inbox, status changes.
 //! - [`forwarding`]: passing a received referral on to another team.
+//! - [`cases`]: "My cases": every case, paged and searched by this team's own references,
+//!   which stay here; what is unread for whom.
 //! - [`case`]: a case in motion: questions and answers, new information, management plans,
 //!   reassessments, a case's timeline and merged content, the reassessments due.
 //! - [`consultations`]: a core team's question to partner teams, and their answers.
@@ -34,6 +36,7 @@ use crate::trust::Trust;
 
 pub mod audit;
 pub mod case;
+pub mod cases;
 pub mod consents;
 pub mod consultations;
 pub mod deliveries;
@@ -44,6 +47,7 @@ pub mod trust;
 
 pub use crate::actor::Actor;
 pub use case::{CaseDisclosed, CaseDraft, CaseInbox, CaseRecord, ContentPart, DueList};
+pub use cases::CaseFilter;
 pub use consultations::{Consultation, ConsultationRequest, PartnerAnswer};
 pub use error::AppError;
 pub use forwarding::Forward;

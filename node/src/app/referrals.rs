@@ -112,6 +112,9 @@ impl App {
                 format!("at most {MAX_IDEMPOTENCY_KEY} characters"),
             ));
         }
+        // The team's own case number and reference for the person stay here, sealed.
+        let references =
+            self.indexed_references(draft.case_ref.as_deref(), draft.subject_ref.as_deref())?;
         let (disclosure, subject) = self.prepare(draft, None, None, Vec::new()).await?;
         let submitted = self
             .commit(
@@ -123,6 +126,7 @@ impl App {
                     idempotency: idempotency
                         .as_ref()
                         .map(|i| (i.key.trim(), i.draft_digest.as_str())),
+                    references: Some(&references),
                 },
             )
             .await?;

@@ -24,6 +24,7 @@ use super::form::{self, Problems};
 use super::page::{self, Fields, Refusal};
 use super::session::Staff;
 use super::words;
+use crate::app::cases::MAX_REFERENCE;
 use crate::app::{AppError, Idempotency};
 use crate::category::DataCategory;
 use crate::consent::Consent;
@@ -54,8 +55,12 @@ const TEXTS: [(&str, &str, usize); 25] = [
         "Why the law allows sharing without consent",
         form::LONG,
     ),
-    ("subject_ref", "Your reference for this person", form::SHORT),
-    ("case_ref", "Your case number", form::SHORT),
+    (
+        "subject_ref",
+        "Your reference for this person",
+        MAX_REFERENCE,
+    ),
+    ("case_ref", "Your case number", MAX_REFERENCE),
     (
         "loc_scheme",
         "Scheme (for example CSTAG or NTAC)",
@@ -737,7 +742,7 @@ mod tests {
 
     #[test]
     fn a_text_over_its_limit_is_refused_beside_it_with_its_length() {
-        let long = "a".repeat(form::SHORT + 1);
+        let long = "a".repeat(MAX_REFERENCE + 1);
         let problems = draft(&form(&format!(
             "recipient=x&purpose=threat-assessment&legal_basis=de-identified&case_ref={long}"
         )))
@@ -746,8 +751,8 @@ mod tests {
             problems.of("case_ref"),
             [format!(
                 "Your case number is {} characters long; it can be at most {}. Shorten it.",
-                form::SHORT + 1,
-                form::SHORT
+                MAX_REFERENCE + 1,
+                MAX_REFERENCE
             )]
         );
     }

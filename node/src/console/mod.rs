@@ -18,7 +18,8 @@
 //! - [`page`]: the layout every page shares, and how refusals read (the one mapping from
 //!   [`crate::app::AppError`] to a response).
 //! - [`words`]: the vocabulary: every code the node uses, in the words staff use.
-//! - [`inbox`], [`referral`], [`compose`], [`consultations`], [`consents`], [`outbox`],
+//! - [`cases`] ("My cases", the start page of case workers and chairs, with a case's print
+//!   view), [`referral`], [`compose`], [`consultations`], [`consents`], [`outbox`],
 //!   [`audit`], [`trust`]: the pages.
 
 use std::net::SocketAddr;
@@ -39,12 +40,12 @@ use crate::trust::Trust;
 
 mod account;
 mod audit;
+mod cases;
 mod compose;
 mod consents;
 mod consultations;
 mod disclosure;
 mod form;
-mod inbox;
 mod listener;
 mod outbox;
 mod page;
@@ -178,7 +179,13 @@ pub async fn start(
 fn router(console: Console) -> Router {
     let pages = Router::new()
         .route("/", get(home))
-        .route("/inbox", get(inbox::page))
+        .route("/inbox", get(cases::inbox))
+        .route(cases::CASES, get(cases::page).post(cases::search))
+        .route(
+            "/cases/{id}/references",
+            get(cases::references_page).post(cases::set_references),
+        )
+        .route("/cases/{id}/print", get(cases::print))
         .route("/referrals/new", get(compose::page))
         .route("/referrals/preview", post(compose::preview))
         .route("/referrals", post(compose::submit))

@@ -59,7 +59,7 @@ fn asset(body: Vec<u8>, content_type: &'static str) -> Response {
 
 /// The navigation, in the order staff use it.
 const NAV: [(&str, &str, Capability); 7] = [
-    ("/inbox", "Inbox", Capability::ReadCases),
+    ("/cases", "My cases", Capability::ReadCases),
     (
         "/referrals/new",
         "New referral",

@@ -40,7 +40,13 @@ pub async fn page(
         Err(e) => Err(e),
     };
     match read {
-        Ok((stored, events)) => render(&console, &staff, &stored, &events).into_response(),
+        Ok((stored, events)) => {
+            console
+                .app()
+                .mark_case_opened(stored.referral.id, &page::actor(&staff))
+                .await;
+            render(&console, &staff, &stored, &events).into_response()
+        }
         Err(e) => page::refused(&console, &staff, &e),
     }
 }

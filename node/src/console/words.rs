@@ -314,6 +314,24 @@ pub fn behavior(code: &str) -> Option<&'static BehaviorWord> {
     BEHAVIORS.iter().find(|b| b.code.eq_ignore_ascii_case(code))
 }
 
+/// Where a case stands, whichever team is looking: for a choice that covers cases sent and
+/// received alike (the status filter of "My cases").
+pub fn status_any(status: ReferralStatus) -> &'static str {
+    match status {
+        ReferralStatus::Sent => "Sent, not yet delivered",
+        ReferralStatus::Received => "Delivered, waiting to be accepted or declined",
+        ReferralStatus::Accepted => "Accepted",
+        ReferralStatus::Declined => "Declined",
+        ReferralStatus::InfoRequested => "Waiting for more information",
+        ReferralStatus::InAssessment => "Being assessed",
+        ReferralStatus::Completed => "Assessment finished",
+        ReferralStatus::UnderManagement => "Assessed: the risk is being managed",
+        ReferralStatus::Closed => "Closed",
+        ReferralStatus::Cancelled => "Withdrawn by the team that sent it",
+        ReferralStatus::Forwarded => "Passed on to another team",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +355,9 @@ mod tests {
             for d in [Direction::Inbound, Direction::Outbound] {
                 assert!(is_words(status(s, d)), "{s:?}");
             }
+        }
+        for s in ReferralStatus::ALL {
+            assert!(is_words(status_any(s)), "{s:?}");
         }
         for p in Purpose::iter() {
             assert!(is_words(purpose(p)));

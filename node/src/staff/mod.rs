@@ -72,7 +72,7 @@ impl StaffRole {
     /// The page a role lands on after signing in.
     pub fn home(self) -> &'static str {
         match self {
-            Self::CaseWorker | Self::Chair => "/inbox",
+            Self::CaseWorker | Self::Chair => "/cases",
             Self::Auditor => "/audit",
             Self::Admin => "/trust",
         }

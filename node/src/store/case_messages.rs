@@ -450,7 +450,7 @@ async fn answers_asked(
 
 /// The key a referral this node sent seals its received case messages under: made with the
 /// first one, with the referral's id.
-async fn case_key(
+pub(super) async fn case_key(
     tx: &mut Tx,
     referral_id: Uuid,
     now: OffsetDateTime,

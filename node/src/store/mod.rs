@@ -16,6 +16,8 @@
 //! - this file: [`Store`], opening it, [`StoreError`], and what the parts share.
 //! - `referrals`: submitting, receiving and changing the status of referrals; inbox,
 //!   consultations.
+//! - `cases`: "My cases": every case as one page of a list, this team's own references for
+//!   a case, and who last opened which.
 //! - `case_messages`: what the two teams of a case say after its referral, sent and received;
 //!   a case's timeline, and the reassessments due.
 //! - `outbox`: queuing, claiming and settling messages for peers; listing them.
@@ -44,6 +46,7 @@ use crate::vault;
 pub mod accounts;
 mod audit_log;
 mod case_messages;
+mod cases;
 mod codec;
 pub mod observe;
 mod outbox;
@@ -60,6 +63,9 @@ pub use audit_log::WitnessConflict;
 pub use audit_log::disable_accountability_for_benchmarks;
 pub use case_messages::{
     CaseMessageSummary, DueReassessment, InboxSnapshot, StoredCaseMessage, Unseen,
+};
+pub use cases::{
+    CLOSED, CasePage, CaseQuery, CaseReferences, CaseRow, CaseSort, IndexedReferences,
 };
 pub use outbox::{DeliveryState, DueMessage, OutboxEntry};
 pub use referrals::{StatusEvent, StoredReferral, Submission, Submitted};

@@ -76,6 +76,9 @@ pub struct Submission<'a> {
     pub actor: &'a Actor,
     /// The client's idempotency key, and the digest of the draft it came with.
     pub idempotency: Option<(&'a str, &'a str)>,
+    /// This team's own references for the case (its case number, its reference for the
+    /// person): stored sealed beside the referral, never sent.
+    pub references: Option<&'a super::IndexedReferences>,
 }
 
 /// What a submission did.
@@ -485,8 +488,9 @@ async fn insert_status(
         .collect();
     sqlx::query(
         "INSERT INTO status_events (referral_id, status, actor, at, reason, outcome, forwarded_to,
-                                    reason_code, withheld, reason_sealed, outcome_sealed)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                                    reason_code, withheld, reason_sealed, outcome_sealed,
+                                    recorded_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(update.referral_id.to_string())
     .bind(update.status.as_str())
@@ -499,6 +503,7 @@ async fn insert_status(
     .bind((!withheld.is_empty()).then(|| withheld.join(",")))
     .bind(reason_sealed)
     .bind(outcome_sealed)
+    .bind(ms(tx.now()))
     .execute(&mut **tx)
     .await?;
     if moves {
@@ -602,12 +607,14 @@ pub(super) async fn insert_event(
     at: OffsetDateTime,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO status_events (referral_id, status, actor, at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO status_events (referral_id, status, actor, at, recorded_at)
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(referral_id.to_string())
     .bind(status.as_str())
     .bind(actor.uri())
     .bind(ms(at))
+    .bind(ms(tx.now()))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -660,6 +667,7 @@ async fn submit_in(
         forwarded_from,
         subject,
         actor,
+        references,
         ..
     } = *submission;
     let sealing = match forwarded_from {
@@ -686,6 +694,9 @@ async fn submit_in(
         .bind(referral.id.to_string())
         .execute(&mut **tx)
         .await?;
+    if let Some(references) = references {
+        super::cases::put_references(tx, referral.id, references, now).await?;
+    }
     audit_log::append(
         tx,
         &audit::disclosure(referral, decisions, forwarded_from, subject, actor),

@@ -631,6 +631,7 @@ async fn purge(
         .bind(&id)
         .execute(&mut **tx)
         .await?;
+        super::cases::purge_in(tx, &id).await?;
         sqlx::query("DELETE FROM status_events WHERE referral_id = $1")
             .bind(&id)
             .execute(&mut **tx)

@@ -24,7 +24,7 @@ use totp_rs::{Algorithm, Secret, TOTP};
 /// current one, never the one before: whichever step boundary passes between making the code
 /// and the node checking it, the code is still within the node's window. That leaves two codes
 /// per step; a third waits for the next step, the only time a test waits on the clock.
-struct Login {
+pub(crate) struct Login {
     username: String,
     password: String,
     secret: Vec<u8>,
@@ -120,14 +120,14 @@ impl Login {
 }
 
 /// A response, read whole.
-struct Page {
-    status: u16,
-    headers: http::HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers
             .get("location")
             .and_then(|v| v.to_str().ok())
@@ -135,7 +135,7 @@ impl Page {
     }
 
     /// The page's CSRF token, from its hidden form field.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let marker = r#"name="csrf" value=""#;
         let start = self.body.find(marker).expect("a form with a CSRF field") + marker.len();
         self.body[start..]
@@ -148,13 +148,13 @@ impl Page {
 
 /// A browser, as far as these tests need one: one cookie jar, TLS that trusts the test CA
 /// and checks the name `localhost`.
-struct Browser {
+pub(crate) struct Browser {
     addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
     cookie: Option<String>,
 }
 
-fn encode(fields: &[(&str, &str)]) -> String {
+pub(crate) fn encode(fields: &[(&str, &str)]) -> String {
     fields
         .iter()
         .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
@@ -195,7 +195,7 @@ impl Browser {
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         method: &str,
         path: &str,
@@ -257,16 +257,21 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         self.send("GET", path, None, &[]).await
     }
 
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         self.send("POST", path, Some(encode(fields)), &[]).await
     }
 
     /// Posts a form with the CSRF token of the page at `form_page`.
-    async fn submit(&mut self, form_page: &str, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn submit(
+        &mut self,
+        form_page: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Page {
         let csrf = self.get(form_page).await.csrf();
         let mut all = vec![("csrf", csrf.as_str())];
         all.extend_from_slice(fields);
@@ -274,7 +279,7 @@ impl Browser {
     }
 
     /// Signs in with a fresh code.
-    async fn sign_in(&mut self, login: &Login) -> Page {
+    pub(crate) async fn sign_in(&mut self, login: &Login) -> Page {
         let code = login.fresh_code().await;
         self.sign_in_with(login, &code).await
     }
@@ -294,7 +299,7 @@ impl Browser {
 }
 
 /// A county core team and a school, both with their consoles on.
-fn federation(idle_lock: &str) -> (TestFederation, TeamSpec, TeamSpec) {
+pub(crate) fn federation(idle_lock: &str) -> (TestFederation, TeamSpec, TeamSpec) {
     let mut fed = TestFederation::new("county-mdt.example");
     let core = fed.team("county-core", "core", "law-enforcement");
     let school = fed.team("lincoln-high", "affiliate", "education");
@@ -306,7 +311,7 @@ fn federation(idle_lock: &str) -> (TestFederation, TeamSpec, TeamSpec) {
     (fed, core, school)
 }
 
-async fn add_user(team: &TeamSpec, username: &str, role: &str) -> Login {
+pub(crate) async fn add_user(team: &TeamSpec, username: &str, role: &str) -> Login {
     let issued = tatmx_tests::admin(team)
         .await
         .add_user(pb::AddUserRequest {
@@ -330,7 +335,7 @@ async fn add_user(team: &TeamSpec, username: &str, role: &str) -> Login {
     )
 }
 
-fn browser(node: &tatmx_node::RunningNode, fed: &TestFederation) -> Browser {
+pub(crate) fn browser(node: &tatmx_node::RunningNode, fed: &TestFederation) -> Browser {
     Browser::new(node.console_addr().expect("console on"), &fed.ca_path)
 }
 
@@ -397,7 +402,7 @@ async fn sign_in_takes_password_and_code_and_five_failures_lock_the_account_audi
     assert!(page.body.contains(r#"<label for="code">"#), "{}", page.body);
     assert_eq!(web.get("/assets/htmx.min.js").await.status, 200);
     // Not signed in: every page sends the browser to sign in.
-    assert_eq!(web.get("/inbox").await.location(), "/sign-in");
+    assert_eq!(web.get("/cases").await.location(), "/sign-in");
 
     // The right password with a wrong code is refused, and so is the reverse.
     let wrong_code = web
@@ -491,7 +496,7 @@ async fn sign_in_takes_password_and_code_and_five_failures_lock_the_account_audi
         )
         .await;
     assert_eq!(page.status, 303, "{}", page.body);
-    assert_eq!(page.location(), "/inbox");
+    assert_eq!(page.location(), "/cases");
     let cookie = page.headers["set-cookie"].to_str().unwrap();
     for attribute in [
         "__Host-tatmx-session=",
@@ -502,7 +507,7 @@ async fn sign_in_takes_password_and_code_and_five_failures_lock_the_account_audi
     ] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
-    assert_eq!(web.get("/inbox").await.status, 200);
+    assert_eq!(web.get("/cases").await.status, 200);
     // The same code a second time is refused: a code works once.
     let mut other = browser(&node, &fed);
     let replay = other
@@ -529,7 +534,7 @@ async fn sign_in_takes_password_and_code_and_five_failures_lock_the_account_audi
         })
         .await
         .expect("disable");
-    assert_eq!(web.get("/inbox").await.location(), "/sign-in");
+    assert_eq!(web.get("/cases").await.location(), "/sign-in");
     let users = tatmx_tests::admin(&school)
         .await
         .list_users(pb::ListUsersRequest {})
@@ -734,7 +739,7 @@ async fn a_referral_made_in_the_console_previews_its_filter_and_reaches_the_core
 
     let mut core_web = browser(&core_node, &fed);
     assert_eq!(core_web.sign_in(&chair).await.status, 303);
-    let inbox = core_web.get("/inbox").await;
+    let inbox = core_web.get("/cases").await;
     assert!(
         inbox.body.contains(&id),
         "the referral is in the core team's inbox"
@@ -783,13 +788,13 @@ async fn an_idle_session_locks_and_unlocks_with_the_password_and_a_new_code() {
         .reading(clock);
     let mut web = browser(&node, &fed);
     assert_eq!(web.sign_in(&worker).await.status, 303);
-    assert_eq!(web.get("/inbox").await.status, 200);
+    assert_eq!(web.get("/cases").await.status, 200);
     // Fourteen minutes away from the desk: still open.
     tatmx_tests::skip_ahead(Duration::from_secs(14 * 60)).await;
-    assert_eq!(web.get("/inbox").await.status, 200);
+    assert_eq!(web.get("/cases").await.status, 200);
     // Then sixteen minutes more without a click: past the fifteen-minute idle lock.
     tatmx_tests::skip_ahead(Duration::from_secs(16 * 60)).await;
-    let locked = web.get("/inbox").await;
+    let locked = web.get("/cases").await;
     assert_eq!(locked.status, 303);
     assert_eq!(locked.location(), "/unlock");
     // Still locked, whatever page is asked for.
@@ -818,7 +823,7 @@ async fn an_idle_session_locks_and_unlocks_with_the_password_and_a_new_code() {
         )
         .await;
     assert_eq!(unlocked.status, 303, "{}", unlocked.body);
-    assert_eq!(web.get("/inbox").await.status, 200);
+    assert_eq!(web.get("/cases").await.status, 200);
     node.shutdown().await;
 }
 
@@ -849,7 +854,7 @@ async fn an_auditor_exports_the_accounting_and_each_role_sees_only_its_pages() {
     );
     assert!(audit.body.contains(r#"id="audit-table""#));
     assert_eq!(
-        web.get("/inbox").await.status,
+        web.get("/cases").await.status,
         403,
         "an auditor reads no case data"
     );
@@ -902,12 +907,12 @@ async fn an_auditor_exports_the_accounting_and_each_role_sees_only_its_pages() {
     assert!(
         trust.body.contains(r#"id="peers-table""#) && trust.body.contains(&core.identity.uri())
     );
-    for page in ["/inbox", "/audit", "/referrals/new", "/consents", "/outbox"] {
+    for page in ["/cases", "/audit", "/referrals/new", "/consents", "/outbox"] {
         assert_eq!(web.get(page).await.status, 403, "an admin opened {page}");
     }
 
     let mut web = browser(&school_node, &fed);
-    assert_eq!(web.sign_in(&worker).await.location(), "/inbox");
+    assert_eq!(web.sign_in(&worker).await.location(), "/cases");
     for page in ["/audit", "/trust"] {
         assert_eq!(
             web.get(page).await.status,
@@ -1018,7 +1023,7 @@ async fn a_holder_changes_their_password_and_only_the_new_one_signs_in() {
     let alice = add_user(&school, "alice", "case-worker").await;
     let mut web = browser(&node, &fed);
     assert_eq!(web.sign_in(&alice).await.status, 303);
-    let inbox = web.get("/inbox").await;
+    let inbox = web.get("/cases").await;
     assert!(
         inbox.body.contains(r#"href="/account/password""#),
         "the header links to the page: {}",
@@ -1058,7 +1063,7 @@ async fn a_holder_changes_their_password_and_only_the_new_one_signs_in() {
         shown.body
     );
     // The session it was changed in goes on.
-    assert_eq!(web.get("/inbox").await.status, 200);
+    assert_eq!(web.get("/cases").await.status, 200);
 
     // The old password signs in no more; the new one does.
     let mut other = browser(&node, &fed);
@@ -1069,7 +1074,7 @@ async fn a_holder_changes_their_password_and_only_the_new_one_signs_in() {
     let renewed = alice.with_password(new_password);
     let signed_in = other.sign_in_with(&renewed, &code).await;
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
-    assert_eq!(other.get("/inbox").await.status, 200);
+    assert_eq!(other.get("/cases").await.status, 200);
 
     // Audited as the holder's own change, with neither password anywhere in the log.
     let changes = password_changes(&school).await;
@@ -1093,7 +1098,7 @@ async fn every_other_session_of_the_account_ends_when_its_password_changes() {
     assert_eq!(here.sign_in(&bob).await.status, 303);
     assert_eq!(elsewhere.sign_in(&bob).await.status, 303);
     assert_eq!(colleague.sign_in(&carol).await.status, 303);
-    assert_eq!(elsewhere.get("/inbox").await.status, 200);
+    assert_eq!(elsewhere.get("/cases").await.status, 200);
     // An auditor has the page too: it is every role's.
     assert_eq!(colleague.get("/account/password").await.status, 200);
 
@@ -1108,11 +1113,11 @@ async fn every_other_session_of_the_account_ends_when_its_password_changes() {
     .await;
     assert_eq!(changed.status, 303, "{}", changed.body);
     assert_eq!(
-        here.get("/inbox").await.status,
+        here.get("/cases").await.status,
         200,
         "the holder's session ended"
     );
-    let ended = elsewhere.get("/inbox").await;
+    let ended = elsewhere.get("/cases").await;
     assert_eq!(ended.status, 303);
     assert_eq!(
         ended.location(),
