@@ -60,11 +60,16 @@ async fn the_school_finds_its_case_in(logs: Logs) {
                 ("identity_name", "CANARY-CASES-NAME"),
                 ("threat_type", "targeted-violence"),
                 ("target_type", "school"),
+                ("confirmed", "yes"),
             ],
         )
         .await;
     assert_eq!(sent.status, 303, "{}", sent.body);
-    let id = sent.location().trim_start_matches("/referrals/").to_owned();
+    let id = sent
+        .location()
+        .trim_start_matches("/referrals/")
+        .trim_end_matches("?done=referral-sent")
+        .to_owned();
     tatmx_tests::delivered(&school, &id).await;
 
     // The school's list shows the case under its own number and reference.
