@@ -378,6 +378,11 @@ impl Fields {
             .collect()
     }
 
+    /// Every field as it came, in order, to carry a form on to its next step.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Whether a checkbox was ticked.
     pub fn checked(&self, name: &str) -> bool {
         !self.get(name).is_empty()
