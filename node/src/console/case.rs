@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::Console;
 use super::case_actions::{self, Editing, Facts};
 use super::page;
-use super::referral::{self as shown, team_name};
+use super::referral::{self as shown, capitalised, team_name, team_title};
 use super::session::Staff;
 use super::words;
 use crate::app::CaseRecord;
@@ -96,14 +96,6 @@ pub fn render(
     page::layout(console, staff, &title, "/inbox", body)
 }
 
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 /// The facts of the case, in words.
 fn facts_list(record: &CaseRecord) -> Markup {
     let (stored, _) = &record.held;
@@ -117,9 +109,9 @@ fn facts_list(record: &CaseRecord) -> Markup {
     html! {
         dl.facts.card id="referral-facts" {
             @if inbound {
-                dt { "From" } dd id="referral-from" data-team=(page::team(&referral.sender.uri())) { (team_name(&referral.sender.uri())) }
+                dt { "From" } dd id="referral-from" data-team=(page::team(&referral.sender.uri())) { (team_title(&referral.sender.uri())) }
             } @else {
-                dt { "To" } dd id="referral-to" data-team=(page::team(&referral.recipient.uri())) { (team_name(&referral.recipient.uri())) }
+                dt { "To" } dd id="referral-to" data-team=(page::team(&referral.recipient.uri())) { (team_title(&referral.recipient.uri())) }
             }
             dt { "Where it stands" }
             dd id="referral-status" data-status=(stored.status.as_str()) { (words::status(stored.status, stored.direction)) }
@@ -203,13 +195,18 @@ fn conversation(record: &CaseRecord) -> Markup {
             .filter(|e| e.status != ReferralStatus::Sent)
             .map(|e| (e.at, Said::Status(e))),
     );
-    said.extend(record.messages.iter().map(|m| (m.message.at, Said::Message(m))));
+    said.extend(
+        record
+            .messages
+            .iter()
+            .map(|m| (m.message.at, Said::Message(m))),
+    );
     said.sort_by_key(|(at, _)| *at);
     let who = |uri: &str| {
         if uri == ours_uri {
             "Your team".to_owned()
         } else {
-            capitalised(&team_name(uri))
+            team_title(uri)
         }
     };
     html! {

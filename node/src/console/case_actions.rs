@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::Console;
 use super::case;
 use super::page::{self, Fields};
-use super::referral::{self as shown, team_name};
+use super::referral::{self as shown, team_name, team_title};
 use super::session::Staff;
 use super::words;
 use crate::app::{AppError, CaseDraft, CaseRecord, Forward, StatusChange};
@@ -193,7 +193,10 @@ pub fn done_notice(done: &str, other: &str) -> Option<String> {
         Action::Forward => {
             format!("The referral was passed on. {other} is told where it went.")
         }
-        Action::Consult => "Your question was sent to the partner teams. Their answers appear under Consultations.".to_owned(),
+        Action::Consult => {
+            "Your question was sent to the partner teams. Their answers appear under Consultations."
+                .to_owned()
+        }
     })
 }
 
@@ -275,7 +278,11 @@ impl Facts {
         let peers = state.peers();
         Self {
             id: referral.id,
-            side: if inbound { Side::Recipient } else { Side::Sender },
+            side: if inbound {
+                Side::Recipient
+            } else {
+                Side::Sender
+            },
             status: stored.status,
             consultation: referral.consultation.is_some(),
             core: state.local.role == Role::Core,
@@ -357,9 +364,7 @@ pub fn offered(f: &Facts) -> Vec<Action> {
             Action::Answer => f.question.is_some() && f.may_send(CaseMessageKind::Supplement),
             Action::Inform => f.may_send(CaseMessageKind::NewInformation),
             Action::Plan => f.core && !f.planned && f.may_send(CaseMessageKind::ManagementPlan),
-            Action::Reassess => {
-                f.core && f.planned && f.may_send(CaseMessageKind::Reassessment)
-            }
+            Action::Reassess => f.core && f.planned && f.may_send(CaseMessageKind::Reassessment),
             Action::Forward => {
                 recipient
                     && open
@@ -414,8 +419,9 @@ pub struct Editing<'a> {
 enum Outgoing {
     /// A status change with a reason or an outcome.
     Status(StatusChange),
-    /// A case message, under the id the form was drawn with.
-    Message(Uuid, CaseDraft),
+    /// A case message, under the id the form was drawn with (boxed: a draft with content
+    /// is several times the size of the other variants).
+    Message(Uuid, Box<CaseDraft>),
     /// A forward.
     Forward(Forward),
     /// A consultation.
@@ -428,11 +434,7 @@ enum Outgoing {
 }
 
 /// A text field's value, or the problem with its length.
-fn limited(
-    fields: &Fields,
-    name: &'static str,
-    problems: &mut Vec<Problem>,
-) -> String {
+fn limited(fields: &Fields, name: &'static str, problems: &mut Vec<Problem>) -> String {
     let text = fields.get(name).to_owned();
     let count = text.chars().count();
     if count > MAX_TEXT_CHARS {
@@ -622,7 +624,7 @@ fn outgoing(
             }
             Outgoing::Message(
                 message_id(fields, &mut problems),
-                CaseDraft::Ask { question, wanted },
+                Box::new(CaseDraft::Ask { question, wanted }),
             )
         }
         Action::Answer | Action::Inform => {
@@ -641,8 +643,10 @@ fn outgoing(
                         "Write your answer, tick a behaviour, or both.",
                     ));
                 }
-                let answers = Uuid::parse_str(fields.get("answers")).ok().or(facts.question);
-                Outgoing::Message(id, CaseDraft::Answer { answers, content })
+                let answers = Uuid::parse_str(fields.get("answers"))
+                    .ok()
+                    .or(facts.question);
+                Outgoing::Message(id, Box::new(CaseDraft::Answer { answers, content }))
             } else {
                 let kind = InformationKind::parse(fields.get("kind"));
                 if kind.is_none() {
@@ -663,28 +667,31 @@ fn outgoing(
                 }
                 Outgoing::Message(
                     id,
-                    CaseDraft::Inform {
+                    Box::new(CaseDraft::Inform {
                         kind: kind.unwrap_or(InformationKind::TripwireReport),
                         urgent: fields.checked("urgent"),
                         text,
                         content,
-                    },
+                    }),
                 )
             }
         }
         Action::Plan => {
             let plan = plan(fields, facts, today, &mut problems);
-            Outgoing::Message(message_id(fields, &mut problems), CaseDraft::Plan(plan))
+            Outgoing::Message(
+                message_id(fields, &mut problems),
+                Box::new(CaseDraft::Plan(plan)),
+            )
         }
         Action::Reassess => {
             let level = level(fields, &mut problems);
             let plan = plan(fields, facts, today, &mut problems);
             Outgoing::Message(
                 message_id(fields, &mut problems),
-                CaseDraft::Reassess {
+                Box::new(CaseDraft::Reassess {
                     level_of_concern: Some(level),
                     plan,
-                },
+                }),
             )
         }
         Action::Forward => {
@@ -816,7 +823,9 @@ fn field_problem(action: Action, field: &str) -> Problem {
             text_field,
             format!("Write it in at most {MAX_TEXT_CHARS} characters."),
         ),
-        "interventions" | "plan" => Problem::at("intervention", "Tick at least one step of the plan."),
+        "interventions" | "plan" => {
+            Problem::at("intervention", "Tick at least one step of the plan.")
+        }
         "next_reassessment" => Problem::at(
             "next",
             "Choose the date of the next reassessment, today or later.",
@@ -859,10 +868,16 @@ async fn preview_of(
         }
         Outgoing::Message(_, draft) => {
             let disclosed = app
-                .send_case_message(facts.id, draft.clone(), true, &page::actor(staff))
+                .send_case_message(facts.id, (**draft).clone(), true, &page::actor(staff))
                 .await?;
             html! {
-                p { "It goes to " strong { (other) } " as: " (words::case_message(disclosed.outgoing.kind())) "." }
+                p { (team_title(&facts.other)) " will read that your team " (words::case_message(disclosed.outgoing.kind())) "." }
+                @if let CaseDraft::Ask { wanted, .. } = &**draft {
+                    @if !wanted.is_empty() { p { "The kinds of information you ask for always reach them." } }
+                }
+                @if let CaseDraft::Inform { urgent, .. } = &**draft {
+                    p { "What it is about" @if *urgent { ", and that it is urgent," } " always reaches them." }
+                }
                 (shown::summary(&disclosed.decisions, &other))
                 @if !disclosed.decisions.is_empty() { (shown::decisions(&disclosed.decisions, &other_id)) }
             }
@@ -884,7 +899,7 @@ async fn preview_of(
                 p { "Each partner receives the case without the person's identity (a case handle stands in for it), and your question." }
                 @for (partner, disclosed) in &previews {
                     @let id = page::team(partner).to_owned();
-                    h4 { (words::team(&id)) }
+                    p.partner-name { strong { (words::team(&id)) } }
                     (shown::summary(&disclosed.decisions, &words::team(&id)))
                     (shown::decisions(&disclosed.decisions, &id))
                 }
@@ -942,7 +957,7 @@ async fn send(
             app.change_status(change, &actor).await?;
         }
         Outgoing::Message(id, draft) => {
-            app.send_case_message_once(facts.id, id, draft, &actor)
+            app.send_case_message_once(facts.id, id, *draft, &actor)
                 .await?;
             // A question before the case is taken on also says, in the case's status, that
             // the team waits for the answer. The question is sent whatever happens to this.
@@ -1082,7 +1097,11 @@ pub async fn change_status(
         .await
     {
         Ok(_) => {
-            let location = format!("/referrals/{}?done={}", record.held.0.referral.id, action.done());
+            let location = format!(
+                "/referrals/{}?done={}",
+                record.held.0.referral.id,
+                action.done()
+            );
             turn.done(&location);
             Redirect::to(&location).into_response()
         }
@@ -1150,7 +1169,11 @@ async fn step(
             fields,
             problems: &problems,
         };
-        (status, case::render(console, staff, &record, None, Some(&editing))).into_response()
+        (
+            status,
+            case::render(console, staff, &record, None, Some(&editing)),
+        )
+            .into_response()
     };
     if step == Step::Change {
         return again(Vec::new(), StatusCode::OK);
@@ -1161,8 +1184,9 @@ async fn step(
     };
     if step == Step::Check {
         return match preview_of(console, staff, &facts, &outgoing).await {
-            Ok(preview) => confirmation(console, staff, &facts, action, fields, preview)
-                .into_response(),
+            Ok(preview) => {
+                confirmation(console, staff, &facts, action, fields, preview).into_response()
+            }
             Err(e) => match problems_of(action, &e, &facts) {
                 Some(problems) => again(problems, StatusCode::UNPROCESSABLE_ENTITY),
                 None => page::refused(console, staff, &e),
@@ -1457,7 +1481,7 @@ fn form(
                         @if let Some(question) = facts.question.and_then(|q| record.messages.iter().find(|m| m.message.id == q)) {
                             input type="hidden" name="answers" value=(question.message.id);
                             blockquote.question {
-                                p { (other) " asked on " (page::datetime(question.message.at)) ":" }
+                                p { (team_title(&facts.other)) " asked on " (page::datetime(question.message.at)) ":" }
                                 @if let case_message::CaseBody::InformationRequest { question: text, wanted } = &question.message.body {
                                     @if let Some(text) = text { p.text { (text) } }
                                     @if !wanted.is_empty() {
@@ -1596,13 +1620,19 @@ impl FormCtx<'_> {
         };
         let (describedby, invalid, notes) = self.described(name, Some(&limit_hint));
         let counter = format!("{}-count", self.id(name));
+        // The counter describes the field, so a screen reader reads it with the field rather
+        // than announcing every keystroke.
+        let describedby = match describedby {
+            Some(ids) => format!("{ids} {counter}"),
+            None => counter.clone(),
+        };
         let value = self.fields.get(name);
         html! {
             label for=(self.id(name)) { (label) }
             (notes)
             textarea id=(self.id(name)) name=(name) data-limit=(MAX_TEXT_CHARS) data-counter=(counter)
-                aria-describedby=[describedby] aria-invalid=[invalid.then_some("true")] { (value) }
-            p.counter id=(counter) aria-live="polite" { (value.chars().count()) " of " (MAX_TEXT_CHARS) " characters" }
+                aria-describedby=(describedby) aria-invalid=[invalid.then_some("true")] { (value) }
+            p.counter id=(counter) { (value.chars().count()) " of " (MAX_TEXT_CHARS) " characters" }
         }
     }
 
@@ -1613,7 +1643,13 @@ impl FormCtx<'_> {
         }
     }
 
-    fn select(&self, name: &str, label: &str, prompt: &str, options: &[(String, String)]) -> Markup {
+    fn select(
+        &self,
+        name: &str,
+        label: &str,
+        prompt: &str,
+        options: &[(String, String)],
+    ) -> Markup {
         let (describedby, invalid, notes) = self.described(name, None);
         let chosen = self.fields.get(name);
         html! {
@@ -1690,7 +1726,7 @@ impl FormCtx<'_> {
                         input type="checkbox" id=(id) name="intervention" value=(code.as_str())
                             checked[chosen.iter().any(|c| c == code.as_str())];
                         label.inline for=(id) { (words::intervention(code)) }
-                        label.inline for=(team_id) { "by" }
+                        label.inline for=(team_id) { span.visually-hidden { (words::intervention(code)) ": " } "by" }
                         select id=(team_id) name=(team_field) {
                             @for (i, team) in teams.iter().enumerate() {
                                 option value=(team) selected[team_chosen == team || (team_chosen.is_empty() && i == 0)] {
@@ -1728,12 +1764,18 @@ mod tests {
     }
 
     #[test]
-    fn a_new_referral_offers_its_recipient_s_chair_the_decisions_and_no_accept_after_accepting()
-    {
+    fn a_new_referral_offers_its_recipient_s_chair_the_decisions_and_no_accept_after_accepting() {
         use Action as A;
         let new = facts(Side::Recipient, ReferralStatus::Received);
         let offered_new = offered(&new);
-        for a in [A::Accept, A::Decline, A::Ask, A::Inform, A::Forward, A::Consult] {
+        for a in [
+            A::Accept,
+            A::Decline,
+            A::Ask,
+            A::Inform,
+            A::Forward,
+            A::Consult,
+        ] {
             assert!(offered_new.contains(&a), "{a:?} not offered");
         }
         for a in [A::Complete, A::Plan, A::Close, A::Cancel, A::Answer] {
@@ -1789,8 +1831,13 @@ mod tests {
             panic!("a decline without a reason was taken");
         };
         assert_eq!(problems, vec![Problem::at("reason_code", "Choose why.")]);
-        let long = format!("key={}&question={}", Uuid::now_v7(), "a".repeat(MAX_TEXT_CHARS + 1));
-        let Err(problems) = outgoing(Action::Ask, &Fields::parse(long.as_bytes()), &f, today) else {
+        let long = format!(
+            "key={}&question={}",
+            Uuid::now_v7(),
+            "a".repeat(MAX_TEXT_CHARS + 1)
+        );
+        let Err(problems) = outgoing(Action::Ask, &Fields::parse(long.as_bytes()), &f, today)
+        else {
             panic!("an over-long question was taken");
         };
         assert_eq!(problems[0].field, Some("question"));
@@ -1806,7 +1853,10 @@ mod tests {
         let named: Vec<_> = problems.iter().map(|p| p.field).collect();
         assert_eq!(named, [Some("intervention"), Some("next")]);
         // The App's own field paths become the form's fields, never shown as paths.
-        let p = field_problem(Action::Inform, "content.behavior.observations[0].observed_on");
+        let p = field_problem(
+            Action::Inform,
+            "content.behavior.observations[0].observed_on",
+        );
         assert_eq!(p.field, Some("observed_on"));
         assert!(!p.text.contains("content."));
     }

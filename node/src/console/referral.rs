@@ -154,7 +154,10 @@ fn threat_text(t: &ThreatDetails) -> String {
         parts.push(t.threat_type.replace(['-', '_'], " "));
     }
     if !t.target_type.is_empty() {
-        parts.push(format!("against: {}", t.target_type.replace(['-', '_'], " ")));
+        parts.push(format!(
+            "against: {}",
+            t.target_type.replace(['-', '_'], " ")
+        ));
     }
     if !t.grievance_code.is_empty() {
         parts.push(format!("grievance: {}", t.grievance_code));
@@ -173,4 +176,18 @@ fn threat_text(t: &ThreatDetails) -> String {
 /// A team identity URI as the team's name in words: "county core".
 pub fn team_name(uri: &str) -> String {
     words::team(page::team(uri))
+}
+
+/// A team's name at the start of a sentence or on its own: "County core".
+pub fn team_title(uri: &str) -> String {
+    capitalised(&team_name(uri))
+}
+
+/// `text` with its first letter in upper case.
+pub fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }

@@ -153,9 +153,7 @@ pub fn legal_basis(basis: LegalBasis) -> &'static str {
         LegalBasis::SeriousImminentThreat => {
             "A serious and imminent threat to someone's safety (HIPAA 164.512(j))"
         }
-        LegalBasis::HealthSafetyEmergency => {
-            "A health or safety emergency at school (FERPA 99.36)"
-        }
+        LegalBasis::HealthSafetyEmergency => "A health or safety emergency at school (FERPA 99.36)",
         LegalBasis::LawEnforcement => "Sharing between law-enforcement agencies (CJIS)",
         LegalBasis::DeIdentified => "Nothing that names the person is shared",
     }

@@ -266,7 +266,12 @@ impl Browser {
     }
 
     /// Posts a form with the CSRF token of the page at `form_page`.
-    pub(crate) async fn submit(&mut self, form_page: &str, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn submit(
+        &mut self,
+        form_page: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Page {
         let csrf = self.get(form_page).await.csrf();
         let mut all = vec![("csrf", csrf.as_str())];
         all.extend_from_slice(fields);

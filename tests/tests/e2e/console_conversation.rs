@@ -78,7 +78,11 @@ async fn step(
     let page = web.get(&format!("/referrals/{id}")).await;
     let csrf = page.csrf();
     let key = hidden(&page, &format!("{action}-form"), "key");
-    let mut all = vec![("csrf", csrf.as_str()), ("key", key.as_str()), ("step", step)];
+    let mut all = vec![
+        ("csrf", csrf.as_str()),
+        ("key", key.as_str()),
+        ("step", step),
+    ];
     all.extend_from_slice(fields);
     web.post(&format!("/referrals/{id}/{action}"), &all).await
 }
@@ -163,7 +167,8 @@ async fn the_county_asks_the_school_answers_each_checked_before_it_is_sent() {
     let page = erin.get(&format!("/cases/{id}")).await;
     assert_eq!(page.status, 200);
     assert!(
-        page.body.contains("New: waiting for your team to accept or decline"),
+        page.body
+            .contains("New: waiting for your team to accept or decline"),
         "the status is not in words: {}",
         page.body
     );
@@ -235,7 +240,11 @@ async fn the_county_asks_the_school_answers_each_checked_before_it_is_sent() {
     let mut dana = browser(&school_node, &fed);
     assert_eq!(dana.sign_in(&counsellor).await.status, 303);
     let school_page = page_showing(&mut dana, &id, question).await;
-    assert!(school_page.body.contains(r#"id="answer-form""#), "{}", school_page.body);
+    assert!(
+        school_page.body.contains(r#"id="answer-form""#),
+        "{}",
+        school_page.body
+    );
     assert!(school_page.body.contains("Other people involved"));
     page_showing(&mut dana, &id, "Waiting for more information from you").await;
 
@@ -254,7 +263,11 @@ async fn the_county_asks_the_school_answers_each_checked_before_it_is_sent() {
         &id,
         "answer",
         "check",
-        &[("text", "x"), ("behavior", "LEAKAGE"), ("observed_on", "last week")],
+        &[
+            ("text", "x"),
+            ("behavior", "LEAKAGE"),
+            ("observed_on", "last week"),
+        ],
     )
     .await;
     assert_eq!(bad_date.status, 422);
@@ -280,12 +293,18 @@ async fn the_county_asks_the_school_answers_each_checked_before_it_is_sent() {
         "{}",
         checked.body
     );
-    assert!(checked.body.contains("Told others"), "the behaviour is not in words");
+    assert!(
+        checked.body.contains("Told others"),
+        "the behaviour is not in words"
+    );
     assert_eq!(first.location(), format!("/referrals/{id}?done=answered"));
     assert_eq!(second.location(), first.location());
     let after = dana.get(first.location()).await;
     assert!(after.body.contains("Your answer was sent to County core."));
-    assert!(!after.body.contains(r#"id="answer-form""#), "the question is still open");
+    assert!(
+        !after.body.contains(r#"id="answer-form""#),
+        "the question is still open"
+    );
 
     // The county sees the answer in the conversation, once.
     let county = page_showing(&mut erin, &id, answer).await;
@@ -308,7 +327,14 @@ async fn a_decline_reaches_the_school_in_words_and_what_is_not_open_is_refused()
     assert_eq!(erin.sign_in(&chair).await.status, 303);
 
     // No reason chosen: the form comes back with the problem next to the reason.
-    let missing = step(&mut erin, &id, "decline", "check", &[("reason", "Not ours.")]).await;
+    let missing = step(
+        &mut erin,
+        &id,
+        "decline",
+        "check",
+        &[("reason", "Not ours.")],
+    )
+    .await;
     assert_eq!(missing.status, 422, "{}", missing.body);
     assert!(
         missing.body.contains(r#"id="decline-reason_code-problem""#),
@@ -402,7 +428,11 @@ async fn a_decline_reaches_the_school_in_words_and_what_is_not_open_is_refused()
         "{}",
         school_page.body
     );
-    assert!(school_page.body.contains("County core declined the referral"));
+    assert!(
+        school_page
+            .body
+            .contains("County core declined the referral")
+    );
     let withdraw = dana
         .submit(
             &format!("/referrals/{id}"),
@@ -440,14 +470,15 @@ async fn a_plan_and_a_reassessment_recorded_in_the_console_reach_the_school() {
     assert_eq!(first.location(), format!("/referrals/{id}?done=accepted"));
     assert_eq!(again.location(), first.location(), "{}", again.body);
     let accepted = erin.get(first.location()).await;
-    assert!(!accepted.body.contains("action-accept"), "Accept is offered after accepting");
+    assert!(
+        !accepted.body.contains("action-accept"),
+        "Accept is offered after accepting"
+    );
     assert!(accepted.body.contains(r#"id="plan-form""#));
     assert!(!accepted.body.contains(r#"id="reassess-form""#));
 
     let today = time::OffsetDateTime::now_utc().date();
-    let date = |days| {
-        tatmx_node::case_message::format_date(today + time::Duration::days(days))
-    };
+    let date = |days| tatmx_node::case_message::format_date(today + time::Duration::days(days));
     let in_past = date(-2);
     let past = step(
         &mut erin,
@@ -458,7 +489,11 @@ async fn a_plan_and_a_reassessment_recorded_in_the_console_reach_the_school() {
     )
     .await;
     assert_eq!(past.status, 422);
-    assert!(past.body.contains(r#"id="plan-next-problem""#), "{}", past.body);
+    assert!(
+        past.body.contains(r#"id="plan-next-problem""#),
+        "{}",
+        past.body
+    );
 
     let school_uri = school.identity.uri();
     let next = date(30);
@@ -492,7 +527,9 @@ async fn a_plan_and_a_reassessment_recorded_in_the_console_reach_the_school() {
     )
     .await;
     assert!(
-        checked.body.contains("A written safety plan with the person and family"),
+        checked
+            .body
+            .contains("A written safety plan with the person and family"),
         "{}",
         checked.body
     );
@@ -506,13 +543,107 @@ async fn a_plan_and_a_reassessment_recorded_in_the_console_reach_the_school() {
     let school_page = page_showing(&mut dana, &id, r#"data-kind="reassessment""#).await;
     assert!(school_page.body.contains("County core reassessed the risk"));
     assert!(
-        school_page.body.contains("Level of concern now: <strong>transient</strong>"),
+        school_page
+            .body
+            .contains("Level of concern now: <strong>transient</strong>"),
         "{}",
         school_page.body
     );
-    assert!(school_page.body.contains("Regular check-ins with a named adult or officer, by lincoln high"));
+    assert!(
+        school_page
+            .body
+            .contains("Regular check-ins with a named adult or officer, by lincoln high")
+    );
     // The school reads the plan; it does not make one.
     assert!(!school_page.body.contains(r#"id="plan-form""#));
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_forward_and_a_consultation_start_with_no_team_chosen_and_are_checked_before_they_leave()
+{
+    let mut fed = TestFederation::new("county-mdt.example");
+    let core = fed.team("county-core", "core", "law-enforcement");
+    let school = fed.team("lincoln-high", "affiliate", "education");
+    let state = fed.team("state-police-tat", "core", "law-enforcement");
+    let bau = fed.team("fbi-bau", "partner", "federal-partner");
+    for team in [&core, &school] {
+        web_certificate(&fed, team);
+    }
+    fed.write_config(&core, &[&school, &state, &bau], &console_section("30m"));
+    fed.write_config(&school, &[&core], &console_section("30m"));
+    fed.write_config(&state, &[&core], "");
+    fed.write_config(&bau, &[&core], "");
+    let core_node = tatmx_tests::start(&core).await;
+    let school_node = tatmx_tests::start(&school).await;
+    let id = referral_received(&core, &school).await;
+    let chair = add_user(&core, "erin", "chair").await;
+    let mut erin = browser(&core_node, &fed);
+    assert_eq!(erin.sign_in(&chair).await.status, 303);
+
+    // No team is chosen for the user; the sender is not offered; a partner is.
+    let page = erin.get(&format!("/referrals/{id}")).await;
+    assert!(
+        page.body
+            .contains(r#"<select id="forward-recipient" name="recipient"><option value="" selected>Choose a team</option>"#),
+        "{}",
+        page.body
+    );
+    let forward_form = &page.body[page.body.find(r#"id="forward-form""#).unwrap()..];
+    let forward_form = &forward_form[..forward_form.find("</form>").unwrap()];
+    assert!(forward_form.contains(&state.identity.uri()));
+    assert!(!forward_form.contains(&school.identity.uri()));
+    assert!(page.body.contains(r#"id="consult-form""#));
+    let unchosen = step(&mut erin, &id, "forward", "check", &[]).await;
+    assert_eq!(unchosen.status, 422);
+    assert!(
+        unchosen.body.contains(r#"id="forward-recipient-problem""#),
+        "{}",
+        unchosen.body
+    );
+
+    let state_uri = state.identity.uri();
+    let (checked, first, second) =
+        check_and_send(&mut erin, &id, "forward", &[("recipient", &state_uri)]).await;
+    assert!(
+        checked.body.contains("reaches state-police-tat"),
+        "{}",
+        checked.body
+    );
+    assert_eq!(first.location(), format!("/referrals/{id}?done=forwarded"));
+    assert_eq!(second.location(), first.location(), "{}", second.body);
+    let after = erin.get(first.location()).await;
+    assert!(after.body.contains("The referral was passed on."));
+    assert_eq!(
+        count(&after, r#"data-status="forwarded""#),
+        1,
+        "a double click forwarded twice"
+    );
+    assert!(after.body.contains("Passed on to state police tat."));
+
+    let bau_uri = bau.identity.uri();
+    let question = "Does the pattern of leakage suggest escalation?";
+    let (checked, first, _) = check_and_send(
+        &mut erin,
+        &id,
+        "consult",
+        &[("partner", &bau_uri), ("question", question)],
+    )
+    .await;
+    assert!(
+        checked.body.contains("without the person's identity"),
+        "{}",
+        checked.body
+    );
+    assert!(checked.body.contains(question));
+    assert_eq!(first.location(), format!("/referrals/{id}?done=consulted"));
+    let consultations = erin.get("/consultations").await;
+    assert!(
+        consultations.body.contains(question),
+        "{}",
+        consultations.body
+    );
     core_node.shutdown().await;
     school_node.shutdown().await;
 }
