@@ -789,6 +789,12 @@ fn problems_of(action: Action, error: &AppError, facts: &Facts) -> Option<Vec<Pr
                 team_name(&facts.other)
             ))]
         }
+        AppError::Precondition(message) if message.contains("no longer a peer") => {
+            vec![Problem::form(format!(
+                "{} is no longer a team this node works with, so nothing can be sent to it. Ask your node's admin.",
+                team_title(&facts.other)
+            ))]
+        }
         AppError::Precondition(message) => vec![Problem::form(page::sentence(message))],
         AppError::IdempotencyKeyReused => vec![Problem::form(
             "This form is out of date. Reload the page and write it again.",
