@@ -141,6 +141,87 @@ impl App {
         dry_run: bool,
         actor: &Actor,
     ) -> Result<CaseDisclosed, AppError> {
+        self.send_case_message_as(referral_id, Uuid::now_v7(), draft, dry_run, actor)
+            .await
+    }
+
+    /// Sends a case message under the id `message_id`, which the caller chose when staff
+    /// opened the form (a UUIDv7): a form sent twice (a double click, a retried request, the
+    /// back button) sends one message, and the second answer is what the first one sent. The
+    /// id is the message's primary key, so two sends racing each other store one message.
+    pub async fn send_case_message_once(
+        &self,
+        referral_id: Uuid,
+        message_id: Uuid,
+        draft: CaseDraft,
+        actor: &Actor,
+    ) -> Result<CaseDisclosed, AppError> {
+        if message_id.get_version_num() != 7 {
+            return Err(AppError::invalid("message_id", "is not a UUIDv7"));
+        }
+        if let Some(earlier) = self.sent_earlier(referral_id, message_id).await? {
+            return Ok(earlier);
+        }
+        match self
+            .send_case_message_as(referral_id, message_id, draft, false, actor)
+            .await
+        {
+            Err(AppError::Store(e)) => match self.sent_earlier(referral_id, message_id).await? {
+                Some(earlier) => {
+                    tracing::info!(referral_id = %referral_id, message_id = %message_id, "a repeated case message answered from the first one");
+                    Ok(earlier)
+                }
+                None => Err(AppError::Store(e)),
+            },
+            sent => sent,
+        }
+    }
+
+    /// The message this team already sent on `referral_id` under `message_id`, as it was
+    /// disclosed, if there is one.
+    async fn sent_earlier(
+        &self,
+        referral_id: Uuid,
+        message_id: Uuid,
+    ) -> Result<Option<CaseDisclosed>, AppError> {
+        let (stored, _) = self.held(referral_id).await?;
+        let recipient = match stored.direction {
+            Direction::Outbound => stored.referral.recipient,
+            Direction::Inbound => stored.referral.sender,
+        };
+        Ok(self
+            .store
+            .case_messages(referral_id)
+            .await?
+            .into_iter()
+            .find(|m| m.message.id == message_id && m.direction == Direction::Outbound)
+            .map(|m| {
+                // The stored record is this team's own, in full; what left is it without
+                // every category the filter did not disclose.
+                let mut outgoing = m.message;
+                for d in &m.decisions {
+                    if d.outcome != filter::Outcome::Disclose {
+                        outgoing.remove(d.category);
+                    }
+                }
+                CaseDisclosed {
+                    outgoing,
+                    decisions: m.decisions,
+                    recipient,
+                    dry_run: false,
+                }
+            }))
+    }
+
+    /// Sends (or previews) a case message with the id `id`.
+    async fn send_case_message_as(
+        &self,
+        referral_id: Uuid,
+        id: Uuid,
+        draft: CaseDraft,
+        dry_run: bool,
+        actor: &Actor,
+    ) -> Result<CaseDisclosed, AppError> {
         let (stored, _) = self.held(referral_id).await?;
         let referral = &stored.referral;
         let (side, author, other) = match stored.direction {
@@ -159,7 +240,7 @@ impl App {
         }
         let now = self.now();
         let written = CaseMessage {
-            id: Uuid::now_v7(),
+            id,
             referral_id,
             author: author.clone(),
             at: now,

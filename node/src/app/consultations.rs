@@ -8,11 +8,12 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Actor, App, AppError};
+use super::{Actor, App, AppError, Disclosed};
 use crate::referral::{
-    AssessmentOutcome, ConsultationDetails, NewReferral, Purpose, ReferralStatus,
+    AssessmentOutcome, ConsultationDetails, LegalBasis, NewReferral, Purpose, Referral,
+    ReferralStatus,
 };
-use crate::store::{StatusEvent, StoredReferral, Submission};
+use crate::store::{Direction, StatusEvent, StoredReferral, Submission};
 use crate::trust::Role;
 
 /// A consultation asked for by staff.
@@ -112,6 +113,24 @@ impl Consultation {
     }
 }
 
+/// The case a consultation on a received referral asks about: its content and level of
+/// concern, with the subject replaced by a case handle derived from the referral's id
+/// (de-identified), for advice.
+pub fn deidentified(referral: &Referral) -> NewReferral {
+    NewReferral {
+        recipient: String::new(),
+        purpose: Purpose::Consultation,
+        level_of_concern: referral.level_of_concern.clone(),
+        legal_basis: LegalBasis::DeIdentified,
+        justification: None,
+        consent_ref: None,
+        content: referral.content.clone(),
+        case_ref: Some(referral.id.to_string()),
+        reidentify: false,
+        subject_ref: None,
+    }
+}
+
 impl App {
     /// Asks every partner in `request` for a consultation, all or nothing.
     pub async fn request_consultation(
@@ -181,6 +200,57 @@ impl App {
         }
         tracing::info!(consultation_id = %details.id, partners = prepared.len(), "consultation fanned out");
         self.consultation(details.id).await
+    }
+
+    /// Asks `partners` about the received referral `referral_id`, de-identified
+    /// ([`deidentified`]). Reading the case to do so is on record, as any read of it is.
+    pub async fn consult_on(
+        &self,
+        referral_id: Uuid,
+        partners: Vec<String>,
+        question: String,
+        actor: &Actor,
+    ) -> Result<Consultation, AppError> {
+        let (stored, _) = self.held(referral_id).await?;
+        if stored.direction != Direction::Inbound {
+            return Err(AppError::Precondition(
+                "only a referral this team received can be consulted on".into(),
+            ));
+        }
+        self.record_read(&stored.referral, actor).await?;
+        let request = ConsultationRequest {
+            partners,
+            question,
+            due: None,
+            case: deidentified(&stored.referral),
+        };
+        self.request_consultation(request, actor).await
+    }
+
+    /// What [`Self::consult_on`] would send each partner, and why: one dry run per partner.
+    /// Stores nothing; shows only the filter's decisions, never the case's content.
+    pub async fn preview_consultation(
+        &self,
+        referral_id: Uuid,
+        partners: &[String],
+    ) -> Result<Vec<(String, Disclosed)>, AppError> {
+        if partners.is_empty() {
+            return Err(AppError::invalid(
+                "partners",
+                "name at least one partner team",
+            ));
+        }
+        let (stored, _) = self.held(referral_id).await?;
+        let case = deidentified(&stored.referral);
+        let mut previews = Vec::new();
+        for partner in partners {
+            let draft = NewReferral {
+                recipient: partner.clone(),
+                ..case.clone()
+            };
+            previews.push((partner.clone(), self.preview(draft).await?));
+        }
+        Ok(previews)
     }
 
     /// Every consultation this node asked for.

@@ -549,7 +549,7 @@ pub async fn preview(
     };
     match previewed {
         Ok(disclosed) => disclosure::decisions(
-            "preview-decisions",
+            Some("preview-decisions"),
             &disclosed.decisions,
             fields.get("recipient"),
         )
@@ -639,7 +639,7 @@ fn confirmation(
             }
         }
         h2 { "What will reach them, and why" }
-        (disclosure::decisions("confirm-decisions", decisions, recipient))
+        (disclosure::decisions(Some("confirm-decisions"), decisions, recipient))
         form method="post" action="/referrals" id="confirm-referral" {
             (page::csrf_field(staff))
             @for (name, value) in fields.pairs().filter(|(n, _)| !matches!(*n, "csrf" | "confirmed" | "change")) {

@@ -24,22 +24,25 @@ fn outcome(outcome: Outcome, recipient: &str) -> (&'static str, String) {
 }
 
 /// The decisions for `recipient` (a team id or identity URI), one card each: the kind of
-/// information, what happens to it, and why. `id` is the list's element id.
-pub fn decisions(id: &str, decisions: &[FieldDecision], recipient: &str) -> Markup {
+/// information, what happens to it, and why, after a sentence that sums them up. `id`, where
+/// the page has one list of them, is the list's element id (its sentence's is `{id}-summary`).
+pub fn decisions(id: Option<&str>, decisions: &[FieldDecision], recipient: &str) -> Markup {
     let recipient = words::team(page::team(recipient));
     let reaching = decisions
         .iter()
         .filter(|d| d.outcome == Outcome::Disclose)
         .count();
     html! {
-        p.preview-summary id=(format!("{id}-summary")) {
-            @if reaching == 0 {
+        p.preview-summary id=[id.map(|id| format!("{id}-summary"))] {
+            @if decisions.is_empty() {
+                "Only the coded parts reach " strong { (recipient) } ": there is no case information in it."
+            } @else if reaching == 0 {
                 "None of what you filled in would reach " strong { (recipient) } "."
             } @else {
                 (reaching) " of the " (decisions.len()) " kinds of information you filled in would reach " strong { (recipient) } "."
             }
         }
-        ul.decisions id=(id) {
+        @if !decisions.is_empty() { ul.decisions id=[id] {
             @for d in decisions {
                 @let (class, text) = outcome(d.outcome, &recipient);
                 li.decision data-category=(d.category.as_str()) data-outcome=(d.outcome.as_str()) {
@@ -57,6 +60,6 @@ pub fn decisions(id: &str, decisions: &[FieldDecision], recipient: &str) -> Mark
                     }
                 }
             }
-        }
+        } }
     }
 }

@@ -18,9 +18,16 @@
 //! - [`page`]: the layout every page shares, and how refusals read (the one mapping from
 //!   [`crate::app::AppError`] to a response).
 //! - [`words`]: the vocabulary: every code the node uses, in the words staff use.
-//! - [`cases`] ("My cases", the start page of case workers and chairs, with a case's print
-//!   view), [`referral`], [`compose`], [`consultations`], [`consents`], [`outbox`],
-//!   [`audit`], [`trust`]: the pages.
+//! - [`referral`]: what a referral or case message carries, in words, and the filter's
+//!   decisions, as every page shows them.
+//! - [`cases`]: "My cases", the start page of case workers and chairs, with a case's print
+//!   view and the team's own references.
+//! - [`case`]: one case as a conversation; [`case_actions`]: the actions open on it now, each
+//!   with its preview and its "Check and send" step; [`once`]: a form sent twice acts once.
+//! - [`form`]: fields, limits and problems beside their fields; [`disclosure`]: what will
+//!   reach the other team, and why, in words.
+//! - [`compose`], [`consultations`], [`consents`], [`outbox`], [`audit`], [`trust`]: the
+//!   other pages.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +47,8 @@ use crate::trust::Trust;
 
 mod account;
 mod audit;
+mod case;
+mod case_actions;
 mod cases;
 mod compose;
 mod consents;
@@ -47,6 +56,7 @@ mod consultations;
 mod disclosure;
 mod form;
 mod listener;
+mod once;
 mod outbox;
 mod page;
 mod referral;
@@ -108,6 +118,8 @@ struct Inner {
     settings: ConsoleSettings,
     /// Failed sign-ins by source address.
     limiter: signin::SourceLimiter,
+    /// The action forms being acted on, so one sent twice acts once.
+    once: once::Once,
 }
 
 impl Console {
@@ -121,6 +133,10 @@ impl Console {
 
     fn trust(&self) -> &Trust {
         &self.inner.services.trust
+    }
+
+    fn once(&self) -> &once::Once {
+        &self.inner.once
     }
 
     /// Now, by the node's clock: sessions lock, sign-ins lock out and codes step by it.
@@ -166,6 +182,7 @@ pub async fn start(
             services,
             settings,
             limiter: signin::SourceLimiter::default(),
+            once: once::Once::default(),
         }),
     };
     let app = router(console);
@@ -189,10 +206,14 @@ fn router(console: Console) -> Router {
         .route("/referrals/new", get(compose::page))
         .route("/referrals/preview", post(compose::preview))
         .route("/referrals", post(compose::submit))
-        .route("/referrals/{id}", get(referral::page))
-        .route("/referrals/{id}/status", post(referral::change_status))
-        .route("/referrals/{id}/forward", post(referral::forward))
-        .route("/referrals/{id}/consult", post(referral::consult))
+        .route("/referrals/{id}", get(case::page))
+        .route("/cases/{id}", get(case::page))
+        .route("/referrals/{id}/status", post(case_actions::change_status))
+        .route("/referrals/{id}/{action}", post(case_actions::act))
+        .route(
+            "/referrals/{id}/preview/{action}",
+            post(case_actions::preview),
+        )
         .route("/consultations", get(consultations::page))
         .route("/consents", get(consents::page).post(consents::record))
         .route("/consents/{id}", get(consents::show))

@@ -386,6 +386,11 @@ impl Fields {
             .collect()
     }
 
+    /// Every field as it came, in order, to carry a form on to its next step.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Whether a checkbox was ticked.
     pub fn checked(&self, name: &str) -> bool {
         !self.get(name).is_empty()
@@ -394,11 +399,6 @@ impl Fields {
     /// Whether a checkbox of a group (one name, many values) was ticked with `value`.
     pub fn has(&self, name: &str, value: &str) -> bool {
         self.0.iter().any(|(k, v)| k == name && v.trim() == value)
-    }
-
-    /// Every field, in order, as the form sent them.
-    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 

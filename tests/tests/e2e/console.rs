@@ -38,7 +38,7 @@ pub(crate) struct Login {
 const STEP: u64 = 30;
 
 impl Login {
-    fn new(username: &str, password: String, secret: Vec<u8>) -> Self {
+    pub(crate) fn new(username: &str, password: String, secret: Vec<u8>) -> Self {
         Self {
             username: username.into(),
             password,
@@ -770,7 +770,7 @@ async fn a_referral_made_in_the_console_previews_its_filter_and_reaches_the_core
     assert!(
         school_view
             .body
-            .contains(r#"<dd id="referral-status">accepted</dd>"#),
+            .contains(r#"id="referral-status" data-status="accepted""#),
         "{}",
         school_view.body
     );

@@ -12,6 +12,7 @@ mod canaries;
 mod case;
 mod console;
 mod console_cases;
+mod console_conversation;
 mod consultations;
 mod delivery;
 mod faults;
