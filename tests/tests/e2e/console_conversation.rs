@@ -196,7 +196,7 @@ async fn the_county_asks_the_school_answers_each_checked_before_it_is_sent() {
     assert!(
         preview
             .body
-            .contains(r#"data-category="NARRATIVE" data-outcome="reaches lincoln-high""#),
+            .contains(r#"data-category="NARRATIVE" data-outcome="disclose""#),
         "{}",
         preview.body
     );
@@ -289,7 +289,7 @@ async fn the_county_asks_the_school_answers_each_checked_before_it_is_sent() {
     assert!(
         checked
             .body
-            .contains(r#"data-category="BEHAVIOR" data-outcome="reaches county-core""#),
+            .contains(r#"data-category="BEHAVIOR" data-outcome="disclose""#),
         "{}",
         checked.body
     );
@@ -607,7 +607,7 @@ async fn a_forward_and_a_consultation_start_with_no_team_chosen_and_are_checked_
     let (checked, first, second) =
         check_and_send(&mut erin, &id, "forward", &[("recipient", &state_uri)]).await;
     assert!(
-        checked.body.contains("reaches state-police-tat"),
+        checked.body.contains("Will reach state police tat"),
         "{}",
         checked.body
     );
