@@ -10,6 +10,7 @@
 use crate::audit::AuditKind;
 use crate::case_message::{CaseMessageKind, InformationKind, InterventionCode};
 use crate::category::DataCategory;
+use crate::notification::{Event, NotificationKind};
 use crate::referral::{LegalBasis, Purpose, ReasonCode, ReferralStatus};
 use crate::staff::StaffRole;
 use crate::store::Direction;
@@ -153,9 +154,7 @@ pub fn legal_basis(basis: LegalBasis) -> &'static str {
         LegalBasis::SeriousImminentThreat => {
             "A serious and imminent threat to someone's safety (HIPAA 164.512(j))"
         }
-        LegalBasis::HealthSafetyEmergency => {
-            "A health or safety emergency at school (FERPA 99.36)"
-        }
+        LegalBasis::HealthSafetyEmergency => "A health or safety emergency at school (FERPA 99.36)",
         LegalBasis::LawEnforcement => "Sharing between law-enforcement agencies (CJIS)",
         LegalBasis::DeIdentified => "Nothing that names the person is shared",
     }
@@ -314,6 +313,41 @@ pub const BEHAVIORS: [BehaviorWord; 8] = [
 /// The words for a behaviour code, if the console has them.
 pub fn behavior(code: &str) -> Option<&'static BehaviorWord> {
     BEHAVIORS.iter().find(|b| b.code.eq_ignore_ascii_case(code))
+}
+
+/// What a notification reports, as a sentence that names only the other team and the kind
+/// of event: "County core asked for more information". It is what the list shows and what an
+/// email says, so it must never carry anything of the case itself.
+pub fn notification(event: Event, team_uri: &str) -> String {
+    let id = team_uri.rsplit('/').next().unwrap_or(team_uri);
+    let other = team(id);
+    let sentence = match event {
+        Event::ReferralReceived => format!("{other} sent your team a new referral"),
+        Event::Status(status) => format!("{other} {}", status_change(status)),
+        Event::CaseMessage(kind) => format!("{other} {}", case_message(kind)),
+        Event::DeliveryFailed => {
+            return format!("A message for {other} could not be delivered");
+        }
+    };
+    let mut letters = sentence.chars();
+    letters
+        .next()
+        .map(|first| first.to_uppercase().chain(letters).collect())
+        .unwrap_or_default()
+}
+
+/// A kind of notification, as a choice on the settings page.
+pub fn notification_kind(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::ReferralReceived => "A new referral arrives for your team",
+        NotificationKind::StatusUpdate => {
+            "The other team accepts, declines, asks for information or otherwise changes a case"
+        }
+        NotificationKind::CaseMessage => {
+            "The other team sends a question, an answer, new information or a plan"
+        }
+        NotificationKind::DeliveryFailed => "A message of your team's could not be delivered",
+    }
 }
 
 #[cfg(test)]
