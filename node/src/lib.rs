@@ -85,6 +85,7 @@ pub mod loopback;
 pub mod metrics;
 pub mod node;
 pub mod notification;
+pub mod notify;
 pub mod outbox;
 pub mod policy;
 pub mod purpose;
