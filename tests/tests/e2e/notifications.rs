@@ -304,6 +304,33 @@ async fn what_is_new_is_counted_without_keeping_an_idle_session_open_in_the_user
         list.body
     );
 
+    // The lockout message at sign-in says until when in the browser's zone, too.
+    let guesser = add_user(&core, "gus", "case-worker").await.reading(clock);
+    let mut other = browser(&core_node, &fed);
+    let mut last = None;
+    for _ in 0..5 {
+        last = Some(
+            other
+                .post(
+                    "/sign-in",
+                    &[
+                        ("username", guesser.username.as_str()),
+                        ("password", "not the password"),
+                        ("code", "000000"),
+                        ("time_zone", "Asia/Kolkata"),
+                    ],
+                )
+                .await,
+        );
+    }
+    let locked_out = last.expect("five tries");
+    assert_eq!(locked_out.status, 403, "{}", locked_out.body);
+    assert!(
+        locked_out.body.contains("Try again after ") && locked_out.body.contains(" IST,"),
+        "{}",
+        locked_out.body
+    );
+
     // The page polls by itself for fourteen minutes: that is not activity...
     tatmx_tests::skip_ahead(Duration::from_secs(14 * 60)).await;
     let polled = web.get("/notifications/count").await;
