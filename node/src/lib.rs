@@ -31,6 +31,9 @@
 //! - [`retraction`]: consent revoked, data pulled back hop by hop, purges and tombstones.
 //! - [`retention`]: how long a received referral is kept.
 //! - [`jobs`]: the background jobs: retention purges, audit checkpoints.
+//! - [`notification`]: what is new for staff (ids, the other team, the kind of event; never
+//!   personal data), and each staff member's preferences.
+//! - [`notify`]: emailing notifications through the agency's SMTP relay, in the background.
 //! - [`signing`]: the node key's signatures over messages, receipts and checkpoints, and the
 //!   proof kept of each message.
 //! - [`received`]: a delivered message once its sender and signature were checked: the only
@@ -81,6 +84,8 @@ pub mod lifecycle;
 pub mod loopback;
 pub mod metrics;
 pub mod node;
+pub mod notification;
+pub mod notify;
 pub mod outbox;
 pub mod policy;
 pub mod purpose;

@@ -78,6 +78,9 @@ pub enum StartError {
     /// The staff console could not start.
     #[error(transparent)]
     Console(#[from] crate::console::ConsoleError),
+    /// The `[email]` relay could not be set up (a password or CA file unreadable).
+    #[error(transparent)]
+    Email(#[from] crate::notify::MailError),
 }
 
 /// How long shutdown waits for in-flight calls and open connections.
@@ -362,6 +365,15 @@ async fn serve(
         config.audit.clone(),
         shutdown.clone(),
     )));
+    if let Some(email) = &config.email {
+        let relay = crate::notify::Relay::new(email)?;
+        tasks.push(tokio::spawn(crate::notify::run(
+            store.clone(),
+            relay,
+            email.interval,
+            shutdown.clone(),
+        )));
+    }
 
     let tcp = match listener {
         Some(listener) => listener
@@ -453,6 +465,7 @@ async fn serve(
                 store: store.clone(),
                 trust: trust.clone(),
                 app: app.clone(),
+                email: config.email.is_some(),
             };
             // A second less than the node's own grace, so the console is done before the node
             // stops waiting for it.

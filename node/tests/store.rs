@@ -23,6 +23,7 @@ use tatmx_node::category::DataCategory;
 use tatmx_node::config::Config;
 use tatmx_node::filter::{self, CaseDisclosure, CaseKey, Disclosure};
 use tatmx_node::lifecycle::Side;
+use tatmx_node::notification::Event;
 use tatmx_node::policy::{Exchange, Policy};
 use tatmx_node::received::{Receivable, Received, SenderChecked};
 use tatmx_node::referral::{
@@ -444,6 +445,12 @@ async fn a_received_referral_is_stored_once_and_a_different_one_under_its_id_is_
             .await,
             1
         );
+        // Staff hear of it once, whatever the sender retried: by ids and the team alone.
+        let notifications = store.notifications(10).await.unwrap();
+        assert_eq!(notifications.len(), 1, "{notifications:?}");
+        assert_eq!(notifications[0].event, Event::ReferralReceived);
+        assert_eq!(notifications[0].referral_id, delivered.id);
+        assert_eq!(notifications[0].team, delivered.sender.uri());
     }
 }
 
@@ -514,6 +521,13 @@ async fn a_dead_letter_is_listed_however_many_messages_came_after_it() {
             .unwrap();
         let seq = store.next_for_peer(&dead.recipient).await.unwrap().unwrap();
         assert!(store.mark_dead(seq.seq, "refused", true).await.unwrap());
+        // Staff hear of a message that will not arrive, once.
+        assert!(!store.mark_dead(seq.seq, "refused", true).await.unwrap());
+        let notifications = store.notifications(10).await.unwrap();
+        assert_eq!(notifications.len(), 1, "{notifications:?}");
+        assert_eq!(notifications[0].event, Event::DeliveryFailed);
+        assert_eq!(notifications[0].referral_id, dead.id);
+        assert_eq!(notifications[0].team, dead.recipient.uri());
 
         // 150 newer messages, half of them delivered, half still pending.
         for n in 0..150 {

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod mail;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

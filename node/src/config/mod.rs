@@ -16,6 +16,8 @@ use tatmx_certs::{FederationId, TeamId, TeamIdentity};
 use crate::retention::RetentionSettings;
 use crate::team::{Discipline, LocalTeam, Peer, Role};
 
+pub use email::{EmailSettings, MailTls};
+
 /// The default limit on one decoded gRPC message.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
@@ -79,6 +81,8 @@ pub struct Config {
     pub health: HealthSettings,
     /// The staff console in the browser; off when `None` (no `[console]` section).
     pub console: Option<ConsoleSettings>,
+    /// The SMTP relay notifications are emailed through; off when `None` (no `[email]`).
+    pub email: Option<EmailSettings>,
     /// Where the store is: SQLite in the data directory, or PostgreSQL.
     pub store: StoreLocation,
     /// The agency's policy files, added to the default pack.
@@ -300,6 +304,7 @@ impl Config {
             None => Some(HealthSettings::default().check_interval),
         };
         let console = raw.console.as_ref().and_then(|c| p.console(c, base));
+        let email = raw.email.as_ref().and_then(|e| p.email(e, base));
         let store_url = p.store_url(&raw.store);
         let audit_defaults = AuditSettings::default();
         let checkpoint_interval = match &raw.audit.checkpoint_interval {
@@ -491,6 +496,7 @@ impl Config {
                 check_interval: health_check.unwrap_or(HealthSettings::default().check_interval),
             },
             console,
+            email,
             store,
             peers,
         })
@@ -757,6 +763,7 @@ pub(crate) fn parse_endpoint(s: &str) -> Result<http::Uri, String> {
     Ok(uri)
 }
 
+mod email;
 mod raw;
 
 use raw::*;
@@ -765,7 +772,7 @@ use raw::*;
 mod tests {
     use super::*;
 
-    const VALID: &str = r#"
+    pub(super) const VALID: &str = r#"
         [node]
         federation = "county-mdt.example"
         team = "county-core"

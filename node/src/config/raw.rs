@@ -32,6 +32,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) store: RawStore,
     pub(super) console: Option<RawConsole>,
+    pub(super) email: Option<super::email::RawEmail>,
     #[serde(default)]
     pub(super) peers: Vec<RawPeer>,
 }

@@ -15,6 +15,8 @@
 //! - [`session`]: cookies, sessions in the store, the idle lock, CSRF, security headers.
 //! - [`signin`]: sign-in, the lock screen, sign-out, and the per-address limit.
 //! - [`account`]: the signed-in user's own account: changing their password.
+//! - [`settings`]: the signed-in user's own settings: emails about what is new, time zone.
+//! - [`notifications`]: what is new, listed, and counted in every page's header.
 //! - [`page`]: the layout every page shares, and how refusals read (the one mapping from
 //!   [`crate::app::AppError`] to a response).
 //! - [`words`]: the vocabulary: every code the node uses, in the words staff use.
@@ -56,14 +58,18 @@ mod consultations;
 mod disclosure;
 mod form;
 mod listener;
+mod notifications;
 mod once;
 mod outbox;
 mod page;
 mod referral;
 mod session;
+mod settings;
 mod signin;
 mod trust;
-mod words;
+// The email job (crate::notify) says what a notification reports in the same words as the
+// console's list, so one event reads the same in both.
+pub(crate) mod words;
 
 pub use session::CSP as CSP_HEADER;
 
@@ -101,6 +107,9 @@ pub struct Services {
     /// Referrals, inbox, outbox, consents, consultations and the audit: the same use cases
     /// the Agency and Admin APIs adapt.
     pub app: App,
+    /// Whether the node emails notifications (an `[email]` relay is configured), so the
+    /// settings page can say so.
+    pub email: bool,
 }
 
 /// What every handler shares.
@@ -142,6 +151,11 @@ impl Console {
     /// Now, by the node's clock: sessions lock, sign-ins lock out and codes step by it.
     fn now(&self) -> OffsetDateTime {
         self.store().clock().now()
+    }
+
+    /// Whether the node emails notifications.
+    fn email_enabled(&self) -> bool {
+        self.inner.services.email
     }
 
     fn settings(&self) -> &ConsoleSettings {
@@ -228,9 +242,21 @@ fn router(console: Console) -> Router {
             account::PASSWORD_PAGE,
             get(account::password_page).post(account::change_password),
         )
+        .route(
+            settings::SETTINGS_PAGE,
+            get(settings::page).post(settings::save),
+        )
+        .route(notifications::NOTIFICATIONS_PAGE, get(notifications::page))
         .route_layer(axum::middleware::from_fn_with_state(
             console.clone(),
             session::require_unlocked,
+        ));
+    // Asked for by the page itself, not the person: it must not keep an idle session open.
+    let polled = Router::new()
+        .route(notifications::NOTIFICATION_COUNT, get(notifications::count))
+        .route_layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            session::require_unlocked_passive,
         ));
     let locked = Router::new()
         .route("/unlock", get(signin::unlock_page).post(signin::unlock))
@@ -244,12 +270,14 @@ fn router(console: Console) -> Router {
         .route("/assets/htmx.min.js", get(page::htmx))
         .route("/assets/console.css", get(page::stylesheet))
         .route("/assets/limits.js", get(page::limits))
+        .route("/assets/zone.js", get(page::zone_script))
         // Browsers ask for it unbidden; answered empty rather than with a 404 in their console.
         .route(
             "/favicon.ico",
             get(|| async { axum::http::StatusCode::NO_CONTENT }),
         )
         .merge(pages)
+        .merge(polled)
         .merge(locked)
         .fallback(page::not_found)
         .layer(axum::middleware::from_fn(session::secure_headers))

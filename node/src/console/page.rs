@@ -4,13 +4,16 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use jiff::tz::TimeZone;
 use maud::{DOCTYPE, Markup, html};
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use super::Console;
 use super::account::PASSWORD_PAGE;
+use super::notifications::{NOTIFICATION_COUNT, NOTIFICATIONS_PAGE};
 use super::session::Staff;
+use super::settings::SETTINGS_PAGE;
 use crate::actor::Actor;
 use crate::app::AppError;
 use crate::case_message::CaseRefusal;
@@ -24,6 +27,8 @@ const HTMX: &[u8] = include_bytes!("assets/htmx.min.js");
 const LIMITS: &str = include_str!("assets/limits.js");
 /// The console's one stylesheet.
 const STYLESHEET: &str = include_str!("assets/console.css");
+/// Reads the browser's time zone into the sign-in form.
+const ZONE_SCRIPT: &str = include_str!("assets/zone.js");
 /// htmx settings, in a meta tag since inline scripts are refused: no eval, no inline styles
 /// for indicators (the CSP would block them), requests only to this origin.
 const HTMX_CONFIG: &str = r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"selfRequestsOnly":true}"#;
@@ -41,6 +46,14 @@ pub async fn limits() -> Response {
 /// `/assets/console.css`
 pub async fn stylesheet() -> Response {
     asset(STYLESHEET.as_bytes().to_vec(), "text/css; charset=utf-8")
+}
+
+/// `/assets/zone.js`
+pub async fn zone_script() -> Response {
+    asset(
+        ZONE_SCRIPT.as_bytes().to_vec(),
+        "text/javascript; charset=utf-8",
+    )
 }
 
 fn asset(body: Vec<u8>, content_type: &'static str) -> Response {
@@ -112,7 +125,21 @@ pub fn layout(
                             }
                         }
                     }
+                    @if staff.role.may(Capability::ReadCases) {
+                        // What is new, kept up to date without a reload: htmx asks for the
+                        // count on load and every ten seconds (a request that does not keep
+                        // an idle session open), and screen readers hear it change.
+                        span.notifications {
+                            a href=(NOTIFICATIONS_PAGE) id="notifications-link"
+                                aria-current=[(current == NOTIFICATIONS_PAGE).then_some("page")] { "What is new" }
+                            " "
+                            span.count id="notification-count" aria-live="polite"
+                                hx-get=(NOTIFICATION_COUNT) hx-trigger="load, every 10s" {}
+                        }
+                    }
                     span.who id="signed-in-as" { (staff.username) " (" (staff.role.label()) ")" }
+                    a.account href=(SETTINGS_PAGE) id="account-settings"
+                        aria-current=[(current == SETTINGS_PAGE).then_some("page")] { "Your settings" }
                     a.account href=(PASSWORD_PAGE) id="account-password"
                         aria-current=[(current == PASSWORD_PAGE).then_some("page")] { "Change password" }
                     form method="post" action="/sign-out" {
@@ -139,6 +166,7 @@ pub fn bare(title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · tatmx" }
                 link rel="stylesheet" href="/assets/console.css";
+                script src="/assets/zone.js" defer {}
             }
             body {
                 a.skip-link href="#main" { "Skip to main content" }
@@ -407,16 +435,65 @@ pub fn team(uri: &str) -> &str {
     uri.rsplit('/').next().unwrap_or(uri)
 }
 
+tokio::task_local! {
+    /// The time zone of the staff member the current request is served for. The session
+    /// middleware ([`super::session`]) sets it around every page it lets through, so that
+    /// [`datetime`] reaches it from any page without each of the many call sites passing it
+    /// on; outside a request (or for someone not signed in) times are in UTC.
+    static ZONE: TimeZone;
+}
+
+/// Runs `request` with times shown in `zone`.
+pub async fn in_zone<F: std::future::Future>(zone: TimeZone, request: F) -> F::Output {
+    ZONE.scope(zone, request).await
+}
+
+/// The time zone an IANA name (`America/New_York`) names, from the tz database bundled into
+/// the node (so every machine agrees); `None` for a name it does not know.
+pub fn zone_named(name: &str) -> Option<TimeZone> {
+    if name.is_empty() || name.len() > 64 {
+        return None;
+    }
+    TimeZone::get(name).ok()
+}
+
+/// Every IANA time zone name the node knows, sorted, for a select.
+pub fn zone_names() -> Vec<String> {
+    let mut names: Vec<String> = jiff::tz::db()
+        .available()
+        .map(|name| name.as_str().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// A time as `2026-11-27 14:05 UTC`, or `-`.
 pub fn time(at: Option<OffsetDateTime>) -> String {
     at.map(datetime).unwrap_or_else(|| "-".into())
 }
 
-/// A time as `2026-11-27 14:05 UTC`.
+/// A time in the signed-in staff member's time zone, with its abbreviation:
+/// `2026-11-27 09:05 EST`; in UTC when no zone is set.
 pub fn datetime(at: OffsetDateTime) -> String {
-    let at = at.to_offset(UtcOffset::UTC);
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    at.format(&format).unwrap_or_else(|_| at.to_string())
+    let zone = ZONE.try_with(TimeZone::clone).unwrap_or(TimeZone::UTC);
+    datetime_in(at, &zone)
+}
+
+/// A time in `zone`, with its abbreviation (or its offset, for a zone that has none).
+pub fn datetime_in(at: OffsetDateTime, zone: &TimeZone) -> String {
+    match jiff::Timestamp::from_nanosecond(at.unix_timestamp_nanos()) {
+        Ok(stamp) => stamp
+            .to_zoned_datetime(zone.clone())
+            .strftime("%Y-%m-%d %H:%M %Z")
+            .to_string(),
+        // Beyond jiff's range (years past 9999): said in UTC, as the node's clock has it.
+        Err(_) => {
+            let at = at.to_offset(UtcOffset::UTC);
+            let format =
+                time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+            at.format(&format).unwrap_or_else(|_| at.to_string())
+        }
+    }
 }
 
 /// A day as `27 November 2026`.
@@ -448,6 +525,27 @@ mod tests {
     fn refusal(error: AppError) -> (StatusCode, String, &'static str) {
         let r = Refusal::of(&error);
         (r.status, r.message, r.advice)
+    }
+
+    #[test]
+    fn a_time_is_shown_in_the_staff_member_s_zone_with_its_abbreviation() {
+        let at = time::macros::datetime!(2026-11-27 14:05 UTC);
+        assert_eq!(datetime(at), "2026-11-27 14:05 UTC");
+        let new_york = zone_named("America/New_York").expect("a known zone");
+        assert_eq!(datetime_in(at, &new_york), "2026-11-27 09:05 EST");
+        let summer = time::macros::datetime!(2026-07-01 12:00 UTC);
+        assert_eq!(datetime_in(summer, &new_york), "2026-07-01 08:00 EDT");
+        assert!(zone_named("Mars/Olympus_Mons").is_none());
+        assert!(zone_names().iter().any(|z| z == "Europe/Berlin"));
+    }
+
+    #[tokio::test]
+    async fn a_request_s_zone_reaches_every_time_it_renders() {
+        let at = time::macros::datetime!(2026-11-27 14:05 UTC);
+        let zone = zone_named("Europe/Berlin").expect("a known zone");
+        let shown = in_zone(zone, async move { time(Some(at)) }).await;
+        assert_eq!(shown, "2026-11-27 15:05 CET");
+        assert_eq!(time(Some(at)), "2026-11-27 14:05 UTC");
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Staff {
     pub csrf: String,
     /// The hash of the session id, which is how the store knows the session.
     pub session: String,
+    /// The IANA time zone times are shown in (chosen, or the browser's); `None` for UTC.
+    pub time_zone: Option<String>,
 }
 
 /// A new random session id (256 bits, hex) or CSRF token.
@@ -104,30 +106,68 @@ pub fn redirect(headers: &HeaderMap, to: &str) -> Response {
     }
 }
 
+/// How a route takes a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// An unlocked session; a request counts as activity and keeps it open.
+    Active,
+    /// An unlocked session, but the request is the page polling by itself (the notification
+    /// count), not the person: it must not keep an idle session open, or a screen left
+    /// alone would never lock. A locked or ended session is answered 401, with `HX-Redirect`
+    /// to the lock screen or the sign-in page, which htmx follows; the page is not broken.
+    Passive,
+    /// Any session, locked or not: the lock screen and sign-out.
+    Any,
+}
+
 /// Serves only unlocked sessions; an idle one is locked and sent to the lock screen.
 pub async fn require_unlocked(
     State(console): State<Console>,
     request: Request,
     next: Next,
 ) -> Response {
-    guard(console, request, next, false).await
+    guard(console, request, next, Guard::Active).await
+}
+
+/// Serves only unlocked sessions, without counting the request as activity (see
+/// [`Guard::Passive`]).
+pub async fn require_unlocked_passive(
+    State(console): State<Console>,
+    request: Request,
+    next: Next,
+) -> Response {
+    guard(console, request, next, Guard::Passive).await
 }
 
 /// Serves locked sessions too: the lock screen and sign-out.
 pub async fn require_any(State(console): State<Console>, request: Request, next: Next) -> Response {
-    guard(console, request, next, true).await
+    guard(console, request, next, Guard::Any).await
 }
 
-async fn guard(console: Console, request: Request, next: Next, allow_locked: bool) -> Response {
+/// Where a request without a usable session is sent; a passive request is told 401 as well,
+/// so that a script polling by itself can tell.
+fn turn_away(headers: &HeaderMap, to: &str, mode: Guard) -> Response {
+    let mut response = redirect(headers, to);
+    if mode == Guard::Passive {
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        response.headers_mut().remove(header::LOCATION);
+        if let Ok(value) = HeaderValue::from_str(to) {
+            response.headers_mut().insert("hx-redirect", value);
+        }
+    }
+    response
+}
+
+async fn guard(console: Console, request: Request, next: Next, mode: Guard) -> Response {
     let headers = request.headers().clone();
     let Some(id) = cookie_id(&headers) else {
-        return redirect(&headers, "/sign-in");
+        return turn_away(&headers, "/sign-in", mode);
     };
     let id_hash = hash_id(&id);
     let session = match console.store().console_session(&id_hash).await {
         Ok(Some(session)) => session,
         Ok(None) => {
-            let mut response = redirect(&headers, "/sign-in");
+            let mut response = turn_away(&headers, "/sign-in", mode);
             response
                 .headers_mut()
                 .insert(header::SET_COOKIE, clear_cookie());
@@ -141,7 +181,7 @@ async fn guard(console: Console, request: Request, next: Next, allow_locked: boo
         if let Err(e) = console.store().end_session(&id_hash).await {
             return page::store_failure(&e);
         }
-        let mut response = redirect(&headers, "/sign-in");
+        let mut response = turn_away(&headers, "/sign-in", mode);
         response
             .headers_mut()
             .insert(header::SET_COOKIE, clear_cookie());
@@ -157,14 +197,20 @@ async fn guard(console: Console, request: Request, next: Next, allow_locked: boo
         }
         tracing::info!(role = %session.role, "console session locked after idling");
     }
-    if locked && !allow_locked {
-        return redirect(&headers, "/unlock");
+    if locked && mode != Guard::Any {
+        return turn_away(&headers, "/unlock", mode);
     }
+    let zone = session
+        .time_zone
+        .as_deref()
+        .and_then(page::zone_named)
+        .unwrap_or(jiff::tz::TimeZone::UTC);
     let staff = Staff {
         username: session.username,
         role: session.role,
         csrf: session.csrf,
         session: id_hash.clone(),
+        time_zone: session.time_zone,
     };
     let request = if request.method() == Method::POST {
         match check_csrf(request, &staff.csrf).await {
@@ -175,9 +221,11 @@ async fn guard(console: Console, request: Request, next: Next, allow_locked: boo
         request
     };
     // Activity keeps the session open. Written at most every tenth of the idle limit (and at
-    // least every 30 s), so that reading pages does not mean a commit per request.
+    // least every 30 s), so that reading pages does not mean a commit per request. A passive
+    // request (the page polling by itself) is not activity.
     let refresh = std::cmp::min(idle_lock / 10_i32, time::Duration::seconds(30));
     if !locked
+        && mode != Guard::Passive
         && idle > refresh
         && let Err(e) = console.store().touch_session(&id_hash).await
     {
@@ -185,7 +233,7 @@ async fn guard(console: Console, request: Request, next: Next, allow_locked: boo
     }
     let mut request = request;
     request.extensions_mut().insert(staff);
-    next.run(request).await
+    page::in_zone(zone, next.run(request)).await
 }
 
 /// Checks a POST's CSRF token, from the header or the `csrf` form field, and hands the

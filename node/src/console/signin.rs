@@ -102,6 +102,9 @@ fn form(message: Option<(&str, &str)>, username: &str) -> Markup {
             p.hint id="code-hint" { "Six digits; a new one every 30 seconds." }
             input.code type="text" id="code" name="code" inputmode="numeric" pattern="[0-9]{6}"
                 maxlength="6" autocomplete="one-time-code" aria-describedby="code-hint" required;
+            // The browser's time zone, filled in by /assets/zone.js, so that times are shown
+            // in it until the staff member chooses one in their settings.
+            input type="hidden" id="time-zone" name="time_zone" value="";
             p { button type="submit" id="sign-in" { "Sign in" } }
         }
     }
@@ -153,13 +156,27 @@ pub(super) fn locked_text(until: OffsetDateTime) -> String {
     )
 }
 
-/// `POST /sign-in`
+/// `POST /sign-in`: times in the answer (until when an account is locked) are in the zone
+/// the browser reported.
 pub async fn submit(
     State(console): State<Console>,
     Extension(ClientAddr(remote)): Extension<ClientAddr>,
     body: Bytes,
 ) -> Response {
     let fields = Fields::parse(&body);
+    let zone_name = page::zone_named(fields.get("time_zone")).map(|_| fields.get("time_zone"));
+    let zone = zone_name
+        .and_then(page::zone_named)
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    page::in_zone(zone, sign_in(console, remote, &fields, zone_name)).await
+}
+
+async fn sign_in(
+    console: Console,
+    remote: std::net::SocketAddr,
+    fields: &Fields,
+    zone_name: Option<&str>,
+) -> Response {
     let username = fields.get("username").to_ascii_lowercase();
     let store = console.store();
     let account = match store.account(&username).await {
@@ -247,6 +264,7 @@ pub async fn submit(
             &session::hash_id(&id),
             &csrf,
             now - time::Duration::try_from(session::MAX_SESSION).unwrap_or(time::Duration::DAY),
+            zone_name,
         )
         .await
     {

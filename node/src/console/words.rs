@@ -10,6 +10,7 @@
 use crate::audit::AuditKind;
 use crate::case_message::{CaseMessageKind, InformationKind, InterventionCode};
 use crate::category::DataCategory;
+use crate::notification::{Event, NotificationKind};
 use crate::referral::{LegalBasis, Purpose, ReasonCode, ReferralStatus};
 use crate::staff::StaffRole;
 use crate::store::Direction;
@@ -329,6 +330,41 @@ pub fn status_any(status: ReferralStatus) -> &'static str {
         ReferralStatus::Closed => "Closed",
         ReferralStatus::Cancelled => "Withdrawn by the team that sent it",
         ReferralStatus::Forwarded => "Passed on to another team",
+    }
+}
+
+/// What a notification reports, as a sentence that names only the other team and the kind
+/// of event: "County core asked for more information". It is what the list shows and what an
+/// email says, so it must never carry anything of the case itself.
+pub fn notification(event: Event, team_uri: &str) -> String {
+    let id = team_uri.rsplit('/').next().unwrap_or(team_uri);
+    let other = team(id);
+    let sentence = match event {
+        Event::ReferralReceived => format!("{other} sent your team a new referral"),
+        Event::Status(status) => format!("{other} {}", status_change(status)),
+        Event::CaseMessage(kind) => format!("{other} {}", case_message(kind)),
+        Event::DeliveryFailed => {
+            return format!("A message for {other} could not be delivered");
+        }
+    };
+    let mut letters = sentence.chars();
+    letters
+        .next()
+        .map(|first| first.to_uppercase().chain(letters).collect())
+        .unwrap_or_default()
+}
+
+/// A kind of notification, as a choice on the settings page.
+pub fn notification_kind(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::ReferralReceived => "A new referral arrives for your team",
+        NotificationKind::StatusUpdate => {
+            "The other team accepts, declines, asks for information or otherwise changes a case"
+        }
+        NotificationKind::CaseMessage => {
+            "The other team sends a question, an answer, new information or a plan"
+        }
+        NotificationKind::DeliveryFailed => "A message of your team's could not be delivered",
     }
 }
 

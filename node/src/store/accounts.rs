@@ -76,6 +76,9 @@ pub struct Session {
     pub last_seen: OffsetDateTime,
     /// Idle past the limit: only the lock screen is served until it is unlocked.
     pub locked: bool,
+    /// The IANA time zone times are shown in: the one the staff member chose, else the one
+    /// their browser reported at sign-in; `None` for UTC.
+    pub time_zone: Option<String>,
 }
 
 /// What the console asks of a sign-in that failed.
@@ -316,6 +319,7 @@ impl Store {
     /// cannot be replayed; `false` (and nothing written) when it was not, or the account was
     /// disabled meanwhile. Sessions opened before `expired_before` (anyone's, past their
     /// lifetime) are deleted in the same transaction, so abandoned ones do not pile up.
+    /// `time_zone` is the IANA zone the browser reported, if it did.
     pub async fn sign_in_succeeded(
         &self,
         username: &str,
@@ -323,6 +327,7 @@ impl Store {
         session_id_hash: &str,
         csrf: &str,
         expired_before: OffsetDateTime,
+        time_zone: Option<&str>,
     ) -> Result<bool, StoreError> {
         let now = ms(self.clock.now());
         let mut tx = self.write().await?;
@@ -334,14 +339,16 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO console_sessions (id_hash, username, csrf, created_at, last_seen, locked)
-             VALUES ($1, $2, $3, $4, $5, 0)",
+            "INSERT INTO console_sessions (id_hash, username, csrf, created_at, last_seen, locked,
+                 time_zone)
+             VALUES ($1, $2, $3, $4, $5, 0, $6)",
         )
         .bind(session_id_hash)
         .bind(username)
         .bind(csrf)
         .bind(now)
         .bind(now)
+        .bind(time_zone)
         .execute(&mut *tx)
         .await?;
         audit_log::append(
@@ -452,8 +459,10 @@ impl Store {
         session_id_hash: &str,
     ) -> Result<Option<Session>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.username, a.role, s.csrf, s.created_at, s.last_seen, s.locked
+            "SELECT s.username, a.role, s.csrf, s.created_at, s.last_seen, s.locked,
+                    COALESCE(p.time_zone, s.time_zone) AS time_zone
              FROM console_sessions s JOIN console_accounts a ON a.username = s.username
+             LEFT JOIN console_preferences p ON p.username = s.username
              WHERE s.id_hash = $1 AND a.disabled = 0",
         )
         .bind(session_id_hash)
@@ -476,6 +485,7 @@ impl Store {
             created_at: from_ms(row.try_get("created_at")?),
             last_seen: from_ms(row.try_get("last_seen")?),
             locked: row.try_get::<i64, _>("locked")? != 0,
+            time_zone: row.try_get("time_zone")?,
         }))
     }
 

@@ -16,6 +16,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::codec::{decisions_from_json, decisions_json, digest, from_ms, ms, stored_status};
+use super::notifications;
 use super::outbox::enqueue;
 use super::referrals::{insert_event, sealing_of};
 use super::{
@@ -31,6 +32,7 @@ use crate::case_message::{
 use crate::category::DataCategory;
 use crate::filter::{CaseDisclosure, FieldDecision};
 use crate::lifecycle::Side;
+use crate::notification::Event;
 use crate::received::Received;
 use crate::referral::{Referral, ReferralStatus};
 use crate::{vault, wire};
@@ -289,6 +291,15 @@ impl Store {
         }
         audit_log::put_proof(&mut tx, proof, "received").await?;
         audit_log::append(&mut tx, &audit::case_receipt(message, &digest)).await?;
+        notifications::record(
+            &mut tx,
+            Event::CaseMessage(message.kind()),
+            message.referral_id,
+            &from.uri(),
+            message.id,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Ok(Inbound::Stored))
     }

@@ -25,6 +25,8 @@
 //! - `retraction`: consents, their revocation and retraction, acknowledgements, purges and
 //!   tombstones.
 //! - [`accounts`]: the console's staff accounts and sessions.
+//! - `notifications`: what is new for staff, written with the event it reports; what each
+//!   has seen, their preferences, and the mails made from notifications.
 //! - `audit_log`: the audit log, checkpoints and message proofs.
 //! - [`observe`]: queue depths and health for operators.
 //! - `codec`: reading rows back into domain types, and the stored forms of values.
@@ -48,6 +50,7 @@ mod audit_log;
 mod case_messages;
 mod cases;
 mod codec;
+mod notifications;
 pub mod observe;
 mod outbox;
 mod referrals;
@@ -67,6 +70,7 @@ pub use case_messages::{
 pub use cases::{
     CLOSED, CasePage, CaseQuery, CaseReferences, CaseRow, CaseSort, IndexedReferences,
 };
+pub use notifications::DueMail;
 pub use outbox::{DeliveryState, DueMessage, OutboxEntry};
 pub use referrals::{StatusEvent, StoredReferral, Submission, Submitted};
 pub use trust::{StoredAnchor, StoredCrl, StoredDirectory, StoredPeer, StoredTrust};

@@ -1,12 +1,15 @@
 //! The outbox's SQL: queuing a message in the caller's transaction, claiming messages for
 //! delivery, recording acknowledgements, retries and dead letters, and listing them for staff.
 
+use sqlx::Row;
 use tatmx_certs::TeamIdentity;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::codec::{due_message, ms, outbox_entry};
+use super::notifications;
 use super::{Backend, MessageKind, MessageProof, Sealing, Store, StoreError, Tx, audit_log};
+use crate::notification::Event;
 use crate::vault;
 
 /// Where an outbox entry stands.
@@ -287,20 +290,44 @@ impl Store {
         error: &str,
         attempted: bool,
     ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
         let mut tx = self.write().await?;
-        let changed = sqlx::query(
+        let dead = sqlx::query(
             "UPDATE outbox SET state = 'dead', attempts = attempts + $1, last_error = $2,
                     lease_owner = NULL, lease_until = NULL
-             WHERE seq = $3 AND state = 'pending'",
+             WHERE seq = $3 AND state = 'pending'
+             RETURNING message_id, referral_id, peer",
         )
         .bind(i64::from(attempted))
         .bind(error)
         .bind(seq)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(dead) = dead else {
+            return Ok(false);
+        };
+        // Staff hear of it: a message that will not arrive is theirs to act on.
+        let id = |column: &str| -> Result<Uuid, StoreError> {
+            let text: String = dead.try_get(column)?;
+            Uuid::parse_str(&text).map_err(|_| StoreError::Corrupt {
+                table: "outbox",
+                id: seq.to_string(),
+                problem: column.into(),
+            })
+        };
+        let (message_id, referral_id) = (id("message_id")?, id("referral_id")?);
+        let peer: String = dead.try_get("peer")?;
+        notifications::record(
+            &mut tx,
+            Event::DeliveryFailed,
+            referral_id,
+            &peer,
+            message_id,
+            now,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(changed > 0)
+        Ok(true)
     }
 
     /// Sends a dead letter again: pending from now, its maximum age counted afresh. Returns

@@ -11,6 +11,7 @@ use super::codec::{
     categories_text, decisions_json, digest, from_ms, ms, purpose_name, stored_referral,
     stored_status,
 };
+use super::notifications;
 use super::outbox::enqueue;
 use super::{
     Direction, Inbound, MessageKind, Sealing, Store, StoreError, Tx, audit_log, check_replay,
@@ -21,6 +22,7 @@ use crate::audit;
 use crate::category::DataCategory;
 use crate::filter::{Disclosure, FieldDecision};
 use crate::lifecycle::{self, Side, TransitionError};
+use crate::notification::Event;
 use crate::received::Received;
 use crate::referral::{
     AssessmentOutcome, LegalBasis, ReasonCode, Referral, ReferralStatus, StatusUpdate,
@@ -240,6 +242,15 @@ impl Store {
             &audit::receipt(referral, &hex::encode(&proof.digest)),
         )
         .await?;
+        notifications::record(
+            &mut tx,
+            Event::ReferralReceived,
+            referral.id,
+            &referral.sender.uri(),
+            referral.id,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Inbound::Stored)
     }
@@ -315,6 +326,19 @@ impl Store {
             ),
         )
         .await?;
+        // The other team's acknowledgement that it received a referral is automatic, not news:
+        // what it decides next is.
+        if update.status != ReferralStatus::Received {
+            notifications::record(
+                &mut tx,
+                Event::Status(update.status),
+                update.referral_id,
+                &from.uri(),
+                update.id,
+                now,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(Ok(Inbound::Stored))
     }

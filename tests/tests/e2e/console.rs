@@ -25,8 +25,8 @@ use totp_rs::{Algorithm, Secret, TOTP};
 /// and the node checking it, the code is still within the node's window. That leaves two codes
 /// per step; a third waits for the next step, the only time a test waits on the clock.
 pub(crate) struct Login {
-    username: String,
-    password: String,
+    pub(crate) username: String,
+    pub(crate) password: String,
     secret: Vec<u8>,
     /// The last step whose code this test spent or will spend (0: none yet).
     spent: std::sync::atomic::AtomicU64,
@@ -49,7 +49,7 @@ impl Login {
     }
 
     /// This login, with an authenticator app that reads `clock` (a node's on tokio time).
-    fn reading(self, clock: Clock) -> Self {
+    pub(crate) fn reading(self, clock: Clock) -> Self {
         Self { clock, ..self }
     }
 
@@ -100,7 +100,7 @@ impl Login {
     /// A code for the next step, counted as spent: for a sign-in, unlock or password change
     /// that is to succeed (or to be refused for a reason that does not spend it, when the same
     /// code is then used again).
-    async fn fresh_code(&self) -> String {
+    pub(crate) async fn fresh_code(&self) -> String {
         let step = self.next_step().await;
         self.spent.store(step, Relaxed);
         self.code_at(step)

@@ -21,6 +21,7 @@ mod forwarding;
 mod hostile;
 mod lifecycle;
 mod lifecycle_canaries;
+mod notifications;
 mod observability;
 mod policy;
 mod refusals;
