@@ -37,9 +37,9 @@ pub fn decisions(id: Option<&str>, decisions: &[FieldDecision], recipient: &str)
             @if decisions.is_empty() {
                 "Only the coded parts reach " strong { (recipient) } ": there is no case information in it."
             } @else if reaching == 0 {
-                "None of what you filled in would reach " strong { (recipient) } "."
+                "None of the information in it will reach " strong { (recipient) } "."
             } @else {
-                (reaching) " of the " (decisions.len()) " kinds of information you filled in would reach " strong { (recipient) } "."
+                (reaching) " of the " (decisions.len()) " kinds of information in it will reach " strong { (recipient) } "."
             }
         }
         @if !decisions.is_empty() { ul.decisions id=[id] {

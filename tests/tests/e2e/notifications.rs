@@ -230,7 +230,7 @@ async fn what_is_new_is_counted_without_keeping_an_idle_session_open_in_the_user
         )
         .await;
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
-    let inbox = web.get("/inbox").await;
+    let inbox = web.get("/cases").await;
     assert!(
         inbox.body.contains(r#"hx-get="/notifications/count""#)
             && inbox.body.contains(r#"aria-live="polite""#),
