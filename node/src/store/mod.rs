@@ -23,6 +23,7 @@
 //! - `retraction`: consents, their revocation and retraction, acknowledgements, purges and
 //!   tombstones.
 //! - [`accounts`]: the console's staff accounts and sessions.
+//! - `consent_forms`: the signed consent forms, sealed, attached to consents; never sent.
 //! - `audit_log`: the audit log, checkpoints and message proofs.
 //! - [`observe`]: queue depths and health for operators.
 //! - `codec`: reading rows back into domain types, and the stored forms of values.
@@ -45,6 +46,7 @@ pub mod accounts;
 mod audit_log;
 mod case_messages;
 mod codec;
+mod consent_forms;
 pub mod observe;
 mod outbox;
 mod referrals;
@@ -55,12 +57,13 @@ mod writer;
 pub use crate::signing::{MessageKind, MessageProof};
 /// The canonical bytes of a referral: what is stored, digested, and sent ([`crate::wire`]).
 pub use crate::wire::encode_referral;
-pub use audit_log::WitnessConflict;
+pub use audit_log::{AuditFilter, WitnessConflict};
 #[cfg(feature = "bench-internals")]
 pub use audit_log::disable_accountability_for_benchmarks;
 pub use case_messages::{
     CaseMessageSummary, DueReassessment, InboxSnapshot, StoredCaseMessage, Unseen,
 };
+pub use consent_forms::{ConsentForm, ConsentFormInfo};
 pub use outbox::{DeliveryState, DueMessage, OutboxEntry};
 pub use referrals::{StatusEvent, StoredReferral, Submission, Submitted};
 pub use trust::{StoredAnchor, StoredCrl, StoredDirectory, StoredPeer, StoredTrust};
