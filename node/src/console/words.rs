@@ -244,6 +244,8 @@ pub fn audit_kind(kind: AuditKind) -> &'static str {
         AuditKind::SignInFailed => "A sign-in was refused",
         AuditKind::AccountLocked => "An account was locked after failed sign-ins",
         AuditKind::AccountChange => "A staff account was changed",
+        AuditKind::ConsentFormAttached => "A signed consent form was attached",
+        AuditKind::ConsentFormRead => "A staff member downloaded a signed consent form",
     }
 }
 
@@ -316,6 +318,90 @@ pub fn behavior(code: &str) -> Option<&'static BehaviorWord> {
     BEHAVIORS.iter().find(|b| b.code.eq_ignore_ascii_case(code))
 }
 
+/// Who did something, as the audit log records it (`console alice`, `uid 0`, a team's
+/// identity URI, `node`), in words: the staff member's username, "another team: county core",
+/// "an administrator at the node's command line" or "this node, on its own". Never a uid or
+/// a URI; the raw form stays behind the audit entry's "Details".
+pub fn actor(recorded: &str) -> String {
+    if let Some(username) = recorded.strip_prefix("console ") {
+        return match username {
+            "(unknown account)" => "Someone who typed a username that has no account".into(),
+            "(unprintable username)" => "Someone whose username cannot be shown".into(),
+            name => format!("{name} (staff member)"),
+        };
+    }
+    if recorded.starts_with("uid ") {
+        // `uid 1000 (j.doe)`: the name the command line gave, if any.
+        return match recorded.split_once(" (") {
+            Some((_, name)) => format!(
+                "{} (at the node's command line)",
+                name.trim_end_matches(')')
+            ),
+            None => "An administrator at the node's command line".into(),
+        };
+    }
+    if recorded.starts_with("spiffe://") {
+        let id = recorded.rsplit('/').next().unwrap_or(recorded);
+        return format!("Another team: {}", team(id));
+    }
+    if recorded == "node" || recorded.starts_with("node (") {
+        return "This node, on its own".into();
+    }
+    "Someone this console has no words for (see the details)".into()
+}
+
+/// What a consent covers, for one of its three choices, when it covers everything: the
+/// words for "any team", "any purpose", "every kind of information".
+pub const ANY_TEAM: &str = "Any team this node trusts, now or later";
+/// See [`ANY_TEAM`].
+pub const ANY_PURPOSE: &str = "Any purpose";
+/// See [`ANY_TEAM`].
+pub const EVERY_KIND: &str = "Every kind of information, including the specially protected kinds";
+
+/// The warning a consent's scope deserves: one sentence per specially protected kind of
+/// information it covers, naming the law; "every kind" covers them all.
+pub fn protected_warnings(categories: &[DataCategory]) -> Vec<String> {
+    let covered: Vec<DataCategory> = if categories.is_empty() {
+        DataCategory::ALL.to_vec()
+    } else {
+        categories.to_vec()
+    };
+    covered
+        .into_iter()
+        .filter_map(|c| {
+            protecting_law(c).map(|law| {
+                format!(
+                    "{} is protected by {law}: share it only if the signed consent names it.",
+                    category(c)
+                )
+            })
+        })
+        .collect()
+}
+
+/// A kind of file staff attach, by its content type: "PDF document".
+pub fn file_kind(content_type: &str) -> &'static str {
+    match content_type {
+        "application/pdf" => "PDF document",
+        "image/png" => "PNG picture",
+        "image/jpeg" => "JPEG picture",
+        _ => "file",
+    }
+}
+
+/// Every team of a discipline, as a consent may name them: "every law-enforcement team".
+pub fn discipline(discipline: crate::team::Discipline) -> &'static str {
+    use crate::team::Discipline as D;
+    match discipline {
+        D::LawEnforcement => "Every law-enforcement team",
+        D::MentalHealth => "Every mental-health team",
+        D::SubstanceUse => "Every substance-use treatment team",
+        D::Education => "Every school team",
+        D::SocialServices => "Every social-services team",
+        D::FederalPartner => "Every federal partner team",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +444,38 @@ mod tests {
         for k in AuditKind::ALL {
             assert!(is_words(audit_kind(k)));
         }
+    }
+
+    #[test]
+    fn actors_read_as_people_and_teams_never_as_uids_or_uris() {
+        assert_eq!(actor("console alice"), "alice (staff member)");
+        assert_eq!(
+            actor("uid 0"),
+            "An administrator at the node's command line"
+        );
+        assert_eq!(
+            actor("uid 1000 (j.doe)"),
+            "j.doe (at the node's command line)"
+        );
+        assert_eq!(
+            actor("spiffe://county-mdt.example/team/county-core"),
+            "Another team: county core"
+        );
+        assert_eq!(actor("node (directory refresh)"), "This node, on its own");
+        for recorded in ["uid 0", "spiffe://f/team/x", "node", "x"] {
+            let words = actor(recorded);
+            assert!(!words.contains("uid") && !words.contains("spiffe"), "{words}");
+        }
+    }
+
+    #[test]
+    fn every_kind_of_information_warns_of_each_protecting_law() {
+        let all = protected_warnings(&[]).join(" ");
+        for law in ["HIPAA", "42 CFR Part 2", "FERPA", "CJIS"] {
+            assert!(all.contains(law), "{all}");
+        }
+        assert!(protected_warnings(&[DataCategory::Threat]).is_empty());
+        assert_eq!(protected_warnings(&[DataCategory::MentalHealth]).len(), 1);
     }
 
     #[test]
