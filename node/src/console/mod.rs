@@ -186,7 +186,17 @@ fn router(console: Console) -> Router {
         .route("/referrals/{id}/consult", post(referral::consult))
         .route("/consultations", get(consultations::page))
         .route("/consents", get(consents::page).post(consents::record))
+        .route("/consents/warning", post(consents::live_warning))
         .route("/consents/{id}", get(consents::show))
+        .route(
+            "/consents/{id}/form",
+            get(consents::download)
+                .post(consents::attach)
+                // The signed form may be up to 10 MiB; multipart framing adds a little.
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::app::consents::MAX_CONSENT_FORM_BYTES + 64 * 1024,
+                )),
+        )
         .route("/consents/{id}/revoke", post(consents::revoke))
         .route("/outbox", get(outbox::page))
         .route("/outbox/{id}/retry", post(outbox::retry))
