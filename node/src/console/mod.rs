@@ -15,6 +15,7 @@
 //! - [`session`]: cookies, sessions in the store, the idle lock, CSRF, security headers.
 //! - [`signin`]: sign-in, the lock screen, sign-out, and the per-address limit.
 //! - [`account`]: the signed-in user's own account: changing their password.
+//! - [`accounts`]: the admin's page of the team's console accounts.
 //! - [`page`]: the layout every page shares, and how refusals read (the one mapping from
 //!   [`crate::app::AppError`] to a response).
 //! - [`words`]: the vocabulary: every code the node uses, in the words staff use.
@@ -38,6 +39,7 @@ use crate::store::Store;
 use crate::trust::Trust;
 
 mod account;
+mod accounts;
 mod audit;
 mod compose;
 mod consents;
@@ -204,6 +206,12 @@ fn router(console: Console) -> Router {
         .route("/audit/disclosures", post(audit::disclosures))
         .route("/audit/disclosures.csv", post(audit::disclosures_csv))
         .route("/trust", get(trust::page))
+        .route(accounts::ACCOUNTS, get(accounts::page))
+        .route("/accounts/add", post(accounts::add))
+        .route("/accounts/disable", post(accounts::disable))
+        .route("/accounts/unlock", post(accounts::unlock))
+        .route("/accounts/reset", post(accounts::reset))
+        .route("/accounts/authenticator", post(accounts::authenticator))
         .route(
             account::PASSWORD_PAGE,
             get(account::password_page).post(account::change_password),
