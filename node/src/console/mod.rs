@@ -203,6 +203,7 @@ fn router(console: Console) -> Router {
         .route("/outbox", get(outbox::page))
         .route("/outbox/{id}/retry", post(outbox::retry))
         .route("/audit", get(audit::page))
+        .route("/audit/entries.csv", get(audit::entries_csv))
         .route("/audit/disclosures", post(audit::disclosures))
         .route("/audit/disclosures.csv", post(audit::disclosures_csv))
         .route("/trust", get(trust::page))

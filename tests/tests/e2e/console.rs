@@ -828,7 +828,7 @@ async fn an_auditor_exports_the_accounting_and_each_role_sees_only_its_pages() {
         "{}",
         audit.body
     );
-    assert!(audit.body.contains(r#"id="audit-table""#));
+    assert!(audit.body.contains(r#"id="audit-list""#));
     assert_eq!(
         web.get("/inbox").await.status,
         403,
