@@ -12,9 +12,9 @@ use tatmx_proto::v1::admin_server::Admin;
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
-use crate::app::{App, IssuedAccount};
 use crate::app::audit::{AuditQuery, DisclosureRecord, audit_kind, entry_time};
 pub use crate::app::trust::{EXPIRY_WARNING_DAYS, warnings};
+use crate::app::{App, IssuedAccount};
 use crate::convert::{role_from_proto, role_to_proto, timestamp_to_proto};
 use crate::federation::store_status;
 use crate::staff::StaffRole;

@@ -464,8 +464,13 @@ mod tests {
                 .permits
         );
         assert!(
-            !c.verdict(DataCategory::MentalHealth, &core, Purpose::ThreatAssessment, now)
-                .permits
+            !c.verdict(
+                DataCategory::MentalHealth,
+                &core,
+                Purpose::ThreatAssessment,
+                now
+            )
+            .permits
         );
         let wide = ConsentScope {
             teams: Scope::Any,

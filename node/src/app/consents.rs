@@ -148,7 +148,9 @@ impl App {
             .read_consent_form(consent_id, actor)
             .await?
             .ok_or_else(|| {
-                AppError::NotFound(format!("no signed form is attached to consent {consent_id}"))
+                AppError::NotFound(format!(
+                    "no signed form is attached to consent {consent_id}"
+                ))
             })
     }
 
@@ -214,10 +216,7 @@ mod tests {
 
     #[test]
     fn a_form_is_known_by_its_first_bytes_only() {
-        assert_eq!(
-            consent_form_type(b"%PDF-1.7\n..."),
-            Some("application/pdf")
-        );
+        assert_eq!(consent_form_type(b"%PDF-1.7\n..."), Some("application/pdf"));
         assert_eq!(
             consent_form_type(b"\x89PNG\r\n\x1a\n\0\0"),
             Some("image/png")

@@ -46,8 +46,8 @@ pub mod referrals;
 pub mod trust;
 
 pub use crate::actor::Actor;
-pub use case::{CaseDisclosed, CaseDraft, CaseInbox, CaseRecord, ContentPart, DueList};
 pub use accounts::IssuedAccount;
+pub use case::{CaseDisclosed, CaseDraft, CaseInbox, CaseRecord, ContentPart, DueList};
 pub use consents::{ConsentDraft, ConsentRecord};
 pub use consultations::{Consultation, ConsultationRequest, PartnerAnswer};
 pub use error::AppError;

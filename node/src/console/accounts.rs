@@ -42,8 +42,12 @@ pub async fn page(
         return page::forbidden(&console, &staff, "manage accounts");
     }
     let notice = match done.done.as_deref() {
-        Some("disabled") => Some("Disabled. The account can no longer sign in, and its sessions have ended."),
-        Some("unlocked") => Some("Unlocked. The account can sign in again with its password and authenticator."),
+        Some("disabled") => {
+            Some("Disabled. The account can no longer sign in, and its sessions have ended.")
+        }
+        Some("unlocked") => {
+            Some("Unlocked. The account can sign in again with its password and authenticator.")
+        }
         _ => None,
     };
     list_page(&console, &staff, notice, "", None, StatusCode::OK).await
@@ -164,7 +168,11 @@ pub async fn add(
         return refuse("This is not a username the console takes. Use lowercase letters, digits, dots, dashes or underscores, starting with a letter.").await;
     }
     let Some(role) = StaffRole::parse(fields.get("role")) else {
-        return page::refused(&console, &staff, &AppError::invalid("role", "choose a role from the list"));
+        return page::refused(
+            &console,
+            &staff,
+            &AppError::invalid("role", "choose a role from the list"),
+        );
     };
     match console
         .app()

@@ -114,7 +114,8 @@ fn entry_categories(entry: &AuditEntry) -> String {
 
 /// What an entry records, in words (its stored name, if the console has none).
 fn entry_kind(entry: &AuditEntry) -> String {
-    AuditKind::parse(&entry.kind).map_or_else(|| entry.kind.clone(), |k| words::audit_kind(k).to_owned())
+    AuditKind::parse(&entry.kind)
+        .map_or_else(|| entry.kind.clone(), |k| words::audit_kind(k).to_owned())
 }
 
 /// The other team an entry is about, in words.

@@ -425,7 +425,10 @@ fn warning(choice: &str, ticked: &[String]) -> Markup {
     let warnings = if choice == "any" {
         words::protected_warnings(&[])
     } else {
-        let chosen: Vec<DataCategory> = ticked.iter().filter_map(|c| DataCategory::parse(c)).collect();
+        let chosen: Vec<DataCategory> = ticked
+            .iter()
+            .filter_map(|c| DataCategory::parse(c))
+            .collect();
         if chosen.is_empty() {
             Vec::new()
         } else {
@@ -552,9 +555,7 @@ fn scope_categories(categories: &Scope<DataCategory>) -> Markup {
 
 /// A recorded consent's scope, as the three choices: an empty list reads as "any", as the
 /// wire means it.
-fn recorded_scope(
-    consent: &Consent,
-) -> (Markup, Scope<Purpose>, Scope<DataCategory>) {
+fn recorded_scope(consent: &Consent) -> (Markup, Scope<Purpose>, Scope<DataCategory>) {
     let p = &consent.provision;
     let teams = if p.recipients.is_empty() {
         html! { (words::ANY_TEAM) }
@@ -603,7 +604,9 @@ pub async fn show(
     let notice = match done.done.as_deref() {
         Some("recorded") => Some("Recorded."),
         Some("attached") => Some("Saved. The signed form is attached."),
-        Some("revoked") => Some("Revoked. Every team that received a copy is being asked to purge it."),
+        Some("revoked") => {
+            Some("Revoked. Every team that received a copy is being asked to purge it.")
+        }
         _ => None,
     };
     consent_page(&console, &staff, &record, notice, None).await
@@ -748,7 +751,9 @@ pub async fn attach(
     };
     let bytes = match multipart {
         Ok(multipart) => read_form_field(multipart).await,
-        Err(_) => Err("The file did not arrive as a file upload. Choose it again and press Attach."),
+        Err(_) => {
+            Err("The file did not arrive as a file upload. Choose it again and press Attach.")
+        }
     };
     let attached = match bytes {
         Ok(bytes) => console
@@ -866,10 +871,9 @@ pub async fn revoke(
         Err(e) => Err(e),
     };
     match revoked {
-        Ok(consent) => session::redirect(
-            &headers,
-            &format!("/consents/{}?done=revoked", consent.id),
-        ),
+        Ok(consent) => {
+            session::redirect(&headers, &format!("/consents/{}?done=revoked", consent.id))
+        }
         Err(e) => page::refused(&console, &staff, &e),
     }
 }
@@ -890,7 +894,10 @@ mod tests {
         assert_eq!(s("only", &[]), Err("nothing"));
         assert_eq!(s("any", &["a"]), Err("both"));
         assert_eq!(s("only", &["a", "c"]), Err("unknown"));
-        assert_eq!(s("", &["a", "b"]), Ok(Scope::Only(vec!["a".into(), "b".into()])));
+        assert_eq!(
+            s("", &["a", "b"]),
+            Ok(Scope::Only(vec!["a".into(), "b".into()]))
+        );
     }
 
     #[test]

@@ -111,12 +111,18 @@ fn form(message: Option<(&str, &str)>, username: &str) -> Markup {
 /// The sign-in page's heading, naming the team, so staff of several teams (or a demo with
 /// two nodes) know which console they are signing in to.
 fn sign_in_title(console: &Console) -> String {
-    format!("Sign in to {}'s tatmx console", words::team(&console.team()))
+    format!(
+        "Sign in to {}'s tatmx console",
+        words::team(&console.team())
+    )
 }
 
 /// The lock screen's heading, naming the team as the sign-in page does.
 fn locked_title(console: &Console) -> String {
-    format!("Session locked on {}'s tatmx console", words::team(&console.team()))
+    format!(
+        "Session locked on {}'s tatmx console",
+        words::team(&console.team())
+    )
 }
 
 /// `GET /sign-in`
@@ -125,10 +131,18 @@ pub async fn page(State(console): State<Console>) -> Markup {
 }
 
 /// The sign-in page again, saying why it was refused.
-pub(super) fn refuse(console: &Console, status: StatusCode, text: &str, username: &str) -> Response {
+pub(super) fn refuse(
+    console: &Console,
+    status: StatusCode,
+    text: &str,
+    username: &str,
+) -> Response {
     (
         status,
-        page::bare(&sign_in_title(console), form(Some(("error", text)), username)),
+        page::bare(
+            &sign_in_title(console),
+            form(Some(("error", text)), username),
+        ),
     )
         .into_response()
 }
@@ -205,7 +219,12 @@ pub async fn submit(
         {
             return page::store_failure(&e);
         }
-        return refuse(&console, StatusCode::FORBIDDEN, &locked_text(until), &username);
+        return refuse(
+            &console,
+            StatusCode::FORBIDDEN,
+            &locked_text(until),
+            &username,
+        );
     }
     let step = check(
         account.as_ref(),
@@ -232,7 +251,12 @@ pub async fn submit(
         {
             Ok(Some(until)) => {
                 tracing::warn!(role = %account.role, "console account locked after repeated failures");
-                refuse(&console, StatusCode::FORBIDDEN, &locked_text(until), &username)
+                refuse(
+                    &console,
+                    StatusCode::FORBIDDEN,
+                    &locked_text(until),
+                    &username,
+                )
             }
             Ok(None) => refuse(&console, StatusCode::UNAUTHORIZED, WRONG, &username),
             Err(e) => page::store_failure(&e),
@@ -273,7 +297,7 @@ pub async fn submit(
                 return page::store_failure(&e);
             }
             return refuse(
-            &console,
+                &console,
                 StatusCode::UNAUTHORIZED,
                 "That code was used already. Wait for the next code in your app, then sign in with it.",
                 &username,

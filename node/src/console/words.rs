@@ -153,9 +153,7 @@ pub fn legal_basis(basis: LegalBasis) -> &'static str {
         LegalBasis::SeriousImminentThreat => {
             "A serious and imminent threat to someone's safety (HIPAA 164.512(j))"
         }
-        LegalBasis::HealthSafetyEmergency => {
-            "A health or safety emergency at school (FERPA 99.36)"
-        }
+        LegalBasis::HealthSafetyEmergency => "A health or safety emergency at school (FERPA 99.36)",
         LegalBasis::LawEnforcement => "Sharing between law-enforcement agencies (CJIS)",
         LegalBasis::DeIdentified => "Nothing that names the person is shared",
     }
@@ -464,7 +462,10 @@ mod tests {
         assert_eq!(actor("node (directory refresh)"), "This node, on its own");
         for recorded in ["uid 0", "spiffe://f/team/x", "node", "x"] {
             let words = actor(recorded);
-            assert!(!words.contains("uid") && !words.contains("spiffe"), "{words}");
+            assert!(
+                !words.contains("uid") && !words.contains("spiffe"),
+                "{words}"
+            );
         }
     }
 

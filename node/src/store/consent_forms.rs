@@ -186,7 +186,10 @@ impl Store {
 
     /// Who recorded a consent, as the audit log records actors; `None` for a consent recorded
     /// before this was kept, or no such consent.
-    pub async fn consent_recorded_by(&self, consent_id: Uuid) -> Result<Option<String>, StoreError> {
+    pub async fn consent_recorded_by(
+        &self,
+        consent_id: Uuid,
+    ) -> Result<Option<String>, StoreError> {
         let recorded_by: Option<Option<String>> =
             sqlx::query_scalar("SELECT recorded_by FROM consents WHERE id = $1")
                 .bind(consent_id.to_string())

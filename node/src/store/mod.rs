@@ -57,9 +57,9 @@ mod writer;
 pub use crate::signing::{MessageKind, MessageProof};
 /// The canonical bytes of a referral: what is stored, digested, and sent ([`crate::wire`]).
 pub use crate::wire::encode_referral;
-pub use audit_log::{AuditFilter, WitnessConflict};
 #[cfg(feature = "bench-internals")]
 pub use audit_log::disable_accountability_for_benchmarks;
+pub use audit_log::{AuditFilter, WitnessConflict};
 pub use case_messages::{
     CaseMessageSummary, DueReassessment, InboxSnapshot, StoredCaseMessage, Unseen,
 };

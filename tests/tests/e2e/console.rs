@@ -24,9 +24,9 @@ use totp_rs::{Algorithm, Secret, TOTP};
 /// current one, never the one before: whichever step boundary passes between making the code
 /// and the node checking it, the code is still within the node's window. That leaves two codes
 /// per step; a third waits for the next step, the only time a test waits on the clock.
-struct Login {
-    username: String,
-    password: String,
+pub(crate) struct Login {
+    pub(crate) username: String,
+    pub(crate) password: String,
     secret: Vec<u8>,
     /// The last step whose code this test spent or will spend (0: none yet).
     spent: std::sync::atomic::AtomicU64,
@@ -38,7 +38,7 @@ struct Login {
 const STEP: u64 = 30;
 
 impl Login {
-    fn new(username: &str, password: String, secret: Vec<u8>) -> Self {
+    pub(crate) fn new(username: &str, password: String, secret: Vec<u8>) -> Self {
         Self {
             username: username.into(),
             password,
@@ -100,7 +100,7 @@ impl Login {
     /// A code for the next step, counted as spent: for a sign-in, unlock or password change
     /// that is to succeed (or to be refused for a reason that does not spend it, when the same
     /// code is then used again).
-    async fn fresh_code(&self) -> String {
+    pub(crate) async fn fresh_code(&self) -> String {
         let step = self.next_step().await;
         self.spent.store(step, Relaxed);
         self.code_at(step)
@@ -108,7 +108,7 @@ impl Login {
 
     /// A code the node would take now, not counted as spent: for an attempt refused for
     /// another reason (a wrong password), so the refusal is not the code's.
-    async fn unspent_code(&self) -> String {
+    pub(crate) async fn unspent_code(&self) -> String {
         let step = self.next_step().await;
         self.code_at(step)
     }
@@ -120,14 +120,16 @@ impl Login {
 }
 
 /// A response, read whole.
-struct Page {
-    status: u16,
-    headers: http::HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: String,
+    /// The body as it came, for downloads.
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Page {
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers
             .get("location")
             .and_then(|v| v.to_str().ok())
@@ -135,7 +137,7 @@ impl Page {
     }
 
     /// The page's CSRF token, from its hidden form field.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let marker = r#"name="csrf" value=""#;
         let start = self.body.find(marker).expect("a form with a CSRF field") + marker.len();
         self.body[start..]
@@ -148,13 +150,13 @@ impl Page {
 
 /// A browser, as far as these tests need one: one cookie jar, TLS that trusts the test CA
 /// and checks the name `localhost`.
-struct Browser {
+pub(crate) struct Browser {
     addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
     cookie: Option<String>,
 }
 
-fn encode(fields: &[(&str, &str)]) -> String {
+pub(crate) fn encode(fields: &[(&str, &str)]) -> String {
     fields
         .iter()
         .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
@@ -195,11 +197,24 @@ impl Browser {
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         method: &str,
         path: &str,
         body: Option<String>,
+        extra: &[(&str, &str)],
+    ) -> Page {
+        self.send_bytes(method, path, body.map(String::into_bytes), extra)
+            .await
+    }
+
+    /// Sends raw bytes; a `content-type` in `extra` replaces the form's (for a multipart
+    /// upload).
+    pub(crate) async fn send_bytes(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
         extra: &[(&str, &str)],
     ) -> Page {
         let tcp = tokio::net::TcpStream::connect(self.addr)
@@ -221,7 +236,7 @@ impl Browser {
         if let Some(cookie) = &self.cookie {
             request = request.header("cookie", format!("__Host-tatmx-session={cookie}"));
         }
-        if body.is_some() {
+        if body.is_some() && !extra.iter().any(|(name, _)| *name == "content-type") {
             request = request.header("content-type", "application/x-www-form-urlencoded");
         }
         // As a browser does with every POST, unless the test plays another site.
@@ -254,19 +269,25 @@ impl Browser {
             status,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
+            bytes: body.to_vec(),
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         self.send("GET", path, None, &[]).await
     }
 
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         self.send("POST", path, Some(encode(fields)), &[]).await
     }
 
     /// Posts a form with the CSRF token of the page at `form_page`.
-    async fn submit(&mut self, form_page: &str, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn submit(
+        &mut self,
+        form_page: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Page {
         let csrf = self.get(form_page).await.csrf();
         let mut all = vec![("csrf", csrf.as_str())];
         all.extend_from_slice(fields);
@@ -274,13 +295,13 @@ impl Browser {
     }
 
     /// Signs in with a fresh code.
-    async fn sign_in(&mut self, login: &Login) -> Page {
+    pub(crate) async fn sign_in(&mut self, login: &Login) -> Page {
         let code = login.fresh_code().await;
         self.sign_in_with(login, &code).await
     }
 
     /// Signs in with `code`.
-    async fn sign_in_with(&mut self, login: &Login, code: &str) -> Page {
+    pub(crate) async fn sign_in_with(&mut self, login: &Login, code: &str) -> Page {
         self.post(
             "/sign-in",
             &[
@@ -294,7 +315,7 @@ impl Browser {
 }
 
 /// A county core team and a school, both with their consoles on.
-fn federation(idle_lock: &str) -> (TestFederation, TeamSpec, TeamSpec) {
+pub(crate) fn federation(idle_lock: &str) -> (TestFederation, TeamSpec, TeamSpec) {
     let mut fed = TestFederation::new("county-mdt.example");
     let core = fed.team("county-core", "core", "law-enforcement");
     let school = fed.team("lincoln-high", "affiliate", "education");
@@ -306,7 +327,7 @@ fn federation(idle_lock: &str) -> (TestFederation, TeamSpec, TeamSpec) {
     (fed, core, school)
 }
 
-async fn add_user(team: &TeamSpec, username: &str, role: &str) -> Login {
+pub(crate) async fn add_user(team: &TeamSpec, username: &str, role: &str) -> Login {
     let issued = tatmx_tests::admin(team)
         .await
         .add_user(pb::AddUserRequest {
@@ -330,7 +351,7 @@ async fn add_user(team: &TeamSpec, username: &str, role: &str) -> Login {
     )
 }
 
-fn browser(node: &tatmx_node::RunningNode, fed: &TestFederation) -> Browser {
+pub(crate) fn browser(node: &tatmx_node::RunningNode, fed: &TestFederation) -> Browser {
     Browser::new(node.console_addr().expect("console on"), &fed.ca_path)
 }
 
@@ -356,7 +377,7 @@ async fn change_password(
 }
 
 /// The account's consecutive failed sign-ins, as `tatmx user list` shows them.
-async fn failed_logins(team: &TeamSpec, username: &str) -> u32 {
+pub(crate) async fn failed_logins(team: &TeamSpec, username: &str) -> u32 {
     tatmx_tests::admin(team)
         .await
         .list_users(pb::ListUsersRequest {})

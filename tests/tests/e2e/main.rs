@@ -11,6 +11,7 @@ mod browser;
 mod canaries;
 mod case;
 mod console;
+mod console_trustdesk;
 mod consultations;
 mod delivery;
 mod faults;
