@@ -845,7 +845,7 @@ async fn an_auditor_exports_the_accounting_and_each_role_sees_only_its_pages() {
     let audit = web.get("/audit").await;
     assert_eq!(audit.status, 200);
     assert!(
-        audit.body.contains("The audit chain is intact"),
+        audit.body.contains("The audit log is intact"),
         "{}",
         audit.body
     );
