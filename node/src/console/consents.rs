@@ -665,7 +665,7 @@ async fn consent_page(
         }
         form.card method="post" action=(format!("/consents/{}/form", consent.id)) enctype="multipart/form-data"
             hx-post=(format!("/consents/{}/form", consent.id)) hx-encoding="multipart/form-data"
-            hx-target="body" id="attach-form" {
+            hx-target="main" hx-select="main" hx-swap="outerHTML" id="attach-form" {
             (page::csrf_field(staff))
             label for="consent-form-file" { @if record.form.is_some() { "Replace it with another scan" } @else { "Attach the signed form" } }
             p.hint id="consent-form-hint" { "A PDF, PNG or JPEG of at most 10 MiB. It is kept encrypted here and never sent to another team." }
@@ -770,7 +770,16 @@ pub async fn attach(
         Ok(_) => session::redirect(&headers, &format!("/consents/{id}?done=attached")),
         Err(Ok(e)) => page::refused(&console, &staff, &e),
         Err(Err(problem)) => match console.app().consent_record(id).await {
-            Ok(record) => consent_page(&console, &staff, &record, None, Some(problem)).await,
+            Ok(record) => {
+                let mut response =
+                    consent_page(&console, &staff, &record, None, Some(problem)).await;
+                // htmx swaps in only a successful answer; the page with the error next to
+                // the file field is the answer it should show.
+                if headers.contains_key("hx-request") {
+                    *response.status_mut() = StatusCode::OK;
+                }
+                response
+            }
             Err(e) => page::refused(&console, &staff, &e),
         },
     }
