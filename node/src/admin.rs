@@ -12,14 +12,13 @@ use tatmx_proto::v1::admin_server::Admin;
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
-use crate::app::App;
 use crate::app::audit::{AuditQuery, DisclosureRecord, audit_kind, entry_time};
 pub use crate::app::trust::{EXPIRY_WARNING_DAYS, warnings};
+use crate::app::{App, IssuedAccount};
 use crate::convert::{role_from_proto, role_to_proto, timestamp_to_proto};
 use crate::federation::store_status;
-use crate::staff::{StaffRole, credentials};
+use crate::staff::StaffRole;
 use crate::store::Store;
-use crate::store::accounts::Credentials as AccountCredentials;
 use crate::tls::Credentials;
 use crate::trust::{
     Anchor, DirectoryRecord, Discipline, Peer, PeerEntry, RevocationList, Trust, TrustChangeError,
@@ -215,6 +214,7 @@ impl Admin for AdminService {
             kind,
             peer: Some(r.peer),
             limit: r.limit,
+            ..AuditQuery::default()
         };
         let entries = self.app.audit_entries(query).await?;
         Ok(Response::new(pb::QueryAuditResponse {
@@ -431,40 +431,27 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::IssuedCredentials>, Status> {
         let actor = crate::agency::caller(&request);
         let r = request.into_inner();
-        credentials::check_username(&r.username)
-            .map_err(|e| Status::invalid_argument(format!("username: {e}")))?;
         let role = StaffRole::parse(&r.role).ok_or_else(|| {
             Status::invalid_argument("role: expected one of case-worker, chair, auditor, admin")
         })?;
-        let issued = issue_credentials().await?;
-        let added = self
-            .store
-            .add_account(
-                &r.username,
-                role,
-                &AccountCredentials {
-                    password_hash: &issued.password_hash,
-                    totp_secret: &issued.totp_secret,
-                },
-                &actor,
-            )
-            .await
-            .map_err(|e| store_status(&e))?;
-        if !added {
-            return Err(Status::already_exists(format!(
-                "there is already an account {}; `tatmx user reset {}` issues it new credentials",
-                r.username, r.username
-            )));
-        }
-        tracing::info!(role = %role, "console account added");
-        self.issued_response(&r.username, &issued).await
+        let issued = self
+            .app
+            .add_account(&r.username, role, &actor)
+            .await?
+            .ok_or_else(|| {
+                Status::already_exists(format!(
+                    "there is already an account {}; `tatmx user reset {}` issues it new credentials",
+                    r.username, r.username
+                ))
+            })?;
+        Ok(Response::new(self.issued_credentials(&issued)))
     }
 
     async fn list_users(
         &self,
         _request: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
-        let accounts = self.store.accounts().await.map_err(|e| store_status(&e))?;
+        let accounts = self.app.accounts().await?;
         Ok(Response::new(pb::ListUsersResponse {
             users: accounts
                 .iter()
@@ -480,12 +467,10 @@ impl Admin for AdminService {
         let actor = crate::agency::caller(&request);
         let username = request.into_inner().username;
         let account = self
-            .store
+            .app
             .disable_account(&username, &actor)
-            .await
-            .map_err(|e| store_status(&e))?
+            .await?
             .ok_or_else(|| no_account(&username))?;
-        tracing::info!(role = %account.role, "console account disabled");
         Ok(Response::new(user_info(&account, self.store.clock().now())))
     }
 
@@ -495,55 +480,25 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::IssuedCredentials>, Status> {
         let actor = crate::agency::caller(&request);
         let username = request.into_inner().username;
-        let issued = issue_credentials().await?;
-        let account = self
-            .store
-            .reset_account(
-                &username,
-                &AccountCredentials {
-                    password_hash: &issued.password_hash,
-                    totp_secret: &issued.totp_secret,
-                },
-                &actor,
-            )
-            .await
-            .map_err(|e| store_status(&e))?
+        let issued = self
+            .app
+            .reset_account(&username, &actor)
+            .await?
             .ok_or_else(|| no_account(&username))?;
-        tracing::info!(role = %account.role, "console account given new credentials");
-        self.issued_response(&username, &issued).await
+        Ok(Response::new(self.issued_credentials(&issued)))
     }
 }
 
 impl AdminService {
     /// The answer to an add or reset: the account, and its new credentials, shown this once.
-    async fn issued_response(
-        &self,
-        username: &str,
-        issued: &credentials::Issued,
-    ) -> Result<Response<pb::IssuedCredentials>, Status> {
-        let account = self
-            .store
-            .account(username)
-            .await
-            .map_err(|e| store_status(&e))?
-            .ok_or_else(|| no_account(username))?;
-        let issuer = format!("tatmx {}", self.trust.state().local.identity.team);
-        Ok(Response::new(pb::IssuedCredentials {
-            user: Some(user_info(&account, self.store.clock().now())),
-            password: issued.password.clone(),
-            totp_secret: credentials::secret_base32(&issued.totp_secret),
-            totp_uri: credentials::otpauth_uri(&issued.totp_secret, &issuer, username)
-                .map_err(|e| Status::internal(e.to_string()))?,
-        }))
+    fn issued_credentials(&self, issued: &IssuedAccount) -> pb::IssuedCredentials {
+        pb::IssuedCredentials {
+            user: Some(user_info(&issued.account, self.store.clock().now())),
+            password: issued.password.clone().unwrap_or_default(),
+            totp_secret: issued.totp_secret.clone(),
+            totp_uri: issued.totp_uri.clone(),
+        }
     }
-}
-
-/// New credentials, made off the async threads: argon2id is deliberately slow.
-async fn issue_credentials() -> Result<credentials::Issued, Status> {
-    tokio::task::spawn_blocking(credentials::issue)
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::internal(e.to_string()))
 }
 
 fn no_account(username: &str) -> Status {

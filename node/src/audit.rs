@@ -71,11 +71,15 @@ pub enum AuditKind {
     /// A console account was added, disabled or given new credentials by an admin, or its
     /// holder changed its password.
     AccountChange,
+    /// A consent's signed form was attached (stored sealed at this node, never sent).
+    ConsentFormAttached,
+    /// Staff downloaded a consent's signed form.
+    ConsentFormRead,
 }
 
 impl AuditKind {
     /// Every kind, for listing and parsing.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 19] = [
         Self::Disclosure,
         Self::Receipt,
         Self::StatusChange,
@@ -93,6 +97,8 @@ impl AuditKind {
         Self::SignInFailed,
         Self::AccountLocked,
         Self::AccountChange,
+        Self::ConsentFormAttached,
+        Self::ConsentFormRead,
     ];
 
     /// The stored name.
@@ -115,6 +121,8 @@ impl AuditKind {
             Self::SignInFailed => "sign-in-failed",
             Self::AccountLocked => "account-locked",
             Self::AccountChange => "account-change",
+            Self::ConsentFormAttached => "consent-form-attached",
+            Self::ConsentFormRead => "consent-form-read",
         }
     }
 
@@ -648,6 +656,44 @@ pub fn consent_recorded(consent: &Consent, actor: &Actor) -> AuditRecord {
             },
             "valid_until": consent.valid_until.map(|t| t.unix_timestamp()),
         }),
+    }
+}
+
+/// A consent's signed form attached: which consent, what kind of file, its size and digest
+/// (never its content or name), and whether it replaced one attached before.
+pub fn consent_form_attached(
+    consent_id: Uuid,
+    content_type: &str,
+    size: i64,
+    digest: &str,
+    replaced: bool,
+    actor: &Actor,
+) -> AuditRecord {
+    AuditRecord {
+        kind: AuditKind::ConsentFormAttached,
+        actor: actor.to_string(),
+        peer: None,
+        referral_id: None,
+        subject: None,
+        detail: json!({
+            "consent_id": consent_id,
+            "content_type": content_type,
+            "size": size,
+            "digest": digest,
+            "replaced": replaced,
+        }),
+    }
+}
+
+/// A consent's signed form downloaded, by whom, and which version (its digest).
+pub fn consent_form_read(consent_id: Uuid, digest: &str, actor: &Actor) -> AuditRecord {
+    AuditRecord {
+        kind: AuditKind::ConsentFormRead,
+        actor: actor.to_string(),
+        peer: None,
+        referral_id: None,
+        subject: None,
+        detail: json!({ "consent_id": consent_id, "digest": digest }),
     }
 }
 

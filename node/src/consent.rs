@@ -217,6 +217,112 @@ fn decide(
     Some(outcome)
 }
 
+/// One of the three things a consent covers (teams, purposes, kinds of information), as a
+/// person chose it: any, or only the ones named.
+///
+/// The wire, the store and the Agency API keep the older form, where an empty list in a
+/// [`Provision`] means "any"; that stays as it is for the clients that speak it. A form that
+/// builds a consent from a person's choices (the console) says [`Scope::Any`] only when
+/// "any" was chosen, and [`ConsentScope::permit`] refuses an `Only` that names nothing, so
+/// ticking nothing can never silently mean everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope<T> {
+    /// Any: chosen as such.
+    Any,
+    /// Only these; at least one.
+    Only(Vec<T>),
+}
+
+impl<T> Scope<T> {
+    /// Whether this is an `Only` that names nothing.
+    pub fn is_empty_choice(&self) -> bool {
+        matches!(self, Self::Only(items) if items.is_empty())
+    }
+
+    /// The list a [`Provision`] stores: empty for any.
+    fn into_list(self) -> Vec<T> {
+        match self {
+            Self::Any => Vec::new(),
+            Self::Only(items) => items,
+        }
+    }
+}
+
+/// Which of a consent's three choices was left without anything chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeField {
+    /// The teams it permits sharing with.
+    Teams,
+    /// The purposes.
+    Purposes,
+    /// The kinds of information.
+    Categories,
+}
+
+impl ScopeField {
+    /// The field's name, as the Agency API names the provision's fields.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Teams => "recipient_teams",
+            Self::Purposes => "purposes",
+            Self::Categories => "categories",
+        }
+    }
+}
+
+/// What a consent permits, chosen explicitly: the teams, the purposes and the kinds of
+/// information, each "any" or "only these".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentScope {
+    /// The teams it permits sharing with.
+    pub teams: Scope<TeamIdentity>,
+    /// What for.
+    pub purposes: Scope<Purpose>,
+    /// Which kinds of information.
+    pub categories: Scope<DataCategory>,
+}
+
+impl ConsentScope {
+    /// The choices left without anything chosen, in the form's order.
+    pub fn problems(&self) -> Vec<ScopeField> {
+        let mut problems = Vec::new();
+        if self.teams.is_empty_choice() {
+            problems.push(ScopeField::Teams);
+        }
+        if self.purposes.is_empty_choice() {
+            problems.push(ScopeField::Purposes);
+        }
+        if self.categories.is_empty_choice() {
+            problems.push(ScopeField::Categories);
+        }
+        problems
+    }
+
+    /// The permit this scope describes, or a refusal naming every choice left empty.
+    pub fn permit(self) -> Result<Provision, ConsentError> {
+        let problems = self.problems();
+        if !problems.is_empty() {
+            let names: Vec<&str> = problems.iter().map(|p| p.as_str()).collect();
+            return Err(ConsentError(format!(
+                "{}: nothing was chosen; choose some, or choose any explicitly",
+                names.join(", ")
+            )));
+        }
+        Ok(Provision {
+            kind: ProvisionKind::Permit,
+            categories: self.categories.into_list(),
+            recipients: self
+                .teams
+                .into_list()
+                .into_iter()
+                .map(Recipient::Team)
+                .collect(),
+            purposes: self.purposes.into_list(),
+            provisions: Vec::new(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +430,56 @@ mod tests {
             !c.verdict(DataCategory::Threat, &core, Purpose::ThreatAssessment, now)
                 .permits
         );
+    }
+
+    #[test]
+    fn a_scope_with_nothing_chosen_is_refused_and_any_is_only_what_was_chosen() {
+        let core = peer("core", Discipline::LawEnforcement);
+        let nothing = ConsentScope {
+            teams: Scope::Only(vec![]),
+            purposes: Scope::Any,
+            categories: Scope::Only(vec![]),
+        };
+        assert_eq!(
+            nothing.problems(),
+            [ScopeField::Teams, ScopeField::Categories]
+        );
+        let refused = nothing.permit().unwrap_err().to_string();
+        assert!(
+            refused.starts_with("recipient_teams, categories: nothing was chosen"),
+            "{refused}"
+        );
+        let narrow = ConsentScope {
+            teams: Scope::Only(vec![core.identity.clone()]),
+            purposes: Scope::Only(vec![Purpose::ThreatAssessment]),
+            categories: Scope::Only(vec![DataCategory::Threat]),
+        }
+        .permit()
+        .unwrap();
+        assert_eq!(narrow.recipients, [Recipient::Team(core.identity.clone())]);
+        let c = consent(narrow);
+        let now = OffsetDateTime::now_utc();
+        assert!(
+            c.verdict(DataCategory::Threat, &core, Purpose::ThreatAssessment, now)
+                .permits
+        );
+        assert!(
+            !c.verdict(
+                DataCategory::MentalHealth,
+                &core,
+                Purpose::ThreatAssessment,
+                now
+            )
+            .permits
+        );
+        let wide = ConsentScope {
+            teams: Scope::Any,
+            purposes: Scope::Any,
+            categories: Scope::Any,
+        }
+        .permit()
+        .unwrap();
+        assert!(wide.recipients.is_empty() && wide.categories.is_empty());
     }
 
     #[test]

@@ -454,10 +454,10 @@ async function auditorExportsDisclosures({ browser }) {
   const verification = await page.locator('#verification').innerText();
   assert(/intact/.test(verification), `chain verification: ${verification}`);
   await capture(page, 'audit');
-  await page.getByLabel(/Your reference for the subject/).fill(state.caseRef);
+  await page.getByLabel(/Your reference for the person or case/).fill(state.caseRef);
   await submit(page, '#show-disclosures');
-  const table = await page.locator('#disclosures-table').innerText();
-  assert(table.includes(id), 'the accounting lists the referral');
+  const table = await page.locator('#disclosures-list').textContent();
+  assert(table.includes(id), 'the accounting lists the referral (its id behind Details)');
   await capture(page, 'audit-disclosures');
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-csv')]);
   const csvPath = path.join(SHOTS, 'disclosures.csv');

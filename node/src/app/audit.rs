@@ -5,10 +5,11 @@
 
 use time::OffsetDateTime;
 
-use super::{App, AppError};
+use super::{Actor, App, AppError};
 use crate::audit::{AuditEntry, AuditKind, Checkpoint, Verification};
 use crate::category::DataCategory;
 use crate::referral::{LegalBasis, Purpose};
+use crate::store::AuditFilter;
 
 /// How many entries a query returns when the caller does not say.
 pub const DEFAULT_AUDIT_LIMIT: u32 = 100;
@@ -22,8 +23,15 @@ pub struct AuditQuery {
     pub since: Option<OffsetDateTime>,
     /// Only entries of this kind.
     pub kind: Option<AuditKind>,
+    /// Only entries written before this time.
+    pub until: Option<OffsetDateTime>,
     /// Only entries about this team, as a team id or identity URI.
     pub peer: Option<String>,
+    /// Only entries by this actor: a console username, a team (id or identity URI), or an
+    /// actor exactly as the log records it (`uid 0`, `node`).
+    pub actor: Option<String>,
+    /// Skip this many of the newest that match, for paging.
+    pub offset: u32,
     /// At most this many; 0 means [`DEFAULT_AUDIT_LIMIT`], and none gets more than
     /// [`MAX_AUDIT_LIMIT`].
     pub limit: u32,
@@ -94,19 +102,41 @@ impl App {
             0 => DEFAULT_AUDIT_LIMIT,
             n => n.min(MAX_AUDIT_LIMIT),
         };
+        let actors = match query.actor.as_deref().map(str::trim) {
+            None | Some("") => Vec::new(),
+            Some(actor) => self.actor_forms(actor),
+        };
         Ok(self
             .store
-            .audit_entries(
-                query.since,
-                query.kind.map(AuditKind::as_str),
-                peer.as_deref(),
+            .audit_entries(&AuditFilter {
+                since: query.since,
+                until: query.until,
+                kind: query.kind.map(AuditKind::as_str),
+                peer,
+                actors,
+                offset: query.offset,
                 limit,
-            )
+            })
             .await?)
     }
 
-    /// Every disclosure about `subject` (the agency's own reference) since a time, oldest
-    /// first: the accounting a subject may ask for.
+    /// The forms an actor a person typed may take in the log: as typed, as a console
+    /// username (`console alice`), and as a team's identity URI when it names a known team.
+    fn actor_forms(&self, actor: &str) -> Vec<String> {
+        let mut forms = vec![actor.to_owned()];
+        if !actor.contains(' ') {
+            forms.push(Actor::console(actor).to_string());
+        }
+        if let Ok(identity) = self.trust.state().identity_of(actor) {
+            forms.push(identity.uri());
+        }
+        forms.dedup();
+        forms
+    }
+
+    /// Every disclosure under `subject` (any of the agency's own references for a case: the
+    /// subject reference its referral and consent carry) since a time, oldest first: the
+    /// accounting a subject may ask for.
     pub async fn disclosures(
         &self,
         subject: &str,

@@ -18,11 +18,13 @@
 //! - [`case`]: a case in motion: questions and answers, new information, management plans,
 //!   reassessments, a case's timeline and merged content, the reassessments due.
 //! - [`consultations`]: a core team's question to partner teams, and their answers.
-//! - [`consents`]: recording, reading and revoking consents; retraction and tombstones.
+//! - [`consents`]: recording, reading and revoking consents, their signed forms; retraction
+//!   and tombstones.
 //! - [`deliveries`]: the outbox as staff see it: listing, retrying dead letters, watching.
 //! - [`audit`]: the audit log as an auditor reads it: verification, queries, the accounting
 //!   of disclosures.
 //! - [`trust`]: what in this node's trust needs acting on.
+//! - [`accounts`]: the console's staff accounts as an admin manages them.
 
 use std::sync::Arc;
 
@@ -34,6 +36,7 @@ use crate::policy::Policy;
 use crate::store::Store;
 use crate::trust::Trust;
 
+pub mod accounts;
 pub mod audit;
 pub mod case;
 pub mod cases;
@@ -46,8 +49,10 @@ pub mod referrals;
 pub mod trust;
 
 pub use crate::actor::Actor;
+pub use accounts::IssuedAccount;
 pub use case::{CaseDisclosed, CaseDraft, CaseInbox, CaseRecord, ContentPart, DueList};
 pub use cases::CaseFilter;
+pub use consents::{ConsentDraft, ConsentRecord};
 pub use consultations::{Consultation, ConsultationRequest, PartnerAnswer};
 pub use error::AppError;
 pub use forwarding::Forward;

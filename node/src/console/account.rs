@@ -268,6 +268,7 @@ async fn failed(
                 return page::store_failure(&e);
             }
             let mut response = signin::refuse(
+                console,
                 StatusCode::FORBIDDEN,
                 &signin::locked_text(until),
                 &staff.username,

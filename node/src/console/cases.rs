@@ -811,15 +811,4 @@ mod tests {
         assert!(!view.query(1).contains("CANARY"));
         assert_eq!(View::read(&Shown::default(), String::new()).query(1), CASES);
     }
-
-    #[test]
-    fn closed_in_the_store_is_closed_in_words() {
-        for status in ReferralStatus::ALL {
-            assert_eq!(
-                words::is_open(status),
-                !crate::store::CLOSED.contains(&status),
-                "{status:?}"
-            );
-        }
-    }
 }

@@ -17,6 +17,7 @@
 //! - [`account`]: the signed-in user's own account: changing their password.
 //! - [`settings`]: the signed-in user's own settings: emails about what is new, time zone.
 //! - [`notifications`]: what is new, listed, and counted in every page's header.
+//! - [`accounts`]: the admin's page of the team's console accounts.
 //! - [`page`]: the layout every page shares, and how refusals read (the one mapping from
 //!   [`crate::app::AppError`] to a response).
 //! - [`words`]: the vocabulary: every code the node uses, in the words staff use.
@@ -48,6 +49,7 @@ use crate::store::Store;
 use crate::trust::Trust;
 
 mod account;
+mod accounts;
 mod audit;
 mod case;
 mod case_actions;
@@ -230,14 +232,31 @@ fn router(console: Console) -> Router {
         )
         .route("/consultations", get(consultations::page))
         .route("/consents", get(consents::page).post(consents::record))
+        .route("/consents/warning", post(consents::live_warning))
         .route("/consents/{id}", get(consents::show))
+        .route(
+            "/consents/{id}/form",
+            get(consents::download)
+                .post(consents::attach)
+                // The signed form may be up to 10 MiB; multipart framing adds a little.
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::app::consents::MAX_CONSENT_FORM_BYTES + 64 * 1024,
+                )),
+        )
         .route("/consents/{id}/revoke", post(consents::revoke))
         .route("/outbox", get(outbox::page))
         .route("/outbox/{id}/retry", post(outbox::retry))
         .route("/audit", get(audit::page))
+        .route("/audit/entries.csv", get(audit::entries_csv))
         .route("/audit/disclosures", post(audit::disclosures))
         .route("/audit/disclosures.csv", post(audit::disclosures_csv))
         .route("/trust", get(trust::page))
+        .route(accounts::ACCOUNTS, get(accounts::page))
+        .route("/accounts/add", post(accounts::add))
+        .route("/accounts/disable", post(accounts::disable))
+        .route("/accounts/unlock", post(accounts::unlock))
+        .route("/accounts/reset", post(accounts::reset))
+        .route("/accounts/authenticator", post(accounts::authenticator))
         .route(
             account::PASSWORD_PAGE,
             get(account::password_page).post(account::change_password),

@@ -71,7 +71,7 @@ fn asset(body: Vec<u8>, content_type: &'static str) -> Response {
 }
 
 /// The navigation, in the order staff use it.
-const NAV: [(&str, &str, Capability); 7] = [
+const NAV: [(&str, &str, Capability); 8] = [
     ("/cases", "My cases", Capability::ReadCases),
     (
         "/referrals/new",
@@ -83,6 +83,7 @@ const NAV: [(&str, &str, Capability); 7] = [
     ("/outbox", "Sent messages", Capability::ReadCases),
     ("/audit", "Audit", Capability::ReadAudit),
     ("/trust", "Trust", Capability::ReadTrust),
+    ("/accounts", "Accounts", Capability::ManageAccounts),
 ];
 
 /// A whole page for a signed-in user: `current` is the navigation entry it belongs to.

@@ -25,6 +25,7 @@ use super::Console;
 use super::listener::ClientAddr;
 use super::page::{self, Fields};
 use super::session::{self, Staff};
+use super::words;
 use crate::staff::credentials;
 use crate::store::accounts::{Account, LockoutPolicy};
 
@@ -110,16 +111,41 @@ fn form(message: Option<(&str, &str)>, username: &str) -> Markup {
     }
 }
 
+/// The sign-in page's heading, naming the team, so staff of several teams (or a demo with
+/// two nodes) know which console they are signing in to.
+fn sign_in_title(console: &Console) -> String {
+    format!(
+        "Sign in to {}'s tatmx console",
+        words::team(&console.team())
+    )
+}
+
+/// The lock screen's heading, naming the team as the sign-in page does.
+fn locked_title(console: &Console) -> String {
+    format!(
+        "Session locked on {}'s tatmx console",
+        words::team(&console.team())
+    )
+}
+
 /// `GET /sign-in`
-pub async fn page() -> Markup {
-    page::bare("Sign in", form(None, ""))
+pub async fn page(State(console): State<Console>) -> Markup {
+    page::bare(&sign_in_title(&console), form(None, ""))
 }
 
 /// The sign-in page again, saying why it was refused.
-pub(super) fn refuse(status: StatusCode, text: &str, username: &str) -> Response {
+pub(super) fn refuse(
+    console: &Console,
+    status: StatusCode,
+    text: &str,
+    username: &str,
+) -> Response {
     (
         status,
-        page::bare("Sign in", form(Some(("error", text)), username)),
+        page::bare(
+            &sign_in_title(console),
+            form(Some(("error", text)), username),
+        ),
     )
         .into_response()
 }
@@ -194,6 +220,7 @@ async fn sign_in(
         }
         tracing::warn!("console sign-in refused: too many failures from one address");
         return refuse(
+            &console,
             StatusCode::TOO_MANY_REQUESTS,
             "Too many wrong sign-ins came from this computer. Wait fifteen minutes, or ask your node's admin.",
             &username,
@@ -209,7 +236,12 @@ async fn sign_in(
         {
             return page::store_failure(&e);
         }
-        return refuse(StatusCode::FORBIDDEN, &locked_text(until), &username);
+        return refuse(
+            &console,
+            StatusCode::FORBIDDEN,
+            &locked_text(until),
+            &username,
+        );
     }
     let step = check(
         account.as_ref(),
@@ -226,7 +258,7 @@ async fn sign_in(
         {
             return page::store_failure(&e);
         }
-        return refuse(StatusCode::UNAUTHORIZED, WRONG, &username);
+        return refuse(&console, StatusCode::UNAUTHORIZED, WRONG, &username);
     };
     let Some(step) = step else {
         console.inner.limiter.failed(remote.ip());
@@ -236,9 +268,14 @@ async fn sign_in(
         {
             Ok(Some(until)) => {
                 tracing::warn!(role = %account.role, "console account locked after repeated failures");
-                refuse(StatusCode::FORBIDDEN, &locked_text(until), &username)
+                refuse(
+                    &console,
+                    StatusCode::FORBIDDEN,
+                    &locked_text(until),
+                    &username,
+                )
             }
-            Ok(None) => refuse(StatusCode::UNAUTHORIZED, WRONG, &username),
+            Ok(None) => refuse(&console, StatusCode::UNAUTHORIZED, WRONG, &username),
             Err(e) => page::store_failure(&e),
         };
     };
@@ -250,6 +287,7 @@ async fn sign_in(
             return page::store_failure(&e);
         }
         return refuse(
+            &console,
             StatusCode::FORBIDDEN,
             "This account is disabled. Ask your node's admin.",
             &username,
@@ -277,6 +315,7 @@ async fn sign_in(
                 return page::store_failure(&e);
             }
             return refuse(
+                &console,
                 StatusCode::UNAUTHORIZED,
                 "That code was used already. Wait for the next code in your app, then sign in with it.",
                 &username,
@@ -317,8 +356,11 @@ fn unlock_form(staff: &Staff, message: Option<&str>) -> Markup {
 }
 
 /// `GET /unlock`: the lock screen.
-pub async fn unlock_page(Extension(staff): Extension<Staff>) -> Markup {
-    page::bare("Session locked", unlock_form(&staff, None))
+pub async fn unlock_page(
+    State(console): State<Console>,
+    Extension(staff): Extension<Staff>,
+) -> Markup {
+    page::bare(&locked_title(&console), unlock_form(&staff, None))
 }
 
 /// `POST /unlock`
@@ -378,7 +420,7 @@ pub async fn unlock(
         Ok(None) => (
             StatusCode::UNAUTHORIZED,
             page::bare(
-                "Session locked",
+                &locked_title(&console),
                 unlock_form(
                     &staff,
                     Some("The password or code is not right. Try again with the newest code."),

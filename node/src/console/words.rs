@@ -51,19 +51,6 @@ pub fn category_short(category: DataCategory) -> &'static str {
     }
 }
 
-/// The categories a federal law protects specially, for which a consent that covers "every
-/// kind of information" is worth a warning: health (HIPAA), substance use treatment (42 CFR
-/// Part 2), school records (FERPA) and criminal history (CJIS).
-pub fn is_protected(category: DataCategory) -> bool {
-    matches!(
-        category,
-        DataCategory::MentalHealth
-            | DataCategory::SubstanceUse
-            | DataCategory::EducationRecord
-            | DataCategory::CriminalHistory
-    )
-}
-
 /// The law that protects a category specially, if one does.
 pub fn protecting_law(category: DataCategory) -> Option<&'static str> {
     match category {
@@ -101,17 +88,6 @@ pub fn status(status: ReferralStatus, direction: Direction) -> &'static str {
     }
 }
 
-/// Whether a case in this status is still open: something can still happen on it.
-pub fn is_open(status: ReferralStatus) -> bool {
-    !matches!(
-        status,
-        ReferralStatus::Declined
-            | ReferralStatus::Closed
-            | ReferralStatus::Cancelled
-            | ReferralStatus::Completed
-    )
-}
-
 /// What a status change did, as a line of a case's conversation: "accepted the referral".
 pub fn status_change(status: ReferralStatus) -> &'static str {
     match status {
@@ -135,15 +111,6 @@ pub fn purpose(purpose: Purpose) -> &'static str {
         Purpose::ThreatAssessment => "Ask a team to assess a person of concern",
         Purpose::ThreatManagement => "Work together on an existing plan to manage a risk",
         Purpose::Consultation => "Ask a partner team for advice",
-    }
-}
-
-/// Why a referral is made, short: "assessment".
-pub fn purpose_short(purpose: Purpose) -> &'static str {
-    match purpose {
-        Purpose::ThreatAssessment => "assessment",
-        Purpose::ThreatManagement => "managing a risk",
-        Purpose::Consultation => "advice",
     }
 }
 
@@ -243,6 +210,8 @@ pub fn audit_kind(kind: AuditKind) -> &'static str {
         AuditKind::SignInFailed => "A sign-in was refused",
         AuditKind::AccountLocked => "An account was locked after failed sign-ins",
         AuditKind::AccountChange => "A staff account was changed",
+        AuditKind::ConsentFormAttached => "A signed consent form was attached",
+        AuditKind::ConsentFormRead => "A staff member downloaded a signed consent form",
     }
 }
 
@@ -368,6 +337,90 @@ pub fn notification_kind(kind: NotificationKind) -> &'static str {
     }
 }
 
+/// Who did something, as the audit log records it (`console alice`, `uid 0`, a team's
+/// identity URI, `node`), in words: the staff member's username, "another team: county core",
+/// "an administrator at the node's command line" or "this node, on its own". Never a uid or
+/// a URI; the raw form stays behind the audit entry's "Details".
+pub fn actor(recorded: &str) -> String {
+    if let Some(username) = recorded.strip_prefix("console ") {
+        return match username {
+            "(unknown account)" => "Someone who typed a username that has no account".into(),
+            "(unprintable username)" => "Someone whose username cannot be shown".into(),
+            name => format!("{name} (staff member)"),
+        };
+    }
+    if recorded.starts_with("uid ") {
+        // `uid 1000 (j.doe)`: the name the command line gave, if any.
+        return match recorded.split_once(" (") {
+            Some((_, name)) => format!(
+                "{} (at the node's command line)",
+                name.trim_end_matches(')')
+            ),
+            None => "An administrator at the node's command line".into(),
+        };
+    }
+    if recorded.starts_with("spiffe://") {
+        let id = recorded.rsplit('/').next().unwrap_or(recorded);
+        return format!("Another team: {}", team(id));
+    }
+    if recorded == "node" || recorded.starts_with("node (") {
+        return "This node, on its own".into();
+    }
+    "Someone this console has no words for (see the details)".into()
+}
+
+/// What a consent covers, for one of its three choices, when it covers everything: the
+/// words for "any team", "any purpose", "every kind of information".
+pub const ANY_TEAM: &str = "Any team this node trusts, now or later";
+/// See [`ANY_TEAM`].
+pub const ANY_PURPOSE: &str = "Any purpose";
+/// See [`ANY_TEAM`].
+pub const EVERY_KIND: &str = "Every kind of information, including the specially protected kinds";
+
+/// The warning a consent's scope deserves: one sentence per specially protected kind of
+/// information it covers, naming the law; "every kind" covers them all.
+pub fn protected_warnings(categories: &[DataCategory]) -> Vec<String> {
+    let covered: Vec<DataCategory> = if categories.is_empty() {
+        DataCategory::ALL.to_vec()
+    } else {
+        categories.to_vec()
+    };
+    covered
+        .into_iter()
+        .filter_map(|c| {
+            protecting_law(c).map(|law| {
+                format!(
+                    "{} is protected by {law}: share it only if the signed consent names it.",
+                    category(c)
+                )
+            })
+        })
+        .collect()
+}
+
+/// A kind of file staff attach, by its content type: "PDF document".
+pub fn file_kind(content_type: &str) -> &'static str {
+    match content_type {
+        "application/pdf" => "PDF document",
+        "image/png" => "PNG picture",
+        "image/jpeg" => "JPEG picture",
+        _ => "file",
+    }
+}
+
+/// Every team of a discipline, as a consent may name them: "every law-enforcement team".
+pub fn discipline(discipline: crate::team::Discipline) -> &'static str {
+    use crate::team::Discipline as D;
+    match discipline {
+        D::LawEnforcement => "Every law-enforcement team",
+        D::MentalHealth => "Every mental-health team",
+        D::SubstanceUse => "Every substance-use treatment team",
+        D::Education => "Every school team",
+        D::SocialServices => "Every social-services team",
+        D::FederalPartner => "Every federal partner team",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +469,41 @@ mod tests {
     }
 
     #[test]
+    fn actors_read_as_people_and_teams_never_as_uids_or_uris() {
+        assert_eq!(actor("console alice"), "alice (staff member)");
+        assert_eq!(
+            actor("uid 0"),
+            "An administrator at the node's command line"
+        );
+        assert_eq!(
+            actor("uid 1000 (j.doe)"),
+            "j.doe (at the node's command line)"
+        );
+        assert_eq!(
+            actor("spiffe://county-mdt.example/team/county-core"),
+            "Another team: county core"
+        );
+        assert_eq!(actor("node (directory refresh)"), "This node, on its own");
+        for recorded in ["uid 0", "spiffe://f/team/x", "node", "x"] {
+            let words = actor(recorded);
+            assert!(
+                !words.contains("uid") && !words.contains("spiffe"),
+                "{words}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_kind_of_information_warns_of_each_protecting_law() {
+        let all = protected_warnings(&[]).join(" ");
+        for law in ["HIPAA", "42 CFR Part 2", "FERPA", "CJIS"] {
+            assert!(all.contains(law), "{all}");
+        }
+        assert!(protected_warnings(&[DataCategory::Threat]).is_empty());
+        assert_eq!(protected_warnings(&[DataCategory::MentalHealth]).len(), 1);
+    }
+
+    #[test]
     fn the_two_sides_of_a_request_for_information_read_differently() {
         assert_eq!(
             status(ReferralStatus::InfoRequested, Direction::Outbound),
@@ -429,9 +517,19 @@ mod tests {
 
     #[test]
     fn the_specially_protected_categories_name_their_law() {
-        for c in DataCategory::ALL {
-            assert_eq!(is_protected(c), protecting_law(c).is_some(), "{c:?}");
-        }
+        let protected: Vec<_> = DataCategory::ALL
+            .into_iter()
+            .filter(|c| protecting_law(*c).is_some())
+            .collect();
+        assert_eq!(
+            protected,
+            [
+                DataCategory::MentalHealth,
+                DataCategory::SubstanceUse,
+                DataCategory::EducationRecord,
+                DataCategory::CriminalHistory
+            ]
+        );
         assert_eq!(
             protecting_law(DataCategory::SubstanceUse),
             Some("42 CFR Part 2")

@@ -118,13 +118,18 @@ pub fn issue() -> Result<Issued, CredentialError> {
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect::<Vec<_>>()
         .join("-");
-    let mut totp_secret = vec![0u8; TOTP_SECRET_BYTES];
-    rng.fill(totp_secret.as_mut_slice());
     Ok(Issued {
         password_hash: hash_password(&password)?,
         password,
-        totp_secret,
+        totp_secret: issue_totp_secret(),
     })
+}
+
+/// A new TOTP secret alone, for an account whose authenticator is replaced.
+pub fn issue_totp_secret() -> Vec<u8> {
+    let mut totp_secret = vec![0u8; TOTP_SECRET_BYTES];
+    rand::rng().fill(totp_secret.as_mut_slice());
+    totp_secret
 }
 
 /// The argon2id hash (PHC string, with the crate's default parameters: 19 MiB, 2 passes).

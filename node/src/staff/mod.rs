@@ -17,7 +17,8 @@ pub enum StaffRole {
     Chair,
     /// Reads the audit log and the accounting of disclosures; sees no case content.
     Auditor,
-    /// A read-only view of trust status; sees no case content.
+    /// A read-only view of trust status, and the team's console accounts; sees no case
+    /// content.
     Admin,
 }
 
@@ -34,6 +35,8 @@ pub enum Capability {
     ReadAudit,
     /// Trust status.
     ReadTrust,
+    /// The console's accounts: add, disable, unlock, new credentials.
+    ManageAccounts,
 }
 
 impl StaffRole {
@@ -65,7 +68,7 @@ impl StaffRole {
                 C::ReadCases | C::CreateReferrals | C::DecideReferrals
             ),
             Self::Auditor => matches!(capability, C::ReadAudit),
-            Self::Admin => matches!(capability, C::ReadTrust),
+            Self::Admin => matches!(capability, C::ReadTrust | C::ManageAccounts),
         }
     }
 
@@ -109,6 +112,13 @@ mod tests {
         }
         for role in [StaffRole::Auditor, StaffRole::Admin] {
             assert!(!role.may(Capability::ReadCases));
+        }
+        for role in StaffRole::ALL {
+            assert_eq!(
+                role.may(Capability::ManageAccounts),
+                role == StaffRole::Admin,
+                "{role}"
+            );
         }
         for role in StaffRole::ALL {
             assert_eq!(StaffRole::parse(role.as_str()), Some(role));

@@ -232,6 +232,70 @@ impl Store {
         ended_by_admin(tx, username, "reset", actor).await.map(Some)
     }
 
+    /// Clears an account's failed sign-ins and lockout, keeping its credentials and its
+    /// sessions (a locked account has none), with its audit entry; `None` when there is no
+    /// such account.
+    pub async fn unlock_account(
+        &self,
+        username: &str,
+        actor: &Actor,
+    ) -> Result<Option<Account>, StoreError> {
+        let mut tx = self.write().await?;
+        let changed = sqlx::query(
+            "UPDATE console_accounts SET failed_logins = 0, locked_until = NULL, changed_at = $1
+             WHERE username = $2",
+        )
+        .bind(ms(self.clock.now()))
+        .bind(username)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM console_accounts WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_one(&mut *tx)
+        .await?;
+        let account = account_row(&row)?;
+        audit_log::append(
+            &mut tx,
+            &audit::account_change("unlocked", username, account.role.as_str(), actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(account))
+    }
+
+    /// Gives an account a new TOTP secret, keeping its password, and ends its sessions, with
+    /// its audit entry; `None` when there is no such account.
+    pub async fn reset_authenticator(
+        &self,
+        username: &str,
+        totp_secret: &[u8],
+        actor: &Actor,
+    ) -> Result<Option<Account>, StoreError> {
+        let mut tx = self.write().await?;
+        let changed = sqlx::query(
+            "UPDATE console_accounts SET totp_secret = $1, totp_last_step = 0, changed_at = $2
+             WHERE username = $3",
+        )
+        .bind(totp_secret.to_vec())
+        .bind(ms(self.clock.now()))
+        .bind(username)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        ended_by_admin(tx, username, "authenticator reset", actor)
+            .await
+            .map(Some)
+    }
+
     /// Records a refused sign-in (`reason` is a fixed phrase, never what was typed). For an
     /// existing account the failure counts towards its lockout, unless it is locked already;
     /// returns until when the account is now locked, if it is.

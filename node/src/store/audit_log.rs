@@ -35,6 +35,25 @@ fn accountable() -> bool {
     }
 }
 
+/// Which audit entries to read, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only entries written at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Only entries written before this time.
+    pub until: Option<OffsetDateTime>,
+    /// Only entries of this kind, by its stored name.
+    pub kind: Option<&'static str>,
+    /// Only entries about this team, as an identity URI.
+    pub peer: Option<String>,
+    /// Only entries by one of these actors, as the log records them; empty for anyone.
+    pub actors: Vec<String>,
+    /// Skip this many of the newest that match: the page's start.
+    pub offset: u32,
+    /// At most this many.
+    pub limit: u32,
+}
+
 /// A peer's history contradicting a checkpoint this node held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WitnessConflict {
@@ -295,44 +314,64 @@ impl Store {
         Ok(verifier.finish())
     }
 
-    /// Entries, newest first, filtered by time, kind and peer.
-    pub async fn audit_entries(
-        &self,
-        since: Option<OffsetDateTime>,
-        kind: Option<&str>,
-        peer: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        sqlx::query(&format!(
-            "{ENTRY_COLUMNS} WHERE at >= $1 AND ($2 IS NULL OR kind = $3) AND ($4 IS NULL OR peer = $5)
-             ORDER BY seq DESC LIMIT $6"
-        ))
-        .bind(since.map_or(i64::MIN, ms))
-        .bind(kind)
-        .bind(kind)
-        .bind(peer)
-        .bind(peer)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(entry_row)
-        .collect()
+    /// Entries, newest first, that match `filter`: a page of at most `filter.limit`, after
+    /// skipping `filter.offset`.
+    pub async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        // One placeholder per actor asked for; the list is short (the forms one name takes).
+        let actors = (0..filter.actors.len())
+            .map(|i| format!("${}", i + 8))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let actor_clause = if filter.actors.is_empty() {
+            String::new()
+        } else {
+            format!(" AND actor IN ({actors})")
+        };
+        let sql = format!(
+            "{ENTRY_COLUMNS} WHERE at >= $1 AND at < $2 AND ($3 IS NULL OR kind = $4)
+               AND ($5 IS NULL OR peer = $6){actor_clause}
+             ORDER BY seq DESC LIMIT $7 OFFSET ${}",
+            filter.actors.len() + 8
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(filter.since.map_or(i64::MIN, ms))
+            .bind(filter.until.map_or(i64::MAX, ms))
+            .bind(filter.kind)
+            .bind(filter.kind)
+            .bind(filter.peer.as_deref())
+            .bind(filter.peer.as_deref())
+            .bind(i64::from(filter.limit));
+        for actor in &filter.actors {
+            query = query.bind(actor.as_str());
+        }
+        query
+            .bind(i64::from(filter.offset))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(entry_row)
+            .collect()
     }
 
-    /// Every disclosure entry about `subject` since a time, oldest first: the referrals,
-    /// forwards and consultation copies sent, and status updates that carried case data.
+    /// Every disclosure entry under a local reference since a time, oldest first: the
+    /// referrals, forwards, consultation copies and case messages sent, and status updates
+    /// that carried case data. An entry matches when it was recorded under `reference`, or
+    /// when it is about a referral this node keeps under that reference now (its subject
+    /// reference, so also entries recorded before the reference was set).
     pub async fn disclosure_entries(
         &self,
-        subject: &str,
+        reference: &str,
         since: Option<OffsetDateTime>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(&format!(
-            "{ENTRY_COLUMNS} WHERE subject = $1 AND at >= $2
-               AND kind IN ('disclosure', 'status-change')
+            "{ENTRY_COLUMNS} WHERE kind IN ('disclosure', 'status-change')
+               AND (subject = $1
+                    OR referral_id IN (SELECT id FROM referrals WHERE subject = $2))
+               AND at >= $3
              ORDER BY seq"
         ))
-        .bind(subject)
+        .bind(reference)
+        .bind(reference)
         .bind(since.map_or(i64::MIN, ms))
         .fetch_all(&self.pool)
         .await?;

@@ -27,6 +27,7 @@
 //! - [`accounts`]: the console's staff accounts and sessions.
 //! - `notifications`: what is new for staff, written with the event it reports; what each
 //!   has seen, their preferences, and the mails made from notifications.
+//! - `consent_forms`: the signed consent forms, sealed, attached to consents; never sent.
 //! - `audit_log`: the audit log, checkpoints and message proofs.
 //! - [`observe`]: queue depths and health for operators.
 //! - `codec`: reading rows back into domain types, and the stored forms of values.
@@ -50,6 +51,7 @@ mod audit_log;
 mod case_messages;
 mod cases;
 mod codec;
+mod consent_forms;
 mod notifications;
 pub mod observe;
 mod outbox;
@@ -61,15 +63,16 @@ mod writer;
 pub use crate::signing::{MessageKind, MessageProof};
 /// The canonical bytes of a referral: what is stored, digested, and sent ([`crate::wire`]).
 pub use crate::wire::encode_referral;
-pub use audit_log::WitnessConflict;
 #[cfg(feature = "bench-internals")]
 pub use audit_log::disable_accountability_for_benchmarks;
+pub use audit_log::{AuditFilter, WitnessConflict};
 pub use case_messages::{
     CaseMessageSummary, DueReassessment, InboxSnapshot, StoredCaseMessage, Unseen,
 };
 pub use cases::{
     CLOSED, CasePage, CaseQuery, CaseReferences, CaseRow, CaseSort, IndexedReferences,
 };
+pub use consent_forms::{ConsentForm, ConsentFormInfo};
 pub use notifications::DueMail;
 pub use outbox::{DeliveryState, DueMessage, OutboxEntry};
 pub use referrals::{StatusEvent, StoredReferral, Submission, Submitted};

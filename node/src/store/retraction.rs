@@ -23,17 +23,19 @@ use crate::retraction::{
 use crate::wire;
 
 impl Store {
-    /// Records a consent.
+    /// Records a consent, and who recorded it (for the consent's page).
     pub async fn put_consent(&self, consent: &Consent, actor: &Actor) -> Result<(), StoreError> {
         let body = wire::encode_consent(consent);
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO consents (id, recorded_at, revoked_at, body) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO consents (id, recorded_at, revoked_at, body, recorded_by)
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(consent.id.to_string())
         .bind(ms(consent.recorded_at))
         .bind(consent.revoked_at.map(ms))
         .bind(body)
+        .bind(actor.to_string())
         .execute(&mut *tx)
         .await?;
         audit_log::append(&mut tx, &audit::consent_recorded(consent, actor)).await?;

@@ -13,6 +13,7 @@ mod case;
 mod console;
 mod console_cases;
 mod console_conversation;
+mod console_trustdesk;
 mod consultations;
 mod delivery;
 mod faults;
