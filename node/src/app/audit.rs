@@ -148,7 +148,10 @@ impl App {
                 "give the agency's own reference for the subject",
             ));
         }
-        let entries = self.store.disclosure_entries(subject, since).await?;
+        let entries = self
+            .store
+            .disclosure_entries(subject, &self.cases_under(subject).await?, since)
+            .await?;
         Ok(entries.iter().map(disclosure_record).collect())
     }
 

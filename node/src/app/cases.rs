@@ -96,6 +96,29 @@ impl App {
         })
     }
 
+    /// The cases whose case number or local reference is exactly `reference` (as the search
+    /// compares them: spaces and letter case aside), for the accounting of disclosures. The
+    /// index holds every prefix, so each candidate is read to keep only exact matches.
+    pub(super) async fn cases_under(&self, reference: &str) -> Result<Vec<Uuid>, AppError> {
+        let wanted = normalise(reference);
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let digest = self.case_key.reference_digest(&wanted);
+        let mut exact = Vec::new();
+        for id in self.store.referrals_with_reference_digest(&digest).await? {
+            let references = self.store.case_references(id).await?;
+            if [&references.case_number, &references.local_reference]
+                .into_iter()
+                .flatten()
+                .any(|r| normalise(r) == wanted)
+            {
+                exact.push(id);
+            }
+        }
+        Ok(exact)
+    }
+
     /// One page of the cases this team sent or received, for `actor`: what is unread is
     /// unread for them. The listing is on record, as an inbox read is.
     pub async fn cases(&self, filter: CaseFilter, actor: &Actor) -> Result<CasePage, AppError> {

@@ -361,20 +361,36 @@ impl Store {
     pub async fn disclosure_entries(
         &self,
         reference: &str,
+        also: &[Uuid],
         since: Option<OffsetDateTime>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(&format!(
+        // The referrals the caller found under the reference by other means (a case number,
+        // which is kept sealed): a handful at most, one placeholder each.
+        let listed = (0..also.len())
+            .map(|i| format!("${}", i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let also_clause = if also.is_empty() {
+            String::new()
+        } else {
+            format!("OR referral_id IN ({listed})")
+        };
+        let sql = format!(
             "{ENTRY_COLUMNS} WHERE kind IN ('disclosure', 'status-change')
                AND (subject = $1
-                    OR referral_id IN (SELECT id FROM referrals WHERE subject = $2))
+                    OR referral_id IN (SELECT id FROM referrals WHERE subject = $2)
+                    {also_clause})
                AND at >= $3
              ORDER BY seq"
-        ))
-        .bind(reference)
-        .bind(reference)
-        .bind(since.map_or(i64::MIN, ms))
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(reference)
+            .bind(reference)
+            .bind(since.map_or(i64::MIN, ms));
+        for id in also {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         let mut entries = Vec::new();
         for row in &rows {
             let entry = entry_row(row)?;

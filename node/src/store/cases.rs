@@ -416,6 +416,28 @@ impl Store {
         })
     }
 
+    /// The referrals one of whose references has `digest` among its indexed prefixes: the
+    /// candidates for a reference typed whole, which the caller confirms by reading them.
+    pub async fn referrals_with_reference_digest(
+        &self,
+        digest: &str,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query("SELECT referral_id FROM case_reference_digests WHERE digest = $1")
+            .bind(digest)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("referral_id")?;
+                Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt {
+                    table: "case_reference_digests",
+                    id,
+                    problem: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
     /// This team's own references for a case; empty when none were given.
     pub async fn case_references(&self, referral_id: Uuid) -> Result<CaseReferences, StoreError> {
         let row = sqlx::query(

@@ -198,6 +198,23 @@ async fn the_school_finds_its_case_in(logs: Logs) {
     assert_eq!(audit.sign_in(&auditor).await.status, 303);
     assert_eq!(audit.get("/cases").await.status, 403);
     assert_eq!(audit.get(&format!("/cases/{id}/print")).await.status, 403);
+    // The school's auditor finds the disclosure under the case number as well as under the
+    // reference for the person, though the case number is kept only sealed; a prefix of it
+    // is not a reference.
+    let school_auditor = add_user(&school, "hana", "auditor").await;
+    let mut school_audit = browser(&school_node, &fed);
+    assert_eq!(school_audit.sign_in(&school_auditor).await.status, 303);
+    for reference in [CASE_NUMBER, SUBJECT_REF] {
+        let found = school_audit
+            .submit("/audit", "/audit/disclosures", &[("subject", reference)])
+            .await;
+        assert!(found.body.contains(&id), "{reference}: {}", found.body);
+    }
+    let prefix = &CASE_NUMBER[..CASE_NUMBER.len() - 1];
+    let partial = school_audit
+        .submit("/audit", "/audit/disclosures", &[("subject", prefix)])
+        .await;
+    assert!(!partial.body.contains(&id), "{}", partial.body);
 
     core_node.shutdown().await;
     school_node.shutdown().await;
