@@ -360,17 +360,41 @@ async function sendTheReferral() {
   state.referralId = match[1];
 }
 
-// The referral appears in the core team's console at the other node.
+// The school finds what it sent on "My cases" by the case number it typed, which it kept.
+async function schoolFindsItsCase() {
+  const id = needState('referralId', 'send the referral');
+  const page = needState('schoolWorker', 'sign in with password and code');
+  const done = await page.locator('#done').innerText();
+  assert(/sent/i.test(done), `after sending, the case page says: ${done}`);
+  await page.click('nav a[href="/cases"]');
+  await page.locator('#cases-table').waitFor();
+  await page.locator('#cases-q').fill(state.caseRef.toLowerCase());
+  await submit(page, '#cases-search-button');
+  const row = page.locator(`#case-${id}`);
+  await row.waitFor();
+  const text = await row.innerText();
+  assert(text.includes(state.caseRef), `the case's row does not show its case number: ${text}`);
+  assert((await page.locator('#cases-table tbody tr').count()) === 1, 'the search found other cases');
+  await capture(page, 'my-cases');
+}
+
+// The referral appears at the other node, on the county's "My cases", marked New.
 async function appearsInTheCoreTeamsConsole({ browser }) {
   const id = needState('referralId', 'send the referral');
   const context = await browser.newContext(contextOptions);
   const page = await newPage(context, 'core case worker');
-  await signIn(page, CORE, ACCOUNTS.core.worker);
-  await until(page, `${CORE}/cases`, `tr[data-referral-id="${id}"]`, 'the referral in the core inbox');
-  const status = await page.locator(`tr[data-referral-id="${id}"] td.status`).innerText();
-  assert(status.trim() === 'received', `its status in the core inbox: ${status}`);
+  const landed = await signIn(page, CORE, ACCOUNTS.core.worker);
+  assert(landed === '/cases', `a case worker lands on ${landed}`);
+  await until(page, `${CORE}/cases`, `#case-${id}`, 'the referral on the county\'s My cases');
+  assert((await page.locator(`#case-unread-${id}`).count()) === 1, 'the new case is not marked New');
+  const text = await page.locator(`#case-${id}`).innerText();
+  assert(/waiting for your team to accept or decline/i.test(text), `its status in words: ${text}`);
   state.coreWorker = page;
   state.coreWorkerLastSeen = Date.now();
+}
+
+async function statusOf(page) {
+  return page.locator('#referral-status').getAttribute('data-status');
 }
 
 // A case worker cannot accept: the action is absent, and a crafted request carrying a valid
@@ -392,10 +416,9 @@ async function caseWorkerCannotAccept() {
   });
   state.coreWorkerLastSeen = Date.now();
   assert(forced.status === 403, `a case worker's forced accept answered ${forced.status}`);
-  assert(/cannot change a referral's status/.test(forced.text), 'the refusal says why');
   await page.goto(`${CORE}/referrals/${id}`);
   state.coreWorkerLastSeen = Date.now();
-  const status = (await page.locator('#referral-status').innerText()).trim();
+  const status = await statusOf(page);
   assert(status === 'received', `after the forced accept the status is ${status}`);
 }
 
@@ -406,8 +429,7 @@ async function postWithoutCsrfTokenIsRefused({ browser }) {
   const context = await browser.newContext(contextOptions);
   const page = await newPage(context, 'core chair');
   await signIn(page, CORE, ACCOUNTS.core.chair);
-  await until(page, `${CORE}/cases`, `tr[data-referral-id="${id}"]`, 'the referral in the chair\'s inbox');
-  await capture(page, 'inbox');
+  await until(page, `${CORE}/cases`, `#case-${id}`, 'the referral on the chair\'s My cases');
   state.coreChair = page;
   await page.goto(`${CORE}/referrals/${id}`);
   await page.locator('#action-accept').waitFor();
@@ -417,30 +439,193 @@ async function postWithoutCsrfTokenIsRefused({ browser }) {
   const wrong = await craftedPost(page, `/referrals/${id}/status`, { csrf: '0'.repeat(64), status: 'accepted' });
   assert(wrong.status === 403, `with a wrong token: ${wrong.status}`);
   await page.reload();
-  const status = (await page.locator('#referral-status').innerText()).trim();
+  const status = await statusOf(page);
   assert(status === 'received', `after the refused requests the status is ${status}`);
 }
 
-// The chair accepts it, and the school's console shows the new status.
+// The chair accepts it, and the school's console shows the new status, in words.
 async function chairAcceptsAndTheSchoolSeesIt() {
   const id = needState('referralId', 'send the referral');
   const chair = needState('coreChair', 'the CSRF scenario (it signs the chair in)');
   const school = needState('schoolWorker', 'sign in with password and code');
   await chair.goto(`${CORE}/referrals/${id}`);
-  const before = (await chair.locator('#referral-status').innerText()).trim();
-  assert(before === 'received', `before Accept the status is already ${before}`);
-  assert((await chair.locator('#action-accept').count()) === 1, 'the chair is not offered Accept');
+  assert((await statusOf(chair)) === 'received', 'before Accept the status is already changed');
   await submit(chair, '#action-accept');
-  const status = (await chair.locator('#referral-status').innerText()).trim();
-  assert(status === 'accepted', `after Accept the core console says ${status}`);
+  assert((await statusOf(chair)) === 'accepted', 'after Accept the status is not accepted');
+  await until(school, `${SCHOOL}/referrals/${id}`, '#referral-status[data-status="accepted"]',
+    'the school console to show accepted');
+  const words = await school.locator('#referral-status').innerText();
+  assert(/accepted by their team/i.test(words), `the school reads the status as: ${words}`);
+}
+
+// Opens the form of `action` on a case page, fills it with `fill`, waits for its live
+// preview, checks it, and confirms it; the case page then says it was done.
+async function sendFromCase(page, action, fill) {
+  await page.locator(`#${action}-form > summary`).click();
+  await fill();
+  await page.locator(`#${action}-preview .preview-summary, #${action}-preview .preview-lines, #${action}-preview .decisions`).first().waitFor();
+  await submit(page, `#${action}-check`);
+  await page.locator('#confirm-send').waitFor();
+  await submit(page, '#confirm-send');
+  await page.locator('#done').waitFor();
+}
+
+// The county asks the school a question, each step checked before it is sent; the school
+// reads it on its case page and answers; the county reads the answer in the conversation.
+async function countyAsksAndTheSchoolAnswers() {
+  const id = needState('referralId', 'send the referral');
+  const chair = needState('coreChair', 'the CSRF scenario (it signs the chair in)');
+  const school = needState('schoolWorker', 'sign in with password and code');
+  await chair.goto(`${CORE}/referrals/${id}`);
+  await sendFromCase(chair, 'ask', async () => {
+    await chair.locator('#ask-question').fill('Has he been absent since Monday? Please send attendance notes.');
+  });
+  await until(school, `${SCHOOL}/referrals/${id}`, '#conversation li[data-kind="information-request"]',
+    'the county\'s question at the school');
+  const question = await school.locator('#conversation li[data-kind="information-request"]').innerText();
+  assert(question.includes('absent since Monday'), `the school reads the question as: ${question}`);
+  await capture(school, 'case-question');
+  await sendFromCase(school, 'answer', async () => {
+    await school.locator('#answer-text').fill('Absent Tuesday and Wednesday; the attendance office called home.');
+  });
+  await until(chair, `${CORE}/referrals/${id}`, '#conversation li[data-kind="supplement"]',
+    'the school\'s answer at the county');
+  const answer = await chair.locator('#conversation li[data-kind="supplement"]').innerText();
+  assert(answer.includes('Absent Tuesday'), `the county reads the answer as: ${answer}`);
   await capture(chair, 'referral-detail');
-  await until(
-    school,
-    `${SCHOOL}/referrals/${id}`,
-    '#referral-status:text-is("accepted")',
-    'the school console to show accepted',
-  );
-  await capture(school, 'referral-sent');
+}
+
+// The school shares new information; the county chair, on another page, sees the count of
+// what is new change without reloading, and the case comes first on My cases.
+async function newInformationArrivesWithoutReloading() {
+  const id = needState('referralId', 'send the referral');
+  const chair = needState('coreChair', 'the CSRF scenario (it signs the chair in)');
+  const school = needState('schoolWorker', 'sign in with password and code');
+  await chair.goto(`${CORE}/notifications`);
+  await chair.locator('#notification-count').waitFor({ state: 'attached' });
+  // Opening the list marks all of it seen: the count is now empty.
+  await chair.goto(`${CORE}/cases`);
+  await chair.locator('#cases-table').waitFor();
+  const before = (await chair.locator('#notification-count').innerText()).trim();
+  await school.goto(`${SCHOOL}/referrals/${id}`);
+  await sendFromCase(school, 'inform', async () => {
+    await school.locator('#inform-form input[name="kind"][value="precipitating-event"]').check();
+    await school.locator('#inform-form input[name="urgent"]').check();
+    await school.locator('#inform-text').fill('He was suspended today after a fight and said it was "the last straw".');
+  });
+  // No navigation from here on: the header's count is polled.
+  const deadline = Date.now() + DELIVERY_MS + 15_000;
+  let after = before;
+  while (after === before || after === '') {
+    if (Date.now() > deadline) throw new Error(`the count of what is new stayed "${before}" without a reload`);
+    await sleep(500);
+    after = (await chair.locator('#notification-count').innerText()).trim();
+  }
+  assert(/new/.test(after), `the count reads: ${after}`);
+  await capture(chair, 'notification-arrived');
+  await chair.click('#notifications-link');
+  await chair.locator('#notification-list').waitFor();
+  const list = await chair.locator('#notification-list').innerText();
+  assert(/shared new information/i.test(list), `the list of what is new: ${list}`);
+  assert(!/suspended/.test(list), 'the notification carries the message itself');
+  await capture(chair, 'notifications');
+  await chair.goto(`${CORE}/cases`);
+  const first = await chair.locator('#cases-table tbody tr').first().getAttribute('data-referral-id');
+  assert(first === id, `the urgent new information is not first on My cases (${first})`);
+  assert((await chair.locator(`#case-urgent-${id}`).count()) === 1, 'the case is not marked urgent');
+}
+
+// The county plans and reassesses; the reassessment reaches the school in words.
+async function reassessmentReachesTheSchool() {
+  const id = needState('referralId', 'send the referral');
+  const chair = needState('coreChair', 'the CSRF scenario (it signs the chair in)');
+  const school = needState('schoolWorker', 'sign in with password and code');
+  const inDays = (days) => new Date(Date.now() + days * 86_400_000).toISOString().slice(0, 10);
+  await chair.goto(`${CORE}/referrals/${id}`);
+  await sendFromCase(chair, 'plan', async () => {
+    await chair.locator('#plan-intervention-check-ins').check();
+    await chair.locator('#plan-next').fill(inDays(14));
+  });
+  await sendFromCase(chair, 'reassess', async () => {
+    await chair.locator('#reassess-level').fill('moderate');
+    await chair.locator('#reassess-intervention-safety-plan').check();
+    await chair.locator('#reassess-next').fill(inDays(30));
+  });
+  await until(school, `${SCHOOL}/referrals/${id}`, '#conversation li[data-kind="reassessment"]',
+    'the reassessment at the school');
+  const text = await school.locator('#conversation li[data-kind="reassessment"]').innerText();
+  assert(/reassessed the risk/i.test(text), `the school reads the reassessment as: ${text}`);
+  await capture(school, 'case-reassessed');
+}
+
+// A second referral, which the county declines with a coded reason; the school reads the
+// reason in words.
+async function declineWithACodedReasonArrives() {
+  const school = needState('schoolWorker', 'sign in with password and code');
+  const chair = needState('coreChair', 'the CSRF scenario (it signs the chair in)');
+  await school.goto(`${SCHOOL}/referrals/new`);
+  await school.getByLabel('The team to send it to').selectOption({ label: CORE_TEAM.replaceAll('-', ' ') });
+  await school.getByLabel('Nothing that names the person is shared').check();
+  await school.locator('#behavior-fixation').check();
+  await school.getByLabel('What kind of threat').fill('vague statement');
+  await school.locator('#preview .decisions').waitFor();
+  await submit(school, '#send-referral');
+  await submit(school, '#confirm-send');
+  const id = new URL(school.url()).pathname.split('/').pop();
+  await until(chair, `${CORE}/referrals/${id}`, '#decline-form', 'the second referral at the county');
+  await sendFromCase(chair, 'decline', async () => {
+    await chair.locator('#decline-reason_code').selectOption('outside-jurisdiction');
+    await chair.locator('#decline-reason').fill('The student lives and studies in the next county.');
+  });
+  await until(school, `${SCHOOL}/referrals/${id}`, '#referral-status[data-status="declined"]',
+    'the decline at the school');
+  const line = await school.locator('#conversation li[data-status="declined"]').innerText();
+  assert(/outside our jurisdiction/i.test(line), `the school reads the decline as: ${line}`);
+  assert(!/outside-jurisdiction/.test(line), `the code shows instead of words: ${line}`);
+  await capture(school, 'case-declined');
+}
+
+// A consent with nothing chosen is refused beside each choice, and nothing is recorded.
+async function consentWithNothingChosenIsRefused() {
+  const page = needState('schoolWorker', 'sign in with password and code');
+  await page.goto(`${SCHOOL}/consents`);
+  const before = await page.locator('#consents-list li').count();
+  await page.locator('#consent-subject').fill('LHS-STUDENT-77');
+  await submit(page, '#check-consent');
+  for (const field of ['teams', 'purposes', 'categories']) {
+    await page.locator(`#consent-${field}-error`).waitFor();
+  }
+  await capture(page, 'consent-refused');
+  await page.goto(`${SCHOOL}/consents`);
+  assert((await page.locator('#consents-list li').count()) === before, 'a consent was recorded');
+  await capture(page, 'consents');
+}
+
+// The admin unlocks the account that five wrong passwords locked, from the Accounts page;
+// its holder then signs in.
+async function adminUnlocksAnAccount({ browser }) {
+  const locked = ACCOUNTS.school.lockout;
+  const context = await browser.newContext(contextOptions);
+  const page = await newPage(context, 'school admin');
+  const landed = await signIn(page, SCHOOL, ACCOUNTS.school.admin);
+  assert(landed === '/trust', `an admin lands on ${landed}`);
+  await page.locator('#certificates-table').waitFor();
+  await capture(page, 'trust');
+  await page.click('nav a[href="/accounts"]');
+  await page.locator('#accounts-list').waitFor();
+  const state = await page.locator(`#account-${locked.username}-state`).innerText();
+  assert(/locked/i.test(state), `the locked account reads: ${state}`);
+  await capture(page, 'accounts');
+  await submit(page, `#unlock-${locked.username}`);
+  const after = await page.locator(`#account-${locked.username}-state`).innerText();
+  assert(!/locked/i.test(after), `after unlocking the account reads: ${after}`);
+  await context.close();
+  const holder = await browser.newContext(contextOptions);
+  const theirs = await newPage(holder, 'the unlocked case worker');
+  // Its last code was spent at the lockout; the next step's is a new one.
+  const where = await signIn(theirs, SCHOOL, locked, 30);
+  assert(where === '/cases', `after the unlock the holder landed on ${where}`);
+  await holder.close();
 }
 
 // The auditor exports the accounting of disclosures as CSV: its header row, and the referral
@@ -477,25 +662,21 @@ async function auditorExportsDisclosures({ browser }) {
 }
 
 // The other main pages: each renders for its role, and is screenshot and checked with axe.
-async function theOtherPagesRender({ browser }) {
+async function theOtherPagesRender() {
+  const id = needState('referralId', 'send the referral');
   const school = needState('schoolWorker', 'sign in with password and code');
   for (const [route, name, marker] of [
     ['/consultations', 'consultations', 'main h1'],
-    ['/consents', 'consents', '#consent-form'],
     ['/outbox', 'outbox', '#outbox-table'],
+    ['/account/settings', 'settings', '#settings-form'],
+    [`/cases/${id}/print`, 'print', '#print-conversation'],
   ]) {
     const response = await school.goto(`${SCHOOL}${route}`);
     assert(response.status() === 200, `${route} answered ${response.status()}`);
     await school.locator(marker).first().waitFor();
     await capture(school, name);
   }
-  const context = await browser.newContext(contextOptions);
-  const page = await newPage(context, 'school admin');
-  const landed = await signIn(page, SCHOOL, ACCOUNTS.school.admin);
-  assert(landed === '/trust', `an admin lands on ${landed}`);
-  await page.locator('#certificates-table').waitFor();
-  await capture(page, 'trust');
-  await context.close();
+  assert((await school.locator('header.site nav').count()) === 0, 'the print view shows the menu');
 }
 
 // A chair changes their own password from the header's link: the form says what is wrong
@@ -550,8 +731,10 @@ async function idleSessionLocks() {
 }
 
 // The main pages, by the name of their screenshot.
-const MAIN_PAGES = ['sign-in', 'inbox', 'referral-detail', 'new-referral', 'consultations',
-  'consents', 'outbox', 'audit', 'trust', 'change-password'];
+const MAIN_PAGES = ['sign-in', 'my-cases', 'referral-detail', 'case-question', 'case-reassessed',
+  'case-declined', 'new-referral', 'new-referral-problems', 'new-referral-check', 'notifications',
+  'consultations', 'consents', 'consent-refused', 'outbox', 'audit', 'trust', 'accounts',
+  'settings', 'print', 'change-password', 'unlock'];
 
 // Every main page was screenshot this run into the documented folder.
 async function screenshotsOfTheMainPages() {
@@ -590,14 +773,21 @@ const scenarios = [
   ['TOTP matches RFC 6238', totpMatchesTheRfc],
   ['sign in with password and TOTP', signInWithPasswordAndCode],
   ['wrong passwords are rate-limited', wrongPasswordsAreRateLimited],
-  ['the live preview shows MENTAL_HEALTH withheld with its reason', previewShowsMentalHealthWithheld],
-  ['the referral is sent', sendTheReferral],
-  ['it appears in the core team\'s console', appearsInTheCoreTeamsConsole],
+  ['the live preview says in words what reaches the team and why', previewShowsMentalHealthWithheld],
+  ['the referral is checked, then sent', sendTheReferral],
+  ['the school finds its case by its case number', schoolFindsItsCase],
+  ['it appears on the county\'s My cases, marked New', appearsInTheCoreTeamsConsole],
   ['a case worker cannot accept (absent, and 403 when forced)', caseWorkerCannotAccept],
   ['a crafted request without the CSRF token is refused', postWithoutCsrfTokenIsRefused],
   ['the chair accepts, and the school\'s console shows it', chairAcceptsAndTheSchoolSeesIt],
+  ['the county asks and the school answers', countyAsksAndTheSchoolAnswers],
+  ['new information arrives and the county sees it without reloading', newInformationArrivesWithoutReloading],
+  ['a reassessment reaches the school', reassessmentReachesTheSchool],
+  ['a decline with a coded reason arrives', declineWithACodedReasonArrives],
+  ['a consent with nothing chosen is refused', consentWithNothingChosenIsRefused],
+  ['an admin unlocks an account', adminUnlocksAnAccount],
   ['the auditor exports the accounting of disclosures', auditorExportsDisclosures],
-  ['consultations, consents, outbox and trust render', theOtherPagesRender],
+  ['consultations, sent messages, settings and the print view render', theOtherPagesRender],
   ['a chair changes their own password', holderChangesTheirPassword],
   ['an idle session locks', idleSessionLocks],
   ['screenshots of the main pages', screenshotsOfTheMainPages],

@@ -175,6 +175,11 @@ impl Action {
 /// The confirmation a `?done=` word stands for, naming the other team; `None` for a word no
 /// action gives.
 pub fn done_notice(done: &str, other: &str) -> Option<String> {
+    if done == "referral-sent" {
+        return Some(format!(
+            "Your referral was sent to {other}. Its status, and everything your teams send each other about it, will show here."
+        ));
+    }
     let action = Action::ALL.into_iter().find(|a| a.done() == done)?;
     Some(match action {
         Action::Accept => format!("You accepted the referral. {other} is told."),
@@ -907,8 +912,8 @@ fn status_preview(update: &StatusUpdate, other: &str) -> Markup {
             @match (kept(DataCategory::Narrative), &update.reason) {
                 (Some(w), _) => {
                     li.kept-back data-category="NARRATIVE" {
-                        "Your own words are kept back: " (w.reasons.join(" "))
-                        @if !w.rules.is_empty() { details.codes { summary { "Details" } p.mono { (w.rules.join(", ")) } } }
+                        "Your own words are kept back: " (disclosure::why(&w.reasons, &w.rules))
+                        details.codes { summary { "Details" } p.mono { @if w.rules.is_empty() { (w.reasons.join(" ")) } @else { (w.rules.join(", ")) } } }
                     }
                 }
                 (None, Some(_)) => { li data-category="NARRATIVE" { "Your own words reach them." } }
@@ -917,8 +922,8 @@ fn status_preview(update: &StatusUpdate, other: &str) -> Markup {
             @match (kept(DataCategory::Assessment), &update.outcome) {
                 (Some(w), _) => {
                     li.kept-back data-category="ASSESSMENT" {
-                        "The outcome is kept back: " (w.reasons.join(" "))
-                        @if !w.rules.is_empty() { details.codes { summary { "Details" } p.mono { (w.rules.join(", ")) } } }
+                        "The outcome is kept back: " (disclosure::why(&w.reasons, &w.rules))
+                        details.codes { summary { "Details" } p.mono { @if w.rules.is_empty() { (w.reasons.join(" ")) } @else { (w.rules.join(", ")) } } }
                     }
                 }
                 (None, Some(_)) => { li data-category="ASSESSMENT" { "The outcome reaches them." } }

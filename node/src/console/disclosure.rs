@@ -23,6 +23,20 @@ fn outcome(outcome: Outcome, recipient: &str) -> (&'static str, String) {
     }
 }
 
+/// Why the filter decided as it did, in sentences. When no rule decided (the policy denies
+/// by default what nothing permits), the filter's own sentence names the codes it compared;
+/// staff read instead that nothing allows it, and the codes stay behind "Details".
+pub fn why(reasons: &[String], rules: &[String]) -> String {
+    if rules.is_empty() {
+        return "Nothing in the law or in your agency's policy allows this to reach that team, for this purpose, on the reason given for sharing. Without a rule that allows it, it stays here.".to_owned();
+    }
+    reasons
+        .iter()
+        .map(|r| page::sentence(r))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The decisions for `recipient` (a team id or identity URI), one card each: the kind of
 /// information, what happens to it, and why, after a sentence that sums them up. `id`, where
 /// the page has one list of them, is the list's element id (its sentence's is `{id}-summary`).
@@ -49,14 +63,14 @@ pub fn decisions(id: Option<&str>, decisions: &[FieldDecision], recipient: &str)
                     span.decision-what { (words::category(d.category)) }
                     " "
                     span class=(format!("badge {class}")) { (text) }
-                    @if !d.reasons.is_empty() {
-                        p.decision-why { "Why: " (d.reasons.iter().map(|r| page::sentence(r)).collect::<Vec<_>>().join(" ")) }
+                    @if !d.reasons.is_empty() || d.outcome != Outcome::Disclose {
+                        p.decision-why { "Why: " (why(&d.reasons, &d.rules)) }
                     }
-                    @if !d.rules.is_empty() {
-                        details.decision-details {
-                            summary { "Details" span.visually-hidden { " for " (words::category_short(d.category)) } }
-                            p.mono { "Rules: " (d.rules.join(", ")) }
-                        }
+                    details.decision-details {
+                        summary { "Details" span.visually-hidden { " for " (words::category_short(d.category)) } }
+                        p.mono { (d.category.as_str()) ": " (d.outcome.as_str()) }
+                        @if d.rules.is_empty() { p.mono { (d.reasons.join(" ")) } }
+                        @else { p.mono { "Rules: " (d.rules.join(", ")) } }
                     }
                 }
             }

@@ -22,10 +22,10 @@ pub fn withheld(withheld: &[Withheld], id: &str) -> Markup {
                         th scope="row" { (words::category(w.category)) }
                         td { @if w.pseudonymized { "replaced by the case handle" } @else { "kept back" } }
                         td {
-                            (w.reasons.join(" "))
-                            @if !w.rules.is_empty() {
-                                details.codes { summary { "Details" } p.mono { (w.rules.join(", ")) } }
-                            }
+                            (super::disclosure::why(&w.reasons, &w.rules))
+                            details.codes { summary { "Details" } p.mono {
+                                @if w.rules.is_empty() { (w.reasons.join(" ")) } @else { (w.rules.join(", ")) }
+                            } }
                         }
                     }
                 }
@@ -41,16 +41,16 @@ pub fn content(c: &ReferralContent, id: &str) -> Markup {
     html! {
         div.card.content id=(id) {
             @if let Some(i) = &c.identity {
-                section aria-labelledby=(heading("identity")) { h4 id=(heading("identity")) { "Who the person is" }
+                div.content-section { h4 id=(heading("identity")) { "Who the person is" }
                     p { (i.full_name) @if !i.date_of_birth.is_empty() { ", born " (i.date_of_birth) } }
                     @for x in &i.identifiers { p { (x.system) ": " (x.value) } } }
             }
             @if let Some(x) = &c.contact {
-                section aria-labelledby=(heading("contact")) { h4 id=(heading("contact")) { "How to reach the person" }
+                div.content-section { h4 id=(heading("contact")) { "How to reach the person" }
                     p { (x.address) " " (x.phone) " " (x.email) } }
             }
             @if let Some(b) = &c.behavior {
-                section aria-labelledby=(heading("behavior")) { h4 id=(heading("behavior")) { "Behaviours of concern" }
+                div.content-section { h4 id=(heading("behavior")) { "Behaviours of concern" }
                     ul {
                         @for o in &b.observations {
                             li {
@@ -65,35 +65,35 @@ pub fn content(c: &ReferralContent, id: &str) -> Markup {
                 }
             }
             @if let Some(t) = &c.threat {
-                section aria-labelledby=(heading("threat")) { h4 id=(heading("threat")) { "The threat" }
+                div.content-section { h4 id=(heading("threat")) { "The threat" }
                     p { (threat_text(t)) } }
             }
             @if let Some(n) = &c.narrative {
-                section aria-labelledby=(heading("narrative")) { h4 id=(heading("narrative")) { "In their words" } p.text { (n.text) } }
+                div.content-section { h4 id=(heading("narrative")) { "In their words" } p.text { (n.text) } }
             }
             @if let Some(m) = &c.mental_health {
-                section aria-labelledby=(heading("mh")) { h4 id=(heading("mh")) { "Mental health" }
+                div.content-section { h4 id=(heading("mh")) { "Mental health" }
                     p { (lines(&m.diagnoses)) } p { (m.treatment) } }
             }
             @if let Some(s) = &c.substance_use {
-                section aria-labelledby=(heading("su")) { h4 id=(heading("su")) { "Substance use treatment" } p { (s.treatment_record) } }
+                div.content-section { h4 id=(heading("su")) { "Substance use treatment" } p { (s.treatment_record) } }
             }
             @if let Some(e) = &c.education_record {
-                section aria-labelledby=(heading("edu")) { h4 id=(heading("edu")) { "School records" }
+                div.content-section { h4 id=(heading("edu")) { "School records" }
                     p { (e.school) ", grade " (e.grade) @if e.iep_or_504 { ", IEP or 504 plan" } }
                     @if !e.discipline.is_empty() { p { "Discipline: " (lines(&e.discipline)) } } }
             }
             @if let Some(h) = &c.criminal_history {
-                section aria-labelledby=(heading("crim")) { h4 id=(heading("crim")) { "Criminal history" }
+                div.content-section { h4 id=(heading("crim")) { "Criminal history" }
                     p { "Arrests: " (lines(&h.arrests)) } p { "Protective orders: " (lines(&h.protective_orders)) }
                     p { "Firearm records: " (lines(&h.firearm_records)) } }
             }
             @if let Some(r) = &c.reporter {
-                section aria-labelledby=(heading("reporter")) { h4 id=(heading("reporter")) { "Who reported the concern" }
+                div.content-section { h4 id=(heading("reporter")) { "Who reported the concern" }
                     p { (r.name) " (" (r.relationship) ") " (r.contact) } }
             }
             @if !c.third_parties.is_empty() {
-                section aria-labelledby=(heading("third")) { h4 id=(heading("third")) { "Other people involved" }
+                div.content-section { h4 id=(heading("third")) { "Other people involved" }
                     ul { @for t in &c.third_parties { li { (t.name) " (" (t.role) ")" } } } }
             }
         }

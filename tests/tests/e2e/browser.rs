@@ -17,9 +17,18 @@ use tatmx_proto::v1 as pb;
 use tatmx_tests::{TeamSpec, TestFederation, console_section, web_certificate};
 
 /// The core team's console locks a session after this long idle: seconds rather than the
-/// default half hour, so the idle-lock scenario waits only that long. The school keeps the
-/// default, since its sessions sit idle while the core team works on the referral.
-const CORE_IDLE_LOCK_MS: u64 = 6_000;
+/// default half hour, so the idle-lock scenario waits only that long, yet long enough for the
+/// chair to wait on a page for news from the school. The school keeps the default, since its
+/// sessions sit idle while the core team works on the referral.
+const CORE_IDLE_LOCK_MS: u64 = 30_000;
+
+/// The county's own counsel, as in the demo: case questions and notes may go back to the
+/// referring school, so the school can read the county's question.
+const CASE_NOTES_TO_SCHOOLS: &str = r#"@id("local-case-notes-to-referring-schools")
+@reason("this county's agreement with its school district: case questions and notes may go back to the referring school")
+permit (principal, action == Action::"disclose", resource == Category::"NARRATIVE")
+when { context.recipient.role == "affiliate" && context.recipient.discipline == "education" };
+"#;
 /// The longest the script may run; it takes well under a minute.
 const SCRIPT_TIME_LIMIT: Duration = Duration::from_secs(240);
 /// Set to `require` to fail, not skip, when the browser or the npm packages are missing.
@@ -162,7 +171,14 @@ async fn the_console_in_a_real_browser() {
         web_certificate(&fed, team);
     }
     let core_idle = format!("{CORE_IDLE_LOCK_MS}ms");
-    fed.write_config(&core, &[&school], &console_section(&core_idle));
+    let local = core.dir.join("local.cedar");
+    std::fs::write(&local, CASE_NOTES_TO_SCHOOLS).expect("the county's local rules");
+    let policy = format!("[policy]\nfiles = [\"{}\"]\n", local.display());
+    fed.write_config(
+        &core,
+        &[&school],
+        &format!("{policy}{}", console_section(&core_idle)),
+    );
     fed.write_config(&school, &[&core], &console_section("30m"));
     let core_node = tatmx_tests::start(&core).await;
     let school_node = tatmx_tests::start(&school).await;
