@@ -86,6 +86,11 @@ function assert(condition, message) {
   if (!condition) throw new Error(message);
 }
 
+// A team's id as the console names it: `county-core` reads "County Core".
+function teamName(id) {
+  return id.split(/[-_]/).filter((w) => w).map((w) => w[0].toUpperCase() + w.slice(1)).join(' ');
+}
+
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -296,7 +301,7 @@ async function previewShowsMentalHealthWithheld() {
   await page.locator('#recipient-error').waitFor();
   await capture(page, 'new-referral-problems');
   state.caseRef = `LHS-${Date.now().toString(36).toUpperCase()}`;
-  await page.getByLabel('The team to send it to').selectOption({ label: CORE_TEAM.replaceAll('-', ' ') });
+  await page.getByLabel('The team to send it to').selectOption({ label: teamName(CORE_TEAM) });
   await page.getByLabel('Ask a team to assess a person of concern').check();
   await page.getByLabel(/A health or safety emergency at school/).check();
   await page.getByLabel('Why the law allows sharing without consent').fill(
@@ -325,7 +330,7 @@ async function previewShowsMentalHealthWithheld() {
   assert(!/MENTAL_HEALTH/.test(words), `a code shows outside Details: ${words}`);
   await page.locator('#preview li[data-category="THREAT"][data-outcome="disclose"]').waitFor();
   const summary = await page.locator('#preview-decisions-summary').innerText();
-  assert(summary.includes(CORE_TEAM.replaceAll('-', ' ')), `preview summary: ${summary}`);
+  assert(summary.includes(teamName(CORE_TEAM)), `preview summary: ${summary}`);
   // The reporter is typed last; its entry shows once the preview has caught up with the form.
   await page.locator('#preview li[data-category="REPORTER_IDENTITY"]').waitFor();
   state.mentalHealthReason = words;
@@ -564,7 +569,7 @@ async function declineWithACodedReasonArrives() {
   const school = needState('schoolWorker', 'sign in with password and code');
   const chair = needState('coreChair', 'the CSRF scenario (it signs the chair in)');
   await school.goto(`${SCHOOL}/referrals/new`);
-  await school.getByLabel('The team to send it to').selectOption({ label: CORE_TEAM.replaceAll('-', ' ') });
+  await school.getByLabel('The team to send it to').selectOption({ label: teamName(CORE_TEAM) });
   await school.getByLabel('Nothing that names the person is shared').check();
   await school.locator('#behavior-fixation').check();
   await school.getByLabel('What kind of threat').fill('vague statement');

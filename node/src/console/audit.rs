@@ -163,6 +163,9 @@ pub async fn page(
                 " signed checkpoints verified; the last checkpoint was signed " (page::time(verification.last_checkpoint_at_ms.and_then(entry_time))) "."
             }
         }
+        // What an auditor is most often asked for comes first: what left about one person.
+        h2 id="accounting-heading" { "Accounting of disclosures" }
+        (subject_form(&staff, ""))
         h2 id="log-heading" { "Log" }
         form.filters method="get" action="/audit" id="audit-filter" aria-label="Filter the audit log" {
             div {
@@ -223,8 +226,6 @@ pub async fn page(
                 @if older { a href=(filter.href("/audit", Some(number + 1))) id="audit-older" { "Older entries" } }
             }
         }
-        h2 id="accounting-heading" { "Accounting of disclosures" }
-        (subject_form(&staff, ""))
     };
     page::layout(&console, &staff, "Audit", "/audit", body).into_response()
 }

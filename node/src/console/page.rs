@@ -14,6 +14,7 @@ use super::account::PASSWORD_PAGE;
 use super::notifications::{NOTIFICATION_COUNT, NOTIFICATIONS_PAGE};
 use super::session::Staff;
 use super::settings::SETTINGS_PAGE;
+use super::words;
 use crate::actor::Actor;
 use crate::app::AppError;
 use crate::case_message::CaseRefusal;
@@ -109,8 +110,22 @@ pub fn layout(
             }
             body hx-headers=(format!(r#"{{"X-CSRF-Token":"{}"}}"#, staff.csrf)) {
                 a.skip-link href="#main" { "Skip to main content" }
+                // Two rows: who is signed in and their account on the first, beside the team;
+                // the pages and what is new on the second, so neither wraps mid-row.
                 header.site {
-                    span.team { "tatmx · " (team) }
+                    div.account-bar {
+                    span.team { "tatmx · " (words::team(&team)) }
+                    span.who id="signed-in-as" { (staff.username) " (" (staff.role.label()) ")" }
+                    a.account href=(SETTINGS_PAGE) id="account-settings"
+                        aria-current=[(current == SETTINGS_PAGE).then_some("page")] { "Your settings" }
+                    a.account href=(PASSWORD_PAGE) id="account-password"
+                        aria-current=[(current == PASSWORD_PAGE).then_some("page")] { "Change password" }
+                    form method="post" action="/sign-out" {
+                        (csrf_field(staff))
+                        button type="submit" id="sign-out" { "Sign out" }
+                    }
+                    }
+                    div.nav-bar {
                     nav aria-label="Main" {
                         ul {
                             @for (href, label, capability) in NAV {
@@ -138,14 +153,6 @@ pub fn layout(
                                 hx-get=(NOTIFICATION_COUNT) hx-trigger="load, every 10s" {}
                         }
                     }
-                    span.who id="signed-in-as" { (staff.username) " (" (staff.role.label()) ")" }
-                    a.account href=(SETTINGS_PAGE) id="account-settings"
-                        aria-current=[(current == SETTINGS_PAGE).then_some("page")] { "Your settings" }
-                    a.account href=(PASSWORD_PAGE) id="account-password"
-                        aria-current=[(current == PASSWORD_PAGE).then_some("page")] { "Change password" }
-                    form method="post" action="/sign-out" {
-                        (csrf_field(staff))
-                        button type="submit" id="sign-out" { "Sign out" }
                     }
                 }
                 main id="main" tabindex="-1" {

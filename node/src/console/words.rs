@@ -215,9 +215,20 @@ pub fn audit_kind(kind: AuditKind) -> &'static str {
     }
 }
 
-/// A team's id in words: `county-core` reads "county core".
+/// A team's id in words, as a name: `county-core` reads "County Core". Team ids are all the
+/// federation knows a team by; written as a name they read as one in a sentence.
 pub fn team(id: &str) -> String {
-    id.replace(['-', '_'], " ")
+    id.split(['-', '_'])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut chars = w.chars();
+            chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A behaviour of concern the forms offer: its code (what travels, and what the other
@@ -481,7 +492,7 @@ mod tests {
         );
         assert_eq!(
             actor("spiffe://county-mdt.example/team/county-core"),
-            "Another team: county core"
+            "Another team: County Core"
         );
         assert_eq!(actor("node (directory refresh)"), "This node, on its own");
         for recorded in ["uid 0", "spiffe://f/team/x", "node", "x"] {

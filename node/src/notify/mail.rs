@@ -177,7 +177,7 @@ mod tests {
             at: time::OffsetDateTime::UNIX_EPOCH,
         };
         let (subject, text) = compose(&notification, "https://tatmx.example:8443");
-        assert_eq!(subject, "tatmx: County core asked for more information");
+        assert_eq!(subject, "tatmx: County Core asked for more information");
         assert!(text.contains(
             "Open the case: https://tatmx.example:8443/referrals/00000000-0000-0000-0000-000000000000"
         ));

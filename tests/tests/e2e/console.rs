@@ -735,7 +735,7 @@ async fn a_referral_made_in_the_console_previews_its_filter_and_reaches_the_core
         check.body
     );
     assert!(
-        check.body.contains("Will reach county core"),
+        check.body.contains("Will reach County Core"),
         "{}",
         check.body
     );

@@ -76,7 +76,7 @@ async fn the_school_finds_its_case_in(logs: Logs) {
     let mine = web.get("/cases").await;
     assert_eq!(rows(&mine), 1, "{}", mine.body);
     assert!(mine.body.contains(CASE_NUMBER) && mine.body.contains(SUBJECT_REF));
-    assert!(mine.body.contains("Sent to county core"), "{}", mine.body);
+    assert!(mine.body.contains("Sent to County Core"), "{}", mine.body);
     // Nothing from the county yet (its automatic acknowledgement is not news).
     assert!(!mine.body.contains("case-unread-"), "{}", mine.body);
     // Found by all of its number, by how it starts in another letter case, and by the
@@ -110,7 +110,7 @@ async fn the_school_finds_its_case_in(logs: Logs) {
         "{}",
         list.body
     );
-    assert!(list.body.contains("Received from lincoln high"));
+    assert!(list.body.contains("Received from Lincoln High"));
     assert_eq!(county.get(&format!("/referrals/{id}")).await.status, 200);
     let list = county.get("/cases").await;
     assert!(

@@ -226,7 +226,7 @@ async fn the_county_asks_the_school_answers_each_checked_before_it_is_sent() {
     assert!(
         after
             .body
-            .contains("Your question was sent to Lincoln high. You will see their answer here."),
+            .contains("Your question was sent to Lincoln High. You will see their answer here."),
         "{}",
         after.body
     );
@@ -300,7 +300,7 @@ async fn the_county_asks_the_school_answers_each_checked_before_it_is_sent() {
     assert_eq!(first.location(), format!("/referrals/{id}?done=answered"));
     assert_eq!(second.location(), first.location());
     let after = dana.get(first.location()).await;
-    assert!(after.body.contains("Your answer was sent to County core."));
+    assert!(after.body.contains("Your answer was sent to County Core."));
     assert!(
         !after.body.contains(r#"id="answer-form""#),
         "the question is still open"
@@ -431,7 +431,7 @@ async fn a_decline_reaches_the_school_in_words_and_what_is_not_open_is_refused()
     assert!(
         school_page
             .body
-            .contains("County core declined the referral")
+            .contains("County Core declined the referral")
     );
     let withdraw = dana
         .submit(
@@ -541,7 +541,7 @@ async fn a_plan_and_a_reassessment_recorded_in_the_console_reach_the_school() {
     let mut dana = browser(&school_node, &fed);
     assert_eq!(dana.sign_in(&counsellor).await.status, 303);
     let school_page = page_showing(&mut dana, &id, r#"data-kind="reassessment""#).await;
-    assert!(school_page.body.contains("County core reassessed the risk"));
+    assert!(school_page.body.contains("County Core reassessed the risk"));
     assert!(
         school_page
             .body
@@ -552,7 +552,7 @@ async fn a_plan_and_a_reassessment_recorded_in_the_console_reach_the_school() {
     assert!(
         school_page
             .body
-            .contains("Regular check-ins with a named adult or officer, by lincoln high")
+            .contains("Regular check-ins with a named adult or officer, by Lincoln High")
     );
     // The school reads the plan; it does not make one.
     assert!(!school_page.body.contains(r#"id="plan-form""#));
@@ -607,7 +607,7 @@ async fn a_forward_and_a_consultation_start_with_no_team_chosen_and_are_checked_
     let (checked, first, second) =
         check_and_send(&mut erin, &id, "forward", &[("recipient", &state_uri)]).await;
     assert!(
-        checked.body.contains("Will reach state police tat"),
+        checked.body.contains("Will reach State Police Tat"),
         "{}",
         checked.body
     );
@@ -620,7 +620,7 @@ async fn a_forward_and_a_consultation_start_with_no_team_chosen_and_are_checked_
         1,
         "a double click forwarded twice"
     );
-    assert!(after.body.contains("Passed on to state police tat."));
+    assert!(after.body.contains("Passed on to State Police Tat."));
 
     let bau_uri = bau.identity.uri();
     let question = "Does the pattern of leakage suggest escalation?";

@@ -215,7 +215,7 @@ async fn a_consent_of_every_kind_warns_of_each_law_and_its_page_shows_its_scope_
         .and_then(|rest| rest.split("</dl>").next())
         .unwrap_or_default();
     for words in [
-        "county core",
+        "County Core",
         "Any purpose",
         "Every kind of information",
         "Pat Doe",
@@ -394,7 +394,7 @@ async fn the_auditor_finds_a_disclosure_by_a_local_reference_reads_the_log_in_wo
     );
     assert!(found.body.contains(&id));
     assert!(found.body.contains("A referral"));
-    assert!(found.body.contains("county core"));
+    assert!(found.body.contains("County Core"));
 
     let unknown = web
         .submit(
@@ -420,7 +420,7 @@ async fn the_auditor_finds_a_disclosure_by_a_local_reference_reads_the_log_in_wo
         );
     }
     assert!(log.body.contains("Information sent to another team"));
-    assert!(log.body.contains("with county core"));
+    assert!(log.body.contains("with County Core"));
     let everything = web.get("/audit?actor=gina").await;
     assert!(everything.body.contains(r#"data-kind="sign-in""#));
     assert!(everything.body.contains("gina (staff member)"));
@@ -472,7 +472,7 @@ async fn an_admin_unlocks_a_locked_account_from_the_accounts_page_and_its_holder
     assert!(
         sign_in
             .body
-            .contains("Sign in to lincoln high's tatmx console"),
+            .contains("Sign in to Lincoln High's tatmx console"),
         "{}",
         sign_in.body
     );
@@ -511,7 +511,7 @@ async fn an_admin_unlocks_a_locked_account_from_the_accounts_page_and_its_holder
     let mut web = browser(&node, &fed);
     let signed = web.sign_in(&worker).await;
     assert_eq!(signed.status, 303, "{}", signed.body);
-    assert_eq!(signed.location(), "/inbox");
+    assert_eq!(signed.location(), "/cases");
 
     let changes = tatmx_tests::audit_entries(&school, "account-change").await;
     assert!(
@@ -547,7 +547,7 @@ async fn an_admin_unlocks_a_locked_account_from_the_accounts_page_and_its_holder
             .expect("base32 secret"),
     );
     let mut web = browser(&node, &fed);
-    assert_eq!(web.sign_in(&newbie).await.location(), "/inbox");
+    assert_eq!(web.sign_in(&newbie).await.location(), "/cases");
     let taken = desk
         .submit(
             "/accounts",
@@ -567,13 +567,13 @@ async fn a_case_worker_cannot_open_or_use_the_accounts_page() {
     let worker = add_user(&school, "ivy", "case-worker").await;
     let _other = add_user(&school, "joe", "case-worker").await;
     let mut web = signed_in(&node, &fed, &worker).await;
-    let inbox = web.get("/inbox").await;
+    let inbox = web.get("/cases").await;
     assert!(!inbox.body.contains(r#"href="/accounts""#), "no menu entry");
     assert_eq!(web.get("/accounts").await.status, 403);
     for action in ["add", "disable", "unlock", "reset", "authenticator"] {
         let refused = web
             .submit(
-                "/inbox",
+                "/cases",
                 &format!("/accounts/{action}"),
                 &[("username", "joe"), ("role", "admin")],
             )

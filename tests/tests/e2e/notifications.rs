@@ -160,7 +160,7 @@ async fn a_referral_emails_the_chair_who_asked_only_the_team_kind_and_link_once(
     );
     assert_eq!(
         mail.header("Subject").as_deref(),
-        Some("tatmx: Lincoln high sent your team a new referral"),
+        Some("tatmx: Lincoln High sent your team a new referral"),
         "{}",
         mail.raw
     );
@@ -251,7 +251,7 @@ async fn what_is_new_is_counted_without_keeping_an_idle_session_open_in_the_user
     assert_eq!(list.status, 200);
     assert!(
         list.body
-            .contains("Lincoln high sent your team a new referral"),
+            .contains("Lincoln High sent your team a new referral"),
         "{}",
         list.body
     );
