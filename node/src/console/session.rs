@@ -27,8 +27,11 @@ pub const COOKIE: &str = "__Host-tatmx-session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// A session ends this long after sign-in, however active.
 pub const MAX_SESSION: Duration = Duration::from_secs(12 * 3600);
-/// The largest form body read while checking a CSRF token.
-pub const MAX_FORM_BYTES: usize = 256 * 1024;
+/// The largest form body read while checking a CSRF token. Well above any form whose every
+/// text is within its limit (`console::form`), so a text pasted over its limit reaches the
+/// page, which refuses it beside its field and keeps what was typed; and below the 2 MB the
+/// handlers' own extractors take.
+pub const MAX_FORM_BYTES: usize = 1024 * 1024;
 
 /// The policy every response carries: nothing but this node's own scripts, styles and
 /// images; no inline script or style, no framing, forms posting only here.
@@ -213,7 +216,7 @@ async fn guard(console: Console, request: Request, next: Next, mode: Guard) -> R
         time_zone: session.time_zone,
     };
     let request = if request.method() == Method::POST {
-        match check_csrf(request, &staff.csrf).await {
+        match check_csrf(request, &console, &staff).await {
             Ok(request) => request,
             Err(response) => return response,
         }
@@ -238,7 +241,12 @@ async fn guard(console: Console, request: Request, next: Next, mode: Guard) -> R
 
 /// Checks a POST's CSRF token, from the header or the `csrf` form field, and hands the
 /// request on with its body intact.
-async fn check_csrf(request: Request, expected: &str) -> Result<Request, Response> {
+async fn check_csrf(
+    request: Request,
+    console: &Console,
+    staff: &Staff,
+) -> Result<Request, Response> {
+    let expected = staff.csrf.as_str();
     let refused = || {
         page::plain(
             StatusCode::FORBIDDEN,
@@ -260,9 +268,13 @@ async fn check_csrf(request: Request, expected: &str) -> Result<Request, Respons
     let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
         .await
         .map_err(|_| {
-            page::plain(
+            // Past this size nothing of it is read, so nothing of it can be shown again; the
+            // browser still holds it on the page before.
+            page::error_page(
+                console,
+                staff,
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "This form is too large to send. Shorten the longest text and try again.",
+                "This form is too large to send, so nothing was saved or sent. Go back: your browser still has what you typed. Shorten the longest text (each field shows its limit) and try again.",
             )
         })?;
     let token = form_urlencoded::parse(&bytes)

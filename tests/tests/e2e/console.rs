@@ -1337,3 +1337,62 @@ async fn a_password_change_without_the_csrf_token_is_refused() {
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_text_over_its_limit_comes_back_beside_its_field_and_an_oversized_form_gets_a_page() {
+    let (fed, core, school) = federation("30m");
+    let core_node = tatmx_tests::start(&core).await;
+    let school_node = tatmx_tests::start(&school).await;
+    let worker = add_user(&school, "dana", "case-worker").await;
+    let mut web = browser(&school_node, &fed);
+    assert_eq!(web.sign_in(&worker).await.status, 303);
+    let csrf = web.get("/referrals/new").await.csrf();
+    let recipient = core.identity.uri();
+    // A narrative pasted over its limit: refused beside the field, with every word kept.
+    let long = format!("CANARY-KEPT {}", "word ".repeat(1000));
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("recipient", recipient.as_str()),
+        ("purpose", "threat-assessment"),
+        ("legal_basis", "de-identified"),
+        ("narrative", long.as_str()),
+    ];
+    let refused = web.post("/referrals", &fields).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.contains(r#"id="narrative-error""#),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("it can be at most 4000"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains(long.trim_end()),
+        "the text was not kept"
+    );
+    assert!(refused.body.contains(r#"nav aria-label="Main""#));
+    // A body past what the console reads at all: a page with the menu that says what to do,
+    // and nothing stored.
+    let huge = "x".repeat(1024 * 1024 + 1);
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("recipient", recipient.as_str()),
+        ("narrative", huge.as_str()),
+    ];
+    let oversized = web.post("/referrals", &fields).await;
+    assert_eq!(oversized.status, 413);
+    assert!(oversized.body.contains(r#"nav aria-label="Main""#));
+    assert!(
+        oversized
+            .body
+            .contains("your browser still has what you typed")
+    );
+    assert_eq!(tatmx_tests::inbox_len(&core).await, 0);
+    // The console goes on serving.
+    assert_eq!(web.get("/cases").await.status, 200);
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
