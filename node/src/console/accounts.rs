@@ -14,7 +14,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
-use serde::Deserialize;
 
 use super::Console;
 use super::page::{self, Fields};
@@ -26,22 +25,16 @@ use crate::staff::{Capability, StaffRole, credentials};
 /// The accounts page's address.
 pub const ACCOUNTS: &str = "/accounts";
 
-/// A done word from a redirect.
-#[derive(Debug, Deserialize)]
-pub struct Done {
-    done: Option<String>,
-}
-
 /// `GET /accounts`
 pub async fn page(
     State(console): State<Console>,
     Extension(staff): Extension<Staff>,
-    Query(done): Query<Done>,
+    Query(done): Query<page::Done>,
 ) -> Response {
     if !staff.role.may(Capability::ManageAccounts) {
         return page::forbidden(&console, &staff, "manage accounts");
     }
-    let notice = match done.done.as_deref() {
+    let notice = match done.word() {
         Some("disabled") => {
             Some("Disabled. The account can no longer sign in, and its sessions have ended.")
         }

@@ -910,22 +910,12 @@ fn status_preview(update: &StatusUpdate, other: &str) -> Markup {
                 li { "Why, as they will read it: " strong { (words::reason(code)) } ". This always reaches them." }
             }
             @match (kept(DataCategory::Narrative), &update.reason) {
-                (Some(w), _) => {
-                    li.kept-back data-category="NARRATIVE" {
-                        "Your own words are kept back: " (disclosure::why(&w.reasons, &w.rules))
-                        details.codes { summary { "Details" } p.mono { @if w.rules.is_empty() { (w.reasons.join(" ")) } @else { (w.rules.join(", ")) } } }
-                    }
-                }
+                (Some(w), _) => { (disclosure::kept_back("Your own words are kept back: ", w)) }
                 (None, Some(_)) => { li data-category="NARRATIVE" { "Your own words reach them." } }
                 (None, None) => {}
             }
             @match (kept(DataCategory::Assessment), &update.outcome) {
-                (Some(w), _) => {
-                    li.kept-back data-category="ASSESSMENT" {
-                        "The outcome is kept back: " (disclosure::why(&w.reasons, &w.rules))
-                        details.codes { summary { "Details" } p.mono { @if w.rules.is_empty() { (w.reasons.join(" ")) } @else { (w.rules.join(", ")) } } }
-                    }
-                }
+                (Some(w), _) => { (disclosure::kept_back("The outcome is kept back: ", w)) }
                 (None, Some(_)) => { li data-category="ASSESSMENT" { "The outcome reaches them." } }
                 (None, None) => {}
             }

@@ -104,13 +104,12 @@ fn spec(name: &str) -> (&'static str, usize) {
 }
 
 fn text(name: &str, fields: &Fields, problems: &Problems) -> Markup {
-    let (label, limit) = spec(name);
-    form::text(name, label, None, limit, fields, problems)
+    text_hint(name, None, fields, problems)
 }
 
-fn text_hint(name: &str, hint: &str, fields: &Fields, problems: &Problems) -> Markup {
+fn text_hint(name: &str, hint: Option<&str>, fields: &Fields, problems: &Problems) -> Markup {
     let (label, limit) = spec(name);
-    form::text(name, label, Some(hint), limit, fields, problems)
+    form::text(name, label, hint, limit, fields, problems)
 }
 
 fn area(name: &str, hint: Option<&str>, fields: &Fields, problems: &Problems) -> Markup {
@@ -189,8 +188,8 @@ fn referral_form(
                     }
                 }))
                 (area("justification", Some(&format!("Needed when there is no consent: at least {MIN_JUSTIFICATION_CHARS} characters saying why this is an emergency or a serious threat. Never name the person here.")), fields, problems))
-                (text_hint("subject_ref", "As it is written on their consent. Kept at your agency; never sent.", fields, problems))
-                (text_hint("case_ref", "Kept at your agency; never sent. You will find the case by it.", fields, problems))
+                (text_hint("subject_ref", Some("As it is written on their consent. Kept at your agency; never sent."), fields, problems))
+                (text_hint("case_ref", Some("Kept at your agency; never sent. You will find the case by it."), fields, problems))
             }
             fieldset {
                 legend { "Level of concern, if your team has set one" }
@@ -200,7 +199,7 @@ fn referral_form(
             p.hint id="content-start" { "Fill in only what the other team needs. Leave a section empty and nothing of it is sent." }
             (section(DataCategory::Identity, html! {
                 (text("identity_name", fields, problems))
-                (text_hint("identity_dob", "Year-month-day, for example 2010-04-30.", fields, problems))
+                (text_hint("identity_dob", Some("Year-month-day, for example 2010-04-30."), fields, problems))
             }))
             (section(DataCategory::Contact, html! {
                 (text("contact_address", fields, problems))

@@ -20,7 +20,6 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
-use serde::Deserialize;
 use tatmx_certs::TeamIdentity;
 use time::OffsetDateTime;
 
@@ -227,22 +226,16 @@ fn draft(console: &Console, typed: &Typed) -> Result<ConsentDraft, Problems> {
     }
 }
 
-/// A done word from a redirect, as the notice the page shows.
-#[derive(Debug, Deserialize)]
-pub struct Done {
-    done: Option<String>,
-}
-
 /// `GET /consents`
 pub async fn page(
     State(console): State<Console>,
     Extension(staff): Extension<Staff>,
-    Query(done): Query<Done>,
+    Query(done): Query<page::Done>,
 ) -> Response {
     if !staff.role.may(Capability::CreateReferrals) {
         return page::forbidden(&console, &staff, "read consents");
     }
-    let notice = match done.done.as_deref() {
+    let notice = match done.word() {
         Some("revoked") => Some("Revoked."),
         _ => None,
     };
@@ -588,7 +581,7 @@ pub async fn show(
     State(console): State<Console>,
     Extension(staff): Extension<Staff>,
     Path(id): Path<String>,
-    Query(done): Query<Done>,
+    Query(done): Query<page::Done>,
 ) -> Response {
     if !staff.role.may(Capability::CreateReferrals) {
         return page::forbidden(&console, &staff, "read consents");
@@ -601,7 +594,7 @@ pub async fn show(
         Ok(record) => record,
         Err(e) => return page::refused(&console, &staff, &e),
     };
-    let notice = match done.done.as_deref() {
+    let notice = match done.word() {
         Some("recorded") => Some("Recorded."),
         Some("attached") => Some("Saved. The signed form is attached."),
         Some("revoked") => {

@@ -10,6 +10,7 @@ use maud::{Markup, html};
 use super::page;
 use super::words;
 use crate::filter::{FieldDecision, Outcome};
+use crate::referral::Withheld;
 
 /// What happens to one kind of information, in words, with the CSS class of its badge.
 fn outcome(outcome: Outcome, recipient: &str) -> (&'static str, String) {
@@ -35,6 +36,27 @@ pub fn why(reasons: &[String], rules: &[String]) -> String {
         .map(|r| page::sentence(r))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// One kind of information kept back from a message, after `lead` ("Your own words are kept
+/// back: "), with why in words and the codes behind "Details".
+pub fn kept_back(lead: &str, withheld: &Withheld) -> Markup {
+    html! {
+        li.kept-back data-category=(withheld.category.as_str()) {
+            (lead) (why(&withheld.reasons, &withheld.rules))
+            (details(withheld))
+        }
+    }
+}
+
+/// The codes behind a kept-back kind: the rules that decided, or, where none did, the
+/// filter's own sentence.
+pub fn details(withheld: &Withheld) -> Markup {
+    html! {
+        details.codes { summary { "Details" } p.mono {
+            @if withheld.rules.is_empty() { (withheld.reasons.join(" ")) } @else { (withheld.rules.join(", ")) }
+        } }
+    }
 }
 
 /// The decisions for `recipient` (a team id or identity URI), one card each: the kind of

@@ -100,6 +100,38 @@ fn described(ids: &[Option<String>]) -> Option<String> {
     (!ids.is_empty()).then(|| ids.join(" "))
 }
 
+/// What a text field draws besides its input: its label, hint and problem lines, and the ids
+/// its input names in `aria-describedby`.
+struct Around {
+    id: String,
+    count_id: String,
+    error_id: Option<String>,
+    described_by: Option<String>,
+    before: Markup,
+}
+
+impl Around {
+    fn of(name: &str, label: &str, hint: Option<&str>, problems: &Problems) -> Self {
+        let id = anchor(name);
+        let hint_id = hint.map(|_| format!("{id}-hint"));
+        let count_id = format!("{id}-count");
+        let (error_id, lines) = problem_lines(name, problems);
+        let described_by = described(&[hint_id.clone(), error_id.clone(), Some(count_id.clone())]);
+        let before = html! {
+            label for=(id) { (label) }
+            @if let (Some(hint), Some(hint_id)) = (hint, &hint_id) { p.hint id=(hint_id) { (hint) } }
+            (lines)
+        };
+        Self {
+            id,
+            count_id,
+            error_id,
+            described_by,
+            before,
+        }
+    }
+}
+
 /// A one-line text field with its label, hint, limit and problem.
 pub fn text(
     name: &str,
@@ -109,19 +141,14 @@ pub fn text(
     fields: &Fields,
     problems: &Problems,
 ) -> Markup {
-    let id = anchor(name);
-    let hint_id = hint.map(|_| format!("{id}-hint"));
-    let count_id = format!("{id}-count");
-    let (error_id, lines) = problem_lines(name, problems);
+    let a = Around::of(name, label, hint, problems);
     html! {
         div.field {
-            label for=(id) { (label) }
-            @if let (Some(hint), Some(hint_id)) = (hint, &hint_id) { p.hint id=(hint_id) { (hint) } }
-            (lines)
-            input type="text" id=(id) name=(name) value=(fields.get(name)) data-limit=(limit)
-                aria-invalid=[error_id.as_ref().map(|_| "true")]
-                aria-describedby=[described(&[hint_id.clone(), error_id.clone(), Some(count_id.clone())])];
-            (counter(&count_id, fields.get(name), limit))
+            (a.before)
+            input type="text" id=(a.id) name=(name) value=(fields.get(name)) data-limit=(limit)
+                aria-invalid=[a.error_id.as_ref().map(|_| "true")]
+                aria-describedby=[a.described_by];
+            (counter(&a.count_id, fields.get(name), limit))
         }
     }
 }
@@ -135,19 +162,14 @@ pub fn area(
     fields: &Fields,
     problems: &Problems,
 ) -> Markup {
-    let id = anchor(name);
-    let hint_id = hint.map(|_| format!("{id}-hint"));
-    let count_id = format!("{id}-count");
-    let (error_id, lines) = problem_lines(name, problems);
+    let a = Around::of(name, label, hint, problems);
     html! {
         div.field {
-            label for=(id) { (label) }
-            @if let (Some(hint), Some(hint_id)) = (hint, &hint_id) { p.hint id=(hint_id) { (hint) } }
-            (lines)
-            textarea id=(id) name=(name) data-limit=(limit)
-                aria-invalid=[error_id.as_ref().map(|_| "true")]
-                aria-describedby=[described(&[hint_id.clone(), error_id.clone(), Some(count_id.clone())])] { (fields.get(name)) }
-            (counter(&count_id, fields.get(name), limit))
+            (a.before)
+            textarea id=(a.id) name=(name) data-limit=(limit)
+                aria-invalid=[a.error_id.as_ref().map(|_| "true")]
+                aria-describedby=[a.described_by] { (fields.get(name)) }
+            (counter(&a.count_id, fields.get(name), limit))
         }
     }
 }

@@ -19,7 +19,8 @@ use crate::store::DeliveryState;
 #[derive(Debug, Deserialize)]
 pub struct Filter {
     dead: Option<String>,
-    done: Option<String>,
+    #[serde(flatten)]
+    done: page::Done,
 }
 
 /// `GET /outbox`
@@ -38,7 +39,7 @@ pub async fn page(
     };
     let may_retry = staff.role.may(Capability::DecideReferrals);
     let body = html! {
-        @if filter.done.as_deref() == Some("retried") {
+        @if filter.done.word() == Some("retried") {
             (page::notice("ok", "The message is queued again; the node is trying to deliver it now."))
         }
         p { "Everything your node has sent to other teams, newest first, and whether it arrived." }

@@ -194,6 +194,22 @@ pub fn csrf_field(staff: &Staff) -> Markup {
     html! { input type="hidden" name="csrf" value=(staff.csrf); }
 }
 
+/// The query of a page an action redirects back to: the word that says what was just done
+/// (`?done=saved`), which the page turns into its confirmation. Redirecting, rather than
+/// answering the POST with the page, means a reload does not send the form again.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Done {
+    /// The word, if the address carries one.
+    pub done: Option<String>,
+}
+
+impl Done {
+    /// The word, if any.
+    pub fn word(&self) -> Option<&str> {
+        self.done.as_deref()
+    }
+}
+
 /// A notice box: `kind` is `error`, `warn` or `ok`.
 pub fn notice(kind: &str, text: &str) -> Markup {
     let role = if kind == "error" { "alert" } else { "status" };

@@ -23,9 +23,7 @@ pub fn withheld(withheld: &[Withheld], id: &str) -> Markup {
                         td { @if w.pseudonymized { "replaced by the case handle" } @else { "kept back" } }
                         td {
                             (super::disclosure::why(&w.reasons, &w.rules))
-                            details.codes { summary { "Details" } p.mono {
-                                @if w.rules.is_empty() { (w.reasons.join(" ")) } @else { (w.rules.join(", ")) }
-                            } }
+                            (super::disclosure::details(w))
                         }
                     }
                 }

@@ -10,7 +10,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
-use serde::Deserialize;
 
 use super::page::{self, Fields};
 use super::session::{self, Staff};
@@ -19,13 +18,6 @@ use crate::notification::{NotificationKind, Preferences, plausible_email};
 
 /// Where the page lives; the header links here for every role.
 pub const SETTINGS_PAGE: &str = "/account/settings";
-
-/// `?done=saved` after a save, so that reloading the page does not send the form again.
-#[derive(Debug, Deserialize)]
-pub struct Outcome {
-    /// What was just done.
-    done: Option<String>,
-}
 
 /// What was wrong with the form, field by field, to show next to each.
 #[derive(Debug, Default)]
@@ -153,13 +145,13 @@ fn answer(
 pub async fn page(
     State(console): State<Console>,
     Extension(staff): Extension<Staff>,
-    Query(outcome): Query<Outcome>,
+    Query(outcome): Query<page::Done>,
 ) -> Response {
     let preferences = match console.store().preferences(&staff.username).await {
         Ok(preferences) => preferences,
         Err(e) => return page::store_failure(&e),
     };
-    let saved = outcome.done.as_deref() == Some("saved");
+    let saved = outcome.word() == Some("saved");
     answer(
         &console,
         &staff,
