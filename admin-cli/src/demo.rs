@@ -929,13 +929,19 @@ async fn console_logins(root: &Path, nodes: &[tatmx_node::RunningNode]) -> anyho
             "lincoln-high",
             "casey",
             "case-worker",
-            "a school counsellor: writes referrals, reads the inbox",
+            "a school counsellor: writes referrals, finds them on My cases, answers the county",
         ),
         (
             "lincoln-high",
             "avery",
             "auditor",
             "the school's auditor: audit log, accounting of disclosures",
+        ),
+        (
+            "lincoln-high",
+            "jesse",
+            "admin",
+            "the school's admin: staff accounts (add, disable, unlock), trust",
         ),
         (
             "county-core",
@@ -982,11 +988,12 @@ async fn console_logins(root: &Path, nodes: &[tatmx_node::RunningNode]) -> anyho
     );
     println!("   web certificate for its host name ([console] cert and key).");
     println!(
-        "\n   Try it: as casey, write a referral to county-core and watch the preview; as morgan,"
+        "\n   Try it: as casey, find LHS-2026-0117 on My cases, or write a referral to County Core"
     );
     println!(
-        "   accept it; as casey, see the new status. Press Ctrl-C to stop and delete everything."
+        "   and watch the preview; as morgan, accept it and ask a question; as casey, see the"
     );
+    println!("   question arrive and answer it. Press Ctrl-C to stop and delete everything.");
     tokio::signal::ctrl_c()
         .await
         .context("cannot wait for Ctrl-C")?;

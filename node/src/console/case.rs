@@ -86,6 +86,11 @@ pub fn render(
             (page::notice("warn", "Nothing was sent. The form you were writing is below, as you left it."))
         }
         (facts_list(record))
+        p.case-tools {
+            a href=(format!("/cases/{}/print", referral.id)) id="print-case" { "Print what your team holds on this case" }
+            " · "
+            a href=(format!("/cases/{}/references", referral.id)) id="case-references" { "Your case number and reference" }
+        }
         (waiting(record))
         h2 id="conversation-heading" { "What passed between the teams" }
         (conversation(record))
