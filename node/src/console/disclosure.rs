@@ -29,7 +29,9 @@ fn outcome(outcome: Outcome, recipient: &str) -> (&'static str, String) {
 /// staff read instead that nothing allows it, and the codes stay behind "Details".
 pub fn why(reasons: &[String], rules: &[String]) -> String {
     if rules.is_empty() {
-        return "Nothing in the law or in your agency's policy allows this to reach that team, for this purpose, on the reason given for sharing. Without a rule that allows it, it stays here.".to_owned();
+        // Read by the sender in a preview and by the recipient in the manifest alike, so it
+        // names neither as "you".
+        return "No rule of the law or of the sending agency's policy lets this kind of information reach the receiving team for this purpose, on the reason given for sharing; without one, it is not sent.".to_owned();
     }
     reasons
         .iter()
