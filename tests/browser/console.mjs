@@ -465,12 +465,13 @@ async function chairAcceptsAndTheSchoolSeesIt() {
 
 // Opens the form of `action` on a case page, fills it with `fill`, waits for its live
 // preview, checks it, and confirms it; the case page then says it was done.
-async function sendFromCase(page, action, fill) {
+async function sendFromCase(page, action, fill, shot) {
   await page.locator(`#${action}-form > summary`).click();
   await fill();
   await page.locator(`#${action}-preview .preview-summary, #${action}-preview .preview-lines, #${action}-preview .decisions`).first().waitFor();
   await submit(page, `#${action}-check`);
   await page.locator('#confirm-send').waitFor();
+  if (shot) await capture(page, shot);
   await submit(page, '#confirm-send');
   await page.locator('#done').waitFor();
 }
@@ -484,12 +485,18 @@ async function countyAsksAndTheSchoolAnswers() {
   await chair.goto(`${CORE}/referrals/${id}`);
   await sendFromCase(chair, 'ask', async () => {
     await chair.locator('#ask-question').fill('Has he been absent since Monday? Please send attendance notes.');
-  });
+  }, 'case-check');
   await until(school, `${SCHOOL}/referrals/${id}`, '#conversation li[data-kind="information-request"]',
     'the county\'s question at the school');
   const question = await school.locator('#conversation li[data-kind="information-request"]').innerText();
   assert(question.includes('absent since Monday'), `the school reads the question as: ${question}`);
   await capture(school, 'case-question');
+  // The school's list of what is new names the case by the school's own case number.
+  await school.click('#notifications-link');
+  const news = await school.locator('#notification-list').innerText();
+  assert(/County Core asked for information/.test(news) && news.includes(state.caseRef),
+    `the school's list of what is new: ${news}`);
+  await school.goto(`${SCHOOL}/referrals/${id}`);
   await sendFromCase(school, 'answer', async () => {
     await school.locator('#answer-text').fill('Absent Tuesday and Wednesday; the attendance office called home.');
   });
@@ -604,6 +611,21 @@ async function consentWithNothingChosenIsRefused() {
   await page.goto(`${SCHOOL}/consents`);
   assert((await page.locator('#consents-list li').count()) === before, 'a consent was recorded');
   await capture(page, 'consents');
+  // Chosen explicitly, it is recorded, and its page shows its whole scope in words.
+  await page.locator('#consent-subject').fill('LHS-STUDENT-77');
+  await page.locator('#consent-teams-only').check();
+  await page.locator('#consent-team-0').check();
+  await page.locator('#consent-purposes-only').check();
+  await page.locator('#consent-purpose-threat-assessment').check();
+  await page.locator('#consent-categories-only').check();
+  await page.locator('#consent-category-IDENTITY').check();
+  await page.locator('#consent-category-MENTAL_HEALTH').check();
+  await submit(page, '#check-consent');
+  await page.locator('#protected-warning').waitFor();
+  await submit(page, '#confirm-consent');
+  const scope = await page.locator('#consent-scope').innerText();
+  assert(/Mental health information/.test(scope) && /County Core/.test(scope), `the consent's scope in words: ${scope}`);
+  await capture(page, 'consent');
 }
 
 // The admin unlocks the account that five wrong passwords locked, from the Accounts page;
@@ -671,6 +693,7 @@ async function theOtherPagesRender() {
   const id = needState('referralId', 'send the referral');
   const school = needState('schoolWorker', 'sign in with password and code');
   for (const [route, name, marker] of [
+    [`/cases/${id}/references`, 'references', '#references-form'],
     ['/consultations', 'consultations', 'main h1'],
     ['/outbox', 'outbox', '#outbox-table'],
     ['/account/settings', 'settings', '#settings-form'],
@@ -737,9 +760,9 @@ async function idleSessionLocks() {
 
 // The main pages, by the name of their screenshot.
 const MAIN_PAGES = ['sign-in', 'my-cases', 'referral-detail', 'case-question', 'case-reassessed',
-  'case-declined', 'new-referral', 'new-referral-problems', 'new-referral-check', 'notifications',
-  'consultations', 'consents', 'consent-refused', 'outbox', 'audit', 'trust', 'accounts',
-  'settings', 'print', 'change-password', 'unlock'];
+  'case-declined', 'case-check', 'new-referral', 'new-referral-problems', 'new-referral-check',
+  'notifications', 'consultations', 'consents', 'consent-refused', 'consent', 'references', 'outbox',
+  'audit', 'trust', 'accounts', 'settings', 'print', 'change-password', 'unlock'];
 
 // Every main page was screenshot this run into the documented folder.
 async function screenshotsOfTheMainPages() {

@@ -76,7 +76,10 @@ async fn list_page(
                                 "Locked after wrong sign-ins, until " (page::time(a.locked_until))
                             }
                         } @else { span id=(format!("account-{}-state", a.username)) { "Can sign in" } }
-                        " · last signed in " (page::time(a.last_sign_in))
+                        @match a.last_sign_in {
+                            Some(at) => { " · last signed in " (page::datetime(at)) }
+                            None => { " · has not signed in yet" }
+                        }
                     }
                     div.actions {
                         @if locked || a.failed_logins > 0 {

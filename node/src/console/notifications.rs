@@ -46,6 +46,21 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
         return page::store_failure(&e);
     }
     let fresh = list.iter().filter(|n| n.seq > seen).count();
+    // Each line names the case by this team's own number where it has one, so a chair with
+    // sixty cases knows which one moved. The numbers are this team's, read here only; a case
+    // purged since has none.
+    let mut numbers = std::collections::HashMap::new();
+    for n in &list {
+        if !numbers.contains_key(&n.referral_id) {
+            let number = console
+                .app()
+                .case_references(n.referral_id)
+                .await
+                .ok()
+                .and_then(|r| r.case_number);
+            numbers.insert(n.referral_id, number);
+        }
+    }
     let body = html! {
         p {
             "What other teams did on your team's cases, newest first. Opening this page marks "
@@ -72,6 +87,9 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
                         }
                         a href=(format!("/referrals/{}", n.referral_id)) {
                             (words::notification(n.event, &n.team))
+                        }
+                        @if let Some(Some(number)) = numbers.get(&n.referral_id) {
+                            " · your case " span.case-number { (number) }
                         }
                         " "
                         span.when { (page::datetime(n.at)) }
