@@ -51,14 +51,14 @@ pub async fn page(State(console): State<Console>, Extension(staff): Extension<St
     // purged since has none.
     let mut numbers = std::collections::HashMap::new();
     for n in &list {
-        if !numbers.contains_key(&n.referral_id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = numbers.entry(n.referral_id) {
             let number = console
                 .app()
                 .case_references(n.referral_id)
                 .await
                 .ok()
                 .and_then(|r| r.case_number);
-            numbers.insert(n.referral_id, number);
+            slot.insert(number);
         }
     }
     let body = html! {
