@@ -237,15 +237,11 @@ pub async fn disable(
         return page::forbidden(&console, &staff, "manage accounts");
     }
     let fields = Fields::parse(&body);
-    match console
+    let disabled = console
         .app()
         .disable_account(fields.get("username"), &page::actor(&staff))
-        .await
-    {
-        Ok(Some(_)) => session::redirect(&headers, &format!("{ACCOUNTS}?done=disabled")),
-        Ok(None) => no_such_account(&console, &staff),
-        Err(e) => refused(&console, &staff, &e),
-    }
+        .await;
+    changed(&console, &staff, &headers, disabled, "disabled")
 }
 
 /// `POST /accounts/unlock`: clears the lockout, keeping the password and authenticator.
@@ -259,14 +255,26 @@ pub async fn unlock(
         return page::forbidden(&console, &staff, "manage accounts");
     }
     let fields = Fields::parse(&body);
-    match console
+    let unlocked = console
         .app()
         .unlock_account(fields.get("username"), &page::actor(&staff))
-        .await
-    {
-        Ok(Some(_)) => session::redirect(&headers, &format!("{ACCOUNTS}?done=unlocked")),
-        Ok(None) => no_such_account(&console, &staff),
-        Err(e) => refused(&console, &staff, &e),
+        .await;
+    changed(&console, &staff, &headers, unlocked, "unlocked")
+}
+
+/// The answer to a change that shows nothing new: back to the accounts, which confirm it by
+/// its `done` word; or why it was not made.
+fn changed<T>(
+    console: &Console,
+    staff: &Staff,
+    headers: &HeaderMap,
+    result: Result<Option<T>, AppError>,
+    done: &str,
+) -> Response {
+    match result {
+        Ok(Some(_)) => session::redirect(headers, &format!("{ACCOUNTS}?done={done}")),
+        Ok(None) => no_such_account(console, staff),
+        Err(e) => refused(console, staff, &e),
     }
 }
 
