@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tatmx/v1/federation.proto",
         "tatmx/v1/agency.proto",
         "tatmx/v1/admin.proto",
+        "tatmx/v2/federation.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

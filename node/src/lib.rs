@@ -82,6 +82,7 @@ pub mod health;
 pub mod jobs;
 pub mod lifecycle;
 pub mod loopback;
+pub mod merkle;
 pub mod metrics;
 pub mod node;
 pub mod notification;
@@ -103,6 +104,7 @@ pub mod team;
 pub mod tls;
 pub mod trust;
 pub mod vault;
+pub mod version;
 pub mod wire;
 
 pub use category::DataCategory;

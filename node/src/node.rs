@@ -426,15 +426,22 @@ async fn serve(
             .build_v1()
     };
 
-    let federation = FederationServer::new(FederationService::new(
+    let federation_service = FederationService::new(
         trust.clone(),
         store.clone(),
         outbox.clone(),
         policy.clone(),
         config.retention.clone(),
         witness,
-    ))
-    .max_decoding_message_size(config.federation.max_message_bytes);
+    );
+    let federation_v2 = tatmx_proto::v2::federation_server::FederationServer::new(
+        crate::federation::v2::FederationV2::new(federation_service.clone()),
+    )
+    .max_decoding_message_size(crate::federation::v2::max_batch_bytes(
+        config.federation.max_message_bytes,
+    ));
+    let federation = FederationServer::new(federation_service)
+        .max_decoding_message_size(config.federation.max_message_bytes);
     let incoming = crate::trust::handshake::accept(
         tcp,
         trust.server_configs(),
@@ -449,6 +456,7 @@ async fn serve(
         .add_service(health_service.clone())
         .add_service(reflection()?)
         .add_service(federation)
+        .add_service(federation_v2)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tasks.push(tokio::spawn(async move {
         if let Err(e) = federation_server.await {

@@ -90,11 +90,14 @@ pub enum Reason {
     StoreFailed,
     /// Something failed inside this node (signing a receipt, say). Retried.
     Internal,
+    /// The caller announced no protocol version this node speaks. Retried: one of the two
+    /// nodes may be upgraded.
+    NoCommonVersion,
 }
 
 impl Reason {
     /// Every code, for tables and tests.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 26] = [
         Reason::NotAuthenticated,
         Reason::CertificateUntrusted,
         Reason::CertificateRevoked,
@@ -120,6 +123,7 @@ impl Reason {
         Reason::StoreFull,
         Reason::StoreFailed,
         Reason::Internal,
+        Reason::NoCommonVersion,
     ];
 
     /// The code on the wire, in `ErrorInfo.reason`.
@@ -150,6 +154,7 @@ impl Reason {
             Reason::StoreFull => "STORE_FULL",
             Reason::StoreFailed => "STORE_FAILED",
             Reason::Internal => "INTERNAL",
+            Reason::NoCommonVersion => "NO_COMMON_VERSION",
         }
     }
 
@@ -168,7 +173,8 @@ impl Reason {
             Reason::ClockSkew
             | Reason::PolicyRefused
             | Reason::TransitionRefused
-            | Reason::AuditRangeMissing => Code::FailedPrecondition,
+            | Reason::AuditRangeMissing
+            | Reason::NoCommonVersion => Code::FailedPrecondition,
             Reason::InvalidMessage
             | Reason::BadSignature
             | Reason::SignerUntrusted
@@ -199,7 +205,8 @@ impl Reason {
             | Reason::StoreBusy
             | Reason::StoreFull
             | Reason::StoreFailed
-            | Reason::Internal => true,
+            | Reason::Internal
+            | Reason::NoCommonVersion => true,
             Reason::InvalidMessage
             | Reason::BadSignature
             | Reason::SignerUntrusted

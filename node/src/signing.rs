@@ -75,6 +75,30 @@ impl MessageKind {
         }
     }
 
+    /// The kind's number in protocol version 2 (`tatmx.v2.MessageKind`).
+    pub fn number(self) -> u32 {
+        match self {
+            Self::Referral => 1,
+            Self::StatusUpdate => 2,
+            Self::Retraction => 3,
+            Self::RetractionAck => 4,
+            Self::CaseMessage => 5,
+        }
+    }
+
+    /// The kind with this number in protocol version 2; `None` for a kind this build does not
+    /// know.
+    pub fn from_number(number: u32) -> Option<Self> {
+        match number {
+            1 => Some(Self::Referral),
+            2 => Some(Self::StatusUpdate),
+            3 => Some(Self::Retraction),
+            4 => Some(Self::RetractionAck),
+            5 => Some(Self::CaseMessage),
+            _ => None,
+        }
+    }
+
     /// The kind with this stored name.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
@@ -212,6 +236,83 @@ pub fn checkpoint_payload(team: &str, seq: u64, head_hash: &[u8], at_ms: i64) ->
             team.as_bytes(),
             &seq.to_be_bytes(),
             head_hash,
+            &at_ms.to_be_bytes(),
+        ],
+    )
+}
+
+/// Protocol version 2's framing of every signed or digested byte string: `tatmx/v2 `, the
+/// context name, a zero byte, then each part as its length (4 bytes, big-endian) and its
+/// bytes. The lengths make the framing unambiguous whatever bytes a part holds, which version
+/// 1's zero separators were not for binary parts; docs/PROTOCOL.md gives the layouts.
+pub fn frame_v2(context: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + parts.iter().map(|p| p.len() + 4).sum::<usize>());
+    out.extend_from_slice(b"tatmx/v2 ");
+    out.extend_from_slice(context.as_bytes());
+    out.push(0);
+    for part in parts {
+        // Parts are at most a message (bounded far below 4 GiB by the transport).
+        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// A message's digest in protocol version 2: SHA-256 over its kind's number (as
+/// `tatmx.v2.MessageKind` numbers it, 4 bytes big-endian) and its exact bytes. It is the
+/// message's leaf in its batch's Merkle tree, and the digest its proofs name. A kind this
+/// build does not know still has a digest, so a batch carrying one still verifies and only
+/// that message is refused.
+pub fn message_digest(kind: u32, payload: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(frame_v2("message", &[&kind.to_be_bytes(), payload])).into()
+}
+
+/// What a sender signs of a batch: who sends it to whom, when, and the Merkle root of its
+/// messages' digests.
+pub fn batch_payload(sender: &str, recipient: &str, sent_at_ms: i64, root: &[u8]) -> Vec<u8> {
+    frame_v2(
+        "batch",
+        &[
+            sender.as_bytes(),
+            recipient.as_bytes(),
+            &sent_at_ms.to_be_bytes(),
+            root,
+        ],
+    )
+}
+
+/// What a receiver signs of a batch: that it received the batch with this root from `sender`
+/// at this time, with one outcome byte per message in the batch's order (1 accepted, 2
+/// duplicate, 3 refused).
+pub fn batch_receipt_payload(
+    receiver: &str,
+    sender: &str,
+    received_at_ms: i64,
+    root: &[u8],
+    outcomes: &[u8],
+) -> Vec<u8> {
+    frame_v2(
+        "receipt",
+        &[
+            receiver.as_bytes(),
+            sender.as_bytes(),
+            &received_at_ms.to_be_bytes(),
+            root,
+            outcomes,
+        ],
+    )
+}
+
+/// What a node signs of its audit log in protocol version 2: the Merkle tree head after
+/// `tree_size` entries, at a time.
+pub fn tree_head_payload(team: &str, tree_size: u64, root: &[u8], at_ms: i64) -> Vec<u8> {
+    frame_v2(
+        "tree-head",
+        &[
+            team.as_bytes(),
+            &tree_size.to_be_bytes(),
+            root,
             &at_ms.to_be_bytes(),
         ],
     )

@@ -9,12 +9,14 @@
 //! - [`client`]: delivering messages, asking for audit consistency proofs and directories;
 //!   sorts a peer's refusal by its code.
 //! - [`evidence`]: sign a message, verify a sender's signature, sign and check a receipt.
+//! - [`v2`]: the peer-facing gRPC service of protocol version 2 (batches, Merkle proofs).
 //! - [`witness`]: checking that peers' audit checkpoints only ever extend each other; both
 //!   ends show their checkpoint, so both ends witness.
 
 pub mod client;
 pub mod evidence;
 pub mod server;
+pub mod v2;
 pub mod witness;
 
 pub use client::{DeliveryError, PeerClient};

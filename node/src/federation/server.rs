@@ -676,20 +676,30 @@ impl Federation for FederationService {
         request: Request<pb::HelloRequest>,
     ) -> Result<Response<pb::HelloResponse>, Status> {
         let who = claimed(&request);
-        let result = self.caller(&request, "Hello").map(|(peer, _)| {
-            tracing::info!(peer = %peer.identity(), "hello");
+        let result = self.caller(&request, "Hello").and_then(|(peer, _)| {
+            let Some(agreed) = crate::version::agree(&request.get_ref().protocol_versions) else {
+                return Err(refuse(
+                    Reason::NoCommonVersion,
+                    format!(
+                        "protocol_versions: this node speaks {:?} and your node none of them",
+                        tatmx_proto::PROTOCOL_VERSIONS
+                    ),
+                ));
+            };
+            tracing::info!(peer = %peer.identity(), version = agreed, "hello");
             let state = self.trust.state();
             let local = &state.local;
             // Answer with the identity of the caller's federation, which is the one it verified.
             let identity = state
                 .own_identity_in(&peer.identity().federation)
                 .unwrap_or(&local.identity);
-            Response::new(pb::HelloResponse {
+            Ok(Response::new(pb::HelloResponse {
                 identity: identity.uri(),
                 role: convert::role_to_proto(local.role).into(),
-                protocol_version: tatmx_proto::PROTOCOL_VERSION,
+                protocol_version: agreed,
                 software_version: env!("CARGO_PKG_VERSION").to_owned(),
-            })
+                protocol_versions: tatmx_proto::PROTOCOL_VERSIONS.to_vec(),
+            }))
         });
         self.audited(who, "Hello", result).await
     }

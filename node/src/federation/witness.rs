@@ -57,6 +57,22 @@ impl Witness {
         }
     }
 
+    /// Checks, in the background, an audit tree head `peer` showed in protocol version 2.
+    pub fn observe_tree_head(
+        &self,
+        peer: &TeamIdentity,
+        shown: Option<tatmx_proto::v2::SignedTreeHead>,
+    ) {
+        // Filled in by the Merkle audit log; until then version 2 peers are witnessed only
+        // through version 1's checkpoints.
+        let _ = (peer, shown);
+    }
+
+    /// This node's latest signed audit tree head, as version 2 messages and receipts show it.
+    pub async fn own_tree_head(&self) -> Option<tatmx_proto::v2::SignedTreeHead> {
+        None
+    }
+
     /// Checks, in the background, a checkpoint `peer` showed.
     pub fn observe(&self, peer: &TeamIdentity, shown: Option<pb::SignedCheckpoint>) {
         let Some(shown) = shown else { return };

@@ -33,6 +33,7 @@ async fn a_node_in_two_federations_exchanges_with_both_under_the_right_identity(
     let hello = from_school
         .hello(pb::HelloRequest {
             protocol_version: 1,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -47,6 +48,7 @@ async fn a_node_in_two_federations_exchanges_with_both_under_the_right_identity(
     let hello = from_fusion
         .hello(pb::HelloRequest {
             protocol_version: 1,
+            ..Default::default()
         })
         .await
         .unwrap()

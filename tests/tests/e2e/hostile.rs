@@ -64,6 +64,7 @@ async fn still_serving(s: &Setup) {
     let hello = client
         .hello(pb::HelloRequest {
             protocol_version: 1,
+            ..Default::default()
         })
         .await
         .expect("a legitimate peer is still served")
@@ -128,6 +129,7 @@ async fn a_certified_team_that_is_not_a_peer_is_refused() {
     let status = client
         .hello(pb::HelloRequest {
             protocol_version: 1,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -462,6 +464,7 @@ async fn idle_trickling_and_flooding_connections_are_cut_off_and_memory_stays_bo
     let mut peer = school_client(&s);
     peer.hello(pb::HelloRequest {
         protocol_version: 1,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -496,6 +499,7 @@ async fn idle_trickling_and_flooding_connections_are_cut_off_and_memory_stays_bo
     // slot until the flood's connections time out.
     peer.hello(pb::HelloRequest {
         protocol_version: 1,
+        ..Default::default()
     })
     .await
     .expect("a peer with an open channel is served during the flood");

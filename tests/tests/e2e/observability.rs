@@ -285,6 +285,7 @@ async fn refused_calls_are_counted_by_reason() {
     let mut open = federation_client(&core.dir, &[&fed.ca_path], &core.identity, &school);
     open.hello(pb::HelloRequest {
         protocol_version: 1,
+        ..Default::default()
     })
     .await
     .expect("a peer is welcome");
@@ -317,6 +318,7 @@ async fn refused_calls_are_counted_by_reason() {
     let status = open
         .hello(pb::HelloRequest {
             protocol_version: 1,
+            ..Default::default()
         })
         .await
         .unwrap_err();

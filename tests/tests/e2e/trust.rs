@@ -32,6 +32,7 @@ async fn hello(
     client
         .hello(pb::HelloRequest {
             protocol_version: 1,
+            ..Default::default()
         })
         .await
         .map(|_| ())
