@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::DeliverySettings;
 use crate::convert;
 use crate::federation::client::{Delivered, DeliveryError, PeerClient};
+use crate::federation::v2::{BATCH_BYTES, MAX_BATCH_MESSAGES};
 use crate::federation::witness::Witness;
 use crate::outbox::Outbox;
 use crate::store::{DeliveryState, DueMessage, MessageProof, OutboxEntry, Store};
@@ -345,20 +346,9 @@ impl PeerWorker {
             Some(due) if !due.is_empty() => due,
             _ => return,
         };
-        // One checkpoint for the whole window: it changes every few minutes, not per message.
-        let checkpoint = self
-            .store
-            .latest_checkpoint()
-            .await
-            .ok()
-            .flatten()
-            .map(|c| convert::checkpoint_to_proto(&c));
         let shutdown = self.shutdown.clone();
-        let sending = due
-            .iter()
-            .map(|message| client.deliver(message, checkpoint.clone()));
         let results = tokio::select! {
-            results = futures_util::future::join_all(sending) => results,
+            results = self.send(&client, &due) => results,
             // Stopping mid-attempt is safe: the messages stay pending and go out again.
             _ = shutdown.cancelled() => return,
         };
@@ -440,6 +430,52 @@ impl PeerWorker {
                 self.pause(self.settings.initial_backoff).await;
             }
         }
+    }
+
+    /// Sends a window in the protocol version the peer speaks: as batches in version 2 (the
+    /// window split only where it outgrows [`BATCH_BYTES`]), one call per message in version
+    /// 1. Returns one result per message of `due`, in its order.
+    async fn send(
+        &self,
+        client: &PeerClient,
+        due: &[DueMessage],
+    ) -> Vec<Result<Delivered, DeliveryError>> {
+        let version = match client.version().await {
+            Ok(version) => version,
+            Err(e) => return due.iter().map(|_| Err(e.clone())).collect(),
+        };
+        if version >= 2 {
+            let tree_head = self.witness.own_tree_head().await;
+            let batches = batches(due);
+            let sending = batches
+                .iter()
+                .map(|batch| client.deliver_batch(batch, tree_head.clone()));
+            let answers = futures_util::future::join_all(sending).await;
+            let mut results = Vec::with_capacity(due.len());
+            for (batch, answer) in batches.iter().zip(answers) {
+                match answer {
+                    Ok(delivered) => {
+                        self.witness
+                            .observe_tree_head(&self.peer, delivered.tree_head);
+                        results.extend(delivered.results);
+                    }
+                    Err(e) => results.extend(batch.iter().map(|_| Err(e.clone()))),
+                }
+            }
+            return results;
+        }
+        // One checkpoint for the whole window: it changes every few minutes, not per message.
+        let checkpoint = self
+            .store
+            .latest_checkpoint()
+            .await
+            .ok()
+            .flatten()
+            .map(|c| convert::checkpoint_to_proto(&c));
+        let sending = due
+            .iter()
+            .map(|message| client.deliver(message, checkpoint.clone()));
+        futures_util::future::join_all(sending).await
     }
 
     /// Keeps those of `due` that this replica could claim; the rest are another replica's to
@@ -529,6 +565,27 @@ impl PeerWorker {
             }
         }
     }
+}
+
+/// Splits a window into batches in its order: each at most [`BATCH_BYTES`] of payload, except
+/// a message larger than that, which goes alone.
+fn batches(due: &[DueMessage]) -> Vec<Vec<&DueMessage>> {
+    let mut batches: Vec<Vec<&DueMessage>> = Vec::new();
+    let mut bytes = 0;
+    for message in due {
+        let size = message.body.len();
+        match batches.last_mut() {
+            Some(batch) if bytes + size <= BATCH_BYTES && batch.len() < MAX_BATCH_MESSAGES => {
+                batch.push(message);
+                bytes += size;
+            }
+            _ => {
+                batches.push(vec![message]);
+                bytes = size;
+            }
+        }
+    }
+    batches
 }
 
 fn truncate(text: &str, max: usize) -> &str {

@@ -35,9 +35,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::case_message::CaseMessage;
+use crate::merkle;
 use crate::referral::{Referral, StatusUpdate};
 use crate::retraction::{Retraction, RetractionAck};
-use crate::signing::{self, MessageKind, MessageProof, NodeSigner, SignatureError};
+use crate::signing::{self, BatchLink, MessageKind, MessageProof, NodeSigner, SignatureError};
 use crate::wire::{self, WireError};
 
 /// A kind of message nodes deliver to each other, which a [`Received`] can carry. Sealed: only
@@ -163,6 +164,137 @@ impl<M: Receivable> SenderChecked<M> {
     }
 }
 
+impl<M: Receivable> SenderChecked<M> {
+    /// The signature check of protocol version 2: the message is the one at `index` of a
+    /// batch whose signature verified, if the digest the sender signed at that place is the
+    /// digest of exactly these bytes in this kind. The receipt is the batch's, signed once
+    /// for all its messages after they are committed, so the proof keeps the sender's side and
+    /// the message's place in the batch.
+    pub fn in_batch(
+        self,
+        batch: &VerifiedBatch,
+        index: usize,
+        received_at: OffsetDateTime,
+    ) -> Result<Received<M>, SignatureRefused> {
+        let digest = signing::message_digest(M::KIND.number(), &self.wire);
+        if batch.digests.get(index) != Some(&digest) || self.message.sender() != &batch.sender {
+            return Err(SignatureRefused::Signature(SignatureError::Invalid));
+        }
+        let proof = MessageProof {
+            message_id: self.message.id(),
+            kind: M::KIND.as_str(),
+            peer: batch.sender.uri(),
+            digest: digest.to_vec(),
+            signature: batch.signature.clone(),
+            sender_certificate: batch.certificate.clone(),
+            receipt_signature: None,
+            receipt_certificate: None,
+            received_at: Some(received_at),
+            batch: Some(BatchLink {
+                root: batch.root,
+                index: index as u32,
+                size: batch.digests.len() as u32,
+                path: merkle::inclusion_proof(&batch.leaves, index as u64),
+                sent_at_ms: batch.sent_at_ms,
+                sender: batch.sender.uri(),
+                recipient: batch.recipient.clone(),
+                outcomes: None,
+            }),
+        };
+        Ok(Received {
+            message: self.message,
+            wire: self.wire,
+            proof,
+        })
+    }
+}
+
+/// A batch of messages whose sender's signature verified over the Merkle root of their
+/// digests (protocol version 2). Only [`VerifiedBatch::verify`] makes one.
+///
+/// # Invariant
+/// `signature` verifies with `certificate`, which names `sender`, over the batch payload of
+/// `sender`, `recipient`, `sent_at_ms` and `root`; `root` is the RFC 9162 tree hash over the
+/// leaf hashes of `digests`, which are the digests of the batch's payloads in its order.
+pub struct VerifiedBatch {
+    sender: TeamIdentity,
+    recipient: String,
+    sent_at_ms: i64,
+    digests: Vec<[u8; 32]>,
+    leaves: Vec<merkle::Hash>,
+    root: merkle::Hash,
+    certificate: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+impl VerifiedBatch {
+    /// Checks a batch before any of its messages is decoded: `messages` are each message's
+    /// kind number and exact bytes as they came from `caller` (the team the connection
+    /// authenticated), addressed to `recipient` (this node's identity in the caller's
+    /// federation). `certificate` must name `caller`; that it chains to a trusted anchor is
+    /// trust's to have checked, as for [`SenderChecked::verify_signature`].
+    pub fn verify(
+        caller: &TeamIdentity,
+        recipient: &TeamIdentity,
+        sent_at_ms: i64,
+        messages: &[(u32, &[u8])],
+        certificate: Vec<u8>,
+        scheme: u32,
+        signature: Vec<u8>,
+    ) -> Result<Self, SignatureRefused> {
+        let signer = CertificateSummary::from_der(&certificate)
+            .ok()
+            .and_then(|summary| summary.identity)
+            .ok_or(SignatureRefused::Signature(SignatureError::Certificate))?;
+        if &signer != caller {
+            return Err(SignatureRefused::SignerMismatch {
+                signer,
+                sender: caller.clone(),
+            });
+        }
+        let digests: Vec<[u8; 32]> = messages
+            .iter()
+            .map(|(kind, payload)| signing::message_digest(*kind, payload))
+            .collect();
+        let leaves: Vec<merkle::Hash> = digests.iter().map(|d| merkle::leaf_hash(d)).collect();
+        let root = merkle::range_hash(&leaves);
+        let (sender, recipient) = (caller.uri(), recipient.uri());
+        signing::verify(
+            &certificate,
+            scheme,
+            &signing::batch_payload(&sender, &recipient, sent_at_ms, &root),
+            &signature,
+        )
+        .map_err(SignatureRefused::Signature)?;
+        Ok(Self {
+            sender: caller.clone(),
+            recipient,
+            sent_at_ms,
+            digests,
+            leaves,
+            root,
+            certificate,
+            signature,
+        })
+    }
+
+    /// The Merkle root of the batch, which the receipt signs.
+    pub fn root(&self) -> &merkle::Hash {
+        &self.root
+    }
+
+    /// How many messages the batch carries.
+    pub fn len(&self) -> usize {
+        self.digests.len()
+    }
+
+    /// Whether the batch carries no message (never, once verified by a server that refuses
+    /// empty batches).
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+}
+
 /// A message whose sender and signature were checked, waiting for this node's receipt. Only
 /// [`SenderChecked::verify_signature`] makes one.
 pub struct SignatureChecked<M> {
@@ -202,9 +334,11 @@ impl<M: Receivable> SignatureChecked<M> {
             receipt_signature: Some(receipt_signature),
             receipt_certificate: Some(receiver.certificate().to_vec()),
             received_at: Some(received_at),
+            batch: None,
         };
         Ok(Received {
             message: self.message,
+            wire: self.wire,
             proof,
         })
     }
@@ -222,6 +356,8 @@ impl<M: Receivable> SignatureChecked<M> {
 pub struct Received<M> {
     /// The message.
     message: M,
+    /// The bytes it was decoded from: what its sender signed, and what the store keeps.
+    wire: Vec<u8>,
     /// The sender's signature and this node's receipt.
     proof: MessageProof,
 }
@@ -241,6 +377,12 @@ impl<M: Receivable> Received<M> {
     /// The evidence kept with it: the sender's signature and this node's receipt.
     pub fn proof(&self) -> &MessageProof {
         &self.proof
+    }
+
+    /// The bytes the message was decoded from, exactly as its sender signed them. The store
+    /// keeps these, so a newer sender's fields that this build does not know survive.
+    pub fn wire(&self) -> &[u8] {
+        &self.wire
     }
 }
 

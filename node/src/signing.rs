@@ -136,6 +136,34 @@ pub struct MessageProof {
     pub receipt_certificate: Option<Vec<u8>>,
     /// When the receiver says it received it.
     pub received_at: Option<OffsetDateTime>,
+    /// Protocol version 2: the batch the message travelled in. Then `signature` is the
+    /// sender's over the batch ([`batch_payload`]) and `receipt_signature` the receiver's over
+    /// the batch's receipt ([`batch_receipt_payload`]); without it, both are version 1's, over
+    /// this message alone.
+    pub batch: Option<BatchLink>,
+}
+
+/// Where a message sits in the batch it travelled in, and what of the batch its proof needs:
+/// enough to recompute the batch root from the message's digest and check both signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchLink {
+    /// The RFC 9162 root over the batch's message digests.
+    pub root: [u8; 32],
+    /// The message's place in the batch, from 0.
+    pub index: u32,
+    /// How many messages the batch carried.
+    pub size: u32,
+    /// The message's inclusion proof in the batch tree.
+    pub path: Vec<[u8; 32]>,
+    /// When the sender signed the batch, Unix milliseconds.
+    pub sent_at_ms: i64,
+    /// The sender's identity URI, as the batch payload names it.
+    pub sender: String,
+    /// The receiver's identity URI, as the batch payload names it.
+    pub recipient: String,
+    /// One outcome byte per message of the batch, as the receipt signs them; the sender's
+    /// proof has them, the receiver's does not (it signs the receipt after committing).
+    pub outcomes: Option<Vec<u8>>,
 }
 
 /// What a node signs with.

@@ -8,7 +8,11 @@
 //! [`PeerClient::directory`] the directory refresh. What to send when, and what to record, is
 //! the callers' business (`outbox`, `witness`, `refresh`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use prost::Message;
 use tatmx_certs::{FederationId, TeamIdentity};
@@ -21,6 +25,7 @@ use super::SENT_AT_HEADER;
 use super::evidence;
 use crate::config::DeliverySettings;
 use crate::refusal::{self, Reason};
+use crate::signing;
 use crate::store::{DueMessage, MessageKind, MessageProof};
 use crate::trust::{Trust, TrustError};
 
@@ -35,6 +40,20 @@ pub struct PeerClient {
     trust: Trust,
     /// The generated client over the channel.
     inner: FederationClient<Channel>,
+    /// Protocol version 2's client over the same channel.
+    inner_v2: tatmx_proto::v2::federation_client::FederationClient<Channel>,
+    /// The protocol version agreed with the peer in `Hello`; 0 until then. Shared by the
+    /// clones of this client, and forgotten when the peer stops serving it.
+    version: Arc<AtomicU32>,
+}
+
+/// What became of a batch the peer answered with a receipt that checks out.
+#[derive(Debug)]
+pub struct BatchDelivered {
+    /// One result per message, in the batch's order.
+    pub results: Vec<Result<Delivered, DeliveryError>>,
+    /// The peer's latest audit tree head, for the witness.
+    pub tree_head: Option<tatmx_proto::v2::SignedTreeHead>,
 }
 
 /// A message the peer acknowledged with a receipt that checks out.
@@ -92,11 +111,14 @@ impl PeerClient {
         endpoint: &http::Uri,
         settings: &DeliverySettings,
     ) -> Self {
+        let channel = peer_channel(trust, peer, endpoint, settings);
         Self {
             peer: peer.clone(),
             endpoint: endpoint.clone(),
             trust: trust.clone(),
-            inner: FederationClient::new(peer_channel(trust, peer, endpoint, settings)),
+            inner: FederationClient::new(channel.clone()),
+            inner_v2: tatmx_proto::v2::federation_client::FederationClient::new(channel),
+            version: Arc::default(),
         }
     }
 
@@ -113,6 +135,130 @@ impl PeerClient {
     /// Where this client's channel dials.
     pub fn endpoint(&self) -> &http::Uri {
         &self.endpoint
+    }
+
+    /// The protocol version this node and the peer both speak, asked with `Hello` the first
+    /// time and remembered.
+    pub async fn version(&self) -> Result<u32, DeliveryError> {
+        let known = self.version.load(Ordering::Relaxed);
+        if known != 0 {
+            return Ok(known);
+        }
+        let answer = self
+            .inner
+            .clone()
+            .hello(stamped(pb::HelloRequest {
+                protocol_version: tatmx_proto::PROTOCOL_VERSION,
+                protocol_versions: tatmx_proto::PROTOCOL_VERSIONS.to_vec(),
+            }))
+            .await
+            .map_err(|status| classify(&status))?
+            .into_inner();
+        // A version 1 node lists nothing, and answers with the one version it speaks.
+        let announced = if answer.protocol_versions.is_empty() {
+            vec![answer.protocol_version.max(1)]
+        } else {
+            answer.protocol_versions
+        };
+        let agreed = crate::version::agree(&announced).ok_or_else(|| {
+            DeliveryError::transient(format!(
+                "the peer speaks protocol versions {announced:?}, none of which this node speaks"
+            ))
+        })?;
+        tracing::debug!(peer = %self.peer, version = agreed, "protocol version agreed");
+        self.version.store(agreed, Ordering::Relaxed);
+        Ok(agreed)
+    }
+
+    /// Forgets the agreed version, so the next delivery asks again: the peer stopped serving
+    /// it (downgraded, say).
+    pub fn forget_version(&self) {
+        self.version.store(0, Ordering::Relaxed);
+    }
+
+    /// Signs and sends queued messages as one batch (protocol version 2); returns once the
+    /// peer has answered with a receipt that verifies, with each message's result. An error
+    /// is the whole batch's: nothing in it counts as delivered.
+    pub async fn deliver_batch(
+        &self,
+        messages: &[&DueMessage],
+        tree_head: Option<tatmx_proto::v2::SignedTreeHead>,
+    ) -> Result<BatchDelivered, DeliveryError> {
+        use tatmx_proto::v2 as pb2;
+        let state = self.trust.state();
+        let federation = &self.peer.federation;
+        let not_member = || DeliveryError::Permanent {
+            reason: format!("this node is not a member of {federation}"),
+        };
+        let sender = state.own_identity_in(federation).ok_or_else(not_member)?;
+        let signer = evidence::own_signer(&state, federation).map_err(|_| not_member())?;
+        let parts: Vec<(MessageKind, &[u8])> = messages
+            .iter()
+            .map(|m| (m.kind, m.body.as_slice()))
+            .collect();
+        let sent_at_ms = evidence::millis(OffsetDateTime::now_utc());
+        let sent = evidence::sign_batch(signer, sender, &self.peer, sent_at_ms, &parts)
+            .map_err(|e| DeliveryError::transient(e.to_string()))?;
+        let batch = pb2::Batch {
+            messages: messages
+                .iter()
+                .map(|m| pb2::Envelope {
+                    kind: m.kind.number() as i32,
+                    payload: m.body.clone(),
+                })
+                .collect(),
+            sent_at_ms,
+            signature: Some(pb2::Signature {
+                scheme: signing::SCHEME_ECDSA_P256_SHA256,
+                value: sent.signature.clone(),
+                certificate_sha256: Sha256::digest(&sent.certificate).to_vec(),
+                // Always sent: the key may have been rotated since the channel connected.
+                certificate: sent.certificate.clone(),
+            }),
+            tree_head,
+        };
+        let receipt = self
+            .inner_v2
+            .clone()
+            .deliver(stamped(batch))
+            .await
+            .map_err(|status| {
+                if status.code() == tonic::Code::Unimplemented {
+                    self.forget_version();
+                }
+                classify(&status)
+            })?
+            .into_inner();
+        let checked =
+            evidence::check_batch_receipt(&state, &self.peer, &sent, &receipt).map_err(|e| {
+                DeliveryError::Transient {
+                    reason: e.to_string(),
+                    certificates: e.concerns_certificates(),
+                }
+            })?;
+        let results = messages
+            .iter()
+            .zip(&receipt.results)
+            .enumerate()
+            .map(|(index, (message, result))| match checked.outcomes[index] {
+                outcome @ (1 | 2) => Ok(Delivered {
+                    duplicate: outcome == 2,
+                    proof: evidence::batch_proof(
+                        &sent,
+                        &checked,
+                        index,
+                        message.message_id,
+                        message.kind,
+                    ),
+                    checkpoint: None,
+                }),
+                _ => Err(refused_in_batch(result)),
+            })
+            .collect();
+        Ok(BatchDelivered {
+            results,
+            tree_head: receipt.tree_head,
+        })
     }
 
     /// Signs and sends one queued message; returns once the peer has acknowledged it with a
@@ -244,6 +390,21 @@ impl PeerClient {
             })
             .await?;
         Ok(answer.into_inner().document)
+    }
+}
+
+/// Sorts a message a batch receipt lists as refused by its reason code, as [`classify`] sorts a
+/// refused call. A code this build does not know is retried: only the peer can say that the
+/// message itself is wrong, and an unknown code says nothing this node can act on.
+fn refused_in_batch(result: &tatmx_proto::v2::MessageResult) -> DeliveryError {
+    let text = format!("{}: {}", result.reason, result.message);
+    match result.reason.parse::<Reason>() {
+        Ok(reason) if !reason.retry() => DeliveryError::Permanent { reason: text },
+        Ok(reason) => DeliveryError::Transient {
+            reason: text,
+            certificates: reason.concerns_certificates(),
+        },
+        Err(_) => DeliveryError::transient(text),
     }
 }
 

@@ -72,6 +72,9 @@ pub enum ReceiptError {
     /// The signing certificate is another team's.
     #[error("the peer's receipt is signed by another team")]
     OtherTeam,
+    /// A batch receipt without exactly one known outcome per message sent.
+    #[error("the peer's receipt does not give one outcome per message sent")]
+    Outcomes,
 }
 
 impl ReceiptError {
@@ -121,35 +124,49 @@ pub fn verify_message<M: Receivable>(
     signature: Option<pb::MessageSignature>,
 ) -> Result<SignatureChecked<M>, EvidenceError> {
     let signature = signature.ok_or(EvidenceError::Unsigned)?;
-    let signer = if signature.certificate.is_empty()
-        || signature.certificate.as_slice() == connection_certificate
-    {
-        connection_certificate.to_vec()
-    } else {
-        let signer = state
-            .check_presented(
-                &signature.certificate,
-                rustls_pki_types::UnixTime::now(),
-                webpki::KeyUsage::client_auth(),
-            )
-            .map_err(|e| EvidenceError::SignerUntrusted(e.to_string()))?;
-        if &signer != caller.identity() {
-            return Err(EvidenceError::SignerMismatch {
-                signer,
-                caller: caller.identity().clone(),
-            });
-        }
-        signature.certificate
-    };
+    let signer = signing_certificate(state, caller, connection_certificate, signature.certificate)?;
     message
         .verify_signature(signer, signature.scheme, signature.value)
-        .map_err(|refused| match refused {
+        .map_err(EvidenceError::from)
+}
+
+impl From<SignatureRefused> for EvidenceError {
+    fn from(refused: SignatureRefused) -> Self {
+        match refused {
             SignatureRefused::SignerMismatch { signer, sender } => EvidenceError::SignerMismatch {
                 signer,
                 caller: sender,
             },
             SignatureRefused::Signature(e) => EvidenceError::Signature(e),
-        })
+        }
+    }
+}
+
+/// The certificate a sender signed with: the connection's own, unless it presents another
+/// (after a rotation on its side), which must then prove the same team and chain to an anchor.
+pub fn signing_certificate(
+    state: &TrustState,
+    caller: &VerifiedPeer,
+    connection_certificate: &[u8],
+    presented: Vec<u8>,
+) -> Result<Vec<u8>, EvidenceError> {
+    if presented.is_empty() || presented.as_slice() == connection_certificate {
+        return Ok(connection_certificate.to_vec());
+    }
+    let signer = state
+        .check_presented(
+            &presented,
+            rustls_pki_types::UnixTime::now(),
+            webpki::KeyUsage::client_auth(),
+        )
+        .map_err(|e| EvidenceError::SignerUntrusted(e.to_string()))?;
+    if &signer != caller.identity() {
+        return Err(EvidenceError::SignerMismatch {
+            signer,
+            caller: caller.identity().clone(),
+        });
+    }
+    Ok(presented)
 }
 
 /// The receiver's side: signs a receipt for a message whose signature verified, and returns
@@ -236,8 +253,168 @@ pub fn check_receipt(
         receipt_signature: Some(receipt_signature.value),
         receipt_certificate: Some(receipt.signer_certificate.clone()),
         received_at: Some(received_at),
+        batch: None,
     })
 }
 
 /// Unix milliseconds, as the signed payloads and the clock header carry time.
 pub(crate) use crate::signing::millis;
+
+/// What a sender made of a batch before sending it: enough to check the receipt and to build
+/// each message's proof.
+#[derive(Debug)]
+pub struct SentBatch {
+    /// This node's identity URI, as the batch payload names the sender.
+    pub sender: String,
+    /// The peer's identity URI, as the batch payload names the recipient.
+    pub recipient: String,
+    /// When it was signed, Unix milliseconds.
+    pub sent_at_ms: i64,
+    /// Each message's digest, in the batch's order.
+    pub digests: Vec<[u8; 32]>,
+    /// The leaf hashes of those digests.
+    pub leaves: Vec<crate::merkle::Hash>,
+    /// The Merkle root the signature covers.
+    pub root: crate::merkle::Hash,
+    /// This node's signature over the batch payload.
+    pub signature: Vec<u8>,
+    /// The certificate of the key that signed, DER.
+    pub certificate: Vec<u8>,
+}
+
+/// The sender's side of protocol version 2: digests `messages` (kind and exact bytes each),
+/// and signs the batch they make for `peer` at `sent_at_ms`.
+pub fn sign_batch(
+    signer: &NodeSigner,
+    sender: &TeamIdentity,
+    peer: &TeamIdentity,
+    sent_at_ms: i64,
+    messages: &[(MessageKind, &[u8])],
+) -> Result<SentBatch, EvidenceError> {
+    let digests: Vec<[u8; 32]> = messages
+        .iter()
+        .map(|(kind, body)| signing::message_digest(kind.number(), body))
+        .collect();
+    let leaves: Vec<crate::merkle::Hash> = digests
+        .iter()
+        .map(|d| crate::merkle::leaf_hash(d))
+        .collect();
+    let root = crate::merkle::range_hash(&leaves);
+    let (sender, recipient) = (sender.uri(), peer.uri());
+    let signature = signer
+        .sign(&signing::batch_payload(
+            &sender, &recipient, sent_at_ms, &root,
+        ))
+        .map_err(EvidenceError::Signing)?;
+    Ok(SentBatch {
+        sender,
+        recipient,
+        sent_at_ms,
+        digests,
+        leaves,
+        root,
+        signature,
+        certificate: signer.certificate().to_vec(),
+    })
+}
+
+/// A batch receipt that checked out: the outcome bytes it signs and the evidence it is.
+#[derive(Debug)]
+pub struct CheckedReceipt {
+    /// One byte per message, as signed: 1 accepted, 2 duplicate, 3 refused.
+    pub outcomes: Vec<u8>,
+    /// When the peer says it received the batch.
+    pub received_at: OffsetDateTime,
+    /// The peer's signature over the receipt.
+    pub signature: Vec<u8>,
+    /// The certificate that signed it, DER; it names the peer and chains to an anchor.
+    pub certificate: Vec<u8>,
+}
+
+/// The sender's side of protocol version 2: a batch receipt counts only if it names the root
+/// of exactly what was sent, lists one outcome per message, and is signed over those by a
+/// certificate of `peer` that chains to a trusted anchor.
+pub fn check_batch_receipt(
+    state: &TrustState,
+    peer: &TeamIdentity,
+    sent: &SentBatch,
+    receipt: &tatmx_proto::v2::BatchReceipt,
+) -> Result<CheckedReceipt, ReceiptError> {
+    if receipt.root != sent.root {
+        return Err(ReceiptError::Digest);
+    }
+    if receipt.results.len() != sent.digests.len() {
+        return Err(ReceiptError::Outcomes);
+    }
+    let mut outcomes = Vec::with_capacity(receipt.results.len());
+    for result in &receipt.results {
+        match u8::try_from(result.outcome) {
+            Ok(outcome @ 1..=3) => outcomes.push(outcome),
+            _ => return Err(ReceiptError::Outcomes),
+        }
+    }
+    let signature = receipt.signature.as_ref().ok_or(ReceiptError::Unsigned)?;
+    signing::verify(
+        &signature.certificate,
+        signature.scheme,
+        &signing::batch_receipt_payload(
+            &sent.recipient,
+            &sent.sender,
+            receipt.received_at_ms,
+            &sent.root,
+            &outcomes,
+        ),
+        &signature.value,
+    )
+    .map_err(ReceiptError::Signature)?;
+    let signer = state
+        .check_presented(
+            &signature.certificate,
+            rustls_pki_types::UnixTime::now(),
+            webpki::KeyUsage::server_auth(),
+        )
+        .map_err(|e| ReceiptError::CertificateUntrusted(e.to_string()))?;
+    if &signer != peer {
+        return Err(ReceiptError::OtherTeam);
+    }
+    let received_at =
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(receipt.received_at_ms) * 1_000_000)
+            .map_err(|_| ReceiptError::Time)?;
+    Ok(CheckedReceipt {
+        outcomes,
+        received_at,
+        signature: signature.value.clone(),
+        certificate: signature.certificate.clone(),
+    })
+}
+
+/// The evidence a sender keeps of message `index` of a batch whose receipt checked out.
+pub fn batch_proof(
+    sent: &SentBatch,
+    receipt: &CheckedReceipt,
+    index: usize,
+    message_id: Uuid,
+    kind: MessageKind,
+) -> MessageProof {
+    MessageProof {
+        message_id,
+        kind: kind.as_str(),
+        peer: sent.recipient.clone(),
+        digest: sent.digests[index].to_vec(),
+        signature: sent.signature.clone(),
+        sender_certificate: sent.certificate.clone(),
+        receipt_signature: Some(receipt.signature.clone()),
+        receipt_certificate: Some(receipt.certificate.clone()),
+        received_at: Some(receipt.received_at),
+        batch: Some(signing::BatchLink {
+            root: sent.root,
+            index: index as u32,
+            size: sent.digests.len() as u32,
+            path: crate::merkle::inclusion_proof(&sent.leaves, index as u64),
+            sent_at_ms: sent.sent_at_ms,
+            sender: sent.sender.clone(),
+            recipient: sent.recipient.clone(),
+            outcomes: Some(receipt.outcomes.clone()),
+        }),
+    }
+}

@@ -45,9 +45,9 @@ pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 #[derive(Debug, Clone)]
 pub struct FederationService {
     /// Decides who may call.
-    trust: Trust,
+    pub(super) trust: Trust,
     /// Where received messages go.
-    store: Store,
+    pub(super) store: Store,
     /// Wakes delivery of acknowledgements back to senders.
     outbox: Outbox,
     /// Decides what this node may hold.
@@ -55,7 +55,7 @@ pub struct FederationService {
     /// How long what it holds is kept.
     retention: RetentionSettings,
     /// Checks the audit checkpoints peers show.
-    witness: Witness,
+    pub(super) witness: Witness,
 }
 
 impl FederationService {
@@ -86,7 +86,7 @@ impl FederationService {
     }
 
     /// Who is calling, as proven by the connection's certificate and recognised as a peer.
-    fn caller<T>(
+    pub(super) fn caller<T>(
         &self,
         request: &Request<T>,
         method: &'static str,
@@ -143,7 +143,7 @@ impl FederationService {
 
     /// Writes a refused call to the audit log: which peer (as its certificate claims, even if
     /// it is not trusted), which method, and the status it got.
-    async fn audited<T>(
+    pub(super) async fn audited<T>(
         &self,
         claimed: Option<String>,
         method: &str,
@@ -186,6 +186,18 @@ impl FederationService {
             .ok_or_else(|| refuse(Reason::InvalidMessage, "referral: is required"))?;
         let referral = sent_as::<Referral>(wire.encode_to_vec(), &peer)?;
         let received = self.evidence(&peer, &certificate, referral, message.signature)?;
+        let duplicate = self.accept_referral(&peer, &received, true).await?;
+        self.receipt(received.proof(), duplicate).await
+    }
+
+    /// Applies a received Referral after its checks, whichever protocol version brought it:
+    /// `Ok(true)` when it was a redelivery of one already kept.
+    pub(super) async fn accept_referral(
+        &self,
+        peer: &VerifiedPeer,
+        received: &Received<Referral>,
+        ack: bool,
+    ) -> Result<bool, Status> {
         let referral = received.message();
         let state = self.trust.state();
         let Some(local) = state.own_identity_in(&referral.sender.federation) else {
@@ -236,7 +248,8 @@ impl FederationService {
             return Err(crate::metrics::Refusal::PolicyDenied
                 .attach(refuse(Reason::PolicyRefused, refusal.to_string())));
         }
-        let ack = StatusUpdate {
+        // Version 1 acknowledges with a status update of its own; version 2's receipt is it.
+        let ack = ack.then(|| StatusUpdate {
             id: Uuid::now_v7(),
             referral_id: referral.id,
             author: local.clone(),
@@ -247,13 +260,13 @@ impl FederationService {
             outcome: None,
             withheld: Vec::new(),
             forwarded_to: None,
-        };
+        });
         let period = time::Duration::try_from(self.retention.period(referral.purpose))
             .unwrap_or(time::Duration::MAX);
         let retain_until = self.store.clock().now().saturating_add(period);
         match self
             .store
-            .receive_referral(&received, &ack, retain_until)
+            .receive_referral(received, ack.as_ref(), retain_until)
             .await
         {
             Ok(Inbound::Stored) => {
@@ -266,11 +279,11 @@ impl FederationService {
                     "referral received"
                 );
                 self.outbox.notify(&referral.sender);
-                self.receipt(received.proof(), false).await
+                Ok(false)
             }
             Ok(Inbound::Duplicate) => {
                 tracing::info!(referral_id = %referral.id, from = %peer.identity(), "duplicate referral acknowledged again");
-                self.receipt(received.proof(), true).await
+                Ok(true)
             }
             Ok(Inbound::Conflict) => {
                 tracing::warn!(referral_id = %referral.id, from = %peer.identity(), "message id reused with different content");
@@ -293,6 +306,17 @@ impl FederationService {
             .ok_or_else(|| refuse(Reason::InvalidMessage, "update: is required"))?;
         let update = sent_as::<StatusUpdate>(wire.encode_to_vec(), &peer)?;
         let received = self.evidence(&peer, &certificate, update, message.signature)?;
+        let duplicate = self.accept_status_update(&peer, &received).await?;
+        self.receipt(received.proof(), duplicate).await
+    }
+
+    /// Applies a received StatusUpdate after its checks, whichever protocol version brought it:
+    /// `Ok(true)` when it was a redelivery of one already kept.
+    pub(super) async fn accept_status_update(
+        &self,
+        peer: &VerifiedPeer,
+        received: &Received<StatusUpdate>,
+    ) -> Result<bool, Status> {
         let update = received.message();
         match self.store.receive_status_update(&received).await {
             Ok(Ok(Inbound::Stored)) => {
@@ -302,9 +326,9 @@ impl FederationService {
                     status = %update.status,
                     "status update received"
                 );
-                self.receipt(received.proof(), false).await
+                Ok(false)
             }
-            Ok(Ok(Inbound::Duplicate)) => self.receipt(received.proof(), true).await,
+            Ok(Ok(Inbound::Duplicate)) => Ok(true),
             Ok(Ok(Inbound::Conflict)) => Err(replayed(update.id)),
             Ok(Ok(Inbound::UnknownReferral)) => Err(refuse_with(
                 Reason::UnknownReferral,
@@ -340,6 +364,17 @@ impl FederationService {
             .ok_or_else(|| refuse(Reason::InvalidMessage, "message: is required"))?;
         let checked = sent_as::<CaseMessage>(wire.encode_to_vec(), &peer)?;
         let received = self.evidence(&peer, &certificate, checked, message.signature)?;
+        let duplicate = self.accept_case_message(&peer, &received).await?;
+        self.receipt(received.proof(), duplicate).await
+    }
+
+    /// Applies a received CaseMessage after its checks, whichever protocol version brought it:
+    /// `Ok(true)` when it was a redelivery of one already kept.
+    pub(super) async fn accept_case_message(
+        &self,
+        peer: &VerifiedPeer,
+        received: &Received<CaseMessage>,
+    ) -> Result<bool, Status> {
         let case = received.message();
         let unknown = || {
             refuse_with(
@@ -417,9 +452,9 @@ impl FederationService {
                     categories = ?categories,
                     "case message received"
                 );
-                self.receipt(received.proof(), false).await
+                Ok(false)
             }
-            Ok(Ok(Inbound::Duplicate)) => self.receipt(received.proof(), true).await,
+            Ok(Ok(Inbound::Duplicate)) => Ok(true),
             Ok(Ok(Inbound::Conflict)) => Err(replayed(case.id)),
             Ok(Ok(Inbound::UnknownReferral)) => Err(unknown()),
             Ok(Err(refused)) => {
@@ -452,6 +487,17 @@ impl FederationService {
             .ok_or_else(|| refuse(Reason::InvalidMessage, "retraction: is required"))?;
         let retraction = sent_as::<Retraction>(wire.encode_to_vec(), &peer)?;
         let received = self.evidence(&peer, &certificate, retraction, message.signature)?;
+        let duplicate = self.accept_retraction(&peer, &received).await?;
+        self.receipt(received.proof(), duplicate).await
+    }
+
+    /// Applies a received Retraction after its checks, whichever protocol version brought it:
+    /// `Ok(true)` when it was a redelivery of one already kept.
+    pub(super) async fn accept_retraction(
+        &self,
+        peer: &VerifiedPeer,
+        received: &Received<Retraction>,
+    ) -> Result<bool, Status> {
         let retraction = received.message();
         let state = self.trust.state();
         let Some(local) = state.own_identity_in(&peer.identity().federation) else {
@@ -477,22 +523,23 @@ impl FederationService {
                 "retraction applied; the referral is purged"
             );
         }
-        self.answer(&applied, received.proof(), unexpected).await
+        self.answer(&applied, received.proof(), unexpected)
     }
 
-    /// The answer to a retraction or acknowledgement once the store has applied it.
-    async fn answer(
+    /// The answer to a retraction or acknowledgement once the store has applied it: whether
+    /// it was a redelivery.
+    fn answer(
         &self,
         applied: &Applied,
         proof: &MessageProof,
         unknown: impl FnOnce() -> Status,
-    ) -> Result<Response<pb::DeliveryReceipt>, Status> {
+    ) -> Result<bool, Status> {
         match applied.outcome {
             Inbound::Stored => {
                 self.notify_all(&applied.notify);
-                self.receipt(proof, false).await
+                Ok(false)
             }
-            Inbound::Duplicate => self.receipt(proof, true).await,
+            Inbound::Duplicate => Ok(true),
             Inbound::Conflict => Err(replayed(proof.message_id)),
             Inbound::UnknownReferral => Err(unknown()),
         }
@@ -510,6 +557,17 @@ impl FederationService {
             .ok_or_else(|| refuse(Reason::InvalidMessage, "ack: is required"))?;
         let ack = sent_as::<RetractionAck>(wire.encode_to_vec(), &peer)?;
         let received = self.evidence(&peer, &certificate, ack, message.signature)?;
+        let duplicate = self.accept_retraction_ack(&peer, &received).await?;
+        self.receipt(received.proof(), duplicate).await
+    }
+
+    /// Applies a received RetractionAck after its checks, whichever protocol version brought it:
+    /// `Ok(true)` when it was a redelivery of one already kept.
+    pub(super) async fn accept_retraction_ack(
+        &self,
+        peer: &VerifiedPeer,
+        received: &Received<RetractionAck>,
+    ) -> Result<bool, Status> {
         let ack = received.message();
         let applied = self
             .store
@@ -540,7 +598,6 @@ impl FederationService {
                 ],
             )
         })
-        .await
     }
 }
 
@@ -560,6 +617,12 @@ fn check_clock<T>(request: &Request<T>) -> Result<(), Status> {
                 format!("{SENT_AT_HEADER}: is not a number"),
             )
         })?;
+    check_skew(sent_ms)
+}
+
+/// Refuses a call sent at `sent_ms` (Unix milliseconds, by the sender's clock) if that is more
+/// than [`MAX_CLOCK_SKEW`] away from this node's clock.
+pub(super) fn check_skew(sent_ms: i64) -> Result<(), Status> {
     let skew_ms = evidence::millis(OffsetDateTime::now_utc()).saturating_sub(sent_ms);
     let skew = time::Duration::milliseconds(skew_ms);
     if skew.abs() > MAX_CLOCK_SKEW {
@@ -581,7 +644,10 @@ fn check_clock<T>(request: &Request<T>) -> Result<(), Status> {
 /// Decodes a message from the bytes that came, and refuses it if they are not a valid message
 /// or if its body names a sender other than the caller's certificate: the body's claim is
 /// compared, never believed. The first step to a [`Received`].
-fn sent_as<M: Receivable>(wire: Vec<u8>, peer: &VerifiedPeer) -> Result<SenderChecked<M>, Status> {
+pub(super) fn sent_as<M: Receivable>(
+    wire: Vec<u8>,
+    peer: &VerifiedPeer,
+) -> Result<SenderChecked<M>, Status> {
     SenderChecked::decode(wire, peer.identity()).map_err(|e| match &e {
         ReceiveError::Invalid(invalid) => {
             if let crate::wire::WireError::Invalid(conversion) = invalid {
@@ -625,7 +691,7 @@ fn trust_reason(error: &TrustError) -> Reason {
 }
 
 /// Maps a refused signature, or a receipt this node could not sign, to its refusal.
-fn evidence_status(error: &EvidenceError) -> Status {
+pub(super) fn evidence_status(error: &EvidenceError) -> Status {
     let reason = match error {
         EvidenceError::Unsigned | EvidenceError::Signature(_) => Reason::BadSignature,
         EvidenceError::SignerUntrusted(_) => Reason::SignerUntrusted,
@@ -643,7 +709,7 @@ fn evidence_status(error: &EvidenceError) -> Status {
 }
 
 /// The identity a call's certificate claims, trusted or not, for the audit of refusals.
-fn claimed<T>(request: &Request<T>) -> Option<String> {
+pub(super) fn claimed<T>(request: &Request<T>) -> Option<String> {
     request
         .extensions()
         .get::<Arc<PeerCertificate>>()

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{MessageKind, MessageProof, Store, StoreError, Tx, from_ms, ms};
+use super::{Store, StoreError, Tx, from_ms, ms};
 use crate::audit::{self, AuditEntry, AuditRecord, ChainVerifier, Checkpoint, Verification};
 use crate::signing::NodeSigner;
 
@@ -24,7 +24,7 @@ pub fn disable_accountability_for_benchmarks() {
     ACCOUNTABLE.store(false, std::sync::atomic::Ordering::SeqCst);
 }
 
-fn accountable() -> bool {
+pub(super) fn accountable() -> bool {
     #[cfg(feature = "bench-internals")]
     {
         ACCOUNTABLE.load(std::sync::atomic::Ordering::SeqCst)
@@ -134,36 +134,6 @@ pub(crate) async fn append(tx: &mut Tx, record: &AuditRecord) -> Result<u64, Sto
     .execute(&mut **tx)
     .await?;
     Ok(seq)
-}
-
-/// Stores the evidence of a message, once per direction.
-pub(crate) async fn put_proof(
-    tx: &mut Tx,
-    proof: &MessageProof,
-    direction: &str,
-) -> Result<(), StoreError> {
-    if !accountable() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO message_proofs
-             (message_id, direction, kind, peer, digest, signature, sender_certificate,
-              receipt_signature, receipt_certificate, received_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
-    )
-    .bind(proof.message_id.to_string())
-    .bind(direction)
-    .bind(proof.kind)
-    .bind(&proof.peer)
-    .bind(&proof.digest)
-    .bind(&proof.signature)
-    .bind(&proof.sender_certificate)
-    .bind(&proof.receipt_signature)
-    .bind(&proof.receipt_certificate)
-    .bind(proof.received_at.map(ms))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Whether a status change's detail says it was sent with case data (categories). Read here
@@ -550,35 +520,5 @@ impl Store {
             })
         })
         .collect()
-    }
-
-    /// The evidence kept for a message, sent or received.
-    pub async fn message_proof(
-        &self,
-        message_id: Uuid,
-        sent: bool,
-    ) -> Result<Option<MessageProof>, StoreError> {
-        let row = sqlx::query(
-            "SELECT kind, peer, digest, signature, sender_certificate, receipt_signature,
-                    receipt_certificate, received_at
-             FROM message_proofs WHERE message_id = $1 AND direction = $2",
-        )
-        .bind(message_id.to_string())
-        .bind(if sent { "sent" } else { "received" })
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let kind: String = row.try_get("kind")?;
-        Ok(Some(MessageProof {
-            message_id,
-            kind: MessageKind::parse(&kind).map_or("unknown", MessageKind::as_str),
-            peer: row.try_get("peer")?,
-            digest: row.try_get("digest")?,
-            signature: row.try_get("signature")?,
-            sender_certificate: row.try_get("sender_certificate")?,
-            receipt_signature: row.try_get("receipt_signature")?,
-            receipt_certificate: row.try_get("receipt_certificate")?,
-            received_at: row.try_get::<Option<i64>, _>("received_at")?.map(from_ms),
-        }))
     }
 }

@@ -21,7 +21,7 @@ use super::outbox::enqueue;
 use super::referrals::{insert_event, sealing_of};
 use super::{
     Direction, Inbound, MessageKind, Sealing, Store, StoreError, Tx, audit_log, check_replay,
-    record_received,
+    proofs, record_received,
 };
 use crate::actor::Actor;
 use crate::audit;
@@ -221,8 +221,8 @@ impl Store {
         message: &Received<CaseMessage>,
     ) -> Result<Result<Inbound, CaseRefusal>, StoreError> {
         let (from, proof) = (message.sender(), message.proof());
+        let body = message.wire().to_vec();
         let message = message.message();
-        let body = wire::encode_case_message(message);
         let digest = digest(&body);
         let now = self.clock.now();
         let mut tx = self.write().await?;
@@ -289,7 +289,7 @@ impl Store {
         if let Some(next) = case_message::moves_to(message.kind(), current) {
             move_status(&mut tx, message, next).await?;
         }
-        audit_log::put_proof(&mut tx, proof, "received").await?;
+        proofs::put(&mut tx, proof, "received").await?;
         audit_log::append(&mut tx, &audit::case_receipt(message, &digest)).await?;
         notifications::record(
             &mut tx,

@@ -55,6 +55,7 @@ mod consent_forms;
 mod notifications;
 pub mod observe;
 mod outbox;
+mod proofs;
 mod referrals;
 mod retraction;
 mod trust;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::codec::{due_message, ms, outbox_entry};
 use super::notifications;
-use super::{Backend, MessageKind, MessageProof, Sealing, Store, StoreError, Tx, audit_log};
+use super::{Backend, MessageKind, MessageProof, Sealing, Store, StoreError, Tx, proofs};
 use crate::notification::Event;
 use crate::vault;
 
@@ -251,7 +251,15 @@ impl Store {
             .bind(seq)
             .execute(&mut *tx)
             .await?;
-            audit_log::put_proof(&mut tx, proof, "sent").await?;
+            proofs::put(&mut tx, proof, "sent").await?;
+            // A version 2 receipt for a referral is also its `received` status.
+            if let (Some(_), Some(received_at)) = (&proof.batch, proof.received_at)
+                && proof.kind == MessageKind::Referral.as_str()
+                && let Ok(recipient) = TeamIdentity::parse_uri(&proof.peer)
+            {
+                Store::received_by_receipt(&mut tx, proof.message_id, &recipient, received_at)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

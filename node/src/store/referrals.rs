@@ -15,7 +15,7 @@ use super::notifications;
 use super::outbox::enqueue;
 use super::{
     Direction, Inbound, MessageKind, Sealing, Store, StoreError, Tx, audit_log, check_replay,
-    record_received,
+    proofs, record_received,
 };
 use crate::actor::Actor;
 use crate::audit;
@@ -164,19 +164,21 @@ impl Store {
         Ok(Ok(()))
     }
 
-    /// Stores a referral delivered by its sender, sealed under a new data key and kept until
-    /// `retain_until`, with its proof, and queues the `received` acknowledgement back to the
-    /// sender, atomically. A redelivery changes nothing, even after the referral was purged.
-    /// Only a [`Received`] is taken: its sender and signature were checked.
+    /// Stores a referral delivered by its sender, as the exact bytes it sent, sealed under a
+    /// new data key and kept until `retain_until`, with its proof, and queues `ack`, the
+    /// `received` acknowledgement, back to the sender, atomically. Protocol version 2 has no
+    /// `ack`: its receipt is the acknowledgement. A redelivery changes nothing, even after the
+    /// referral was purged. Only a [`Received`] is taken: its sender and signature were
+    /// checked.
     pub async fn receive_referral(
         &self,
-        referral: &Received<Referral>,
-        ack: &StatusUpdate,
+        received: &Received<Referral>,
+        ack: Option<&StatusUpdate>,
         retain_until: OffsetDateTime,
     ) -> Result<Inbound, StoreError> {
-        let proof = referral.proof();
-        let referral = referral.message();
-        let body = wire::encode_referral(referral);
+        let proof = received.proof();
+        let referral = received.message();
+        let body = received.wire();
         let digest = digest(&body);
         let now = self.clock.now();
         let mut tx = self.write().await?;
@@ -224,19 +226,21 @@ impl Store {
             now,
         )
         .await?;
-        let ack_body = wire::encode_status_update(ack);
-        enqueue(
-            &mut tx,
-            ack.id,
-            MessageKind::StatusUpdate,
-            referral.id,
-            &referral.sender,
-            &ack_body,
-            now,
-            None,
-        )
-        .await?;
-        audit_log::put_proof(&mut tx, proof, "received").await?;
+        if let Some(ack) = ack {
+            let ack_body = wire::encode_status_update(ack);
+            enqueue(
+                &mut tx,
+                ack.id,
+                MessageKind::StatusUpdate,
+                referral.id,
+                &referral.sender,
+                &ack_body,
+                now,
+                None,
+            )
+            .await?;
+        }
+        proofs::put(&mut tx, proof, "received").await?;
         audit_log::append(
             &mut tx,
             &audit::receipt(referral, &hex::encode(&proof.digest)),
@@ -263,9 +267,8 @@ impl Store {
         update: &Received<StatusUpdate>,
     ) -> Result<Result<Inbound, TransitionError>, StoreError> {
         let (from, proof) = (update.sender(), update.proof());
+        let digest = digest(update.wire());
         let update = update.message();
-        let body = wire::encode_status_update(update);
-        let digest = digest(&body);
         let now = self.clock.now();
         let mut tx = self.write().await?;
         if let Some(outcome) = check_replay(&mut tx, update.id, &digest).await? {
@@ -313,7 +316,7 @@ impl Store {
             sealing.as_ref(),
         )
         .await?;
-        audit_log::put_proof(&mut tx, proof, "received").await?;
+        proofs::put(&mut tx, proof, "received").await?;
         let subject: Option<String> = row.try_get("subject")?;
         audit_log::append(
             &mut tx,
@@ -341,6 +344,68 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Ok(Inbound::Stored))
+    }
+
+    /// Records, at the sender, that a referral's recipient received it, as the recipient's
+    /// signed receipt says (protocol version 2): what version 1 learned from the recipient's
+    /// own `received` status update. Called in the transaction that marks the referral
+    /// delivered; a receipt for a referral already past `received` (a redelivery's), or no
+    /// longer held, changes nothing.
+    pub(super) async fn received_by_receipt(
+        tx: &mut Tx,
+        referral_id: Uuid,
+        recipient: &TeamIdentity,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let row = sqlx::query(
+            "SELECT direction, status, consultation_id, subject FROM referrals
+             WHERE id = $1 AND direction = 'outbound' AND recipient = $2",
+        )
+        .bind(referral_id.to_string())
+        .bind(recipient.uri())
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(row) = row else { return Ok(()) };
+        let current = stored_status(&row, referral_id)?;
+        let consultation = row
+            .try_get::<Option<String>, _>("consultation_id")?
+            .is_some();
+        let update = StatusUpdate {
+            id: Uuid::now_v7(),
+            referral_id,
+            author: recipient.clone(),
+            status: ReferralStatus::Received,
+            at,
+            reason: None,
+            reason_code: None,
+            outcome: None,
+            withheld: Vec::new(),
+            forwarded_to: None,
+        };
+        if lifecycle::check(current, &update, Side::Recipient, consultation).is_err() {
+            return Ok(());
+        }
+        let sealing = sealing_of(tx, referral_id).await?;
+        insert_status(
+            tx,
+            &update,
+            lifecycle::moves_status(current, update.status),
+            sealing.as_ref(),
+        )
+        .await?;
+        let subject: Option<String> = row.try_get("subject")?;
+        audit_log::append(
+            tx,
+            &audit::status_change(
+                &update,
+                false,
+                &recipient.uri(),
+                subject.as_deref(),
+                &Actor::team(recipient.clone()),
+            ),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Applies a status change made by this node's staff and queues it to the other party, in

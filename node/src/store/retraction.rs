@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::codec::{consent_row, copy_of, digest, from_ms, identity_column, ms, tombstone_row};
 use super::outbox::enqueue;
 use super::{
-    Applied, Backend, Inbound, MessageKind, Store, StoreError, Tx, audit_log, check_replay,
+    Applied, Backend, Inbound, MessageKind, Store, StoreError, Tx, audit_log, check_replay, proofs,
     record_received,
 };
 use crate::actor::Actor;
@@ -215,8 +215,8 @@ impl Store {
         local: &TeamIdentity,
     ) -> Result<Applied, StoreError> {
         let (from, proof) = (retraction.sender(), retraction.proof());
+        let body = retraction.wire().to_vec();
         let retraction = retraction.message();
-        let body = wire::encode_retraction(retraction);
         let digest = digest(&body);
         let now = self.clock.now();
         let mut tx = self.write().await?;
@@ -297,7 +297,7 @@ impl Store {
             )
             .await?;
         }
-        audit_log::put_proof(&mut tx, proof, "received").await?;
+        proofs::put(&mut tx, proof, "received").await?;
         audit_log::append(
             &mut tx,
             &audit::retraction_received(retraction, held.is_some(), downstream.len()),
@@ -334,8 +334,8 @@ impl Store {
         ack: &Received<RetractionAck>,
     ) -> Result<Applied, StoreError> {
         let (from, proof) = (ack.sender(), ack.proof());
+        let body = ack.wire().to_vec();
         let ack = ack.message();
-        let body = wire::encode_retraction_ack(ack);
         let digest = digest(&body);
         let now = self.clock.now();
         let mut tx = self.write().await?;
@@ -383,7 +383,7 @@ impl Store {
         .bind(ack.purged.referral_id.to_string())
         .execute(&mut *tx)
         .await?;
-        audit_log::put_proof(&mut tx, proof, "received").await?;
+        proofs::put(&mut tx, proof, "received").await?;
         audit_log::append(&mut tx, &audit::retraction_acknowledged(ack, &from.uri())).await?;
         for copy in &ack.downstream {
             sqlx::query(

@@ -25,6 +25,7 @@ mod lifecycle_canaries;
 mod notifications;
 mod observability;
 mod policy;
+mod protocol_v2;
 mod refusals;
 mod retraction;
 mod trust;
