@@ -50,6 +50,10 @@ pub struct Metrics {
     /// Connections refused in the TLS handshake, before any call, by [`Refusal`] reason:
     /// certificates that do not chain, are revoked, or belong to no peer.
     pub handshakes_refused: Family<Labels, Counter>,
+    /// Connections closed at accept, before any handshake, because too many handshakes were
+    /// pending from their address or network, or in all: by reason (`per_address`,
+    /// `per_network`, `full`).
+    pub handshakes_shed: Family<Labels, Counter>,
     /// Referrals purged, by cause.
     pub purged: Family<Labels, Counter>,
     /// Messages acknowledged by their peer.
@@ -70,6 +74,7 @@ impl Metrics {
             witness_conflicts: Counter::default(),
             inbound_rejected: Family::default(),
             handshakes_refused: Family::default(),
+            handshakes_shed: Family::default(),
             purged: Family::default(),
             delivered: Counter::default(),
             dead_letters: Counter::default(),
@@ -121,6 +126,12 @@ impl Metrics {
             "handshakes_refused",
             "Connections from other nodes refused in the TLS handshake, by reason",
             self.handshakes_refused.clone(),
+        );
+        registry.register(
+            "handshakes_shed",
+            "Connections from other nodes closed at accept, before any handshake, because too \
+             many handshakes were pending from their address or network or in all, by reason",
+            self.handshakes_shed.clone(),
         );
         registry.register(
             "purged",

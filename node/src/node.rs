@@ -446,6 +446,7 @@ async fn serve(
         tcp,
         trust.server_configs(),
         trust.states(),
+        trust.subscribe(),
         config.federation.handshake_timeout,
         shutdown.clone(),
     );

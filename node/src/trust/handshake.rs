@@ -7,8 +7,9 @@
 //! from [`crate::tls`].
 //!
 //! tonic's own TLS config offers no custom verifier and no reload, so the server accepts TCP
-//! itself, runs the rustls handshake with a timeout in a task per connection, and feeds finished
-//! streams to tonic. Session resumption is off on both sides: a resumed session would skip the
+//! itself, admits each connection to a handshake as [`super::admission`] shares the slots out,
+//! runs the rustls handshake with a timeout in a task per connection, and feeds finished streams
+//! to tonic. Session resumption is off on both sides: a resumed session would skip the
 //! verifier, and trust changes must be seen by every new connection.
 
 use std::io;
@@ -29,11 +30,12 @@ use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme}
 use tatmx_certs::TeamIdentity;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 
+use super::admission::{self, Admission, KnownAddresses, Limits, Permit, ShedLog};
 use super::{CheckedCertificate, TrustError, TrustState};
 use crate::tls::{FederationCertResolver, TlsError, provider};
 
@@ -346,28 +348,52 @@ impl AsyncWrite for PeerStream {
     }
 }
 
-/// The most TLS handshakes in progress at once. Each holds a few kilobytes for at most the
-/// handshake timeout; past this a flood of connections is dropped at accept, so it can neither
-/// exhaust memory nor starve the peers already connected.
-pub const MAX_PENDING_HANDSHAKES: usize = 256;
+/// The least time between two summaries of connections shed for one reason: a flood is
+/// reported as it starts and then every ten seconds, never a line per connection.
+const SHED_SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Accepts TCP connections, runs each handshake in its own task with a deadline, and yields the
 /// streams that completed it. Each handshake uses the server config current at that moment, so
 /// a trust change applies to the very next connection. A slow or failed handshake never holds
-/// up the accept loop, and at most [`MAX_PENDING_HANDSHAKES`] are in progress.
+/// up the accept loop.
+///
+/// Handshakes in progress are shared out by [`admission`](super::admission): at most so many
+/// per source address, per network and in all, with a share kept for the addresses of the
+/// peers in the trust view, which are resolved again after every trust change that `changes`
+/// signals. A connection past its limit is closed at once, counted in
+/// `tatmx_handshakes_shed_total{reason}` and summarised in the log.
 pub fn accept(
     listener: TcpListener,
     configs: Arc<ArcSwap<ServerConfig>>,
     states: Arc<ArcSwap<TrustState>>,
+    changes: watch::Receiver<u64>,
     handshake_timeout: Duration,
     shutdown: CancellationToken,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<PeerStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
-    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let admission = Admission::new(Limits::default());
+    let known = KnownAddresses::default();
+    tokio::spawn(admission::follow_peers(
+        states.clone(),
+        changes,
+        known.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(async move {
+        let mut shed_log = ShedLog::new(SHED_SUMMARY_INTERVAL);
+        // Reports the tail of a flood once it has gone quiet; a summary is never due more
+        // often than its interval, whatever the tick.
+        let mut summaries = tokio::time::interval(Duration::from_secs(1));
+        summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (tcp, remote_addr) = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = summaries.tick() => {
+                    for summary in shed_log.due(tokio::time::Instant::now().into_std()) {
+                        summary.log();
+                    }
+                    continue;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
@@ -378,16 +404,27 @@ pub fn accept(
                     }
                 },
             };
-            let Ok(permit) = pending.clone().try_acquire_owned() else {
-                tracing::warn!(%remote_addr, "too many TLS handshakes in progress; connection dropped");
-                drop(tcp);
-                continue;
+            let source = remote_addr.ip();
+            let permit = match admission.admit(source, known.contains(source)) {
+                Ok(permit) => permit,
+                Err(reason) => {
+                    drop(tcp);
+                    crate::metrics::get()
+                        .handshakes_shed
+                        .get_or_create(&vec![("reason", reason.as_str().to_owned())])
+                        .inc();
+                    let now = tokio::time::Instant::now().into_std();
+                    if let Some(summary) = shed_log.record(reason, source, now) {
+                        summary.log();
+                    }
+                    continue;
+                }
             };
             let acceptor = TlsAcceptor::from(configs.load_full());
             let states = states.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let _permit: Permit = permit;
                 let _ = tcp.set_nodelay(true);
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
@@ -413,6 +450,9 @@ pub fn accept(
                     }
                 }
             });
+        }
+        for summary in shed_log.drain() {
+            summary.log();
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)

@@ -15,7 +15,10 @@
 //! - [`live`]: the shared handle that persists changes and swaps views.
 //! - [`handshake`]: mutual TLS 1.3 as this trust decides it: the verifiers, the accept loop
 //!   and the connector.
+//! - [`admission`]: who may start a handshake while others are pending: caps per address and
+//!   per network, and a share kept for the peers' own addresses.
 
+pub mod admission;
 pub mod handshake;
 mod live;
 mod state;

@@ -3,14 +3,17 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls_pki_types::pem::PemObject;
 use tatmx_certs::{CertificateAuthority, FederationId, TeamId, TeamIdentity};
 use tatmx_proto::v1 as pb;
 use tatmx_proto::v1::federation_client::FederationClient;
 use tatmx_tests::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tonic::transport::Channel;
 
 struct Setup {
@@ -470,17 +473,17 @@ async fn idle_trickling_and_flooding_connections_are_cut_off_and_memory_stays_bo
     .unwrap();
     let before = rss_kib();
 
-    // A flood: more connections than handshake slots, each saying nothing.
+    // A flood from another address than the peers' 127.0.0.1: more connections than handshake
+    // slots, each saying nothing. All but that address's share are closed at once.
     let mut idle = Vec::new();
     for _ in 0..600 {
-        if let Ok(stream) = tokio::net::TcpStream::connect(addr(&s.core)).await {
+        if let Ok(stream) = connect_from([127, 0, 1, 2], addr(&s.core)).await {
             idle.push(stream);
         }
     }
     // A slowloris: a TLS ClientHello one byte at a time, slower than the deadline allows.
     let mut trickle = tokio::net::TcpStream::connect(addr(&s.core)).await.unwrap();
     let trickler = tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
         for byte in [0x16u8, 0x03, 0x01, 0x00, 0x10] {
             if trickle.write_all(&[byte]).await.is_err() {
                 return true;
@@ -495,8 +498,7 @@ async fn idle_trickling_and_flooding_connections_are_cut_off_and_memory_stays_bo
             Ok(Ok(0)) | Ok(Err(_))
         )
     });
-    // Meanwhile the peer is still served on its open channel. New handshakes wait for a free
-    // slot until the flood's connections time out.
+    // Meanwhile the peer is still served on its open channel.
     peer.hello(pb::HelloRequest {
         protocol_version: 1,
         ..Default::default()
@@ -532,6 +534,172 @@ async fn idle_trickling_and_flooding_connections_are_cut_off_and_memory_stays_bo
     );
     still_serving(&s).await;
     node.shutdown().await;
+}
+
+/// A TCP connection to `target` from `source`. Linux routes all of 127/8 to the loopback
+/// interface, so a flood can come from other addresses, and other /24 networks, than the
+/// 127.0.0.1 every test peer shares.
+async fn connect_from(source: [u8; 4], target: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    socket.connect(target).await
+}
+
+/// Whether the node closed `stream` within `wait` without sending a byte: shed at accept,
+/// rather than waiting in a handshake for a ClientHello.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1];
+    matches!(
+        tokio::time::timeout(wait, stream.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// The first bytes of a TLS 1.3 ClientHello: a record header announcing 512 bytes, and the
+/// handshake message's header. The rest never comes.
+const PARTIAL_CLIENT_HELLO: [u8; 11] = [
+    0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+];
+
+/// `tatmx_handshakes_shed_total` for `reason` on a metrics page; zero when never counted.
+fn shed_count(page: &str, reason: &str) -> u64 {
+    let series = format!("tatmx_handshakes_shed_total{{reason=\"{reason}\"}} ");
+    page.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The log message of a shed summary, from `trust/admission.rs`.
+const SHED_SUMMARY: &str = "federation connections shed at accept";
+
+#[test]
+fn a_new_peer_is_served_at_once_while_slow_handshakes_from_elsewhere_flood_the_node() {
+    Logs::run(|logs| async move {
+        let mut s = setup("");
+        let metrics_port = s.fed.port();
+        s.fed.write_config(
+            &s.core,
+            &[&s.school, &s.riverside],
+            &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+        );
+        // The default ten-second handshake deadline: the flood holds its slots for the whole
+        // test unless the node sheds it.
+        let node = start(&s.core).await;
+        let target = addr(&s.core);
+        let before = scrape_metrics(metrics_port).await;
+
+        // Eight /24 networks (127.0.1.0 to 127.0.8.0), three addresses in each, 24 slow
+        // handshakes from each address: 576 connections, more than all 256 slots, none from
+        // the peers' 127.0.0.1. Half say nothing, half start a ClientHello and stop.
+        let mut flood = Vec::new();
+        for network in 1..=8u8 {
+            for host in 1..=3u8 {
+                for n in 0..24 {
+                    let mut stream = connect_from([127, 0, network, host], target).await.unwrap();
+                    if n % 2 == 1 {
+                        // A shed connection may already be closed; that is the point.
+                        let _ = stream.write_all(&PARTIAL_CLIENT_HELLO).await;
+                    }
+                    flood.push(stream);
+                }
+            }
+        }
+        // The node accepts in order, so once this newcomer is answered the whole flood has
+        // been: from an unknown address of a fresh network, it finds the general share full.
+        let mut newcomer = connect_from([127, 0, 9, 1], target).await.unwrap();
+        assert!(
+            closed_within(&mut newcomer, Duration::from_secs(2)).await,
+            "an unknown address is shed while the flood holds the general share"
+        );
+
+        // A peer with no connection open: a fresh channel, a full mutual-TLS handshake.
+        let started = Instant::now();
+        let hello = tokio::time::timeout(
+            Duration::from_secs(2),
+            school_client(&s).hello(pb::HelloRequest {
+                protocol_version: 1,
+            }),
+        )
+        .await
+        .expect("a new peer is served within 2 s during the flood")
+        .expect("a new peer is served during the flood")
+        .into_inner();
+        let took = started.elapsed();
+        assert_eq!(hello.identity, s.core.identity.uri());
+
+        let after = scrape_metrics(metrics_port).await;
+        let shed: Vec<u64> = ["per_address", "per_network", "full"]
+            .iter()
+            .map(|reason| shed_count(&after, reason) - shed_count(&before, reason))
+            .collect();
+        // Per network: two addresses fill its 32, the third is shed whole; per address: 8 of
+        // each 24 beyond 16; six networks fill the 192 general slots, the last two find it
+        // full. Other tests' floods can only add to the process-wide counts.
+        assert!(shed[0] >= 96, "per-address sheds: {shed:?}");
+        assert!(shed[1] >= 144, "per-network sheds: {shed:?}");
+        assert!(shed[2] >= 144, "sheds at a full pool: {shed:?}");
+
+        let text = String::from_utf8_lossy(&logs.own_text()).into_owned();
+        let summaries = text.lines().filter(|l| l.contains(SHED_SUMMARY)).count();
+        assert!(
+            (3..=6).contains(&summaries),
+            "{summaries} shed summaries for {} sheds",
+            shed.iter().sum::<u64>()
+        );
+        assert!(
+            text.lines()
+                .filter(|l| l.contains(SHED_SUMMARY))
+                .all(|l| l.contains("reason=") && l.contains("shed=") && l.contains("addresses=")),
+            "{text}"
+        );
+        println!(
+            "slow-handshake flood: {} connections, {} shed (per address {}, per network {}, \
+             full {}), a new peer's Hello in {took:?}, {summaries} summary lines",
+            flood.len(),
+            shed.iter().sum::<u64>(),
+            shed[0],
+            shed[1],
+            shed[2],
+        );
+
+        // A peer added during the flood: the trust change adds its endpoint's address to the
+        // known ones, and with them to the reserved share.
+        let harbor = s.fed.team("harbor-ems", "affiliate", "mental-health");
+        let harbor_address = [127, 0, 20, 20];
+        let mut unknown_yet = connect_from(harbor_address, target).await.unwrap();
+        assert!(
+            closed_within(&mut unknown_yet, Duration::from_secs(2)).await,
+            "an address of no peer is shed while the general share is full"
+        );
+        let mut request = add_peer_request(&harbor);
+        request.endpoint = format!("https://127.0.20.20:{}", harbor.port);
+        admin(&s.core).await.add_peer(request).await.unwrap();
+        eventually(
+            Duration::from_secs(5),
+            "the added peer's address to take a reserved slot",
+            || async move {
+                let mut stream = connect_from(harbor_address, target).await.ok()?;
+                (!closed_within(&mut stream, Duration::from_millis(200)).await).then_some(())
+            },
+        )
+        .await;
+
+        // Once the flood leaves, its slots are free again, for unknown addresses too.
+        drop(flood);
+        eventually(
+            Duration::from_secs(5),
+            "the flood's slots to be given back",
+            || async move {
+                let mut stream = connect_from([127, 0, 9, 2], target).await.ok()?;
+                (!closed_within(&mut stream, Duration::from_millis(200)).await).then_some(())
+            },
+        )
+        .await;
+        still_serving(&s).await;
+        node.shutdown().await;
+    });
 }
 
 #[tokio::test]
