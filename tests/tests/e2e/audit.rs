@@ -322,45 +322,107 @@ async fn tampering_with_the_store_is_named_by_verify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_sides_keep_signed_proof_of_what_was_sent_and_received() {
+    use tatmx_node::{merkle, signing};
     let (_fed, core, school, ids) = history().await;
+    // The school's evidence of its referral: its place in the batch it travelled in, the
+    // school's signature over the batch and the county's receipt over it.
+    let proof_query =
+        "SELECT m.digest, m.leaf_index, m.path, b.root, b.size, b.sent_at, b.signature,
+                sc.der, b.receipt_signature, rc.der, b.received_at, b.outcomes
+         FROM message_batch_proofs m JOIN batch_proofs b ON b.id = m.batch
+         JOIN certificates sc ON sc.sha256 = b.sender_certificate
+         LEFT JOIN certificates rc ON rc.sha256 = b.receipt_certificate
+         WHERE m.message_id = $1 AND m.direction = $2";
+    type Row = (
+        Vec<u8>,
+        i64,
+        Vec<u8>,
+        Vec<u8>,
+        i64,
+        i64,
+        Vec<u8>,
+        Vec<u8>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<i64>,
+        Option<Vec<u8>>,
+    );
     let mut school_db = store_connection(&school, false).await;
-    let row: (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, i64) = sqlx::query_as(
-        "SELECT digest, signature, receipt_signature, receipt_certificate, received_at
-         FROM message_proofs WHERE message_id = $1 AND direction = 'sent'",
-    )
-    .bind(&ids[0])
-    .fetch_one(&mut school_db)
-    .await
-    .unwrap();
-    let (digest, _signature, receipt, receipt_certificate, received_at) = row;
-    // The county's receipt proves it received exactly this message.
-    let payload = tatmx_node::signing::receipt_payload(&ids[0], &digest, received_at);
-    tatmx_node::signing::verify(&receipt_certificate, 1, &payload, &receipt).unwrap();
-    let mut changed = digest.clone();
-    changed[0] ^= 1;
-    let forged = tatmx_node::signing::receipt_payload(&ids[0], &changed, received_at);
-    assert!(tatmx_node::signing::verify(&receipt_certificate, 1, &forged, &receipt).is_err());
-
-    // And the county holds the school's signature over the exact bytes the school sent.
+    let sent: Row = sqlx::query_as(proof_query)
+        .bind(&ids[0])
+        .bind("sent")
+        .fetch_one(&mut school_db)
+        .await
+        .unwrap();
+    let (
+        digest,
+        index,
+        path,
+        root,
+        size,
+        sent_at,
+        signature,
+        sender_der,
+        receipt,
+        receipt_der,
+        received_at,
+        outcomes,
+    ) = sent;
     let body: Vec<u8> =
         sqlx::query_scalar("SELECT body FROM outbox WHERE message_id = $1 AND kind = 'referral'")
             .bind(&ids[0])
             .fetch_one(&mut school_db)
             .await
             .unwrap();
-    let mut core_db = store_connection(&core, false).await;
-    let (signature, certificate, their_digest): (Vec<u8>, Vec<u8>, Vec<u8>) = sqlx::query_as(
-        "SELECT signature, sender_certificate, digest FROM message_proofs
-         WHERE message_id = $1 AND direction = 'received'",
+    // The digest is of the exact bytes sent, and its path leads to the signed root.
+    assert_eq!(digest, signing::message_digest(1, &body).to_vec());
+    let root: merkle::Hash = root.try_into().unwrap();
+    let path: Vec<merkle::Hash> = path.chunks(32).map(|h| h.try_into().unwrap()).collect();
+    merkle::verify_inclusion(
+        &merkle::leaf_hash(&digest),
+        index as u64,
+        size as u64,
+        &path,
+        &root,
     )
-    .bind(&ids[0])
-    .fetch_one(&mut core_db)
-    .await
     .unwrap();
-    assert_eq!(their_digest, digest);
-    let message = tatmx_node::signing::message_payload("referral", &body);
-    tatmx_node::signing::verify(&certificate, 1, &message, &signature).unwrap();
-    let summary = tatmx_certs::CertificateSummary::from_der(&certificate).unwrap();
+    let (school_uri, core_uri) = (school.identity.uri(), core.identity.uri());
+    let batch = signing::batch_payload(&school_uri, &core_uri, sent_at, &root);
+    signing::verify(&sender_der, 1, &batch, &signature).unwrap();
+    // The county's receipt proves it received exactly this batch, and accepted this message.
+    let (receipt, receipt_der, received_at, outcomes) = (
+        receipt.unwrap(),
+        receipt_der.unwrap(),
+        received_at.unwrap(),
+        outcomes.unwrap(),
+    );
+    assert_eq!(outcomes[index as usize], 1);
+    let payload =
+        signing::batch_receipt_payload(&core_uri, &school_uri, received_at, &root, &outcomes);
+    signing::verify(&receipt_der, 1, &payload, &receipt).unwrap();
+    let mut changed = root;
+    changed[0] ^= 1;
+    let forged =
+        signing::batch_receipt_payload(&core_uri, &school_uri, received_at, &changed, &outcomes);
+    assert!(signing::verify(&receipt_der, 1, &forged, &receipt).is_err());
+    let summary = tatmx_certs::CertificateSummary::from_der(&receipt_der).unwrap();
+    assert_eq!(summary.identity.as_ref(), Some(&core.identity));
+
+    // And the county holds the school's signature over the batch, with the same digest.
+    let mut core_db = store_connection(&core, false).await;
+    let held: Row = sqlx::query_as(proof_query)
+        .bind(&ids[0])
+        .bind("received")
+        .fetch_one(&mut core_db)
+        .await
+        .unwrap();
+    assert_eq!(held.0, digest);
+    assert_eq!(held.3, root.to_vec());
+    // Its own copy of the batch, which is the same one unless a lost receipt made the school
+    // send the referral again.
+    let held_batch = signing::batch_payload(&school_uri, &core_uri, held.5, &root);
+    signing::verify(&held.7, 1, &held_batch, &held.6).unwrap();
+    let summary = tatmx_certs::CertificateSummary::from_der(&held.7).unwrap();
     assert_eq!(summary.identity.as_ref(), Some(&school.identity));
 }
 

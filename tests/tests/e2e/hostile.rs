@@ -620,6 +620,7 @@ fn a_new_peer_is_served_at_once_while_slow_handshakes_from_elsewhere_flood_the_n
             Duration::from_secs(2),
             school_client(&s).hello(pb::HelloRequest {
                 protocol_version: 1,
+                ..Default::default()
             }),
         )
         .await

@@ -272,17 +272,10 @@ async fn a_batch_whose_signature_does_not_cover_its_bytes_is_refused_whole() {
 
 #[tokio::test]
 async fn between_two_nodes_the_receipt_is_the_received_status_and_no_second_message_is_sent() {
-    let mut fed = TestFederation::new("county-mdt.example");
-    let core = fed.team("county-core", "core", "law-enforcement");
-    let school = fed.team("lincoln-high", "affiliate", "education");
-    fed.write_config(&core, &[&school], "");
-    fed.write_config(&school, &[&core], "");
+    let (_fed, core, school) = core_and_school();
     let core_node = start(&core).await;
     let school_node = start(&school).await;
-    let mut client = agency(&school).await;
-    let mut draft = draft(core.identity.team.as_str());
-    draft.consent_ref = consent_for(&school, "Student A", &[&core]).await;
-    let id = submit(&mut client, draft).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
     delivered(&school, &id).await;
     let record = referral_when(&school, &id, "received", |r| {
         r.status == pb::ReferralStatus::Received as i32
