@@ -1,11 +1,12 @@
-//! Signatures by a node's key: over every message it sends, every receipt it gives, and every
-//! checkpoint of its audit chain.
+//! Signatures by a node's key: over every message or batch it sends, every receipt it gives,
+//! and every checkpoint or tree head of its audit log.
 //!
 //! The key is the node's TLS key (ECDSA P-256), so a signature proves the same identity the
 //! connection did, and anyone holding the federation CA can check it later, offline, from the
-//! certificate stored beside it. Every signed payload starts with `tatmx/v1 `, a context name
-//! and a zero byte: the key also signs TLS handshakes, and the prefix keeps a signature made for
-//! one use from ever being valid for another.
+//! certificate stored beside it. Every signed payload starts with the protocol version
+//! (`tatmx/v1 ` or `tatmx/v2 `) and a context name: the key also signs TLS handshakes, and the
+//! prefix keeps a signature made for one use from ever being valid for another.
+//! docs/PROTOCOL.md gives every layout, and `proto/vectors/v2.json` examples of each.
 //!
 //! The evidence kept of each message, the [`MessageProof`], and the [`MessageKind`] every
 //! signature names live here too: they are what these signatures are made over and kept in,

@@ -116,6 +116,16 @@ impl FederationV2 {
                 ),
             ));
         }
+        let payload_bytes: usize = batch.messages.iter().map(|m| m.payload.len()).sum();
+        if batch.messages.len() > 1 && payload_bytes > BATCH_BYTES {
+            return Err(refuse(
+                Reason::InvalidMessage,
+                format!(
+                    "messages: a batch of several messages carries at most {BATCH_BYTES} bytes \
+                     of payloads, not {payload_bytes}"
+                ),
+            ));
+        }
         let state = inner.trust.state();
         let federation = &peer.identity().federation;
         let Some(local) = state.own_identity_in(federation).cloned() else {
@@ -131,9 +141,7 @@ impl FederationV2 {
         let signer =
             evidence::signing_certificate(&state, &peer, certificate.der(), signature.certificate)
                 .map_err(|e| evidence_status(&e))?;
-        if !signature.certificate_sha256.is_empty()
-            && signature.certificate_sha256 != Sha256::digest(&signer).as_slice()
-        {
+        if signature.certificate_sha256 != Sha256::digest(&signer).as_slice() {
             return Err(refuse(
                 Reason::BadSignature,
                 "signature.certificate_sha256: is not the fingerprint of the signing certificate",
