@@ -190,7 +190,7 @@ impl FederationService {
         self.receipt(received.proof(), duplicate).await
     }
 
-    /// Applies a received Referral after its checks, whichever protocol version brought it:
+    /// Applies a received referral after its checks, whichever protocol version brought it:
     /// `Ok(true)` when it was a redelivery of one already kept.
     pub(super) async fn accept_referral(
         &self,
@@ -310,7 +310,7 @@ impl FederationService {
         self.receipt(received.proof(), duplicate).await
     }
 
-    /// Applies a received StatusUpdate after its checks, whichever protocol version brought it:
+    /// Applies a received status update after its checks, whichever protocol version brought it:
     /// `Ok(true)` when it was a redelivery of one already kept.
     pub(super) async fn accept_status_update(
         &self,
@@ -318,7 +318,7 @@ impl FederationService {
         received: &Received<StatusUpdate>,
     ) -> Result<bool, Status> {
         let update = received.message();
-        match self.store.receive_status_update(&received).await {
+        match self.store.receive_status_update(received).await {
             Ok(Ok(Inbound::Stored)) => {
                 tracing::info!(
                     referral_id = %update.referral_id,
@@ -368,7 +368,7 @@ impl FederationService {
         self.receipt(received.proof(), duplicate).await
     }
 
-    /// Applies a received CaseMessage after its checks, whichever protocol version brought it:
+    /// Applies a received case message after its checks, whichever protocol version brought it:
     /// `Ok(true)` when it was a redelivery of one already kept.
     pub(super) async fn accept_case_message(
         &self,
@@ -440,7 +440,7 @@ impl FederationService {
             return Err(crate::metrics::Refusal::PolicyDenied
                 .attach(refuse(Reason::PolicyRefused, refusal.to_string())));
         }
-        match self.store.receive_case_message(&received).await {
+        match self.store.receive_case_message(received).await {
             Ok(Ok(Inbound::Stored)) => {
                 let categories: Vec<&str> = case.categories().iter().map(|c| c.as_str()).collect();
                 tracing::info!(
@@ -491,7 +491,7 @@ impl FederationService {
         self.receipt(received.proof(), duplicate).await
     }
 
-    /// Applies a received Retraction after its checks, whichever protocol version brought it:
+    /// Applies a received retraction after its checks, whichever protocol version brought it:
     /// `Ok(true)` when it was a redelivery of one already kept.
     pub(super) async fn accept_retraction(
         &self,
@@ -511,7 +511,7 @@ impl FederationService {
         };
         let applied = self
             .store
-            .receive_retraction(&received, local)
+            .receive_retraction(received, local)
             .await
             .map_err(|e| store_status(&e))?;
         if applied.outcome == Inbound::Stored {
@@ -561,7 +561,7 @@ impl FederationService {
         self.receipt(received.proof(), duplicate).await
     }
 
-    /// Applies a received RetractionAck after its checks, whichever protocol version brought it:
+    /// Applies a received retraction acknowledgement after its checks, whichever protocol version brought it:
     /// `Ok(true)` when it was a redelivery of one already kept.
     pub(super) async fn accept_retraction_ack(
         &self,
@@ -571,7 +571,7 @@ impl FederationService {
         let ack = received.message();
         let applied = self
             .store
-            .receive_retraction_ack(&received)
+            .receive_retraction_ack(received)
             .await
             .map_err(|e| store_status(&e))?;
         if applied.outcome == Inbound::Stored {

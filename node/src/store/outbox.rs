@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use super::codec::{due_message, ms, outbox_entry};
 use super::notifications;
-use super::{Backend, MessageKind, MessageProof, Sealing, Store, StoreError, Tx, proofs};
+use super::{
+    Backend, MessageKind, MessageProof, Sealing, Store, StoreError, Tx, proofs, referrals,
+};
 use crate::notification::Event;
 use crate::vault;
 
@@ -257,7 +259,7 @@ impl Store {
                 && proof.kind == MessageKind::Referral.as_str()
                 && let Ok(recipient) = TeamIdentity::parse_uri(&proof.peer)
             {
-                Store::received_by_receipt(&mut tx, proof.message_id, &recipient, received_at)
+                referrals::received_by_receipt(&mut tx, proof.message_id, &recipient, received_at)
                     .await?;
             }
         }

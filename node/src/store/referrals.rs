@@ -346,68 +346,6 @@ impl Store {
         Ok(Ok(Inbound::Stored))
     }
 
-    /// Records, at the sender, that a referral's recipient received it, as the recipient's
-    /// signed receipt says (protocol version 2): what version 1 learned from the recipient's
-    /// own `received` status update. Called in the transaction that marks the referral
-    /// delivered; a receipt for a referral already past `received` (a redelivery's), or no
-    /// longer held, changes nothing.
-    pub(super) async fn received_by_receipt(
-        tx: &mut Tx,
-        referral_id: Uuid,
-        recipient: &TeamIdentity,
-        at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let row = sqlx::query(
-            "SELECT direction, status, consultation_id, subject FROM referrals
-             WHERE id = $1 AND direction = 'outbound' AND recipient = $2",
-        )
-        .bind(referral_id.to_string())
-        .bind(recipient.uri())
-        .fetch_optional(&mut **tx)
-        .await?;
-        let Some(row) = row else { return Ok(()) };
-        let current = stored_status(&row, referral_id)?;
-        let consultation = row
-            .try_get::<Option<String>, _>("consultation_id")?
-            .is_some();
-        let update = StatusUpdate {
-            id: Uuid::now_v7(),
-            referral_id,
-            author: recipient.clone(),
-            status: ReferralStatus::Received,
-            at,
-            reason: None,
-            reason_code: None,
-            outcome: None,
-            withheld: Vec::new(),
-            forwarded_to: None,
-        };
-        if lifecycle::check(current, &update, Side::Recipient, consultation).is_err() {
-            return Ok(());
-        }
-        let sealing = sealing_of(tx, referral_id).await?;
-        insert_status(
-            tx,
-            &update,
-            lifecycle::moves_status(current, update.status),
-            sealing.as_ref(),
-        )
-        .await?;
-        let subject: Option<String> = row.try_get("subject")?;
-        audit_log::append(
-            tx,
-            &audit::status_change(
-                &update,
-                false,
-                &recipient.uri(),
-                subject.as_deref(),
-                &Actor::team(recipient.clone()),
-            ),
-        )
-        .await?;
-        Ok(())
-    }
-
     /// Applies a status change made by this node's staff and queues it to the other party, in
     /// one transaction; the lifecycle is checked against the status as stored.
     pub async fn change_status(
@@ -430,6 +368,68 @@ impl Store {
     pub async fn inbox(&self, limit: u32) -> Result<Vec<StoredReferral>, StoreError> {
         inbox_in(&mut *self.pool.acquire().await?, limit).await
     }
+}
+
+/// Records, at the sender, that a referral's recipient received it, as the recipient's
+/// signed receipt says (protocol version 2): what version 1 learned from the recipient's
+/// own `received` status update. Called in the transaction that marks the referral
+/// delivered; a receipt for a referral already past `received` (a redelivery's), or no
+/// longer held, changes nothing.
+pub(super) async fn received_by_receipt(
+    tx: &mut Tx,
+    referral_id: Uuid,
+    recipient: &TeamIdentity,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let row = sqlx::query(
+        "SELECT direction, status, consultation_id, subject FROM referrals
+         WHERE id = $1 AND direction = 'outbound' AND recipient = $2",
+    )
+    .bind(referral_id.to_string())
+    .bind(recipient.uri())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(()) };
+    let current = stored_status(&row, referral_id)?;
+    let consultation = row
+        .try_get::<Option<String>, _>("consultation_id")?
+        .is_some();
+    let update = StatusUpdate {
+        id: Uuid::now_v7(),
+        referral_id,
+        author: recipient.clone(),
+        status: ReferralStatus::Received,
+        at,
+        reason: None,
+        reason_code: None,
+        outcome: None,
+        withheld: Vec::new(),
+        forwarded_to: None,
+    };
+    if lifecycle::check(current, &update, Side::Recipient, consultation).is_err() {
+        return Ok(());
+    }
+    let sealing = sealing_of(tx, referral_id).await?;
+    insert_status(
+        tx,
+        &update,
+        lifecycle::moves_status(current, update.status),
+        sealing.as_ref(),
+    )
+    .await?;
+    let subject: Option<String> = row.try_get("subject")?;
+    audit_log::append(
+        tx,
+        &audit::status_change(
+            &update,
+            false,
+            &recipient.uri(),
+            subject.as_deref(),
+            &Actor::team(recipient.clone()),
+        ),
+    )
+    .await?;
+    Ok(())
 }
 
 /// [`Store::inbox`] on `connection`, so that a caller can read it inside a snapshot.
