@@ -6,7 +6,7 @@
 use time::OffsetDateTime;
 
 use super::{Actor, App, AppError};
-use crate::audit::{AuditEntry, AuditKind, Checkpoint, Verification};
+use crate::audit::{AuditEntry, AuditKind, SignedBy, Verification};
 use crate::category::DataCategory;
 use crate::referral::{LegalBasis, Purpose};
 use crate::store::AuditFilter;
@@ -73,12 +73,13 @@ pub fn audit_kind(name: &str) -> Result<AuditKind, AppError> {
 }
 
 impl App {
-    /// Walks the whole audit chain and every signed checkpoint. A chain that does not verify
-    /// is an answer, not an error: the first bad entry and what is wrong with it.
+    /// Walks the whole audit chain and every signed checkpoint, then the Merkle tree and every
+    /// signed tree head. A log that does not verify is an answer, not an error: the first bad
+    /// entry and what is wrong with it.
     pub async fn verify_audit(&self) -> Result<Verification, AppError> {
         let found = self
             .store
-            .verify_audit(|c| self.own_checkpoint_certificate(c))
+            .verify_audit(|signed| self.own_certificate(signed))
             .await?;
         if let Some((seq, _)) = &found.first_bad {
             tracing::error!(seq, "the audit chain failed verification");
@@ -155,18 +156,18 @@ impl App {
         Ok(entries.iter().map(disclosure_record).collect())
     }
 
-    /// Whether a checkpoint's certificate is one of this node's own, issued by an anchor it
-    /// trusts, and valid when the checkpoint was signed.
-    fn own_checkpoint_certificate(&self, checkpoint: &Checkpoint) -> Result<(), String> {
+    /// Whether the certificate of a checkpoint or tree head is one of this node's own, issued
+    /// by an anchor it trusts, and valid when it was signed.
+    fn own_certificate(&self, signed: SignedBy<'_>) -> Result<(), String> {
         let state = self.trust.state();
         let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-            u64::try_from(checkpoint.at_ms / 1000).unwrap_or(0),
+            u64::try_from(signed.at_ms / 1000).unwrap_or(0),
         ));
         let identity = state
-            .check_presented(&checkpoint.certificate, at, webpki::KeyUsage::client_auth())
+            .check_presented(signed.certificate, at, webpki::KeyUsage::client_auth())
             .map_err(|e| format!("its certificate is not trusted: {e}"))?;
         if state.own_identity_in(&identity.federation) != Some(&identity)
-            || identity.uri() != checkpoint.team
+            || identity.uri() != signed.team
         {
             return Err(format!("it was signed by {identity}, not by this node"));
         }
