@@ -35,6 +35,8 @@ pub struct PeerClient {
     trust: Trust,
     /// The generated client over the channel.
     inner: FederationClient<Channel>,
+    /// Protocol version 2's generated client, over the same channel.
+    v2: tatmx_proto::v2::federation_client::FederationClient<Channel>,
 }
 
 /// A message the peer acknowledged with a receipt that checks out.
@@ -92,11 +94,13 @@ impl PeerClient {
         endpoint: &http::Uri,
         settings: &DeliverySettings,
     ) -> Self {
+        let channel = peer_channel(trust, peer, endpoint, settings);
         Self {
             peer: peer.clone(),
             endpoint: endpoint.clone(),
             trust: trust.clone(),
-            inner: FederationClient::new(peer_channel(trust, peer, endpoint, settings)),
+            inner: FederationClient::new(channel.clone()),
+            v2: tatmx_proto::v2::federation_client::FederationClient::new(channel),
         }
     }
 
@@ -232,6 +236,25 @@ impl PeerClient {
             })
             .await?;
         Ok(answer.into_inner().leaf_hashes)
+    }
+
+    /// The peer's signed tree head at `to_size` entries (0: its newest), with the RFC 9162
+    /// proof that it extends the peer's tree of `from_size` entries (protocol version 2), for
+    /// the witness to check.
+    pub async fn audit_tree_consistency(
+        &self,
+        from_size: u64,
+        to_size: u64,
+    ) -> Result<tatmx_proto::v2::AuditConsistencyProof, tonic::Status> {
+        let answer = self
+            .v2
+            .clone()
+            .get_audit_consistency(stamped(tatmx_proto::v2::AuditConsistencyRequest {
+                from_size,
+                to_size,
+            }))
+            .await?;
+        Ok(answer.into_inner())
     }
 
     /// The peer's copy of `federation`'s signed directory; empty if it has none.

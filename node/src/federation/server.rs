@@ -85,8 +85,13 @@ impl FederationService {
         }
     }
 
+    /// The node's store, for the handlers of protocol version 2.
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Who is calling, as proven by the connection's certificate and recognised as a peer.
-    fn caller<T>(
+    pub(super) fn caller<T>(
         &self,
         request: &Request<T>,
         method: &'static str,
@@ -143,7 +148,7 @@ impl FederationService {
 
     /// Writes a refused call to the audit log: which peer (as its certificate claims, even if
     /// it is not trusted), which method, and the status it got.
-    async fn audited<T>(
+    pub(super) async fn audited<T>(
         &self,
         claimed: Option<String>,
         method: &str,
