@@ -670,44 +670,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn stored_roots_and_proofs_are_the_ones_the_whole_tree_gives() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("tree.db")).await.unwrap();
-        for n in 1..=70 {
-            store.record_audit(&record(n)).await.unwrap();
-        }
-        let all = leaves(&store).await;
-        assert_eq!(all.len(), 70);
-        for size in 1..=70u64 {
-            let tree = &all[..size as usize];
-            assert_eq!(
-                store.audit_tree_root(size).await.unwrap(),
-                Some(merkle::range_hash(tree)),
-                "root at {size}"
-            );
-            for seq in 1..=size {
-                assert_eq!(
-                    store.audit_inclusion_proof(seq, size).await.unwrap(),
-                    Some(merkle::inclusion_proof(tree, seq - 1)),
-                    "inclusion of {seq} in {size}"
-                );
-            }
-            for old in 0..=size {
-                assert_eq!(
-                    store.audit_consistency_proof(old, size).await.unwrap(),
-                    Some(merkle::consistency_proof(tree, old)),
-                    "consistency from {old} to {size}"
-                );
-            }
-        }
-        // Beyond the tree there is nothing to prove.
-        assert_eq!(store.audit_tree_root(71).await.unwrap(), None);
-        assert_eq!(store.audit_inclusion_proof(3, 71).await.unwrap(), None);
-        assert_eq!(store.audit_consistency_proof(3, 71).await.unwrap(), None);
-        assert_eq!(store.audit_inclusion_proof(0, 5).await.unwrap(), None);
-    }
-
-    #[tokio::test]
     async fn an_entry_rolled_back_takes_its_leaves_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("tree.db")).await.unwrap();
