@@ -367,13 +367,16 @@ pub fn proof_text(proof: &pb::DisclosureProof, verdict: &Result<Proven, String>)
         Ok(p) => format!(
             "Proven: audit entry {seq} is in this node's signed audit log.\n  {written}\n  \
              Its leaf, recomputed from the entry, leads through an inclusion proof of {hashes} \
-             hashes to the root of the tree head over entries 1 to {size}, signed at {signed_at}.\n  \
+             to the root of the tree head over entries 1 to {size}, signed at {signed_at}.\n  \
              The head's signature verifies with the certificate of {signer} (serial {serial}, \
              SHA-256 {fingerprint}).\n  \
              Keep `tatmx audit verify --disclosure {seq} --json`: anyone holding the federation's \
              CA certificate can check it again later.",
             seq = p.seq,
-            hashes = p.hashes,
+            hashes = match p.hashes {
+                1 => "1 hash".to_owned(),
+                n => format!("{n} hashes"),
+            },
             size = p.tree_size,
             signer = p.signer,
             serial = p.serial,

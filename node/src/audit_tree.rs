@@ -112,11 +112,17 @@ pub enum InclusionError {
         size: u64,
     },
     /// The entry's leaf, recomputed from its columns, does not lead to the signed root: the
-    /// entry was changed after it was written, or the proof is not the one for it.
+    /// entry was changed after it was written, or the proof is another entry's.
     #[error(
-        "entry {seq} as shown does not lead to the signed root ({problem}): the entry was changed after it was written, or the proof is not its own"
+        "entry {seq}, as the node shows it now, does not lead to the signed root: the entry was changed after it was written, or the proof is not its own"
     )]
-    NotIncluded {
+    Changed {
+        /// The entry.
+        seq: u64,
+    },
+    /// The proof cannot be one for this entry in a tree of this size.
+    #[error("the inclusion proof of entry {seq} is malformed: {problem}")]
+    Malformed {
         /// The entry.
         seq: u64,
         /// What the proof check found.
@@ -144,7 +150,10 @@ impl InclusionProof {
             &self.path,
             &self.head.root_hash,
         )
-        .map_err(|problem| InclusionError::NotIncluded { seq, problem })?;
+        .map_err(|problem| match problem {
+            merkle::ProofError::Mismatch => InclusionError::Changed { seq },
+            problem => InclusionError::Malformed { seq, problem },
+        })?;
         self.head
             .signature_holds()
             .map_err(InclusionError::Signature)
