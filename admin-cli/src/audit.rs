@@ -1,5 +1,10 @@
-//! `tatmx audit ...`: checking the node's audit chain, reading its entries, and the accounting
-//! of disclosures about one subject, over the node's Admin socket.
+//! `tatmx audit ...`: checking the node's audit chain and Merkle tree, proving that one
+//! disclosure is in the log the node signed, reading its entries, and the accounting of
+//! disclosures about one subject, over the node's Admin socket.
+//!
+//! A proof of one disclosure is checked here, not by the node: the node hands over the entry,
+//! its inclusion proof and the signed tree head, and this command recomputes the entry's leaf,
+//! follows the proof to the root and verifies the head's signature with the certificate in it.
 
 use std::path::Path;
 
@@ -15,7 +20,8 @@ use crate::{output, trust};
 /// `tatmx audit ...`
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Check the whole audit chain and every signed checkpoint; exits non-zero if broken.
+    /// Check the whole audit chain, the Merkle tree and every signed checkpoint and tree head;
+    /// with --disclosure, prove one disclosure is in the signed log. Exits non-zero on failure.
     Verify(VerifyArgs),
     /// Audit entries, newest first.
     Log(LogArgs),
@@ -26,7 +32,12 @@ pub enum AuditCommand {
 /// Arguments of `tatmx audit verify`.
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// Print JSON (the exit status still says whether the chain is intact).
+    /// Prove that one disclosure is in the log the node signed: the number of its audit entry
+    /// (AUDIT SEQ in `tatmx audit disclosures`), or the id of the referral or case message.
+    #[arg(long, value_name = "ID")]
+    pub disclosure: Option<String>,
+    /// Print JSON (the exit status still says whether the log is intact, or the proof holds);
+    /// with --disclosure, the proof itself, to keep or show to others.
     #[arg(long)]
     pub json: bool,
 }
@@ -102,6 +113,39 @@ fn timestamp(text: &str) -> anyhow::Result<prost_types::Timestamp> {
 pub async fn run(socket: &Path, cmd: AuditCommand) -> anyhow::Result<()> {
     let mut admin = trust::client(socket).await?;
     match cmd {
+        AuditCommand::Verify(VerifyArgs {
+            disclosure: Some(disclosure),
+            json,
+        }) => {
+            let proof = admin
+                .prove_disclosure(pb::ProveDisclosureRequest { disclosure })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            let status = admin
+                .trust_status(pb::TrustStatusRequest {})
+                .await
+                .map_err(refused)?
+                .into_inner();
+            let own: Vec<String> = status
+                .certificate
+                .iter()
+                .chain(&status.memberships)
+                .map(|c| c.identity.clone())
+                .collect();
+            let verdict = check_disclosure(&proof, &own);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&proof_json(&proof, &verdict))?
+                );
+            } else {
+                println!("{}", proof_text(&proof, &verdict));
+            }
+            if verdict.is_err() {
+                bail!("the disclosure is not proven to be in the signed audit log");
+            }
+        }
         AuditCommand::Verify(args) => {
             let v = admin
                 .verify_audit(pb::VerifyAuditRequest {})
@@ -185,10 +229,19 @@ pub fn verification_text(v: &pb::AuditVerification) -> String {
         };
         let count =
             |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let last_head = match &v.last_tree_head_at {
+            Some(at) => format!(
+                " (last over entries 1 to {} at {})",
+                v.last_tree_size,
+                output::time(Some(at))
+            ),
+            None => String::new(),
+        };
         format!(
-            "Audit chain intact: {}, {}{last}.",
+            "Audit chain intact: {}, {}{last}; Merkle tree intact: {}{last_head}.",
             count(v.entries, "entry", "entries"),
-            count(v.checkpoints, "signed checkpoint", "signed checkpoints")
+            count(v.checkpoints, "signed checkpoint", "signed checkpoints"),
+            count(v.tree_heads, "signed tree head", "signed tree heads"),
         )
     } else if v.first_bad_seq == 0 {
         format!("Audit chain BROKEN: {}", v.problem)
@@ -206,8 +259,170 @@ fn verification_json(v: &pb::AuditVerification) -> serde_json::Value {
         "entries": v.entries,
         "checkpoints": v.checkpoints,
         "last_checkpoint_at": output::time_json(v.last_checkpoint_at.as_ref()),
+        "tree_heads": v.tree_heads,
+        "last_tree_size": (v.last_tree_size != 0).then_some(v.last_tree_size),
+        "last_tree_head_at": output::time_json(v.last_tree_head_at.as_ref()),
         "first_bad_seq": (v.first_bad_seq != 0).then_some(v.first_bad_seq),
         "problem": (!v.problem.is_empty()).then_some(&v.problem),
+    })
+}
+
+/// What a disclosure's proof showed, checked here.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Proven {
+    /// The entry.
+    seq: u64,
+    /// How many entries the tree head covers.
+    tree_size: u64,
+    /// How many hashes the inclusion proof has.
+    hashes: usize,
+    /// Who signed the head: the node's identity, from its certificate.
+    signer: String,
+    /// The signing certificate's serial and SHA-256 fingerprint.
+    serial: String,
+    fingerprint: String,
+}
+
+/// Checks a disclosure's proof as the node gave it, trusting none of it: the entry's leaf is
+/// recomputed from its columns, the inclusion proof followed to the tree head's root, the
+/// head's signature verified with the certificate in it, and that certificate must name the
+/// head's team, which must be this node (one of `own`, its identities).
+pub fn check_disclosure(proof: &pb::DisclosureProof, own: &[String]) -> Result<Proven, String> {
+    let proof = tatmx_node::convert::inclusion_proof_from_proto(proof.clone())
+        .map_err(|e| format!("the node's answer is malformed: {e}"))?;
+    if !matches!(proof.entry.kind.as_str(), "disclosure" | "status-change") {
+        return Err(format!(
+            "entry {} records a {}, not a disclosure",
+            proof.entry.seq, proof.entry.kind
+        ));
+    }
+    proof.check().map_err(|e| e.to_string())?;
+    let summary = tatmx_certs::CertificateSummary::from_der(&proof.head.certificate)
+        .map_err(|e| format!("the tree head's certificate cannot be read: {e}"))?;
+    let signer = summary.identity.map(|i| i.uri()).unwrap_or_default();
+    if signer != proof.head.team {
+        return Err(format!(
+            "the tree head names {} but its certificate is {}'s",
+            proof.head.team,
+            if signer.is_empty() { "nobody" } else { &signer }
+        ));
+    }
+    if !own.contains(&signer) {
+        return Err(format!(
+            "the tree head was signed by {signer}, which is not this node"
+        ));
+    }
+    Ok(Proven {
+        seq: proof.entry.seq,
+        tree_size: proof.head.tree_size,
+        hashes: proof.path.len(),
+        signer,
+        serial: summary.serial_hex,
+        fingerprint: summary.fingerprint_sha256,
+    })
+}
+
+/// What the entry records, in a few words: the kind of disclosure, to whom, about what.
+fn described(entry: &pb::ProvenEntry) -> String {
+    let detail = detail(&entry.detail_json);
+    let what = match detail["message"].as_str() {
+        Some(message) => format!("a disclosure ({message})"),
+        None if entry.kind == "status-change" => "a status update sent with case data".into(),
+        None => "a disclosure".into(),
+    };
+    let to = entry
+        .peer
+        .as_deref()
+        .map(|p| format!(" to {}", output::team(p)))
+        .unwrap_or_default();
+    let about = entry
+        .referral_id
+        .as_deref()
+        .map(|r| format!(", referral {r}"))
+        .unwrap_or_default();
+    format!("{what}{to}{about}")
+}
+
+fn millis_time(at_ms: i64) -> String {
+    output::time(Some(&prost_types::Timestamp {
+        seconds: at_ms.div_euclid(1000),
+        nanos: 0,
+    }))
+}
+
+/// The outcome of a disclosure's proof, in plain words.
+pub fn proof_text(proof: &pb::DisclosureProof, verdict: &Result<Proven, String>) -> String {
+    let Some(entry) = &proof.entry else {
+        return "NOT PROVEN: the node gave no entry.".into();
+    };
+    let head = proof.tree_head.as_ref();
+    let signed_at = output::time(head.and_then(|h| h.at.as_ref()));
+    let written = format!(
+        "Entry {}, written {}: {}.",
+        entry.seq,
+        millis_time(entry.at_ms),
+        described(entry)
+    );
+    match verdict {
+        Ok(p) => format!(
+            "Proven: audit entry {seq} is in this node's signed audit log.\n  {written}\n  \
+             Its leaf, recomputed from the entry, leads through an inclusion proof of {hashes} \
+             to the root of the tree head over entries 1 to {size}, signed at {signed_at}.\n  \
+             The head's signature verifies with the certificate of {signer} (serial {serial}, \
+             SHA-256 {fingerprint}).\n  \
+             Keep `tatmx audit verify --disclosure {seq} --json`: anyone holding the federation's \
+             CA certificate can check it again later.",
+            seq = p.seq,
+            hashes = match p.hashes {
+                1 => "1 hash".to_owned(),
+                n => format!("{n} hashes"),
+            },
+            size = p.tree_size,
+            signer = p.signer,
+            serial = p.serial,
+            fingerprint = p.fingerprint,
+        ),
+        Err(problem) => format!(
+            "NOT PROVEN: audit entry {} is not shown to be in this node's signed audit log.\n  \
+             {written}\n  {problem}.",
+            entry.seq
+        ),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The proof and its outcome as JSON: everything needed to check it again elsewhere.
+fn proof_json(proof: &pb::DisclosureProof, verdict: &Result<Proven, String>) -> serde_json::Value {
+    let head = proof.tree_head.clone().unwrap_or_default();
+    let signature = head.signature.clone().unwrap_or_default();
+    json!({
+        "proven": verdict.is_ok(),
+        "problem": verdict.as_ref().err(),
+        "entry": proof.entry.as_ref().map(|e| json!({
+            "seq": e.seq,
+            "at_ms": e.at_ms,
+            "kind": e.kind,
+            "actor": e.actor,
+            "peer": e.peer,
+            "referral_id": e.referral_id,
+            "subject": e.subject,
+            "detail_json": e.detail_json,
+        })),
+        "inclusion_proof": proof.path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+        "tree_head": {
+            "team": head.team,
+            "tree_size": head.tree_size,
+            "root_hash": hex(&head.root_hash),
+            "at": output::time_json(head.at.as_ref()),
+            "at_ms": head.at.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000)),
+            "signature_scheme": signature.scheme,
+            "signature": hex(&signature.value),
+            "certificate_sha256": hex(&signature.certificate_sha256),
+            "certificate_der": hex(&signature.certificate),
+        },
     })
 }
 

@@ -192,7 +192,31 @@ impl Admin for AdminService {
                 .last_checkpoint_at_ms
                 .and_then(entry_time)
                 .map(timestamp_to_proto),
+            tree_heads: found.tree_heads,
+            last_tree_size: found.last_tree_head.map_or(0, |(size, _)| size),
+            last_tree_head_at: found
+                .last_tree_head
+                .and_then(|(_, at_ms)| entry_time(at_ms))
+                .map(timestamp_to_proto),
         }))
+    }
+
+    async fn prove_disclosure(
+        &self,
+        request: Request<pb::ProveDisclosureRequest>,
+    ) -> Result<Response<pb::DisclosureProof>, Status> {
+        let proof = self
+            .app
+            .prove_disclosure(&request.into_inner().disclosure)
+            .await?;
+        tracing::info!(
+            seq = proof.entry.seq,
+            tree_size = proof.head.tree_size,
+            "inclusion proof of a disclosure given"
+        );
+        Ok(Response::new(crate::convert::inclusion_proof_to_proto(
+            &proof,
+        )))
     }
 
     async fn query_audit(

@@ -14,6 +14,10 @@
 //! a checkpoint. [`ChainVerifier`] walks the chain and the checkpoints and names the first
 //! entry that was changed, deleted, inserted or reordered. Peers keep each other's checkpoints
 //! ([`crate::federation::witness`]), so even a rewrite re-signed with the node's own key is caught.
+//!
+//! The same entries also form an RFC 9162 Merkle tree ([`crate::audit_tree`]), whose signed
+//! tree heads protocol version 2 shows peers in place of checkpoints; the chain and its
+//! checkpoints stay for peers that speak version 1.
 
 use std::collections::BTreeMap;
 
@@ -216,6 +220,18 @@ pub fn chain_hash(prev: &[u8], leaf: &[u8]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// Who signed a checkpoint or a tree head, and when: what the check that the certificate is
+/// the node's own needs.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedBy<'a> {
+    /// The team it names, as an identity URI.
+    pub team: &'a str,
+    /// When it was signed, Unix milliseconds.
+    pub at_ms: i64,
+    /// The signer's certificate, DER.
+    pub certificate: &'a [u8],
+}
+
 /// A signed statement of the chain head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -267,6 +283,15 @@ impl Checkpoint {
             &self.signature,
         )
     }
+
+    /// Who signed it, and when, for the check that the certificate is the node's own.
+    pub fn signed_by(&self) -> SignedBy<'_> {
+        SignedBy {
+            team: &self.team,
+            at_ms: self.at_ms,
+            certificate: &self.certificate,
+        }
+    }
 }
 
 /// What verification found.
@@ -276,10 +301,15 @@ pub struct Verification {
     pub entries: u64,
     /// Checkpoints checked.
     pub checkpoints: u64,
-    /// The first bad entry, and what is wrong; `None` when the chain is intact.
+    /// The first bad entry, and what is wrong; `None` when the chain (and the Merkle tree) is
+    /// intact.
     pub first_bad: Option<(u64, String)>,
     /// When the newest checkpoint was signed.
     pub last_checkpoint_at_ms: Option<i64>,
+    /// Signed tree heads checked.
+    pub tree_heads: u64,
+    /// The newest signed tree head: its size and when it was signed.
+    pub last_tree_head: Option<(u64, i64)>,
 }
 
 /// Walks the chain entry by entry, in seq order, checking each link and every checkpoint.
@@ -304,7 +334,7 @@ impl ChainVerifier {
     pub fn new(
         anchor: Option<(u64, Vec<u8>)>,
         checkpoints: Vec<Checkpoint>,
-        own_certificate: impl Fn(&Checkpoint) -> Result<(), String>,
+        own_certificate: impl Fn(SignedBy<'_>) -> Result<(), String>,
     ) -> Self {
         let (after, head) = anchor.unwrap_or((0, GENESIS.to_vec()));
         let mut found = Verification {
@@ -318,7 +348,7 @@ impl ChainVerifier {
                 Err(e) => Some(format!(
                     "its signature {e}: the checkpoint was forged or altered"
                 )),
-                Ok(()) => own_certificate(&checkpoint).err(),
+                Ok(()) => own_certificate(checkpoint.signed_by()).err(),
             };
             if let Some(problem) = problem {
                 if found.first_bad.is_none() {

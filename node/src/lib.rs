@@ -39,6 +39,8 @@
 //! - [`received`]: a delivered message once its sender and signature were checked: the only
 //!   thing the store's `receive_*` methods take.
 //! - [`audit`]: the hash-chained audit log: what each entry records, checkpoints, verification.
+//! - [`audit_tree`]: the same log as an RFC 9162 Merkle tree: signed tree heads, inclusion
+//!   proofs, and checking the stored tree.
 //! - [`store`]: SQLite, and the only module with SQL.
 //! - [`outbox`]: the queue of outbound messages: the handle that wakes delivery, and watchers.
 //! - [`delivery`]: durable, ordered, retried delivery to each peer: schedules and records.
@@ -67,6 +69,7 @@ pub mod admin;
 pub mod agency;
 pub mod app;
 pub mod audit;
+pub mod audit_tree;
 pub mod case_message;
 pub mod category;
 pub mod client;

@@ -26,6 +26,7 @@ use crate::agency::AgencyService;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::federation::FederationService;
+use crate::federation::witness::Witness;
 use crate::store::Store;
 use crate::tls::{Credentials, Identities, TlsError};
 use crate::trust::{Trust, TrustChangeError, TrustConfig};
@@ -102,9 +103,17 @@ pub struct RunningNode {
     tasks: Vec<JoinHandle<()>>,
     /// Closed last, after every task has stopped.
     store: Store,
+    /// Checks the audit checkpoints and tree heads peers show.
+    witness: Witness,
 }
 
 impl RunningNode {
+    /// The witness of peers' audit logs: what the delivery paths hand each checkpoint and tree
+    /// head a peer shows. Tests hand it a head as a batch would.
+    pub fn witness(&self) -> &Witness {
+        &self.witness
+    }
+
     /// The bound Federation address (useful when the config asked for port 0).
     pub fn federation_addr(&self) -> SocketAddr {
         self.federation_addr
@@ -185,6 +194,7 @@ pub async fn start_with_clock(
             shutdown,
             tasks,
             store: serving.store,
+            witness: serving.witness,
         }),
         Err(e) => {
             tracing::error!(error = %e, spawned = tasks.len(), "start-up failed; stopping what it had started");
@@ -207,6 +217,8 @@ struct Serving {
     console_addr: Option<SocketAddr>,
     /// Closed last, after every task has stopped.
     store: Store,
+    /// Checks the audit checkpoints and tree heads peers show.
+    witness: Witness,
 }
 
 /// Waits up to [`SHUTDOWN_GRACE`] in all for `tasks`, whose shutdown was signalled, and aborts
@@ -299,11 +311,7 @@ async fn serve(
     for warning in crate::admin::warnings(&trust.state()) {
         tracing::warn!("{warning}");
     }
-    let witness = crate::federation::witness::Witness::new(
-        store.clone(),
-        trust.clone(),
-        config.delivery.clone(),
-    );
+    let witness = Witness::new(store.clone(), trust.clone(), config.delivery.clone());
     let (outbox, supervisor) = crate::delivery::start(
         store.clone(),
         trust.clone(),
@@ -432,7 +440,7 @@ async fn serve(
         outbox.clone(),
         policy.clone(),
         config.retention.clone(),
-        witness,
+        witness.clone(),
     );
     let federation_v2 = tatmx_proto::v2::federation_server::FederationServer::new(
         crate::federation::v2::FederationV2::new(federation_service.clone()),
@@ -537,6 +545,7 @@ async fn serve(
         admin_socket,
         console_addr,
         store,
+        witness,
     })
 }
 

@@ -233,6 +233,7 @@ fn proof(message_id: Uuid, kind: MessageKind, peer: &TeamIdentity) -> MessagePro
         receipt_signature: Some(vec![3; 64]),
         receipt_certificate: Some(vec![4; 16]),
         received_at: Some(OffsetDateTime::now_utc()),
+        batch: None,
     }
 }
 
@@ -408,7 +409,7 @@ async fn a_received_referral_is_stored_once_and_a_different_one_under_its_id_is_
         let ack = received(&delivered);
         let keep_until = OffsetDateTime::now_utc() + Duration::days(30);
         let first = store
-            .receive_referral(&as_received(&delivered), &ack, keep_until)
+            .receive_referral(&as_received(&delivered), Some(&ack), keep_until)
             .await
             .unwrap();
         assert_eq!(first, Inbound::Stored);
@@ -422,7 +423,11 @@ async fn a_received_referral_is_stored_once_and_a_different_one_under_its_id_is_
 
         // The sender's retry of the same message changes nothing, not even its ack.
         let replay = store
-            .receive_referral(&as_received(&delivered), &received(&delivered), keep_until)
+            .receive_referral(
+                &as_received(&delivered),
+                Some(&received(&delivered)),
+                keep_until,
+            )
             .await
             .unwrap();
         assert_eq!(replay, Inbound::Duplicate);
@@ -430,7 +435,11 @@ async fn a_received_referral_is_stored_once_and_a_different_one_under_its_id_is_
         let mut altered = delivered.clone();
         altered.justification = Some("Another account of the plan, from a parent.".into());
         let conflict = store
-            .receive_referral(&as_received(&altered), &received(&altered), keep_until)
+            .receive_referral(
+                &as_received(&altered),
+                Some(&received(&altered)),
+                keep_until,
+            )
             .await
             .unwrap();
         assert_eq!(conflict, Inbound::Conflict);
@@ -466,7 +475,7 @@ async fn purging_an_expired_referral_removes_its_body_and_its_data_key() {
             (&kept, now + Duration::days(30)),
         ] {
             store
-                .receive_referral(&as_received(referral), &received(referral), until)
+                .receive_referral(&as_received(referral), Some(&received(referral)), until)
                 .await
                 .unwrap();
         }
@@ -705,7 +714,7 @@ async fn a_case_message_is_sent_with_its_record_and_refused_when_the_case_does_n
         let held = referral("riverside-mh", "county-core");
         let until = OffsetDateTime::now_utc() + Duration::days(30);
         store
-            .receive_referral(&as_received(&held), &received(&held), until)
+            .receive_referral(&as_received(&held), Some(&received(&held)), until)
             .await
             .unwrap();
 
@@ -832,7 +841,7 @@ async fn a_received_case_message_is_stored_once_comes_first_until_read_and_is_pu
             (&second, now + Duration::days(30)),
         ] {
             store
-                .receive_referral(&as_received(held), &received(held), until)
+                .receive_referral(&as_received(held), Some(&received(held)), until)
                 .await
                 .unwrap();
         }
@@ -942,7 +951,7 @@ async fn a_plan_puts_a_completed_case_under_management_and_the_latest_says_when_
         store
             .receive_referral(
                 &as_received(&held),
-                &received(&held),
+                Some(&received(&held)),
                 OffsetDateTime::now_utc() + Duration::days(30),
             )
             .await
@@ -1120,7 +1129,7 @@ async fn my_cases_pages_in_the_database_finds_by_digest_and_is_new_for_each_read
         for _ in 0..3 {
             let case = referral("lincoln-high", "county-core");
             store
-                .receive_referral(&as_received(&case), &received(&case), until)
+                .receive_referral(&as_received(&case), Some(&received(&case)), until)
                 .await
                 .unwrap();
             held.push(case);

@@ -1,12 +1,15 @@
-//! The audit log as an auditor reads it: whether the chain verifies, the log with filters, and
-//! the accounting of disclosures about one subject.
+//! The audit log as an auditor reads it: whether the chain and the Merkle tree verify, the log
+//! with filters, the accounting of disclosures about one subject, and the proof that one
+//! disclosure is in the log the node signed.
 //!
 //! Reading is all this does; the entries themselves are written by the use cases that act.
 
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::{Actor, App, AppError};
-use crate::audit::{AuditEntry, AuditKind, Checkpoint, Verification};
+use crate::audit::{AuditEntry, AuditKind, SignedBy, Verification};
+use crate::audit_tree::InclusionProof;
 use crate::category::DataCategory;
 use crate::referral::{LegalBasis, Purpose};
 use crate::store::AuditFilter;
@@ -73,12 +76,13 @@ pub fn audit_kind(name: &str) -> Result<AuditKind, AppError> {
 }
 
 impl App {
-    /// Walks the whole audit chain and every signed checkpoint. A chain that does not verify
-    /// is an answer, not an error: the first bad entry and what is wrong with it.
+    /// Walks the whole audit chain and every signed checkpoint, then the Merkle tree and every
+    /// signed tree head. A log that does not verify is an answer, not an error: the first bad
+    /// entry and what is wrong with it.
     pub async fn verify_audit(&self) -> Result<Verification, AppError> {
         let found = self
             .store
-            .verify_audit(|c| self.own_checkpoint_certificate(c))
+            .verify_audit(|signed| self.own_certificate(signed))
             .await?;
         if let Some((seq, _)) = &found.first_bad {
             tracing::error!(seq, "the audit chain failed verification");
@@ -155,18 +159,104 @@ impl App {
         Ok(entries.iter().map(disclosure_record).collect())
     }
 
-    /// Whether a checkpoint's certificate is one of this node's own, issued by an anchor it
-    /// trusts, and valid when the checkpoint was signed.
-    fn own_checkpoint_certificate(&self, checkpoint: &Checkpoint) -> Result<(), String> {
+    /// One disclosure's audit entry with its inclusion proof under the newest signed tree
+    /// head. `disclosure` is the entry's number, or the id of the referral or case message it
+    /// disclosed. The caller checks the proof; this only finds it.
+    pub async fn prove_disclosure(&self, disclosure: &str) -> Result<InclusionProof, AppError> {
+        let entry = self.disclosure_entry(disclosure.trim()).await?;
+        let head = self.store.latest_tree_head().await?.ok_or_else(|| {
+            AppError::Precondition(
+                "this node has not signed an audit tree head yet; it signs one within its \
+                 checkpoint interval of a new entry: ask again then"
+                    .into(),
+            )
+        })?;
+        if entry.seq > head.tree_size {
+            return Err(AppError::Precondition(format!(
+                "entry {} was written after the newest signed tree head, which covers entries 1 \
+                 to {}; the node signs the next within its checkpoint interval: ask again then",
+                entry.seq, head.tree_size
+            )));
+        }
+        let path = self
+            .store
+            .audit_inclusion_proof(entry.seq, head.tree_size)
+            .await?
+            .ok_or_else(|| {
+                AppError::Precondition(format!(
+                    "the audit log's Merkle tree does not hold the proof of entry {}; \
+                     `tatmx audit verify` says what is wrong with it",
+                    entry.seq
+                ))
+            })?;
+        Ok(InclusionProof { entry, path, head })
+    }
+
+    /// The disclosure entry a security officer named: by its number, or by the referral or
+    /// case message it disclosed.
+    async fn disclosure_entry(&self, named: &str) -> Result<AuditEntry, AppError> {
+        if let Ok(seq) = named.parse::<u64>() {
+            let entry = self.store.audit_entry(seq).await?.ok_or_else(|| {
+                AppError::NotFound(format!(
+                    "there is no audit entry {seq} on this node (audit retention may have removed it)"
+                ))
+            })?;
+            if !is_disclosure(&entry) {
+                return Err(AppError::invalid(
+                    "disclosure",
+                    format!(
+                        "entry {seq} records a {}, not a disclosure; `tatmx audit disclosures` \
+                         lists disclosures with their AUDIT SEQ",
+                        entry.kind
+                    ),
+                ));
+            }
+            return Ok(entry);
+        }
+        let Ok(id) = Uuid::parse_str(named) else {
+            return Err(AppError::invalid(
+                "disclosure",
+                "give the number of its audit entry, or the id of the referral or case message it disclosed",
+            ));
+        };
+        let mut found: Vec<AuditEntry> = self
+            .store
+            .disclosure_entries_naming(id)
+            .await?
+            .into_iter()
+            .filter(|e| discloses(e, id))
+            .collect();
+        match found.len() {
+            0 => Err(AppError::NotFound(format!(
+                "no disclosure of a referral or case message {id} is in this node's audit log"
+            ))),
+            1 => Ok(found.remove(0)),
+            _ => Err(AppError::invalid(
+                "disclosure",
+                format!(
+                    "{id} was disclosed in entries {}; give the number of one",
+                    found
+                        .iter()
+                        .map(|e| e.seq.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Whether the certificate of a checkpoint or tree head is one of this node's own, issued
+    /// by an anchor it trusts, and valid when it was signed.
+    fn own_certificate(&self, signed: SignedBy<'_>) -> Result<(), String> {
         let state = self.trust.state();
         let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-            u64::try_from(checkpoint.at_ms / 1000).unwrap_or(0),
+            u64::try_from(signed.at_ms / 1000).unwrap_or(0),
         ));
         let identity = state
-            .check_presented(&checkpoint.certificate, at, webpki::KeyUsage::client_auth())
+            .check_presented(signed.certificate, at, webpki::KeyUsage::client_auth())
             .map_err(|e| format!("its certificate is not trusted: {e}"))?;
         if state.own_identity_in(&identity.federation) != Some(&identity)
-            || identity.uri() != checkpoint.team
+            || identity.uri() != signed.team
         {
             return Err(format!("it was signed by {identity}, not by this node"));
         }
@@ -177,6 +267,32 @@ impl App {
 /// An audit entry's time, from its Unix milliseconds.
 pub fn entry_time(at_ms: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000).ok()
+}
+
+/// Whether an entry records a disclosure, as the accounting of disclosures lists them: case
+/// data sent to another team, or a status update sent with case data.
+fn is_disclosure(entry: &AuditEntry) -> bool {
+    if entry.kind == AuditKind::Disclosure.as_str() {
+        return true;
+    }
+    let detail: serde_json::Value = serde_json::from_str(&entry.detail).unwrap_or_default();
+    entry.kind == AuditKind::StatusChange.as_str()
+        && detail["direction"] == "sent"
+        && detail["categories"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+}
+
+/// Whether a disclosure entry disclosed the referral or case message `id` itself: a case
+/// message's entry names its id in the detail; a referral's (or a forward's, or a consultation
+/// copy's) names the referral and no case message.
+fn discloses(entry: &AuditEntry, id: Uuid) -> bool {
+    let detail: serde_json::Value = serde_json::from_str(&entry.detail).unwrap_or_default();
+    let id = id.to_string();
+    match detail["case_message_id"].as_str() {
+        Some(message) => message == id,
+        None => entry.referral_id.as_deref() == Some(id.as_str()),
+    }
 }
 
 /// One line of the accounting, read back from the entry that recorded it. A field the entry

@@ -13,6 +13,8 @@
 //! - [`consent`]: consents, retractions, their acknowledgements and tombstones;
 //! - [`case_message`]: case messages (questions, answers, new information, plans,
 //!   reassessments) and the staff's drafts of them.
+//! - [`tree_head`]: the audit log's signed tree heads (protocol version 2), and the inclusion
+//!   proof of one entry.
 
 use tatmx_certs::TeamIdentity;
 use tatmx_proto::v1 as pb;
@@ -310,7 +312,9 @@ mod tests {
 mod case_message;
 mod consent;
 mod referral;
+mod tree_head;
 
 pub use case_message::*;
 pub use consent::*;
 pub use referral::*;
+pub use tree_head::*;

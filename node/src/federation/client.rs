@@ -380,6 +380,25 @@ impl PeerClient {
         Ok(answer.into_inner().leaf_hashes)
     }
 
+    /// The peer's signed tree head at `to_size` entries (0: its newest), with the RFC 9162
+    /// proof that it extends the peer's tree of `from_size` entries (protocol version 2), for
+    /// the witness to check.
+    pub async fn audit_tree_consistency(
+        &self,
+        from_size: u64,
+        to_size: u64,
+    ) -> Result<tatmx_proto::v2::AuditConsistencyProof, tonic::Status> {
+        let answer = self
+            .inner_v2
+            .clone()
+            .get_audit_consistency(stamped(tatmx_proto::v2::AuditConsistencyRequest {
+                from_size,
+                to_size,
+            }))
+            .await?;
+        Ok(answer.into_inner())
+    }
+
     /// The peer's copy of `federation`'s signed directory; empty if it has none.
     pub async fn directory(&self, federation: &FederationId) -> Result<String, tonic::Status> {
         let answer = self

@@ -10,10 +10,12 @@
 //!   sorts a peer's refusal by its code.
 //! - [`evidence`]: sign a message, verify a sender's signature, sign and check a receipt.
 //! - [`v2`]: the peer-facing gRPC service of protocol version 2 (batches, Merkle proofs).
+//! - [`consistency`]: version 2's consistency proofs of this node's audit tree.
 //! - [`witness`]: checking that peers' audit checkpoints only ever extend each other; both
 //!   ends show their checkpoint, so both ends witness.
 
 pub mod client;
+pub mod consistency;
 pub mod evidence;
 pub mod server;
 pub mod v2;

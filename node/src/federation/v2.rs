@@ -311,9 +311,6 @@ impl Federation for FederationV2 {
         &self,
         request: Request<pb2::AuditConsistencyRequest>,
     ) -> Result<Response<pb2::AuditConsistencyProof>, Status> {
-        let _ = (&self.inner, request);
-        Err(Status::unimplemented(
-            "audit consistency proofs are not served yet",
-        ))
+        super::consistency::get_audit_consistency(&self.inner, request).await
     }
 }

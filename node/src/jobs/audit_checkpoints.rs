@@ -1,5 +1,6 @@
-//! Signing the audit log's head at intervals, so that peers can witness it and a rewrite is
-//! caught, and removing entries older than the audit retention period.
+//! Signing the audit log's head at intervals, as a checkpoint of its hash chain (protocol
+//! version 1) and a tree head of its Merkle tree (version 2), so that peers can witness it and
+//! a rewrite is caught, and removing entries older than the audit retention period.
 
 use std::time::Duration;
 
@@ -9,9 +10,9 @@ use crate::config::AuditSettings;
 use crate::store::Store;
 use crate::trust::Trust;
 
-/// Signs a checkpoint every `checkpoint_interval` when anything new was written, and once
-/// more when the node stops; removes entries past the audit retention period once an hour
-/// (or once per retention period, if that is shorter).
+/// Signs a checkpoint and a tree head every `checkpoint_interval` when anything new was
+/// written, and once more when the node stops; removes entries past the audit retention period
+/// once an hour (or once per retention period, if that is shorter).
 pub async fn run(store: Store, trust: Trust, settings: AuditSettings, shutdown: CancellationToken) {
     // On tokio's clock, as the sleeps are, so a paused test can step through sweeps.
     let mut last_retention: Option<tokio::time::Instant> = None;
@@ -38,9 +39,19 @@ pub async fn run(store: Store, trust: Trust, settings: AuditSettings, shutdown: 
             .checkpoint_audit(credentials.signer(), &credentials.identity().uri())
             .await
         {
-            Ok(Some(seq)) => tracing::debug!(seq, "audit checkpoint signed"),
-            Ok(None) => {}
+            Ok(signed) => {
+                if let Some(seq) = signed.checkpoint {
+                    tracing::debug!(seq, "audit checkpoint signed");
+                }
+                if let Some(tree_size) = signed.tree_head {
+                    tracing::debug!(tree_size, "audit tree head signed");
+                }
+            }
             Err(e) => tracing::error!(error = %e, "signing an audit checkpoint failed"),
+        }
+        // Another replica of a shared store may have signed a newer head than this one holds.
+        if let Err(e) = store.refresh_tree_head().await {
+            tracing::warn!(error = %e, "reading the newest audit tree head failed");
         }
         if stopping {
             return;

@@ -1,13 +1,16 @@
-//! The audit log's SQL: appending in the caller's transaction, checkpoints, verification in
-//! pages, queries, retention, message proofs and witnessed checkpoints.
+//! The audit log's SQL: appending in the caller's transaction (with the entry's leaf in the
+//! Merkle tree, `audit_tree`), checkpoints and tree heads, verification in pages, queries,
+//! retention, message proofs and witnessed checkpoints.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Store, StoreError, Tx, from_ms, ms};
-use crate::audit::{self, AuditEntry, AuditRecord, ChainVerifier, Checkpoint, Verification};
+use super::{Store, StoreError, Tx, audit_tree, from_ms, ms};
+use crate::audit::{
+    self, AuditEntry, AuditRecord, ChainVerifier, Checkpoint, SignedBy, Verification,
+};
 use crate::signing::NodeSigner;
 
 /// How many entries verification reads at a time.
@@ -54,7 +57,16 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
-/// A peer's history contradicting a checkpoint this node held.
+/// What [`Store::checkpoint_audit`] signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignedHeads {
+    /// The seq a new checkpoint covers.
+    pub checkpoint: Option<u64>,
+    /// The size of a new tree head.
+    pub tree_head: Option<u64>,
+}
+
+/// A peer's history contradicting a checkpoint (or a tree head) this node held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WitnessConflict {
     /// The peer, as an identity URI.
@@ -69,11 +81,11 @@ pub struct WitnessConflict {
     pub detected_at: OffsetDateTime,
 }
 
-fn seq_of(value: i64) -> u64 {
+pub(super) fn seq_of(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-fn seq_param(value: u64) -> i64 {
+pub(super) fn seq_param(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
@@ -94,8 +106,8 @@ async fn head(tx: &mut Tx) -> Result<(u64, Vec<u8>), StoreError> {
     Ok((0, audit::GENESIS.to_vec()))
 }
 
-/// Appends `record` to the chain inside the caller's transaction, so the entry exists exactly
-/// when the action it records does. Returns its seq.
+/// Appends `record` to the chain, and its leaf to the Merkle tree, inside the caller's
+/// transaction, so the entry exists exactly when the action it records does. Returns its seq.
 pub(crate) async fn append(tx: &mut Tx, record: &AuditRecord) -> Result<u64, StoreError> {
     if !accountable() {
         return Ok(0);
@@ -133,6 +145,7 @@ pub(crate) async fn append(tx: &mut Tx, record: &AuditRecord) -> Result<u64, Sto
     .bind(hash.as_slice())
     .execute(&mut **tx)
     .await?;
+    audit_tree::append_leaf(tx, seq - 1, crate::merkle::leaf_hash(&leaf)).await?;
     Ok(seq)
 }
 
@@ -149,7 +162,7 @@ fn carried_case_data(detail: &str) -> bool {
             .is_some_and(|c| !c.is_empty())
 }
 
-fn entry_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
+pub(super) fn entry_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         seq: seq_of(row.try_get("seq")?),
         at_ms: row.try_get("at")?,
@@ -176,7 +189,7 @@ fn checkpoint_row(row: &AnyRow) -> Result<Checkpoint, StoreError> {
     })
 }
 
-const ENTRY_COLUMNS: &str = "SELECT seq, at, kind, actor, peer, referral_id, subject, detail, prev_hash, hash FROM audit_log";
+pub(super) const ENTRY_COLUMNS: &str = "SELECT seq, at, kind, actor, peer, referral_id, subject, detail, prev_hash, hash FROM audit_log";
 const CHECKPOINT_COLUMNS: &str =
     "SELECT seq, head_hash, at, signer, scheme, signature, certificate FROM audit_checkpoints";
 
@@ -190,44 +203,53 @@ impl Store {
         Ok(seq)
     }
 
-    /// Signs a checkpoint of the current head, unless the newest checkpoint already covers it.
-    /// Returns the seq covered when one was signed.
+    /// Signs a checkpoint of the current head, and a tree head over the same entries, each
+    /// unless the newest one already covers them, in one transaction. Says what was signed.
     pub async fn checkpoint_audit(
         &self,
         signer: &NodeSigner,
         team: &str,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<SignedHeads, StoreError> {
         let mut tx = self.write().await?;
         let (seq, hash) = head(&mut tx).await?;
         let covered: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints")
             .fetch_one(&mut *tx)
             .await?;
-        if seq == 0 || covered.map(seq_of) == Some(seq) {
-            return Ok(None);
+        let mut signed = SignedHeads::default();
+        if seq != 0 && covered.map(seq_of) != Some(seq) {
+            let checkpoint = Checkpoint::sign(signer, team, seq, &hash, tx.now()).map_err(|e| {
+                StoreError::Corrupt {
+                    table: "audit_checkpoints",
+                    id: seq.to_string(),
+                    problem: e.to_string(),
+                }
+            })?;
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (seq, head_hash, at, signer, scheme, signature,
+                                                certificate)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(seq_param(checkpoint.seq))
+            .bind(&checkpoint.head_hash)
+            .bind(checkpoint.at_ms)
+            .bind(&checkpoint.team)
+            .bind(i64::from(checkpoint.scheme))
+            .bind(&checkpoint.signature)
+            .bind(&checkpoint.certificate)
+            .execute(&mut *tx)
+            .await?;
+            signed.checkpoint = Some(seq);
         }
-        let checkpoint = Checkpoint::sign(signer, team, seq, &hash, tx.now()).map_err(|e| {
-            StoreError::Corrupt {
-                table: "audit_checkpoints",
-                id: seq.to_string(),
-                problem: e.to_string(),
-            }
-        })?;
-        sqlx::query(
-            "INSERT INTO audit_checkpoints (seq, head_hash, at, signer, scheme, signature,
-                                            certificate)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(seq_param(checkpoint.seq))
-        .bind(&checkpoint.head_hash)
-        .bind(checkpoint.at_ms)
-        .bind(&checkpoint.team)
-        .bind(i64::from(checkpoint.scheme))
-        .bind(&checkpoint.signature)
-        .bind(&checkpoint.certificate)
-        .execute(&mut *tx)
-        .await?;
+        let head = audit_tree::sign_head(&mut tx, signer, team, seq).await?;
+        signed.tree_head = head.as_ref().map(|h| h.tree_size);
+        if signed.checkpoint.is_none() && head.is_none() {
+            return Ok(signed);
+        }
         tx.commit().await?;
-        Ok(Some(seq))
+        if let Some(head) = head {
+            self.signed_tree_head(head);
+        }
+        Ok(signed)
     }
 
     /// The newest signed checkpoint.
@@ -240,10 +262,12 @@ impl Store {
             .transpose()
     }
 
-    /// Verifies the whole chain and every checkpoint, reading the log a page at a time.
+    /// Verifies the whole chain and every checkpoint, then the Merkle tree and every signed
+    /// tree head, reading the log a page at a time. The earlier of the problems the two find
+    /// is the one named; at the same entry, the chain's, which says what became of the entry.
     pub async fn verify_audit(
         &self,
-        own_certificate: impl Fn(&Checkpoint) -> Result<(), String>,
+        own_certificate: impl Fn(SignedBy<'_>) -> Result<(), String>,
     ) -> Result<Verification, StoreError> {
         let anchor = sqlx::query("SELECT seq, hash FROM audit_anchor WHERE id = 1")
             .fetch_optional(&self.pool)
@@ -258,7 +282,7 @@ impl Store {
             .iter()
             .map(checkpoint_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut verifier = ChainVerifier::new(anchor, checkpoints, own_certificate);
+        let mut verifier = ChainVerifier::new(anchor, checkpoints, &own_certificate);
         let mut after = i64::MIN;
         loop {
             let page = sqlx::query(&format!(
@@ -281,7 +305,19 @@ impl Store {
                 break;
             }
         }
-        Ok(verifier.finish())
+        let mut found = verifier.finish();
+        let tree = self.verify_audit_tree(&own_certificate).await?;
+        found.tree_heads = tree.heads;
+        found.last_tree_head = tree.last_head;
+        if let Some((seq, problem)) = tree.first_bad
+            && found
+                .first_bad
+                .as_ref()
+                .is_none_or(|(first, _)| seq < *first)
+        {
+            found.first_bad = Some((seq, problem));
+        }
+        Ok(found)
     }
 
     /// Entries, newest first, that match `filter`: a page of at most `filter.limit`, after
@@ -420,6 +456,16 @@ impl Store {
             .bind(last)
             .execute(&mut *tx)
             .await?;
+        // The tree's hashes stay: they say nothing of the entries, and a peer holding an older
+        // head may still ask for a proof from it. The heads over removed entries go, as their
+        // checkpoints do, but for the newest, which every message shows until the next.
+        sqlx::query(
+            "DELETE FROM audit_tree_heads WHERE tree_size <= $1
+               AND tree_size < (SELECT MAX(tree_size) FROM audit_tree_heads)",
+        )
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, $1, $2)
              ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",

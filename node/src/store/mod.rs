@@ -29,6 +29,7 @@
 //!   has seen, their preferences, and the mails made from notifications.
 //! - `consent_forms`: the signed consent forms, sealed, attached to consents; never sent.
 //! - `audit_log`: the audit log, checkpoints and message proofs.
+//! - `audit_tree`: the audit log's Merkle tree: its subtrees, signed tree heads, proofs.
 //! - [`observe`]: queue depths and health for operators.
 //! - `codec`: reading rows back into domain types, and the stored forms of values.
 //! - `writer`: group commit.
@@ -48,6 +49,7 @@ use crate::vault;
 
 pub mod accounts;
 mod audit_log;
+mod audit_tree;
 mod case_messages;
 mod cases;
 mod codec;
@@ -66,7 +68,7 @@ pub use crate::signing::{MessageKind, MessageProof};
 pub use crate::wire::encode_referral;
 #[cfg(feature = "bench-internals")]
 pub use audit_log::disable_accountability_for_benchmarks;
-pub use audit_log::{AuditFilter, WitnessConflict};
+pub use audit_log::{AuditFilter, SignedHeads, WitnessConflict};
 pub use case_messages::{
     CaseMessageSummary, DueReassessment, InboxSnapshot, StoredCaseMessage, Unseen,
 };
@@ -226,6 +228,8 @@ pub struct Store {
     writer: writer::Writer,
     /// The node's one clock: every date the store records is read from it.
     clock: Clock,
+    /// The newest signed audit tree head, kept in memory.
+    tree_heads: audit_tree::HeadCache,
 }
 
 /// Connects to the SQLite file at `path`, creating it if needed.
@@ -301,12 +305,17 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Self {
+        let store = Self {
             pool,
             backend,
             writer: writer::Writer::new(backend),
             clock: Clock::system(),
-        })
+            tree_heads: audit_tree::HeadCache::default(),
+        };
+        // A log written by a version without the Merkle tree gets it before anything appends.
+        store.catch_up_audit_tree().await?;
+        store.refresh_tree_head().await?;
+        Ok(store)
     }
 
     /// This store, reading the time from `clock` instead of the system's clock. The node sets

@@ -426,22 +426,12 @@ async fn both_sides_keep_signed_proof_of_what_was_sent_and_received() {
     assert_eq!(summary.identity.as_ref(), Some(&school.identity));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_caught() {
-    let (mut _fed, core, school, _) = history().await;
-    // The school has witnessed a checkpoint of the county's log.
-    let mut db = store_connection(&school, false).await;
-    let held: i64 = sqlx::query_scalar("SELECT seq FROM witnessed_checkpoints WHERE peer = $1")
-        .bind(core.identity.uri())
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    sqlx::Connection::close(db).await.unwrap();
-    assert!(held > 0);
-
-    // The county's admin rewrites an early entry, recomputes every hash after it, drops the
-    // old checkpoints and signs a new one with the county's own key: its own verify passes.
-    let mut db = store_connection(&core, true).await;
+/// What an admin with the node's key and its stopped database does to rewrite history: changes
+/// entry 2, recomputes every chain hash after it, replaces the checkpoints with one signed
+/// with the node's own key, and drops the Merkle tree and its heads, which the node builds and
+/// signs again from the rewritten entries when it starts. The node's own verify passes then.
+async fn rewrite_history(core: &TeamSpec) {
+    let mut db = store_connection(core, true).await;
     let rows: Vec<StoredEntry> =
         sqlx::query_as(
             "SELECT seq, at, kind, actor, peer, referral_id, subject, detail FROM audit_log ORDER BY seq",
@@ -482,17 +472,19 @@ async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_ca
         .await
         .unwrap();
     let forged = tatmx_node::audit::Checkpoint::sign(
-        &signer_of(&core),
+        &signer_of(core),
         &core.identity.uri(),
         last as u64,
         &head,
         time::OffsetDateTime::now_utc(),
     )
     .unwrap();
-    sqlx::query("DELETE FROM audit_checkpoints")
-        .execute(&mut db)
-        .await
-        .unwrap();
+    for table in ["audit_checkpoints", "audit_tree", "audit_tree_heads"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
     sqlx::query(
         "INSERT INTO audit_checkpoints (seq, head_hash, at, signer, scheme, signature, certificate)
          VALUES ($1, $2, $3, $4, 1, $5, $6)",
@@ -507,6 +499,24 @@ async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_ca
     .await
     .unwrap();
     sqlx::Connection::close(db).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_caught() {
+    let (mut _fed, core, school, _) = history().await;
+    // The school has witnessed a checkpoint of the county's log.
+    let mut db = store_connection(&school, false).await;
+    let held: i64 = sqlx::query_scalar("SELECT seq FROM witnessed_checkpoints WHERE peer = $1")
+        .bind(core.identity.uri())
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    sqlx::Connection::close(db).await.unwrap();
+    assert!(held > 0);
+
+    // The county's admin rewrites an early entry, recomputes every hash after it, drops the
+    // old checkpoints and signs a new one with the county's own key: its own verify passes.
+    rewrite_history(&core).await;
 
     let metrics_port = _fed.port();
     _fed.write_config(
@@ -614,4 +624,303 @@ async fn a_checkpoint_comes_due_on_the_node_clock_and_carries_its_time() {
         "the checkpoint is dated by the node's clock, five minutes on: {at_ms}"
     );
     node.shutdown().await;
+}
+
+// ---- the Merkle tree (protocol version 2) ----
+
+/// The size of the newest signed tree head of `team`'s audit log, if any.
+async fn latest_tree_size(team: &TeamSpec) -> Option<u64> {
+    let mut db = store_connection(team, false).await;
+    let size: Option<i64> = sqlx::query_scalar("SELECT MAX(tree_size) FROM audit_tree_heads")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    sqlx::Connection::close(db).await.ok();
+    size.map(|s| s as u64)
+}
+
+/// The size of `peer`'s tree head that `team` witnessed, if any.
+async fn witnessed_tree_size(team: &TeamSpec, peer: &TeamSpec) -> Option<u64> {
+    let mut db = store_connection(team, false).await;
+    let size: Option<i64> =
+        sqlx::query_scalar("SELECT tree_size FROM witnessed_tree_heads WHERE peer = $1")
+            .bind(peer.identity.uri())
+            .fetch_optional(&mut db)
+            .await
+            .unwrap();
+    sqlx::Connection::close(db).await.ok();
+    size.map(|s| s as u64)
+}
+
+/// Waits until `team` has signed a tree head over more than `than` entries, and returns the
+/// newest as its node would show it.
+async fn tree_head_after(
+    node: &tatmx_node::RunningNode,
+    team: &TeamSpec,
+    than: u64,
+) -> tatmx_proto::v2::SignedTreeHead {
+    eventually(Duration::from_secs(10), "a newer tree head", || async {
+        let size = latest_tree_size(team).await?;
+        let shown = node.witness().own_tree_head().await?;
+        (size > than && shown.tree_size == size).then_some(shown)
+    })
+    .await
+}
+
+/// Hands `to`'s witness the tree head `from` shows, as a version 2 batch or receipt carries it
+/// (the batch path hands it over so), and waits until it is witnessed at that size.
+async fn witnessed(
+    to: (&tatmx_node::RunningNode, &TeamSpec),
+    from: (&tatmx_node::RunningNode, &TeamSpec),
+    than: u64,
+) -> u64 {
+    let head = tree_head_after(from.0, from.1, than).await;
+    let size = head.tree_size;
+    to.0.witness()
+        .observe_tree_head(&from.1.identity, Some(head));
+    eventually(
+        Duration::from_secs(10),
+        "the tree head to be witnessed",
+        || {
+            let (team, peer) = (to.1.clone(), from.1.clone());
+            async move { (witnessed_tree_size(&team, &peer).await? == size).then_some(()) }
+        },
+    )
+    .await;
+    size
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_witness_each_others_tree_heads_through_consistency_proofs() {
+    let (fed, core, school) = core_and_school();
+    fed.write_config(&core, &[&school], FAST_CHECKPOINTS);
+    fed.write_config(&school, &[&core], FAST_CHECKPOINTS);
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    delivered(&school, &id).await;
+
+    // Each keeps the first head it is shown of the other's log.
+    let county_first = witnessed((&school_node, &school), (&core_node, &core), 0).await;
+    let school_first = witnessed((&core_node, &core), (&school_node, &school), 0).await;
+
+    // Both logs grow; each newer head is checked against the one held by a proof from the
+    // peer, and replaces it.
+    for _ in 0..3 {
+        inbox_len(&core).await;
+        inbox_len(&school).await;
+    }
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    delivered(&school, &id).await;
+    let county_next = witnessed((&school_node, &school), (&core_node, &core), county_first).await;
+    let school_next = witnessed((&core_node, &core), (&school_node, &school), school_first).await;
+    assert!(county_next > county_first && school_next > school_first);
+    for team in [&core, &school] {
+        let status = admin(team)
+            .await
+            .trust_status(pb::TrustStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(status.witness_conflicts.is_empty(), "{status:?}");
+    }
+
+    // The proof the county gives is RFC 9162's, O(log n) hashes, and checks against its
+    // signed heads by anyone's code.
+    let channel = federation_channel(&school.dir, &[&fed.ca_path], &school.identity, &core);
+    let mut county = tatmx_proto::v2::federation_client::FederationClient::new(channel);
+    let first_root: Vec<u8> = {
+        let head = county
+            .get_audit_consistency(tatmx_proto::v2::AuditConsistencyRequest {
+                from_size: 0,
+                to_size: county_first,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .tree_head
+            .unwrap();
+        assert_eq!(head.tree_size, county_first);
+        head.root_hash
+    };
+    let proof = county
+        .get_audit_consistency(tatmx_proto::v2::AuditConsistencyRequest {
+            from_size: county_first,
+            to_size: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let newest = proof.tree_head.unwrap();
+    assert!(newest.tree_size >= county_next);
+    let path: Vec<[u8; 32]> = proof
+        .path
+        .iter()
+        .map(|h| h.as_slice().try_into().unwrap())
+        .collect();
+    assert!(path.len() <= 2 * 64);
+    tatmx_node::merkle::verify_consistency(
+        county_first,
+        newest.tree_size,
+        &first_root.try_into().unwrap(),
+        &newest.root_hash.clone().try_into().unwrap(),
+        &path,
+    )
+    .unwrap();
+    let head = tatmx_node::convert::tree_head_from_proto(newest).unwrap();
+    head.signature_holds().unwrap();
+    assert_eq!(head.team, core.identity.uri());
+
+    // A reversed range, or one beyond what the county signed, is refused by its code.
+    let reversed = county
+        .get_audit_consistency(tatmx_proto::v2::AuditConsistencyRequest {
+            from_size: 5,
+            to_size: 2,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        tatmx_node::refusal::reason(&reversed),
+        Some(tatmx_node::refusal::Reason::AuditRangeInvalid)
+    );
+    let beyond = county
+        .get_audit_consistency(tatmx_proto::v2::AuditConsistencyRequest {
+            from_size: 1,
+            to_size: 1_000_000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        tatmx_node::refusal::reason(&beyond),
+        Some(tatmx_node::refusal::Reason::AuditRangeMissing)
+    );
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_rewrites_its_history_after_a_tree_head_was_witnessed_is_caught() {
+    let (fed, core, school) = core_and_school();
+    fed.write_config(&core, &[&school], FAST_CHECKPOINTS);
+    fed.write_config(&school, &[&core], FAST_CHECKPOINTS);
+    let core_node = start(&core).await;
+    let school_node = start(&school).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    delivered(&school, &id).await;
+    // The rewrite changes entry 2: the head the school holds covers it.
+    inbox_len(&core).await;
+    let held = witnessed((&school_node, &school), (&core_node, &core), 1).await;
+
+    // The county rewrites entry 2 and everything that hashes it, tree included, re-signed
+    // with its own key; its own check passes.
+    core_node.shutdown().await;
+    rewrite_history(&core).await;
+    let core_node = start(&core).await;
+    assert!(
+        verify(&core).await.ok,
+        "the rewrite fools the county's own check"
+    );
+    // Its staff go on working, so its log grows past the head the school holds; the next
+    // batch shows the school the new head, and no version 1 message is involved.
+    for _ in 0..3 {
+        inbox_len(&core).await;
+    }
+    let shown = tree_head_after(&core_node, &core, held).await;
+    school_node
+        .witness()
+        .observe_tree_head(&core.identity, Some(shown.clone()));
+    let conflicts = eventually(Duration::from_secs(15), "the witness to notice", || {
+        let school = school.clone();
+        async move {
+            let status = admin(&school)
+                .await
+                .trust_status(pb::TrustStatusRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            (!status.witness_conflicts.is_empty()).then_some(status.witness_conflicts)
+        }
+    })
+    .await;
+    assert_eq!(conflicts[0].peer, core.identity.uri());
+    assert_eq!(conflicts[0].held_seq, held);
+    assert_eq!(conflicts[0].shown_seq, shown.tree_size);
+    assert!(
+        conflicts[0].problem.contains("tree does not extend"),
+        "{conflicts:?}"
+    );
+    // The school still holds the head it witnessed first.
+    assert_eq!(witnessed_tree_size(&school, &core).await, Some(held));
+    core_node.shutdown().await;
+    school_node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disclosure_is_proven_in_the_signed_log_and_a_tampered_one_is_not() {
+    let (fed, _core, school) = core_and_school();
+    fed.write_config(&school, &[&_core], FAST_CHECKPOINTS);
+    let core_node = start(&_core).await;
+    let school_node = start(&school).await;
+    let id = submit(&mut agency(&school).await, draft("county-core")).await;
+    delivered(&school, &id).await;
+    let prove = |disclosure: String| {
+        let school = school.clone();
+        async move {
+            admin(&school)
+                .await
+                .prove_disclosure(pb::ProveDisclosureRequest { disclosure })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    // Once a tree head covers the disclosure, the node proves it by the referral's id and by
+    // the entry's number alike.
+    let proof = eventually(Duration::from_secs(10), "a signed head over it", || {
+        let attempt = prove(id.clone());
+        async move { attempt.await.ok() }
+    })
+    .await;
+    let checked = tatmx_node::convert::inclusion_proof_from_proto(proof.clone()).unwrap();
+    checked.check().unwrap();
+    assert_eq!(checked.entry.kind, "disclosure");
+    assert_eq!(checked.entry.referral_id.as_deref(), Some(id.as_str()));
+    assert_eq!(checked.head.team, school.identity.uri());
+    let seq = checked.entry.seq;
+    let by_seq = prove(seq.to_string()).await.unwrap();
+    assert_eq!(by_seq.entry, proof.entry);
+    // A proof of another entry's leaf does not prove this one.
+    let mut moved = checked.clone();
+    moved.entry.seq += 1;
+    assert!(moved.check().is_err());
+    // Not a disclosure, not an id: refused by name.
+    let not_an_id = prove("nonsense".into()).await.unwrap_err();
+    assert_eq!(not_an_id.code(), tonic::Code::InvalidArgument);
+
+    // Someone with the database edits the disclosure's entry: the proof no longer holds.
+    school_node.shutdown().await;
+    let mut db = store_connection(&school, true).await;
+    sqlx::query(
+        "UPDATE audit_log SET detail = replace(detail, 'referral', 'forward') WHERE seq = $1",
+    )
+    .bind(seq as i64)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::Connection::close(db).await.unwrap();
+    let school_node = start(&school).await;
+    let tampered = prove(seq.to_string()).await.unwrap();
+    let problem = tatmx_node::convert::inclusion_proof_from_proto(tampered)
+        .unwrap()
+        .check()
+        .unwrap_err();
+    assert!(
+        problem
+            .to_string()
+            .contains("was changed after it was written"),
+        "{problem}"
+    );
+    let found = verify(&school).await;
+    assert!(!found.ok && found.first_bad_seq == seq, "{found:?}");
+    school_node.shutdown().await;
+    core_node.shutdown().await;
 }
