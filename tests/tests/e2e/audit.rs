@@ -53,7 +53,8 @@ async fn history() -> (TestFederation, TeamSpec, TeamSpec, Vec<String>) {
         r.status == pb::ReferralStatus::Cancelled as i32
     })
     .await;
-    // Once the county has signed a checkpoint, one more message carries it to the school.
+    // Once the county has signed a tree head, its receipt for one more message carries it to
+    // the school.
     tokio::time::sleep(Duration::from_millis(400)).await;
     agency(&core)
         .await
@@ -67,17 +68,18 @@ async fn history() -> (TestFederation, TeamSpec, TeamSpec, Vec<String>) {
     let county = core.identity.uri();
     eventually(
         Duration::from_secs(10),
-        "the school to witness a checkpoint",
+        "the school to witness a tree head",
         || {
             let (school, county) = (school.clone(), county.clone());
             async move {
                 let mut db = store_connection(&school, false).await;
-                let held: Option<i64> =
-                    sqlx::query_scalar("SELECT seq FROM witnessed_checkpoints WHERE peer = $1")
-                        .bind(county)
-                        .fetch_optional(&mut db)
-                        .await
-                        .ok()?;
+                let held: Option<i64> = sqlx::query_scalar(
+                    "SELECT tree_size FROM witnessed_tree_heads WHERE peer = $1",
+                )
+                .bind(county)
+                .fetch_optional(&mut db)
+                .await
+                .ok()?;
                 sqlx::Connection::close(db).await.ok();
                 held.map(|_| ())
             }
@@ -502,15 +504,16 @@ async fn rewrite_history(core: &TeamSpec) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_caught() {
+async fn a_peer_that_rewrites_its_history_after_a_delivery_showed_its_tree_head_is_caught() {
     let (mut _fed, core, school, _) = history().await;
-    // The school has witnessed a checkpoint of the county's log.
+    // The school has witnessed a tree head of the county's log, shown with a receipt.
     let mut db = store_connection(&school, false).await;
-    let held: i64 = sqlx::query_scalar("SELECT seq FROM witnessed_checkpoints WHERE peer = $1")
-        .bind(core.identity.uri())
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
+    let held: i64 =
+        sqlx::query_scalar("SELECT tree_size FROM witnessed_tree_heads WHERE peer = $1")
+            .bind(core.identity.uri())
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
     sqlx::Connection::close(db).await.unwrap();
     assert!(held > 0);
 
@@ -530,9 +533,8 @@ async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_ca
         verify(&core).await.ok,
         "the rewrite fools the county's own check"
     );
-    // The next contact shows the school the rewritten head.
-    let id = submit(&mut agency(&school).await, draft("county-core")).await;
-    delivered(&school, &id).await;
+    // Once the county has signed a head over its rewritten log, the receipt of the next
+    // delivery shows it to the school; until then, each try sends one more referral.
     let conflicts = eventually(Duration::from_secs(15), "the witness to notice", || {
         let school = school.clone();
         async move {
@@ -542,7 +544,11 @@ async fn a_peer_that_rewrites_its_history_after_a_checkpoint_was_witnessed_is_ca
                 .await
                 .ok()?
                 .into_inner();
-            (!status.witness_conflicts.is_empty()).then_some(status.witness_conflicts)
+            if status.witness_conflicts.is_empty() {
+                submit(&mut agency(&school).await, draft("county-core")).await;
+                return None;
+            }
+            Some(status.witness_conflicts)
         }
     })
     .await;
