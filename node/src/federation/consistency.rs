@@ -7,15 +7,12 @@
 //! The caller is authorized as for every federation call, and a refusal is on the audit log.
 //! Hashes say nothing of the entries, so any peer may ask.
 
-use std::sync::Arc;
-
 use tatmx_proto::v2 as pb2;
 use tonic::{Request, Response, Status};
 
-use super::server::{FederationService, store_status};
+use super::server::{FederationService, claimed, store_status};
 use crate::convert;
 use crate::refusal::{Reason, refuse};
-use crate::trust::PeerCertificate;
 
 /// The method as the audit of refused calls and the metrics name it.
 const METHOD: &str = "v2.GetAuditConsistency";
@@ -26,12 +23,9 @@ pub(super) async fn get_audit_consistency(
     request: Request<pb2::AuditConsistencyRequest>,
 ) -> Result<Response<pb2::AuditConsistencyProof>, Status> {
     // As its certificate claims it, trusted or not: the audit of a refusal names who tried.
-    let claimed = request
-        .extensions()
-        .get::<Arc<PeerCertificate>>()
-        .map(|c| c.identity().uri());
+    let who = claimed(&request);
     let result = answer(service, &request).await;
-    service.audited(claimed, METHOD, result).await
+    service.audited(who, METHOD, result).await
 }
 
 /// The newest signed tree head (or the one over `to_size` entries, when it is kept) and the

@@ -186,7 +186,7 @@ impl Store {
             .try_into()
             .map_err(|_| corrupt("root is not 32 bytes"))?;
         let path: Vec<u8> = row.try_get("path")?;
-        if path.len() % 32 != 0 {
+        if !path.len().is_multiple_of(32) {
             return Err(corrupt("path is not whole hashes"));
         }
         let path = path

@@ -179,7 +179,7 @@ impl Store {
         let proof = received.proof();
         let referral = received.message();
         let body = received.wire();
-        let digest = digest(&body);
+        let digest = digest(body);
         let now = self.clock.now();
         let mut tx = self.write().await?;
         if let Some(outcome) = check_replay(&mut tx, referral.id, &digest).await? {
@@ -209,7 +209,7 @@ impl Store {
             referral,
             Direction::Inbound,
             ReferralStatus::Received,
-            &body,
+            body,
             now,
             &RowExtras {
                 sealing: Some(&sealing),
