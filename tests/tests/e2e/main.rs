@@ -28,4 +28,5 @@ mod policy;
 mod protocol_v2;
 mod refusals;
 mod retraction;
+mod stock_clients;
 mod trust;
