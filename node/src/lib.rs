@@ -84,6 +84,7 @@ pub mod filter;
 pub mod health;
 pub mod jobs;
 pub mod lifecycle;
+pub mod local_socket;
 pub mod loopback;
 pub mod merkle;
 pub mod metrics;

@@ -502,8 +502,9 @@ async fn serve(
         .add_service(health_service.clone())
         .add_service(reflection()?)
         .add_service(agency)
+        // Through the relay that lets stock gRPC clients in: see crate::local_socket.
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::UnixListenerStream::new(uds),
+            crate::local_socket::incoming(uds),
             shutdown.clone().cancelled_owned(),
         );
     tasks.push(tokio::spawn(async move {
@@ -523,7 +524,7 @@ async fn serve(
             app,
         )))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::UnixListenerStream::new(admin_uds),
+            crate::local_socket::incoming(admin_uds),
             shutdown.clone().cancelled_owned(),
         );
     tasks.push(tokio::spawn(async move {
