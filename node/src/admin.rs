@@ -17,6 +17,7 @@ pub use crate::app::trust::{EXPIRY_WARNING_DAYS, warnings};
 use crate::app::{App, IssuedAccount};
 use crate::convert::{role_from_proto, role_to_proto, timestamp_to_proto};
 use crate::federation::store_status;
+use crate::refusal::{Reason, refuse, refuse_field};
 use crate::staff::StaffRole;
 use crate::store::Store;
 use crate::tls::Credentials;
@@ -43,10 +44,14 @@ impl AdminService {
     }
 
     fn identity(&self, team: &str) -> Result<TeamIdentity, Status> {
-        self.trust
-            .state()
-            .identity_of(team)
-            .map_err(|e| Status::invalid_argument(e.to_string()))
+        self.trust.state().identity_of(team).map_err(|e| {
+            refuse_field(
+                Reason::InvalidMessage,
+                e.to_string(),
+                "team",
+                "is not a team URI",
+            )
+        })
     }
 
     fn peer_info(&self, entry: &PeerEntry) -> pb::PeerInfo {
@@ -71,25 +76,28 @@ impl AdminService {
     }
 }
 
+/// The reason code of each refusal of a trust change; the gRPC code follows from it.
 fn change_status(error: TrustChangeError) -> Status {
     use tatmx_certs::directory::DirectoryError as D;
-    match &error {
-        TrustChangeError::Invalid(_) | TrustChangeError::Tls(_) => {
-            Status::invalid_argument(error.to_string())
-        }
-        TrustChangeError::NotFound(_) => Status::not_found(error.to_string()),
-        TrustChangeError::Conflict(_) | TrustChangeError::Build(_) => {
-            Status::failed_precondition(error.to_string())
-        }
+    let reason = match &error {
+        TrustChangeError::Invalid(_) | TrustChangeError::Tls(_) => Reason::InvalidMessage,
+        TrustChangeError::NotFound(_) => Reason::UnknownRecord,
+        TrustChangeError::Conflict(_) | TrustChangeError::Build(_) => Reason::NotAllowedNow,
         TrustChangeError::Directory(D::Rollback { .. } | D::NotNewer { .. }) => {
-            Status::failed_precondition(error.to_string())
+            Reason::NotAllowedNow
         }
         TrustChangeError::Directory(
             D::BadSignature | D::UnknownSigner { .. } | D::WrongFederation { .. },
-        ) => Status::permission_denied(error.to_string()),
-        TrustChangeError::Directory(_) => Status::invalid_argument(error.to_string()),
-        TrustChangeError::Store(e) => crate::federation::store_status(e),
-    }
+        ) => Reason::DirectoryUntrusted,
+        TrustChangeError::Directory(_) => Reason::InvalidMessage,
+        TrustChangeError::Store(e) => return crate::federation::store_status(e),
+    };
+    refuse(reason, error.to_string())
+}
+
+/// A request field that did not convert to its domain type.
+fn invalid(e: crate::convert::ConversionError) -> Status {
+    refuse_field(Reason::InvalidMessage, e.to_string(), &e.field, &e.problem)
 }
 
 fn anchor_info(anchor: &Anchor) -> pb::AnchorInfo {
@@ -228,7 +236,7 @@ impl Admin for AdminService {
             .since
             .map(|t| crate::convert::timestamp_from_proto(Some(t), "since"))
             .transpose()
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(invalid)?;
         let kind = match r.kind.as_str() {
             "" => None,
             name => Some(audit_kind(name)?),
@@ -255,7 +263,7 @@ impl Admin for AdminService {
             .since
             .map(|t| crate::convert::timestamp_from_proto(Some(t), "since"))
             .transpose()
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(invalid)?;
         let records = self.app.disclosures(&r.subject, since).await?;
         Ok(Response::new(pb::AccountDisclosuresResponse {
             disclosures: records.iter().map(disclosure_record).collect(),
@@ -282,9 +290,14 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::PeerInfo>, Status> {
         let identity = self.identity(&request.into_inner().team)?;
         let state = self.trust.state();
-        let entry = state
-            .peer(&identity)
-            .ok_or_else(|| Status::not_found(format!("{identity} is not a peer of this node")))?;
+        let entry = state.peer(&identity).ok_or_else(|| {
+            refuse_field(
+                Reason::UnknownRecord,
+                format!("{identity} is not a peer of this node"),
+                "team",
+                "is not a peer of this node",
+            )
+        })?;
         Ok(Response::new(self.peer_info(entry)))
     }
 
@@ -295,13 +308,32 @@ impl Admin for AdminService {
         let actor = crate::agency::caller(&request);
         let r = request.into_inner();
         let identity = self.identity(&r.team)?;
-        let endpoint = crate::config::parse_endpoint(&r.endpoint)
-            .map_err(|e| Status::invalid_argument(format!("endpoint: {e}")))?;
-        let role = role_from_proto(r.role)
-            .ok_or_else(|| Status::invalid_argument("role: expected core, affiliate or partner"))?;
+        let endpoint = crate::config::parse_endpoint(&r.endpoint).map_err(|e| {
+            let problem = e.to_string();
+            refuse_field(
+                Reason::InvalidMessage,
+                format!("endpoint: {problem}"),
+                "endpoint",
+                &problem,
+            )
+        })?;
+        let role = role_from_proto(r.role).ok_or_else(|| {
+            refuse_field(
+                Reason::InvalidMessage,
+                "role: expected core, affiliate or partner",
+                "role",
+                "expected core, affiliate or partner",
+            )
+        })?;
         let discipline = Discipline::parse(&r.discipline).ok_or_else(|| {
             let names: Vec<&str> = Discipline::ALL.iter().map(|d| d.as_str()).collect();
-            Status::invalid_argument(format!("discipline: expected one of {}", names.join(", ")))
+            let problem = format!("expected one of {}", names.join(", "));
+            refuse_field(
+                Reason::InvalidMessage,
+                format!("discipline: {problem}"),
+                "discipline",
+                &problem,
+            )
         })?;
         let entry = self
             .trust
@@ -373,9 +405,14 @@ impl Admin for AdminService {
             .add_anchor(&request.into_inner().certificate_pem, &actor)
             .await
             .map_err(change_status)?;
-        let first = added
-            .first()
-            .ok_or_else(|| Status::invalid_argument("certificate_pem: holds no certificate"))?;
+        let first = added.first().ok_or_else(|| {
+            refuse_field(
+                Reason::InvalidMessage,
+                "certificate_pem: holds no certificate",
+                "certificate_pem",
+                "holds no certificate",
+            )
+        })?;
         tracing::info!(federation = %first.federation, fingerprint = %first.fingerprint, "trust anchor added by admin");
         Ok(Response::new(anchor_info(first)))
     }
@@ -425,12 +462,14 @@ impl Admin for AdminService {
             .import_crl(&pem, &actor)
             .await
             .map_err(change_status)?;
-        let summary = tatmx_certs::revocation::CrlSummary::from_pem(&pem)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let summary = tatmx_certs::revocation::CrlSummary::from_pem(&pem).map_err(|e| {
+            let problem = e.to_string();
+            refuse_field(Reason::InvalidMessage, problem.clone(), "crl_pem", &problem)
+        })?;
         let crl = state
             .crls()
             .find(|c| c.crl_number == summary.crl_number)
-            .ok_or_else(|| Status::internal("the CRL did not apply"))?;
+            .ok_or_else(|| refuse(Reason::Internal, "the CRL did not apply"))?;
         tracing::info!(federation = %crl.federation, crl_number = crl.crl_number, revoked = crl.revoked.len(), "CRL imported");
         Ok(Response::new(crl_info(crl)))
     }
@@ -456,17 +495,27 @@ impl Admin for AdminService {
         let actor = crate::agency::caller(&request);
         let r = request.into_inner();
         let role = StaffRole::parse(&r.role).ok_or_else(|| {
-            Status::invalid_argument("role: expected one of case-worker, chair, auditor, admin")
+            refuse_field(
+                Reason::InvalidMessage,
+                "role: expected one of case-worker, chair, auditor, admin",
+                "role",
+                "expected one of case-worker, chair, auditor, admin",
+            )
         })?;
         let issued = self
             .app
             .add_account(&r.username, role, &actor)
             .await?
             .ok_or_else(|| {
-                Status::already_exists(format!(
-                    "there is already an account {}; `tatmx user reset {}` issues it new credentials",
-                    r.username, r.username
-                ))
+                refuse_field(
+                    Reason::AlreadyExists,
+                    format!(
+                        "there is already an account {}; `tatmx user reset {}` issues it new credentials",
+                        r.username, r.username
+                    ),
+                    "username",
+                    "is the name of an account already",
+                )
             })?;
         Ok(Response::new(self.issued_credentials(&issued)))
     }
@@ -526,9 +575,12 @@ impl AdminService {
 }
 
 fn no_account(username: &str) -> Status {
-    Status::not_found(format!(
-        "there is no console account {username}; `tatmx user list` shows them"
-    ))
+    refuse_field(
+        Reason::UnknownRecord,
+        format!("there is no console account {username}; `tatmx user list` shows them"),
+        "username",
+        "names no console account",
+    )
 }
 
 /// A console account on the wire, without its credentials.

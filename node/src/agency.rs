@@ -4,7 +4,7 @@
 //! use it. This file is an adapter and nothing more: each method turns its protobuf request
 //! into domain types, builds the caller's [`Actor`] from what the socket proved, calls one use
 //! case of the [`App`], and turns the answer back into protobuf. Every refusal is mapped to a
-//! gRPC status in one place, [`status`].
+//! gRPC status with a reason code in one place, [`refusal`].
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -13,6 +13,7 @@ use tatmx_proto::v1::agency_server::Agency;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 use uuid::Uuid;
 
 use crate::actor::Actor;
@@ -24,13 +25,16 @@ use crate::app::{
 use crate::case_message;
 use crate::case_message::CaseRefusal;
 use crate::convert;
+use crate::convert::ConversionError;
 use crate::filter::{FieldDecision, Outcome};
 use crate::lifecycle::TransitionError;
 use crate::referral::Referral;
+use crate::refusal::{self, Reason, refuse, refuse_field, refuse_with};
 use crate::store::{
     CaseMessageSummary, DeliveryState, Direction, DueReassessment, MessageKind, OutboxEntry,
     StatusEvent, StoredReferral, Unseen,
 };
+use crate::trust::TrustError;
 
 /// The staff-facing gRPC service.
 #[derive(Debug, Clone)]
@@ -80,45 +84,139 @@ pub fn caller<T>(request: &Request<T>) -> Actor {
     Actor::staff(uid, name)
 }
 
-/// The one mapping from a use case's refusal to a gRPC status.
+/// The one mapping from a use case's refusal to a gRPC status, for a request whose fields
+/// sit at the top of the message.
 impl From<AppError> for Status {
     fn from(e: AppError) -> Self {
-        let message = e.to_string();
-        match e {
-            AppError::Invalid(_) => Status::invalid_argument(message),
-            AppError::NoSuchReferral(_) | AppError::Purged(_) | AppError::NotFound(_) => {
-                Status::not_found(message)
-            }
-            AppError::Precondition(_) => Status::failed_precondition(message),
-            AppError::Transition(t) => match t {
-                TransitionError::WrongParty { .. } => Status::permission_denied(message),
-                TransitionError::NotFromHere { .. } => Status::failed_precondition(message),
-                TransitionError::Missing(_) => Status::invalid_argument(message),
-            },
-            AppError::Case(c) => match c {
-                CaseRefusal::NotShared(_) | CaseRefusal::UnknownRequest(_) => {
-                    Status::not_found(message)
-                }
-                CaseRefusal::WrongParty { .. } | CaseRefusal::NotCore { .. } => {
-                    Status::permission_denied(message)
-                }
-                CaseRefusal::Ended { .. }
-                | CaseRefusal::NotYet { .. }
-                | CaseRefusal::Consultation(_) => Status::failed_precondition(message),
-            },
-            AppError::IdempotencyKeyReused => Status::already_exists(message),
-            AppError::Store(store) => crate::federation::store_status(&store),
+        refusal(e, Fields::TOP)
+    }
+}
+
+/// Where a request keeps the fields a use case names, so that a refusal names them by their
+/// path in the proto.
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    /// Prefixed to a field the use case names (`referral.` when the draft is nested).
+    prefix: &'static str,
+    /// The field holding the recipient (or recipients) the node may not send to.
+    recipient: &'static str,
+}
+
+impl Fields {
+    const TOP: Fields = Fields {
+        prefix: "",
+        recipient: "recipient",
+    };
+    /// A `NewReferral` under `referral`.
+    const DRAFT: Fields = Fields {
+        prefix: "referral.",
+        recipient: "referral.recipient",
+    };
+    /// A consultation: the draft under `referral`, the recipients in `partners`.
+    const CONSULTATION: Fields = Fields {
+        prefix: "referral.",
+        recipient: "partners",
+    };
+
+    fn path(self, field: &str) -> String {
+        if field.starts_with(self.prefix) || self.prefix.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{}{field}", self.prefix)
         }
     }
 }
 
+/// Every reason code of the local APIs is chosen here, one per refusal of a use case; the
+/// gRPC code follows from it ([`Reason::code`]).
+fn refusal(e: AppError, fields: Fields) -> Status {
+    let message = e.to_string();
+    let with_id =
+        |reason, id: Uuid| refuse_with(reason, message.clone(), [("referral_id", id.to_string())]);
+    match e {
+        AppError::Invalid(_) | AppError::Transition(TransitionError::Missing(_)) => {
+            invalid_fields(&message, fields)
+        }
+        AppError::NoSuchReferral(id) | AppError::Case(CaseRefusal::NotShared(id)) => {
+            with_id(Reason::UnknownReferral, id)
+        }
+        AppError::Purged(tombstone) => with_id(Reason::ReferralPurged, tombstone.referral_id),
+        AppError::NotFound(_) => refuse(Reason::UnknownRecord, message),
+        AppError::Precondition(_) => refuse(Reason::NotAllowedNow, message),
+        AppError::Recipient(trust) => {
+            let (reason, description) = match trust {
+                TrustError::Blocked(_) => (Reason::RecipientBlocked, "is blocked on this node"),
+                _ => (Reason::UnknownRecipient, "is not a peer of this node"),
+            };
+            refuse_field(reason, message, fields.recipient, description)
+        }
+        AppError::Transition(TransitionError::NotFromHere { .. })
+        | AppError::Case(
+            CaseRefusal::Ended { .. } | CaseRefusal::NotYet { .. } | CaseRefusal::Consultation(_),
+        ) => refuse(Reason::TransitionRefused, message),
+        AppError::Transition(TransitionError::WrongParty { .. })
+        | AppError::Case(CaseRefusal::WrongParty { .. }) => refuse(Reason::WrongParty, message),
+        AppError::Case(CaseRefusal::NotCore { .. }) => refuse(Reason::RoleRefused, message),
+        AppError::Case(CaseRefusal::UnknownRequest(_)) => refuse_field(
+            Reason::UnknownRecord,
+            message,
+            &fields.path("answers"),
+            "names no information request made on this referral",
+        ),
+        AppError::IdempotencyKeyReused => refuse_field(
+            Reason::IdempotencyKeyReused,
+            message,
+            "idempotency_key",
+            "was used before for a different draft",
+        ),
+        AppError::Store(store) => crate::federation::store_status(&store),
+    }
+}
+
+/// An `INVALID_MESSAGE` refusal naming every field of `message`, which a use case writes as
+/// `field: problem`, several joined by `; ` (the invariant of [`AppError::Invalid`]). A
+/// problem that names no field is refused with the code alone.
+fn invalid_fields(message: &str, fields: Fields) -> Status {
+    let mut details = ErrorDetails::with_error_info(
+        Reason::InvalidMessage.as_str(),
+        refusal::DOMAIN,
+        std::collections::HashMap::new(),
+    );
+    for problem in message.split("; ") {
+        let Some((field, description)) = problem.split_once(": ") else {
+            continue;
+        };
+        // A field path, not a sentence that happens to hold a colon.
+        let is_path = !field.is_empty()
+            && field
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.[]".contains(c));
+        if is_path {
+            details.add_bad_request_violation(fields.path(field), description);
+        }
+    }
+    Status::with_error_details(Reason::InvalidMessage.code(), message, details)
+}
+
 /// A protobuf request field that did not convert to its domain type.
-fn invalid(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(e.to_string())
+fn invalid(e: ConversionError) -> Status {
+    refuse_field(Reason::InvalidMessage, e.to_string(), &e.field, &e.problem)
+}
+
+/// A required message field left out.
+fn required(field: &str, message: &str) -> Status {
+    refuse_field(Reason::InvalidMessage, message, field, "is required")
 }
 
 fn uuid(text: &str, field: &str) -> Result<Uuid, Status> {
-    Uuid::parse_str(text).map_err(|_| Status::invalid_argument(format!("{field}: is not a UUID")))
+    Uuid::parse_str(text).map_err(|_| {
+        refuse_field(
+            Reason::InvalidMessage,
+            format!("{field}: is not a UUID"),
+            field,
+            "is not a UUID",
+        )
+    })
 }
 
 /// A referral with its timeline, as staff see it.
@@ -385,19 +483,25 @@ impl Agency for AgencyService {
         let request = request.into_inner();
         let draft = request
             .referral
-            .ok_or_else(|| Status::invalid_argument("referral: is required"))?;
+            .ok_or_else(|| required("referral", "referral: is required"))?;
         // Exactly as the client sent it, so a retry with the same key can be told apart from
         // another draft under a reused key.
         let draft_digest = hex::encode(Sha256::digest(draft.encode_to_vec()));
         let draft = convert::new_referral_from_proto(draft).map_err(invalid)?;
         let disclosed = if request.dry_run {
-            self.app.preview(draft).await?
+            self.app
+                .preview(draft)
+                .await
+                .map_err(|e| refusal(e, Fields::DRAFT))?
         } else {
             let idempotency = Idempotency {
                 key: request.idempotency_key,
                 draft_digest,
             };
-            self.app.submit(draft, Some(idempotency), &actor).await?
+            self.app
+                .submit(draft, Some(idempotency), &actor)
+                .await
+                .map_err(|e| refusal(e, Fields::DRAFT))?
         };
         Ok(Response::new(submission(&disclosed)))
     }
@@ -461,11 +565,12 @@ impl Agency for AgencyService {
                 };
                 let item = match event {
                     Ok(entry) => Ok(outbox_entry(&entry)),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        Err(Status::resource_exhausted(format!(
+                    Err(broadcast::error::RecvError::Lagged(missed)) => Err(refuse(
+                        Reason::WatcherBehind,
+                        format!(
                             "this watcher fell {missed} messages behind; list the outbox, then watch again"
-                        )))
-                    }
+                        ),
+                    )),
                     Err(broadcast::error::RecvError::Closed) => break,
                 };
                 let last = item.is_err();
@@ -485,7 +590,7 @@ impl Agency for AgencyService {
         let wire = request
             .into_inner()
             .consent
-            .ok_or_else(|| Status::invalid_argument("consent: is required"))?;
+            .ok_or_else(|| required("consent", "consent: is required"))?;
         let federation = self.app.trust().state().local.identity.federation.clone();
         let consent = convert::consent_from_proto(wire, &federation).map_err(invalid)?;
         let consent = self.app.record_consent(consent, &actor).await?;
@@ -592,16 +697,18 @@ impl Agency for AgencyService {
             })
             .transpose()
             .map_err(invalid)?
-            .ok_or_else(|| {
-                Status::invalid_argument("referral: the case to consult on is required")
-            })?;
+            .ok_or_else(|| required("referral", "referral: the case to consult on is required"))?;
         let request = ConsultationRequest {
             partners: r.partners,
             question: r.question,
             due,
             case,
         };
-        let found = self.app.request_consultation(request, &actor).await?;
+        let found = self
+            .app
+            .request_consultation(request, &actor)
+            .await
+            .map_err(|e| refusal(e, Fields::CONSULTATION))?;
         Ok(Response::new(consultation(&found)))
     }
 

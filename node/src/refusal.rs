@@ -7,8 +7,15 @@
 //! are part of the protocol: a code is never renamed or reused for another meaning, only added.
 //! The table in `docs/REFUSALS.md` lists them, with which a sender retries.
 //!
-//! This module depends on nothing in the node, so any service (the Federation API today, the
-//! Agency API next) can refuse with the same codes.
+//! When a request field is at fault, the details also carry a `google.rpc.BadRequest` with one
+//! `FieldViolation`: the field's path as the proto names it (`referral.recipient`) and what is
+//! wrong with it, in words that never echo the field's value.
+//!
+//! This module depends on nothing in the node, so every service (the Federation API, the
+//! Agency and Admin APIs, the codec that decodes their requests) refuses with the same codes.
+//! The local APIs' codes live in the same [`Reason`] as the federation's, not in a sibling
+//! enum: they share the domain `tatmx.org`, where a code must mean one thing, and a client
+//! (a case system, or a node reading a peer's refusal) parses one closed set.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -93,11 +100,41 @@ pub enum Reason {
     /// The caller announced no protocol version this node speaks. Retried: one of the two
     /// nodes may be upgraded.
     NoCommonVersion,
+    // The codes below are the Agency and Admin APIs' own: what this node's staff and case
+    // systems are refused. "Retried" answers the same question for a case system resending
+    // the same request.
+    /// The recipient named is not a peer of this node. Retried: an admin may add it.
+    UnknownRecipient,
+    /// An admin of this node blocked the recipient named. Retried: the block may be lifted.
+    RecipientBlocked,
+    /// The request is well formed but the state of things does not allow it now: the policy
+    /// withholds every category, the consent is for another subject, the referral is
+    /// closed. Not retried: a person has to change something first.
+    NotAllowedNow,
+    /// This side of the referral may not make this status change or send this case message.
+    /// Not retried.
+    WrongParty,
+    /// The referral was here and has been purged; only its tombstone is left. Not retried.
+    ReferralPurged,
+    /// Something else the request names (a consent, a consultation, an outbox message, a peer,
+    /// an information request) is not on this node. Not retried.
+    UnknownRecord,
+    /// The idempotency key was used before for a different draft; nothing was sent. Not
+    /// retried: the same key with the same draft gets the first answer, not this refusal.
+    IdempotencyKeyReused,
+    /// What the request would create exists already (an account of that name). Not retried.
+    AlreadyExists,
+    /// A watcher of the outbox fell too far behind; list the outbox, then watch again.
+    /// Retried.
+    WatcherBehind,
+    /// A federation directory offered to this node is not signed by a key it trusts for that
+    /// federation, or its signature does not verify. Not retried.
+    DirectoryUntrusted,
 }
 
 impl Reason {
     /// Every code, for tables and tests.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 36] = [
         Reason::NotAuthenticated,
         Reason::CertificateUntrusted,
         Reason::CertificateRevoked,
@@ -124,6 +161,16 @@ impl Reason {
         Reason::StoreFailed,
         Reason::Internal,
         Reason::NoCommonVersion,
+        Reason::UnknownRecipient,
+        Reason::RecipientBlocked,
+        Reason::NotAllowedNow,
+        Reason::WrongParty,
+        Reason::ReferralPurged,
+        Reason::UnknownRecord,
+        Reason::IdempotencyKeyReused,
+        Reason::AlreadyExists,
+        Reason::WatcherBehind,
+        Reason::DirectoryUntrusted,
     ];
 
     /// The code on the wire, in `ErrorInfo.reason`.
@@ -155,6 +202,16 @@ impl Reason {
             Reason::StoreFailed => "STORE_FAILED",
             Reason::Internal => "INTERNAL",
             Reason::NoCommonVersion => "NO_COMMON_VERSION",
+            Reason::UnknownRecipient => "UNKNOWN_RECIPIENT",
+            Reason::RecipientBlocked => "RECIPIENT_BLOCKED",
+            Reason::NotAllowedNow => "NOT_ALLOWED_NOW",
+            Reason::WrongParty => "WRONG_PARTY",
+            Reason::ReferralPurged => "REFERRAL_PURGED",
+            Reason::UnknownRecord => "UNKNOWN_RECORD",
+            Reason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Reason::AlreadyExists => "ALREADY_EXISTS",
+            Reason::WatcherBehind => "WATCHER_BEHIND",
+            Reason::DirectoryUntrusted => "DIRECTORY_UNTRUSTED",
         }
     }
 
@@ -169,8 +226,13 @@ impl Reason {
             | Reason::UnknownPeer
             | Reason::PeerBlocked
             | Reason::SenderMismatch
-            | Reason::RoleRefused => Code::PermissionDenied,
+            | Reason::RoleRefused
+            | Reason::WrongParty
+            | Reason::DirectoryUntrusted => Code::PermissionDenied,
             Reason::ClockSkew
+            | Reason::UnknownRecipient
+            | Reason::RecipientBlocked
+            | Reason::NotAllowedNow
             | Reason::PolicyRefused
             | Reason::TransitionRefused
             | Reason::AuditRangeMissing
@@ -180,11 +242,16 @@ impl Reason {
             | Reason::SignerUntrusted
             | Reason::NotAMember
             | Reason::WrongRecipient => Code::InvalidArgument,
-            Reason::ConflictingContent => Code::AlreadyExists,
-            Reason::UnknownReferral | Reason::UnknownRetraction => Code::NotFound,
+            Reason::ConflictingContent | Reason::IdempotencyKeyReused | Reason::AlreadyExists => {
+                Code::AlreadyExists
+            }
+            Reason::UnknownReferral
+            | Reason::UnknownRetraction
+            | Reason::ReferralPurged
+            | Reason::UnknownRecord => Code::NotFound,
             Reason::AuditRangeInvalid => Code::OutOfRange,
             Reason::StoreBusy => Code::Unavailable,
-            Reason::StoreFull => Code::ResourceExhausted,
+            Reason::StoreFull | Reason::WatcherBehind => Code::ResourceExhausted,
             Reason::StoreFailed | Reason::Internal => Code::Internal,
         }
     }
@@ -206,7 +273,10 @@ impl Reason {
             | Reason::StoreFull
             | Reason::StoreFailed
             | Reason::Internal
-            | Reason::NoCommonVersion => true,
+            | Reason::NoCommonVersion
+            | Reason::UnknownRecipient
+            | Reason::RecipientBlocked
+            | Reason::WatcherBehind => true,
             Reason::InvalidMessage
             | Reason::BadSignature
             | Reason::SignerUntrusted
@@ -218,7 +288,14 @@ impl Reason {
             | Reason::UnknownReferral
             | Reason::UnknownRetraction
             | Reason::AuditRangeInvalid
-            | Reason::AuditRangeMissing => false,
+            | Reason::AuditRangeMissing
+            | Reason::NotAllowedNow
+            | Reason::WrongParty
+            | Reason::ReferralPurged
+            | Reason::UnknownRecord
+            | Reason::IdempotencyKeyReused
+            | Reason::AlreadyExists
+            | Reason::DirectoryUntrusted => false,
         }
     }
 
@@ -277,6 +354,30 @@ pub fn refuse_with<const N: usize>(
         message,
         ErrorDetails::with_error_info(reason.as_str(), DOMAIN, metadata),
     )
+}
+
+/// [`refuse`] naming the request field at fault: a `BadRequest.FieldViolation` with the
+/// field's path as the proto names it (`referral.recipient`) and `description`, which says
+/// what is wrong and never echoes the field's value (it may be personal data).
+pub fn refuse_field(
+    reason: Reason,
+    message: impl Into<String>,
+    field: &str,
+    description: &str,
+) -> Status {
+    let mut details = ErrorDetails::with_error_info(reason.as_str(), DOMAIN, HashMap::new());
+    details.add_bad_request_violation(field, description);
+    Status::with_error_details(reason.code(), message, details)
+}
+
+/// The field a refusal names as at fault, and what is wrong with it, if it names one.
+pub fn field_at_fault(status: &Status) -> Option<(String, String)> {
+    let violation = status
+        .get_details_bad_request()?
+        .field_violations
+        .into_iter()
+        .next()?;
+    Some((violation.field, violation.description))
 }
 
 /// The reason a refusal carries, if it carries one of this domain that this node knows.
@@ -338,6 +439,28 @@ mod tests {
             info.metadata.get("message_id").map(String::as_str),
             Some("0190-abc")
         );
+    }
+
+    #[test]
+    fn a_field_at_fault_travels_with_the_code() {
+        let status = refuse_field(
+            Reason::InvalidMessage,
+            "referral.recipient: is not a team URI",
+            "referral.recipient",
+            "is not a team URI",
+        );
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let received = Status::with_details(
+            status.code(),
+            status.message(),
+            status.details().to_vec().into(),
+        );
+        assert_eq!(reason(&received), Some(Reason::InvalidMessage));
+        assert_eq!(
+            field_at_fault(&received),
+            Some(("referral.recipient".into(), "is not a team URI".into()))
+        );
+        assert_eq!(field_at_fault(&refuse(Reason::Internal, "x")), None);
     }
 
     #[test]

@@ -35,8 +35,14 @@ pub enum AppError {
     /// letter); the message names it.
     #[error("{0}")]
     NotFound(String),
+    /// The recipient named is not one this node may send to now: not a peer, or blocked by
+    /// an admin. Only [`TrustError::UnknownPeer`] and [`TrustError::Blocked`]; an admin can
+    /// change either.
+    #[error(transparent)]
+    Recipient(TrustError),
     /// The request is well formed but the state of things does not allow it now (the
-    /// recipient is blocked, the policy withholds everything, the referral is closed).
+    /// policy withholds everything, the consent is for another subject, the referral is
+    /// closed).
     #[error("{0}")]
     Precondition(String),
     /// The referral's lifecycle does not allow this move now.
@@ -77,9 +83,7 @@ impl From<crate::consent::ConsentError> for AppError {
 impl From<TrustError> for AppError {
     fn from(e: TrustError) -> Self {
         match e {
-            TrustError::UnknownPeer(_) | TrustError::Blocked(_) => {
-                Self::Precondition(e.to_string())
-            }
+            TrustError::UnknownPeer(_) | TrustError::Blocked(_) => Self::Recipient(e),
             _ => Self::Invalid(e.to_string()),
         }
     }

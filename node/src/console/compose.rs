@@ -459,7 +459,7 @@ fn place(error: &AppError) -> Problems {
             form::TOP,
             "Nothing you filled in may reach this team on the reason you chose, so nothing was sent. The preview shows why for each kind of information.",
         ),
-        AppError::Precondition(_) if text.contains("blocked") => problems.add(
+        AppError::Recipient(_) if text.contains("blocked") => problems.add(
             "recipient",
             "Your agency has stopped sending to this team. Ask your node's admin.",
         ),

@@ -297,6 +297,7 @@ impl Refusal {
         let (status, advice) = match error {
             AppError::Invalid(_)
             | AppError::Precondition(_)
+            | AppError::Recipient(_)
             | AppError::IdempotencyKeyReused
             | AppError::Transition(TransitionError::NotFromHere { .. })
             | AppError::Transition(TransitionError::Missing(_)) => {
