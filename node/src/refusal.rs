@@ -442,6 +442,15 @@ mod tests {
     }
 
     #[test]
+    fn the_codec_refuses_undecodable_bytes_with_this_modules_code() {
+        use prost::Message;
+        let error = prost_types::Timestamp::decode(&[0xff, 0xff, 0xff][..]).unwrap_err();
+        let status = tatmx_proto::codec::undecodable(&error);
+        assert_eq!(reason(&status), Some(Reason::InvalidMessage));
+        assert_eq!(status.code(), Reason::InvalidMessage.code());
+    }
+
+    #[test]
     fn a_field_at_fault_travels_with_the_code() {
         let status = refuse_field(
             Reason::InvalidMessage,

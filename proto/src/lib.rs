@@ -7,6 +7,8 @@
 //! `tatmx_node::wire` as plain bytes (see the project's `docs/ARCHITECTURE.md`).
 #![forbid(unsafe_code)]
 
+pub mod codec;
+
 /// Package `tatmx.v1`.
 pub mod v1 {
     #![allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -999,3 +999,35 @@ pub fn certificate_valid_between(
     let cert = params.signed_by(&key, &issuer).expect("sign");
     (cert.pem(), key.serialize_pem())
 }
+
+/// Asserts that `status` is a refusal with the tatmx reason code `reason` (and its gRPC
+/// code), as a case system reads it: from the details, never from the message.
+#[track_caller]
+pub fn assert_refused(status: &tonic::Status, reason: tatmx_node::refusal::Reason) {
+    assert_eq!(
+        tatmx_node::refusal::reason(status),
+        Some(reason),
+        "reason code: {status:?}"
+    );
+    assert_eq!(status.code(), reason.code(), "gRPC code: {status:?}");
+}
+
+/// [`assert_refused`], and that the refusal names `field` as at fault, in a description that
+/// does not hold `not_echoed` (a value the request carried).
+#[track_caller]
+pub fn assert_refused_at(
+    status: &tonic::Status,
+    reason: tatmx_node::refusal::Reason,
+    field: &str,
+    not_echoed: &str,
+) {
+    assert_refused(status, reason);
+    let (named, description) = tatmx_node::refusal::field_at_fault(status)
+        .unwrap_or_else(|| panic!("no BadRequest field violation: {status:?}"));
+    assert_eq!(named, field, "{status:?}");
+    assert!(!description.is_empty(), "{status:?}");
+    assert!(
+        not_echoed.is_empty() || !description.contains(not_echoed),
+        "the description echoes the value: {status:?}"
+    );
+}

@@ -5,6 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use tatmx_node::refusal::Reason;
 use tatmx_proto::v1 as pb;
 use tatmx_tests::*;
 
@@ -131,7 +132,7 @@ async fn a_consent_is_a_basis_only_for_a_referral_about_its_own_subject() {
             })
             .await
             .unwrap_err();
-        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+        assert_refused(&status, Reason::NotAllowedNow);
         assert!(status.message().contains(&consent), "{status:?}");
         assert!(!status.message().contains("LHS-2026"), "{status:?}");
         assert!(!status.message().contains("CANARY"), "{status:?}");
@@ -144,7 +145,7 @@ async fn a_consent_is_a_basis_only_for_a_referral_about_its_own_subject() {
         })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_refused_at(&status, Reason::InvalidMessage, "referral.subject_ref", "");
     assert!(status.message().contains("subject_ref"), "{status:?}");
     assert_eq!(outbox_len(&school).await, 0);
 
@@ -215,28 +216,37 @@ async fn invalid_submissions_are_refused_precisely_and_leave_no_rows() {
         identity.date_of_birth = "CANARY-14/03/2010".into();
     }
 
+    use Reason as R;
     let cases = [
         (
             no_justification,
-            tonic::Code::InvalidArgument,
+            R::InvalidMessage,
             "justification",
+            Some("referral.justification"),
         ),
-        (no_consent, tonic::Code::InvalidArgument, "consent_ref"),
-        (unknown_consent, tonic::Code::InvalidArgument, "no consent"),
-        (empty, tonic::Code::InvalidArgument, "at least one section"),
-        (bad_date, tonic::Code::InvalidArgument, "date_of_birth"),
+        (
+            no_consent,
+            R::InvalidMessage,
+            "consent_ref",
+            Some("referral.consent_ref"),
+        ),
+        (
+            unknown_consent,
+            R::InvalidMessage,
+            "no consent",
+            Some("referral.consent_ref"),
+        ),
+        (empty, R::InvalidMessage, "at least one section", None),
+        (bad_date, R::InvalidMessage, "date_of_birth", None),
         (
             draft("nobody-we-know"),
-            tonic::Code::FailedPrecondition,
+            R::UnknownRecipient,
             "not a known peer",
+            Some("referral.recipient"),
         ),
-        (
-            draft("Not A Team"),
-            tonic::Code::InvalidArgument,
-            "recipient",
-        ),
+        (draft("Not A Team"), R::InvalidMessage, "recipient", None),
     ];
-    for (draft, code, needle) in cases {
+    for (draft, reason, needle, field) in cases {
         let status = client
             .submit_referral(pb::SubmitReferralRequest {
                 referral: Some(draft),
@@ -245,7 +255,10 @@ async fn invalid_submissions_are_refused_precisely_and_leave_no_rows() {
             })
             .await
             .unwrap_err();
-        assert_eq!(status.code(), code, "{needle}: {status:?}");
+        match field {
+            Some(field) => assert_refused_at(&status, reason, field, "CANARY"),
+            None => assert_refused(&status, reason),
+        }
         assert!(status.message().contains(needle), "{needle}: {status:?}");
         assert!(!status.message().contains("CANARY"), "{status:?}");
     }
@@ -257,7 +270,78 @@ async fn invalid_submissions_are_refused_precisely_and_leave_no_rows() {
         })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert_refused(&status, Reason::UnknownReferral);
+    node.shutdown().await;
+}
+
+/// Bytes as a stock client might send them, not a message of the Agency API.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawBytes {
+    #[prost(bytes = "vec", tag = "1")]
+    first: Vec<u8>,
+}
+
+#[tokio::test]
+async fn refusals_of_the_agency_api_carry_a_reason_code_and_the_field_at_fault() {
+    let (_fed, _core, school) = single();
+    let node = start(&school).await;
+    let mut client = agency(&school).await;
+
+    // A referral id that is no UUID: the field, and not the value, in the description.
+    let status = client
+        .get_referral(pb::GetReferralRequest {
+            referral_id: "CANARY-not-a-uuid".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_refused_at(&status, Reason::InvalidMessage, "referral_id", "CANARY");
+
+    // A consent left out of its request.
+    let status = client
+        .record_consent(pb::RecordConsentRequest { consent: None })
+        .await
+        .unwrap_err();
+    assert_refused_at(&status, Reason::InvalidMessage, "consent", "");
+
+    // A referral left out of its request.
+    let status = client
+        .submit_referral(pb::SubmitReferralRequest::default())
+        .await
+        .unwrap_err();
+    assert_refused_at(&status, Reason::InvalidMessage, "referral", "");
+
+    // Bytes that do not decode as the request (field 1 of GetReferralRequest is a string;
+    // these are not UTF-8): the caller's fault, not the node's.
+    let channel = tonic::transport::Endpoint::from_static("http://agency.local")
+        .connect_with_connector(tower::service_fn({
+            let path = school.socket();
+            move |_| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }
+        }))
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let status = grpc
+        .unary::<_, pb::ReferralRecord, _>(
+            tonic::Request::new(RawBytes {
+                first: vec![0xff, 0xfe, 0xfd],
+            }),
+            http::uri::PathAndQuery::from_static("/tatmx.v1.Agency/GetReferral"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_refused(&status, Reason::InvalidMessage);
+
+    // The node still serves, and stored nothing.
+    assert_eq!(outbox_len(&school).await, 0);
     node.shutdown().await;
 }
 
@@ -292,7 +376,12 @@ async fn a_submission_retried_with_its_idempotency_key_is_sent_once() {
     let mut other = draft("county-core");
     other.purpose = pb::Purpose::ThreatManagement.into();
     let status = submit_with("case-system-42", other).await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+    assert_refused_at(
+        &status,
+        Reason::IdempotencyKeyReused,
+        "idempotency_key",
+        "case-system-42",
+    );
     assert!(status.message().contains("idempotency_key"), "{status:?}");
     let outbox = agency(&school)
         .await

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use tatmx_node::refusal::Reason;
 use tatmx_proto::v1 as pb;
 use tatmx_tests::*;
 
@@ -121,26 +122,25 @@ async fn invalid_transitions_and_the_wrong_party_are_refused() {
     use pb::ReferralStatus as S;
 
     let status = set(&core, &id, S::Completed, "", None).await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert_refused(&status, Reason::TransitionRefused);
     assert!(
         status.message().contains("the referral is received"),
         "{status:?}"
     );
     let status = set(&school, &id, S::Accepted, "", None).await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert_refused(&status, Reason::WrongParty);
     assert!(
         status.message().contains("only the recipient"),
         "{status:?}"
     );
     let status = set(&core, &id, S::Cancelled, "no", None).await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert_refused(&status, Reason::WrongParty);
     assert!(status.message().contains("only the sender"), "{status:?}");
     // Words alone are no reason: the code is what the other team can count on receiving.
     let status = set(&core, &id, S::Declined, "Not ours.", None)
         .await
         .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains("reason_code"), "{status:?}");
+    assert_refused_at(&status, Reason::InvalidMessage, "reason_code", "Not ours");
     let status = decide(&core, &id, S::Declined, pb::ReasonCode::Unspecified, "")
         .await
         .unwrap_err();
@@ -157,13 +157,13 @@ async fn invalid_transitions_and_the_wrong_party_are_refused() {
         .update_referral_status(unknown)
         .await
         .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_refused_at(&status, Reason::InvalidMessage, "reason_code", "");
     assert!(
         status.message().contains("unknown reason code 99"),
         "{status:?}"
     );
     let status = set(&core, &id, S::Unspecified, "", None).await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_refused_at(&status, Reason::InvalidMessage, "status", "");
 
     // Declined, with a free-text reason the policy does not let reach a school. The chair
     // sees that before confirming: the preview keeps the words back and says why.
