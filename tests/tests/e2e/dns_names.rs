@@ -5,6 +5,8 @@
 //! `openssl s_client -verify_hostname`; both present a client certificate, since the Federation
 //! API is mutual TLS. The node itself still names its callers by their URI SAN alone.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns; a panic is the failure report
+
 use std::io;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
