@@ -170,8 +170,9 @@ async fn run_in(root: &Path, console: bool) -> anyhow::Result<()> {
             federation: FEDERATION.into(),
             team: team.id.into(),
             dir: dir.clone(),
+            dns_names: Vec::new(),
         })?;
-        let (_, issued) = pki::ca_sign(&pki::CaSignArgs {
+        let (_, issued, _) = pki::ca_sign(&pki::CaSignArgs {
             csr: files.csr,
             team: team.id.into(),
             ca_dir: ca_dir.clone(),
@@ -179,6 +180,7 @@ async fn run_in(root: &Path, console: bool) -> anyhow::Result<()> {
             role: Some(team.role.into()),
             discipline: Some(team.discipline.into()),
             out: Some(dir.join("node.pem")),
+            dns_names: Vec::new(),
         })?;
         println!(
             "   - {} ({}, {}) made its own key and was enrolled as {}",

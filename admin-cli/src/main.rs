@@ -66,7 +66,7 @@ enum Command {
     /// The teams this node exchanges with (agency admin).
     #[command(subcommand)]
     Peer(trust::PeerCommand),
-    /// This node's certificate: renew and install (agency admin).
+    /// This node's certificate: renew, install and inspect (agency admin).
     #[command(subcommand)]
     Cert(CertCommand),
     /// Send and read referrals.
@@ -116,6 +116,8 @@ enum CertCommand {
     Renew(pki::CertRenewArgs),
     /// Install a new certificate and key into the running node, without a restart.
     Install(trust::InstallArgs),
+    /// Show what a certificate says: identity, DNS names, serial, validity, fingerprint.
+    Inspect(pki::CertInspectArgs),
 }
 
 #[tokio::main]
@@ -129,6 +131,7 @@ async fn main() -> std::process::ExitCode {
         Command::Peer(cmd) => trust::run_peer(&cli.admin_socket, cmd).await,
         Command::Cert(CertCommand::Renew(args)) => pki::run_cert(pki::CertCommand::Renew(args)),
         Command::Cert(CertCommand::Install(args)) => trust::install(&cli.admin_socket, args).await,
+        Command::Cert(CertCommand::Inspect(args)) => pki::run_cert(pki::CertCommand::Inspect(args)),
         Command::Referral(cmd) => agency::run_referral(&cli.socket, cmd).await,
         Command::Consent(cmd) => consent::run(&cli.socket, cmd).await,
         Command::Consult(cmd) => consult::run(&cli.socket, cmd).await,

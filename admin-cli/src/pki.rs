@@ -1,7 +1,10 @@
-//! `tatmx ca ...`, `tatmx node init` and `tatmx cert renew`: a federation's certificates.
+//! `tatmx ca ...`, `tatmx node init`, `tatmx cert renew` and `tatmx cert inspect`: a federation's
+//! certificates.
 //!
 //! The CA key and each node key are written with mode 0600 and never overwritten. A node's key
-//! is made on the node's host; only its CSR goes to the federation admin.
+//! is made on the node's host; only its CSR goes to the federation admin. A DNS name goes into a
+//! node certificate only when the node's CSR asks for it (`--dns-name` at `node init` or `cert
+//! renew`) and the admin grants it (`--dns-name` at `ca sign`).
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use tatmx_certs::files::{write_public, write_secret};
-use tatmx_certs::{CertificateAuthority, FederationId, NodeKey, TeamId, TeamIdentity};
+use tatmx_certs::{CertificateAuthority, DnsName, FederationId, NodeKey, TeamId, TeamIdentity};
 use tatmx_certs::{RevocationReason, RevokedCertificate};
 use time::OffsetDateTime;
 
@@ -41,6 +44,24 @@ pub enum CertCommand {
     /// Make a new key and CSR for this node, to renew its certificate. The current key stays in
     /// use until the new certificate is installed.
     Renew(CertRenewArgs),
+    /// Show what a certificate says: identity, DNS names, serial, validity, fingerprint.
+    Inspect(CertInspectArgs),
+}
+
+/// Arguments of `tatmx cert inspect`.
+#[derive(Args)]
+pub struct CertInspectArgs {
+    /// The certificate (PEM), such as node.pem or ca.pem.
+    pub cert: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses a `--dns-name` value, so a wildcard or an IP address is refused with its reason
+/// before anything is made.
+fn dns_name(value: &str) -> Result<DnsName, String> {
+    DnsName::new(value).map_err(|e| e.to_string())
 }
 
 /// Arguments of `tatmx ca revoke`.
@@ -94,6 +115,10 @@ pub struct CertRenewArgs {
     /// Where to write node.next.key and node.next.csr.
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
+    /// A DNS name the new CSR asks for (repeat for more); replaces the current certificate's
+    /// DNS names, which are asked for again when none is given.
+    #[arg(long = "dns-name", value_name = "NAME", value_parser = dns_name)]
+    pub dns_names: Vec<DnsName>,
 }
 
 /// Arguments of `tatmx ca init`.
@@ -133,6 +158,10 @@ pub struct CaSignArgs {
     /// Where to write the certificate; defaults to <team>.pem beside the CSR.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Grant this DNS name, which the CSR must ask for (repeat for more). Without it the
+    /// certificate carries the team's URI alone. No wildcards, no IP addresses.
+    #[arg(long = "dns-name", value_name = "NAME", value_parser = dns_name)]
+    pub dns_names: Vec<DnsName>,
 }
 
 /// The CA's record of what it issued and revoked, kept beside its key (`register.json`). It is
@@ -165,6 +194,9 @@ pub struct IssuedEntry {
     /// The team's discipline, as the admin stated it at signing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discipline: Option<String>,
+    /// The DNS names granted, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_names: Vec<String>,
 }
 
 /// One revocation.
@@ -215,6 +247,10 @@ pub struct NodeInitArgs {
     /// Where to write node.key and node.csr.
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
+    /// A DNS name to ask for (repeat for more), so standard TLS clients can check the host
+    /// they dial; the team's URI stays the node's identity. No wildcards, no IP addresses.
+    #[arg(long = "dns-name", value_name = "NAME", value_parser = dns_name)]
+    pub dns_names: Vec<DnsName>,
 }
 
 /// Runs a `tatmx ca` command.
@@ -237,11 +273,22 @@ pub fn run_ca(cmd: CaCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CaCommand::Sign(args) => {
-            let (path, issued) = ca_sign(&args)?;
+            let (path, issued, not_granted) = ca_sign(&args)?;
             println!("Certificate issued for {}.", issued.identity);
             println!("  serial:  {}", issued.serial_hex);
             println!("  expires: {}", issued.not_after.date());
+            if !issued.dns_names.is_empty() {
+                println!("  DNS:     {}", joined(&issued.dns_names));
+            }
             println!("  file:    {}", path.display());
+            if !not_granted.is_empty() {
+                println!();
+                println!(
+                    "The CSR also asked for DNS name(s) {}, not granted;",
+                    not_granted.join(", ")
+                );
+                println!("sign again with --dns-name for each one to include.");
+            }
             Ok(())
         }
         CaCommand::Revoke(args) => {
@@ -312,12 +359,25 @@ fn register_json(register: &Register) -> serde_json::Value {
         .collect()
 }
 
+/// Names joined for one line of output.
+fn joined(names: &[DnsName]) -> String {
+    names
+        .iter()
+        .map(DnsName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Runs a `tatmx cert` command.
 pub fn run_cert(cmd: CertCommand) -> anyhow::Result<()> {
     match cmd {
+        CertCommand::Inspect(args) => cert_inspect(&args),
         CertCommand::Renew(args) => {
             let written = cert_renew(&args)?;
             println!("New key and CSR made for {}.", written.identity);
+            if !written.dns_names.is_empty() {
+                println!("  DNS names asked for: {}", joined(&written.dns_names));
+            }
             println!("  new private key (mode 0600): {}", written.key.display());
             println!(
                 "  CSR (send to the federation admin): {}",
@@ -333,17 +393,80 @@ pub fn run_cert(cmd: CertCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Makes node.next.key and node.next.csr for the identity in the current certificate.
+/// Prints what a certificate says, for `tatmx cert inspect`.
+pub fn cert_inspect(args: &CertInspectArgs) -> anyhow::Result<()> {
+    let pem = std::fs::read_to_string(&args.cert)
+        .with_context(|| format!("cannot read {}", args.cert.display()))?;
+    let summary = tatmx_certs::CertificateSummary::from_pem(&pem)
+        .with_context(|| format!("{} is not a certificate", args.cert.display()))?;
+    let identity = summary.identity.as_ref().map(ToString::to_string);
+    if args.json {
+        return crate::output::print_json(&serde_json::json!({
+            "identity": identity,
+            "federation_of_ca": summary.federation_of_ca().map(|f| f.to_string()),
+            "uris": summary.uris,
+            "dns_names": summary.dns_names,
+            "serial": summary.serial_hex,
+            "not_before": crate::output::datetime_json(summary.not_before),
+            "not_after": crate::output::datetime_json(summary.not_after),
+            "fingerprint_sha256": summary.fingerprint_sha256,
+            "is_ca": summary.is_ca,
+        }));
+    }
+    let none = || "(none)".to_owned();
+    if let Some(federation) = summary.federation_of_ca() {
+        println!("federation CA: {federation}");
+    } else {
+        println!("identity:    {}", identity.unwrap_or_else(none));
+    }
+    if summary.uris.len() > 1 || summary.identity.is_none() {
+        println!("URIs:        {}", summary.uris.join(", "));
+    }
+    println!(
+        "DNS names:   {}",
+        if summary.dns_names.is_empty() {
+            none()
+        } else {
+            summary.dns_names.join(", ")
+        }
+    );
+    println!("serial:      {}", summary.serial_hex);
+    println!("not before:  {}", summary.not_before);
+    println!("not after:   {}", summary.not_after);
+    println!("fingerprint: {}", summary.fingerprint_sha256);
+    Ok(())
+}
+
+/// Makes node.next.key and node.next.csr for the identity in the current certificate, asking
+/// for the given DNS names or, when none is given, the current certificate's.
 pub fn cert_renew(args: &CertRenewArgs) -> anyhow::Result<NodeFiles> {
     let pem = std::fs::read_to_string(&args.cert)
         .with_context(|| format!("cannot read {}", args.cert.display()))?;
     let summary = tatmx_certs::CertificateSummary::from_pem(&pem)?;
     let identity = summary.require_identity()?.clone();
+    let dns_names = if args.dns_names.is_empty() {
+        summary
+            .dns_names
+            .iter()
+            .map(|name| {
+                DnsName::new(name.as_str()).with_context(|| {
+                    format!(
+                        "{} carries a DNS name that cannot be asked for again; give the names \
+                         to keep with --dns-name",
+                        args.cert.display()
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    } else {
+        args.dns_names.clone()
+    };
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let node = NodeKey::generate(&identity)?;
+    let node = NodeKey::generate_with_dns_names(&identity, &dns_names)?;
     let files = NodeFiles {
         identity,
+        dns_names,
         key: args.dir.join("node.next.key"),
         csr: args.dir.join("node.next.csr"),
     };
@@ -415,6 +538,12 @@ pub fn run_node(cmd: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::Init(args) => {
             let written = node_init(&args)?;
             println!("Node key and CSR created for {}.", written.identity);
+            if !written.dns_names.is_empty() {
+                println!(
+                    "  DNS names asked for (the admin grants each with `tatmx ca sign --dns-name`): {}",
+                    joined(&written.dns_names)
+                );
+            }
             println!(
                 "  private key (mode 0600, never leaves this host): {}",
                 written.key.display()
@@ -451,8 +580,11 @@ pub fn ca_init(args: &CaInitArgs) -> anyhow::Result<CaFiles> {
     Ok(files)
 }
 
-/// Signs a CSR and writes the certificate.
-pub fn ca_sign(args: &CaSignArgs) -> anyhow::Result<(PathBuf, tatmx_certs::IssuedCertificate)> {
+/// Signs a CSR and writes the certificate; also returns the DNS names the CSR asked for that
+/// were not granted, for the admin to see.
+pub fn ca_sign(
+    args: &CaSignArgs,
+) -> anyhow::Result<(PathBuf, tatmx_certs::IssuedCertificate, Vec<String>)> {
     if let Some(role) = &args.role
         && !tatmx_certs::directory::ROLES.contains(&role.as_str())
     {
@@ -474,8 +606,17 @@ pub fn ca_sign(args: &CaSignArgs) -> anyhow::Result<(PathBuf, tatmx_certs::Issue
     let csr = std::fs::read_to_string(&args.csr)
         .with_context(|| format!("cannot read the CSR {}", args.csr.display()))?;
     let issued = ca
-        .sign_csr(&csr, team, args.days)
+        .sign_csr_with_dns_names(&csr, team, args.days, &args.dns_names)
         .with_context(|| format!("cannot sign {}", args.csr.display()))?;
+    let not_granted: Vec<String> = tatmx_certs::csr_dns_names(&csr)?
+        .into_iter()
+        .filter(|asked| {
+            !issued
+                .dns_names
+                .iter()
+                .any(|granted| granted.as_str().eq_ignore_ascii_case(asked))
+        })
+        .collect();
     let out = args.out.clone().unwrap_or_else(|| {
         args.csr
             .with_file_name(format!("{}.pem", issued.identity.team))
@@ -488,9 +629,10 @@ pub fn ca_sign(args: &CaSignArgs) -> anyhow::Result<(PathBuf, tatmx_certs::Issue
         not_after: issued.not_after,
         role: args.role.clone(),
         discipline: args.discipline.clone(),
+        dns_names: issued.dns_names.iter().map(ToString::to_string).collect(),
     });
     register.save(&args.ca_dir)?;
-    Ok((out, issued))
+    Ok((out, issued, not_granted))
 }
 
 /// Loads the CA kept in `dir` (ca.pem and ca.key).
@@ -514,6 +656,8 @@ pub fn load_ca(dir: &Path) -> anyhow::Result<CertificateAuthority> {
 pub struct NodeFiles {
     /// The identity the CSR asks for.
     pub identity: TeamIdentity,
+    /// The DNS names the CSR asks for.
+    pub dns_names: Vec<DnsName>,
     /// node.key
     pub key: PathBuf,
     /// node.csr
@@ -528,9 +672,10 @@ pub fn node_init(args: &NodeInitArgs) -> anyhow::Result<NodeFiles> {
     );
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let node = NodeKey::generate(&identity)?;
+    let node = NodeKey::generate_with_dns_names(&identity, &args.dns_names)?;
     let files = NodeFiles {
         identity,
+        dns_names: args.dns_names.clone(),
         key: args.dir.join("node.key"),
         csr: args.dir.join("node.csr"),
     };

@@ -1,8 +1,13 @@
-//! Team identities: `spiffe://<federation>/team/<team-id>`.
+//! Team identities: `spiffe://<federation>/team/<team-id>`, and the DNS names a node may carry
+//! beside one.
 //!
 //! These are the names the whole federation agrees on. They appear in certificates, in the
 //! directory, in every message envelope and in the audit log, so they are validated once, here,
 //! and carried around as types that cannot hold an invalid value.
+//!
+//! A [`DnsName`] is only for TLS clients outside the federation (grpcurl, Python grpcio,
+//! openssl) that check a host name: it names where a node is reached, never who it is, and
+//! nothing in tatmx authorizes by it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,6 +30,14 @@ pub enum IdentityError {
     /// The URI is not of the form `spiffe://<federation>/team/<team-id>`.
     #[error("invalid team identity {0:?}: expected spiffe://<federation>/team/<team-id>")]
     Uri(String),
+    /// A node's DNS name must be one exact host name: no wildcard, no IP address.
+    #[error("invalid DNS name {name:?}: {reason}")]
+    DnsName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// The id of one team inside a federation, such as `lincoln-high`.
@@ -115,6 +128,68 @@ impl TeamIdentity {
     }
 }
 
+/// One exact host name a node's certificate may carry for standard TLS clients, such as
+/// `node.county-mdt.example`.
+///
+/// Invariant: lowercase ASCII, at most 253 characters, dot-separated labels that each satisfy
+/// the [`TeamId`] rule, no trailing dot, and a last label that is not all digits (so no IPv4
+/// address). Wildcards and IP literals are refused: a wildcard would let one certificate answer
+/// for hosts the CA never saw, and an IP address is an `iPAddress` SAN, not a DNS one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DnsName(String);
+
+impl DnsName {
+    /// Validates and wraps a DNS name; upper-case letters are folded to lower case, as DNS
+    /// compares names without case.
+    pub fn new(value: impl Into<String>) -> Result<Self, IdentityError> {
+        let name: String = value.into();
+        let refuse = |reason| IdentityError::DnsName {
+            name: name.clone(),
+            reason,
+        };
+        if name.contains('*') {
+            return Err(refuse(
+                "wildcards are not issued; name each host the node answers for",
+            ));
+        }
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        if bare.parse::<std::net::IpAddr>().is_ok() {
+            return Err(refuse(
+                "an IP address is not a DNS name; connect by a host name that resolves to it",
+            ));
+        }
+        let folded = name.to_ascii_lowercase();
+        if folded.is_empty() || folded.len() > 253 {
+            return Err(refuse("a DNS name has 1 to 253 characters"));
+        }
+        if folded.ends_with('.') {
+            return Err(refuse("write the name without a trailing dot"));
+        }
+        if !folded.split('.').all(is_label) {
+            return Err(refuse(
+                "each dot-separated label needs 1-63 characters a-z, 0-9 and '-', not starting \
+                 or ending with '-'",
+            ));
+        }
+        if folded
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(refuse(
+                "the last label is all digits, which reads as an IP address",
+            ));
+        }
+        Ok(Self(folded))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 fn is_label(s: &str) -> bool {
     (1..=63).contains(&s.len())
         && s.bytes()
@@ -138,6 +213,32 @@ impl fmt::Display for FederationId {
 impl fmt::Display for TeamIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.uri())
+    }
+}
+
+impl fmt::Display for DnsName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for DnsName {
+    type Err = IdentityError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for DnsName {
+    type Error = IdentityError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<DnsName> for String {
+    fn from(name: DnsName) -> Self {
+        name.0
     }
 }
 
@@ -216,6 +317,46 @@ mod tests {
             assert!(
                 TeamIdentity::parse_uri(bad).is_err(),
                 "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn dns_names_are_exact_host_names() {
+        let name = DnsName::new("Node.County-MDT.example").unwrap();
+        assert_eq!(name.as_str(), "node.county-mdt.example");
+        assert!(DnsName::new("localhost").is_ok());
+        assert!(DnsName::new("n1.example").is_ok());
+        for (bad, why) in [
+            ("*.county-mdt.example", "wildcard"),
+            ("node.*.example", "wildcard"),
+            ("127.0.0.1", "IP address"),
+            ("::1", "IP address"),
+            ("[2001:db8::1]", "IP address"),
+            ("10.0.0.300", "all digits"),
+            ("node.example.", "trailing dot"),
+            ("", "1 to 253"),
+            ("node..example", "label"),
+            ("-node.example", "label"),
+            ("node_1.example", "label"),
+            ("n\u{e9}.example", "label"),
+        ] {
+            let error = DnsName::new(bad).unwrap_err().to_string();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+        assert!(DnsName::new(format!("{}.example", "a".repeat(64))).is_err());
+        let long = vec!["a".repeat(63); 4].join(".");
+        assert_eq!(long.len(), 255);
+        assert!(DnsName::new(long).is_err());
+    }
+
+    #[test]
+    fn dns_names_are_names_webpki_accepts() {
+        for good in ["node.county-mdt.example", "localhost", "a-1.b2.example"] {
+            let name = DnsName::new(good).unwrap();
+            assert!(
+                rustls_pki_types::DnsName::try_from(name.as_str()).is_ok(),
+                "{good}"
             );
         }
     }

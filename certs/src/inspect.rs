@@ -1,4 +1,4 @@
-//! Reading certificates back: identity, serial, validity and fingerprint.
+//! Reading certificates back: identity, DNS names, serial, validity and fingerprint.
 //!
 //! The node uses this on every verified peer certificate to learn who is calling; the CLI uses
 //! it to show admins what a certificate says.
@@ -18,6 +18,9 @@ pub struct CertificateSummary {
     pub identity: Option<TeamIdentity>,
     /// Every URI SAN, verbatim; a CA carries `spiffe://<federation>` here.
     pub uris: Vec<String>,
+    /// Every DNS SAN, verbatim. For standard TLS clients' host name checks only: tatmx never
+    /// takes an identity from them.
+    pub dns_names: Vec<String>,
     /// The serial number, lowercase hex without leading zero bytes stripped.
     pub serial_hex: String,
     /// Start of validity.
@@ -50,7 +53,7 @@ impl CertificateSummary {
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
         let (_, cert) =
             X509Certificate::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
-        let uris = uri_sans(&cert)?;
+        let (uris, dns_names) = sans(&cert)?;
         let identities: Vec<TeamIdentity> = uris
             .iter()
             .filter_map(|u| TeamIdentity::parse_uri(u).ok())
@@ -64,6 +67,7 @@ impl CertificateSummary {
         Ok(Self {
             identity,
             uris,
+            dns_names,
             serial_hex: hex::encode(cert.raw_serial()),
             not_before: to_time(cert.validity().not_before),
             not_after: to_time(cert.validity().not_after),
@@ -102,20 +106,19 @@ impl CertificateSummary {
     }
 }
 
-fn uri_sans(cert: &X509Certificate<'_>) -> Result<Vec<String>, CertError> {
+/// The URI SANs and the DNS SANs, each in certificate order.
+fn sans(cert: &X509Certificate<'_>) -> Result<(Vec<String>, Vec<String>), CertError> {
     let san = cert
         .subject_alternative_name()
         .map_err(|e| CertError::Parse(e.to_string()))?;
-    Ok(san
-        .map(|ext| {
-            ext.value
-                .general_names
-                .iter()
-                .filter_map(|name| match name {
-                    GeneralName::URI(uri) => Some((*uri).to_owned()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default())
+    let mut uris = Vec::new();
+    let mut dns_names = Vec::new();
+    for name in san.iter().flat_map(|ext| ext.value.general_names.iter()) {
+        match name {
+            GeneralName::URI(uri) => uris.push((*uri).to_owned()),
+            GeneralName::DNSName(dns) => dns_names.push((*dns).to_owned()),
+            _ => {}
+        }
+    }
+    Ok((uris, dns_names))
 }

@@ -4,7 +4,9 @@
 //! signs node certificates from certificate signing requests, so a node's private key never
 //! leaves the host that made it. Every node certificate carries exactly one identity, the
 //! SPIFFE-form URI `spiffe://<federation>/team/<team-id>`, and that identity is the only thing a
-//! peer may believe about who is calling.
+//! peer may believe about who is calling. A node certificate may also carry DNS names, granted
+//! at enrolment, so that standard TLS clients can check the host they dialled; those say where a
+//! node is reached and never who it is.
 //!
 //! # Layout
 //! - [`identity`]: the federation id, team id and team identity URI, validated on construction.
@@ -24,12 +26,12 @@ pub mod identity;
 pub mod inspect;
 pub mod revocation;
 
-pub use authority::{CertificateAuthority, IssuedCertificate};
+pub use authority::{CertificateAuthority, IssuedCertificate, csr_dns_names};
 pub use directory::{
     DIRECTORY_FORMAT, Directory, DirectoryError, Member, SignedDirectory, check_successor,
 };
 pub use enrolment::NodeKey;
-pub use identity::{FederationId, IdentityError, TeamId, TeamIdentity};
+pub use identity::{DnsName, FederationId, IdentityError, TeamId, TeamIdentity};
 pub use inspect::CertificateSummary;
 pub use revocation::{CrlSummary, RevocationReason, RevokedCertificate};
 
@@ -42,6 +44,9 @@ pub enum CertError {
     /// The input was not a readable PEM or DER certificate.
     #[error("not a valid certificate: {0}")]
     Parse(String),
+    /// A DNS name was not granted: the CSR did not ask for it.
+    #[error("DNS name refused: {0}")]
+    DnsName(String),
     /// A certificate did not carry a usable tatmx team identity.
     #[error("certificate has no valid team identity: {0}")]
     Identity(String),

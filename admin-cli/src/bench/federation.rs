@@ -104,6 +104,7 @@ impl Federation {
                 federation: FEDERATION.into(),
                 team: id.clone(),
                 dir: dir.clone(),
+                dns_names: Vec::new(),
             })?;
             pki::ca_sign(&pki::CaSignArgs {
                 csr: files.csr,
@@ -113,6 +114,7 @@ impl Federation {
                 role: Some((*role).into()),
                 discipline: Some((*discipline).into()),
                 out: Some(dir.join("node.pem")),
+                dns_names: Vec::new(),
             })?;
             let reserved = ReservedPort::new().context("cannot reserve a loopback port")?;
             let port = reserved.port();

@@ -147,3 +147,163 @@ fn enrolment_keeps_keys_private_and_never_overwrites_them() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid team id"));
 }
+
+/// Runs `tatmx` and returns its stdout, failing the test with stderr when it fails.
+fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "tatmx {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn enrolment_puts_in_only_the_dns_names_both_sides_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let ca_dir = format!("{d}/ca");
+    let node_dir = format!("{d}/node");
+    run_ok(&[
+        "ca",
+        "init",
+        "--federation",
+        "county-mdt.example",
+        "--dir",
+        &ca_dir,
+    ]);
+
+    // Wildcards and IP literals are refused before any key is made, and say why.
+    for (bad, why) in [
+        ("*.county-mdt.example", "wildcard"),
+        ("192.0.2.7", "IP address"),
+    ] {
+        let refused = run(&[
+            "node",
+            "init",
+            "--federation",
+            "county-mdt.example",
+            "--team",
+            "county-core",
+            "--dir",
+            &node_dir,
+            "--dns-name",
+            bad,
+        ]);
+        assert!(!refused.status.success(), "{bad} was accepted");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(why), "{bad}: {stderr}");
+        assert!(!std::path::Path::new(&format!("{node_dir}/node.key")).exists());
+    }
+
+    let made = run_ok(&[
+        "node",
+        "init",
+        "--federation",
+        "county-mdt.example",
+        "--team",
+        "county-core",
+        "--dir",
+        &node_dir,
+        "--dns-name",
+        "node.county-mdt.example",
+        "--dns-name",
+        "grpc.county-mdt.example",
+    ]);
+    assert!(made.contains("node.county-mdt.example"), "{made}");
+    let csr = format!("{node_dir}/node.csr");
+    let cert = format!("{node_dir}/node.pem");
+
+    // A grant the CSR did not ask for is refused, and nothing is written.
+    let foreign = run(&[
+        "ca",
+        "sign",
+        &csr,
+        "--team",
+        "county-core",
+        "--ca-dir",
+        &ca_dir,
+        "--out",
+        &cert,
+        "--dns-name",
+        "elsewhere.example",
+    ]);
+    assert!(!foreign.status.success());
+    let stderr = String::from_utf8_lossy(&foreign.stderr);
+    assert!(stderr.contains("elsewhere.example"), "{stderr}");
+    assert!(!std::path::Path::new(&cert).exists());
+
+    // The admin grants one of the two; the other is reported as not granted.
+    let signed = run_ok(&[
+        "ca",
+        "sign",
+        &csr,
+        "--team",
+        "county-core",
+        "--ca-dir",
+        &ca_dir,
+        "--out",
+        &cert,
+        "--dns-name",
+        "Node.County-MDT.example",
+    ]);
+    assert!(
+        signed.contains("DNS:     node.county-mdt.example"),
+        "{signed}"
+    );
+    assert!(
+        signed.contains("grpc.county-mdt.example, not granted"),
+        "{signed}"
+    );
+
+    let shown = run_ok(&["cert", "inspect", &cert]);
+    assert!(
+        shown.contains("identity:    spiffe://county-mdt.example/team/county-core"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("DNS names:   node.county-mdt.example\n"),
+        "{shown}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&run_ok(&["cert", "inspect", &cert, "--json"])).unwrap();
+    assert_eq!(
+        json["dns_names"],
+        serde_json::json!(["node.county-mdt.example"])
+    );
+    assert_eq!(
+        json["identity"],
+        "spiffe://county-mdt.example/team/county-core"
+    );
+    let register = std::fs::read_to_string(format!("{ca_dir}/register.json")).unwrap();
+    assert!(register.contains("node.county-mdt.example"), "{register}");
+
+    // Renewal asks for the current certificate's DNS names again unless told otherwise.
+    let renew_dir = format!("{d}/renew");
+    run_ok(&["cert", "renew", "--cert", &cert, "--dir", &renew_dir]);
+    let renewed = format!("{renew_dir}/next.pem");
+    run_ok(&[
+        "ca",
+        "sign",
+        &format!("{renew_dir}/node.next.csr"),
+        "--team",
+        "county-core",
+        "--ca-dir",
+        &ca_dir,
+        "--out",
+        &renewed,
+        "--dns-name",
+        "node.county-mdt.example",
+    ]);
+    let shown = run_ok(&["cert", "inspect", &renewed]);
+    assert!(
+        shown.contains("DNS names:   node.county-mdt.example\n"),
+        "{shown}"
+    );
+
+    // A CA certificate is shown as one, with no DNS names.
+    let ca = run_ok(&["cert", "inspect", &format!("{ca_dir}/ca.pem")]);
+    assert!(ca.contains("federation CA: county-mdt.example"), "{ca}");
+    assert!(ca.contains("DNS names:   (none)"), "{ca}");
+}

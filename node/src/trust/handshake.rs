@@ -190,8 +190,9 @@ impl ClientCertVerifier for PeerClientVerifier {
 }
 
 /// Checks a peer's server certificate the SPIFFE way: it must chain to an anchor of its own
-/// federation, not be revoked, and carry exactly the identity we dialled. The DNS name is
-/// irrelevant, because teams are named by their URI SAN, not by where they are hosted.
+/// federation, not be revoked, and carry exactly the identity we dialled. The DNS name dialled,
+/// and any DNS names the certificate carries for standard clients, are irrelevant, because teams
+/// are named by their URI SAN, not by where they are hosted.
 #[derive(Debug)]
 struct PeerServerVerifier {
     /// The trust view at connection time.

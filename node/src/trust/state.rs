@@ -622,3 +622,124 @@ fn stored_peer(stored: &crate::store::StoredPeer) -> Option<PeerEntry> {
         pinned_sha256: stored.pinned_sha256.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType,
+    };
+    use tatmx_certs::{CertificateAuthority, DnsName, NodeKey};
+
+    use super::*;
+    use crate::tls::Credentials;
+
+    fn identity(ca: &CertificateAuthority, team: &str) -> TeamIdentity {
+        TeamIdentity::new(ca.federation().clone(), TeamId::new(team).unwrap())
+    }
+
+    /// The trust view of a node of `local` in `ca`'s federation, trusting `ca` alone.
+    fn view(ca: &CertificateAuthority, local: &str) -> TrustState {
+        let identity = identity(ca, local);
+        let key = NodeKey::generate(&identity).unwrap();
+        let issued = ca.sign_csr(&key.csr_pem, identity.team.clone(), 1).unwrap();
+        let credentials =
+            Credentials::from_pem(&issued.cert_pem, &key.key_pem, &identity, local).unwrap();
+        TrustState::build(TrustInputs {
+            local: LocalTeam {
+                identity,
+                role: Role::Core,
+                discipline: Discipline::LawEnforcement,
+                jurisdiction: String::new(),
+                cjis_authorized: false,
+            },
+            identities: Identities::new(credentials),
+            config_anchors: &[("ca.pem".into(), ca.cert_pem().to_owned())],
+            config_peers: &[],
+            stored: &StoredTrust::default(),
+            max_directory_age: Duration::from_secs(3600),
+        })
+        .unwrap()
+    }
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn dns_names_beside_the_uri_change_nothing_about_who_the_certificate_proves() {
+        let ca = CertificateAuthority::create(FederationId::new("county-mdt.example").unwrap(), 1)
+            .unwrap();
+        let state = view(&ca, "county-core");
+        let school = identity(&ca, "lincoln-high");
+        let names = [
+            DnsName::new("node.lincoln-high.example").unwrap(),
+            // A DNS name that spells another team's identity proves nothing either.
+            DnsName::new("county-core.county-mdt.example").unwrap(),
+        ];
+        let key = NodeKey::generate_with_dns_names(&school, &names).unwrap();
+        let with_names = ca
+            .sign_csr_with_dns_names(&key.csr_pem, school.team.clone(), 1, &names)
+            .unwrap();
+        let plain = ca.sign_csr(&key.csr_pem, school.team.clone(), 1).unwrap();
+
+        for usage in [KeyUsage::client_auth(), KeyUsage::server_auth()] {
+            let named = state
+                .check_certificate(&der(&with_names.cert_pem), &[], UnixTime::now(), usage)
+                .unwrap();
+            let bare = state
+                .check_certificate(&der(&plain.cert_pem), &[], UnixTime::now(), usage)
+                .unwrap();
+            assert_eq!(named.identity(), &school);
+            assert_eq!(named.identity(), bare.identity());
+            assert_eq!(named.serial_hex, with_names.serial_hex);
+        }
+        assert_eq!(
+            state
+                .check_presented(
+                    &der(&with_names.cert_pem),
+                    UnixTime::now(),
+                    KeyUsage::client_auth()
+                )
+                .unwrap(),
+            school
+        );
+    }
+
+    #[test]
+    fn a_dns_name_without_the_team_uri_is_no_identity() {
+        let ca = CertificateAuthority::create(FederationId::new("county-mdt.example").unwrap(), 1)
+            .unwrap();
+        let state = view(&ca, "county-core");
+        // Signed by the federation's own CA, in every other way a node certificate: only the
+        // URI is missing, so the name it does carry must not stand in for one.
+        let issuer =
+            Issuer::from_ca_cert_pem(ca.cert_pem(), KeyPair::from_pem(&ca.key_pem()).unwrap())
+                .unwrap();
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "lincoln-high");
+        params.subject_alt_names = vec![SanType::DnsName(
+            "lincoln-high.county-mdt.example".try_into().unwrap(),
+        )];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let summary = CertificateSummary::from_der(cert.der()).unwrap();
+        assert_eq!(summary.dns_names, ["lincoln-high.county-mdt.example"]);
+        assert!(summary.identity.is_none());
+
+        for usage in [KeyUsage::client_auth(), KeyUsage::server_auth()] {
+            let refused = state.check_certificate(cert.der(), &[], UnixTime::now(), usage);
+            assert!(
+                matches!(refused, Err(TrustError::NoIdentity)),
+                "{refused:?}"
+            );
+        }
+    }
+}

@@ -16,6 +16,7 @@ mod console_conversation;
 mod console_trustdesk;
 mod consultations;
 mod delivery;
+mod dns_names;
 mod faults;
 mod federations;
 mod forwarding;
