@@ -76,12 +76,19 @@ impl<U: Message + Default> Decoder for TatmxDecoder<U> {
 }
 
 /// The refusal of bytes that are not the message expected.
+///
+/// The same decoder reads a client's replies, where bytes that do not decode are the peer's or
+/// the path's fault and not the request's. So the status keeps the decode error as its
+/// `source`: a status that came over the wire never has one, and a client tells the two apart
+/// by that type (`tatmx_node::federation::client::classify`), never by text.
 pub fn undecodable(error: &prost::DecodeError) -> Status {
-    Status::with_error_details(
+    let mut status = Status::with_error_details(
         tonic::Code::InvalidArgument,
         format!("the message could not be decoded: {error}"),
         ErrorDetails::with_error_info(INVALID_MESSAGE, DOMAIN, std::collections::HashMap::new()),
-    )
+    );
+    status.set_source(std::sync::Arc::new(error.clone()));
+    status
 }
 
 #[cfg(test)]

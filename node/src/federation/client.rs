@@ -477,7 +477,11 @@ pub fn classify(status: &tonic::Status) -> DeliveryError {
             " (check both nodes' clocks: a certificate not valid yet usually means clock skew)",
         );
     }
+    // A reply this node could not decode says nothing against the message sent.
+    let reply_undecodable = std::error::Error::source(status)
+        .is_some_and(|source| source.downcast_ref::<prost::DecodeError>().is_some());
     let retry = match reason {
+        _ if reply_undecodable => true,
         Some(reason) => reason.retry(),
         // An older peer, or no answer at all. The message itself is wrong only if the peer
         // says so; sending it again then gets the same answer.
@@ -577,6 +581,27 @@ fn not_valid_yet(error: &rustls::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_this_node_cannot_decode_is_retried_and_a_refusal_of_the_bytes_sent_is_not() {
+        use prost::Message as _;
+        use tonic_types::StatusExt as _;
+        let error = prost_types::Timestamp::decode(&[0xff, 0xff, 0xff][..]).unwrap_err();
+        // Made here, by the codec reading the peer's reply.
+        let local = tatmx_proto::codec::undecodable(&error);
+        assert!(matches!(classify(&local), DeliveryError::Transient { .. }));
+        // The same refusal as the peer sends it: no source, so the message itself was refused.
+        let remote = tonic::Status::with_error_details(
+            local.code(),
+            local.message(),
+            tonic_types::ErrorDetails::with_error_info(
+                "INVALID_MESSAGE",
+                crate::refusal::DOMAIN,
+                std::collections::HashMap::new(),
+            ),
+        );
+        assert!(matches!(classify(&remote), DeliveryError::Permanent { .. }));
+    }
 
     fn retried(error: &DeliveryError) -> bool {
         matches!(error, DeliveryError::Transient { .. })
