@@ -2,9 +2,10 @@
 //! stored at the receiver and acknowledged back, told by the sender's `WatchOutbox`.
 //!
 //! A referral's latency runs from the moment its `SubmitReferral` call starts to the moment the
-//! sender announces its signed receipt, which the receiver gives only once the referral is on
-//! its disk. A run also watches the receiver's outbox for the `received` status update each
-//! referral triggers, so that "acknowledged" is confirmed from the other side too.
+//! sender announces the receiver's signed receipt, which the receiver gives only once the
+//! referral is on its disk. In protocol version 2 that receipt is also the referral's
+//! `received` status: no status update travels back. So once every referral is acknowledged,
+//! a run reads the receiver's store and confirms each one there, from the other side.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use super::federation::NodeProcess;
+use super::footprint::received_referrals;
 use super::report::Latencies;
 
 /// How long, after the last submission, a run waits for the stragglers' acknowledgements.
@@ -31,7 +33,7 @@ pub struct DeliveryOutcome {
     pub sent: usize,
     /// Distinct referrals the sender holds a receipt for.
     pub acknowledged: usize,
-    /// Distinct referrals whose `received` status came back from the receiver.
+    /// Distinct referrals the receiver's store holds, read there after the run.
     pub confirmed_by_receiver: usize,
     /// Submitted but never acknowledged.
     pub lost: usize,
@@ -70,8 +72,6 @@ struct Watch {
 struct Settled {
     /// Referral id → when its referral message was acknowledged.
     referrals: HashMap<String, Instant>,
-    /// Referral ids whose status update was acknowledged.
-    status_updates: HashSet<String>,
     duplicated: usize,
     dead: usize,
 }
@@ -92,12 +92,10 @@ impl Watch {
                 let mut settled = sink.lock().await;
                 if entry.state == pb::DeliveryState::Dead as i32 {
                     settled.dead += 1;
-                } else if entry.kind == pb::MessageKind::Referral as i32 {
-                    if settled.referrals.insert(entry.referral_id, now).is_some() {
-                        settled.duplicated += 1;
-                    }
-                } else if entry.kind == pb::MessageKind::StatusUpdate as i32 {
-                    settled.status_updates.insert(entry.referral_id);
+                } else if entry.kind == pb::MessageKind::Referral as i32
+                    && settled.referrals.insert(entry.referral_id, now).is_some()
+                {
+                    settled.duplicated += 1;
                 }
             }
             Ok(())
@@ -105,12 +103,10 @@ impl Watch {
         Ok(Self { settled, task })
     }
 
-    /// Waits until every id in `ids` is acknowledged (and, with `receipts`, its status update
-    /// too), the watch fails, or `limit` passes.
+    /// Waits until every id in `ids` is acknowledged, the watch fails, or `limit` passes.
     async fn until_all(
         &self,
         ids: &HashSet<String>,
-        receipts: Option<&Watch>,
         limit: Duration,
         progress: &ProgressBar,
     ) -> anyhow::Result<()> {
@@ -121,39 +117,20 @@ impl Watch {
             }
             // Counting every settled message is cheap; matching them against `ids` is not,
             // and this harness shares the cores with the nodes it measures. So match only once
-            // the counts say it can be done.
+            // the count says it can be done.
             let acknowledged = self.settled.lock().await.referrals.len();
-            let confirmed = match receipts {
-                Some(watch) => watch.settled.lock().await.status_updates.len(),
-                None => ids.len(),
-            };
             progress.set_position(acknowledged.min(ids.len()) as u64);
-            if (acknowledged >= ids.len()
-                && confirmed >= ids.len()
-                && self.all_in(ids, receipts).await)
-                || Instant::now() >= deadline
-            {
+            if (acknowledged >= ids.len() && self.all_in(ids).await) || Instant::now() >= deadline {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-}
 
-impl Watch {
-    /// Whether every id in `ids` is acknowledged, and confirmed by `receipts` if given.
-    async fn all_in(&self, ids: &HashSet<String>, receipts: Option<&Watch>) -> bool {
+    /// Whether every id in `ids` is acknowledged.
+    async fn all_in(&self, ids: &HashSet<String>) -> bool {
         let settled = self.settled.lock().await;
-        if !ids.iter().all(|id| settled.referrals.contains_key(id)) {
-            return false;
-        }
-        match receipts {
-            Some(watch) => {
-                let confirmed = watch.settled.lock().await;
-                ids.iter().all(|id| confirmed.status_updates.contains(id))
-            }
-            None => true,
-        }
+        ids.iter().all(|id| settled.referrals.contains_key(id))
     }
 }
 
@@ -164,7 +141,7 @@ impl Drop for Watch {
 }
 
 /// Submits `count` referrals from `sender` to the receiver named in `draft`, offered as `how`,
-/// and waits until each is acknowledged and confirmed by `receiver`.
+/// waits until each is acknowledged, and then looks for each in `receiver`'s store.
 pub async fn run(
     sender: &NodeProcess,
     receiver: &NodeProcess,
@@ -174,7 +151,6 @@ pub async fn run(
     progress: &ProgressBar,
 ) -> anyhow::Result<DeliveryOutcome> {
     let acks = Watch::start(sender).await?;
-    let receipts = Watch::start(receiver).await?;
     progress.set_length(count as u64);
     progress.set_position(0);
 
@@ -182,12 +158,13 @@ pub async fn run(
     let started = Instant::now();
     let submitted = submit_all(sender, draft, count, how).await?;
     let ids: HashSet<String> = submitted.keys().cloned().collect();
-    acks.until_all(&ids, Some(&receipts), SETTLE_LIMIT, progress)
-        .await?;
+    acks.until_all(&ids, SETTLE_LIMIT, progress).await?;
     let (peak_rss_sender, peak_rss_receiver) = peak.finish().await;
+    // The receiver commits a referral before it signs the receipt, so every acknowledged one
+    // is in its store by now.
+    let held = received_referrals(&receiver.team.store).await?;
 
     let settled = acks.settled.lock().await;
-    let confirmed = receipts.settled.lock().await;
     let mut latency = Latencies::new()?;
     let mut last = started;
     for (id, at) in &submitted {
@@ -204,10 +181,7 @@ pub async fn run(
     Ok(DeliveryOutcome {
         sent: count,
         acknowledged,
-        confirmed_by_receiver: ids
-            .iter()
-            .filter(|id| confirmed.status_updates.contains(*id))
-            .count(),
+        confirmed_by_receiver: ids.iter().filter(|id| held.contains(*id)).count(),
         lost: count - acknowledged,
         duplicated: settled.duplicated,
         dead: settled.dead,
@@ -238,6 +212,14 @@ pub struct DrainOutcome {
     pub seconds: f64,
     /// Acknowledged referrals per second over that time.
     pub per_second: f64,
+    /// The sender's resident memory before the referrals were queued, in bytes.
+    pub rss_before_sender: u64,
+    /// The receiver's once it serves again, before it has received anything.
+    pub rss_before_receiver: u64,
+    /// The sender's right after the last acknowledgement.
+    pub rss_after_sender: u64,
+    /// The receiver's at the same moment.
+    pub rss_after_receiver: u64,
 }
 
 /// Queues `count` referrals while the receiver is stopped, restarts it, and times the drain.
@@ -255,6 +237,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<NodeProcess>>,
 {
     receiver.stop().await?;
+    let rss_before_sender = sender.rss()?;
     let acks = Watch::start(sender).await?;
     progress.set_length(count as u64);
     progress.set_position(0);
@@ -267,13 +250,14 @@ where
     progress.set_message("draining to the restarted receiver");
     let receiver = restart().await?;
     let back = Instant::now();
+    let rss_before_receiver = receiver.rss()?;
     acks.until_all(
         &ids,
-        None,
         SETTLE_LIMIT + Duration::from_secs(count as u64 / 200),
         progress,
     )
     .await?;
+    let (rss_after_sender, rss_after_receiver) = (sender.rss()?, receiver.rss()?);
     let settled = acks.settled.lock().await;
     let acknowledged: Vec<Instant> = ids
         .iter()
@@ -289,6 +273,10 @@ where
             lost: count - acknowledged.len(),
             seconds,
             per_second: acknowledged.len() as f64 / seconds.max(f64::EPSILON),
+            rss_before_sender,
+            rss_before_receiver,
+            rss_after_sender,
+            rss_after_receiver,
         },
         receiver,
     ))
@@ -335,7 +323,7 @@ pub async fn fan_out(
         .iter()
         .map(|a| a.referral_id.clone())
         .collect();
-    acks.until_all(&ids, None, SETTLE_LIMIT, progress).await?;
+    acks.until_all(&ids, SETTLE_LIMIT, progress).await?;
     let settled = acks.settled.lock().await;
     let times: Vec<Duration> = ids
         .iter()

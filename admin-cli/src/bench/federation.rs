@@ -15,6 +15,7 @@ use tatmx_node::loopback::{Delivery, NodeToml, ReservedPort};
 use tatmx_proto::v1 as pb;
 use tokio::process::{Child, Command};
 
+use super::footprint::StoreAt;
 use crate::{directory, pki, trust};
 
 /// The federation every benchmark node belongs to.
@@ -36,6 +37,8 @@ pub struct Team {
     pub port: u16,
     /// Its own directory: keys, certificate, config, data.
     pub dir: PathBuf,
+    /// Where its node keeps its store.
+    pub store: StoreAt,
 }
 
 impl Team {
@@ -119,17 +122,20 @@ impl Federation {
             let reserved = ReservedPort::new().context("cannot reserve a loopback port")?;
             let port = reserved.port();
             ports.push(reserved);
-            let team = Team {
+            let mut team = Team {
                 id: id.clone(),
                 role,
                 discipline,
                 port,
+                store: StoreAt::Sqlite(dir.join("data").join("tatmx.db")),
                 dir,
             };
             let mut config = node_config(&team, &ca_dir);
             if let Some(server) = postgres {
                 let name = create_database(server, id).await?;
-                config.store_url = Some(format!("{}/{name}", server.trim_end_matches('/')));
+                let url = format!("{}/{name}", server.trim_end_matches('/'));
+                config.store_url = Some(url.clone());
+                team.store = StoreAt::Postgres(url);
                 databases.push(name);
             }
             config.write(&team.config())?;

@@ -14,6 +14,7 @@
 mod ceiling;
 mod delivery;
 mod federation;
+mod footprint;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use tatmx_proto::v1 as pb;
 
 use delivery::Offered;
 use federation::Federation;
+use footprint::{Footprint, Growth, Stored};
 use report::{ColdStart, FixedRate, Memory, Registry, Report, Setting};
 
 /// The store's durability, as every node ships.
@@ -219,6 +221,7 @@ async fn run_in(root: &Path, node_bin: PathBuf, args: &BenchArgs) -> anyhow::Res
         fixed_rate: None,
         ceiling: None,
         ratio_to_ceiling: None,
+        stored: None,
         handshakes: None,
         memory: None,
         cold_start: None,
@@ -288,6 +291,10 @@ async fn run_in(root: &Path, node_bin: PathBuf, args: &BenchArgs) -> anyhow::Res
     }
 
     if wanted(Phase::Delivery) {
+        let before = (
+            Footprint::of(&sender_team.store).await?,
+            Footprint::of(&receiver_team.store).await?,
+        );
         let outcome = max_rate(
             &sender,
             &receiver,
@@ -296,6 +303,22 @@ async fn run_in(root: &Path, node_bin: PathBuf, args: &BenchArgs) -> anyhow::Res
             "end-to-end, maximum rate",
         )
         .await?;
+        // Every write of the run is committed by now: the sender announces a receipt only
+        // after recording it, and the receiver gives one only after storing the referral.
+        let after = (
+            Footprint::of(&sender_team.store).await?,
+            Footprint::of(&receiver_team.store).await?,
+        );
+        report.stored = Some(Stored {
+            method: if args.postgres.is_some() {
+                footprint::POSTGRES_METHOD
+            } else {
+                footprint::SQLITE_METHOD
+            },
+            delivered: outcome.acknowledged,
+            sender: Growth::between(&before.0, &after.0, outcome.acknowledged),
+            receiver: Growth::between(&before.1, &after.1, outcome.acknowledged),
+        });
         let memory = report.memory.get_or_insert_with(Memory::default);
         memory.loaded_sender = outcome.peak_rss_sender;
         memory.loaded_receiver = outcome.peak_rss_receiver;

@@ -76,6 +76,28 @@ fn the_quick_benchmark_loses_nothing() {
     let drain = &report["drain"];
     assert_eq!(drain["lost"].as_u64(), Some(0));
     assert_eq!(drain["acknowledged"], drain["queued"]);
+    for node in ["sender", "receiver"] {
+        assert!(
+            drain[format!("rss_after_{node}")].as_u64().unwrap() > 0,
+            "{node}"
+        );
+        // Each delivered referral leaves at least its own bytes at both ends.
+        let stored = &report["stored"][node];
+        let per_referral = stored["bytes_per_referral"].as_f64().unwrap();
+        assert!(
+            per_referral > 500.0,
+            "{node} stored {per_referral} bytes a referral"
+        );
+        assert!(
+            stored["bytes_after"].as_u64().unwrap() > stored["bytes_before"].as_u64().unwrap(),
+            "{node}"
+        );
+        assert!(!stored["tables"].as_array().unwrap().is_empty(), "{node}");
+    }
+    assert_eq!(
+        report["stored"]["delivered"],
+        report["max_rate"]["acknowledged"]
+    );
     let fan_out = &report["fan_out"];
     assert_eq!(fan_out["acknowledged"], fan_out["partners"]);
     assert!(report["ceiling"]["per_second"].as_f64().unwrap() > 0.0);
