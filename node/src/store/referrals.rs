@@ -292,11 +292,7 @@ impl Store {
             "outbound" => Side::Recipient,
             _ => Side::Sender,
         };
-        let current = stored_status(&row, update.referral_id)?;
-        let consultation = row
-            .try_get::<Option<String>, _>("consultation_id")?
-            .is_some();
-        if let Err(e) = lifecycle::check(current, update, side, consultation) {
+        if let Err(e) = apply_from_other_party(&mut tx, &row, update, side, from).await? {
             return Ok(Err(e));
         }
         record_received(
@@ -308,27 +304,7 @@ impl Store {
             now,
         )
         .await?;
-        let sealing = sealing_of(&mut tx, update.referral_id).await?;
-        insert_status(
-            &mut tx,
-            update,
-            lifecycle::moves_status(current, update.status),
-            sealing.as_ref(),
-        )
-        .await?;
         proofs::put(&mut tx, proof, "received").await?;
-        let subject: Option<String> = row.try_get("subject")?;
-        audit_log::append(
-            &mut tx,
-            &audit::status_change(
-                update,
-                false,
-                &from.uri(),
-                subject.as_deref(),
-                &Actor::team(from.clone()),
-            ),
-        )
-        .await?;
         // The other team's acknowledgement that it received a referral is automatic, not news:
         // what it decides next is.
         if update.status != ReferralStatus::Received {
@@ -390,10 +366,6 @@ pub(super) async fn received_by_receipt(
     .fetch_optional(&mut **tx)
     .await?;
     let Some(row) = row else { return Ok(()) };
-    let current = stored_status(&row, referral_id)?;
-    let consultation = row
-        .try_get::<Option<String>, _>("consultation_id")?
-        .is_some();
     let update = StatusUpdate {
         id: Uuid::now_v7(),
         referral_id,
@@ -406,13 +378,36 @@ pub(super) async fn received_by_receipt(
         withheld: Vec::new(),
         forwarded_to: None,
     };
-    if lifecycle::check(current, &update, Side::Recipient, consultation).is_err() {
-        return Ok(());
+    // A lifecycle that has moved past `received` (the receipt of a redelivery) is not an
+    // error here: the status it would record is already behind the referral.
+    let _already_past =
+        apply_from_other_party(tx, &row, &update, Side::Recipient, recipient).await?;
+    Ok(())
+}
+
+/// Applies `update`, authored by `from`, the referral's other party (on `side`), to the
+/// referral `row` was read from (its `direction`, `status`, `consultation_id` and `subject`):
+/// the lifecycle is checked against the status as stored, then the status is written, sealed
+/// as the referral is, with its audit entry. Whether it came as a status update (protocol
+/// version 1's, and every change after `received`) or as a receipt, it is recorded alike.
+async fn apply_from_other_party(
+    tx: &mut Tx,
+    row: &sqlx::any::AnyRow,
+    update: &StatusUpdate,
+    side: Side,
+    from: &TeamIdentity,
+) -> Result<Result<(), TransitionError>, StoreError> {
+    let current = stored_status(row, update.referral_id)?;
+    let consultation = row
+        .try_get::<Option<String>, _>("consultation_id")?
+        .is_some();
+    if let Err(e) = lifecycle::check(current, update, side, consultation) {
+        return Ok(Err(e));
     }
-    let sealing = sealing_of(tx, referral_id).await?;
+    let sealing = sealing_of(tx, update.referral_id).await?;
     insert_status(
         tx,
-        &update,
+        update,
         lifecycle::moves_status(current, update.status),
         sealing.as_ref(),
     )
@@ -421,15 +416,15 @@ pub(super) async fn received_by_receipt(
     audit_log::append(
         tx,
         &audit::status_change(
-            &update,
+            update,
             false,
-            &recipient.uri(),
+            &from.uri(),
             subject.as_deref(),
-            &Actor::team(recipient.clone()),
+            &Actor::team(from.clone()),
         ),
     )
     .await?;
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// [`Store::inbox`] on `connection`, so that a caller can read it inside a snapshot.
