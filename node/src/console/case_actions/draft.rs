@@ -460,25 +460,8 @@ fn field_problem(action: Action, field: &str) -> Problem {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::facts;
     use super::*;
-
-    fn facts(side: Side, status: ReferralStatus) -> Facts {
-        Facts {
-            id: Uuid::now_v7(),
-            side,
-            status,
-            consultation: false,
-            core: true,
-            decides: true,
-            writes: true,
-            question: None,
-            planned: false,
-            forward_to: vec!["spiffe://f.example/team/other".into()],
-            partners: vec!["spiffe://f.example/team/partner".into()],
-            me: tatmx_certs::TeamIdentity::parse_uri("spiffe://f.example/team/core").unwrap(),
-            other: "spiffe://f.example/team/school".into(),
-        }
-    }
 
     #[test]
     fn a_form_s_problems_name_its_fields_in_words() {

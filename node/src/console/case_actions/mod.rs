@@ -412,7 +412,8 @@ fn direction(side: Side) -> Direction {
 mod tests {
     use super::*;
 
-    fn facts(side: Side, status: ReferralStatus) -> Facts {
+    /// A case as the action forms see it, with every party and option present.
+    pub(super) fn facts(side: Side, status: ReferralStatus) -> Facts {
         Facts {
             id: Uuid::now_v7(),
             side,
